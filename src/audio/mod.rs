@@ -1,0 +1,40 @@
+//! Audio: device backends behind the [`AudioInput`] / [`AudioOutput`] seams, Opus, WAV files,
+//! levels, and the per-radio codec engine.
+//!
+//! All PCM here is mono, signed 16-bit. Backends report their own sample rate; the codec rate
+//! of outgoing messages is [`CODEC_RATE`].
+
+/// Sample rate of the messages the gateway sends (Zello apps use 16 kHz).
+pub const CODEC_RATE: u32 = 16_000;
+
+/// Errors of the audio backends and the codec.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("audio file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("audio device {device}: {message}")]
+    Device { device: String, message: String },
+    #[error("opus: {0} (check the codec settings or the incoming codec_header)")]
+    Codec(String),
+}
+
+/// Where the radio's received audio comes from (the sound card's capture side, a file, ...).
+pub trait AudioInput: Send {
+    /// Sample rate of the frames this input delivers.
+    fn sample_rate(&self) -> u32;
+    /// Fill `frame` completely with the next samples. Returns `Ok(false)` when a whole frame is
+    /// not available yet (the caller tries again on its next tick).
+    fn read_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError>;
+}
+
+/// Where audio for the radio's transmitter goes (the sound card's playback side, a file, ...).
+pub trait AudioOutput: Send {
+    /// Sample rate this output expects.
+    fn sample_rate(&self) -> u32;
+    /// Queue one frame for playback.
+    fn write_frame(&mut self, frame: &[i16]) -> Result<(), AudioError>;
+    /// The current message has ended: everything written so far belongs to it.
+    fn end_of_message(&mut self) -> Result<(), AudioError> {
+        Ok(())
+    }
+}

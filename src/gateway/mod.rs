@@ -1,0 +1,1 @@
+//! The bridge between a radio and its Zello channel.

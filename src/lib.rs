@@ -1,0 +1,16 @@
+//! zello-gateway: bridges a two-way radio to Zello push-to-talk channels.
+//!
+//! Layout, one module per concern:
+//! - [`zello`]: the Channel API (pure protocol types, the WebSocket session, the local emulator)
+//! - [`audio`]: audio backends, Opus, WAV files and the per-radio codec engine
+//! - [`radio`]: the PTT and carrier-detect seams and their implementations
+//! - [`gateway`]: the bridge between a radio and its channel
+//! - [`config`]: the TOML configuration
+//! - [`demo`]: the embedded, self-contained demonstration
+
+pub mod audio;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod radio;
+pub mod zello;

@@ -1,0 +1,1 @@
+//! The simulated radio's PTT and carrier detect: in-process signals.

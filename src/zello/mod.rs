@@ -1,0 +1,1 @@
+//! The Zello Channel API.
