@@ -1,1 +1,3 @@
-//! The Zello Channel API.
+//! The Zello Channel API: [`protocol`] (pure types and codecs, no I/O).
+
+pub mod protocol;
