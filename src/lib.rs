@@ -13,4 +13,5 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod radio;
+pub mod secret;
 pub mod zello;

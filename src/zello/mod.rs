@@ -1,3 +1,7 @@
-//! The Zello Channel API: [`protocol`] (pure types and codecs, no I/O).
+//! The Zello Channel API: [`protocol`] (pure types and codecs, no I/O), [`session`] (the
+//! gateway's WebSocket client), [`auth`] (logon tokens) and [`backoff`] (reconnect pacing).
 
+pub mod auth;
+pub mod backoff;
 pub mod protocol;
+pub mod session;

@@ -1,0 +1,485 @@
+//! The gateway's Channel API client: one long-lived task that keeps a logged-on WebSocket
+//! session, reconnects on every drop, and carries outgoing and incoming voice messages.
+//!
+//! Users talk to it through a [`SessionHandle`] (start a message, send text, ...) and read
+//! [`SessionEvent`]s from a channel. Reading and writing the socket never wait on each other:
+//! a writer task owns the sink, so server pings are answered during long transmissions.
+
+mod conn;
+mod tls;
+
+use super::auth::{AuthError, TokenSource};
+use super::protocol::{
+    ChannelStatus, CodecHeader, ErrorClass, ErrorCode, Image, Location, TextMessage,
+};
+use crate::secret::Secret;
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Everything the session needs to know.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// `wss://zello.io/ws`, `wss://zellowork.io/ws/NETWORK`, `wss://DOMAIN/ws/mesh`, or a
+    /// local emulator's `ws://127.0.0.1:PORT/ws`.
+    pub server: String,
+    pub username: String,
+    pub password: Secret,
+    pub auth_token: TokenSource,
+    pub channels: Vec<String>,
+    pub listen_only: bool,
+    /// Must contain "Gateway" so Zello Alarms tracks the gateway's presence.
+    pub platform_name: String,
+    pub platform_type: String,
+    pub version: String,
+    /// Allow plain `ws://` to hosts other than loopback.
+    pub allow_insecure: bool,
+    /// Extra PEM certificates to trust (a private CA, or the emulator's self-signed cert).
+    pub ca_file: Option<PathBuf>,
+    /// How long to wait for the reply to a command.
+    pub request_timeout: Duration,
+    /// How long to wait for the TCP/TLS/WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// The server's ping interval: a connection with no frame at all for two of these plus
+    /// `liveness_margin` is dead.
+    pub ping_interval: Duration,
+    pub liveness_margin: Duration,
+    /// An incoming message with no packet for this long has ended.
+    pub incoming_idle: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// A session that lasted this long resets the backoff.
+    pub stable_after: Duration,
+    /// Wait after a logon refused for a configuration reason (bad credentials, ...).
+    pub config_retry: Duration,
+    /// Wait after being kicked (the same account logged on elsewhere).
+    pub kicked_retry: Duration,
+    /// Largest WebSocket message accepted from the server.
+    pub max_message_size: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            server: "wss://zello.io/ws".into(),
+            username: String::new(),
+            password: Secret::default(),
+            auth_token: TokenSource::None,
+            channels: Vec::new(),
+            listen_only: false,
+            platform_name: DEFAULT_PLATFORM_NAME.into(),
+            platform_type: std::env::consts::OS.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            allow_insecure: false,
+            ca_file: None,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(15),
+            ping_interval: Duration::from_secs(30),
+            liveness_margin: Duration::from_secs(15),
+            incoming_idle: Duration::from_secs(2),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            stable_after: Duration::from_secs(60),
+            config_retry: Duration::from_secs(300),
+            kicked_retry: Duration::from_secs(60),
+            max_message_size: 256 * 1024,
+        }
+    }
+}
+
+/// The platform name the gateway logs on with by default.
+pub const DEFAULT_PLATFORM_NAME: &str = "Zello Radio Gateway";
+
+/// Errors of the session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("server URL {url:?}: {message}")]
+    BadUrl { url: String, message: String },
+    #[error(
+        "platform_name {0:?} must contain \"Gateway\" so Zello Alarms tracks the gateway's presence"
+    )]
+    PlatformName(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("not connected to the server; the session is reconnecting")]
+    NotConnected,
+    #[error("channel {0:?} is not online")]
+    ChannelNotReady(String),
+    #[error("the server refused: {code} ({hint})", hint = code.hint())]
+    Refused { code: ErrorCode },
+    #[error("no reply from the server within {0:?}")]
+    Timeout(Duration),
+    #[error("the session has stopped")]
+    Stopped,
+}
+
+impl SessionConfig {
+    /// Checks what can be checked before connecting.
+    pub fn validate(&self) -> Result<(), SessionError> {
+        if !self.platform_name.to_ascii_lowercase().contains("gateway") {
+            return Err(SessionError::PlatformName(self.platform_name.clone()));
+        }
+        tls::check_url(&self.server, self.allow_insecure)?;
+        Ok(())
+    }
+}
+
+/// Why one of our outgoing messages ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutgoingEnd {
+    /// Sent completely and stopped with stop_stream.
+    Completed,
+    /// Ended before the server gave it a stream id (nothing was sent).
+    Abandoned,
+    /// The server refused start_stream.
+    Rejected(ErrorCode),
+    /// No reply to start_stream in time.
+    Timeout,
+    /// The server stopped it (on_stream_stop with our stream id).
+    StoppedByServer,
+    /// The connection dropped.
+    Disconnected,
+    /// The channel was not online when the message started.
+    NotReady,
+}
+
+/// Why an incoming message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncomingEnd {
+    Stopped,
+    Idle,
+    Disconnected,
+}
+
+/// What the session reports.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// Logon succeeded (with the refresh token or full credentials).
+    LoggedOn {
+        with_refresh_token: bool,
+    },
+    /// Logon refused; the session retries on its own schedule.
+    LogonRefused {
+        code: ErrorCode,
+    },
+    /// A channel's status; `ready` is true once logged on and the channel is online.
+    Channel {
+        status: ChannelStatus,
+        ready: bool,
+    },
+    /// The connection ended; the session reconnects.
+    Disconnected {
+        reason: String,
+    },
+    /// Our outgoing message got its stream id.
+    OutgoingStarted {
+        local_id: u64,
+        stream_id: u32,
+    },
+    /// Our outgoing message ended.
+    OutgoingEnded {
+        local_id: u64,
+        stream_id: Option<u32>,
+        reason: OutgoingEnd,
+        packets_sent: u64,
+    },
+    /// Someone started talking.
+    IncomingStart {
+        stream_id: u32,
+        channel: String,
+        from: String,
+        recipient: Option<String>,
+        header: CodecHeader,
+        packet_duration: u32,
+    },
+    /// One packet of an incoming message.
+    IncomingAudio {
+        stream_id: u32,
+        packet_id: u32,
+        data: Bytes,
+    },
+    /// An incoming message ended.
+    IncomingEnd {
+        stream_id: u32,
+        reason: IncomingEnd,
+        packets: u64,
+    },
+    Text(TextMessage),
+    Location(Location),
+    Image {
+        meta: Image,
+        thumbnail: Bytes,
+        full: Bytes,
+    },
+    /// An `on_error` from the server.
+    ServerError(ErrorCode),
+}
+
+/// Counters the session keeps.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub packets_sent: AtomicU64,
+    pub packets_dropped: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub unknown_stream_packets: AtomicU64,
+    pub bad_frames: AtomicU64,
+    pub connects: AtomicU64,
+    pub logons: AtomicU64,
+}
+
+impl SessionStats {
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) enum Request {
+    Start {
+        id: u64,
+        channel: String,
+        header: CodecHeader,
+        recipient: Option<String>,
+    },
+    Audio {
+        id: u64,
+        data: Bytes,
+    },
+    End {
+        id: u64,
+    },
+    Send {
+        command: super::protocol::Command,
+        /// Binary frames to send right after a successful reply (image parts), tagged with
+        /// the image id from the reply.
+        image_parts: Option<(Bytes, Bytes)>,
+        reply: oneshot::Sender<Result<super::protocol::Reply, SessionError>>,
+    },
+}
+
+/// Talks to the session task. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionHandle {
+    tx: mpsc::Sender<Request>,
+    next_id: Arc<AtomicU64>,
+    stats: Arc<SessionStats>,
+}
+
+/// Starts the session task.
+pub fn spawn(
+    config: SessionConfig,
+    shutdown: CancellationToken,
+) -> Result<
+    (
+        SessionHandle,
+        mpsc::Receiver<SessionEvent>,
+        tokio::task::JoinHandle<()>,
+    ),
+    SessionError,
+> {
+    config.validate()?;
+    let connector = tls::connector(config.ca_file.as_deref())?;
+    let (tx, rx) = mpsc::channel(512);
+    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let stats = Arc::new(SessionStats::default());
+    let core = conn::Core::new(config, connector, rx, ev_tx, stats.clone(), shutdown);
+    let task = tokio::spawn(core.run());
+    Ok((
+        SessionHandle {
+            tx,
+            next_id: Arc::new(AtomicU64::new(1)),
+            stats,
+        },
+        ev_rx,
+        task,
+    ))
+}
+
+impl SessionHandle {
+    /// Starts an outgoing voice message. Packets given to it before the server's stream id
+    /// arrives are kept and sent right after it.
+    pub async fn start_message(
+        &self,
+        channel: &str,
+        header: CodecHeader,
+        recipient: Option<String>,
+    ) -> Result<OutgoingMessage, SessionError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.tx
+            .send(Request::Start {
+                id,
+                channel: channel.to_string(),
+                header,
+                recipient,
+            })
+            .await
+            .map_err(|_| SessionError::Stopped)?;
+        Ok(OutgoingMessage {
+            id,
+            tx: self.tx.clone(),
+            stats: self.stats.clone(),
+            ended: false,
+        })
+    }
+
+    async fn request(
+        &self,
+        command: super::protocol::Command,
+        image_parts: Option<(Bytes, Bytes)>,
+    ) -> Result<super::protocol::Reply, SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Send {
+                command,
+                image_parts,
+                reply,
+            })
+            .await
+            .map_err(|_| SessionError::Stopped)?;
+        rx.await.map_err(|_| SessionError::Stopped)?
+    }
+
+    /// Sends a text message and waits for the server's answer.
+    pub async fn send_text(
+        &self,
+        channel: &str,
+        text: &str,
+        recipient: Option<String>,
+    ) -> Result<(), SessionError> {
+        use super::protocol::{Command, SendTextMessage};
+        self.request(
+            Command::SendTextMessage(SendTextMessage {
+                seq: None,
+                channel: channel.into(),
+                text: text.into(),
+                recipient,
+            }),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Shares a location and waits for the server's answer.
+    pub async fn send_location(
+        &self,
+        location: super::protocol::SendLocation,
+    ) -> Result<(), SessionError> {
+        self.request(super::protocol::Command::SendLocation(location), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends a JPEG image (thumbnail and full) and returns its image id.
+    pub async fn send_image(
+        &self,
+        mut meta: super::protocol::SendImage,
+        thumbnail: Bytes,
+        full: Bytes,
+    ) -> Result<u32, SessionError> {
+        meta.thumbnail_content_length = thumbnail.len() as u32;
+        meta.content_length = full.len() as u32;
+        let reply = self
+            .request(
+                super::protocol::Command::SendImage(meta),
+                Some((thumbnail, full)),
+            )
+            .await?;
+        reply.image_id.ok_or(SessionError::Refused {
+            code: ErrorCode::Other("no image_id in reply".into()),
+        })
+    }
+
+    /// The session's counters.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+}
+
+/// One outgoing voice message. Dropping it ends the message.
+pub struct OutgoingMessage {
+    id: u64,
+    tx: mpsc::Sender<Request>,
+    stats: Arc<SessionStats>,
+    ended: bool,
+}
+
+impl OutgoingMessage {
+    /// The local id that [`SessionEvent::OutgoingStarted`] and `OutgoingEnded` refer to.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Queues one Opus packet. Never blocks: when the session is backed up the packet is
+    /// dropped and counted (returns false).
+    pub fn send(&self, packet: Bytes) -> bool {
+        match self.tx.try_send(Request::Audio {
+            id: self.id,
+            data: packet,
+        }) {
+            Ok(()) => true,
+            Err(_) => {
+                self.stats.packets_dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Ends the message (stop_stream once its stream id is known).
+    pub async fn finish(mut self) {
+        self.ended = true;
+        let _ = self.tx.send(Request::End { id: self.id }).await;
+    }
+}
+
+impl Drop for OutgoingMessage {
+    fn drop(&mut self) {
+        if !self.ended {
+            // Best effort; the session also ends orphaned messages when the channel closes.
+            let _ = self.tx.try_send(Request::End { id: self.id });
+        }
+    }
+}
+
+/// How long to wait after a logon was refused, and what to log.
+pub(crate) fn refused_delay(code: &ErrorCode, config: &SessionConfig) -> Option<Duration> {
+    match code.class() {
+        ErrorClass::FatalConfig => Some(config.config_retry),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_name_must_say_gateway() {
+        let mut c = SessionConfig {
+            server: "ws://127.0.0.1:1/ws".into(),
+            ..Default::default()
+        };
+        assert!(c.validate().is_ok());
+        c.platform_name = "my radio GATEWAY".into();
+        assert!(c.validate().is_ok());
+        c.platform_name = "Radio bridge".into();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("Zello Alarms"), "{e}");
+    }
+
+    #[test]
+    fn refused_delays() {
+        let c = SessionConfig::default();
+        assert_eq!(
+            refused_delay(&ErrorCode::NotAuthorized, &c),
+            Some(c.config_retry)
+        );
+        assert_eq!(refused_delay(&ErrorCode::InternalServerError, &c), None);
+    }
+}
