@@ -1,1 +1,112 @@
-fn main() {}
+//! The `zello-gateway` command.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use zello_gateway::{config::Config, demo, gateway, zello::sim};
+
+/// Bridges a two-way radio to Zello push-to-talk channels.
+#[derive(Parser, Debug)]
+#[command(name = "zello-gateway", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Configuration file (for `run`, the default command).
+    #[arg(long, short, global = true, default_value = "/etc/zello-gateway/gateway.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the gateway (the default).
+    ///
+    /// Example: zello-gateway run --config /etc/zello-gateway/gateway.toml
+    Run,
+    /// Run a local Zello-compatible server, for tests and for trying a radio offline.
+    ///
+    /// Example: zello-gateway sim --listen 127.0.0.1:8800 --echo
+    Sim(sim::SimArgs),
+    /// Run the self-contained demo: a local server, a gateway on a simulated radio and a
+    /// simulated dispatcher talking to each other. No account, no hardware.
+    ///
+    /// Example: zello-gateway demo --out demo-out
+    Demo(demo::DemoArgs),
+}
+
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Cancels the token on SIGINT or SIGTERM.
+fn stop_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler cannot fail on Linux");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stopping");
+        token.cancel();
+    });
+}
+
+async fn run_gateway(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&config_path)?;
+    let session = config.session_config()?;
+    let radios = gateway::parts::build(&config)?;
+    let shutdown = CancellationToken::new();
+    stop_on_signals(shutdown.clone());
+    let (observer, _) = tokio::sync::broadcast::channel(256);
+    gateway::run(session, radios, shutdown, observer)
+        .await
+        .context("gateway failed")
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let is_demo = matches!(cli.command, Some(Cmd::Demo(_)));
+    init_logging(if is_demo { "warn" } else { "info" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None | Some(Cmd::Run) => run_gateway(cli.config).await,
+            Some(Cmd::Sim(args)) => {
+                let shutdown = CancellationToken::new();
+                stop_on_signals(shutdown.clone());
+                sim::run(args, shutdown).await.map_err(anyhow::Error::from)
+            }
+            Some(Cmd::Demo(args)) => demo::run(args).await.map_err(anyhow::Error::from),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,318 @@
-//! The bridge between a radio and its Zello channel.
+//! The bridge between radios and their Zello channels.
+//!
+//! One session serves every radio; a router hands each radio the session events of its
+//! channel. Each radio has a codec engine thread ([`crate::audio::engine`]) and a bridge task
+//! ([`bridge`]) that keys PTT, starts and ends messages, and keeps half duplex.
+
+mod bridge;
+pub mod parts;
+
+use crate::audio::engine::{self, Engine};
+use crate::audio::opus::EncoderSettings;
+use crate::audio::{AudioInput, AudioOutput};
+use crate::radio::{CarrierDetect, Ptt, RadioError};
+use crate::zello::protocol::CodecHeader;
+use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// Transmit timing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// PTT lead before audio starts.
+    pub tx_delay: Duration,
+    /// PTT hold after the last audio.
+    pub tx_tail: Duration,
+    /// Time-out timer: unkey no matter what after this long.
+    pub tot: Duration,
+    /// A message waiting for a busy frequency is dropped after this long.
+    pub queue_max_age: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            tx_delay: Duration::from_millis(200),
+            tx_tail: Duration::from_millis(100),
+            tot: Duration::from_secs(180),
+            queue_max_age: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the gateway did, for timelines, tests and status displays.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayEvent {
+    LoggedOn,
+    LogonRefused(String),
+    Disconnected(String),
+    ChannelStatus {
+        channel: String,
+        online: bool,
+        users_online: u32,
+    },
+    CarrierUp {
+        radio: String,
+    },
+    CarrierDown {
+        radio: String,
+    },
+    /// Our message got its stream id.
+    StreamStarted {
+        radio: String,
+        stream_id: u32,
+    },
+    /// A message from the radio ended.
+    Sent {
+        radio: String,
+        stream_id: Option<u32>,
+        packets: u64,
+        duration_ms: u64,
+        peak_dbfs: f32,
+        rms_dbfs: f32,
+        outcome: OutgoingEnd,
+    },
+    /// A message from the channel arrived for this radio.
+    Incoming {
+        radio: String,
+        stream_id: u32,
+        from: String,
+    },
+    PttOn {
+        radio: String,
+    },
+    Playing {
+        radio: String,
+        stream_id: u32,
+    },
+    Played {
+        radio: String,
+        stream_id: u32,
+        from: String,
+        packets: u64,
+        concealed: u64,
+        duration_ms: u64,
+    },
+    PttOff {
+        radio: String,
+    },
+    TimeOut {
+        radio: String,
+        stream_id: u32,
+    },
+    Text {
+        channel: String,
+        from: String,
+        text: String,
+    },
+}
+
+/// Holds a PTT line and unkeys it when dropped, so every way out of a bridge (return, error,
+/// panic unwinding) releases the transmitter.
+pub struct PttGuard {
+    ptt: Box<dyn Ptt>,
+    keyed: bool,
+}
+
+impl PttGuard {
+    /// Takes the line and makes sure it starts unkeyed.
+    pub fn new(mut ptt: Box<dyn Ptt>) -> Result<Self, RadioError> {
+        ptt.set(false)?;
+        Ok(PttGuard { ptt, keyed: false })
+    }
+
+    /// Keys the transmitter.
+    pub fn key(&mut self) -> Result<(), RadioError> {
+        self.ptt.set(true)?;
+        self.keyed = true;
+        Ok(())
+    }
+
+    /// Unkeys the transmitter (always sent to the line, even if it should already be off).
+    pub fn unkey(&mut self) -> Result<(), RadioError> {
+        self.keyed = false;
+        self.ptt.set(false)
+    }
+
+    /// Whether we keyed it.
+    pub fn is_keyed(&self) -> bool {
+        self.keyed
+    }
+}
+
+impl Drop for PttGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.ptt.set(false) {
+            error!(ptt = %self.ptt.describe(), error = %e, "cannot unkey the transmitter on the way out");
+        }
+    }
+}
+
+/// Everything one radio is made of.
+pub struct RadioParts {
+    pub name: String,
+    pub channel: String,
+    pub recipient: Option<String>,
+    pub header: CodecHeader,
+    pub encoder: EncoderSettings,
+    pub timing: Timing,
+    pub input: Box<dyn AudioInput>,
+    pub output: Box<dyn AudioOutput>,
+    pub carrier: Box<dyn CarrierDetect>,
+    pub ptt: Box<dyn Ptt>,
+}
+
+/// Errors starting the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Session(#[from] session::SessionError),
+    #[error("radio {radio}: {message}")]
+    Radio { radio: String, message: String },
+}
+
+/// Runs the gateway until `shutdown` is cancelled. `observer` receives what happens.
+pub async fn run(
+    session_config: SessionConfig,
+    radios: Vec<RadioParts>,
+    shutdown: CancellationToken,
+    observer: broadcast::Sender<GatewayEvent>,
+) -> Result<(), GatewayError> {
+    let session_stop = CancellationToken::new();
+    let (handle, events, session_task) = session::spawn(session_config, session_stop.clone())?;
+    let engines_stop = CancellationToken::new();
+    let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
+    let mut bridges = Vec::new();
+    let mut threads = Vec::new();
+    for r in radios {
+        let radio_err = |message: String| GatewayError::Radio {
+            radio: r.name.clone(),
+            message,
+        };
+        let (cmd_tx, cmd_rx) = mpsc::channel(2048);
+        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)
+            .map_err(|e| radio_err(e.to_string()))?;
+        let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
+        let thread = engine::spawn(engine, &r.name, engines_stop.clone())
+            .map_err(|e| radio_err(format!("cannot start the codec thread: {e}")))?;
+        threads.push(thread);
+        let (route_tx, route_rx) = mpsc::channel(2048);
+        routes.push((r.channel.clone(), route_tx));
+        info!(radio = %r.name, channel = %r.channel, "radio ready");
+        let bridge = bridge::Bridge {
+            name: r.name,
+            channel: r.channel,
+            recipient: r.recipient,
+            header: r.header,
+            timing: r.timing,
+            session: handle.clone(),
+            ptt,
+            engine_tx: cmd_tx,
+            engine_rx: ev_rx,
+            events: route_rx,
+            observer: observer.clone(),
+        };
+        bridges.push(tokio::spawn(bridge.run(shutdown.clone())));
+    }
+    let router = tokio::spawn(route(events, routes, observer.clone()));
+    shutdown.cancelled().await;
+    // Bridges unkey and end their messages first, then the session says goodbye.
+    for b in bridges {
+        if let Err(e) = b.await {
+            error!(error = %e, "a radio bridge failed");
+        }
+    }
+    session_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), session_task).await;
+    router.abort();
+    engines_stop.cancel();
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    info!("gateway stopped");
+    Ok(())
+}
+
+/// Hands session events to the radios they concern.
+async fn route(
+    mut events: mpsc::Receiver<SessionEvent>,
+    radios: Vec<(String, mpsc::Sender<SessionEvent>)>,
+    observer: broadcast::Sender<GatewayEvent>,
+) {
+    let mut streams: HashMap<u32, Vec<usize>> = HashMap::new();
+    let on_channel = |channel: &str| -> Vec<usize> {
+        radios
+            .iter()
+            .enumerate()
+            .filter(|(_, (c, _))| c == channel)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    while let Some(ev) = events.recv().await {
+        let targets: Vec<usize> = match &ev {
+            SessionEvent::Channel { status, .. } => {
+                let _ = observer.send(GatewayEvent::ChannelStatus {
+                    channel: status.channel.clone(),
+                    online: status.status == crate::zello::protocol::ChannelState::Online,
+                    users_online: status.users_online,
+                });
+                on_channel(&status.channel)
+            }
+            SessionEvent::IncomingStart {
+                stream_id, channel, ..
+            } => {
+                let t = on_channel(channel);
+                streams.insert(*stream_id, t.clone());
+                t
+            }
+            SessionEvent::IncomingAudio { stream_id, .. } => {
+                let Some(t) = streams.get(stream_id) else {
+                    continue;
+                };
+                for &i in t {
+                    // Audio never blocks the router; a radio that falls behind loses packets.
+                    let _ = radios[i].1.try_send(ev.clone());
+                }
+                continue;
+            }
+            SessionEvent::IncomingEnd { stream_id, .. } => {
+                streams.remove(stream_id).unwrap_or_default()
+            }
+            SessionEvent::OutgoingStarted { .. } | SessionEvent::OutgoingEnded { .. } => {
+                (0..radios.len()).collect()
+            }
+            SessionEvent::LoggedOn { .. } => {
+                let _ = observer.send(GatewayEvent::LoggedOn);
+                continue;
+            }
+            SessionEvent::LogonRefused { code } => {
+                let _ = observer.send(GatewayEvent::LogonRefused(code.to_string()));
+                continue;
+            }
+            SessionEvent::Disconnected { reason } => {
+                let _ = observer.send(GatewayEvent::Disconnected(reason.clone()));
+                continue;
+            }
+            SessionEvent::Text(t) => {
+                let _ = observer.send(GatewayEvent::Text {
+                    channel: t.channel.clone(),
+                    from: t.from.clone(),
+                    text: t.text.clone(),
+                });
+                continue;
+            }
+            SessionEvent::Location(_) | SessionEvent::Image { .. } => continue,
+            SessionEvent::ServerError(code) => {
+                warn!(error = %code, "server error");
+                continue;
+            }
+        };
+        for i in targets {
+            let _ = radios[i].1.send(ev.clone()).await;
+        }
+    }
+}

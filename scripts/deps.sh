@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the system packages zello-gateway builds and tests against, if any are missing.
+# Safe to run again: it installs nothing when everything is there.
+set -euo pipefail
+
+packages=(pkg-config libopus-dev libasound2-dev)
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo (the Rust toolchain) is not installed." >&2
+  echo "Install it with: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing missing packages: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO="sudo"
+else
+  echo "error: not root and no sudo; install these packages first: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

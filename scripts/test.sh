@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, clippy with warnings denied, and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test

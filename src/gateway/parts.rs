@@ -1,0 +1,131 @@
+//! Builds each radio's parts (audio, PTT, carrier detect) from the configuration.
+
+use super::{RadioParts, Timing};
+use crate::audio::CODEC_RATE;
+use crate::audio::file::{FileInput, FileOutput};
+use crate::audio::opus::EncoderSettings;
+use crate::audio::{AudioInput, AudioOutput};
+use crate::config::{AudioConfig, CarrierConfig, Config, PttConfig, RadioConfig};
+use crate::radio::sim::{FlagCarrier, ScheduleCarrier, SimPtt};
+use crate::radio::vox::Vox;
+use crate::radio::{CarrierDetect, Ptt, RadioError};
+
+/// A radio that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("radio[{index}] ({name}).{key}: {message}")]
+pub struct PartsError {
+    pub index: usize,
+    pub name: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// A PTT line that does nothing: radios keyed by their own VOX.
+#[derive(Debug, Default)]
+pub struct NoPtt;
+
+impl Ptt for NoPtt {
+    fn set(&mut self, _keyed: bool) -> Result<(), RadioError> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "none".into()
+    }
+}
+
+/// An output that discards audio, for radios configured without one.
+#[derive(Debug, Default)]
+pub struct NullOutput;
+
+impl AudioOutput for NullOutput {
+    fn sample_rate(&self) -> u32 {
+        CODEC_RATE
+    }
+
+    fn write_frame(&mut self, _frame: &[i16]) -> Result<(), crate::audio::AudioError> {
+        Ok(())
+    }
+}
+
+/// A silent input for radios configured without one.
+fn silence() -> Box<dyn AudioInput> {
+    Box::new(FileInput::from_samples(Vec::new(), CODEC_RATE))
+}
+
+/// Encoder settings for a radio.
+pub fn encoder_settings(r: &RadioConfig) -> EncoderSettings {
+    EncoderSettings {
+        sample_rate: CODEC_RATE,
+        frame_ms: r.codec.frame_ms,
+        frames_per_packet: r.codec.frames_per_packet,
+        bitrate: r.codec.bitrate,
+        complexity: r.codec.complexity,
+        ..EncoderSettings::default()
+    }
+}
+
+/// Builds every radio of a configuration.
+pub fn build(config: &Config) -> Result<Vec<RadioParts>, PartsError> {
+    config
+        .radios
+        .iter()
+        .enumerate()
+        .map(|(index, r)| build_one(config, index, r))
+        .collect()
+}
+
+fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioParts, PartsError> {
+    let err = |key: &str, message: String| PartsError {
+        index,
+        name: r.name.clone(),
+        key: key.to_string(),
+        message,
+    };
+    let header = r.codec.header().map_err(|e| err("codec", e))?;
+    let (input, output): (Box<dyn AudioInput>, Box<dyn AudioOutput>) = match &r.audio {
+        AudioConfig::File { input, output } => {
+            let input = match input {
+                Some(p) => Box::new(
+                    FileInput::open(&config.resolve(p), CODEC_RATE)
+                        .map_err(|e| err("audio.input", e.to_string()))?,
+                ) as Box<dyn AudioInput>,
+                None => silence(),
+            };
+            let output = match output {
+                Some(p) => Box::new(
+                    FileOutput::create(&config.resolve(p), CODEC_RATE)
+                        .map_err(|e| err("audio.output", e.to_string()))?,
+                ) as Box<dyn AudioOutput>,
+                None => Box::new(NullOutput),
+            };
+            (input, output)
+        }
+    };
+    let ptt: Box<dyn Ptt> = match r.ptt {
+        PttConfig::Sim => Box::new(SimPtt::new()),
+        PttConfig::None => Box::new(NoPtt),
+    };
+    let carrier: Box<dyn CarrierDetect> = match &r.carrier {
+        CarrierConfig::Vox(v) => {
+            Box::new(Vox::new(v.clone()).map_err(|e| err("carrier", e.to_string()))?)
+        }
+        CarrierConfig::Schedule { on } => Box::new(ScheduleCarrier::new(
+            on.iter().map(|[a, b]| (*a, *b)).collect(),
+        )),
+        CarrierConfig::Always => Box::new(FlagCarrier::fixed(true)),
+        CarrierConfig::None => Box::new(FlagCarrier::fixed(false)),
+    };
+    Ok(RadioParts {
+        name: r.name.clone(),
+        channel: r.channel.clone(),
+        recipient: r.recipient.clone(),
+        header,
+        encoder: encoder_settings(r),
+        timing: Timing::default(),
+        input,
+        output,
+        carrier,
+        ptt,
+    })
+}

@@ -1,0 +1,549 @@
+//! The gateway session against the emulator, over real loopback sockets. Timers (pings,
+//! dead peers, backoff) run under tokio's paused clock.
+
+mod common;
+
+use bytes::Bytes;
+use common::{CHANNEL, Client, config, server};
+use std::time::Duration;
+use zello_gateway::zello::protocol::{CodecHeader, ErrorCode, SendImage, SendLocation};
+use zello_gateway::zello::session::{IncomingEnd, OutgoingEnd, SessionEvent};
+use zello_gateway::zello::sim::{Accounts, SimConfig, SimEvent};
+
+const S: Duration = Duration::from_secs(1);
+
+fn packet(i: u8) -> Bytes {
+    Bytes::from(vec![i, i.wrapping_mul(7), 0xfc, 0x00, i])
+}
+
+#[tokio::test(start_paused = true)]
+async fn logon_readiness_and_platform_name() {
+    let sim = server(SimConfig::default()).await;
+    sim.faults().hold_channel_status();
+    let mut gw = Client::start(config(&sim, "gateway1"));
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::LoggedOn { with_refresh_token: false }))
+        .await;
+    // Logged on but the channel is not online yet: no start_stream may go out.
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    let id = msg.id();
+    msg.send(packet(1));
+    gw.expect(5 * S, |e| {
+        matches!(e, SessionEvent::OutgoingEnded { local_id, reason: OutgoingEnd::NotReady, .. } if *local_id == id)
+    })
+    .await;
+    sim.faults().release_channel_status();
+    let SessionEvent::Channel { status, ready } = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::Channel { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(ready);
+    assert_eq!(status.channel, CHANNEL);
+    assert!(
+        !sim.events()
+            .iter()
+            .any(|e| matches!(e, SimEvent::StreamStart { .. })),
+        "no stream may start before the channel is online"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
+    let sim = server(SimConfig::default()).await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let mut app = Client::ready(config(&sim, "alice")).await;
+    let header = CodecHeader::new(16000, 1, 20).unwrap();
+    let msg = gw.handle.start_message(CHANNEL, header, None).await.unwrap();
+    let SessionEvent::OutgoingStarted { stream_id, .. } = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    for i in 0..10u8 {
+        msg.send(packet(i));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    msg.finish().await;
+    let SessionEvent::IncomingStart {
+        stream_id: sid,
+        from,
+        header: h,
+        channel,
+        ..
+    } = app
+        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!((sid, from.as_str(), h, channel.as_str()), (stream_id, "gateway1", header, CHANNEL));
+    let mut got = Vec::new();
+    loop {
+        match app.expect(5 * S, |_| true).await {
+            SessionEvent::IncomingAudio {
+                stream_id: s,
+                packet_id,
+                data,
+            } => {
+                assert_eq!(s, stream_id);
+                got.push((packet_id, data));
+            }
+            SessionEvent::IncomingEnd {
+                stream_id: s,
+                reason,
+                packets,
+            } => {
+                assert_eq!((s, reason, packets), (stream_id, IncomingEnd::Stopped, 10));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let ids: Vec<u32> = got.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (0..10).collect::<Vec<u32>>(), "server numbers packets");
+    for (i, (_, data)) in got.iter().enumerate() {
+        assert_eq!(data, &packet(i as u8), "payload intact");
+    }
+    let SessionEvent::OutgoingEnded {
+        reason,
+        packets_sent,
+        ..
+    } = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!((reason, packets_sent), (OutgoingEnd::Completed, 10));
+    gw.shutdown().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn for_routing_reaches_only_the_recipient() {
+    let sim = server(SimConfig::default()).await;
+    let gw = Client::ready(config(&sim, "gateway1")).await;
+    let mut bob = Client::ready(config(&sim, "bob")).await;
+    let mut carol = Client::ready(config(&sim, "carol")).await;
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), Some("bob".into()))
+        .await
+        .unwrap();
+    msg.send(packet(1));
+    msg.send(packet(2));
+    msg.finish().await;
+    let SessionEvent::IncomingStart { recipient, .. } = bob
+        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(recipient.as_deref(), Some("bob"));
+    bob.expect(5 * S, |e| matches!(e, SessionEvent::IncomingEnd { packets: 2, .. }))
+        .await;
+    let carol_saw = carol.collect(3 * S).await;
+    assert!(
+        !carol_saw.iter().any(|e| matches!(
+            e,
+            SessionEvent::IncomingStart { .. } | SessionEvent::IncomingAudio { .. }
+        )),
+        "{carol_saw:?}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn listen_only_connection_is_refused() {
+    let sim = server(SimConfig::default()).await;
+    let mut cfg = config(&sim, "gateway1");
+    cfg.listen_only = true;
+    let mut gw = Client::ready(cfg).await;
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    msg.send(packet(1));
+    let e = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
+        .await;
+    assert!(
+        matches!(&e, SessionEvent::OutgoingEnded { reason: OutgoingEnd::Rejected(ErrorCode::ListenOnlyConnection), stream_id: None, .. }),
+        "{e:?}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn text_location_and_image_relay() {
+    let sim = server(SimConfig::default()).await;
+    let gw = Client::ready(config(&sim, "gateway1")).await;
+    let mut app = Client::ready(config(&sim, "alice")).await;
+    gw.handle
+        .send_text(CHANNEL, "Radio check", None)
+        .await
+        .unwrap();
+    let SessionEvent::Text(t) = app
+        .expect(5 * S, |e| matches!(e, SessionEvent::Text(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!((t.from.as_str(), t.text.as_str()), ("gateway1", "Radio check"));
+
+    gw.handle
+        .send_location(SendLocation {
+            seq: None,
+            channel: CHANNEL.into(),
+            latitude: 46.714475,
+            longitude: 8.1806319,
+            accuracy: Some(10.0),
+            formatted_address: Some("Meiringen".into()),
+            recipient: None,
+        })
+        .await
+        .unwrap();
+    let SessionEvent::Location(l) = app
+        .expect(5 * S, |e| matches!(e, SessionEvent::Location(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(l.latitude, 46.714475);
+    assert_eq!(l.formatted_address.as_deref(), Some("Meiringen"));
+
+    let thumb = Bytes::from_static(b"\xff\xd8thumb");
+    let full = Bytes::from(vec![0xab; 5000]);
+    let image_id = gw
+        .handle
+        .send_image(
+            SendImage {
+                seq: None,
+                channel: CHANNEL.into(),
+                kind: "jpeg".into(),
+                thumbnail_content_length: 0,
+                content_length: 0,
+                width: Some(64),
+                height: Some(48),
+                source: Some("camera".into()),
+                recipient: None,
+            },
+            thumb.clone(),
+            full.clone(),
+        )
+        .await
+        .unwrap();
+    let SessionEvent::Image {
+        meta,
+        thumbnail,
+        full: got_full,
+    } = app
+        .expect(5 * S, |e| matches!(e, SessionEvent::Image { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(meta.message_id, image_id);
+    assert_eq!(thumbnail, thumb);
+    assert_eq!(got_full, full);
+
+    // An empty text is refused with the server's error.
+    let e = gw.handle.send_text(CHANNEL, "", None).await.unwrap_err();
+    assert!(e.to_string().contains("empty message"), "{e}");
+    // A channel we did not join.
+    let e = gw.handle.send_text("Elsewhere", "x", None).await.unwrap_err();
+    assert!(e.to_string().contains("not online"), "{e}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_are_answered_during_a_long_transmission() {
+    let sim = server(SimConfig {
+        ping_interval: 2 * S,
+        pong_timeout: 2 * S,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let _app = Client::ready(config(&sim, "alice")).await;
+    // A 20 s message at 60 ms packets, with pings every 2 s.
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    for i in 0..333u32 {
+        msg.send(packet(i as u8));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    msg.finish().await;
+    let e = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
+        .await;
+    assert!(
+        matches!(e, SessionEvent::OutgoingEnded { reason: OutgoingEnd::Completed, packets_sent: 333, .. }),
+        "{e:?}"
+    );
+    let stats = sim.stats("gateway1").unwrap();
+    assert!(stats.pings_sent >= 9, "{stats:?}");
+    assert!(stats.pongs_received + 1 >= stats.pings_sent, "{stats:?}");
+    assert!(
+        !sim.events()
+            .iter()
+            .any(|e| matches!(e, SimEvent::Disconnected { user, .. } if user == "gateway1")),
+        "the gateway stayed connected"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_is_not_death_but_a_frozen_server_is() {
+    let sim = server(SimConfig::default()).await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    // Ten idle minutes with pings every 30 s: no reconnect.
+    let idle = gw.collect(Duration::from_secs(600)).await;
+    assert!(
+        !idle
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Disconnected { .. })),
+        "{idle:?}"
+    );
+    // A server that stops sending anything (no pings either) is dead after 2 x 30 s + margin.
+    sim.faults().freeze("gateway1");
+    let start = tokio::time::Instant::now();
+    gw.expect(Duration::from_secs(120), |e| {
+        matches!(e, SessionEvent::Disconnected { .. })
+    })
+    .await;
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(60) && waited <= Duration::from_secs(80),
+        "dead after {waited:?}"
+    );
+    // And the session comes back.
+    gw.expect(Duration::from_secs(120), |e| matches!(e, SessionEvent::LoggedOn { .. }))
+        .await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnects_with_the_refresh_token_then_full_credentials() {
+    let sim = server(SimConfig::default()).await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    assert!(sim.faults().drop_connection("gateway1"));
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
+        .await;
+    let start = tokio::time::Instant::now();
+    gw.expect(10 * S, |e| {
+        matches!(e, SessionEvent::LoggedOn { with_refresh_token: true })
+    })
+    .await;
+    assert!(start.elapsed() <= 2 * S, "fast reconnect after a blip");
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::Channel { ready: true, .. }))
+        .await;
+
+    // The refresh token is refused: the session falls back to full credentials at once.
+    sim.faults().refuse_refresh_tokens(true);
+    assert!(sim.faults().drop_connection("gateway1"));
+    gw.expect(10 * S, |e| {
+        matches!(e, SessionEvent::LoggedOn { with_refresh_token: false })
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_credentials_are_retried_only_slowly() {
+    let accounts = Accounts::parse(
+        "[[user]]\nname = \"gateway1\"\npassword = \"right\"\n",
+    )
+    .unwrap();
+    let sim = server(SimConfig {
+        accounts: Some(accounts),
+        ..SimConfig::default()
+    })
+    .await;
+    let mut gw = Client::start(config(&sim, "gateway1")); // password "pw" is wrong
+    let e = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::LogonRefused { .. }))
+        .await;
+    assert!(matches!(e, SessionEvent::LogonRefused { code: ErrorCode::NotAuthorized }));
+    // No second attempt within the next four minutes.
+    let quiet = gw.collect(Duration::from_secs(240)).await;
+    assert!(
+        !quiet
+            .iter()
+            .any(|e| matches!(e, SessionEvent::LogonRefused { .. })),
+        "{quiet:?}"
+    );
+    let attempts = sim
+        .events()
+        .iter()
+        .filter(|e| matches!(e, SimEvent::Logon { ok: false, .. }))
+        .count();
+    assert_eq!(attempts, 1);
+    // Then it does try again.
+    gw.expect(Duration::from_secs(200), |e| {
+        matches!(e, SessionEvent::LogonRefused { .. })
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn kicked_gets_a_longer_delay() {
+    let sim = server(SimConfig::default()).await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    assert!(sim.faults().kick("gateway1"));
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
+        .await;
+    let start = tokio::time::Instant::now();
+    gw.expect(Duration::from_secs(120), |e| {
+        matches!(e, SessionEvent::LoggedOn { .. })
+    })
+    .await;
+    assert!(
+        start.elapsed() >= Duration::from_secs(60),
+        "reconnected after {:?}",
+        start.elapsed()
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn delayed_start_stream_keeps_the_leading_audio() {
+    let sim = server(SimConfig::default()).await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let mut app = Client::ready(config(&sim, "alice")).await;
+    sim.faults().delay_start_stream(Duration::from_millis(500));
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    // Six packets (360 ms) captured before the stream id arrives, then four more.
+    for i in 0..10u8 {
+        msg.send(packet(i));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    msg.finish().await;
+    let mut got = Vec::new();
+    loop {
+        match app.expect(5 * S, |_| true).await {
+            SessionEvent::IncomingAudio { data, .. } => got.push(data),
+            SessionEvent::IncomingEnd { .. } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(got, (0..10u8).map(packet).collect::<Vec<_>>());
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_or_unanswered_start_stream_ends_cleanly() {
+    let sim = server(SimConfig::default()).await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    sim.faults()
+        .reject_start_stream_once(ErrorCode::FailedToStartStream);
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    msg.send(packet(1));
+    msg.finish().await;
+    let e = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
+        .await;
+    assert!(
+        matches!(e, SessionEvent::OutgoingEnded { reason: OutgoingEnd::Rejected(ErrorCode::FailedToStartStream), .. }),
+        "{e:?}"
+    );
+    // A server that never answers start_stream: the message times out, no stop_stream.
+    sim.faults().delay_start_stream(Duration::from_secs(3600));
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    msg.send(packet(2));
+    let e = gw
+        .expect(30 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
+        .await;
+    assert!(
+        matches!(e, SessionEvent::OutgoingEnded { reason: OutgoingEnd::Timeout, .. }),
+        "{e:?}"
+    );
+    drop(msg);
+    assert!(
+        !sim.events()
+            .iter()
+            .any(|e| matches!(e, SimEvent::Error { code: ErrorCode::NotEnoughParams, .. })),
+        "no stop_stream without a stream id"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_server_can_stop_our_stream() {
+    let sim = server(SimConfig::default()).await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    msg.send(packet(1));
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
+        .await;
+    assert_eq!(sim.faults().stop_stream("gateway1").len(), 1);
+    let e = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
+        .await;
+    assert!(
+        matches!(e, SessionEvent::OutgoingEnded { reason: OutgoingEnd::StoppedByServer, .. }),
+        "{e:?}"
+    );
+    // Packets after that go nowhere, and finishing sends no stop_stream.
+    msg.send(packet(2));
+    msg.finish().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn echo_user_replays_a_message() {
+    let sim = server(SimConfig {
+        echo: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    for i in 0..5u8 {
+        msg.send(packet(i));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    msg.finish().await;
+    let SessionEvent::IncomingStart { from, .. } = gw
+        .expect(10 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, "echo");
+    gw.expect(10 * S, |e| matches!(e, SessionEvent::IncomingEnd { packets: 5, .. }))
+        .await;
+    gw.shutdown().await;
+}
