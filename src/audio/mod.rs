@@ -4,6 +4,8 @@
 //! All PCM here is mono, signed 16-bit. Backends report their own sample rate; the codec rate
 //! of outgoing messages is [`CODEC_RATE`].
 
+pub mod level;
+
 /// Sample rate of the messages the gateway sends (Zello apps use 16 kHz).
 pub const CODEC_RATE: u32 = 16_000;
 
