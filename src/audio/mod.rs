@@ -5,6 +5,7 @@
 //! of outgoing messages is [`CODEC_RATE`].
 
 pub mod level;
+pub mod speech;
 
 /// Sample rate of the messages the gateway sends (Zello apps use 16 kHz).
 pub const CODEC_RATE: u32 = 16_000;
