@@ -6,6 +6,7 @@
 
 pub mod level;
 pub mod speech;
+pub mod wav;
 
 /// Sample rate of the messages the gateway sends (Zello apps use 16 kHz).
 pub const CODEC_RATE: u32 = 16_000;
