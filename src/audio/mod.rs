@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod level;
+pub mod opus;
 pub mod speech;
 pub mod wav;
 
