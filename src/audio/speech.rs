@@ -14,6 +14,9 @@ use std::f32::consts::PI;
 /// mistyped duration cannot exhaust memory.
 pub const MAX_SECONDS: f32 = 3600.0;
 
+/// Highest sample rate the generators accept; higher rates give an empty signal.
+pub const MAX_RATE: u32 = 384_000;
+
 /// Peak level of [`speech_like`] in dBFS.
 pub const SPEECH_PEAK_DBFS: f32 = -6.0;
 
@@ -31,7 +34,7 @@ const FORMANT_BANDWIDTHS: [f32; 3] = [90.0, 110.0, 150.0];
 
 /// Number of samples for `seconds` at `rate`, or `None` for nonsense input.
 fn sample_count(rate: u32, seconds: f32) -> Option<usize> {
-    if rate == 0 || !seconds.is_finite() || seconds <= 0.0 {
+    if rate == 0 || rate > MAX_RATE || !seconds.is_finite() || seconds <= 0.0 {
         return None;
     }
     let seconds = seconds.min(MAX_SECONDS);
@@ -45,7 +48,8 @@ fn dbfs_to_amplitude(dbfs: f32) -> f32 {
 
 /// A sine tone of `hz` at `rate` lasting `seconds`, with its peak at `dbfs` (0 dBFS =
 /// `i16::MAX`; higher values are limited to full scale). Returns an empty vector for a zero
-/// rate, a non-positive or non-finite duration, or a non-finite frequency or level.
+/// rate or one above [`MAX_RATE`], a non-positive or non-finite duration, or a non-finite
+/// frequency or level. Durations are cut to [`MAX_SECONDS`].
 pub fn tone(rate: u32, hz: f32, seconds: f32, dbfs: f32) -> Vec<i16> {
     let Some(n) = sample_count(rate, seconds) else {
         return Vec::new();
@@ -168,7 +172,8 @@ fn envelope(pos: usize, len: usize, rate: f32) -> f32 {
 /// A deterministic speech-like signal (see the module documentation) at `rate` lasting
 /// `seconds`, peaking at [`SPEECH_PEAK_DBFS`]. The same `seed` always gives the same samples;
 /// different seeds give different "talkers" (base pitch) and syllable sequences. Returns an
-/// empty vector for a zero rate or a non-positive or non-finite duration.
+/// empty vector for a zero rate or one above [`MAX_RATE`], or a non-positive or non-finite
+/// duration. Durations are cut to [`MAX_SECONDS`].
 pub fn speech_like(rate: u32, seconds: f32, seed: u64) -> Vec<i16> {
     let Some(n) = sample_count(rate, seconds) else {
         return Vec::new();
@@ -387,6 +392,8 @@ mod tests {
     #[test]
     fn bad_arguments_give_empty_signals() {
         assert!(speech_like(0, 1.0, 1).is_empty());
+        assert!(speech_like(u32::MAX, 1.0, 1).is_empty());
+        assert!(tone(MAX_RATE + 1, 440.0, 1.0, -6.0).is_empty());
         assert!(speech_like(16000, 0.0, 1).is_empty());
         assert!(speech_like(16000, -1.0, 1).is_empty());
         assert!(speech_like(16000, f32::NAN, 1).is_empty());

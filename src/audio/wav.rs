@@ -70,7 +70,9 @@ pub fn read_wav_mono(path: &Path, target_rate: u32) -> Result<Vec<i16>, AudioErr
     }
     let channels = usize::from(spec.channels);
     let announced = reader.len() as usize;
-    let mut mono = Vec::with_capacity(announced / channels);
+    // The header's length is not trusted for the reservation: a damaged header can claim
+    // gigabytes. The vector grows past this if the data is really there.
+    let mut mono = Vec::with_capacity((announced / channels).min(1 << 22));
 
     // Each sample scaled to the 16-bit range, then averaged over the channels of a frame.
     let mut frame_sum = 0.0f64;
@@ -537,6 +539,19 @@ mod tests {
         std::fs::write(file.path(), &bytes[..bytes.len() - 51]).unwrap();
         let text = read_wav_mono(file.path(), 16000).unwrap_err().to_string();
         assert!(text.contains("truncated"), "{text}");
+    }
+
+    #[test]
+    fn header_claiming_gigabytes_is_an_error_not_a_crash() {
+        let file = TempPath::new("huge-header.wav");
+        write_wav_mono(file.path(), 16000, &[5; 10]).unwrap();
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        // A plain 16-bit mono header is 44 bytes with the data length last.
+        assert_eq!(&bytes[36..40], b"data");
+        bytes[40..44].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        std::fs::write(file.path(), &bytes).unwrap();
+        let text = read_wav_mono(file.path(), 16000).unwrap_err().to_string();
+        assert!(text.contains("after 10 of"), "{text}");
     }
 
     #[test]
