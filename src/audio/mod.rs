@@ -4,6 +4,12 @@
 //! All PCM here is mono, signed 16-bit. Backends report their own sample rate; the codec rate
 //! of outgoing messages is [`CODEC_RATE`].
 
+pub mod file;
+pub mod level;
+pub mod opus;
+pub mod speech;
+pub mod wav;
+
 /// Sample rate of the messages the gateway sends (Zello apps use 16 kHz).
 pub const CODEC_RATE: u32 = 16_000;
 

@@ -2,6 +2,7 @@
 //! [`CarrierDetect`] (is the receiver hearing a signal). One file per interface.
 
 pub mod sim;
+pub mod vox;
 
 /// Errors of the PTT and carrier-detect interfaces.
 #[derive(Debug, thiserror::Error)]
