@@ -1,7 +1,9 @@
 //! The Zello Channel API: [`protocol`] (pure types and codecs, no I/O), [`session`] (the
-//! gateway's WebSocket client), [`auth`] (logon tokens) and [`backoff`] (reconnect pacing).
+//! gateway's WebSocket client), [`sim`] (a local server emulator), [`auth`] (logon tokens)
+//! and [`backoff`] (reconnect pacing).
 
 pub mod auth;
 pub mod backoff;
 pub mod protocol;
 pub mod session;
+pub mod sim;
