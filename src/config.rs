@@ -113,14 +113,13 @@ pub enum AudioConfig {
 }
 
 /// `ptt = { type = ... }`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum PttConfig {
     /// An in-process line (the simulated radio).
-    #[default]
-    Sim,
+    Sim {},
     /// No PTT line: the radio keys on its own VOX.
-    None,
+    None {},
 }
 
 /// `carrier = { type = ... }`.
@@ -132,9 +131,15 @@ pub enum CarrierConfig {
     /// Carrier up during the given `[start_s, end_s]` spans of the input.
     Schedule { on: Vec<[f64; 2]> },
     /// Always up.
-    Always,
+    Always {},
     /// Never up (receive-only from Zello).
-    None,
+    None {},
+}
+
+impl Default for PttConfig {
+    fn default() -> Self {
+        PttConfig::Sim {}
+    }
 }
 
 impl Default for CarrierConfig {
@@ -221,7 +226,9 @@ impl Config {
                 z.platform_name
             ));
         }
-        if let Err(e) = crate::zello::session::SessionConfig::check_server(&z.server, z.allow_insecure) {
+        if let Err(e) =
+            crate::zello::session::SessionConfig::check_server(&z.server, z.allow_insecure)
+        {
             p.push(format!("zello.server: {e}"));
         }
         if z.password.is_some() && z.password_file.is_some() {
@@ -362,17 +369,16 @@ carrier = { type = "vox" }
         assert_eq!(c.radios.len(), 1);
         let r = &c.radios[0];
         assert_eq!(r.channel, "Dispatch");
-        assert!(matches!(r.ptt, PttConfig::Sim));
+        assert!(matches!(r.ptt, PttConfig::Sim {}));
         assert!(matches!(r.carrier, CarrierConfig::Vox(_)));
         assert_eq!(r.codec.header().unwrap(), CodecHeader::default());
         let s = c.session_config().unwrap();
         assert_eq!(s.channels, ["Dispatch"]);
         assert_eq!(s.password.expose(), "secret");
-        assert!(matches!(s.auth_token, TokenSource::File(ref p) if p == Path::new("/etc/zello-gateway/token.jwt")));
-        assert_eq!(
-            c.resolve(Path::new("rx.wav")),
-            PathBuf::from("/cfg/rx.wav")
+        assert!(
+            matches!(s.auth_token, TokenSource::File(ref p) if p == Path::new("/etc/zello-gateway/token.jwt"))
         );
+        assert_eq!(c.resolve(Path::new("rx.wav")), PathBuf::from("/cfg/rx.wav"));
     }
 
     #[test]
@@ -420,11 +426,21 @@ carrier = { type = "vox" }
         );
         assert!(parse(&text).unwrap_err().to_string().contains("not both"));
         let text = EXAMPLE.replace("password = \"secret\"\n", "");
-        assert!(parse(&text).unwrap_err().to_string().contains("zello.password"));
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("zello.password")
+        );
         let twice = format!(
             "{EXAMPLE}\n[[radio]]\nname = \"radio1\"\nchannel = \"B\"\naudio = {{ backend = \"file\" }}\n"
         );
-        assert!(parse(&twice).unwrap_err().to_string().contains("radio[1].name"));
+        assert!(
+            parse(&twice)
+                .unwrap_err()
+                .to_string()
+                .contains("radio[1].name")
+        );
         let c = parse(EXAMPLE).unwrap();
         assert!(!format!("{c:?}").contains("secret\""));
     }

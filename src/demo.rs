@@ -115,9 +115,9 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
             packets,
             concealed,
             ..
-        } => format!(
-            "[{radio}] stream {stream_id} played: {packets} packets, {concealed} concealed"
-        ),
+        } => {
+            format!("[{radio}] stream {stream_id} played: {packets} packets, {concealed} concealed")
+        }
         GatewayEvent::PttOff { radio } => format!("[{radio}] PTT off"),
         GatewayEvent::TimeOut { radio, stream_id } => {
             format!("[{radio}] time-out timer cut stream {stream_id}")
@@ -135,13 +135,18 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let tl = Timeline {
         start: Instant::now(),
     };
-    println!("zello-gateway demo: local server, gateway on a simulated radio, simulated dispatcher");
+    println!(
+        "zello-gateway demo: local server, gateway on a simulated radio, simulated dispatcher"
+    );
     println!("output folder: {}\n", args.out.display());
 
     // 1. The local server.
-    let server = SimServer::start("127.0.0.1:0".parse().expect("valid address"), SimConfig::default())
-        .await
-        .map_err(|e| DemoError::Server(e.to_string()))?;
+    let server = SimServer::start(
+        "127.0.0.1:0".parse().expect("valid address"),
+        SimConfig::default(),
+    )
+    .await
+    .map_err(|e| DemoError::Server(e.to_string()))?;
     tl.say("server", format!("listening at {}", server.url()));
 
     // 2. The radio's received audio.
@@ -162,11 +167,14 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         header: CodecHeader::default(),
         encoder: EncoderSettings::default(),
         timing: Timing::default(),
-        input: Box::new(FileInput::from_samples(clip.clone(), CODEC_RATE).with_leading_silence(1500)),
+        input: Box::new(
+            FileInput::from_samples(clip.clone(), CODEC_RATE).with_leading_silence(1500),
+        ),
         output: Box::new(FileOutput::create(&radio_tx, CODEC_RATE)?),
-        carrier: Box::new(Vox::new(VoxSettings::default()).map_err(|e| {
-            DemoError::Server(format!("VOX settings: {e}"))
-        })?),
+        carrier: Box::new(
+            Vox::new(VoxSettings::default())
+                .map_err(|e| DemoError::Server(format!("VOX settings: {e}")))?,
+        ),
         ptt: Box::new(ptt.clone()),
     };
     let gw_config = SessionConfig {
@@ -178,7 +186,12 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     };
     let shutdown = CancellationToken::new();
     let (observer, mut watch) = broadcast::channel(1024);
-    let gw = tokio::spawn(gateway::run(gw_config, vec![parts], shutdown.clone(), observer));
+    let gw = tokio::spawn(gateway::run(
+        gw_config,
+        vec![parts],
+        shutdown.clone(),
+        observer,
+    ));
 
     // 4. The dispatcher.
     let d_stop = CancellationToken::new();
@@ -232,7 +245,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
                 let Some(ev) = ev else { break Err(DemoError::Timeout(DEADLINE, "the dispatcher's session stopped".into())) };
                 match ev {
                     SessionEvent::Channel { status, ready: true } => {
-                        tl.say("dispatcher", format!("channel {:?} online", status.channel));
+                        tl.say("dispatcher", format!("channel {:?} online ({} users online)", status.channel, status.users_online));
                     }
                     SessionEvent::IncomingStart { stream_id, from, header, .. } => {
                         tl.say("dispatcher", format!("incoming stream {stream_id} from {from} ({} Hz, {} ms frames)", header.sample_rate, header.frame_ms));
@@ -282,8 +295,19 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     println!();
     summary_line(&radio_heard, &clip, "what the radio received (the clip)");
     summary_line(&dispatcher_heard_path, &heard, "what the dispatcher heard");
-    summary_line(&radio_tx, &transmitted, "what the radio transmitted (the answer)");
-    println!("\nPTT is {}; demo complete.", if ptt.is_keyed() { "KEYED (fault)" } else { "released" });
+    summary_line(
+        &radio_tx,
+        &transmitted,
+        "what the radio transmitted (the answer)",
+    );
+    println!(
+        "\nPTT is {}; demo complete.",
+        if ptt.is_keyed() {
+            "KEYED (fault)"
+        } else {
+            "released"
+        }
+    );
     if ptt.is_keyed() {
         return Err(DemoError::Timeout(DEADLINE, "PTT left keyed".into()));
     }

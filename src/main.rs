@@ -14,7 +14,12 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
     /// Configuration file (for `run`, the default command).
-    #[arg(long, short, global = true, default_value = "/etc/zello-gateway/gateway.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/zello-gateway/gateway.toml"
+    )]
     config: PathBuf,
 }
 

@@ -313,7 +313,10 @@ impl Engine {
 
     fn encode_packet(&mut self) {
         self.packet_fill = 0;
-        match self.encoder.encode_packet(&self.packet_pcm, &mut self.encoded) {
+        match self
+            .encoder
+            .encode_packet(&self.packet_pcm, &mut self.encoded)
+        {
             Ok(()) => {
                 self.rx_packets += 1;
                 self.stats.packets_encoded.fetch_add(1, Ordering::Relaxed);
@@ -390,11 +393,10 @@ impl Engine {
         let (id, packets, concealed) = (pb.stream_id, pb.packets, pb.concealed);
         if !self.out_frame.is_empty()
             && let Err(e) = self.output.write_frame(&self.out_frame)
+            && !self.output_failed
         {
-            if !self.output_failed {
-                self.output_failed = true;
-                self.emit(EngineEvent::DeviceError(e.to_string()));
-            }
+            self.output_failed = true;
+            self.emit(EngineEvent::DeviceError(e.to_string()));
         }
         if drained {
             self.playback = None;
@@ -529,7 +531,10 @@ mod tests {
         // Keying while receiving ends the received message.
         r.cmd.try_send(EngineCommand::Transmitting(true)).unwrap();
         r.engine.tick();
-        assert!(matches!(drain(&mut r.ev).last(), Some(EngineEvent::RxEnd(_))));
+        assert!(matches!(
+            drain(&mut r.ev).last(),
+            Some(EngineEvent::RxEnd(_))
+        ));
     }
 
     #[test]
@@ -542,7 +547,10 @@ mod tests {
         let speech = speech_like(16000, 0.6, 3);
         let header = CodecHeader::default();
         r.cmd
-            .try_send(EngineCommand::PlayBegin { stream_id: 9, header })
+            .try_send(EngineCommand::PlayBegin {
+                stream_id: 9,
+                header,
+            })
             .unwrap();
         r.engine.tick();
         assert!(drain(&mut r.ev).is_empty(), "waits for the prefill");
@@ -556,7 +564,9 @@ mod tests {
                 })
                 .unwrap();
         }
-        r.cmd.try_send(EngineCommand::PlayEnd { stream_id: 9 }).unwrap();
+        r.cmd
+            .try_send(EngineCommand::PlayEnd { stream_id: 9 })
+            .unwrap();
         for _ in 0..15 {
             r.engine.tick();
         }
@@ -617,10 +627,16 @@ mod tests {
         let stats = r.engine.stats();
         assert_eq!(stats.concealed.load(Ordering::Relaxed), MAX_CONCEAL as u64);
         assert!(stats.decode_errors.load(Ordering::Relaxed) <= 1);
-        r.cmd.try_send(EngineCommand::PlayAbort { stream_id: 1 }).unwrap();
+        r.cmd
+            .try_send(EngineCommand::PlayAbort { stream_id: 1 })
+            .unwrap();
         r.engine.tick();
         let n = samples.lock().unwrap().len();
         r.engine.tick();
-        assert_eq!(samples.lock().unwrap().len(), n, "nothing plays after abort");
+        assert_eq!(
+            samples.lock().unwrap().len(),
+            n,
+            "nothing plays after abort"
+        );
     }
 }

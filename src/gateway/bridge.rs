@@ -21,11 +21,20 @@ const MAX_QUEUED_PACKETS: usize = 1000;
 enum Tx {
     Idle,
     /// PTT keyed, waiting `tx_delay` before audio starts.
-    Keying { stream_id: u32, until: Instant, tot_at: Instant },
+    Keying {
+        stream_id: u32,
+        until: Instant,
+        tot_at: Instant,
+    },
     /// Playing a message.
-    Playing { stream_id: u32, tot_at: Instant },
+    Playing {
+        stream_id: u32,
+        tot_at: Instant,
+    },
     /// Holding PTT after the audio ended.
-    Tail { until: Instant },
+    Tail {
+        until: Instant,
+    },
 }
 
 struct Queued {
@@ -316,7 +325,8 @@ impl Bridge {
                 if matches!(s.tx, Tx::Playing { stream_id: id, .. } if id == stream_id) {
                     self.engine(EngineCommand::PlayEnd { stream_id });
                 } else if let Some(pos) = s.queue.iter().position(|q| q.stream_id == stream_id) {
-                    let playing_soon = matches!(s.tx, Tx::Keying { stream_id: id, .. } if id == stream_id);
+                    let playing_soon =
+                        matches!(s.tx, Tx::Keying { stream_id: id, .. } if id == stream_id);
                     if s.queue[pos].packets.is_empty() && !playing_soon {
                         s.queue.remove(pos);
                     } else {

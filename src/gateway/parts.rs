@@ -103,8 +103,8 @@ fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioPart
         }
     };
     let ptt: Box<dyn Ptt> = match r.ptt {
-        PttConfig::Sim => Box::new(SimPtt::new()),
-        PttConfig::None => Box::new(NoPtt),
+        PttConfig::Sim {} => Box::new(SimPtt::new()),
+        PttConfig::None {} => Box::new(NoPtt),
     };
     let carrier: Box<dyn CarrierDetect> = match &r.carrier {
         CarrierConfig::Vox(v) => {
@@ -113,8 +113,8 @@ fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioPart
         CarrierConfig::Schedule { on } => Box::new(ScheduleCarrier::new(
             on.iter().map(|[a, b]| (*a, *b)).collect(),
         )),
-        CarrierConfig::Always => Box::new(FlagCarrier::fixed(true)),
-        CarrierConfig::None => Box::new(FlagCarrier::fixed(false)),
+        CarrierConfig::Always {} => Box::new(FlagCarrier::fixed(true)),
+        CarrierConfig::None {} => Box::new(FlagCarrier::fixed(false)),
     };
     Ok(RadioParts {
         name: r.name.clone(),

@@ -727,16 +727,17 @@ impl Core {
             .images
             .get(&id)
             .is_some_and(|i| i.meta.is_some() && i.thumbnail.is_some() && i.full.is_some());
-        if done && let Some(img) = link.images.remove(&id) {
-            if let (Some(meta), Some(thumbnail), Some(full)) = (img.meta, img.thumbnail, img.full) {
-                info!(channel = %meta.channel, from = %meta.from, bytes = full.len(), "image");
-                self.emit(SessionEvent::Image {
-                    meta,
-                    thumbnail,
-                    full,
-                })
-                .await;
-            }
+        if done
+            && let Some(img) = link.images.remove(&id)
+            && let (Some(meta), Some(thumbnail), Some(full)) = (img.meta, img.thumbnail, img.full)
+        {
+            info!(channel = %meta.channel, from = %meta.from, bytes = full.len(), "image");
+            self.emit(SessionEvent::Image {
+                meta,
+                thumbnail,
+                full,
+            })
+            .await;
         }
     }
 
@@ -885,7 +886,7 @@ impl Core {
                 image_parts,
                 reply,
             } => {
-                let channel = match &command {
+                let channel = match command.as_ref() {
                     Command::SendTextMessage(c) => Some(c.channel.clone()),
                     Command::SendLocation(c) => Some(c.channel.clone()),
                     Command::SendImage(c) => Some(c.channel.clone()),

@@ -253,7 +253,7 @@ pub(crate) enum Request {
         id: u64,
     },
     Send {
-        command: super::protocol::Command,
+        command: Box<super::protocol::Command>,
         /// Binary frames to send right after a successful reply (image parts), tagged with
         /// the image id from the reply.
         image_parts: Option<(Bytes, Bytes)>,
@@ -334,7 +334,7 @@ impl SessionHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Send {
-                command,
+                command: Box::new(command),
                 image_parts,
                 reply,
             })
