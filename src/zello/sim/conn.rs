@@ -27,8 +27,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-/// Frames a connection may have waiting to be written before it counts as too slow.
-const QUEUE_LEN: usize = 1024;
 /// Time allowed for the TLS and WebSocket handshakes.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a closing frame to go out.
@@ -122,7 +120,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(QUEUE_LEN);
+    let (tx, mut rx) = mpsc::channel::<Message>(sh.config.client_queue.max(8));
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
     let info = Arc::new(ConnInfo::new(id));
     let link = ConnLink {
