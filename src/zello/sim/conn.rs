@@ -27,14 +27,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-/// Frames a connection may have waiting to be written before it counts as too slow.
-const QUEUE_LEN: usize = 1024;
 /// Time allowed for the TLS and WebSocket handshakes.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a closing frame to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Frames written before a flush.
 const WRITE_BATCH: usize = 64;
+/// Longer waits are cut to this, so no deadline overflows the clock.
+const MAX_WAIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// The close code of a kicked session.
 const KICKED: u16 = 3003;
 
@@ -122,7 +122,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(QUEUE_LEN);
+    let (tx, mut rx) = mpsc::channel::<Message>(sh.config.client_queue.max(8));
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
     let info = Arc::new(ConnInfo::new(id));
     let link = ConnLink {
@@ -261,10 +261,15 @@ where
 /// `pong_timeout`.
 async fn keepalive(sh: &Shared, link: &ConnLink) -> End {
     let interval = sh.config.ping_interval;
-    if interval.is_zero() {
+    let Some(first) = Instant::now()
+        .checked_add(interval)
+        .filter(|_| !interval.is_zero())
+    else {
+        // Pings off (or so rare they never come).
         return std::future::pending().await;
-    }
-    let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
+    };
+    let pong_timeout = sh.config.pong_timeout.min(MAX_WAIT);
+    let mut tick = tokio::time::interval_at(first, interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The deadline of the oldest unanswered ping and the pong count when it was sent.
     let mut pending: Option<(Instant, u64)> = None;
@@ -277,7 +282,7 @@ async fn keepalive(sh: &Shared, link: &ConnLink) -> End {
                     pending = None;
                 }
                 if pending.is_none() {
-                    pending = Some((Instant::now() + sh.config.pong_timeout, pongs));
+                    pending = Some((Instant::now() + pong_timeout, pongs));
                 }
                 match link.tx.try_send(Message::Ping(Bytes::new())) {
                     Ok(()) => {}

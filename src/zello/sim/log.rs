@@ -44,7 +44,12 @@ pub enum DisconnectReason {
     Shutdown,
 }
 
-/// One thing that happened. `user` is the username, or `#<connection number>` before logon.
+/// One thing that happened.
+///
+/// Fields: `user` is the username (`#<connection number>` before logon, `echo` for the echo
+/// user); `channel`, `stream_id`, `packet_id`, `message_id`, `image_id` and `users_online` are
+/// as on the wire; `recipient` is the `for` user; `len` is an audio payload's size in bytes.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimEvent {
     /// A WebSocket handshake completed.

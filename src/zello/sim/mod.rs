@@ -18,6 +18,8 @@
 //!
 //! Start it with [`SimServer::start`] (tests, demo) or [`run`] (the command line).
 
+#![warn(missing_docs)]
+
 mod accounts;
 mod conn;
 mod echo;
@@ -67,6 +69,9 @@ pub struct SimConfig {
     pub max_message_size: usize,
     /// How long after a successful logon the channel status is sent.
     pub status_delay: Duration,
+    /// Frames a client may have waiting to be written; a client whose queue fills up (it
+    /// reads too slowly) is disconnected so it cannot hold up the others.
+    pub client_queue: usize,
 }
 
 impl Default for SimConfig {
@@ -79,6 +84,7 @@ impl Default for SimConfig {
             tls: None,
             max_message_size: 256 * 1024,
             status_delay: Duration::ZERO,
+            client_queue: 1024,
         }
     }
 }
@@ -91,27 +97,38 @@ pub enum SimError {
         "cannot listen on {addr}: {source}; pick another --listen address or stop the program using that port"
     )]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why it failed.
         #[source]
         source: std::io::Error,
     },
     /// A TLS certificate or key file could not be read.
     #[error("cannot read TLS file {}: {source}; check the path and its permissions", path.display())]
     TlsUnreadable {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
     /// A TLS certificate or key file was read but is not usable.
     #[error("TLS file {}: {message}", path.display())]
-    TlsInvalid { path: PathBuf, message: String },
+    TlsInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to give instead.
+        message: String,
+    },
     /// Only one of the certificate and the key was given.
     #[error("give both --tls-cert and --tls-key to serve wss://, or neither to serve ws://")]
     TlsIncomplete,
     /// The accounts file could not be read.
     #[error("cannot read accounts file {}: {source}; check the path and its permissions", path.display())]
     AccountsUnreadable {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
@@ -120,6 +137,7 @@ pub enum SimError {
     AccountsInvalid {
         /// The file's path, or `<text>` for [`Accounts::parse`].
         source_name: String,
+        /// What is wrong and how to fix it.
         message: String,
     },
 }
