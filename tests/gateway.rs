@@ -1,0 +1,271 @@
+//! The whole gateway (session, router, bridge, codec engine thread) with simulated radios
+//! against the emulator over loopback. These run in real time: the codec engine ticks on its
+//! own thread like it does on a Pi.
+
+mod common;
+
+use bytes::Bytes;
+use common::{CHANNEL, Client, config, server};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use zello_gateway::audio::file::{FileInput, MemoryOutput};
+use zello_gateway::audio::opus::{EncoderSettings, OpusEncoder};
+use zello_gateway::audio::{CODEC_RATE, speech, wav};
+use zello_gateway::config::Config;
+use zello_gateway::gateway::{self, GatewayEvent, RadioParts, Timing};
+use zello_gateway::radio::sim::{FlagCarrier, SimPtt};
+use zello_gateway::zello::protocol::CodecHeader;
+use zello_gateway::zello::session::SessionEvent;
+use zello_gateway::zello::sim::SimConfig;
+
+const S: Duration = Duration::from_secs(1);
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("zg-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn wait_for(
+    rx: &mut broadcast::Receiver<GatewayEvent>,
+    within: Duration,
+    pred: impl Fn(&GatewayEvent) -> bool,
+) -> GatewayEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("observer closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+/// Sends `packets` 60 ms packets of speech as one message, in real time.
+async fn talk(client: &Client, packets: usize) {
+    let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+    let pcm = speech::speech_like(CODEC_RATE, packets as f32 * 0.06, 5);
+    let msg = client
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(60));
+    let mut buf = Vec::new();
+    for chunk in pcm.chunks_exact(960).take(packets) {
+        tick.tick().await;
+        enc.encode_packet(chunk, &mut buf).unwrap();
+        msg.send(Bytes::copy_from_slice(&buf));
+    }
+    msg.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_end_to_end() {
+    let out = temp_dir("demo");
+    zello_gateway::demo::run(zello_gateway::demo::DemoArgs {
+        out: out.clone(),
+        clip: None,
+    })
+    .await
+    .expect("demo completes");
+    let secs = |name: &str| {
+        wav::read_wav_mono(&out.join(name), CODEC_RATE)
+            .unwrap()
+            .len() as f64
+            / 16000.0
+    };
+    assert!((secs("radio-received.wav") - 3.0).abs() < 0.01);
+    // What the dispatcher heard: the clip plus VOX hang, in whole packets.
+    let heard = secs("dispatcher-received.wav");
+    assert!((3.0..3.8).contains(&heard), "{heard}");
+    let transmitted = secs("radio-transmitted.wav");
+    assert!((1.9..2.3).contains(&transmitted), "{transmitted}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() {
+    let sim = server(SimConfig::default()).await;
+    let carrier = FlagCarrier::new();
+    let ptt = SimPtt::new();
+    let out = MemoryOutput::new(CODEC_RATE);
+    let played = out.messages();
+    let parts = RadioParts {
+        name: "vhf1".into(),
+        channel: CHANNEL.into(),
+        recipient: None,
+        header: CodecHeader::default(),
+        encoder: EncoderSettings::default(),
+        timing: Timing::default(),
+        input: Box::new(FileInput::from_samples(
+            speech::speech_like(CODEC_RATE, 30.0, 9),
+            CODEC_RATE,
+        )),
+        output: Box::new(out),
+        carrier: Box::new(carrier.clone()),
+        ptt: Box::new(ptt.clone()),
+    };
+    let shutdown = CancellationToken::new();
+    let (observer, mut watch) = broadcast::channel(1024);
+    let gw = tokio::spawn(gateway::run(
+        config(&sim, "gateway1"),
+        vec![parts],
+        shutdown.clone(),
+        observer,
+    ));
+    let mut app = Client::ready(config(&sim, "dispatcher")).await;
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
+    })
+    .await;
+
+    // The radio receives: the message reaches the app.
+    carrier.set(true);
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::StreamStarted { .. })
+    })
+    .await;
+    app.expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await;
+    // The dispatcher talks meanwhile: queued, PTT stays off while the carrier is up.
+    talk(&app, 10).await;
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::Incoming { .. })
+    })
+    .await;
+    tokio::time::sleep(S).await;
+    assert!(!ptt.is_keyed(), "keyed over an incoming carrier");
+    assert_eq!(ptt.key_count(), 0);
+    // The frequency clears: the queued message is played.
+    carrier.set(false);
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::PttOn { .. })
+    })
+    .await;
+    assert!(ptt.is_keyed());
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::PttOff { .. })
+    })
+    .await;
+    assert!(!ptt.is_keyed());
+    {
+        let played = played.lock().unwrap();
+        assert_eq!(played.len(), 1);
+        assert_eq!(played[0].len(), 10 * 960);
+    }
+    // Never forwards what it transmits: the app got exactly one message (the radio's).
+    let seen = app.collect(S).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, SessionEvent::IncomingStart { .. })),
+        "{seen:?}"
+    );
+
+    // A long message starts playing; shutdown in the middle releases PTT.
+    let long = tokio::spawn(async move {
+        talk(&app, 100).await;
+        app
+    });
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::Playing { .. })
+    })
+    .await;
+    assert!(ptt.is_keyed());
+    shutdown.cancel();
+    tokio::time::timeout(5 * S, gw)
+        .await
+        .expect("gateway stops within 5 s")
+        .unwrap()
+        .unwrap();
+    assert!(!ptt.is_keyed(), "PTT released on shutdown");
+    long.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_radio_hears_itself_through_the_echo_user() {
+    // The installer's check: key the radio, talk, and hear it come back.
+    let sim = server(SimConfig {
+        echo: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = temp_dir("echo");
+    let clip = speech::speech_like(CODEC_RATE, 2.0, 3);
+    wav::write_wav_mono(
+        &dir.join("rx.wav"),
+        48000,
+        &wav::resample_linear(&clip, 16000, 48000),
+    )
+    .unwrap();
+    let text = format!(
+        r#"
+[zello]
+server = "{}"
+username = "gateway1"
+password = "pw"
+
+[[radio]]
+name = "radio1"
+channel = "{CHANNEL}"
+audio = {{ backend = "file", input = "rx.wav", output = "tx.wav" }}
+ptt = {{ type = "sim" }}
+carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
+"#,
+        sim.url()
+    );
+    std::fs::write(dir.join("gateway.toml"), text).unwrap();
+    let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
+    let radios = gateway::parts::build(&cfg).unwrap();
+    let shutdown = CancellationToken::new();
+    let (observer, mut watch) = broadcast::channel(1024);
+    let gw = tokio::spawn(gateway::run(
+        cfg.session_config().unwrap(),
+        radios,
+        shutdown.clone(),
+        observer,
+    ));
+    let sent = wait_for(&mut watch, 10 * S, |e| {
+        matches!(e, GatewayEvent::Sent { .. })
+    })
+    .await;
+    let GatewayEvent::Sent { packets, .. } = sent else {
+        unreachable!()
+    };
+    assert_eq!(packets, 20, "1.2 s of carrier in 60 ms packets");
+    let GatewayEvent::Incoming { from, .. } = wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::Incoming { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, "echo");
+    let GatewayEvent::Played { packets, .. } = wait_for(&mut watch, 10 * S, |e| {
+        matches!(e, GatewayEvent::Played { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(packets, 20);
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::PttOff { .. })
+    })
+    .await;
+    shutdown.cancel();
+    gw.await.unwrap().unwrap();
+    let tx = wav::read_wav_mono(&dir.join("tx.wav"), CODEC_RATE).unwrap();
+    assert_eq!(tx.len(), 20 * 960);
+    // The echoed audio resembles what the radio heard (same level within a few dB).
+    let heard = zello_gateway::audio::level::rms_dbfs(&clip[8000..8000 + 19200]);
+    let back = zello_gateway::audio::level::rms_dbfs(&tx);
+    assert!((heard - back).abs() < 4.0, "{heard} vs {back}");
+    std::fs::remove_dir_all(Path::new(&dir)).ok();
+}
