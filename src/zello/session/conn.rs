@@ -658,7 +658,7 @@ impl Core {
                     },
                 );
                 if let (true, Ok(header)) = (valid, header) {
-                    info!(stream_id = s.stream_id, channel = %s.channel, from = %s.from, "incoming message");
+                    debug!(stream_id = s.stream_id, channel = %s.channel, from = %s.from, "incoming message");
                     self.emit(SessionEvent::IncomingStart {
                         stream_id: s.stream_id,
                         channel: s.channel,
@@ -936,7 +936,7 @@ impl Core {
             })
             .to_json(),
         );
-        info!(stream_id, channel = %out.channel, packets = out.sent, "message sent");
+        debug!(stream_id, channel = %out.channel, packets = out.sent, "stop_stream sent");
         self.emit(SessionEvent::OutgoingEnded {
             local_id: id,
             stream_id: Some(stream_id),
