@@ -57,6 +57,11 @@ async fn wss_to_the_emulator_with_a_private_certificate() {
 
 /// A server that logs the client on, reports the channel online, then sends `frames`.
 async fn hostile_server(frames: Vec<Message>) -> (String, Arc<AtomicUsize>) {
+    scripted_server(frames, false).await
+}
+
+/// Like [`hostile_server`]; with `status_first` the channel status precedes the logon reply.
+async fn scripted_server(frames: Vec<Message>, status_first: bool) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
@@ -75,14 +80,17 @@ async fn hostile_server(frames: Vec<Message>) -> (String, Arc<AtomicUsize>) {
                 };
                 let v: serde_json::Value = serde_json::from_str(logon.as_str()).unwrap();
                 let seq = v["seq"].as_u64().unwrap();
-                let _ = ws
-                    .send(Message::text(format!(r#"{{"seq":{seq},"success":true}}"#)))
-                    .await;
-                let _ = ws
-                    .send(Message::text(format!(
-                        r#"{{"command":"on_channel_status","channel":"{CHANNEL}","status":"online","users_online":1}}"#
-                    )))
-                    .await;
+                let reply = Message::text(format!(r#"{{"seq":{seq},"success":true}}"#));
+                let status = Message::text(format!(
+                    r#"{{"command":"on_channel_status","channel":"{CHANNEL}","status":"online","users_online":1}}"#
+                ));
+                let (first, second) = if status_first {
+                    (status, reply)
+                } else {
+                    (reply, status)
+                };
+                let _ = ws.send(first).await;
+                let _ = ws.send(second).await;
                 for f in frames {
                     if ws.send(f).await.is_err() {
                         return;
@@ -232,4 +240,24 @@ fn bad_urls_are_refused_before_connecting() {
             .unwrap_or_else(|| panic!("{url} accepted"));
         assert!(err.to_string().contains(url), "{err}");
     }
+}
+
+#[tokio::test]
+async fn a_channel_status_before_the_logon_reply_still_makes_the_channel_ready() {
+    let (url, _) = scripted_server(vec![], true).await;
+    let mut gw = Client::start(hostile_config(url));
+    let first = gw
+        .expect(5 * S, |e| matches!(e, SessionEvent::Channel { .. }))
+        .await;
+    assert!(
+        matches!(first, SessionEvent::Channel { ready: false, .. }),
+        "not ready before the logon reply: {first:?}"
+    );
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::LoggedOn { .. }))
+        .await;
+    gw.expect(5 * S, |e| {
+        matches!(e, SessionEvent::Channel { ready: true, .. })
+    })
+    .await;
+    gw.shutdown().await;
 }

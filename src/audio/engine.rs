@@ -464,7 +464,7 @@ mod tests {
     }
 
     fn rig(input: Vec<i16>, carrier: Box<dyn CarrierDetect>, out: MemoryOutput) -> Rig {
-        let (cmd, crx) = mpsc::channel(64);
+        let (cmd, crx) = mpsc::channel(256);
         let (etx, ev) = mpsc::channel(4096);
         let engine = Engine::new(
             Box::new(FileInput::from_samples(input, 16000)),
@@ -638,5 +638,60 @@ mod tests {
             n,
             "nothing plays after abort"
         );
+    }
+
+    #[test]
+    fn plays_any_header_the_apps_send_at_the_output_rate() {
+        for (rate, fpp, ms) in [
+            (48000, 2, 20),
+            (8000, 1, 60),
+            (24000, 1, 10),
+            (12000, 2, 40),
+        ] {
+            let out = MemoryOutput::new(16000);
+            let messages = out.messages();
+            let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
+            let header = CodecHeader::new(rate, fpp, ms).unwrap();
+            let mut enc = OpusEncoder::new(&EncoderSettings {
+                sample_rate: rate,
+                frame_ms: ms,
+                frames_per_packet: fpp,
+                ..EncoderSettings::default()
+            })
+            .unwrap();
+            let pcm = speech_like(rate, 1.0, 6);
+            r.cmd
+                .try_send(EngineCommand::PlayBegin {
+                    stream_id: 3,
+                    header,
+                })
+                .unwrap();
+            let mut n = 0;
+            for chunk in pcm.chunks_exact(header.packet_samples()) {
+                let mut buf = Vec::new();
+                enc.encode_packet(chunk, &mut buf).unwrap();
+                r.cmd
+                    .try_send(EngineCommand::PlayPacket {
+                        stream_id: 3,
+                        data: Bytes::from(buf),
+                    })
+                    .unwrap();
+                n += 1;
+            }
+            r.cmd
+                .try_send(EngineCommand::PlayEnd { stream_id: 3 })
+                .unwrap();
+            for _ in 0..40 {
+                r.engine.tick();
+            }
+            let played = messages.lock().unwrap();
+            assert_eq!(played.len(), 1, "{header:?}");
+            // Every packet decoded to its duration at the output's 16 kHz.
+            assert_eq!(
+                played[0].len(),
+                n * header.packet_ms() as usize * 16,
+                "{header:?}"
+            );
+        }
     }
 }

@@ -102,7 +102,8 @@ struct Link {
     abandoned_starts: HashSet<u64>,
     logged_on: bool,
     with_refresh: bool,
-    online: HashMap<String, bool>,
+    /// The last status of each channel.
+    online: HashMap<String, crate::zello::protocol::ChannelStatus>,
     out: HashMap<u64, Out>,
     incoming: HashMap<u32, Incoming>,
     images: HashMap<u32, PendingImage>,
@@ -528,6 +529,20 @@ impl Core {
                         with_refresh_token: link.with_refresh,
                     })
                     .await;
+                    // A status that came before the logon reply: the channel is ready now.
+                    let early: Vec<_> = link
+                        .online
+                        .values()
+                        .filter(|s| s.status == ChannelState::Online)
+                        .cloned()
+                        .collect();
+                    for status in early {
+                        self.emit(SessionEvent::Channel {
+                            status,
+                            ready: true,
+                        })
+                        .await;
+                    }
                     Ok(())
                 }
                 Some(code) => Err(ConnEnd::LogonRefused {
@@ -626,7 +641,7 @@ impl Core {
         match event {
             Event::ChannelStatus(status) => {
                 let online = status.status == ChannelState::Online;
-                link.online.insert(status.channel.clone(), online);
+                link.online.insert(status.channel.clone(), status.clone());
                 let ready = online && link.logged_on;
                 if online {
                     info!(channel = %status.channel, users_online = status.users_online, "channel online");
@@ -801,7 +816,11 @@ impl Core {
     }
 
     fn ready(&self, link: &Link, channel: &str) -> bool {
-        link.logged_on && link.online.get(channel).copied().unwrap_or(false)
+        link.logged_on
+            && link
+                .online
+                .get(channel)
+                .is_some_and(|s| s.status == ChannelState::Online)
     }
 
     async fn on_request(&mut self, link: &mut Link, req: Request) {
@@ -1003,9 +1022,9 @@ impl Core {
         }
         let was_ready: Vec<String> = link
             .online
-            .iter()
-            .filter(|(_, online)| **online)
-            .map(|(c, _)| c.clone())
+            .values()
+            .filter(|s| s.status == ChannelState::Online)
+            .map(|s| s.channel.clone())
             .collect();
         if link.logged_on {
             for channel in was_ready {
