@@ -5,6 +5,7 @@
 //! ([`bridge`]) that keys PTT, starts and ends messages, and keeps half duplex.
 
 mod bridge;
+pub mod machine;
 pub mod parts;
 
 use crate::audio::engine::{self, Engine};

@@ -1,0 +1,511 @@
+//! Every timer rule of the state machine, driven with made-up instants.
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+struct Clock {
+    t0: Instant,
+    m: Machine,
+}
+
+impl Clock {
+    fn new(t: Timers) -> Self {
+        let mut m = Machine::new(t);
+        let t0 = Instant::now();
+        m.handle(t0, Input::ChannelReady(true));
+        Clock { t0, m }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + MS * ms as u32
+    }
+
+    fn input(&mut self, ms: u64, input: Input) -> Vec<Action> {
+        let mut a = self.run_until(ms);
+        a.extend(self.m.handle(self.at(ms), input));
+        a
+    }
+
+    /// Fires every deadline up to `ms` (as the bridge does) and returns the actions.
+    fn run_until(&mut self, ms: u64) -> Vec<Action> {
+        let end = self.at(ms);
+        let mut out = Vec::new();
+        while let Some(d) = self.m.next_deadline() {
+            if d > end {
+                break;
+            }
+            out.extend(self.m.on_timer(d));
+        }
+        out
+    }
+}
+
+fn has(a: &[Action], x: &Action) -> bool {
+    a.contains(x)
+}
+
+fn timers() -> Timers {
+    Timers::default()
+}
+
+#[test]
+fn a_message_keys_waits_tx_delay_plays_holds_the_tail_and_unkeys() {
+    let mut c = Clock::new(timers());
+    let a = c.input(0, Input::IncomingStart { stream_id: 7 });
+    assert_eq!(a, [Action::Key]);
+    assert!(c.m.keyed());
+    assert_eq!(c.run_until(199), []);
+    assert_eq!(c.run_until(200), [Action::PlayBegin { stream_id: 7 }]);
+    let a = c.input(3000, Input::PlaybackDrained { stream_id: 7 });
+    assert_eq!(a, []);
+    assert_eq!(c.run_until(3099), []);
+    assert_eq!(c.run_until(3100), [Action::Unkey]);
+    assert!(!c.m.keyed());
+}
+
+#[test]
+fn the_time_out_timer_unkeys_and_drops_the_rest_of_the_message() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::IncomingStart { stream_id: 7 });
+    c.run_until(200);
+    let a = c.run_until(180_000);
+    assert_eq!(
+        a,
+        [
+            Action::Note(Note::TimeOut),
+            Action::PlayAbort { stream_id: 7 },
+            Action::DropIncoming {
+                stream_id: 7,
+                reason: DropReason::TimeOut
+            },
+            Action::Unkey
+        ]
+    );
+    assert!(!c.m.keyed());
+    // The message does not key again.
+    assert_eq!(c.run_until(400_000), []);
+    assert!(!c.m.is_queued(7));
+    // A new message does.
+    assert_eq!(
+        c.input(400_000, Input::IncomingStart { stream_id: 8 }),
+        [Action::Key]
+    );
+}
+
+#[test]
+fn the_time_out_timer_also_holds_while_keying_and_in_the_tail() {
+    let mut t = timers();
+    t.tot = Duration::from_millis(150);
+    let mut c = Clock::new(t);
+    c.input(0, Input::IncomingStart { stream_id: 1 });
+    let a = c.run_until(150);
+    assert!(has(&a, &Action::Unkey), "{a:?}");
+    assert!(!has(&a, &Action::PlayBegin { stream_id: 1 }));
+    assert!(!c.m.keyed());
+}
+
+#[test]
+fn carrier_starts_a_message_after_rx_min_and_ends_after_the_hang() {
+    let mut c = Clock::new(timers());
+    let a = c.input(0, Input::CarrierUp);
+    assert_eq!(a, [Action::KeepEncoding(true), Action::RxBuffer]);
+    assert_eq!(c.run_until(249), []);
+    assert_eq!(c.run_until(250), [Action::RxStart]);
+    assert_eq!(c.input(2000, Input::CarrierDown), []);
+    assert!(c.m.sending(), "silence is sent during the hang");
+    assert_eq!(c.run_until(2399), []);
+    assert_eq!(
+        c.run_until(2400),
+        [Action::RxFinish, Action::KeepEncoding(false)]
+    );
+}
+
+#[test]
+fn a_kerchunk_shorter_than_rx_min_sends_nothing() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    let a = c.input(200, Input::CarrierDown);
+    assert_eq!(
+        a,
+        [
+            Action::RxDiscard,
+            Action::KeepEncoding(false),
+            Action::Note(Note::Kerchunk)
+        ]
+    );
+    assert_eq!(c.run_until(5000), []);
+}
+
+#[test]
+fn a_carrier_back_within_the_hang_continues_the_same_message() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    c.input(1000, Input::CarrierDown);
+    assert_eq!(c.input(1300, Input::CarrierUp), []);
+    assert_eq!(c.run_until(1800), []);
+    assert!(c.m.sending());
+}
+
+#[test]
+fn anti_ping_pong_ignores_the_squelch_tail_after_our_ptt_drops() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::IncomingStart { stream_id: 1 });
+    c.run_until(200);
+    c.input(1000, Input::PlaybackDrained { stream_id: 1 });
+    assert_eq!(c.run_until(1100), [Action::Unkey]);
+    // The squelch tail opens for 200 ms: ignored.
+    assert_eq!(c.input(1150, Input::CarrierUp), []);
+    assert_eq!(c.input(1350, Input::CarrierDown), []);
+    assert_eq!(c.run_until(3000), []);
+    // A carrier that outlasts the window is a real signal.
+    c.input(4000, Input::IncomingStart { stream_id: 2 });
+    c.run_until(4200);
+    c.input(5000, Input::PlaybackDrained { stream_id: 2 });
+    c.run_until(5100);
+    assert_eq!(c.input(5150, Input::CarrierUp), []);
+    assert_eq!(
+        c.run_until(5400),
+        [Action::KeepEncoding(true), Action::RxBuffer]
+    );
+}
+
+#[test]
+fn a_stuck_carrier_ends_the_message_and_is_ignored_until_it_drops() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    let a = c.run_until(300_250);
+    assert_eq!(
+        a,
+        [
+            Action::RxFinish,
+            Action::KeepEncoding(false),
+            Action::Note(Note::CarrierStuck)
+        ]
+    );
+    assert_eq!(c.run_until(900_000), []);
+    assert_eq!(
+        c.input(900_000, Input::CarrierDown),
+        [Action::Note(Note::CarrierCleared)]
+    );
+    assert_eq!(
+        c.input(901_000, Input::CarrierUp),
+        [Action::KeepEncoding(true), Action::RxBuffer]
+    );
+}
+
+#[test]
+fn a_chattering_squelch_is_suppressed_then_allowed_again() {
+    let mut c = Clock::new(timers());
+    for i in 0..5u64 {
+        let t = i * 1000;
+        c.input(t, Input::CarrierUp);
+        c.input(t + 300, Input::CarrierDown);
+        c.run_until(t + 700);
+    }
+    assert_eq!(
+        c.input(5000, Input::CarrierUp),
+        [Action::Note(Note::Flapping)]
+    );
+    assert_eq!(c.input(5300, Input::CarrierDown), []);
+    assert_eq!(c.input(6000, Input::CarrierUp), [], "noted once, not again");
+    // 20 s after the first start (at 250 ms) the window has room again; the carrier still
+    // up starts a message.
+    assert_eq!(c.run_until(20_249), []);
+    let a = c.run_until(20_250);
+    assert!(has(&a, &Action::RxBuffer), "{a:?}");
+}
+
+#[test]
+fn busy_queue_waits_for_the_frequency_to_clear() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    let a = c.input(500, Input::IncomingStart { stream_id: 3 });
+    assert_eq!(a, [Action::Note(Note::Queued)]);
+    assert!(!c.m.keyed());
+    c.input(2000, Input::CarrierDown);
+    assert!(!c.m.keyed(), "not during the hang");
+    let a = c.run_until(2400);
+    assert_eq!(
+        a,
+        [Action::RxFinish, Action::KeepEncoding(false), Action::Key]
+    );
+}
+
+#[test]
+fn busy_drop_drops() {
+    let mut t = timers();
+    t.busy_policy = BusyPolicy::Drop;
+    let mut c = Clock::new(t);
+    c.input(0, Input::CarrierUp);
+    let a = c.input(100, Input::IncomingStart { stream_id: 3 });
+    assert_eq!(
+        a,
+        [Action::DropIncoming {
+            stream_id: 3,
+            reason: DropReason::Busy
+        }]
+    );
+    c.input(1000, Input::CarrierDown);
+    assert!(!c.run_until(10_000).contains(&Action::Key));
+}
+
+#[test]
+fn busy_override_keys_over_the_carrier() {
+    let mut t = timers();
+    t.busy_policy = BusyPolicy::Override;
+    let mut c = Clock::new(t);
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    let a = c.input(500, Input::IncomingStart { stream_id: 3 });
+    assert_eq!(
+        a,
+        [Action::RxFinish, Action::KeepEncoding(false), Action::Key]
+    );
+}
+
+#[test]
+fn a_queued_message_too_old_is_dropped() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    c.input(1000, Input::IncomingStart { stream_id: 3 });
+    let a = c.run_until(31_000);
+    assert!(
+        has(
+            &a,
+            &Action::DropIncoming {
+                stream_id: 3,
+                reason: DropReason::TooOld
+            }
+        ),
+        "{a:?}"
+    );
+    c.input(40_000, Input::CarrierDown);
+    assert!(!c.run_until(50_000).contains(&Action::Key));
+}
+
+#[test]
+fn never_keys_with_a_failed_audio_device() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::IncomingStart { stream_id: 1 });
+    c.run_until(200);
+    let a = c.input(500, Input::Device { ok: false });
+    assert_eq!(
+        a,
+        [
+            Action::PlayAbort { stream_id: 1 },
+            Action::DropIncoming {
+                stream_id: 1,
+                reason: DropReason::DeviceFailed
+            },
+            Action::Unkey
+        ]
+    );
+    assert_eq!(c.input(1000, Input::IncomingStart { stream_id: 2 }), []);
+    assert_eq!(c.input(2000, Input::Device { ok: true }), [Action::Key]);
+}
+
+#[test]
+fn a_failed_ptt_drops_the_message() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::IncomingStart { stream_id: 1 });
+    let a = c.input(1, Input::PttFailed);
+    assert_eq!(
+        a,
+        [
+            Action::DropIncoming {
+                stream_id: 1,
+                reason: DropReason::PttFailed
+            },
+            Action::Unkey
+        ]
+    );
+}
+
+#[test]
+fn carrier_while_the_channel_is_not_ready_is_not_sent() {
+    let mut c = Clock::new(timers());
+    c.m.handle(c.at(0), Input::ChannelReady(false));
+    c.input(0, Input::CarrierUp);
+    let a = c.run_until(250);
+    assert_eq!(
+        a,
+        [
+            Action::RxDiscard,
+            Action::KeepEncoding(false),
+            Action::Note(Note::NotReady)
+        ]
+    );
+}
+
+#[test]
+fn a_lost_outgoing_message_blocks_the_rest_of_that_carrier() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    assert_eq!(
+        c.input(1000, Input::OutgoingLost),
+        [Action::KeepEncoding(false)]
+    );
+    assert!(!c.m.sending());
+    assert_eq!(c.run_until(5000), []);
+    c.input(6000, Input::CarrierDown);
+    assert!(has(&c.input(7000, Input::CarrierUp), &Action::RxBuffer));
+}
+
+#[test]
+fn courtesy_tone_after_the_message() {
+    let mut t = timers();
+    t.courtesy_tone = true;
+    let mut c = Clock::new(t);
+    c.input(0, Input::IncomingStart { stream_id: 1 });
+    c.run_until(200);
+    assert_eq!(
+        c.input(1000, Input::PlaybackDrained { stream_id: 1 }),
+        [Action::PlayCourtesyTone]
+    );
+    assert_eq!(c.run_until(5000), [], "keyed until the tone has played");
+    assert!(c.m.keyed());
+    c.input(5100, Input::PcmDrained);
+    assert_eq!(c.run_until(5200), [Action::Unkey]);
+}
+
+#[test]
+fn identification_after_the_first_transmission_then_every_interval() {
+    let mut t = timers();
+    t.id_interval = Some(Duration::from_secs(600));
+    let mut c = Clock::new(t);
+    let msg = |c: &mut Clock, at: u64, id: u32| {
+        c.input(at, Input::IncomingStart { stream_id: id });
+        c.run_until(at + 200);
+        c.input(at + 1000, Input::PlaybackDrained { stream_id: id })
+    };
+    msg(&mut c, 0, 1);
+    // Tail ends and unkeys; the identification is due, after the pause between transmissions.
+    assert_eq!(c.run_until(1100), [Action::Unkey]);
+    assert_eq!(c.run_until(1400), [Action::Key]);
+    assert_eq!(c.run_until(1600), [Action::PlayIdentification]);
+    c.input(4000, Input::PcmDrained);
+    assert_eq!(c.run_until(4100), [Action::Unkey]);
+    // Another message within the interval: no identification after it.
+    msg(&mut c, 100_000, 2);
+    assert_eq!(c.run_until(101_100), [Action::Unkey]);
+    assert_eq!(c.run_until(200_000), []);
+    // The interval since the last identification passes: identify (we transmitted since).
+    assert_eq!(c.run_until(601_600), [Action::Key]);
+    assert_eq!(c.run_until(601_800), [Action::PlayIdentification]);
+    c.input(604_000, Input::PcmDrained);
+    c.run_until(604_100);
+    // Nothing transmitted since: no more identification.
+    assert_eq!(c.run_until(3_000_000), []);
+}
+
+/// Random inputs at random times: the transmitter is never keyed over a carrier (queue
+/// policy), never longer than the time-out timer, and every key has its unkey.
+#[test]
+fn safety_holds_for_random_sequences() {
+    for seed in 0..300u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut t = timers();
+        t.tot = Duration::from_secs(20);
+        let mut c = Clock::new(t);
+        let mut sim = Model {
+            seed,
+            keyed_at: None,
+            real_carrier: false,
+            reported: false,
+        };
+        let mut now = 0u64;
+        let mut next_id = 1u32;
+        for _ in 0..200 {
+            now += rng.u64(1..3000);
+            let end = c.at(now);
+            // Fire the deadlines one by one, checking after each.
+            while let Some(d) = c.m.next_deadline() {
+                if d > end {
+                    break;
+                }
+                let ms = d.duration_since(c.t0).as_millis() as u64;
+                let a = c.m.on_timer(d);
+                sim.apply(&mut c, &a, ms);
+            }
+            let input = match rng.u8(0..8) {
+                0 | 1 => {
+                    sim.real_carrier = !sim.real_carrier;
+                    None
+                }
+                2 => {
+                    next_id += 1;
+                    Some(Input::IncomingStart { stream_id: next_id })
+                }
+                3 => Some(Input::PlaybackDrained {
+                    stream_id: c.m.playing().unwrap_or(0),
+                }),
+                4 => Some(Input::Device { ok: rng.bool() }),
+                5 => Some(Input::ChannelReady(rng.bool())),
+                6 => Some(Input::OutgoingLost),
+                _ => Some(Input::PcmDrained),
+            };
+            if let Some(input) = input {
+                let a = c.m.handle(end, input);
+                sim.apply(&mut c, &a, now);
+            } else {
+                sim.apply(&mut c, &[], now);
+            }
+            if let Some(k) = sim.keyed_at {
+                assert!(now - k <= 20_000, "seed {seed}: keyed {} ms", now - k);
+            }
+            assert_eq!(sim.keyed_at.is_some(), c.m.keyed(), "seed {seed}");
+        }
+    }
+}
+
+/// The radio and engine around the machine: the engine reports the carrier as down while
+/// the transmitter is keyed, and as it really is otherwise.
+struct Model {
+    seed: u64,
+    keyed_at: Option<u64>,
+    real_carrier: bool,
+    reported: bool,
+}
+
+impl Model {
+    fn apply(&mut self, c: &mut Clock, actions: &[Action], now: u64) {
+        let mut pending: Vec<Action> = actions.to_vec();
+        loop {
+            for a in pending.drain(..) {
+                match &a {
+                    Action::Key => {
+                        assert!(self.keyed_at.is_none(), "seed {}: keyed twice", self.seed);
+                        assert!(
+                            !self.real_carrier,
+                            "seed {}: keyed over a carrier at {now}",
+                            self.seed
+                        );
+                        self.keyed_at = Some(now);
+                    }
+                    Action::Unkey => self.keyed_at = None,
+                    _ => {}
+                }
+                if std::env::var("MACHINE_TRACE").is_ok() {
+                    eprintln!("{now}: {a:?} real_carrier={}", self.real_carrier);
+                }
+            }
+            let reported = self.real_carrier && self.keyed_at.is_none();
+            if reported == self.reported {
+                break;
+            }
+            self.reported = reported;
+            let input = if reported {
+                Input::CarrierUp
+            } else {
+                Input::CarrierDown
+            };
+            pending = c.m.handle(c.at(now), input);
+        }
+    }
+}
