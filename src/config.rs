@@ -15,6 +15,7 @@
 //! carrier = { type = "vox" }
 //! ```
 
+use crate::gateway::machine::{BusyPolicy, Timers};
 use crate::radio::vox::VoxSettings;
 use crate::secret::Secret;
 use crate::zello::auth::TokenSource;
@@ -22,6 +23,7 @@ use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{DEFAULT_PLATFORM_NAME, SessionConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,216 @@ pub struct RadioConfig {
     pub carrier: CarrierConfig,
     #[serde(default)]
     pub codec: CodecConfig,
+    #[serde(default)]
+    pub timing: TimingConfig,
+    /// A short tone after each message from the channel.
+    pub courtesy_tone: Option<CourtesyToneConfig>,
+    /// CW station identification (amateur radio).
+    pub cw_id: Option<CwIdConfig>,
+}
+
+/// `timing = { ... }`: the transmit-safety timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimingConfig {
+    /// PTT lead before the audio starts.
+    pub tx_delay_ms: u32,
+    /// PTT hold after the last audio.
+    pub tx_tail_ms: u32,
+    /// Time-out timer: unkey after this long no matter what (1 to 3600).
+    pub tot_s: u32,
+    /// After the carrier drops, keep the message open this long (silence is sent).
+    pub rx_hang_ms: u32,
+    /// Ignore carriers shorter than this (kerchunks).
+    pub rx_min_ms: u32,
+    /// Ignore the carrier this long after our own PTT drops (squelch tail, anti ping-pong).
+    pub rx_start_delay_ms: u32,
+    /// A carrier up longer than this is stuck: the message ends and the carrier is ignored
+    /// until it drops.
+    pub rx_max_s: u32,
+    /// At most this many message starts within `flap_window_s` (0: no limit).
+    pub flap_max_starts: u32,
+    pub flap_window_s: u32,
+    /// A message from the channel while the radio receives: "queue", "drop" or "override".
+    pub busy_policy: BusyPolicy,
+    /// A queued message older than this is dropped.
+    pub queue_max_age_s: u32,
+}
+
+impl Default for TimingConfig {
+    fn default() -> Self {
+        let t = Timers::default();
+        TimingConfig {
+            tx_delay_ms: t.tx_delay.as_millis() as u32,
+            tx_tail_ms: t.tx_tail.as_millis() as u32,
+            tot_s: t.tot.as_secs() as u32,
+            rx_hang_ms: t.rx_hang.as_millis() as u32,
+            rx_min_ms: t.rx_min.as_millis() as u32,
+            rx_start_delay_ms: t.rx_start_delay.as_millis() as u32,
+            rx_max_s: t.rx_max.as_secs() as u32,
+            flap_max_starts: t.flap_max_starts as u32,
+            flap_window_s: t.flap_window.as_secs() as u32,
+            busy_policy: t.busy_policy,
+            queue_max_age_s: t.queue_max_age.as_secs() as u32,
+        }
+    }
+}
+
+/// `courtesy_tone = { ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CourtesyToneConfig {
+    pub hz: f32,
+    pub ms: u32,
+    pub level_dbfs: f32,
+}
+
+impl Default for CourtesyToneConfig {
+    fn default() -> Self {
+        CourtesyToneConfig {
+            hz: 1000.0,
+            ms: 150,
+            level_dbfs: -20.0,
+        }
+    }
+}
+
+/// `cw_id = { ... }`: station identification in Morse code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CwIdConfig {
+    /// The call sign (letters, digits, "/").
+    pub call: String,
+    /// Identify at most this often, and only after transmitting (minutes).
+    #[serde(default = "default_id_interval")]
+    pub interval_min: u32,
+    #[serde(default = "default_wpm")]
+    pub wpm: u32,
+    #[serde(default = "default_pitch")]
+    pub pitch_hz: f32,
+    #[serde(default = "default_id_level")]
+    pub level_dbfs: f32,
+}
+
+fn default_id_interval() -> u32 {
+    10
+}
+fn default_wpm() -> u32 {
+    20
+}
+fn default_pitch() -> f32 {
+    800.0
+}
+fn default_id_level() -> f32 {
+    -20.0
+}
+
+impl RadioConfig {
+    /// The state machine's timers for this radio.
+    pub fn timers(&self) -> Timers {
+        let t = &self.timing;
+        let ms = |v: u32| Duration::from_millis(v as u64);
+        let s = |v: u32| Duration::from_secs(v as u64);
+        Timers {
+            tx_delay: ms(t.tx_delay_ms),
+            tx_tail: ms(t.tx_tail_ms),
+            tot: s(t.tot_s),
+            rx_hang: ms(t.rx_hang_ms),
+            rx_min: ms(t.rx_min_ms),
+            rx_start_delay: ms(t.rx_start_delay_ms),
+            rx_max: s(t.rx_max_s),
+            flap_max_starts: t.flap_max_starts as usize,
+            flap_window: s(t.flap_window_s),
+            busy_policy: t.busy_policy,
+            queue_max_age: s(t.queue_max_age_s),
+            id_interval: self.cw_id.as_ref().map(|c| s(c.interval_min * 60)),
+            courtesy_tone: self.courtesy_tone.is_some(),
+        }
+    }
+
+    /// The courtesy tone and identification at `rate`.
+    pub fn tones(&self, rate: u32) -> (Option<Vec<i16>>, Option<Vec<i16>>) {
+        use crate::audio::tones;
+        (
+            self.courtesy_tone
+                .as_ref()
+                .map(|c| tones::beep(rate, c.hz, c.ms, c.level_dbfs)),
+            self.cw_id
+                .as_ref()
+                .map(|c| tones::cw(rate, &c.call, c.wpm, c.pitch_hz, c.level_dbfs)),
+        )
+    }
+
+    fn timing_problems(&self, key: &str, p: &mut Vec<String>) {
+        let t = &self.timing;
+        if !(1..=3600).contains(&t.tot_s) {
+            p.push(format!(
+                "{key}.timing.tot_s = {}: the time-out timer must be 1 to 3600 seconds",
+                t.tot_s
+            ));
+        }
+        for (name, v, max) in [
+            ("tx_delay_ms", t.tx_delay_ms, 5000),
+            ("tx_tail_ms", t.tx_tail_ms, 5000),
+            ("rx_hang_ms", t.rx_hang_ms, 10_000),
+            ("rx_min_ms", t.rx_min_ms, 10_000),
+            ("rx_start_delay_ms", t.rx_start_delay_ms, 10_000),
+        ] {
+            if v > max {
+                p.push(format!("{key}.timing.{name} = {v}: use 0 to {max}"));
+            }
+        }
+        if t.rx_max_s == 0 {
+            p.push(format!("{key}.timing.rx_max_s = 0: use at least 1 second"));
+        }
+        if t.flap_max_starts > 0 && t.flap_window_s == 0 {
+            p.push(format!(
+                "{key}.timing.flap_window_s = 0: use at least 1 second"
+            ));
+        }
+        if let Some(c) = &self.courtesy_tone {
+            if !(100.0..=4000.0).contains(&c.hz) || c.ms == 0 || c.ms > 2000 {
+                p.push(format!(
+                    "{key}.courtesy_tone: hz must be 100 to 4000 and ms 1 to 2000 (got {} Hz, {} ms)",
+                    c.hz, c.ms
+                ));
+            }
+            if !(-60.0..=0.0).contains(&c.level_dbfs) {
+                p.push(format!(
+                    "{key}.courtesy_tone.level_dbfs = {}: use -60 to 0",
+                    c.level_dbfs
+                ));
+            }
+        }
+        if let Some(c) = &self.cw_id {
+            if c.call.trim().is_empty() {
+                p.push(format!("{key}.cw_id.call: must not be empty"));
+            } else if let Err(ch) = crate::audio::tones::cw_supported(&c.call) {
+                p.push(format!(
+                    "{key}.cw_id.call = {:?}: {ch:?} has no Morse code",
+                    c.call
+                ));
+            }
+            if c.interval_min == 0 {
+                p.push(format!("{key}.cw_id.interval_min = 0: use at least 1"));
+            }
+            if !(5..=60).contains(&c.wpm) {
+                p.push(format!("{key}.cw_id.wpm = {}: use 5 to 60", c.wpm));
+            }
+            if !(300.0..=3000.0).contains(&c.pitch_hz) {
+                p.push(format!(
+                    "{key}.cw_id.pitch_hz = {}: use 300 to 3000",
+                    c.pitch_hz
+                ));
+            }
+            if !(-60.0..=0.0).contains(&c.level_dbfs) {
+                p.push(format!(
+                    "{key}.cw_id.level_dbfs = {}: use -60 to 0",
+                    c.level_dbfs
+                ));
+            }
+        }
+    }
 }
 
 /// `audio = { backend = ... }`.
@@ -273,6 +485,7 @@ impl Config {
             {
                 p.push(format!("{key}.carrier: {e}"));
             }
+            r.timing_problems(&key, &mut p);
             if let CarrierConfig::Schedule { on } = &r.carrier {
                 for (j, [a, b]) in on.iter().enumerate() {
                     if !(a.is_finite() && b.is_finite() && *a >= 0.0 && a < b) {

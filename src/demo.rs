@@ -9,7 +9,7 @@ use crate::audio::file::{FileInput, FileOutput};
 use crate::audio::level::{peak_dbfs, rms_dbfs};
 use crate::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
 use crate::audio::{AudioError, CODEC_RATE, speech, wav};
-use crate::gateway::{self, GatewayEvent, RadioParts, Timing};
+use crate::gateway::{self, GatewayEvent, RadioParts};
 use crate::radio::sim::SimPtt;
 use crate::radio::vox::{Vox, VoxSettings};
 use crate::secret::Secret;
@@ -123,6 +123,10 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
             format!("[{radio}] time-out timer cut stream {stream_id}")
         }
         GatewayEvent::Text { from, text, .. } => format!("text from {from}: {text}"),
+        GatewayEvent::DeviceLost { radio, error } => {
+            format!("[{radio}] audio device lost: {error}")
+        }
+        GatewayEvent::DeviceBack { radio } => format!("[{radio}] audio device back"),
     })
 }
 
@@ -166,7 +170,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         recipient: None,
         header: CodecHeader::default(),
         encoder: EncoderSettings::default(),
-        timing: Timing::default(),
+        timers: gateway::machine::Timers::default(),
+        courtesy_tone: None,
+        identification: None,
         input: Box::new(
             FileInput::from_samples(clip.clone(), CODEC_RATE).with_leading_silence(1500),
         ),

@@ -6,7 +6,7 @@
 //! events out (`try_send`, drops counted). [`Engine::tick`] does one frame of work, so tests
 //! and benchmarks drive it by hand without real time passing.
 
-use super::level::{LevelMeter, peak_dbfs};
+use super::level::peak_dbfs;
 use super::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
 use super::{AudioError, AudioInput, AudioOutput};
 use crate::radio::CarrierDetect;
@@ -24,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 pub enum EngineCommand {
     /// The transmitter is keyed: ignore the carrier (never forward what we transmit).
     Transmitting(bool),
+    /// Keep encoding (silence while the carrier is down: a message's hang time), or stop.
+    /// The engine starts encoding by itself when the carrier comes up, so the first frame
+    /// is never lost; the bridge stops it when it does not want that audio.
+    KeepEncoding(bool),
     /// Start playing an incoming message.
     PlayBegin { stream_id: u32, header: CodecHeader },
     /// One packet of the message being played.
@@ -32,17 +36,18 @@ pub enum EngineCommand {
     PlayEnd { stream_id: u32 },
     /// Stop playing at once (time-out timer, shutdown).
     PlayAbort { stream_id: u32 },
+    /// Play raw samples at the output rate (a tone, station identification), then report
+    /// `PcmDrained`.
+    PlayPcm(Vec<i16>),
 }
 
 /// Events to the bridge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
-    /// The carrier came up: a message from the radio starts.
-    RxStart,
-    /// One encoded packet of that message.
-    RxPacket(Bytes),
-    /// The carrier dropped: the message ended.
-    RxEnd(RxSummary),
+    /// The carrier came up (`true`) or dropped. Reported as down while transmitting.
+    Carrier(bool),
+    /// One encoded packet, with the levels of the received audio in it.
+    RxPacket { data: Bytes, levels: PacketLevels },
     /// The first samples of a message went to the output.
     PlaybackStarted { stream_id: u32 },
     /// A message finished playing (all its audio is in the output).
@@ -51,18 +56,71 @@ pub enum EngineEvent {
         packets: u64,
         concealed: u64,
     },
+    /// Raw samples given with `PlayPcm` have all been played.
+    PcmDrained,
     /// The audio input or output failed.
     DeviceError(String),
+    /// The audio input and output work again after a failure.
+    DeviceRecovered,
 }
 
-/// Levels and size of one message from the radio.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RxSummary {
-    pub packets: u64,
-    pub duration_ms: u64,
-    pub peak_dbfs: f32,
-    pub rms_dbfs: f32,
-    pub clips: u64,
+/// Levels of the received audio in one packet (silence sent during a hang counts as none).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PacketLevels {
+    /// Largest absolute sample.
+    pub peak: u16,
+    /// Sum of squared samples (normalised to full scale 1.0).
+    pub sum_squares: f64,
+    /// Samples of received audio measured.
+    pub samples: u32,
+    /// Samples at full scale.
+    pub clips: u32,
+}
+
+impl PacketLevels {
+    fn measure(frame: &[i16]) -> Self {
+        let mut l = PacketLevels::default();
+        l.add(frame);
+        l
+    }
+
+    fn add(&mut self, frame: &[i16]) {
+        for &x in frame {
+            let a = x.unsigned_abs();
+            self.peak = self.peak.max(a);
+            let f = x as f64 / 32768.0;
+            self.sum_squares += f * f;
+            if x == i16::MAX || x == i16::MIN {
+                self.clips += 1;
+            }
+        }
+        self.samples += frame.len() as u32;
+    }
+
+    /// Adds another packet's levels (for a whole message).
+    pub fn merge(&mut self, other: &PacketLevels) {
+        self.peak = self.peak.max(other.peak);
+        self.sum_squares += other.sum_squares;
+        self.samples += other.samples;
+        self.clips += other.clips;
+    }
+
+    /// Peak level in dBFS (-96 for silence).
+    pub fn peak_dbfs(&self) -> f32 {
+        if self.peak == 0 {
+            return super::level::SILENCE_DBFS;
+        }
+        (20.0 * (self.peak as f64 / 32768.0).log10()).max(super::level::SILENCE_DBFS as f64) as f32
+    }
+
+    /// RMS level in dBFS (-96 for silence).
+    pub fn rms_dbfs(&self) -> f32 {
+        if self.samples == 0 || self.sum_squares <= 0.0 {
+            return super::level::SILENCE_DBFS;
+        }
+        let rms = (self.sum_squares / self.samples as f64).sqrt();
+        (20.0 * rms.log10()).max(super::level::SILENCE_DBFS as f64) as f32
+    }
 }
 
 /// Counters the engine keeps.
@@ -102,7 +160,8 @@ const MAX_QUEUED_PACKETS: usize = 1000;
 pub struct Engine {
     input: Box<dyn AudioInput>,
     output: Box<dyn AudioOutput>,
-    carrier: Box<dyn CarrierDetect>,
+    carrier_detect: Box<dyn CarrierDetect>,
+    carrier_failed: bool,
     encoder: OpusEncoder,
     frame_ms: u32,
     frame: Vec<i16>,
@@ -111,12 +170,12 @@ pub struct Engine {
     encoded: Vec<u8>,
     decoded: Vec<i16>,
     out_frame: Vec<i16>,
-    rx_active: bool,
-    rx_frames: u64,
-    rx_packets: u64,
-    meter: LevelMeter,
+    carrier: bool,
+    encoding: bool,
+    packet_levels: PacketLevels,
     transmitting: bool,
     playback: Option<Playback>,
+    pcm: Option<(Vec<i16>, usize)>,
     commands: mpsc::Receiver<EngineCommand>,
     events: mpsc::Sender<EngineEvent>,
     stats: Arc<EngineStats>,
@@ -151,7 +210,8 @@ impl Engine {
         let packet_samples = encoder.samples_per_packet();
         Ok(Engine {
             input,
-            carrier,
+            carrier_detect: carrier,
+            carrier_failed: false,
             encoder,
             frame_ms,
             frame: vec![0; frame_samples],
@@ -161,12 +221,12 @@ impl Engine {
             decoded: vec![0; max_packet_samples(output.sample_rate())],
             out_frame: Vec::with_capacity(out_samples),
             output,
-            rx_active: false,
-            rx_frames: 0,
-            rx_packets: 0,
-            meter: LevelMeter::new(),
+            carrier: false,
+            encoding: false,
+            packet_levels: PacketLevels::default(),
             transmitting: false,
             playback: None,
+            pcm: None,
             commands,
             events,
             stats: Arc::new(EngineStats::default()),
@@ -205,9 +265,24 @@ impl Engine {
         match cmd {
             EngineCommand::Transmitting(on) => {
                 self.transmitting = on;
-                if on && self.rx_active {
-                    self.end_rx();
+                if on {
+                    self.encoding = false;
+                    self.packet_fill = 0;
+                    if self.carrier {
+                        self.carrier = false;
+                        self.emit(EngineEvent::Carrier(false));
+                    }
                 }
+            }
+            EngineCommand::KeepEncoding(on) => {
+                if on && !self.encoding {
+                    self.packet_fill = 0;
+                    self.packet_levels = PacketLevels::default();
+                }
+                self.encoding = on && !self.transmitting;
+            }
+            EngineCommand::PlayPcm(samples) => {
+                self.pcm = Some((samples, 0));
             }
             EngineCommand::PlayBegin { stream_id, header } => {
                 let rate = self.output.sample_rate();
@@ -258,11 +333,7 @@ impl Engine {
 
     fn capture(&mut self) {
         match self.input.read_frame(&mut self.frame) {
-            Ok(true) => {
-                if self.input_failed {
-                    self.input_failed = false;
-                }
-            }
+            Ok(true) => self.input_ok(),
             Ok(false) => {
                 self.stats.input_underruns.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -272,78 +343,124 @@ impl Engine {
                     self.input_failed = true;
                     self.emit(EngineEvent::DeviceError(e.to_string()));
                 }
-                if self.rx_active {
-                    self.end_rx();
+                if self.carrier {
+                    self.carrier = false;
+                    self.emit(EngineEvent::Carrier(false));
                 }
                 return;
             }
         }
         let level = peak_dbfs(&self.frame);
-        let carrier = match self.carrier.update(level, self.frame_ms) {
+        let carrier = match self.carrier_detect.update(level, self.frame_ms) {
             Ok(up) => up && !self.transmitting,
             Err(e) => {
-                self.emit(EngineEvent::DeviceError(e.to_string()));
+                if !self.carrier_failed {
+                    self.carrier_failed = true;
+                    self.emit(EngineEvent::DeviceError(e.to_string()));
+                }
                 false
             }
         };
-        if carrier && !self.rx_active {
-            self.rx_active = true;
-            self.rx_frames = 0;
-            self.rx_packets = 0;
-            self.packet_fill = 0;
-            self.meter.reset();
-            self.emit(EngineEvent::RxStart);
+        if carrier != self.carrier {
+            self.carrier = carrier;
+            self.emit(EngineEvent::Carrier(carrier));
+            if carrier && !self.encoding {
+                // Start at once so the first syllable is kept; the bridge stops it if unwanted.
+                self.encoding = true;
+                self.packet_fill = 0;
+                self.packet_levels = PacketLevels::default();
+            }
         }
-        if !self.rx_active {
+        if !self.encoding {
             return;
         }
-        if !carrier {
-            self.end_rx();
-            return;
-        }
-        self.rx_frames += 1;
-        self.meter.update(&self.frame);
         let n = self.frame.len();
-        self.packet_pcm[self.packet_fill..self.packet_fill + n].copy_from_slice(&self.frame);
+        let slot = &mut self.packet_pcm[self.packet_fill..self.packet_fill + n];
+        if carrier {
+            slot.copy_from_slice(&self.frame);
+            self.packet_levels
+                .merge(&PacketLevels::measure(&self.frame));
+        } else {
+            // The hang after the carrier dropped: silence, not the squelch tail.
+            slot.fill(0);
+        }
         self.packet_fill += n;
         if self.packet_fill == self.packet_pcm.len() {
             self.encode_packet();
         }
     }
 
+    fn input_ok(&mut self) {
+        if self.input_failed {
+            self.input_failed = false;
+            if !self.output_failed {
+                self.emit(EngineEvent::DeviceRecovered);
+            }
+        }
+    }
+
     fn encode_packet(&mut self) {
         self.packet_fill = 0;
+        let levels = std::mem::take(&mut self.packet_levels);
         match self
             .encoder
             .encode_packet(&self.packet_pcm, &mut self.encoded)
         {
             Ok(()) => {
-                self.rx_packets += 1;
                 self.stats.packets_encoded.fetch_add(1, Ordering::Relaxed);
-                self.emit(EngineEvent::RxPacket(Bytes::copy_from_slice(&self.encoded)));
+                self.emit(EngineEvent::RxPacket {
+                    data: Bytes::copy_from_slice(&self.encoded),
+                    levels,
+                });
             }
             Err(e) => self.emit(EngineEvent::DeviceError(e.to_string())),
         }
     }
 
-    fn end_rx(&mut self) {
-        if self.packet_fill > 0 {
-            // Complete a half-filled two-frame packet with silence.
-            self.packet_pcm[self.packet_fill..].fill(0);
-            self.encode_packet();
+    fn write_out(&mut self) {
+        match self.output.write_frame(&self.out_frame) {
+            Ok(()) => {
+                if self.output_failed {
+                    self.output_failed = false;
+                    if !self.input_failed {
+                        self.emit(EngineEvent::DeviceRecovered);
+                    }
+                }
+            }
+            Err(e) => {
+                if !self.output_failed {
+                    self.output_failed = true;
+                    self.emit(EngineEvent::DeviceError(e.to_string()));
+                }
+            }
         }
-        self.rx_active = false;
-        self.emit(EngineEvent::RxEnd(RxSummary {
-            packets: self.rx_packets,
-            duration_ms: self.rx_frames * self.frame_ms as u64,
-            peak_dbfs: self.meter.peak_dbfs(),
-            rms_dbfs: self.meter.rms_dbfs(),
-            clips: self.meter.clip_count(),
-        }));
+    }
+
+    fn play_pcm(&mut self, need: usize) -> bool {
+        let Some((samples, pos)) = self.pcm.as_mut() else {
+            return false;
+        };
+        let end = (*pos + need).min(samples.len());
+        self.out_frame.clear();
+        self.out_frame.extend_from_slice(&samples[*pos..end]);
+        *pos = end;
+        let done = end == samples.len();
+        if !self.out_frame.is_empty() {
+            self.write_out();
+        }
+        if done {
+            self.pcm = None;
+            let _ = self.output.end_of_message();
+            self.emit(EngineEvent::PcmDrained);
+        }
+        true
     }
 
     fn play(&mut self) {
         let need = (self.output.sample_rate() * self.frame_ms / 1000) as usize;
+        if self.play_pcm(need) {
+            return;
+        }
         let Some(pb) = self.playback.as_mut() else {
             return;
         };
@@ -391,12 +508,8 @@ impl Engine {
         self.out_frame.extend(pb.pcm.drain(..take));
         let drained = pb.ended && pb.queue.is_empty() && pb.pcm.is_empty();
         let (id, packets, concealed) = (pb.stream_id, pb.packets, pb.concealed);
-        if !self.out_frame.is_empty()
-            && let Err(e) = self.output.write_frame(&self.out_frame)
-            && !self.output_failed
-        {
-            self.output_failed = true;
-            self.emit(EngineEvent::DeviceError(e.to_string()));
+        if !self.out_frame.is_empty() {
+            self.write_out();
         }
         if drained {
             self.playback = None;
@@ -409,12 +522,9 @@ impl Engine {
         }
     }
 
-    /// Finishes: ends a message in progress.
+    /// Finishes: ends what was playing.
     pub fn finish(&mut self) {
-        if self.rx_active {
-            self.end_rx();
-        }
-        if self.playback.take().is_some() {
+        if self.playback.take().is_some() || self.pcm.take().is_some() {
             let _ = self.output.end_of_message();
         }
     }
@@ -487,30 +597,44 @@ mod tests {
     }
 
     #[test]
-    fn carrier_schedule_makes_one_message_of_packets() {
+    fn carrier_starts_encoding_at_once_and_the_hang_is_silence() {
         let speech = speech_like(16000, 2.0, 1);
         let mut r = rig(
             speech,
             Box::new(ScheduleCarrier::new(vec![(0.24, 1.2)])),
             MemoryOutput::new(16000),
         );
-        for _ in 0..30 {
+        for _ in 0..25 {
             r.engine.tick();
         }
         let events = drain(&mut r.ev);
-        assert_eq!(events.first(), Some(&EngineEvent::RxStart));
-        let packets = events
+        assert_eq!(events.first(), Some(&EngineEvent::Carrier(true)));
+        assert!(events.contains(&EngineEvent::Carrier(false)));
+        let packets: Vec<&PacketLevels> = events
             .iter()
-            .filter(|e| matches!(e, EngineEvent::RxPacket(_)))
-            .count();
-        // 0.24 s to 1.2 s is 16 frames of 60 ms.
-        assert_eq!(packets, 16);
-        let Some(EngineEvent::RxEnd(summary)) = events.last() else {
-            panic!("{events:?}")
-        };
-        assert_eq!(summary.packets, 16);
-        assert_eq!(summary.duration_ms, 960);
-        assert!(summary.peak_dbfs > -20.0, "{summary:?}");
+            .filter_map(|e| match e {
+                EngineEvent::RxPacket { levels, .. } => Some(levels),
+                _ => None,
+            })
+            .collect();
+        // 0.24 s to 1.2 s is 16 frames of 60 ms with audio; then silence until told to stop.
+        let voiced = packets.iter().filter(|l| l.samples > 0).count();
+        assert_eq!(voiced, 16);
+        assert_eq!(
+            packets.len(),
+            25 - 4,
+            "encoding goes on (hang) until the bridge stops it"
+        );
+        let mut all = PacketLevels::default();
+        for l in &packets {
+            all.merge(l);
+        }
+        assert_eq!(all.samples, 16 * 960);
+        assert!(all.peak_dbfs() > -20.0 && all.rms_dbfs() < all.peak_dbfs());
+        r.cmd.try_send(EngineCommand::KeepEncoding(false)).unwrap();
+        r.engine.tick();
+        r.engine.tick();
+        assert!(drain(&mut r.ev).is_empty(), "stopped");
     }
 
     #[test]
@@ -527,14 +651,77 @@ mod tests {
         assert!(drain(&mut r.ev).is_empty());
         r.cmd.try_send(EngineCommand::Transmitting(false)).unwrap();
         r.engine.tick();
-        assert_eq!(drain(&mut r.ev)[0], EngineEvent::RxStart);
-        // Keying while receiving ends the received message.
+        assert_eq!(drain(&mut r.ev)[0], EngineEvent::Carrier(true));
+        // Keying while receiving reports the carrier down and stops encoding.
         r.cmd.try_send(EngineCommand::Transmitting(true)).unwrap();
         r.engine.tick();
-        assert!(matches!(
-            drain(&mut r.ev).last(),
-            Some(EngineEvent::RxEnd(_))
-        ));
+        assert_eq!(drain(&mut r.ev), [EngineEvent::Carrier(false)]);
+        r.engine.tick();
+        assert!(drain(&mut r.ev).is_empty());
+    }
+
+    #[test]
+    fn pcm_plays_then_reports_drained() {
+        let out = MemoryOutput::new(16000);
+        let samples = out.samples();
+        let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
+        r.cmd
+            .try_send(EngineCommand::PlayPcm(vec![1000; 1500]))
+            .unwrap();
+        r.engine.tick();
+        assert!(drain(&mut r.ev).is_empty());
+        r.engine.tick();
+        assert_eq!(drain(&mut r.ev), [EngineEvent::PcmDrained]);
+        assert_eq!(samples.lock().unwrap().len(), 1500);
+    }
+
+    /// An output that fails while `fail` is set.
+    struct Flaky {
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl AudioOutput for Flaky {
+        fn sample_rate(&self) -> u32 {
+            16000
+        }
+        fn write_frame(&mut self, _frame: &[i16]) -> Result<(), AudioError> {
+            if self.fail.load(Ordering::SeqCst) {
+                Err(AudioError::Device {
+                    device: "test".into(),
+                    message: "unplugged".into(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn device_failure_and_recovery_are_reported_once_each() {
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cmd, crx) = mpsc::channel(16);
+        let (etx, mut ev) = mpsc::channel(64);
+        let mut engine = Engine::new(
+            Box::new(FileInput::from_samples(vec![], 16000)),
+            Box::new(Flaky { fail: fail.clone() }),
+            Box::new(FlagCarrier::fixed(false)),
+            &EncoderSettings::default(),
+            crx,
+            etx,
+        )
+        .unwrap();
+        cmd.try_send(EngineCommand::PlayPcm(vec![1; 960 * 10]))
+            .unwrap();
+        for _ in 0..3 {
+            engine.tick();
+        }
+        let e = drain(&mut ev);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(matches!(&e[0], EngineEvent::DeviceError(m) if m.contains("unplugged")));
+        fail.store(false, Ordering::SeqCst);
+        engine.tick();
+        engine.tick();
+        assert_eq!(drain(&mut ev), [EngineEvent::DeviceRecovered]);
     }
 
     #[test]

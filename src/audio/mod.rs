@@ -9,6 +9,7 @@ pub mod file;
 pub mod level;
 pub mod opus;
 pub mod speech;
+pub mod tones;
 pub mod wav;
 
 /// Sample rate of the messages the gateway sends (Zello apps use 16 kHz).

@@ -1,50 +1,23 @@
-//! One radio's bridge: radio -> channel when the carrier is up, channel -> radio (PTT, play,
-//! unkey) otherwise. Half duplex: never keys while the carrier is up, and the engine ignores
-//! the carrier while we transmit.
+//! One radio's bridge: carries out what the state machine ([`super::machine`]) decides, with
+//! the session, the codec engine and the PTT line. All timing lives in the machine; this
+//! task only feeds it inputs, sleeps until its next deadline, and acts.
 
-use super::{GatewayEvent, PttGuard, Timing};
-use crate::audio::engine::{EngineCommand, EngineEvent, RxSummary};
+use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
+use super::{GatewayEvent, PttGuard};
+use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{OutgoingEnd, OutgoingMessage, SessionEvent, SessionHandle};
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Packets kept for a message waiting its turn (about a minute at 60 ms).
 const MAX_QUEUED_PACKETS: usize = 1000;
-
-/// The transmitter's state.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Tx {
-    Idle,
-    /// PTT keyed, waiting `tx_delay` before audio starts.
-    Keying {
-        stream_id: u32,
-        until: Instant,
-        tot_at: Instant,
-    },
-    /// Playing a message.
-    Playing {
-        stream_id: u32,
-        tot_at: Instant,
-    },
-    /// Holding PTT after the audio ended.
-    Tail {
-        until: Instant,
-    },
-}
-
-struct Queued {
-    stream_id: u32,
-    header: CodecHeader,
-    from: String,
-    packets: VecDeque<Bytes>,
-    ended: bool,
-    since: Instant,
-}
+/// Packets kept while a carrier is timed by the kerchunk filter.
+const MAX_HEAD_PACKETS: usize = 200;
 
 /// A radio's bridge task.
 pub(crate) struct Bridge {
@@ -52,7 +25,10 @@ pub(crate) struct Bridge {
     pub channel: String,
     pub recipient: Option<String>,
     pub header: CodecHeader,
-    pub timing: Timing,
+    pub timers: Timers,
+    /// The courtesy tone and the station identification, at the output rate.
+    pub courtesy_tone: Option<Vec<i16>>,
+    pub identification: Option<Vec<i16>>,
     pub session: SessionHandle,
     pub ptt: PttGuard,
     pub engine_tx: mpsc::Sender<EngineCommand>,
@@ -61,16 +37,30 @@ pub(crate) struct Bridge {
     pub observer: broadcast::Sender<GatewayEvent>,
 }
 
+struct Incoming {
+    from: String,
+    header: CodecHeader,
+    packets: VecDeque<Bytes>,
+    ended: bool,
+}
+
+/// The message being sent to the channel.
+#[derive(Default)]
+struct Sending {
+    head: Vec<Bytes>,
+    levels: PacketLevels,
+    packets: u64,
+}
+
 struct State {
-    ready: bool,
-    rx_active: bool,
+    m: Machine,
+    /// Whether the engine is encoding (it starts by itself when the carrier comes up).
+    encoding: bool,
+    sending: Sending,
     outgoing: Option<OutgoingMessage>,
-    /// RxEnd summaries waiting for their message's final outcome, by local id.
-    summaries: HashMap<u64, RxSummary>,
-    queue: VecDeque<Queued>,
-    /// Messages cut by the time-out timer: the rest of them is dropped.
-    cut: HashSet<u32>,
-    tx: Tx,
+    /// Finished messages waiting for the session's last word, for their log line.
+    finished: HashMap<u64, Sending>,
+    incoming: HashMap<u32, Incoming>,
 }
 
 impl Bridge {
@@ -87,21 +77,15 @@ impl Bridge {
     /// Runs until shutdown; PTT is released on every way out (the guard unkeys on drop).
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
         let mut s = State {
-            ready: false,
-            rx_active: false,
+            m: Machine::new(self.timers),
+            encoding: false,
+            sending: Sending::default(),
             outgoing: None,
-            summaries: HashMap::new(),
-            queue: VecDeque::new(),
-            cut: HashSet::new(),
-            tx: Tx::Idle,
+            finished: HashMap::new(),
+            incoming: HashMap::new(),
         };
         loop {
-            let deadline = match s.tx {
-                Tx::Idle => None,
-                Tx::Keying { until, tot_at, .. } => Some(until.min(tot_at)),
-                Tx::Playing { tot_at, .. } => Some(tot_at),
-                Tx::Tail { until } => Some(until),
-            };
+            let deadline = s.m.next_deadline();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 ev = self.engine_rx.recv() => match ev {
@@ -116,60 +100,196 @@ impl Bridge {
                     None => break,
                 },
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    self.on_timer(&mut s);
+                    let actions = s.m.on_timer(Instant::now());
+                    self.apply(&mut s, actions).await;
                 }
             }
         }
         // Shutting down: stop transmitting, end the message being sent.
-        if let Tx::Keying { stream_id, .. } | Tx::Playing { stream_id, .. } = s.tx {
+        if let Some(stream_id) = s.m.playing() {
             self.engine(EngineCommand::PlayAbort { stream_id });
         }
-        self.unkey(&mut s);
+        if self.ptt.is_keyed() {
+            self.unkey();
+        }
         if let Some(out) = s.outgoing.take() {
             out.finish().await;
         }
     }
 
-    async fn on_engine(&mut self, s: &mut State, ev: EngineEvent) {
-        match ev {
-            EngineEvent::RxStart => {
-                s.rx_active = true;
-                self.observe(GatewayEvent::CarrierUp {
-                    radio: self.name.clone(),
-                });
-                if s.tx != Tx::Idle {
-                    // Keyed at the same moment: the engine ends this receive on its own.
-                    return;
+    async fn feed(&mut self, s: &mut State, input: Input) {
+        let actions = s.m.handle(Instant::now(), input);
+        self.apply(s, actions).await;
+    }
+
+    /// Carries out actions in order; a failed key feeds the machine again.
+    async fn apply(&mut self, s: &mut State, actions: Vec<Action>) {
+        let mut work: VecDeque<Action> = actions.into();
+        while let Some(action) = work.pop_front() {
+            match action {
+                Action::RxBuffer => s.sending = Sending::default(),
+                Action::RxStart => self.start_sending(s).await,
+                Action::RxDiscard => s.sending = Sending::default(),
+                Action::RxFinish => {
+                    if let Some(out) = s.outgoing.take() {
+                        let id = out.id();
+                        out.finish().await;
+                        s.finished.insert(id, std::mem::take(&mut s.sending));
+                    }
                 }
-                if !s.ready {
-                    warn!(radio = %self.name, channel = %self.channel,
-                        "carrier up but the channel is not online; this message is not sent");
-                    return;
+                Action::Key => match self.ptt.key() {
+                    Ok(()) => {
+                        self.engine(EngineCommand::Transmitting(true));
+                        s.encoding = false;
+                        self.observe(GatewayEvent::PttOn {
+                            radio: self.name.clone(),
+                        });
+                    }
+                    Err(e) => {
+                        error!(radio = %self.name, error = %e, "cannot key the transmitter");
+                        work.extend(s.m.handle(Instant::now(), Input::PttFailed));
+                    }
+                },
+                Action::Unkey => self.unkey(),
+                Action::PlayBegin { stream_id } => {
+                    let Some(inc) = s.incoming.get_mut(&stream_id) else {
+                        // Nothing known of it: let the machine move on.
+                        work.extend(
+                            s.m.handle(Instant::now(), Input::PlaybackDrained { stream_id }),
+                        );
+                        continue;
+                    };
+                    self.engine(EngineCommand::PlayBegin {
+                        stream_id,
+                        header: inc.header,
+                    });
+                    let packets: Vec<Bytes> = inc.packets.drain(..).collect();
+                    let ended = inc.ended;
+                    for data in packets {
+                        self.engine(EngineCommand::PlayPacket { stream_id, data });
+                    }
+                    if ended {
+                        self.engine(EngineCommand::PlayEnd { stream_id });
+                    }
                 }
-                match self
-                    .session
-                    .start_message(&self.channel, self.header, self.recipient.clone())
-                    .await
-                {
-                    Ok(out) => s.outgoing = Some(out),
-                    Err(e) => warn!(radio = %self.name, error = %e, "cannot start a message"),
+                Action::PlayAbort { stream_id } => {
+                    self.engine(EngineCommand::PlayAbort { stream_id });
                 }
+                Action::DropIncoming { stream_id, reason } => {
+                    let from = s
+                        .incoming
+                        .remove(&stream_id)
+                        .map(|i| i.from)
+                        .unwrap_or_default();
+                    warn!(radio = %self.name, stream_id, from = %from, reason = ?reason,
+                        "zello -> radio: message not played (completely)");
+                    if reason == DropReason::TimeOut {
+                        self.observe(GatewayEvent::TimeOut {
+                            radio: self.name.clone(),
+                            stream_id,
+                        });
+                    }
+                }
+                Action::PlayCourtesyTone => match &self.courtesy_tone {
+                    Some(t) => self.engine(EngineCommand::PlayPcm(t.clone())),
+                    None => work.extend(s.m.handle(Instant::now(), Input::PcmDrained)),
+                },
+                Action::PlayIdentification => match &self.identification {
+                    Some(t) => {
+                        info!(radio = %self.name, "station identification");
+                        self.engine(EngineCommand::PlayPcm(t.clone()));
+                    }
+                    None => work.extend(s.m.handle(Instant::now(), Input::PcmDrained)),
+                },
+                Action::Note(note) => self.note(note),
             }
-            EngineEvent::RxPacket(data) => {
-                if let Some(out) = &s.outgoing {
+        }
+        // The engine encodes exactly while the machine wants received audio.
+        let want = s.m.capturing();
+        if want != s.encoding {
+            s.encoding = want;
+            self.engine(EngineCommand::KeepEncoding(want));
+        }
+    }
+
+    fn note(&self, note: Note) {
+        let radio = &self.name;
+        match note {
+            Note::Kerchunk => debug!(radio = %radio, "carrier shorter than rx_min_ms ignored"),
+            Note::CarrierStuck => warn!(radio = %radio,
+                "carrier stuck up longer than rx_max_s: message ended, carrier ignored until it drops"),
+            Note::CarrierCleared => info!(radio = %radio, "carrier dropped; receiving again"),
+            Note::Flapping => warn!(radio = %radio,
+                "carrier flapping (too many short messages): new messages suppressed for a while"),
+            Note::Queued => {
+                info!(radio = %radio, "frequency busy: message from the channel queued")
+            }
+            Note::TimeOut => warn!(radio = %radio, tot_s = self.timers.tot.as_secs(),
+                "time-out timer: transmitter unkeyed, rest of the message dropped"),
+            Note::NotReady => warn!(radio = %radio, channel = %self.channel,
+                "carrier up but the channel is not online; not sent"),
+        }
+    }
+
+    fn unkey(&mut self) {
+        if let Err(e) = self.ptt.unkey() {
+            error!(radio = %self.name, error = %e, "cannot unkey the transmitter");
+        }
+        self.engine(EngineCommand::Transmitting(false));
+        self.observe(GatewayEvent::PttOff {
+            radio: self.name.clone(),
+        });
+    }
+
+    async fn start_sending(&mut self, s: &mut State) {
+        match self
+            .session
+            .start_message(&self.channel, self.header, self.recipient.clone())
+            .await
+        {
+            Ok(out) => {
+                for data in s.sending.head.drain(..) {
                     out.send(data);
                 }
+                s.outgoing = Some(out);
             }
-            EngineEvent::RxEnd(summary) => {
-                s.rx_active = false;
-                self.observe(GatewayEvent::CarrierDown {
-                    radio: self.name.clone(),
+            Err(e) => warn!(radio = %self.name, error = %e, "cannot start a message"),
+        }
+    }
+
+    async fn on_engine(&mut self, s: &mut State, ev: EngineEvent) {
+        match ev {
+            EngineEvent::Carrier(up) => {
+                self.observe(if up {
+                    GatewayEvent::CarrierUp {
+                        radio: self.name.clone(),
+                    }
+                } else {
+                    GatewayEvent::CarrierDown {
+                        radio: self.name.clone(),
+                    }
                 });
-                if let Some(out) = s.outgoing.take() {
-                    s.summaries.insert(out.id(), summary);
-                    out.finish().await;
+                if up {
+                    s.encoding = true; // The engine started encoding by itself.
+                    self.feed(s, Input::CarrierUp).await;
+                } else {
+                    self.feed(s, Input::CarrierDown).await;
                 }
-                self.try_start_tx(s);
+            }
+            EngineEvent::RxPacket { data, levels } => {
+                if s.m.pending() {
+                    if s.sending.head.len() < MAX_HEAD_PACKETS {
+                        s.sending.head.push(data);
+                    }
+                } else if s.m.sending() {
+                    if let Some(out) = &s.outgoing {
+                        out.send(data);
+                    }
+                } else {
+                    return;
+                }
+                s.sending.levels.merge(&levels);
+                s.sending.packets += 1;
             }
             EngineEvent::PlaybackStarted { stream_id } => {
                 self.observe(GatewayEvent::Playing {
@@ -182,41 +302,37 @@ impl Bridge {
                 packets,
                 concealed,
             } => {
-                let from = s
-                    .queue
-                    .front()
-                    .filter(|q| q.stream_id == stream_id)
-                    .map(|q| q.from.clone())
-                    .unwrap_or_default();
-                let duration_ms = packets * self.header.packet_ms() as u64;
+                let inc = s.incoming.remove(&stream_id);
+                let from = inc.as_ref().map(|i| i.from.clone()).unwrap_or_default();
+                let packet_ms = inc.map(|i| i.header.packet_ms()).unwrap_or(60) as u64;
                 info!(radio = %self.name, channel = %self.channel, from = %from, stream_id,
-                    packets, concealed, "zello -> radio: message played");
+                    duration_ms = packets * packet_ms, packets, concealed,
+                    "zello -> radio: message played");
                 self.observe(GatewayEvent::Played {
                     radio: self.name.clone(),
                     stream_id,
                     from,
                     packets,
                     concealed,
-                    duration_ms,
+                    duration_ms: packets * packet_ms,
                 });
-                if s.queue.front().is_some_and(|q| q.stream_id == stream_id) {
-                    s.queue.pop_front();
-                }
-                s.tx = Tx::Tail {
-                    until: Instant::now() + self.timing.tx_tail,
-                };
+                self.feed(s, Input::PlaybackDrained { stream_id }).await;
             }
+            EngineEvent::PcmDrained => self.feed(s, Input::PcmDrained).await,
             EngineEvent::DeviceError(e) => {
-                error!(radio = %self.name, error = %e, "audio device error");
-                if s.tx != Tx::Idle {
-                    // Never transmit without audio: unkey and drop the message.
-                    if let Tx::Keying { stream_id, .. } | Tx::Playing { stream_id, .. } = s.tx {
-                        self.engine(EngineCommand::PlayAbort { stream_id });
-                        s.cut.insert(stream_id);
-                        s.queue.retain(|q| q.stream_id != stream_id);
-                    }
-                    self.unkey(s);
-                }
+                error!(radio = %self.name, error = %e, "audio device failed: transmitter released");
+                self.observe(GatewayEvent::DeviceLost {
+                    radio: self.name.clone(),
+                    error: e,
+                });
+                self.feed(s, Input::Device { ok: false }).await;
+            }
+            EngineEvent::DeviceRecovered => {
+                info!(radio = %self.name, "audio device back");
+                self.observe(GatewayEvent::DeviceBack {
+                    radio: self.name.clone(),
+                });
+                self.feed(s, Input::Device { ok: true }).await;
             }
         }
     }
@@ -224,14 +340,14 @@ impl Bridge {
     async fn on_session(&mut self, s: &mut State, ev: SessionEvent) {
         match ev {
             SessionEvent::Channel { status, ready } if status.channel == self.channel => {
-                s.ready = ready;
+                self.feed(s, Input::ChannelReady(ready)).await;
             }
             SessionEvent::OutgoingStarted {
                 local_id,
                 stream_id,
             } => {
                 let ours = s.outgoing.as_ref().is_some_and(|o| o.id() == local_id)
-                    || s.summaries.contains_key(&local_id);
+                    || s.finished.contains_key(&local_id);
                 if ours {
                     self.observe(GatewayEvent::StreamStarted {
                         radio: self.name.clone(),
@@ -246,40 +362,17 @@ impl Bridge {
                 packets_sent,
             } => {
                 let current = s.outgoing.as_ref().is_some_and(|o| o.id() == local_id);
-                let summary = s.summaries.remove(&local_id);
-                if !current && summary.is_none() {
-                    return;
-                }
-                if current {
-                    // The message ended under us (refused, stopped by the server, connection
-                    // lost): the rest of this carrier is not sent.
+                let sent = if current {
                     s.outgoing = None;
-                }
-                let sum = summary.unwrap_or(RxSummary {
-                    packets: 0,
-                    duration_ms: 0,
-                    peak_dbfs: -96.0,
-                    rms_dbfs: -96.0,
-                    clips: 0,
-                });
-                if reason == OutgoingEnd::Completed {
-                    info!(radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
-                        duration_ms = sum.duration_ms, packets = packets_sent,
-                        peak_dbfs = format_args!("{:.1}", sum.peak_dbfs), rms_dbfs = format_args!("{:.1}", sum.rms_dbfs),
-                        clips = sum.clips, "radio -> zello: message sent");
+                    let sent = std::mem::take(&mut s.sending);
+                    self.feed(s, Input::OutgoingLost).await;
+                    sent
+                } else if let Some(sent) = s.finished.remove(&local_id) {
+                    sent
                 } else {
-                    warn!(radio = %self.name, channel = %self.channel, reason = ?reason,
-                        packets = packets_sent, "radio -> zello: message not sent completely");
-                }
-                self.observe(GatewayEvent::Sent {
-                    radio: self.name.clone(),
-                    stream_id,
-                    packets: packets_sent,
-                    duration_ms: sum.duration_ms,
-                    peak_dbfs: sum.peak_dbfs,
-                    rms_dbfs: sum.rms_dbfs,
-                    outcome: reason,
-                });
+                    return;
+                };
+                self.log_sent(stream_id, reason, packets_sent, &sent);
             }
             SessionEvent::IncomingStart {
                 stream_id,
@@ -293,144 +386,60 @@ impl Bridge {
                     stream_id,
                     from: from.clone(),
                 });
-                if s.rx_active {
-                    info!(radio = %self.name, from = %from, "frequency busy: message queued until the carrier drops");
-                }
-                s.queue.push_back(Queued {
+                s.incoming.insert(
                     stream_id,
-                    header,
-                    from,
-                    packets: VecDeque::new(),
-                    ended: false,
-                    since: Instant::now(),
-                });
-                self.try_start_tx(s);
+                    Incoming {
+                        from,
+                        header,
+                        packets: VecDeque::new(),
+                        ended: false,
+                    },
+                );
+                self.feed(s, Input::IncomingStart { stream_id }).await;
             }
             SessionEvent::IncomingAudio {
                 stream_id, data, ..
             } => {
-                if s.cut.contains(&stream_id) {
-                    return;
-                }
-                if matches!(s.tx, Tx::Playing { stream_id: id, .. } if id == stream_id) {
+                if s.m.playing() == Some(stream_id) {
                     self.engine(EngineCommand::PlayPacket { stream_id, data });
-                } else if let Some(q) = s.queue.iter_mut().find(|q| q.stream_id == stream_id)
-                    && q.packets.len() < MAX_QUEUED_PACKETS
+                } else if let Some(inc) = s.incoming.get_mut(&stream_id)
+                    && inc.packets.len() < MAX_QUEUED_PACKETS
                 {
-                    q.packets.push_back(data);
+                    inc.packets.push_back(data);
                 }
             }
             SessionEvent::IncomingEnd { stream_id, .. } => {
-                s.cut.remove(&stream_id);
-                if matches!(s.tx, Tx::Playing { stream_id: id, .. } if id == stream_id) {
+                if s.m.playing() == Some(stream_id) {
                     self.engine(EngineCommand::PlayEnd { stream_id });
-                } else if let Some(pos) = s.queue.iter().position(|q| q.stream_id == stream_id) {
-                    let playing_soon =
-                        matches!(s.tx, Tx::Keying { stream_id: id, .. } if id == stream_id);
-                    if s.queue[pos].packets.is_empty() && !playing_soon {
-                        s.queue.remove(pos);
-                    } else {
-                        s.queue[pos].ended = true;
-                    }
+                } else if let Some(inc) = s.incoming.get_mut(&stream_id) {
+                    inc.ended = true;
                 }
+                self.feed(s, Input::IncomingEnd { stream_id }).await;
             }
             _ => {}
         }
     }
 
-    fn try_start_tx(&mut self, s: &mut State) {
-        if s.tx != Tx::Idle || s.rx_active {
-            return;
+    fn log_sent(&self, stream_id: Option<u32>, reason: OutgoingEnd, packets: u64, sent: &Sending) {
+        let duration_ms = sent.levels.samples as u64 * 1000 / crate::audio::CODEC_RATE as u64;
+        let (peak, rms) = (sent.levels.peak_dbfs(), sent.levels.rms_dbfs());
+        if reason == OutgoingEnd::Completed {
+            info!(radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
+                duration_ms, packets, peak_dbfs = format_args!("{peak:.1}"),
+                rms_dbfs = format_args!("{rms:.1}"), clips = sent.levels.clips,
+                "radio -> zello: message sent");
+        } else {
+            warn!(radio = %self.name, channel = %self.channel, reason = ?reason, packets,
+                "radio -> zello: message not sent completely");
         }
-        let now = Instant::now();
-        let max_age = self.timing.queue_max_age;
-        s.queue.retain(|q| {
-            let fresh = now.duration_since(q.since) <= max_age;
-            if !fresh {
-                warn!(stream_id = q.stream_id, from = %q.from, "queued message too old; dropped");
-            }
-            fresh
-        });
-        let Some(front) = s.queue.front() else {
-            return;
-        };
-        let stream_id = front.stream_id;
-        if let Err(e) = self.ptt.key() {
-            error!(radio = %self.name, error = %e, "cannot key the transmitter; message dropped");
-            s.queue.pop_front();
-            return;
-        }
-        self.engine(EngineCommand::Transmitting(true));
-        self.observe(GatewayEvent::PttOn {
+        self.observe(GatewayEvent::Sent {
             radio: self.name.clone(),
-        });
-        s.tx = Tx::Keying {
             stream_id,
-            until: now + self.timing.tx_delay,
-            tot_at: now + self.timing.tot,
-        };
-    }
-
-    fn on_timer(&mut self, s: &mut State) {
-        let now = Instant::now();
-        match s.tx {
-            Tx::Keying { tot_at, .. } | Tx::Playing { tot_at, .. } if now >= tot_at => {
-                let stream_id = match s.tx {
-                    Tx::Keying { stream_id, .. } | Tx::Playing { stream_id, .. } => stream_id,
-                    _ => 0,
-                };
-                warn!(radio = %self.name, tot_s = self.timing.tot.as_secs(), stream_id,
-                    "time-out timer: transmitter unkeyed, rest of the message dropped");
-                self.engine(EngineCommand::PlayAbort { stream_id });
-                s.cut.insert(stream_id);
-                s.queue.retain(|q| q.stream_id != stream_id);
-                self.observe(GatewayEvent::TimeOut {
-                    radio: self.name.clone(),
-                    stream_id,
-                });
-                self.unkey(s);
-                self.try_start_tx(s);
-            }
-            Tx::Keying {
-                stream_id,
-                until,
-                tot_at,
-            } if now >= until => {
-                let Some(q) = s.queue.front_mut().filter(|q| q.stream_id == stream_id) else {
-                    self.unkey(s);
-                    return;
-                };
-                let header = q.header;
-                let packets: Vec<Bytes> = q.packets.drain(..).collect();
-                let ended = q.ended;
-                self.engine(EngineCommand::PlayBegin { stream_id, header });
-                for data in packets {
-                    self.engine(EngineCommand::PlayPacket { stream_id, data });
-                }
-                if ended {
-                    self.engine(EngineCommand::PlayEnd { stream_id });
-                }
-                s.tx = Tx::Playing { stream_id, tot_at };
-            }
-            Tx::Tail { until } if now >= until => {
-                self.unkey(s);
-                self.try_start_tx(s);
-            }
-            _ => {}
-        }
-    }
-
-    fn unkey(&mut self, s: &mut State) {
-        let was_keyed = self.ptt.is_keyed();
-        if let Err(e) = self.ptt.unkey() {
-            error!(radio = %self.name, error = %e, "cannot unkey the transmitter");
-        }
-        self.engine(EngineCommand::Transmitting(false));
-        s.tx = Tx::Idle;
-        if was_keyed {
-            self.observe(GatewayEvent::PttOff {
-                radio: self.name.clone(),
-            });
-        }
+            packets,
+            duration_ms,
+            peak_dbfs: peak,
+            rms_dbfs: rms,
+            outcome: reason,
+        });
     }
 }

@@ -121,8 +121,6 @@ pub enum Action {
     RxDiscard,
     /// End the outgoing message.
     RxFinish,
-    /// Tell the engine to keep encoding (silence when the carrier is down) or stop.
-    KeepEncoding(bool),
     Key,
     Unkey,
     /// Start playing a message (its kept packets, and its end if it has ended).
@@ -260,6 +258,20 @@ impl Machine {
         self.keyed_at.is_some()
     }
 
+    /// Whether received audio is wanted: a carrier being timed (kerchunk filter) or a message
+    /// being sent (including its hang, when silence is sent).
+    pub fn capturing(&self) -> bool {
+        matches!(
+            self.rx,
+            Rx::Pending { .. } | Rx::Active { .. } | Rx::Hang { .. }
+        )
+    }
+
+    /// Whether the received audio is being kept for a message not started yet.
+    pub fn pending(&self) -> bool {
+        matches!(self.rx, Rx::Pending { .. })
+    }
+
     /// Whether a message to the channel is open (being sent).
     pub fn sending(&self) -> bool {
         matches!(self.rx, Rx::Active { .. } | Rx::Hang { .. })
@@ -345,7 +357,6 @@ impl Machine {
                 match self.rx {
                     Rx::Pending { .. } => {
                         a.push(Action::RxDiscard);
-                        a.push(Action::KeepEncoding(false));
                         a.push(Action::Note(Note::Kerchunk));
                         self.rx = Rx::Idle;
                     }
@@ -372,7 +383,6 @@ impl Machine {
             }
             Input::OutgoingLost => {
                 if self.sending() {
-                    a.push(Action::KeepEncoding(false));
                     self.rx = if self.carrier { Rx::Blocked } else { Rx::Idle };
                     self.try_start_tx(now, &mut a);
                 }
@@ -395,7 +405,6 @@ impl Machine {
                         self.end_rx(&mut a);
                     } else if matches!(self.rx, Rx::Pending { .. }) {
                         a.push(Action::RxDiscard);
-                        a.push(Action::KeepEncoding(false));
                     }
                     self.rx = Rx::Blocked;
                 } else if busy {
@@ -547,7 +556,6 @@ impl Machine {
                     a.push(Action::Note(Note::Flapping));
                     return;
                 }
-                a.push(Action::KeepEncoding(true));
                 a.push(Action::RxBuffer);
                 self.rx = Rx::Pending { since: now };
                 if self.t.rx_min.is_zero() {
@@ -561,7 +569,6 @@ impl Machine {
     fn start_rx(&mut self, now: Instant, a: &mut Vec<Action>) {
         if !self.ready {
             a.push(Action::RxDiscard);
-            a.push(Action::KeepEncoding(false));
             a.push(Action::Note(Note::NotReady));
             self.rx = Rx::Blocked;
             return;
@@ -573,7 +580,6 @@ impl Machine {
 
     fn end_rx(&mut self, a: &mut Vec<Action>) {
         a.push(Action::RxFinish);
-        a.push(Action::KeepEncoding(false));
         self.rx = Rx::Idle;
     }
 

@@ -20,30 +20,6 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-/// Transmit timing.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Timing {
-    /// PTT lead before audio starts.
-    pub tx_delay: Duration,
-    /// PTT hold after the last audio.
-    pub tx_tail: Duration,
-    /// Time-out timer: unkey no matter what after this long.
-    pub tot: Duration,
-    /// A message waiting for a busy frequency is dropped after this long.
-    pub queue_max_age: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            tx_delay: Duration::from_millis(200),
-            tx_tail: Duration::from_millis(100),
-            tot: Duration::from_secs(180),
-            queue_max_age: Duration::from_secs(30),
-        }
-    }
-}
-
 /// What the gateway did, for timelines, tests and status displays.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GatewayEvent {
@@ -104,6 +80,14 @@ pub enum GatewayEvent {
         radio: String,
         stream_id: u32,
     },
+    /// The radio's audio device failed (PTT released) or came back.
+    DeviceLost {
+        radio: String,
+        error: String,
+    },
+    DeviceBack {
+        radio: String,
+    },
     Text {
         channel: String,
         from: String,
@@ -159,7 +143,10 @@ pub struct RadioParts {
     pub recipient: Option<String>,
     pub header: CodecHeader,
     pub encoder: EncoderSettings,
-    pub timing: Timing,
+    pub timers: machine::Timers,
+    /// Courtesy tone and station identification, at the output's sample rate.
+    pub courtesy_tone: Option<Vec<i16>>,
+    pub identification: Option<Vec<i16>>,
     pub input: Box<dyn AudioInput>,
     pub output: Box<dyn AudioOutput>,
     pub carrier: Box<dyn CarrierDetect>,
@@ -209,7 +196,9 @@ pub async fn run(
             channel: r.channel,
             recipient: r.recipient,
             header: r.header,
-            timing: r.timing,
+            timers: r.timers,
+            courtesy_tone: r.courtesy_tone,
+            identification: r.identification,
             session: handle.clone(),
             ptt,
             engine_tx: cmd_tx,

@@ -1,6 +1,6 @@
 //! Builds each radio's parts (audio, PTT, carrier detect) from the configuration.
 
-use super::{RadioParts, Timing};
+use super::RadioParts;
 use crate::audio::CODEC_RATE;
 use crate::audio::file::{FileInput, FileOutput};
 use crate::audio::opus::EncoderSettings;
@@ -116,13 +116,16 @@ fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioPart
         CarrierConfig::Always {} => Box::new(FlagCarrier::fixed(true)),
         CarrierConfig::None {} => Box::new(FlagCarrier::fixed(false)),
     };
+    let (courtesy_tone, identification) = r.tones(output.sample_rate());
     Ok(RadioParts {
         name: r.name.clone(),
         channel: r.channel.clone(),
         recipient: r.recipient.clone(),
         header,
         encoder: encoder_settings(r),
-        timing: Timing::default(),
+        timers: r.timers(),
+        courtesy_tone,
+        identification,
         input,
         output,
         carrier,

@@ -109,16 +109,13 @@ fn the_time_out_timer_also_holds_while_keying_and_in_the_tail() {
 fn carrier_starts_a_message_after_rx_min_and_ends_after_the_hang() {
     let mut c = Clock::new(timers());
     let a = c.input(0, Input::CarrierUp);
-    assert_eq!(a, [Action::KeepEncoding(true), Action::RxBuffer]);
+    assert_eq!(a, [Action::RxBuffer]);
     assert_eq!(c.run_until(249), []);
     assert_eq!(c.run_until(250), [Action::RxStart]);
     assert_eq!(c.input(2000, Input::CarrierDown), []);
     assert!(c.m.sending(), "silence is sent during the hang");
     assert_eq!(c.run_until(2399), []);
-    assert_eq!(
-        c.run_until(2400),
-        [Action::RxFinish, Action::KeepEncoding(false)]
-    );
+    assert_eq!(c.run_until(2400), [Action::RxFinish]);
 }
 
 #[test]
@@ -126,14 +123,7 @@ fn a_kerchunk_shorter_than_rx_min_sends_nothing() {
     let mut c = Clock::new(timers());
     c.input(0, Input::CarrierUp);
     let a = c.input(200, Input::CarrierDown);
-    assert_eq!(
-        a,
-        [
-            Action::RxDiscard,
-            Action::KeepEncoding(false),
-            Action::Note(Note::Kerchunk)
-        ]
-    );
+    assert_eq!(a, [Action::RxDiscard, Action::Note(Note::Kerchunk)]);
     assert_eq!(c.run_until(5000), []);
 }
 
@@ -165,10 +155,7 @@ fn anti_ping_pong_ignores_the_squelch_tail_after_our_ptt_drops() {
     c.input(5000, Input::PlaybackDrained { stream_id: 2 });
     c.run_until(5100);
     assert_eq!(c.input(5150, Input::CarrierUp), []);
-    assert_eq!(
-        c.run_until(5400),
-        [Action::KeepEncoding(true), Action::RxBuffer]
-    );
+    assert_eq!(c.run_until(5400), [Action::RxBuffer]);
 }
 
 #[test]
@@ -177,23 +164,13 @@ fn a_stuck_carrier_ends_the_message_and_is_ignored_until_it_drops() {
     c.input(0, Input::CarrierUp);
     c.run_until(250);
     let a = c.run_until(300_250);
-    assert_eq!(
-        a,
-        [
-            Action::RxFinish,
-            Action::KeepEncoding(false),
-            Action::Note(Note::CarrierStuck)
-        ]
-    );
+    assert_eq!(a, [Action::RxFinish, Action::Note(Note::CarrierStuck)]);
     assert_eq!(c.run_until(900_000), []);
     assert_eq!(
         c.input(900_000, Input::CarrierDown),
         [Action::Note(Note::CarrierCleared)]
     );
-    assert_eq!(
-        c.input(901_000, Input::CarrierUp),
-        [Action::KeepEncoding(true), Action::RxBuffer]
-    );
+    assert_eq!(c.input(901_000, Input::CarrierUp), [Action::RxBuffer]);
 }
 
 #[test]
@@ -229,10 +206,7 @@ fn busy_queue_waits_for_the_frequency_to_clear() {
     c.input(2000, Input::CarrierDown);
     assert!(!c.m.keyed(), "not during the hang");
     let a = c.run_until(2400);
-    assert_eq!(
-        a,
-        [Action::RxFinish, Action::KeepEncoding(false), Action::Key]
-    );
+    assert_eq!(a, [Action::RxFinish, Action::Key]);
 }
 
 #[test]
@@ -261,10 +235,7 @@ fn busy_override_keys_over_the_carrier() {
     c.input(0, Input::CarrierUp);
     c.run_until(250);
     let a = c.input(500, Input::IncomingStart { stream_id: 3 });
-    assert_eq!(
-        a,
-        [Action::RxFinish, Action::KeepEncoding(false), Action::Key]
-    );
+    assert_eq!(a, [Action::RxFinish, Action::Key]);
 }
 
 #[test]
@@ -332,14 +303,7 @@ fn carrier_while_the_channel_is_not_ready_is_not_sent() {
     c.m.handle(c.at(0), Input::ChannelReady(false));
     c.input(0, Input::CarrierUp);
     let a = c.run_until(250);
-    assert_eq!(
-        a,
-        [
-            Action::RxDiscard,
-            Action::KeepEncoding(false),
-            Action::Note(Note::NotReady)
-        ]
-    );
+    assert_eq!(a, [Action::RxDiscard, Action::Note(Note::NotReady)]);
 }
 
 #[test]
@@ -347,11 +311,8 @@ fn a_lost_outgoing_message_blocks_the_rest_of_that_carrier() {
     let mut c = Clock::new(timers());
     c.input(0, Input::CarrierUp);
     c.run_until(250);
-    assert_eq!(
-        c.input(1000, Input::OutgoingLost),
-        [Action::KeepEncoding(false)]
-    );
-    assert!(!c.m.sending());
+    assert_eq!(c.input(1000, Input::OutgoingLost), []);
+    assert!(!c.m.sending() && !c.m.capturing());
     assert_eq!(c.run_until(5000), []);
     c.input(6000, Input::CarrierDown);
     assert!(has(&c.input(7000, Input::CarrierUp), &Action::RxBuffer));
