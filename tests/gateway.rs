@@ -269,7 +269,10 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
     // The echoed audio resembles what the radio heard (same level within a few dB).
     let heard = zello_gateway::audio::level::rms_dbfs(&clip[8000..8000 + 19200]);
     let back = zello_gateway::audio::level::rms_dbfs(&tx[..19200]);
-    assert!(zello_gateway::audio::level::peak_dbfs(&tx[20 * 960..]) < -60.0, "the hang is silence");
+    assert!(
+        zello_gateway::audio::level::peak_dbfs(&tx[20 * 960..]) < -60.0,
+        "the hang is silence"
+    );
     assert!((heard - back).abs() < 4.0, "{heard} vs {back}");
     std::fs::remove_dir_all(Path::new(&dir)).ok();
 }

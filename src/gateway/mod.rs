@@ -306,3 +306,6 @@ async fn route(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

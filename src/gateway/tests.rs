@@ -1,0 +1,455 @@
+//! The bridge under tokio's paused clock: a real session against the emulator over loopback,
+//! with the test playing the codec engine (commands in, events out). Every timer rule is
+//! checked in virtual time.
+
+use super::bridge::Bridge;
+use super::machine::Timers;
+use super::{GatewayEvent, PttGuard};
+use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
+use crate::radio::sim::SimPtt;
+use crate::secret::Secret;
+use crate::zello::protocol::CodecHeader;
+use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
+use crate::zello::sim::{SimConfig, SimHandle, SimServer};
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+
+const CH: &str = "Dispatch";
+const MS: Duration = Duration::from_millis(1);
+
+struct Rig {
+    sim: SimHandle,
+    ptt: SimPtt,
+    /// What the bridge told the engine.
+    cmds: mpsc::Receiver<EngineCommand>,
+    /// What the engine tells the bridge.
+    engine: mpsc::Sender<EngineEvent>,
+    app: SessionHandle,
+    app_events: mpsc::Receiver<SessionEvent>,
+    observer: broadcast::Receiver<GatewayEvent>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn cfg(sim: &SimHandle, user: &str) -> SessionConfig {
+    SessionConfig {
+        server: sim.url(),
+        username: user.into(),
+        password: Secret::new("pw"),
+        channels: vec![CH.into()],
+        ..SessionConfig::default()
+    }
+}
+
+async fn ready(events: &mut mpsc::Receiver<SessionEvent>) {
+    loop {
+        if let SessionEvent::Channel { ready: true, .. } = events.recv().await.unwrap() {
+            return;
+        }
+    }
+}
+
+async fn rig(timers: Timers) -> Rig {
+    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let (gw, mut gw_events, _) = session::spawn(cfg(&sim, "gateway1"), stop.clone()).unwrap();
+    let (app, mut app_events, _) = session::spawn(cfg(&sim, "alice"), stop.clone()).unwrap();
+    ready(&mut app_events).await;
+    // Forward the gateway's session events to the bridge, noting readiness.
+    let (route_tx, route_rx) = mpsc::channel(4096);
+    loop {
+        let ev = gw_events.recv().await.unwrap();
+        let is_ready = matches!(ev, SessionEvent::Channel { ready: true, .. });
+        route_tx.send(ev).await.unwrap();
+        if is_ready {
+            break;
+        }
+    }
+    tokio::spawn(async move {
+        while let Some(ev) = gw_events.recv().await {
+            if route_tx.send(ev).await.is_err() {
+                break;
+            }
+        }
+    });
+    let ptt = SimPtt::new();
+    let (cmd_tx, cmds) = mpsc::channel(4096);
+    let (engine, engine_rx) = mpsc::channel(4096);
+    let (obs_tx, observer) = broadcast::channel(1024);
+    let bridge = Bridge {
+        name: "vhf1".into(),
+        channel: CH.into(),
+        recipient: None,
+        header: CodecHeader::default(),
+        timers,
+        courtesy_tone: Some(vec![0; 1600]),
+        identification: None,
+        session: gw,
+        ptt: PttGuard::new(Box::new(ptt.clone())).unwrap(),
+        engine_tx: cmd_tx,
+        engine_rx,
+        events: route_rx,
+        observer: obs_tx,
+    };
+    let task = tokio::spawn(bridge.run(stop.clone()));
+    Rig {
+        sim,
+        ptt,
+        cmds,
+        engine,
+        app,
+        app_events,
+        observer,
+        stop,
+        task,
+    }
+}
+
+impl Rig {
+    /// The app user talks: `packets` packets of 60 ms, in real (virtual) time.
+    fn talk(&self, packets: u32) -> tokio::task::JoinHandle<()> {
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let msg = app
+                .start_message(CH, CodecHeader::default(), None)
+                .await
+                .unwrap();
+            for i in 0..packets {
+                msg.send(Bytes::from(vec![0xf8, i as u8]));
+                sleep(60 * MS).await;
+            }
+            msg.finish().await;
+        })
+    }
+
+    /// The radio receives for `ms`: carrier up, one packet per 60 ms, carrier down.
+    async fn receive(&self, ms: u64) {
+        self.engine.send(EngineEvent::Carrier(true)).await.unwrap();
+        let level = PacketLevels {
+            peak: 10000,
+            sum_squares: 10.0,
+            samples: 960,
+            clips: 0,
+        };
+        for _ in 0..ms / 60 {
+            self.engine
+                .send(EngineEvent::RxPacket {
+                    data: Bytes::from_static(&[0xf8, 1, 2]),
+                    levels: level,
+                })
+                .await
+                .unwrap();
+            sleep(60 * MS).await;
+        }
+        self.engine.send(EngineEvent::Carrier(false)).await.unwrap();
+    }
+
+    /// Plays the engine during a hang: silence packets every 60 ms while encoding is on.
+    async fn hang_packets(&mut self, until: Duration) {
+        let end = Instant::now() + until;
+        while Instant::now() < end {
+            self.engine
+                .send(EngineEvent::RxPacket {
+                    data: Bytes::from_static(&[0xf8, 0]),
+                    levels: PacketLevels::default(),
+                })
+                .await
+                .unwrap();
+            sleep(60 * MS).await;
+        }
+    }
+
+    /// Waits for a command matching `pred`, returning it and when it came.
+    async fn cmd(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&EngineCommand) -> bool,
+    ) -> (EngineCommand, Instant) {
+        tokio::time::timeout(within, async {
+            loop {
+                let c = self.cmds.recv().await.unwrap();
+                if pred(&c) {
+                    return (c, Instant::now());
+                }
+            }
+        })
+        .await
+        .expect("command in time")
+    }
+
+    async fn observed(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&GatewayEvent) -> bool,
+    ) -> Instant {
+        tokio::time::timeout(within, async {
+            loop {
+                if let Ok(e) = self.observer.recv().await
+                    && pred(&e)
+                {
+                    return Instant::now();
+                }
+            }
+        })
+        .await
+        .expect("event in time")
+    }
+
+    async fn app_event(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&SessionEvent) -> bool,
+    ) -> SessionEvent {
+        tokio::time::timeout(within, async {
+            loop {
+                let e = self.app_events.recv().await.unwrap();
+                if pred(&e) {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("app event in time")
+    }
+
+    /// Plays the engine for a message being played: reports it drained once it has ended.
+    async fn drain_playback(&mut self) -> u64 {
+        let mut packets = 0;
+        loop {
+            match self.cmds.recv().await.unwrap() {
+                EngineCommand::PlayPacket { .. } => packets += 1,
+                EngineCommand::PlayEnd { stream_id } => {
+                    self.engine
+                        .send(EngineEvent::PlaybackDrained {
+                            stream_id,
+                            packets,
+                            concealed: 0,
+                        })
+                        .await
+                        .unwrap();
+                    return packets;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn stop(self) -> SimPtt {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.sim.shutdown();
+        self.ptt
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_from_the_channel_keys_waits_plays_tails_and_unkeys() {
+    let mut r = rig(Timers {
+        courtesy_tone: true,
+        ..Timers::default()
+    })
+    .await;
+    r.talk(10);
+    let keyed = r
+        .observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
+        .await;
+    assert!(r.ptt.is_keyed());
+    let (_, begin) = r
+        .cmd(MS * 1000, |c| matches!(c, EngineCommand::PlayBegin { .. }))
+        .await;
+    assert_eq!(begin - keyed, 200 * MS, "tx_delay_ms");
+    assert_eq!(r.drain_playback().await, 10);
+    // The courtesy tone is configured in this rig: it plays, then the tail.
+    r.cmd(MS * 1000, |c| matches!(c, EngineCommand::PlayPcm(_)))
+        .await;
+    let tone_done = Instant::now();
+    r.engine.send(EngineEvent::PcmDrained).await.unwrap();
+    let off = r
+        .observed(MS * 1000, |e| matches!(e, GatewayEvent::PttOff { .. }))
+        .await;
+    assert!(!r.ptt.is_keyed());
+    assert_eq!(off - tone_done, 100 * MS, "tx_tail_ms");
+    assert_eq!(r.stop().await.key_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_time_out_timer_cuts_a_long_message() {
+    let timers = Timers {
+        tot: Duration::from_secs(5),
+        ..Timers::default()
+    };
+    let mut r = rig(timers).await;
+    r.talk(200); // 12 s
+    let keyed = r
+        .observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
+        .await;
+    let (_, abort) = r
+        .cmd(20 * MS * 1000, |c| {
+            matches!(c, EngineCommand::PlayAbort { .. })
+        })
+        .await;
+    assert_eq!(abort - keyed, Duration::from_secs(5));
+    let off = r
+        .observed(MS * 1000, |e| matches!(e, GatewayEvent::PttOff { .. }))
+        .await;
+    assert_eq!(off, abort);
+    assert!(!r.ptt.is_keyed());
+    // The rest of that message is not played and does not key again.
+    sleep(Duration::from_secs(10)).await;
+    while let Ok(c) = r.cmds.try_recv() {
+        assert!(
+            !matches!(
+                c,
+                EngineCommand::PlayPacket { .. } | EngineCommand::PlayBegin { .. }
+            ),
+            "{c:?}"
+        );
+    }
+    assert_eq!(r.stop().await.key_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn radio_audio_waits_rx_min_then_goes_out_with_its_head_and_hang() {
+    let mut r = rig(Timers::default()).await;
+    let start = Instant::now();
+    r.receive(1200).await; // 20 packets
+    // The hang: the engine keeps encoding silence until told to stop.
+    r.hang_packets(Duration::from_millis(400)).await;
+    let SessionEvent::IncomingStart { from, .. } = r
+        .app_event(5 * MS * 1000, |e| {
+            matches!(e, SessionEvent::IncomingStart { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, "gateway1");
+    let SessionEvent::IncomingEnd { packets, .. } = r
+        .app_event(5 * MS * 1000, |e| {
+            matches!(e, SessionEvent::IncomingEnd { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    // Every packet since the carrier rose (the 250 ms head included) plus the hang.
+    assert!((20 + 6..=20 + 7).contains(&packets), "{packets}");
+    r.cmd(MS * 1000, |c| {
+        matches!(c, EngineCommand::KeepEncoding(false))
+    })
+    .await;
+    let stopped = r
+        .sim
+        .log()
+        .into_iter()
+        .find(|e| matches!(&e.event, crate::zello::sim::SimEvent::StreamStop { user, .. } if user == "gateway1"))
+        .expect("stream stopped")
+        .at;
+    assert_eq!(
+        stopped - start,
+        1200 * MS + 400 * MS,
+        "rx_hang_ms after the carrier"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kerchunk_sends_nothing_and_stops_the_encoder() {
+    let mut r = rig(Timers::default()).await;
+    r.receive(180).await;
+    r.cmd(MS * 1000, |c| {
+        matches!(c, EngineCommand::KeepEncoding(false))
+    })
+    .await;
+    sleep(Duration::from_secs(2)).await;
+    assert!(
+        !r.sim
+            .events()
+            .iter()
+            .any(|e| matches!(e, crate::zello::sim::SimEvent::StreamStart { user, .. } if user == "gateway1")),
+        "no message for a kerchunk"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_frequency_queues_the_message_until_the_carrier_and_hang_end() {
+    let mut r = rig(Timers::default()).await;
+    r.engine.send(EngineEvent::Carrier(true)).await.unwrap();
+    sleep(Duration::from_millis(300)).await;
+    r.talk(5);
+    sleep(Duration::from_secs(2)).await;
+    assert!(!r.ptt.is_keyed(), "never keys over an incoming carrier");
+    let dropped = Instant::now();
+    r.engine.send(EngineEvent::Carrier(false)).await.unwrap();
+    let keyed = r
+        .observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
+        .await;
+    assert_eq!(keyed - dropped, 400 * MS, "after the hang");
+    assert_eq!(r.drain_playback().await, 5);
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn anti_ping_pong_ignores_the_squelch_tail() {
+    let mut r = rig(Timers::default()).await;
+    r.talk(3);
+    r.observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
+        .await;
+    r.drain_playback().await;
+    r.observed(MS * 1000, |e| matches!(e, GatewayEvent::PttOff { .. }))
+        .await;
+    // The squelch tail: 200 ms of carrier right after unkeying.
+    r.receive(200).await;
+    sleep(Duration::from_secs(2)).await;
+    assert!(
+        !r.sim
+            .events()
+            .iter()
+            .any(|e| matches!(e, crate::zello::sim::SimEvent::StreamStart { user, .. } if user == "gateway1")),
+        "the squelch tail is not sent"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_audio_device_releases_ptt_at_once() {
+    let mut r = rig(Timers::default()).await;
+    r.talk(50);
+    r.cmd(5 * MS * 1000, |c| {
+        matches!(c, EngineCommand::PlayBegin { .. })
+    })
+    .await;
+    assert!(r.ptt.is_keyed());
+    r.engine
+        .send(EngineEvent::DeviceError("USB sound card gone".into()))
+        .await
+        .unwrap();
+    r.cmd(MS * 1000, |c| matches!(c, EngineCommand::PlayAbort { .. }))
+        .await;
+    assert!(!r.ptt.is_keyed());
+    // No keying while the device is down.
+    r.talk(3);
+    sleep(Duration::from_secs(5)).await;
+    assert!(!r.ptt.is_keyed());
+    assert_eq!(r.ptt.key_count(), 1);
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_mid_message_releases_ptt() {
+    let mut r = rig(Timers::default()).await;
+    r.talk(100);
+    r.cmd(5 * MS * 1000, |c| {
+        matches!(c, EngineCommand::PlayBegin { .. })
+    })
+    .await;
+    assert!(r.ptt.is_keyed());
+    let ptt = r.stop().await;
+    assert!(!ptt.is_keyed());
+}
