@@ -33,6 +33,10 @@ enum Cmd {
     ///
     /// Example: zello-gateway sim --listen 127.0.0.1:8800 --echo
     Sim(sim::SimArgs),
+    /// Force every configured PTT line off (for systemd's ExecStopPost after a crash).
+    ///
+    /// Example: zello-gateway ptt-off --config /etc/zello-gateway/gateway.toml
+    PttOff,
     /// Run the self-contained demo: a local server, a gateway on a simulated radio and a
     /// simulated dispatcher talking to each other. No account, no hardware.
     ///
@@ -69,12 +73,41 @@ fn stop_on_signals(token: CancellationToken) {
     });
 }
 
+fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let mut failed = 0;
+    for (radio, result) in gateway::parts::ptt_off(&config) {
+        match result {
+            Ok(line) => println!("{radio}: PTT off ({line})"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{radio}: could not force PTT off: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} PTT line(s) could not be forced off");
+    }
+    Ok(())
+}
+
+/// On a panic anywhere: log it and stop the gateway, so every bridge unkeys on its way out.
+fn stop_on_panic(token: CancellationToken) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "internal error: stopping, transmitters released");
+        token.cancel();
+        default(info);
+    }));
+}
+
 async fn run_gateway(config_path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let session = config.session_config()?;
     let radios = gateway::parts::build(&config)?;
     let shutdown = CancellationToken::new();
     stop_on_signals(shutdown.clone());
+    stop_on_panic(shutdown.clone());
     let (observer, _) = tokio::sync::broadcast::channel(256);
     gateway::run(session, radios, shutdown, observer)
         .await
@@ -105,6 +138,7 @@ fn main() -> std::process::ExitCode {
                 sim::run(args, shutdown).await.map_err(anyhow::Error::from)
             }
             Some(Cmd::Demo(args)) => demo::run(args).await.map_err(anyhow::Error::from),
+            Some(Cmd::PttOff) => ptt_off(&cli.config),
         }
     });
     match result {

@@ -161,3 +161,22 @@ fn sim_and_run_talk_and_stop_on_sigterm() {
     assert!(status.success(), "{status:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn ptt_off_forces_every_configured_line_off() {
+    let dir = temp_dir("pttoff");
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"A\"\naudio = { backend = \"file\" }\nptt = { type = \"sim\" }\n\n\
+         [[radio]]\nname = \"uhf1\"\nchannel = \"B\"\naudio = { backend = \"file\" }\nptt = { type = \"none\" }\n",
+    )
+    .unwrap();
+    let out = bin().args(["ptt-off", "--config"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("vhf1: PTT off (sim)"), "{text}");
+    assert!(text.contains("uhf1: PTT off (none)"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}

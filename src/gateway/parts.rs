@@ -65,6 +65,34 @@ pub fn encoder_settings(r: &RadioConfig) -> EncoderSettings {
     }
 }
 
+/// Opens a radio's PTT line (unkeyed).
+pub fn build_ptt(_config: &Config, index: usize, r: &RadioConfig) -> Result<Box<dyn Ptt>, PartsError> {
+    let _ = index;
+    Ok(match &r.ptt {
+        PttConfig::Sim {} => Box::new(SimPtt::new()),
+        PttConfig::None {} => Box::new(NoPtt),
+    })
+}
+
+/// Forces every configured PTT line off (`zello-gateway ptt-off`, systemd's ExecStopPost):
+/// one result per radio.
+pub fn ptt_off(config: &Config) -> Vec<(String, Result<String, String>)> {
+    config
+        .radios
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let result = build_ptt(config, index, r)
+                .map_err(|e| e.to_string())
+                .and_then(|mut ptt| {
+                    ptt.set(false).map_err(|e| e.to_string())?;
+                    Ok(ptt.describe())
+                });
+            (r.name.clone(), result)
+        })
+        .collect()
+}
+
 /// Builds every radio of a configuration.
 pub fn build(config: &Config) -> Result<Vec<RadioParts>, PartsError> {
     config
@@ -102,10 +130,7 @@ fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioPart
             (input, output)
         }
     };
-    let ptt: Box<dyn Ptt> = match r.ptt {
-        PttConfig::Sim {} => Box::new(SimPtt::new()),
-        PttConfig::None {} => Box::new(NoPtt),
-    };
+    let ptt = build_ptt(config, index, r)?;
     let carrier: Box<dyn CarrierDetect> = match &r.carrier {
         CarrierConfig::Vox(v) => {
             Box::new(Vox::new(v.clone()).map_err(|e| err("carrier", e.to_string()))?)
