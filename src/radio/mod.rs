@@ -13,6 +13,7 @@
 //! force a transmitter off (the `ptt-off` command; see each module's `force_off`).
 
 pub mod gpio;
+pub mod serial;
 pub mod sim;
 pub mod vox;
 
