@@ -12,6 +12,7 @@
 //! unkeyed level before it returns, so `open` followed by dropping the value is the way to
 //! force a transmitter off (the `ptt-off` command; see each module's `force_off`).
 
+pub mod cm108;
 pub mod gpio;
 pub mod serial;
 pub mod sim;
