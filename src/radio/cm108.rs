@@ -408,7 +408,7 @@ struct NodeState {
 }
 
 /// One hidraw node, shared by the PTTs and carrier detects that use it.
-pub struct HidNode {
+struct HidNode {
     source: Source,
     state: Mutex<NodeState>,
 }
@@ -436,7 +436,7 @@ impl HidNode {
     }
 
     /// The path opened last.
-    pub fn path(&self) -> PathBuf {
+    fn path(&self) -> PathBuf {
         self.lock().path.clone()
     }
 

@@ -108,61 +108,66 @@ pub struct SerialCarrierSettings {
     pub invert: bool,
 }
 
-/// An output line.
+/// A modem-control output line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutputLine {
+pub enum ModemOutput {
+    /// Request To Send.
     Rts,
+    /// Data Terminal Ready.
     Dtr,
 }
 
-impl OutputLine {
+impl ModemOutput {
     fn name(self) -> &'static str {
         match self {
-            OutputLine::Rts => "RTS",
-            OutputLine::Dtr => "DTR",
+            ModemOutput::Rts => "RTS",
+            ModemOutput::Dtr => "DTR",
         }
     }
 
     fn set(self, port: &mut dyn ModemLines, on: bool) -> io::Result<()> {
         match self {
-            OutputLine::Rts => port.set_rts(on),
-            OutputLine::Dtr => port.set_dtr(on),
+            ModemOutput::Rts => port.set_rts(on),
+            ModemOutput::Dtr => port.set_dtr(on),
         }
     }
 }
 
-/// An input line.
+/// A modem-control input line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputLine {
+pub enum ModemInput {
+    /// Clear To Send.
     Cts,
+    /// Data Set Ready.
     Dsr,
+    /// Data Carrier Detect.
     Dcd,
 }
 
-impl InputLine {
+impl ModemInput {
     /// Parses "CTS", "DSR" or "DCD" (any case).
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_uppercase().as_str() {
-            "CTS" => Some(InputLine::Cts),
-            "DSR" => Some(InputLine::Dsr),
-            "DCD" => Some(InputLine::Dcd),
+            "CTS" => Some(ModemInput::Cts),
+            "DSR" => Some(ModemInput::Dsr),
+            "DCD" => Some(ModemInput::Dcd),
             _ => None,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            InputLine::Cts => "CTS",
-            InputLine::Dsr => "DSR",
-            InputLine::Dcd => "DCD",
+            ModemInput::Cts => "CTS",
+            ModemInput::Dsr => "DSR",
+            ModemInput::Dcd => "DCD",
         }
     }
 
     fn read(self, port: &mut dyn ModemLines) -> io::Result<bool> {
         match self {
-            InputLine::Cts => port.cts(),
-            InputLine::Dsr => port.dsr(),
-            InputLine::Dcd => port.dcd(),
+            ModemInput::Cts => port.cts(),
+            ModemInput::Dsr => port.dsr(),
+            ModemInput::Dcd => port.dcd(),
         }
     }
 }
@@ -170,7 +175,9 @@ impl InputLine {
 /// One entry of `lines`: an output line and whether it is inverted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyLine {
-    pub line: OutputLine,
+    /// The output line.
+    pub line: ModemOutput,
+    /// Off while keyed, on while unkeyed (`!` in the settings).
     pub inverted: bool,
 }
 
@@ -209,8 +216,8 @@ pub fn parse_lines(lines: &[String]) -> Result<Vec<KeyLine>, String> {
             None => (false, trimmed),
         };
         let line = match name.to_ascii_uppercase().as_str() {
-            "RTS" => OutputLine::Rts,
-            "DTR" => OutputLine::Dtr,
+            "RTS" => ModemOutput::Rts,
+            "DTR" => ModemOutput::Dtr,
             _ => {
                 return Err(format!(
                     "ptt.lines[{i}] = {entry:?}: unknown line; use \"RTS\" or \"DTR\", with a \
@@ -288,12 +295,12 @@ fn open_advice(key: &str, device: &Path, e: &io::Error) -> String {
 }
 
 /// A serial port shared by the PTT and carrier detect that use it.
-pub struct SharedPort {
+struct SharedPort {
     device: PathBuf,
     opener: Opener,
     port: Option<Box<dyn ModemLines>>,
     /// The output lines PTTs use, with their unkeyed levels, in their listed order.
-    claimed: Vec<(OutputLine, bool)>,
+    claimed: Vec<(ModemOutput, bool)>,
 }
 
 impl SharedPort {
@@ -312,11 +319,11 @@ impl SharedPort {
     }
 
     /// Claimed lines to their unkeyed levels, in order; then unclaimed lines off.
-    fn set_idle(port: &mut dyn ModemLines, claimed: &[(OutputLine, bool)]) -> io::Result<()> {
+    fn set_idle(port: &mut dyn ModemLines, claimed: &[(ModemOutput, bool)]) -> io::Result<()> {
         for &(line, level) in claimed {
             line.set(port, level)?;
         }
-        for line in [OutputLine::Dtr, OutputLine::Rts] {
+        for line in [ModemOutput::Dtr, ModemOutput::Rts] {
             if !claimed.iter().any(|&(l, _)| l == line) {
                 line.set(port, false)?;
             }
@@ -363,7 +370,7 @@ impl PortRegistry {
     fn attach(
         &self,
         device: &Path,
-        claim: &[(OutputLine, bool)],
+        claim: &[(ModemOutput, bool)],
     ) -> io::Result<Arc<Mutex<SharedPort>>> {
         let key = std::fs::canonicalize(device).unwrap_or_else(|_| device.to_path_buf());
         let mut ports = self
@@ -437,7 +444,7 @@ impl SerialPtt {
     /// [`SerialPtt::open`] with a given registry.
     pub fn open_in(registry: &PortRegistry, s: &SerialPttSettings) -> Result<Self, RadioError> {
         let lines = parse_lines(&s.lines).map_err(|m| RadioError::ptt("serial", m))?;
-        let claim: Vec<(OutputLine, bool)> =
+        let claim: Vec<(ModemOutput, bool)> =
             lines.iter().map(|k| (k.line, k.level(false))).collect();
         let port = registry.attach(&s.device, &claim).map_err(|e| {
             let m = if e.kind() == io::ErrorKind::AlreadyExists {
@@ -556,7 +563,7 @@ impl SerialCarrier {
 
     /// [`SerialCarrier::open`] with a given registry.
     pub fn open_in(registry: &PortRegistry, s: &SerialCarrierSettings) -> Result<Self, RadioError> {
-        let line = InputLine::parse(&s.line).ok_or_else(|| {
+        let line = ModemInput::parse(&s.line).ok_or_else(|| {
             RadioError::carrier(
                 "serial",
                 format!(
@@ -626,7 +633,7 @@ fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) -> bool {
 
 fn poll(
     port: Arc<Mutex<SharedPort>>,
-    line: InputLine,
+    line: ModemInput,
     invert: bool,
     state: Arc<CarrierState>,
     label: String,
@@ -851,11 +858,11 @@ mod tests {
             ok,
             [
                 KeyLine {
-                    line: OutputLine::Dtr,
+                    line: ModemOutput::Dtr,
                     inverted: false
                 },
                 KeyLine {
-                    line: OutputLine::Rts,
+                    line: ModemOutput::Rts,
                     inverted: true
                 }
             ]
