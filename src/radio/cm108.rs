@@ -13,7 +13,8 @@
 //! VOL_DN 0x02, MUTE_PLAY 0x04, MUTE_REC 0x08. A set bit means the input is active
 //! ("pressed", the pin pulled low). AllStarLink interfaces wire COS to VOL_DN. A thread
 //! waits for reports and keeps the last state; `update` only loads it. Until the first
-//! report arrives after opening, the carrier reads as down.
+//! report arrives after opening, the carrier reads as down whatever `invert` says: the chip
+//! reports changes only, and a closed squelch (no carrier) is the usual state at start.
 //!
 //! # Finding the node
 //! `device = "auto"` finds the hidraw node on the same USB device as the sound card named by
@@ -803,8 +804,8 @@ impl Cm108Carrier {
             if invert { "!" } else { "" }
         );
         let state = Arc::new(CarrierState {
-            // Until the first report: with the bit clear.
-            state: AtomicU8::new(if invert { UP } else { DOWN }),
+            // Down until the first report (see the module documentation).
+            state: AtomicU8::new(DOWN),
             error: Mutex::new(String::new()),
             stop: AtomicBool::new(false),
         });
@@ -877,7 +878,6 @@ fn read_reports(
     state: Arc<CarrierState>,
     label: String,
 ) {
-    let idle = if invert { UP } else { DOWN };
     let mut failing = false;
     let fail = |failing: &mut bool, e: io::Error| {
         if !*failing {
@@ -903,8 +903,8 @@ fn read_reports(
             failing = false;
             info!(carrier = %label, "hidraw node back");
         }
-        // A fresh node has sent no report yet.
-        state.state.store(idle, Ordering::Release);
+        // A fresh node has sent no report yet: down until it does.
+        state.state.store(DOWN, Ordering::Release);
         let mut buf = [0u8; 64];
         let error = loop {
             if state.stop.load(Ordering::Relaxed) {
@@ -1202,11 +1202,19 @@ mod tests {
         let mut inverted = carrier_on(&fifo2, "VOL_UP", true).unwrap();
         let mut chip2 = File::options().write(true).open(&fifo2).unwrap();
         assert!(
-            inverted.update(-90.0, 20).unwrap(),
-            "bit clear: up when inverted"
+            !inverted.update(-90.0, 20).unwrap(),
+            "down until the first report, even inverted"
+        );
+        chip2.write_all(&[0x00, 0, 0, 0]).unwrap();
+        assert!(
+            eventually(|| inverted.update(-90.0, 20).unwrap()),
+            "bit clear: up"
         );
         chip2.write_all(&[0x01, 0, 0, 0]).unwrap();
-        assert!(eventually(|| !inverted.update(-90.0, 20).unwrap()));
+        assert!(
+            eventually(|| !inverted.update(-90.0, 20).unwrap()),
+            "bit set: down"
+        );
     }
 
     #[test]
