@@ -3,7 +3,8 @@
 # Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
 
-packages=(pkg-config libopus-dev libasound2-dev)
+# libhamlib-utils: rigctld, whose dummy rig the rigctld PTT and carrier tests run against.
+packages=(pkg-config libopus-dev libasound2-dev libhamlib-utils)
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo (the Rust toolchain) is not installed." >&2
