@@ -16,6 +16,12 @@
 //! ```
 
 use crate::gateway::machine::{BusyPolicy, Timers};
+use crate::radio::cm108::{Cm108CarrierSettings, Cm108PttSettings};
+use crate::radio::gpio::{
+    GpioCarrierSettings, GpioChipCarrierSettings, GpioChipPttSettings, GpioPttSettings,
+};
+use crate::radio::rigctld::{RigctldCarrierSettings, RigctldPttSettings};
+use crate::radio::serial::{SerialCarrierSettings, SerialPttSettings};
 use crate::radio::vox::VoxSettings;
 use crate::secret::Secret;
 use crate::zello::auth::TokenSource;
@@ -332,6 +338,16 @@ pub enum PttConfig {
     Sim {},
     /// No PTT line: the radio keys on its own VOX.
     None {},
+    /// A Raspberry Pi GPIO pin (BCM numbering).
+    Gpio(GpioPttSettings),
+    /// A line of a Linux GPIO character device (/dev/gpiochipN; Pi 5 and other boards).
+    Gpiochip(GpioChipPttSettings),
+    /// RTS and/or DTR of a serial device.
+    Serial(SerialPttSettings),
+    /// A CM108/CM119-family USB sound card's GPIO through /dev/hidrawN.
+    Cm108(Cm108PttSettings),
+    /// Hamlib's rigctld.
+    Rigctld(RigctldPttSettings),
 }
 
 /// `carrier = { type = ... }`.
@@ -346,6 +362,16 @@ pub enum CarrierConfig {
     Always {},
     /// Never up (receive-only from Zello).
     None {},
+    /// A Raspberry Pi GPIO input (COS/COR line).
+    Gpio(GpioCarrierSettings),
+    /// A line of a Linux GPIO character device.
+    Gpiochip(GpioChipCarrierSettings),
+    /// CTS, DSR or DCD of a serial device.
+    Serial(SerialCarrierSettings),
+    /// A CM108/CM119-family USB sound card's HID input bit.
+    Cm108(Cm108CarrierSettings),
+    /// Hamlib's rigctld (`get_dcd`, polled).
+    Rigctld(RigctldCarrierSettings),
 }
 
 impl Default for PttConfig {
@@ -681,5 +707,59 @@ carrier = { type = "vox" }
         let c = parse(minimal).unwrap();
         assert_eq!(c.zello.platform_name, DEFAULT_PLATFORM_NAME);
         assert!(matches!(c.radios[0].carrier, CarrierConfig::Vox(_)));
+    }
+
+    #[test]
+    fn every_interface_of_the_issue_example_parses() {
+        let ptts = [
+            r#"ptt = { type = "gpio", pin = 17, active_low = false }"#,
+            r#"ptt = { type = "gpiochip", chip = "/dev/gpiochip0", line = 17, active_low = false }"#,
+            r#"ptt = { type = "serial", device = "/dev/ttyUSB0", lines = ["DTR", "!RTS"] }"#,
+            r#"ptt = { type = "cm108", device = "auto", gpio = 3, invert = false }"#,
+            r#"ptt = { type = "rigctld", address = "127.0.0.1:4532" }"#,
+            r#"ptt = { type = "none" }"#,
+        ];
+        let carriers = [
+            r#"carrier = { type = "gpio", pin = 27, active_low = true, pull = "up", debounce_ms = 20 }"#,
+            r#"carrier = { type = "serial", device = "/dev/ttyUSB0", line = "DCD", invert = false }"#,
+            r#"carrier = { type = "cm108", device = "auto", bit = "VOL_DN", invert = false }"#,
+            r#"carrier = { type = "rigctld", address = "127.0.0.1:4532", poll_ms = 100 }"#,
+            r#"carrier = { type = "vox", open_dbfs = -35, close_dbfs = -40, attack_ms = 20, hang_ms = 300 }"#,
+            r#"carrier = { type = "always" }"#,
+        ];
+        let timing = r#"timing = { tx_delay_ms = 200, tx_tail_ms = 100, tot_s = 180, rx_hang_ms = 400, rx_min_ms = 250, rx_start_delay_ms = 300, busy_policy = "queue", queue_max_age_s = 30 }"#;
+        for ptt in ptts {
+            for carrier in carriers {
+                let text = EXAMPLE
+                    .replace("ptt = { type = \"sim\" }", ptt)
+                    .replace("carrier = { type = \"vox\" }", &format!("{carrier}\n{timing}"));
+                parse(&text).unwrap_or_else(|e| panic!("{ptt} / {carrier}: {e}"));
+            }
+        }
+        // Unknown keys inside an interface's table are refused too.
+        let e = parse(&EXAMPLE.replace(
+            "ptt = { type = \"sim\" }",
+            r#"ptt = { type = "gpio", pin = 17, polarity = "low" }"#,
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("polarity"), "{e}");
+        let e = parse(&EXAMPLE.replace(
+            "carrier = { type = \"vox\" }",
+            "carrier = { type = \"vox\" }\ntiming = { tot_s = 0, busy_policy = \"queue\" }",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("radio[0].timing.tot_s"), "{e}");
+        let e = parse(&EXAMPLE.replace(
+            "carrier = { type = \"vox\" }",
+            "carrier = { type = \"vox\" }\ntiming = { busy_policy = \"maybe\" }",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("maybe"), "{e}");
+        let e = parse(&EXAMPLE.replace(
+            "carrier = { type = \"vox\" }",
+            "carrier = { type = \"vox\" }\ncw_id = { call = \"N0CALL!\" }",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("radio[0].cw_id.call"), "{e}");
     }
 }

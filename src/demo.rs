@@ -127,6 +127,10 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
             format!("[{radio}] audio device lost: {error}")
         }
         GatewayEvent::DeviceBack { radio } => format!("[{radio}] audio device back"),
+        GatewayEvent::CarrierFault { radio, error } => match error {
+            Some(e) => format!("[{radio}] carrier detect failed: {e}"),
+            None => format!("[{radio}] carrier detect back"),
+        },
     })
 }
 

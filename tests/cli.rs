@@ -173,7 +173,11 @@ fn ptt_off_forces_every_configured_line_off() {
          [[radio]]\nname = \"uhf1\"\nchannel = \"B\"\naudio = { backend = \"file\" }\nptt = { type = \"none\" }\n",
     )
     .unwrap();
-    let out = bin().args(["ptt-off", "--config"]).arg(&path).output().unwrap();
+    let out = bin()
+        .args(["ptt-off", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("vhf1: PTT off (sim)"), "{text}");

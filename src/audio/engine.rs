@@ -58,6 +58,8 @@ pub enum EngineEvent {
     },
     /// Raw samples given with `PlayPcm` have all been played.
     PcmDrained,
+    /// The carrier detector failed (`Some`, reported once) or works again (`None`).
+    CarrierFault(Option<String>),
     /// The audio input or output failed.
     DeviceError(String),
     /// The audio input and output work again after a failure.
@@ -352,11 +354,18 @@ impl Engine {
         }
         let level = peak_dbfs(&self.frame);
         let carrier = match self.carrier_detect.update(level, self.frame_ms) {
-            Ok(up) => up && !self.transmitting,
+            Ok(up) => {
+                if self.carrier_failed {
+                    self.carrier_failed = false;
+                    self.emit(EngineEvent::CarrierFault(None));
+                }
+                up && !self.transmitting
+            }
             Err(e) => {
+                // Reported once; the carrier counts as down until the detector works again.
                 if !self.carrier_failed {
                     self.carrier_failed = true;
-                    self.emit(EngineEvent::DeviceError(e.to_string()));
+                    self.emit(EngineEvent::CarrierFault(Some(e.to_string())));
                 }
                 false
             }

@@ -319,6 +319,17 @@ impl Bridge {
                 self.feed(s, Input::PlaybackDrained { stream_id }).await;
             }
             EngineEvent::PcmDrained => self.feed(s, Input::PcmDrained).await,
+            EngineEvent::CarrierFault(fault) => {
+                match &fault {
+                    Some(e) => warn!(radio = %self.name, error = %e,
+                        "carrier detect failed: treated as no carrier until it works again"),
+                    None => info!(radio = %self.name, "carrier detect works again"),
+                }
+                self.observe(GatewayEvent::CarrierFault {
+                    radio: self.name.clone(),
+                    error: fault,
+                });
+            }
             EngineEvent::DeviceError(e) => {
                 error!(radio = %self.name, error = %e, "audio device failed: transmitter released");
                 self.observe(GatewayEvent::DeviceLost {

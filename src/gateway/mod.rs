@@ -88,6 +88,11 @@ pub enum GatewayEvent {
     DeviceBack {
         radio: String,
     },
+    /// The carrier detector failed (`Some`) or works again (`None`).
+    CarrierFault {
+        radio: String,
+        error: Option<String>,
+    },
     Text {
         channel: String,
         from: String,

@@ -8,7 +8,7 @@ use crate::audio::{AudioInput, AudioOutput};
 use crate::config::{AudioConfig, CarrierConfig, Config, PttConfig, RadioConfig};
 use crate::radio::sim::{FlagCarrier, ScheduleCarrier, SimPtt};
 use crate::radio::vox::Vox;
-use crate::radio::{CarrierDetect, Ptt, RadioError};
+use crate::radio::{CarrierDetect, Ptt, RadioError, cm108, gpio, rigctld, serial};
 
 /// A radio that could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +65,95 @@ pub fn encoder_settings(r: &RadioConfig) -> EncoderSettings {
     }
 }
 
-/// Opens a radio's PTT line (unkeyed).
-pub fn build_ptt(_config: &Config, index: usize, r: &RadioConfig) -> Result<Box<dyn Ptt>, PartsError> {
-    let _ = index;
+/// The sound card a radio uses, for CM108 `device = "auto"` without a `card`.
+fn card_of(r: &RadioConfig) -> Option<String> {
+    match &r.audio {
+        AudioConfig::File { .. } => None,
+    }
+}
+
+fn radio_err(index: usize, r: &RadioConfig, key: &str, e: impl std::fmt::Display) -> PartsError {
+    PartsError {
+        index,
+        name: r.name.clone(),
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Opens a radio's PTT line, unkeyed.
+pub fn build_ptt(index: usize, r: &RadioConfig) -> Result<Box<dyn Ptt>, PartsError> {
+    let err = |e: RadioError| radio_err(index, r, "ptt", e);
     Ok(match &r.ptt {
         PttConfig::Sim {} => Box::new(SimPtt::new()),
         PttConfig::None {} => Box::new(NoPtt),
+        PttConfig::Gpio(s) => Box::new(gpio::GpioPtt::open(s).map_err(err)?),
+        PttConfig::Gpiochip(s) => Box::new(gpio::GpioPtt::open_chip(s).map_err(err)?),
+        PttConfig::Serial(s) => Box::new(serial::SerialPtt::open(s).map_err(err)?),
+        PttConfig::Cm108(s) => {
+            let mut s = s.clone();
+            if s.card.is_none() {
+                s.card = card_of(r);
+            }
+            Box::new(cm108::Cm108Ptt::open(&s).map_err(err)?)
+        }
+        PttConfig::Rigctld(s) => Box::new(rigctld::RigctldPtt::open(s).map_err(err)?),
+    })
+}
+
+/// Opens a radio's carrier detect.
+pub fn build_carrier(index: usize, r: &RadioConfig) -> Result<Box<dyn CarrierDetect>, PartsError> {
+    let err = |e: RadioError| radio_err(index, r, "carrier", e);
+    Ok(match &r.carrier {
+        CarrierConfig::Vox(v) => Box::new(Vox::new(v.clone()).map_err(err)?),
+        CarrierConfig::Schedule { on } => Box::new(ScheduleCarrier::new(
+            on.iter().map(|[a, b]| (*a, *b)).collect(),
+        )),
+        CarrierConfig::Always {} => Box::new(FlagCarrier::fixed(true)),
+        CarrierConfig::None {} => Box::new(FlagCarrier::fixed(false)),
+        CarrierConfig::Gpio(s) => Box::new(gpio::GpioCarrier::open(s).map_err(err)?),
+        CarrierConfig::Gpiochip(s) => Box::new(gpio::GpioCarrier::open_chip(s).map_err(err)?),
+        CarrierConfig::Serial(s) => Box::new(serial::SerialCarrier::open(s).map_err(err)?),
+        CarrierConfig::Cm108(s) => {
+            let mut s = s.clone();
+            if s.card.is_none() {
+                s.card = card_of(r);
+            }
+            Box::new(cm108::Cm108Carrier::open(&s).map_err(err)?)
+        }
+        CarrierConfig::Rigctld(s) => Box::new(rigctld::RigctldCarrier::open(s).map_err(err)?),
+    })
+}
+
+/// Forces one radio's PTT line off without keeping it open.
+fn force_off(r: &RadioConfig) -> Result<String, RadioError> {
+    Ok(match &r.ptt {
+        PttConfig::Sim {} => "sim".into(),
+        PttConfig::None {} => "none".into(),
+        PttConfig::Gpio(s) => {
+            gpio::force_off(s)?;
+            format!("gpio {}", s.pin)
+        }
+        PttConfig::Gpiochip(s) => {
+            gpio::force_off_chip(s)?;
+            format!("gpiochip {} line {}", s.chip.display(), s.line)
+        }
+        PttConfig::Serial(s) => {
+            serial::force_off(s)?;
+            format!("serial {}", s.device.display())
+        }
+        PttConfig::Cm108(s) => {
+            let mut s = s.clone();
+            if s.card.is_none() {
+                s.card = card_of(r);
+            }
+            cm108::force_off(&s)?;
+            format!("cm108 {} gpio {}", s.device, s.gpio)
+        }
+        PttConfig::Rigctld(s) => {
+            rigctld::force_off(s)?;
+            format!("rigctld {}", s.address)
+        }
     })
 }
 
@@ -80,16 +163,7 @@ pub fn ptt_off(config: &Config) -> Vec<(String, Result<String, String>)> {
     config
         .radios
         .iter()
-        .enumerate()
-        .map(|(index, r)| {
-            let result = build_ptt(config, index, r)
-                .map_err(|e| e.to_string())
-                .and_then(|mut ptt| {
-                    ptt.set(false).map_err(|e| e.to_string())?;
-                    Ok(ptt.describe())
-                });
-            (r.name.clone(), result)
-        })
+        .map(|r| (r.name.clone(), force_off(r).map_err(|e| e.to_string())))
         .collect()
 }
 
@@ -130,17 +204,8 @@ fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioPart
             (input, output)
         }
     };
-    let ptt = build_ptt(config, index, r)?;
-    let carrier: Box<dyn CarrierDetect> = match &r.carrier {
-        CarrierConfig::Vox(v) => {
-            Box::new(Vox::new(v.clone()).map_err(|e| err("carrier", e.to_string()))?)
-        }
-        CarrierConfig::Schedule { on } => Box::new(ScheduleCarrier::new(
-            on.iter().map(|[a, b]| (*a, *b)).collect(),
-        )),
-        CarrierConfig::Always {} => Box::new(FlagCarrier::fixed(true)),
-        CarrierConfig::None {} => Box::new(FlagCarrier::fixed(false)),
-    };
+    let ptt = build_ptt(index, r)?;
+    let carrier = build_carrier(index, r)?;
     let (courtesy_tone, identification) = r.tones(output.sample_rate());
     Ok(RadioParts {
         name: r.name.clone(),
