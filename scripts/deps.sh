@@ -3,7 +3,7 @@
 # Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
 
-packages=(pkg-config libopus-dev libasound2-dev)
+packages=(pkg-config libopus-dev libasound2-dev pulseaudio pulseaudio-utils libasound2-plugins)
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo (the Rust toolchain) is not installed." >&2
