@@ -391,12 +391,17 @@ impl Engine {
         self.out_frame.extend(pb.pcm.drain(..take));
         let drained = pb.ended && pb.queue.is_empty() && pb.pcm.is_empty();
         let (id, packets, concealed) = (pb.stream_id, pb.packets, pb.concealed);
-        if !self.out_frame.is_empty()
-            && let Err(e) = self.output.write_frame(&self.out_frame)
-            && !self.output_failed
-        {
-            self.output_failed = true;
-            self.emit(EngineEvent::DeviceError(e.to_string()));
+        if !self.out_frame.is_empty() {
+            match self.output.write_frame(&self.out_frame) {
+                // A sound card that came back reports its next loss again.
+                Ok(()) => self.output_failed = false,
+                Err(e) => {
+                    if !self.output_failed {
+                        self.output_failed = true;
+                        self.emit(EngineEvent::DeviceError(e.to_string()));
+                    }
+                }
+            }
         }
         if drained {
             self.playback = None;
