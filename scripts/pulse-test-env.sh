@@ -41,9 +41,12 @@ if ! server_up; then
   mkdir -p "$runtime"
   chmod 700 "$runtime"
   rm -f "$socket"
-  # -n: no default script (no hardware detection, no desktop modules); the one protocol module
-  # listens on our socket. No pid file, so a user's own PulseAudio does not stop this one.
-  # Real-time scheduling and high priority need rtkit/D-Bus, which CI machines lack.
+  # -n: no default script (no hardware detection, no desktop modules). The sinks are loaded
+  # before the protocol module opens the socket, so no client ever sees the server without
+  # them (a test that stops the server and starts it again relies on this). No pid file, so a
+  # user's own PulseAudio does not stop this one. Real-time scheduling and high priority need
+  # rtkit/D-Bus, which CI machines lack. Without shared memory, libpulse does not deadlock in
+  # the ALSA plugin when a test stops the server under a running capture stream.
   XDG_RUNTIME_DIR="$runtime" pulseaudio \
     --daemonize=yes \
     --system=false \
@@ -51,9 +54,13 @@ if ! server_up; then
     --use-pid-file=false \
     --realtime=false \
     --high-priority=false \
+    --disable-shm=true \
     --disallow-module-loading=false \
     --log-target="newfile:$runtime/pulseaudio.log" \
     -n \
+    -L "module-null-sink sink_name=test_default sink_properties=device.description=test_default" \
+    -L "module-null-sink sink_name=radio_spk rate=48000 channels=1 sink_properties=device.description=radio_spk" \
+    -L "module-null-sink sink_name=radio_mic rate=48000 channels=1 sink_properties=device.description=radio_mic" \
     -L "module-native-protocol-unix socket=$socket auth-anonymous=1" \
     2>/dev/null || true
   for _ in $(seq 1 50); do
@@ -70,6 +77,12 @@ sink_loaded() {
   pactl list short sinks | awk '{print $2}' | grep -qx "$1"
 }
 
+# A server that was already running may have lost a sink (pactl unload-module): load it again.
+# test_default is neither of ours, so that nothing plays into a radio sink by default.
+if ! sink_loaded test_default; then
+  pactl load-module module-null-sink sink_name=test_default \
+    sink_properties=device.description=test_default >/dev/null
+fi
 for sink in radio_spk radio_mic; do
   if ! sink_loaded "$sink"; then
     pactl load-module module-null-sink \
@@ -77,12 +90,6 @@ for sink in radio_spk radio_mic; do
       sink_properties="device.description=$sink" >/dev/null
   fi
 done
-
-# A default sink that is neither of ours, so that nothing moves a stream onto a radio sink.
-if ! sink_loaded test_default; then
-  pactl load-module module-null-sink sink_name=test_default \
-    sink_properties=device.description=test_default >/dev/null
-fi
 pactl set-default-sink test_default
 pactl set-default-source test_default.monitor
 

@@ -98,7 +98,8 @@ pub struct SoundStats {
     pub overruns: u64,
     /// Capture: sample frames lost to overruns.
     pub overrun_frames: u64,
-    /// Playback: callbacks that found the ring short while a message was playing.
+    /// Playback: times the ring ran dry while a message was playing (the writer fell behind);
+    /// counted once until the next write.
     pub underruns: u64,
     /// Playback: samples that did not fit in the ring and were dropped, or that were written
     /// while the device was lost.
@@ -108,10 +109,55 @@ pub struct SoundStats {
     pub skipped_frames: u64,
     /// Overruns and underruns the driver itself reported.
     pub xruns: u64,
+    /// Other errors the driver reported; the stream went on if it kept calling back.
+    pub stream_errors: u64,
     /// Times the device was lost.
     pub losses: u64,
     /// Times the device came back.
     pub reopens: u64,
+}
+
+/// A handle on one side of the sound card that stays valid after the [`CpalInput`] or
+/// [`CpalOutput`] has been handed to the codec engine: for status reports and health checks.
+#[derive(Clone)]
+pub struct SoundMonitor {
+    key: &'static str,
+    device: String,
+    counters: Arc<Counters>,
+    health: Arc<Mutex<DeviceHealth>>,
+}
+
+impl SoundMonitor {
+    /// The configuration key of the device (`audio.input` or `audio.output`).
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The device's name.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Where the device stands.
+    pub fn health(&self) -> DeviceHealth {
+        lock(&self.health).clone()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> SoundStats {
+        self.counters.snapshot()
+    }
+}
+
+impl std::fmt::Debug for SoundMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoundMonitor")
+            .field("key", &self.key)
+            .field("device", &self.device)
+            .field("health", &self.health())
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 /// Counters and flags shared with the sound card's callbacks: atomics only.
@@ -126,14 +172,16 @@ struct Counters {
     xruns: AtomicU64,
     losses: AtomicU64,
     reopens: AtomicU64,
-    /// Set by the stream's error callback when the stream cannot go on.
-    failed: AtomicBool,
-    /// What failed (see [`failure_code`]).
+    /// Stream errors other than xruns.
+    errors: AtomicU64,
+    /// Set by the stream's error callback when the device is gone for sure.
+    fatal: AtomicBool,
+    /// The last error (see [`failure_code`]).
     failure: AtomicU8,
     /// Capture: the reader has started, so samples are kept (before, they are not counted as
     /// overruns).
     armed: AtomicBool,
-    /// Playback: [`IDLE`], [`PLAYING`] or [`DRAINING`].
+    /// Playback: [`IDLE`], [`PLAYING`], [`DRAINING`] or [`STARVED`].
     play_state: AtomicU8,
 }
 
@@ -148,6 +196,7 @@ impl Counters {
             dropped_samples: get(&self.dropped_samples),
             skipped_frames: get(&self.skipped_frames),
             xruns: get(&self.xruns),
+            stream_errors: get(&self.errors),
             losses: get(&self.losses),
             reopens: get(&self.reopens),
         }
@@ -160,6 +209,9 @@ const IDLE: u8 = 0;
 const PLAYING: u8 = 1;
 /// The message has ended; when the ring runs dry it is over.
 const DRAINING: u8 = 2;
+/// The ring ran dry while a message was playing (counted once); the next write queues a lead
+/// of silence again.
+const STARVED: u8 = 3;
 
 const FAILURE_NONE: u8 = 0;
 const FAILURE_GONE: u8 = 1;
@@ -194,17 +246,25 @@ fn failure_text(code: u8) -> &'static str {
 /// Forgets the failure of a stream that is gone, before the next one opens.
 fn clear_failure(counters: &Counters) {
     counters.failure.store(FAILURE_NONE, Ordering::Relaxed);
-    counters.failed.store(false, Ordering::Release);
+    counters.fatal.store(false, Ordering::Release);
 }
 
 /// The stream's error callback. Runs on the sound card's thread: atomics only.
+///
+/// A device that is gone or a stream that is invalid is lost at once. Other errors (an I/O
+/// error from a driver or plugin) are only counted: the device thread declares the device lost
+/// if they go on while the stream no longer calls back (see [`watch`]), since some drivers
+/// report a transient error and carry on.
 fn on_stream_error(counters: &Counters, kind: cpal::ErrorKind) {
     if kind == cpal::ErrorKind::Xrun {
         counters.xruns.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(code) = failure_code(kind) {
         counters.failure.store(code, Ordering::Relaxed);
-        counters.failed.store(true, Ordering::Release);
+        counters.errors.fetch_add(1, Ordering::Release);
+        if matches!(code, FAILURE_GONE | FAILURE_INVALIDATED) {
+            counters.fatal.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -288,20 +348,19 @@ fn playback_callback<T: DeviceSample>(
     }
     out[n * channels..].fill(T::SILENCE);
     if n < frames {
-        match counters.play_state.load(Ordering::Acquire) {
-            PLAYING => {
-                counters.underruns.fetch_add(1, Ordering::Relaxed);
-            }
-            DRAINING => {
-                // The message's last sample has gone out.
-                let _ = counters.play_state.compare_exchange(
-                    DRAINING,
-                    IDLE,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-            }
-            _ => {}
+        // PLAYING: an underrun (counted once, until the writer catches up). DRAINING: the
+        // message's last sample has gone out.
+        let next = |s| match s {
+            PLAYING => Some(STARVED),
+            DRAINING => Some(IDLE),
+            _ => None,
+        };
+        if let Ok(PLAYING) =
+            counters
+                .play_state
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, next)
+        {
+            counters.underruns.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -323,7 +382,7 @@ struct Link<E> {
     /// Frames per sound-card callback of the current stream.
     period: AtomicUsize,
     slot: Mutex<Option<E>>,
-    health: Mutex<DeviceHealth>,
+    health: Arc<Mutex<DeviceHealth>>,
 }
 
 impl<E> Link<E> {
@@ -336,7 +395,7 @@ impl<E> Link<E> {
             losses: AtomicU64::new(0),
             period: AtomicUsize::new(0),
             slot: Mutex::new(None),
-            health: Mutex::new(DeviceHealth::Closed),
+            health: Arc::new(Mutex::new(DeviceHealth::Closed)),
         }
     }
 
@@ -425,7 +484,9 @@ struct Timing {
     backoff_max: Duration,
     /// How often the device thread looks at the stream.
     poll: Duration,
-    /// A stream that has not called back for this long is lost.
+    /// A stream that reports errors and has not called back for this long is lost.
+    grace: Duration,
+    /// A stream that has not called back for this long is lost, errors or not.
     stall: Duration,
 }
 
@@ -433,7 +494,8 @@ const TIMING: Timing = Timing {
     backoff_first: Duration::from_secs(1),
     backoff_max: Duration::from_secs(30),
     poll: Duration::from_millis(20),
-    stall: Duration::from_secs(3),
+    grace: Duration::from_millis(300),
+    stall: Duration::from_secs(5),
 };
 
 /// Waits on `stop` for `d`; true when the thread should end (the backend was dropped).
@@ -441,9 +503,35 @@ fn stopped(stop: &Receiver<()>, d: Duration) -> bool {
     !matches!(stop.recv_timeout(d), Err(RecvTimeoutError::Timeout))
 }
 
+/// How long closing a stream may take before the device thread stops waiting for it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Closes a stream on a helper thread and waits for it at most [`CLOSE_TIMEOUT`]: a driver
+/// that hangs while closing a device that has gone away must not stop the device thread from
+/// reopening it (or the gateway from shutting down). A stream that does not close in time is
+/// left behind with its thread.
+fn release<S: Send + 'static>(stream: S, key: &'static str, device: &str) {
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let closer = std::thread::Builder::new()
+        .name("sound-close".into())
+        .spawn(move || {
+            drop(stream);
+            let _ = done_tx.send(());
+        });
+    // If the thread cannot start, the stream was dropped with the closure, here.
+    if closer.is_ok() && done_rx.recv_timeout(CLOSE_TIMEOUT).is_err() {
+        tracing::warn!(
+            key,
+            device,
+            "the sound driver did not close the stream within {} s; leaving it behind",
+            CLOSE_TIMEOUT.as_secs()
+        );
+    }
+}
+
 /// The device thread: opens the stream (reporting the first result through `first`), watches
 /// it, and reopens it with backoff after a loss, until `stop` is dropped.
-fn run_device<E, S>(
+fn run_device<E, S: Send + 'static>(
     link: &Link<E>,
     mut open: impl FnMut() -> Result<Opened<E, S>, AudioError>,
     stop: &Receiver<()>,
@@ -459,20 +547,23 @@ fn run_device<E, S>(
             return;
         }
     };
-    let _ = first.send(Ok(opened.description.clone()));
+    let mut first = Some(first);
     loop {
         let stream = opened.stream;
         link.period.store(opened.period, Ordering::Relaxed);
         *lock(&link.slot) = Some(opened.ring);
         *lock(&link.health) = DeviceHealth::Open;
         link.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(first) = first.take() {
+            let _ = first.send(Ok(opened.description.clone()));
+        }
 
         let Some(reason) = watch(counters, stop, timing) else {
-            drop(stream);
+            release(stream, link.key, &link.device);
             *lock(&link.health) = DeviceHealth::Closed;
             return;
         };
-        drop(stream);
+        release(stream, link.key, &link.device);
         lock(&link.slot).take();
         *lock(&link.health) = DeviceHealth::Lost {
             since: SystemTime::now(),
@@ -529,18 +620,28 @@ fn run_device<E, S>(
 fn watch(counters: &Counters, stop: &Receiver<()>, timing: Timing) -> Option<String> {
     let mut last = counters.callbacks.load(Ordering::Relaxed);
     let mut last_change = Instant::now();
+    let mut last_errors = counters.errors.load(Ordering::Acquire);
     loop {
         if stopped(stop, timing.poll) {
             return None;
         }
-        if counters.failed.load(Ordering::Acquire) {
-            return Some(failure_text(counters.failure.load(Ordering::Relaxed)).to_string());
+        let failure = || failure_text(counters.failure.load(Ordering::Relaxed)).to_string();
+        if counters.fatal.load(Ordering::Acquire) {
+            return Some(failure());
         }
         let now = counters.callbacks.load(Ordering::Relaxed);
         if now != last {
             last = now;
             last_change = Instant::now();
-        } else if last_change.elapsed() >= timing.stall {
+        }
+        let errors = counters.errors.load(Ordering::Acquire);
+        let erring = errors != last_errors;
+        last_errors = errors;
+        let quiet = last_change.elapsed();
+        if erring && quiet >= timing.grace {
+            return Some(failure());
+        }
+        if quiet >= timing.stall {
             return Some(format!(
                 "the device stopped calling back for {} s",
                 timing.stall.as_secs()
@@ -558,7 +659,7 @@ struct DeviceThread<E> {
 
 impl<E: Send + 'static> DeviceThread<E> {
     /// Starts the device thread and waits for the first open.
-    fn start<S: 'static>(
+    fn start<S: Send + 'static>(
         link: Link<E>,
         timing: Timing,
         open: impl FnMut() -> Result<Opened<E, S>, AudioError> + Send + 'static,
@@ -603,6 +704,16 @@ impl<E: Send + 'static> DeviceThread<E> {
 impl<E> DeviceThread<E> {
     fn health(&self) -> DeviceHealth {
         lock(&self.end.link.health).clone()
+    }
+
+    fn monitor(&self) -> SoundMonitor {
+        let link = &self.end.link;
+        SoundMonitor {
+            key: link.key,
+            device: link.device.clone(),
+            counters: link.counters.clone(),
+            health: link.health.clone(),
+        }
     }
 
     fn counters(&self) -> &Counters {
@@ -1284,6 +1395,11 @@ impl CpalInput {
     pub fn stats(&self) -> SoundStats {
         self.thread.counters().snapshot()
     }
+
+    /// A handle on health and counters that outlives handing the input to the engine.
+    pub fn monitor(&self) -> SoundMonitor {
+        self.thread.monitor()
+    }
 }
 
 impl std::fmt::Debug for CpalInput {
@@ -1388,12 +1504,18 @@ impl CpalOutput {
         self.thread.counters().snapshot()
     }
 
-    /// Silence queued ahead of a message: one device period, the frame itself and 10 ms, so
-    /// the card never catches up with the engine's once-per-frame writes.
+    /// A handle on health and counters that outlives handing the output to the engine.
+    pub fn monitor(&self) -> SoundMonitor {
+        self.thread.monitor()
+    }
+
+    /// Silence queued ahead of a message: two device periods (a card may take a whole buffer
+    /// at once), the frame itself and 10 ms, so the card never catches up with the engine's
+    /// once-per-frame writes.
     fn lead(&self, frame_len: usize) -> usize {
         let frame_out = frame_len * self.card_rate as usize / self.engine_rate as usize;
         let period = self.thread.end.link.period.load(Ordering::Relaxed);
-        period + frame_out + self.card_rate as usize / 100
+        2 * period + frame_out + self.card_rate as usize / 100
     }
 }
 
@@ -1446,7 +1568,8 @@ impl AudioOutput for CpalOutput {
             }
             Poll::Ready(ring) => ring,
         };
-        if !self.in_message {
+        // A new message, or one the card ran ahead of: queue a lead of silence first.
+        if !self.in_message || counters.play_state.load(Ordering::Acquire) == STARVED {
             self.in_message = true;
             prefill(&mut ring.ring, lead);
         }
@@ -1477,12 +1600,11 @@ impl AudioOutput for CpalOutput {
                 Ok(())
             }
         };
-        let _ = counters.play_state.compare_exchange(
-            PLAYING,
-            DRAINING,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        let _ = counters
+            .play_state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                matches!(s, PLAYING | STARVED).then_some(DRAINING)
+            });
         result.map_err(|message| AudioError::Device {
             device: link.device.clone(),
             message,
@@ -1779,11 +1901,14 @@ mod tests {
         let c = Counters::default();
         on_stream_error(&c, cpal::ErrorKind::Xrun);
         on_stream_error(&c, cpal::ErrorKind::RealtimeDenied);
-        assert!(!c.failed.load(Ordering::Relaxed));
+        assert_eq!(c.errors.load(Ordering::Relaxed), 0);
         assert_eq!(c.xruns.load(Ordering::Relaxed), 1);
         on_stream_error(&c, cpal::ErrorKind::BackendError);
-        assert!(c.failed.load(Ordering::Relaxed));
+        assert!(!c.fatal.load(Ordering::Relaxed), "an I/O error may pass");
+        assert_eq!(c.errors.load(Ordering::Relaxed), 1);
         assert_eq!(c.failure.load(Ordering::Relaxed), FAILURE_IO);
+        on_stream_error(&c, cpal::ErrorKind::DeviceNotAvailable);
+        assert!(c.fatal.load(Ordering::Relaxed));
         assert_eq!(
             failure_code(cpal::ErrorKind::DeviceNotAvailable),
             Some(FAILURE_GONE)
@@ -1831,7 +1956,12 @@ mod tests {
         playback_callback(&mut out, 2, &mut q, &c);
         assert_eq!(out, [1, 1, 2, 2, 3, 3, 0, 0]);
         assert_eq!(c.underruns.load(Ordering::Relaxed), 1);
-        // Playing with enough: no underrun.
+        assert_eq!(c.play_state.load(Ordering::Relaxed), STARVED);
+        // Still dry: the same underrun, not another.
+        playback_callback(&mut out, 2, &mut q, &c);
+        assert_eq!(c.underruns.load(Ordering::Relaxed), 1);
+        // The writer catches up; playing with enough: no underrun.
+        c.play_state.store(PLAYING, Ordering::Relaxed);
         p.push_entire_slice(&[4, 5, 6, 7]).unwrap();
         playback_callback(&mut out, 2, &mut q, &c);
         assert_eq!(out, [4, 4, 5, 5, 6, 6, 7, 7]);
@@ -2080,6 +2210,7 @@ mod tests {
             backoff_first: Duration::from_millis(20),
             backoff_max: Duration::from_millis(80),
             poll: Duration::from_millis(5),
+            grace: Duration::from_millis(60),
             stall: Duration::from_millis(300),
         }
     }
@@ -2148,6 +2279,89 @@ mod tests {
         wait_for(
             || matches!(t.health(), DeviceHealth::Lost { ref reason, .. } if reason.contains("stopped calling back")),
         );
+        drop(t);
+    }
+
+    #[test]
+    fn io_errors_are_a_loss_only_when_the_stream_stops() {
+        let counters = Arc::new(Counters::default());
+        let link = Link::new(INPUT_KEY, "flaky", counters.clone());
+        let (mut t, _) = DeviceThread::start(link, fast(), || {
+            let (_p, q) = RingBuffer::<f32>::new(16);
+            Ok(Opened {
+                stream: FakeStream,
+                ring: CaptureRing {
+                    ring: q,
+                    channels: 1,
+                },
+                period: 0,
+                description: String::new(),
+            })
+        })
+        .unwrap();
+        assert!(matches!(t.end.poll(), Poll::Fresh(_)));
+        // Errors now and then while the stream keeps calling back: carried on.
+        let until = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < until {
+            counters.callbacks.fetch_add(1, Ordering::Relaxed);
+            on_stream_error(&counters, cpal::ErrorKind::BackendError);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(t.health(), DeviceHealth::Open);
+        assert!(matches!(t.end.poll(), Poll::Ready(_)));
+        // Errors and no callbacks: lost.
+        wait_for(|| {
+            on_stream_error(&counters, cpal::ErrorKind::BackendError);
+            matches!(t.health(), DeviceHealth::Lost { .. })
+        });
+        let Poll::Lost(e) = t.end.poll() else {
+            panic!("loss not reported")
+        };
+        assert!(e.to_string().contains("I/O error"), "{e}");
+        assert!(counters.snapshot().stream_errors > 10);
+    }
+
+    /// A stream whose driver hangs while closing it.
+    struct HangingStream(Arc<AtomicBool>);
+
+    impl Drop for HangingStream {
+        fn drop(&mut self) {
+            while !self.0.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_that_hangs_while_closing_does_not_stop_the_reopen() {
+        let counters = Arc::new(Counters::default());
+        let link = Link::new(OUTPUT_KEY, "hangs", counters.clone());
+        let release_all = Arc::new(AtomicBool::new(false));
+        let r = release_all.clone();
+        let opens = Arc::new(AtomicU64::new(0));
+        let o = opens.clone();
+        let (mut t, _) = DeviceThread::start(link, fast(), move || {
+            o.fetch_add(1, Ordering::Relaxed);
+            let (p, _q) = RingBuffer::<i16>::new(16);
+            Ok(Opened {
+                stream: HangingStream(r.clone()),
+                ring: PlaybackRing { ring: p },
+                period: 0,
+                description: String::new(),
+            })
+        })
+        .unwrap();
+        let beat = || counters.callbacks.fetch_add(1, Ordering::Relaxed);
+        on_stream_error(&counters, cpal::ErrorKind::StreamInvalidated);
+        let started = Instant::now();
+        wait_for(|| {
+            beat();
+            opens.load(Ordering::Relaxed) == 2
+        });
+        // Reopened after the close timeout, not never.
+        assert!(started.elapsed() >= CLOSE_TIMEOUT);
+        assert!(matches!(t.end.poll(), Poll::Lost(_)));
+        release_all.store(true, Ordering::Relaxed);
         drop(t);
     }
 
