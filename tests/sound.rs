@@ -534,6 +534,7 @@ fn the_device_listing_names_the_test_devices() {
     assert!(spk.sample_rates.contains(&48_000), "{spk:?}");
     assert!(spk.channels.contains(&1), "{spk:?}");
     let text = zello_gateway::audio::sound::describe_devices();
+    eprintln!("{text}");
     assert!(text.contains("radio_mic"), "{text}");
     assert!(!text.contains("\n  speexrate\n"), "{text}");
 }

@@ -824,8 +824,12 @@ impl Capture {
     /// Raw samples the ring may hold before the oldest are discarded: four frames of the
     /// engine, one device period and one resampler chunk.
     fn backlog_limit(&self, frame_len: usize, period: usize) -> usize {
-        let frame_in = frame_len * self.card_rate as usize / CODEC_RATE as usize;
-        (4 * frame_in + period + self.chunk_in) * self.channels
+        let frame_in = convert_len(frame_len, CODEC_RATE, self.card_rate);
+        frame_in
+            .saturating_mul(4)
+            .saturating_add(period)
+            .saturating_add(self.chunk_in)
+            .saturating_mul(self.channels)
     }
 
     /// Fills `frame` with the next codec-rate samples; `Ok(false)` if the ring does not hold
@@ -876,6 +880,13 @@ impl Capture {
         }
         Ok(true)
     }
+}
+
+/// The length of `len` samples at `from` Hz once converted to `to` Hz (no overflow on 32-bit
+/// targets).
+fn convert_len(len: usize, from: u32, to: u32) -> usize {
+    let n = len as u128 * u128::from(to) / u128::from(from.max(1));
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// Averages the channels of interleaved `raw` into `mono` (one sample per frame).
@@ -1513,9 +1524,12 @@ impl CpalOutput {
     /// at once), the frame itself and 10 ms, so the card never catches up with the engine's
     /// once-per-frame writes.
     fn lead(&self, frame_len: usize) -> usize {
-        let frame_out = frame_len * self.card_rate as usize / self.engine_rate as usize;
+        let frame_out = convert_len(frame_len, self.engine_rate, self.card_rate);
         let period = self.thread.end.link.period.load(Ordering::Relaxed);
-        2 * period + frame_out + self.card_rate as usize / 100
+        period
+            .saturating_mul(2)
+            .saturating_add(frame_out)
+            .saturating_add(self.card_rate as usize / 100)
     }
 }
 
@@ -1978,6 +1992,14 @@ mod tests {
         let mut outf = [1.0f32; 2];
         playback_callback(&mut outf, 1, &mut q, &c);
         assert_eq!(outf, [0.5, 0.0]);
+    }
+
+    #[test]
+    fn lengths_convert_between_rates_without_overflow() {
+        assert_eq!(convert_len(960, 16_000, 48_000), 2880);
+        assert_eq!(convert_len(2880, 48_000, 44_100), 2646);
+        assert_eq!(convert_len(usize::MAX, 1, 384_000), usize::MAX);
+        assert_eq!(convert_len(5, 0, 10), 50);
     }
 
     #[test]
