@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # libhamlib-utils: rigctld, whose dummy rig the rigctld PTT and carrier tests run against.
-packages=(pkg-config libopus-dev libasound2-dev libhamlib-utils)
+# pulseaudio, pulseaudio-utils, libasound2-plugins: null sinks behind ALSA for the sound tests.
+packages=(pkg-config libopus-dev libasound2-dev libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins)
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo (the Rust toolchain) is not installed." >&2

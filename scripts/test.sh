@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# The sound-card tests play and record through PulseAudio null sinks behind ALSA.
+scripts/pulse-test-env.sh
 cargo test

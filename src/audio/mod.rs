@@ -8,6 +8,7 @@ pub mod engine;
 pub mod file;
 pub mod level;
 pub mod opus;
+pub mod sound;
 pub mod speech;
 pub mod tones;
 pub mod wav;
@@ -22,6 +23,13 @@ pub enum AudioError {
     File { path: String, message: String },
     #[error("audio device {device}: {message}")]
     Device { device: String, message: String },
+    /// A device could not be opened as configured: fix the configuration key `key`.
+    #[error("{key} = \"{device}\": {message}")]
+    DeviceOpen {
+        key: String,
+        device: String,
+        message: String,
+    },
     #[error("opus: {0} (check the codec settings or the incoming codec_header)")]
     Codec(String),
 }

@@ -1,0 +1,751 @@
+//! The sound-card backend against a real, real-time device: PulseAudio null sinks behind ALSA's
+//! pulse plugin, set up by `scripts/pulse-test-env.sh` (which `scripts/test.sh` runs first).
+//!
+//! - `radio_spk`: the gateway plays the radio's transmit audio here; the tests record it back
+//!   from `radio_spk.monitor` with `parec`.
+//! - `radio_mic`: the tests play the radio's receive audio into it with `paplay -d radio_mic`;
+//!   the gateway captures it from `radio_mic.monitor`.
+//!
+//! The tests share one sound server, so they run one at a time (`serial`). Without the server
+//! they fail and say how to start it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serial_test::serial;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use zello_gateway::audio::engine::{self, Engine, EngineCommand, EngineEvent};
+use zello_gateway::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder};
+use zello_gateway::audio::sound::{CpalInput, CpalOutput, DeviceHealth, SoundSettings};
+use zello_gateway::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
+use zello_gateway::radio::sim::FlagCarrier;
+use zello_gateway::zello::protocol::CodecHeader;
+
+const SETUP: &str = "run scripts/pulse-test-env.sh first (it installs PulseAudio, starts a \
+                     private server and writes the ALSA devices these tests use)";
+
+fn socket() -> String {
+    if let Ok(s) = std::env::var("ZELLO_PULSE_SOCKET") {
+        return s;
+    }
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "0".into());
+    format!("/tmp/zello-gateway-pulse-{uid}/native")
+}
+
+fn pulse_cmd(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env("PULSE_SERVER", format!("unix:{}", socket()));
+    c
+}
+
+fn pactl(args: &[&str]) -> Result<String, String> {
+    let out = pulse_cmd("pactl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("pactl: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "pactl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Fails the test, saying how to set things up, unless the server and both sinks are there.
+fn require_pulse() {
+    let sinks = match pactl(&["list", "short", "sinks"]) {
+        Ok(s) => s,
+        Err(e) => panic!("the PulseAudio test server is not reachable ({e}); {SETUP}"),
+    };
+    for sink in ["radio_spk", "radio_mic"] {
+        assert!(
+            sinks.lines().any(|l| l.split('\t').nth(1) == Some(sink)),
+            "the PulseAudio null sink {sink} is missing; {SETUP}"
+        );
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the set-up script again (starts the server after a test stopped it).
+fn setup_pulse() {
+    let status = Command::new(repo().join("scripts/pulse-test-env.sh"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run scripts/pulse-test-env.sh");
+    assert!(status.success(), "scripts/pulse-test-env.sh failed");
+}
+
+fn settings(rate: u32) -> SoundSettings {
+    SoundSettings {
+        input: "radio_mic".into(),
+        output: "radio_spk".into(),
+        sample_rate: rate,
+    }
+}
+
+/// Absolute-deadline ticks, as the codec engine runs.
+struct Pacer {
+    next: Instant,
+    period: Duration,
+}
+
+impl Pacer {
+    fn new(period: Duration) -> Self {
+        Self {
+            next: Instant::now(),
+            period,
+        }
+    }
+
+    fn wait(&mut self) {
+        self.next += self.period;
+        let now = Instant::now();
+        if self.next > now {
+            std::thread::sleep(self.next - now);
+        }
+    }
+}
+
+/// `parec` recording a source as 16 kHz mono, 16-bit.
+struct Recorder {
+    child: Child,
+    data: Arc<Mutex<Vec<u8>>>,
+    reader: JoinHandle<()>,
+}
+
+impl Recorder {
+    fn start(source: &str) -> Recorder {
+        let mut child = pulse_cmd("parec")
+            .args([
+                "-d",
+                source,
+                "--format=s16le",
+                "--rate=16000",
+                "--channels=1",
+                "--latency-msec=20",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run parec ({e}); {SETUP}"));
+        let mut stdout = child.stdout.take().unwrap();
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let sink = data.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        // Let parec connect before anything plays.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while data.lock().unwrap().len() < 3200 {
+            assert!(Instant::now() < deadline, "parec records nothing");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Recorder {
+            child,
+            data,
+            reader,
+        }
+    }
+
+    fn stop(mut self) -> Vec<i16> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.reader.join();
+        let bytes = self.data.lock().unwrap();
+        bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    }
+}
+
+fn tone(rate: u32, freq: f64, seconds: f64, amplitude: f64) -> Vec<i16> {
+    let n = (f64::from(rate) * seconds) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            (amplitude * 32767.0 * (2.0 * std::f64::consts::PI * freq * t).sin()).round() as i16
+        })
+        .collect()
+}
+
+fn rms(x: &[i16]) -> f64 {
+    (x.iter()
+        .map(|&v| (f64::from(v) / 32768.0).powi(2))
+        .sum::<f64>()
+        / x.len().max(1) as f64)
+        .sqrt()
+}
+
+/// The loud middle of a recording: blocks of 20 ms above -30 dBFS, less 100 ms at each end.
+fn loud_part(x: &[i16], rate: u32) -> &[i16] {
+    let block = rate as usize / 50;
+    let loud: Vec<usize> = x
+        .chunks(block)
+        .enumerate()
+        .filter(|(_, b)| rms(b) > 0.03)
+        .map(|(i, _)| i)
+        .collect();
+    let (Some(&first), Some(&last)) = (loud.first(), loud.last()) else {
+        return &[];
+    };
+    let trim = rate as usize / 10;
+    let start = first * block + trim;
+    let end = ((last + 1) * block).min(x.len()).saturating_sub(trim);
+    if end > start { &x[start..end] } else { &[] }
+}
+
+/// Frequency from the positive-going zero crossings.
+fn frequency(x: &[i16], rate: u32) -> f64 {
+    let ups: Vec<usize> = x
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] < 0 && w[1] >= 0)
+        .map(|(i, _)| i)
+        .collect();
+    if ups.len() < 2 {
+        return 0.0;
+    }
+    let cycles = (ups.len() - 1) as f64;
+    let span = (ups[ups.len() - 1] - ups[0]) as f64 / f64::from(rate);
+    cycles / span
+}
+
+fn dbfs(level: f64) -> f64 {
+    20.0 * level.max(1e-9).log10()
+}
+
+/// Checks that `x` (16 kHz) holds a tone of `freq` at `expected_rms`, within 1.5 dB; returns
+/// the measured frequency, level and length.
+fn check_tone(what: &str, x: &[i16], freq: f64, seconds: f64, expected_rms: f64) {
+    let part = loud_part(x, CODEC_RATE);
+    assert!(
+        part.len() as f64 > (seconds - 0.3) * f64::from(CODEC_RATE),
+        "{what}: only {} samples of tone in {} recorded",
+        part.len(),
+        x.len()
+    );
+    let f = frequency(part, CODEC_RATE);
+    let level = rms(part);
+    eprintln!(
+        "{what}: {:.1} Hz, {:.2} dBFS, {:.2} s of tone",
+        f,
+        dbfs(level),
+        part.len() as f64 / f64::from(CODEC_RATE)
+    );
+    assert!((f - freq).abs() < freq * 0.01, "{what}: tone at {f} Hz");
+    assert!(
+        (dbfs(level) - dbfs(expected_rms)).abs() < 1.5,
+        "{what}: level {:.2} dBFS, expected {:.2}",
+        dbfs(level),
+        dbfs(expected_rms)
+    );
+}
+
+fn write_wav(path: &Path, rate: u32, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn paplay(path: &Path) -> Child {
+    pulse_cmd("paplay")
+        .args(["-d", "radio_mic"])
+        .arg(path)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run paplay ({e}); {SETUP}"))
+}
+
+fn temp_wav(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "zello-gateway-sound-{}-{name}.wav",
+        std::process::id()
+    ))
+}
+
+/// Plays 1.5 s of a 1 kHz tone through `CpalOutput` at `rate`, in 20 ms frames paced like the
+/// engine, and records the sink.
+fn play_tone(rate: u32) {
+    let mut out = CpalOutput::open(&settings(rate)).expect("open radio_spk");
+    assert_eq!(out.health(), DeviceHealth::Open);
+    let engine_rate = out.sample_rate();
+    assert_eq!(engine_rate, if rate == 44_100 { 48_000 } else { rate });
+    let rec = Recorder::start("radio_spk.monitor");
+    wait_for_playback(&out);
+    let samples = tone(engine_rate, 1000.0, 1.5, 0.5);
+    let frame = engine_rate as usize / 50;
+    let mut pacer = Pacer::new(Duration::from_millis(20));
+    for f in samples.chunks(frame) {
+        out.write_frame(f).unwrap();
+        pacer.wait();
+    }
+    out.end_of_message().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let recorded = rec.stop();
+    let stats = out.stats();
+    eprintln!("playback at {rate} Hz: {stats:?}");
+    check_tone(
+        &format!("radio_spk at {rate} Hz"),
+        &recorded,
+        1000.0,
+        1.5,
+        0.5 / 2f64.sqrt(),
+    );
+    assert_eq!(stats.underruns, 0, "underruns while playing: {stats:?}");
+    assert_eq!(stats.dropped_samples, 0, "{stats:?}");
+    assert_eq!(stats.losses, 0, "{stats:?}");
+    assert!(stats.callbacks > 10, "{stats:?}");
+}
+
+#[test]
+#[serial(pulse)]
+fn a_tone_written_to_the_output_comes_out_of_the_sink() {
+    require_pulse();
+    play_tone(48_000);
+    // A 44.1 kHz card: the engine still writes 48 kHz, resampled on the way.
+    play_tone(44_100);
+}
+
+/// Waits until the output's stream consumes audio at the card's pace. (A null sink that has
+/// been idle renders in blocks of up to 2 s, so a new stream can sit still that long at first;
+/// a sound card does not.)
+fn wait_for_playback(output: &CpalOutput) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let before = output.stats().callbacks;
+        std::thread::sleep(Duration::from_millis(250));
+        // About 6 callbacks of 2048 frames in 250 ms at 48 kHz.
+        if output.stats().callbacks - before >= 4 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the playback stream does not run"
+        );
+    }
+}
+
+/// Reads `CpalInput` until it delivers, paced like the engine (20 ms frames).
+fn wait_for_capture(input: &mut CpalInput, frame: &mut [i16]) {
+    // A null sink that has been idle renders in blocks of up to 2 s, so its monitor's first
+    // audio can take that long.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut pacer = Pacer::new(Duration::from_millis(20));
+    while !input.read_frame(frame).unwrap() {
+        assert!(Instant::now() < deadline, "the capture delivers nothing");
+        pacer.wait();
+    }
+}
+
+/// Reads `CpalInput` in 20 ms frames, paced like the engine, while `paplay` plays a 700 Hz
+/// tone into radio_mic.
+fn capture_tone(rate: u32) {
+    let mut input = CpalInput::open(&settings(rate)).expect("open radio_mic");
+    assert_eq!(input.sample_rate(), CODEC_RATE);
+    let wav = temp_wav(&format!("mic-{rate}"));
+    write_wav(&wav, 48_000, &tone(48_000, 700.0, 1.5, 0.5));
+    let mut frame = vec![0i16; 320];
+    wait_for_capture(&mut input, &mut frame);
+    let before = input.stats();
+    let mut got = Vec::new();
+    let (mut ticks, mut short_ticks) = (0, 0);
+    let mut pacer = Pacer::new(Duration::from_millis(20));
+    let mut player = paplay(&wav);
+    let start = Instant::now();
+    let mut finished: Option<Instant> = None;
+    while finished.is_none_or(|f| f.elapsed() < Duration::from_millis(500)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "paplay does not finish"
+        );
+        if finished.is_none() && player.try_wait().unwrap().is_some() {
+            finished = Some(Instant::now());
+        }
+        // One frame per tick, and whatever else is there, as the engine catches up after a
+        // late tick.
+        let mut read = 0;
+        while input.read_frame(&mut frame).unwrap() {
+            got.extend_from_slice(&frame);
+            read += 1;
+        }
+        ticks += 1;
+        if read == 0 {
+            short_ticks += 1;
+        }
+        pacer.wait();
+    }
+    let status = player.wait().unwrap();
+    let _ = std::fs::remove_file(&wav);
+    assert!(status.success(), "paplay failed");
+    let stats = input.stats();
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "capture at {rate} Hz: {stats:?}; {:.2} s of audio in {seconds:.2} s, {ticks} ticks, \
+         {short_ticks} without a whole frame",
+        got.len() as f64 / f64::from(CODEC_RATE)
+    );
+    // Real time in, real time out (within a device period or two).
+    assert!(
+        got.len() as f64 > (seconds - 0.2) * f64::from(CODEC_RATE),
+        "only {} samples captured in {seconds:.2} s",
+        got.len()
+    );
+    assert_eq!(stats.overruns, before.overruns, "overruns: {stats:?}");
+    check_tone(
+        &format!("radio_mic at {rate} Hz"),
+        &got,
+        700.0,
+        1.5,
+        0.5 / 2f64.sqrt(),
+    );
+    assert_eq!(stats.overruns, 0, "overruns: {stats:?}");
+    assert_eq!(stats.skipped_frames, 0, "{stats:?}");
+    assert_eq!(stats.losses, 0, "{stats:?}");
+}
+
+#[test]
+#[serial(pulse)]
+fn a_wav_played_into_the_mic_sink_is_read_as_16k_frames() {
+    require_pulse();
+    capture_tone(48_000);
+    capture_tone(44_100);
+}
+
+#[test]
+#[serial(pulse)]
+fn steady_state_full_duplex_has_no_overruns_or_underruns() {
+    require_pulse();
+    let mut input = CpalInput::open(&settings(48_000)).unwrap();
+    let mut output = CpalOutput::open(&settings(48_000)).unwrap();
+    // 60 ms frames, the codec's default: one read and one write per tick for 4 s.
+    let mut frame_in = vec![0i16; 960];
+    wait_for_playback(&output);
+    wait_for_capture(&mut input, &mut frame_in);
+    let speech = tone(48_000, 440.0, 4.0, 0.3);
+    let mut pacer = Pacer::new(Duration::from_millis(60));
+    let mut frames_in = 0;
+    for chunk in speech.chunks(2880) {
+        while input.read_frame(&mut frame_in).unwrap() {
+            frames_in += 1;
+        }
+        output.write_frame(chunk).unwrap();
+        pacer.wait();
+    }
+    output.end_of_message().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (si, so) = (input.stats(), output.stats());
+    eprintln!("steady state: input {si:?}, {frames_in} frames; output {so:?}");
+    assert!(frames_in >= 60, "{frames_in} frames in 4 s");
+    assert_eq!(
+        (si.overruns, si.skipped_frames, si.losses),
+        (0, 0, 0),
+        "{si:?}"
+    );
+    assert_eq!(
+        (so.underruns, so.dropped_samples, so.losses),
+        (0, 0, 0),
+        "{so:?}"
+    );
+}
+
+#[test]
+#[serial(pulse)]
+fn unknown_devices_and_rates_give_clear_errors() {
+    require_pulse();
+    let bad = SoundSettings {
+        input: "no_such_radio".into(),
+        output: "no_such_radio".into(),
+        sample_rate: 48_000,
+    };
+    let e = CpalInput::open(&bad).unwrap_err();
+    assert!(matches!(e, AudioError::DeviceOpen { .. }), "{e:?}");
+    let text = e.to_string();
+    eprintln!("{text}");
+    assert!(
+        text.starts_with("audio.input = \"no_such_radio\""),
+        "{text}"
+    );
+    assert!(text.contains("no such sound device"), "{text}");
+    assert!(
+        text.contains("radio_spk") && text.contains("radio_mic"),
+        "{text}"
+    );
+    let text = CpalOutput::open(&bad).unwrap_err().to_string();
+    assert!(
+        text.starts_with("audio.output = \"no_such_radio\""),
+        "{text}"
+    );
+    // The pulse plugin takes 1 Hz to 384 kHz.
+    let text = CpalOutput::open(&settings(400_000))
+        .unwrap_err()
+        .to_string();
+    eprintln!("{text}");
+    assert!(
+        text.contains("400000 Hz (audio.sample_rate) is not supported"),
+        "{text}"
+    );
+    assert!(text.contains("1-384000 Hz"), "{text}");
+    let text = CpalInput::open(&settings(0)).unwrap_err().to_string();
+    assert!(text.contains("audio.sample_rate = 0"), "{text}");
+}
+
+#[test]
+#[serial(pulse)]
+fn the_device_listing_names_the_test_devices() {
+    require_pulse();
+    let devices = zello_gateway::audio::sound::list_devices();
+    let spk = devices
+        .iter()
+        .find(|d| d.name == "radio_spk")
+        .expect("radio_spk listed");
+    assert!(spk.output, "{spk:?}");
+    assert!(spk.sample_rates.contains(&48_000), "{spk:?}");
+    assert!(spk.channels.contains(&1), "{spk:?}");
+    let text = zello_gateway::audio::sound::describe_devices();
+    eprintln!("{text}");
+    assert!(text.contains("radio_mic"), "{text}");
+    assert!(!text.contains("\n  speexrate\n"), "{text}");
+}
+
+/// Starts the server again if a test leaves it stopped, so later tests find it.
+struct RestartPulse;
+
+impl Drop for RestartPulse {
+    fn drop(&mut self) {
+        if pactl(&["info"]).is_err() {
+            setup_pulse();
+        }
+    }
+}
+
+#[test]
+#[serial(pulse)]
+fn a_lost_device_is_reported_once_and_comes_back_on_its_own() {
+    require_pulse();
+    let _restart = RestartPulse;
+    let mut input = CpalInput::open(&settings(48_000)).unwrap();
+    let mut output = CpalOutput::open(&settings(48_000)).unwrap();
+    let mut frame_in = vec![0i16; 320];
+    let frame_out = vec![0i16; 960];
+    let mut pacer = Pacer::new(Duration::from_millis(20));
+    let (mut in_errors, mut out_errors) = (Vec::new(), Vec::new());
+    let mut tick = |input: &mut CpalInput, output: &mut CpalOutput| -> bool {
+        let mut read = false;
+        loop {
+            match input.read_frame(&mut frame_in) {
+                Ok(true) => read = true,
+                Ok(false) => break,
+                Err(e) => {
+                    in_errors.push(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = output.write_frame(&frame_out) {
+            out_errors.push(e);
+        }
+        pacer.wait();
+        read
+    };
+    // Running.
+    for _ in 0..25 {
+        tick(&mut input, &mut output);
+    }
+    assert_eq!(input.health(), DeviceHealth::Open);
+    // The sound server goes away, as a USB card that is unplugged.
+    pactl(&["exit"]).ok();
+    let lost_at = Instant::now();
+    while lost_at.elapsed() < Duration::from_secs(3) {
+        tick(&mut input, &mut output);
+    }
+    assert!(
+        matches!(input.health(), DeviceHealth::Lost { .. }),
+        "{:?}",
+        input.health()
+    );
+    assert!(
+        matches!(output.health(), DeviceHealth::Lost { .. }),
+        "{:?}",
+        output.health()
+    );
+    // Back after a while; the backends reopen on their own (backoff 1, 2, 4... s).
+    setup_pulse();
+    let back_at = Instant::now();
+    let mut reading_again = false;
+    while back_at.elapsed() < Duration::from_secs(40) {
+        let read = tick(&mut input, &mut output);
+        if read && output.health() == DeviceHealth::Open {
+            reading_again = true;
+            break;
+        }
+    }
+    let recovered = lost_at.elapsed();
+    // A few more ticks: no further errors.
+    for _ in 0..10 {
+        tick(&mut input, &mut output);
+    }
+    eprintln!(
+        "loss: input errors {:?}, output errors {:?}; back after {:.1} s; input {:?}; output {:?}",
+        in_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        out_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        recovered.as_secs_f64(),
+        input.stats(),
+        output.stats()
+    );
+    assert!(reading_again, "the input did not come back");
+    assert_eq!(input.health(), DeviceHealth::Open);
+    assert_eq!(in_errors.len(), 1, "{in_errors:?}");
+    assert_eq!(out_errors.len(), 1, "{out_errors:?}");
+    assert!(matches!(in_errors[0], AudioError::Device { .. }));
+    assert!(in_errors[0].to_string().contains("audio.input lost"));
+    let (si, so) = (input.stats(), output.stats());
+    assert_eq!((si.losses, si.reopens), (1, 1), "{si:?}");
+    assert_eq!((so.losses, so.reopens), (1, 1), "{so:?}");
+    // And the output plays again.
+    output.end_of_message().unwrap();
+    let rec = Recorder::start("radio_spk.monitor");
+    wait_for_playback(&output);
+    let samples = tone(48_000, 1000.0, 1.0, 0.5);
+    let mut pacer = Pacer::new(Duration::from_millis(20));
+    for f in samples.chunks(960) {
+        output.write_frame(f).unwrap();
+        pacer.wait();
+    }
+    output.end_of_message().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let after = output.stats();
+    eprintln!("after the loss: output {after:?}");
+    assert_eq!(after.underruns, so.underruns, "{after:?}");
+    assert_eq!(after.dropped_samples, so.dropped_samples, "{after:?}");
+    check_tone(
+        "radio_spk after the loss",
+        &rec.stop(),
+        1000.0,
+        1.0,
+        0.5 / 2f64.sqrt(),
+    );
+}
+
+#[test]
+#[serial(pulse)]
+fn the_codec_engine_runs_on_the_sound_card_both_ways() {
+    require_pulse();
+    let mut input = CpalInput::open(&settings(48_000)).unwrap();
+    let output = CpalOutput::open(&settings(48_000)).unwrap();
+    let (mon_in, mon_out) = (input.monitor(), output.monitor());
+    let rec = Recorder::start("radio_spk.monitor");
+    wait_for_playback(&output);
+    // Reading arms the capture; the engine reads on from here without a pause.
+    wait_for_capture(&mut input, &mut [0i16; 960]);
+    let (cmd, crx) = mpsc::channel(1024);
+    let (etx, mut ev) = mpsc::channel(4096);
+    let engine = Engine::new(
+        Box::new(input),
+        Box::new(output),
+        Box::new(FlagCarrier::fixed(true)),
+        &EncoderSettings::default(),
+        crx,
+        etx,
+    )
+    .expect("the engine takes the sound card's rates");
+    let stop = CancellationToken::new();
+    let thread = engine::spawn(engine, "sound-test", stop.clone()).unwrap();
+
+    // Receive: a 700 Hz tone played into radio_mic comes out as Opus packets.
+    let wav = temp_wav("engine-mic");
+    write_wav(&wav, 48_000, &tone(48_000, 700.0, 1.5, 0.5));
+    let mut player = paplay(&wav);
+    // Transmit: a 1 kHz message, encoded as the Zello apps do, played on radio_spk.
+    let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+    cmd.try_send(EngineCommand::PlayBegin {
+        stream_id: 1,
+        header: CodecHeader::default(),
+    })
+    .unwrap();
+    let pcm = tone(16_000, 1000.0, 2.0, 0.5);
+    for chunk in pcm.chunks_exact(enc.samples_per_packet()) {
+        let mut buf = Vec::new();
+        enc.encode_packet(chunk, &mut buf).unwrap();
+        cmd.try_send(EngineCommand::PlayPacket {
+            stream_id: 1,
+            data: Bytes::from(buf),
+        })
+        .unwrap();
+    }
+    cmd.try_send(EngineCommand::PlayEnd { stream_id: 1 })
+        .unwrap();
+    let status = player.wait().unwrap();
+    let _ = std::fs::remove_file(&wav);
+    assert!(status.success());
+
+    let mut dec = OpusDecoder::new(16_000).unwrap();
+    let mut received = Vec::new();
+    let mut buf = vec![0i16; 5760];
+    let mut drained = false;
+    let mut other = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while !drained && Instant::now() < deadline {
+        while let Ok(e) = ev.try_recv() {
+            match e {
+                EngineEvent::RxPacket(p) => {
+                    let n = dec.decode(Some(&p), &mut buf).unwrap();
+                    received.extend_from_slice(&buf[..n]);
+                }
+                EngineEvent::PlaybackDrained { .. } => drained = true,
+                EngineEvent::DeviceError(e) => panic!("device error: {e}"),
+                e => other.push(e),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the last of the message come out of the sink.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.cancel();
+    thread.join().unwrap();
+    let recorded = rec.stop();
+    let (si, so) = (mon_in.stats(), mon_out.stats());
+    eprintln!("engine: input {si:?}; output {so:?}; other events {other:?}");
+    assert!(drained, "the message did not finish playing");
+    check_tone("engine receive", &received, 700.0, 1.5, 0.5 / 2f64.sqrt());
+    check_tone("engine transmit", &recorded, 1000.0, 2.0, 0.5 / 2f64.sqrt());
+    assert_eq!(si.overruns, 0, "{si:?}");
+    assert_eq!((so.underruns, so.dropped_samples), (0, 0), "{so:?}");
+}
