@@ -328,6 +328,8 @@ pub enum AudioConfig {
         input: Option<PathBuf>,
         output: Option<PathBuf>,
     },
+    /// A sound card through ALSA (cpal), by device name (`zello-gateway devices`).
+    Cpal(crate::audio::sound::SoundSettings),
 }
 
 /// `ptt = { type = ... }`.
@@ -730,9 +732,10 @@ carrier = { type = "vox" }
         let timing = r#"timing = { tx_delay_ms = 200, tx_tail_ms = 100, tot_s = 180, rx_hang_ms = 400, rx_min_ms = 250, rx_start_delay_ms = 300, busy_policy = "queue", queue_max_age_s = 30 }"#;
         for ptt in ptts {
             for carrier in carriers {
-                let text = EXAMPLE
-                    .replace("ptt = { type = \"sim\" }", ptt)
-                    .replace("carrier = { type = \"vox\" }", &format!("{carrier}\n{timing}"));
+                let text = EXAMPLE.replace("ptt = { type = \"sim\" }", ptt).replace(
+                    "carrier = { type = \"vox\" }",
+                    &format!("{carrier}\n{timing}"),
+                );
                 parse(&text).unwrap_or_else(|e| panic!("{ptt} / {carrier}: {e}"));
             }
         }

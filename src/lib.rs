@@ -11,6 +11,7 @@
 pub mod audio;
 pub mod config;
 pub mod demo;
+pub mod devices;
 pub mod gateway;
 pub mod radio;
 pub mod secret;

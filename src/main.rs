@@ -33,6 +33,11 @@ enum Cmd {
     ///
     /// Example: zello-gateway sim --listen 127.0.0.1:8800 --echo
     Sim(sim::SimArgs),
+    /// List the sound cards (with the names to put in the config) and, for CM108-family
+    /// cards, the matching hidraw node.
+    ///
+    /// Example: zello-gateway devices
+    Devices,
     /// Force every configured PTT line off (for systemd's ExecStopPost after a crash).
     ///
     /// Example: zello-gateway ptt-off --config /etc/zello-gateway/gateway.toml
@@ -139,6 +144,13 @@ fn main() -> std::process::ExitCode {
             }
             Some(Cmd::Demo(args)) => demo::run(args).await.map_err(anyhow::Error::from),
             Some(Cmd::PttOff) => ptt_off(&cli.config),
+            Some(Cmd::Devices) => {
+                print!(
+                    "{}",
+                    zello_gateway::devices::describe(std::path::Path::new("/sys"))
+                );
+                Ok(())
+            }
         }
     });
     match result {

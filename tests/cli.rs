@@ -184,3 +184,12 @@ fn ptt_off_forces_every_configured_line_off() {
     assert!(text.contains("uhf1: PTT off (none)"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn devices_lists_sound_devices_and_hidraw_nodes() {
+    let out = bin().arg("devices").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ALSA devices"), "{text}");
+    assert!(text.contains("cm108"), "{text}");
+}

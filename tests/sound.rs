@@ -725,7 +725,7 @@ fn the_codec_engine_runs_on_the_sound_card_both_ways() {
     while !drained && Instant::now() < deadline {
         while let Ok(e) = ev.try_recv() {
             match e {
-                EngineEvent::RxPacket(p) => {
+                EngineEvent::RxPacket { data: p, .. } => {
                     let n = dec.decode(Some(&p), &mut buf).unwrap();
                     received.extend_from_slice(&buf[..n]);
                 }
@@ -748,4 +748,140 @@ fn the_codec_engine_runs_on_the_sound_card_both_ways() {
     check_tone("engine transmit", &recorded, 1000.0, 2.0, 0.5 / 2f64.sqrt());
     assert_eq!(si.overruns, 0, "{si:?}");
     assert_eq!((so.underruns, so.dropped_samples), (0, 0), "{so:?}");
+}
+
+/// The whole gateway on the sound card against the emulator: a message from an app user comes
+/// out of the "radio speaker" sink, and a WAV played into the "radio receiver" reaches the app.
+#[test]
+#[serial(pulse)]
+fn the_gateway_bridges_the_sound_card_and_the_emulator_both_ways() {
+    use zello_gateway::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder};
+    use zello_gateway::config::Config;
+    use zello_gateway::gateway;
+    use zello_gateway::secret::Secret;
+    use zello_gateway::zello::session::{self, SessionConfig, SessionEvent};
+    use zello_gateway::zello::sim::{SimConfig, SimServer};
+
+    setup_pulse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("zg-soundgw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            r#"
+[zello]
+server = "{}"
+username = "gateway1"
+password = "pw"
+
+[[radio]]
+name = "vhf1"
+channel = "Dispatch"
+audio = {{ backend = "cpal", input = "radio_mic", output = "radio_spk", sample_rate = 48000 }}
+ptt = {{ type = "sim" }}
+carrier = {{ type = "vox", open_dbfs = -30, close_dbfs = -40 }}
+"#,
+            sim.url()
+        );
+        std::fs::write(dir.join("gateway.toml"), text).unwrap();
+        let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
+        let radios = gateway::parts::build(&cfg).unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (observer, mut watch) = tokio::sync::broadcast::channel(1024);
+        let gw = tokio::spawn(gateway::run(
+            cfg.session_config().unwrap(),
+            radios,
+            shutdown.clone(),
+            observer,
+        ));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (app, mut events, _) = session::spawn(
+            SessionConfig {
+                server: sim.url(),
+                username: "dispatcher".into(),
+                password: Secret::new("pw"),
+                channels: vec!["Dispatch".into()],
+                ..SessionConfig::default()
+            },
+            stop.clone(),
+        )
+        .unwrap();
+        let wait = |d: u64| tokio::time::sleep(Duration::from_millis(d));
+        // Both online.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while sim.online_users("Dispatch").len() < 2 {
+                wait(20).await;
+            }
+        })
+        .await
+        .unwrap();
+
+        // 1. The dispatcher talks: a 1 kHz tone comes out of radio_spk.
+        let recorder = Recorder::start("radio_spk.monitor");
+        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+        let pcm = tone(CODEC_RATE, 1000.0, 1.5, 0.5);
+        let msg = app
+            .start_message("Dispatch", CodecHeader::default(), None)
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        for chunk in pcm.chunks_exact(960) {
+            enc.encode_packet(chunk, &mut buf).unwrap();
+            msg.send(bytes::Bytes::copy_from_slice(&buf));
+            wait(60).await;
+        }
+        msg.finish().await;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(gateway::GatewayEvent::PttOff { .. }) = watch.recv().await {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("played and unkeyed");
+        wait(300).await;
+        let heard = tokio::task::spawn_blocking(move || recorder.stop())
+            .await
+            .unwrap();
+        check_tone("radio speaker", &heard, 1000.0, 1.4, 0.5 / 2f64.sqrt());
+
+        // 2. The radio receives a 700 Hz tone: VOX opens and the dispatcher hears it.
+        wait(500).await; // past the anti ping-pong window
+        let wav = temp_wav("gw-rx");
+        write_wav(&wav, 48000, &tone(48000, 700.0, 2.0, 0.5));
+        let mut player = paplay(&wav);
+        let mut got: Vec<i16> = Vec::new();
+        let mut dec = OpusDecoder::new(CODEC_RATE).unwrap();
+        let mut out = vec![0i16; 5760];
+        tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match events.recv().await.unwrap() {
+                    SessionEvent::IncomingAudio { data, .. } => {
+                        let n = dec.decode(Some(&data), &mut out).unwrap();
+                        got.extend_from_slice(&out[..n]);
+                    }
+                    SessionEvent::IncomingEnd { .. } if !got.is_empty() => return,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the dispatcher hears the radio");
+        let _ = player.wait();
+        std::fs::remove_file(&wav).ok();
+        check_tone("dispatcher", &got, 700.0, 1.7, 0.5 / 2f64.sqrt());
+
+        shutdown.cancel();
+        stop.cancel();
+        gw.await.unwrap().unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+    });
 }

@@ -4,6 +4,7 @@ use super::RadioParts;
 use crate::audio::CODEC_RATE;
 use crate::audio::file::{FileInput, FileOutput};
 use crate::audio::opus::EncoderSettings;
+use crate::audio::sound::{CpalInput, CpalOutput};
 use crate::audio::{AudioInput, AudioOutput};
 use crate::config::{AudioConfig, CarrierConfig, Config, PttConfig, RadioConfig};
 use crate::radio::sim::{FlagCarrier, ScheduleCarrier, SimPtt};
@@ -69,6 +70,7 @@ pub fn encoder_settings(r: &RadioConfig) -> EncoderSettings {
 fn card_of(r: &RadioConfig) -> Option<String> {
     match &r.audio {
         AudioConfig::File { .. } => None,
+        AudioConfig::Cpal(s) => Some(s.input.clone()),
     }
 }
 
@@ -202,6 +204,11 @@ fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioPart
                 None => Box::new(NullOutput),
             };
             (input, output)
+        }
+        AudioConfig::Cpal(settings) => {
+            let input = CpalInput::open(settings).map_err(|e| err("audio", e.to_string()))?;
+            let output = CpalOutput::open(settings).map_err(|e| err("audio", e.to_string()))?;
+            (Box::new(input), Box::new(output))
         }
     };
     let ptt = build_ptt(index, r)?;
