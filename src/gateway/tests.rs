@@ -453,3 +453,75 @@ async fn shutdown_mid_message_releases_ptt() {
     let ptt = r.stop().await;
     assert!(!ptt.is_keyed());
 }
+
+fn gateway_streams(sim: &SimHandle) -> Vec<Instant> {
+    sim.log()
+        .into_iter()
+        .filter(|e| {
+            matches!(&e.event, crate::zello::sim::SimEvent::StreamStart { user, .. } if user == "gateway1")
+        })
+        .map(|e| e.at)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_carrier_ends_the_message_after_rx_max() {
+    let mut r = rig(Timers {
+        rx_max: Duration::from_secs(5),
+        ..Timers::default()
+    })
+    .await;
+    let start = Instant::now();
+    r.receive(10_000).await;
+    let stopped = r
+        .sim
+        .log()
+        .into_iter()
+        .find(|e| matches!(&e.event, crate::zello::sim::SimEvent::StreamStop { user, .. } if user == "gateway1"))
+        .expect("the message was ended")
+        .at;
+    // rx_min (250 ms) plus rx_max (5 s).
+    assert_eq!(stopped - start, Duration::from_millis(5250));
+    assert_eq!(gateway_streams(&r.sim).len(), 1, "ignored until it drops");
+    r.app_event(MS * 1000, |e| matches!(e, SessionEvent::IncomingEnd { .. }))
+        .await;
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chattering_squelch_is_limited_per_window() {
+    let r = rig(Timers {
+        flap_max_starts: 2,
+        flap_window: Duration::from_secs(20),
+        rx_hang: Duration::ZERO,
+        ..Timers::default()
+    })
+    .await;
+    for _ in 0..4 {
+        r.receive(420).await;
+        sleep(Duration::from_millis(600)).await;
+    }
+    assert_eq!(gateway_streams(&r.sim).len(), 2, "the rest suppressed");
+    // After the window, messages go out again.
+    sleep(Duration::from_secs(20)).await;
+    r.receive(420).await;
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(gateway_streams(&r.sim).len(), 3);
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_message_too_old_is_dropped_not_played() {
+    let mut r = rig(Timers::default()).await;
+    r.engine.send(EngineEvent::Carrier(true)).await.unwrap();
+    sleep(Duration::from_millis(300)).await;
+    r.talk(5);
+    sleep(Duration::from_secs(31)).await;
+    r.engine.send(EngineEvent::Carrier(false)).await.unwrap();
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(r.ptt.key_count(), 0, "queue_max_age_s passed: not played");
+    while let Ok(c) = r.cmds.try_recv() {
+        assert!(!matches!(c, EngineCommand::PlayBegin { .. }), "{c:?}");
+    }
+    r.stop().await;
+}
