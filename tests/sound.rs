@@ -416,12 +416,8 @@ fn capture_tone(rate: u32) {
          {short_ticks} without a whole frame",
         got.len() as f64 / f64::from(CODEC_RATE)
     );
-    // Real time in, real time out (within a device period or two).
-    assert!(
-        got.len() as f64 > (seconds - 0.2) * f64::from(CODEC_RATE),
-        "only {} samples captured in {seconds:.2} s",
-        got.len()
-    );
+    // Nothing lost: the whole tone is there (check_tone checks its length); no wall-clock
+    // assertion, since a loaded machine delays the sink's delivery.
     assert_eq!(stats.overruns, before.overruns, "overruns: {stats:?}");
     check_tone(
         &format!("radio_mic at {rate} Hz"),
