@@ -171,6 +171,29 @@ impl Recorder {
         }
     }
 
+    /// Waits (up to 10 s) until `seconds` of tone have been recorded: an idle null sink
+    /// renders in blocks of up to 2 s, and a loaded machine delays it further.
+    fn wait_for_tone(&self, seconds: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let samples: Vec<i16> = self
+                .data
+                .lock()
+                .unwrap()
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            if loud_part(&samples, CODEC_RATE).len() as f64
+                > (seconds - 0.3) * f64::from(CODEC_RATE)
+            {
+                // The tone's last block, and a little silence after it.
+                std::thread::sleep(Duration::from_millis(300));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn stop(mut self) -> Vec<i16> {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -312,7 +335,7 @@ fn play_tone(rate: u32) {
         pacer.wait();
     }
     out.end_of_message().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    rec.wait_for_tone(1.5);
     let recorded = rec.stop();
     let stats = out.stats();
     eprintln!("playback at {rate} Hz: {stats:?}");
@@ -646,7 +669,7 @@ fn a_lost_device_is_reported_once_and_comes_back_on_its_own() {
         pacer.wait();
     }
     output.end_of_message().unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    rec.wait_for_tone(1.0);
     let after = output.stats();
     eprintln!("after the loss: output {after:?}");
     assert_eq!(after.underruns, so.underruns, "{after:?}");
@@ -733,7 +756,7 @@ fn the_codec_engine_runs_on_the_sound_card_both_ways() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Let the last of the message come out of the sink.
-    std::thread::sleep(Duration::from_millis(500));
+    rec.wait_for_tone(2.0);
     stop.cancel();
     thread.join().unwrap();
     let recorded = rec.stop();
@@ -843,10 +866,12 @@ carrier = {{ type = "vox", open_dbfs = -30, close_dbfs = -40 }}
         })
         .await
         .expect("played and unkeyed");
-        wait(300).await;
-        let heard = tokio::task::spawn_blocking(move || recorder.stop())
-            .await
-            .unwrap();
+        let heard = tokio::task::spawn_blocking(move || {
+            recorder.wait_for_tone(1.4);
+            recorder.stop()
+        })
+        .await
+        .unwrap();
         check_tone("radio speaker", &heard, 1000.0, 1.4, 0.5 / 2f64.sqrt());
 
         // 2. The radio receives a 700 Hz tone: VOX opens and the dispatcher hears it.
