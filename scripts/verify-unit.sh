@@ -56,11 +56,23 @@ if grep -q "$installed" "$work/$name"; then
   exit 1
 fi
 
-status=0
-output="$(cd "$work" && systemd-analyze verify --man=no "$work/$name" 2>&1)" || status=$?
-if [ "$status" -ne 0 ] || [ -n "$output" ]; then
-  printf '%s\n' "$output" | sed "s|$work/||g"
-  echo "error: systemd-analyze verify found problems in $unit (exit status $status)" >&2
-  exit 1
+# Verifies $work/$name (with any drop-ins in $work/$name.d), failing on any output.
+verify() {
+  local what="$1" status=0 output
+  output="$(cd "$work" && systemd-analyze verify --man=no "$work/$name" 2>&1)" || status=$?
+  if [ "$status" -ne 0 ] || [ -n "$output" ]; then
+    printf '%s\n' "$output" | sed "s|$work/||g"
+    echo "error: systemd-analyze verify found problems in $what (exit status $status)" >&2
+    exit 1
+  fi
+  echo "systemd-analyze verify $what: no problems"
+}
+
+verify "$unit"
+# The Debian package's drop-in, which moves the commands to /usr/bin.
+if [ $# -lt 2 ]; then
+  mkdir "$work/$name.d"
+  sed "s|/usr/bin/zello-gateway|$binary|g" systemd/deb-usr-bin.conf >"$work/$name.d/deb-usr-bin.conf"
+  verify "$unit with systemd/deb-usr-bin.conf"
 fi
-echo "systemd-analyze verify $unit: no problems ($(systemd-analyze --version | head -n1); Exec paths checked with $binary)"
+echo "($(systemd-analyze --version | head -n1); Exec paths checked with $binary)"

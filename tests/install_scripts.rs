@@ -312,3 +312,79 @@ fn the_unit_has_what_the_service_needs() {
     let unit_section = text.split("[Service]").next().unwrap();
     assert!(unit_section.contains("StartLimitBurst=10"));
 }
+
+#[test]
+fn the_debian_package_ships_what_install_sh_installs() {
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).unwrap()).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let assets = deb["assets"].as_array().unwrap();
+    let mut sources = Vec::new();
+    for asset in assets {
+        let asset = asset.as_array().unwrap();
+        let source = asset[0].as_str().unwrap();
+        sources.push(source.to_string());
+        if source.starts_with("target/") {
+            continue;
+        }
+        if let Some(prefix) = source.strip_suffix("*.md") {
+            let n = std::fs::read_dir(root().join(prefix))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "md")
+                })
+                .count();
+            assert!(n >= 4, "{source}: {n} guides");
+        } else {
+            assert!(root().join(source).is_file(), "{source} is missing");
+        }
+    }
+    for needed in [
+        "target/release/zello-gateway",
+        "hw/99-zello-gateway.rules",
+        "config/gateway.example.toml",
+        "systemd/deb-usr-bin.conf",
+    ] {
+        assert!(sources.iter().any(|s| s == needed), "{needed} not packaged");
+    }
+    let depends = deb["depends"].as_str().unwrap();
+    for lib in ["libopus0", "libasound2"] {
+        assert!(depends.contains(lib), "{depends}");
+    }
+    // The unit comes from systemd/ (cargo-deb's systemd-units), enabled but not started.
+    let units = &deb["systemd-units"];
+    assert_eq!(units["unit-scripts"].as_str(), Some("systemd"));
+    assert_eq!(units["start"].as_bool(), Some(false));
+    assert!(root().join("systemd/zello-gateway.service").is_file());
+    // Maintainer scripts carry the token cargo-deb replaces, and postinst copies the
+    // example from where the package puts it.
+    let scripts = deb["maintainer-scripts"].as_str().unwrap();
+    for name in ["postinst", "postrm"] {
+        let text = std::fs::read_to_string(root().join(scripts).join(name)).unwrap();
+        assert!(text.contains("#DEBHELPER#"), "{name}");
+        let (ok, out) = run(Command::new("sh")
+            .arg("-n")
+            .arg(root().join(scripts).join(name)));
+        assert!(ok, "{name}: {out}");
+    }
+    let postinst = std::fs::read_to_string(root().join(scripts).join("postinst")).unwrap();
+    assert!(postinst.contains("/usr/share/zello-gateway/gateway.example.toml"));
+    assert!(assets.iter().any(|a| a.as_array().unwrap()[1].as_str()
+        == Some("usr/share/zello-gateway/gateway.example.toml")));
+    // The drop-in moves every command of the unit to /usr/bin.
+    let dropin = std::fs::read_to_string(root().join("systemd/deb-usr-bin.conf")).unwrap();
+    let unit = std::fs::read_to_string(root().join("systemd/zello-gateway.service")).unwrap();
+    for line in unit.lines().filter(|l| l.contains("/usr/local/bin/")) {
+        let moved = line.replace("/usr/local/bin/", "/usr/bin/");
+        assert!(dropin.lines().any(|l| l == moved), "{moved} missing");
+        let key = line.split('=').next().unwrap();
+        assert!(
+            dropin.lines().any(|l| l == format!("{key}=")),
+            "{key}= is not cleared"
+        );
+    }
+}
