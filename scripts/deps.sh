@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Installs the system packages zello-gateway builds and tests against, if any are missing.
 # Safe to run again: it installs nothing when everything is there.
+#
+#   scripts/deps.sh               build and test packages (development, CI)
+#   scripts/deps.sh --build-only  only what the build needs (scripts/install.sh on a gateway)
 set -euo pipefail
 
+# What the build links against (the runtime libraries libopus0 and libasound2 come with them).
+build_packages=(pkg-config libopus-dev libasound2-dev)
 # libhamlib-utils: rigctld, whose dummy rig the rigctld PTT and carrier tests run against.
 # pulseaudio, pulseaudio-utils, libasound2-plugins: null sinks behind ALSA for the sound tests.
-packages=(pkg-config libopus-dev libasound2-dev libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins)
+test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins)
+
+case "${1:-}" in
+  --build-only) packages=("${build_packages[@]}") ;;
+  "") packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  *)
+    echo "usage: scripts/deps.sh [--build-only]" >&2
+    exit 2
+    ;;
+esac
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo (the Rust toolchain) is not installed." >&2

@@ -24,7 +24,7 @@ use crate::radio::rigctld::{RigctldCarrierSettings, RigctldPttSettings};
 use crate::radio::serial::{SerialCarrierSettings, SerialPttSettings};
 use crate::radio::vox::VoxSettings;
 use crate::secret::Secret;
-use crate::zello::auth::TokenSource;
+use crate::zello::auth::{AuthError, PrivateKey, TokenSigner, TokenSource};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{DEFAULT_PLATFORM_NAME, SessionConfig};
 use serde::Deserialize;
@@ -43,6 +43,9 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("config file {path} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
     Invalid { path: String, problems: Vec<String> },
+    /// `[zello.token]` names a key that cannot be used.
+    #[error("config file {path}: {source}")]
+    Token { path: String, source: AuthError },
 }
 
 /// The whole configuration file.
@@ -73,6 +76,9 @@ pub struct ZelloConfig {
     pub password_file: Option<PathBuf>,
     pub auth_token: Option<Secret>,
     pub auth_token_file: Option<PathBuf>,
+    /// `[zello.token]`: sign auth tokens here with the issuer's private key instead of
+    /// giving one (`auth_token` / `auth_token_file`).
+    pub token: Option<TokenConfig>,
     #[serde(default = "default_platform_name")]
     pub platform_name: String,
     /// Allow plain ws:// to a host other than loopback.
@@ -80,6 +86,23 @@ pub struct ZelloConfig {
     pub allow_insecure: bool,
     /// Extra PEM certificates to trust (a private CA).
     pub ca_file: Option<PathBuf>,
+}
+
+/// `[zello.token]`: the gateway signs its own auth tokens (RS256 JWTs with `iss` and `exp`,
+/// valid 120 s) with the issuer's private key from the Zello developer console.
+///
+/// ```toml
+/// [zello.token]
+/// issuer = "YOUR_ISSUER_ID"
+/// private_key_file = "/etc/zello-gateway/zello-key.pem"   # keep it 0600
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The issuer shown with the key in the Zello developer console.
+    pub issuer: String,
+    /// The PEM private key (PKCS#8 or PKCS#1 RSA); relative to the config file's folder.
+    pub private_key_file: PathBuf,
 }
 
 fn default_server() -> String {
@@ -477,6 +500,21 @@ impl Config {
         if z.auth_token.is_some() && z.auth_token_file.is_some() {
             p.push("zello: set auth_token or auth_token_file, not both".into());
         }
+        if let Some(t) = &z.token {
+            if z.auth_token.is_some() || z.auth_token_file.is_some() {
+                p.push(
+                    "zello.token: set [zello.token] (tokens the gateway signs) or auth_token/auth_token_file (a given token), not both".into(),
+                );
+            }
+            if t.issuer.trim().is_empty() {
+                p.push(
+                    "zello.token.issuer: must not be empty (the issuer shown with the key in the Zello developer console)".into(),
+                );
+            }
+            if t.private_key_file.as_os_str().is_empty() {
+                p.push("zello.token.private_key_file: must name the PEM private key file".into());
+            }
+        }
         if !z.username.is_empty() && z.password.is_none() && z.password_file.is_none() {
             p.push("zello.password: a username needs a password (or password_file)".into());
         }
@@ -552,6 +590,35 @@ impl Config {
         Ok(Secret::default())
     }
 
+    /// The files holding secrets (`zello.password_file`, `zello.auth_token_file`,
+    /// `zello.token.private_key_file`), resolved, each with its key.
+    pub fn secret_files(&self) -> Vec<(&'static str, PathBuf)> {
+        let z = &self.zello;
+        [
+            ("zello.password_file", z.password_file.as_ref()),
+            ("zello.auth_token_file", z.auth_token_file.as_ref()),
+            (
+                "zello.token.private_key_file",
+                z.token.as_ref().map(|t| &t.private_key_file),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, path)| path.map(|p| (key, self.resolve(p))))
+        .collect()
+    }
+
+    /// A warning for each secret file that its group or other users can read (see
+    /// [`crate::secret::secret_file_warning`]), each naming its key. For the log at start
+    /// and for `check`.
+    pub fn secret_file_warnings(&self) -> Vec<String> {
+        self.secret_files()
+            .into_iter()
+            .filter_map(|(key, path)| {
+                crate::secret::secret_file_warning(&path).map(|w| format!("{key}: {w}"))
+            })
+            .collect()
+    }
+
     /// The session settings for this configuration.
     pub fn session_config(&self) -> Result<SessionConfig, ConfigError> {
         let z = &self.zello;
@@ -561,10 +628,20 @@ impl Config {
                 channels.push(r.channel.clone());
             }
         }
-        let auth_token = match (&z.auth_token, &z.auth_token_file) {
-            (Some(t), _) => TokenSource::Static(t.clone()),
-            (None, Some(f)) => TokenSource::File(self.resolve(f)),
-            (None, None) => TokenSource::None,
+        let auth_token = match (&z.token, &z.auth_token, &z.auth_token_file) {
+            (Some(t), _, _) => TokenSource::Signed(
+                TokenSigner::new(
+                    t.issuer.clone(),
+                    PrivateKey::File(self.resolve(&t.private_key_file)),
+                )
+                .map_err(|source| ConfigError::Token {
+                    path: self.source.clone(),
+                    source,
+                })?,
+            ),
+            (None, Some(t), _) => TokenSource::Static(t.clone()),
+            (None, None, Some(f)) => TokenSource::File(self.resolve(f)),
+            (None, None, None) => TokenSource::None,
         };
         Ok(SessionConfig {
             server: z.server.clone(),
@@ -764,5 +841,125 @@ carrier = { type = "vox" }
         ))
         .unwrap_err();
         assert!(e.to_string().contains("radio[0].cw_id.call"), "{e}");
+    }
+
+    /// EXAMPLE with `[zello.token]` instead of the token file.
+    fn with_token(issuer: &str, key_file: &str) -> String {
+        EXAMPLE
+            .replace("auth_token_file = \"/etc/zello-gateway/token.jwt\"\n", "")
+            .replace(
+                "\n[[radio]]",
+                &format!(
+                    "\n[zello.token]\nissuer = \"{issuer}\"\nprivate_key_file = \"{key_file}\"\n\n[[radio]]"
+                ),
+            )
+    }
+
+    #[test]
+    fn signed_tokens_from_the_token_table() {
+        use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
+        let dir = tempfile::tempdir().unwrap();
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        std::fs::write(
+            dir.path().join("zello-key.pem"),
+            key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        let text = with_token("my-issuer", "zello-key.pem");
+        let c = Config::parse(&text, "t.toml", dir.path()).unwrap();
+        let t = c.zello.token.as_ref().unwrap();
+        assert_eq!(t.issuer, "my-issuer");
+        let s = c.session_config().unwrap();
+        let TokenSource::Signed(signer) = &s.auth_token else {
+            panic!("{:?}", s.auth_token)
+        };
+        assert_eq!(signer.issuer(), "my-issuer");
+        let token = s.auth_token.token().unwrap().unwrap();
+        assert_eq!(token.expose().split('.').count(), 3);
+        assert_eq!(
+            c.secret_files(),
+            [(
+                "zello.token.private_key_file",
+                dir.path().join("zello-key.pem")
+            )]
+        );
+    }
+
+    #[test]
+    fn token_table_problems_are_listed_with_the_others() {
+        // Together with a token file, an empty issuer and another problem: all three listed.
+        let text = with_token("", "key.pem")
+            .replace(
+                "password = \"secret\"",
+                "password = \"secret\"\nauth_token = \"eyJ\"",
+            )
+            .replace("Zello Radio Gateway", "Radio Bridge");
+        let e = parse(&text).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        let all = e.to_string();
+        for needle in [
+            "zello.token: set [zello.token]",
+            "not both",
+            "zello.token.issuer: must not be empty",
+            "zello.platform_name",
+        ] {
+            assert!(all.contains(needle), "{needle} missing in {all}");
+        }
+        let text = with_token("iss", "key.pem").replace(
+            "private_key_file = \"key.pem\"",
+            "private_key_file = \"key.pem\"\naudience = \"x\"",
+        );
+        assert!(parse(&text).unwrap_err().to_string().contains("audience"));
+        let text = with_token("iss", "key.pem").replace("private_key_file = \"key.pem\"\n", "");
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("private_key_file")
+        );
+    }
+
+    #[test]
+    fn an_unusable_key_fails_the_session_config_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::parse(&with_token("iss", "absent.pem"), "gw.toml", dir.path()).unwrap();
+        let e = c.session_config().unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("config file gw.toml: "), "{text}");
+        assert!(text.contains("zello.token.private_key_file"), "{text}");
+        assert!(
+            text.contains(&dir.path().join("absent.pem").display().to_string()),
+            "{text}"
+        );
+        std::fs::write(dir.path().join("absent.pem"), "junk").unwrap();
+        let text = c.session_config().unwrap_err().to_string();
+        assert!(text.contains("not a usable RSA private key"), "{text}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn readable_secret_files_are_warned_about_by_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, mode) in [("pw", 0o644), ("token.jwt", 0o600)] {
+            let f = dir.path().join(name);
+            std::fs::write(&f, "x").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let text = EXAMPLE
+            .replace("password = \"secret\"", "password_file = \"pw\"")
+            .replace("/etc/zello-gateway/token.jwt", "token.jwt");
+        let c = Config::parse(&text, "t", dir.path()).unwrap();
+        assert_eq!(c.secret_files().len(), 2);
+        let warnings = c.secret_file_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("zello.password_file: "),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("chmod 600"), "{warnings:?}");
     }
 }

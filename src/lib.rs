@@ -6,6 +6,7 @@
 //! - [`radio`]: the PTT and carrier-detect seams and their implementations
 //! - [`gateway`]: the bridge between a radio and its channel
 //! - [`config`]: the TOML configuration
+//! - [`service`]: systemd readiness, watchdog and logging
 //! - [`demo`]: the embedded, self-contained demonstration
 
 pub mod audio;
@@ -15,4 +16,5 @@ pub mod devices;
 pub mod gateway;
 pub mod radio;
 pub mod secret;
+pub mod service;
 pub mod zello;

@@ -1,0 +1,39 @@
+//! Running as a systemd service: readiness and status ([`notify`]), the watchdog fed only
+//! while every part of the gateway makes progress ([`watchdog`]), and where log lines go
+//! ([`logging`]).
+//!
+//! How the daemon uses it:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use zello_gateway::service::{logging, Liveness, Notifier, Watchdog};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! logging::init(None)?;
+//! let shutdown = CancellationToken::new();
+//! let liveness = Liveness::new();
+//! let session_beat = liveness.register("zello session"); // beats from its loop
+//! let notifier = Notifier::from_env()?;
+//! if let Some(n) = &notifier {
+//!     if let Some(interval) = n.watchdog_interval() {
+//!         let watchdog = Watchdog::new(n.clone(), liveness.clone(), interval);
+//!         tokio::spawn(watchdog.run(shutdown.clone()));
+//!     }
+//!     n.ready()?;
+//!     n.status("channel Dispatch online")?;
+//! }
+//! // ... run until shutdown ...
+//! if let Some(n) = &notifier {
+//!     n.stopping()?;
+//! }
+//! # drop(session_beat);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod logging;
+pub mod notify;
+pub mod watchdog;
+
+pub use notify::{Notifier, NotifyError};
+pub use watchdog::{Health, Heartbeat, Liveness, Watchdog};

@@ -1,0 +1,54 @@
+//! The wiring guides in hw/: each has a pin table and at least one `[[radio]]` example, and
+//! every example parses as the gateway's configuration, with no unknown key.
+
+use std::path::Path;
+use zello_gateway::config::Config;
+
+const ZELLO: &str = "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gateway1\"\npassword = \"secret\"\n\n";
+
+/// The ```toml blocks of a Markdown text.
+fn toml_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```toml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_guide_has_a_pin_table_and_a_config_that_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hw");
+    for name in ["pi-gpio.md", "cm108.md", "serial.md", "levels.md"] {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            text.lines().any(|l| l.starts_with("|---")),
+            "{name} has no table"
+        );
+        let radios: Vec<String> = toml_blocks(&text)
+            .into_iter()
+            .filter(|b| b.contains("[[radio]]"))
+            .collect();
+        assert!(!radios.is_empty(), "{name} has no [[radio]] example");
+        for block in radios {
+            Config::parse(&format!("{ZELLO}{block}"), name, &dir)
+                .unwrap_or_else(|e| panic!("{name}:\n{block}\n{e}"));
+        }
+        // Links between the guides point at files that exist.
+        for (i, _) in text.match_indices("](") {
+            let target: String = text[i + 2..].chars().take_while(|&c| c != ')').collect();
+            if !target.contains("://") {
+                assert!(dir.join(&target).exists(), "{name} links to {target}");
+            }
+        }
+    }
+}
