@@ -9,6 +9,7 @@ pub mod engine;
 pub mod file;
 pub mod level;
 pub mod opus;
+pub mod playout;
 pub mod sound;
 pub mod speech;
 pub mod tones;
