@@ -4,10 +4,12 @@
 //! All PCM here is mono, signed 16-bit. Backends report their own sample rate; the codec rate
 //! of outgoing messages is [`CODEC_RATE`].
 
+pub mod dsp;
 pub mod engine;
 pub mod file;
 pub mod level;
 pub mod opus;
+pub mod playout;
 pub mod sound;
 pub mod speech;
 pub mod tones;
