@@ -131,6 +131,15 @@ pub struct RadioConfig {
     pub codec: CodecConfig,
     #[serde(default)]
     pub timing: TimingConfig,
+    /// Processing of the received audio before it is encoded.
+    #[serde(default)]
+    pub rx_audio: crate::audio::dsp::RxSettings,
+    /// Processing of the audio played into the transmitter.
+    #[serde(default)]
+    pub tx_audio: crate::audio::dsp::TxSettings,
+    /// The playout (jitter) buffer for messages from the channel.
+    #[serde(default)]
+    pub playout: crate::audio::playout::PlayoutSettings,
     /// A short tone after each message from the channel.
     pub courtesy_tone: Option<CourtesyToneConfig>,
     /// CW station identification (amateur radio).
@@ -423,6 +432,10 @@ pub struct CodecConfig {
     pub bitrate: Option<i32>,
     /// 0 (cheapest) to 10 (best).
     pub complexity: u8,
+    /// In-band forward error correction (helps on lossy networks).
+    pub fec: bool,
+    /// Variable bitrate.
+    pub vbr: bool,
 }
 
 impl Default for CodecConfig {
@@ -432,6 +445,8 @@ impl Default for CodecConfig {
             frames_per_packet: 1,
             bitrate: None,
             complexity: 10,
+            fec: false,
+            vbr: true,
         }
     }
 }
@@ -552,6 +567,20 @@ impl Config {
                 p.push(format!("{key}.carrier: {e}"));
             }
             r.timing_problems(&key, &mut p);
+            if let Err(e) = r.rx_audio.validate() {
+                p.push(format!("{key}.rx_audio.{e}"));
+            }
+            if let Err(e) = r.tx_audio.validate() {
+                p.push(format!("{key}.tx_audio.{e}"));
+            }
+            if let Err(e) = r.playout.validate() {
+                p.push(format!("{key}.playout.{e}"));
+            }
+            if let Some(b) = r.codec.bitrate
+                && !(6000..=128_000).contains(&b)
+            {
+                p.push(format!("{key}.codec.bitrate = {b}: use 6000 to 128000"));
+            }
             if let CarrierConfig::Schedule { on } = &r.carrier {
                 for (j, [a, b]) in on.iter().enumerate() {
                     if !(a.is_finite() && b.is_finite() && *a >= 0.0 && a < b) {

@@ -175,6 +175,9 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         header: CodecHeader::default(),
         encoder: EncoderSettings::default(),
         timers: gateway::machine::Timers::default(),
+        rx_audio: Default::default(),
+        tx_audio: Default::default(),
+        playout: Default::default(),
         courtesy_tone: None,
         identification: None,
         input: Box::new(

@@ -103,6 +103,9 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
         header: CodecHeader::default(),
         encoder: EncoderSettings::default(),
         timers: gateway::machine::Timers::default(),
+        rx_audio: Default::default(),
+        tx_audio: Default::default(),
+        playout: Default::default(),
         courtesy_tone: None,
         identification: None,
         input: Box::new(FileInput::from_samples(

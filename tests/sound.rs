@@ -720,12 +720,14 @@ fn the_codec_engine_runs_on_the_sound_card_both_ways() {
     })
     .unwrap();
     let pcm = tone(16_000, 1000.0, 2.0, 0.5);
-    for chunk in pcm.chunks_exact(enc.samples_per_packet()) {
+    for (i, chunk) in pcm.chunks_exact(enc.samples_per_packet()).enumerate() {
         let mut buf = Vec::new();
         enc.encode_packet(chunk, &mut buf).unwrap();
         cmd.try_send(EngineCommand::PlayPacket {
             stream_id: 1,
+            packet_id: i as u32,
             data: Bytes::from(buf),
+            arrival: Instant::now(),
         })
         .unwrap();
     }

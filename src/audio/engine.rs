@@ -6,8 +6,10 @@
 //! events out (`try_send`, drops counted). [`Engine::tick`] does one frame of work, so tests
 //! and benchmarks drive it by hand without real time passing.
 
+use super::dsp::{RxChain, RxSettings, TxChain, TxSettings};
 use super::level::peak_dbfs;
 use super::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
+use super::playout::{PlayoutBuffer, PlayoutSettings, Pop};
 use super::{AudioError, AudioInput, AudioOutput};
 use crate::radio::CarrierDetect;
 use crate::zello::protocol::CodecHeader;
@@ -30,8 +32,14 @@ pub enum EngineCommand {
     KeepEncoding(bool),
     /// Start playing an incoming message.
     PlayBegin { stream_id: u32, header: CodecHeader },
-    /// One packet of the message being played.
-    PlayPacket { stream_id: u32, data: Bytes },
+    /// One packet of the message being played, with the server's packet number and when it
+    /// arrived (the playout buffer reorders by the first and measures jitter with the second).
+    PlayPacket {
+        stream_id: u32,
+        packet_id: u32,
+        data: Bytes,
+        arrival: Instant,
+    },
     /// No more packets will come: play what is left, then report `PlaybackDrained`.
     PlayEnd { stream_id: u32 },
     /// Stop playing at once (time-out timer, shutdown).
@@ -141,22 +149,15 @@ pub struct EngineStats {
 struct Playback {
     stream_id: u32,
     decoder: OpusDecoder,
-    queue: VecDeque<Bytes>,
+    buffer: PlayoutBuffer,
     pcm: VecDeque<i16>,
-    ended: bool,
     started: bool,
-    packets: u64,
-    concealed: u64,
     /// Consecutive concealed frames; after a few, silence.
     gap: u32,
 }
 
-/// Packets to hold before a message starts playing (absorbs network jitter).
-const PREFILL_PACKETS: usize = 2;
 /// Consecutive loss-concealment frames before output falls silent.
 const MAX_CONCEAL: u32 = 3;
-/// Packets kept for the message being played (about a minute at 60 ms).
-const MAX_QUEUED_PACKETS: usize = 1000;
 
 /// The engine of one radio.
 pub struct Engine {
@@ -164,6 +165,9 @@ pub struct Engine {
     output: Box<dyn AudioOutput>,
     carrier_detect: Box<dyn CarrierDetect>,
     carrier_failed: bool,
+    rx_chain: RxChain,
+    tx_chain: TxChain,
+    playout: PlayoutSettings,
     encoder: OpusEncoder,
     frame_ms: u32,
     frame: Vec<i16>,
@@ -214,6 +218,11 @@ impl Engine {
             input,
             carrier_detect: carrier,
             carrier_failed: false,
+            rx_chain: RxChain::new(&RxSettings::default(), settings.sample_rate)
+                .map_err(AudioError::Codec)?,
+            tx_chain: TxChain::new(&TxSettings::default(), output.sample_rate())
+                .map_err(AudioError::Codec)?,
+            playout: PlayoutSettings::default(),
             encoder,
             frame_ms,
             frame: vec![0; frame_samples],
@@ -235,6 +244,22 @@ impl Engine {
             input_failed: false,
             output_failed: false,
         })
+    }
+
+    /// Sets the audio chains and the playout buffer (defaults otherwise: 300 Hz high-pass and
+    /// limiter on the received audio, limiter on the transmitted audio).
+    pub fn with_audio(
+        mut self,
+        rx: &RxSettings,
+        tx: &TxSettings,
+        playout: PlayoutSettings,
+    ) -> Result<Self, AudioError> {
+        self.rx_chain =
+            RxChain::new(rx, self.encoder.settings().sample_rate).map_err(AudioError::Codec)?;
+        self.tx_chain = TxChain::new(tx, self.output.sample_rate()).map_err(AudioError::Codec)?;
+        playout.validate().map_err(AudioError::Codec)?;
+        self.playout = playout;
+        Ok(self)
     }
 
     /// The engine's counters (shared; read them from any thread).
@@ -287,37 +312,34 @@ impl Engine {
                 self.pcm = Some((samples, 0));
             }
             EngineCommand::PlayBegin { stream_id, header } => {
-                let rate = self.output.sample_rate();
-                match OpusDecoder::new(rate) {
+                match OpusDecoder::new(self.output.sample_rate()) {
                     Ok(decoder) => {
-                        let _ = header; // Opus decodes any encoded rate straight to `rate`.
+                        self.tx_chain.reset();
                         self.playback = Some(Playback {
                             stream_id,
                             decoder,
-                            queue: VecDeque::new(),
+                            buffer: PlayoutBuffer::new(self.playout, header.packet_ms()),
                             pcm: VecDeque::new(),
-                            ended: false,
                             started: false,
-                            packets: 0,
-                            concealed: 0,
                             gap: 0,
                         });
                     }
                     Err(e) => self.emit(EngineEvent::DeviceError(e.to_string())),
                 }
             }
-            EngineCommand::PlayPacket { stream_id, data } => {
+            EngineCommand::PlayPacket {
+                stream_id,
+                packet_id,
+                data,
+                arrival,
+            } => {
                 if let Some(pb) = self.playback.as_mut().filter(|p| p.stream_id == stream_id) {
-                    if pb.queue.len() < MAX_QUEUED_PACKETS {
-                        pb.queue.push_back(data);
-                    } else {
-                        self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                    pb.buffer.push(packet_id, data, arrival);
                 }
             }
             EngineCommand::PlayEnd { stream_id } => {
                 if let Some(pb) = self.playback.as_mut().filter(|p| p.stream_id == stream_id) {
-                    pb.ended = true;
+                    pb.buffer.end();
                 }
             }
             EngineCommand::PlayAbort { stream_id } => {
@@ -352,7 +374,9 @@ impl Engine {
                 return;
             }
         }
+        // Carrier detect (VOX) sees the card's level, before gain and AGC move it.
         let level = peak_dbfs(&self.frame);
+        self.rx_chain.process(&mut self.frame);
         let carrier = match self.carrier_detect.update(level, self.frame_ms) {
             Ok(up) => {
                 if self.carrier_failed {
@@ -470,11 +494,45 @@ impl Engine {
         if self.play_pcm(need) {
             return;
         }
+        let now = Instant::now();
         let Some(pb) = self.playback.as_mut() else {
             return;
         };
+        let mut drained = false;
+        while pb.pcm.len() < need {
+            match pb.buffer.pop(now) {
+                Pop::Filling => break,
+                Pop::Packet(packet) => match pb.decoder.decode(Some(&packet), &mut self.decoded) {
+                    Ok(n) => {
+                        pb.gap = 0;
+                        self.stats.packets_decoded.fetch_add(1, Ordering::Relaxed);
+                        pb.pcm.extend(&self.decoded[..n]);
+                    }
+                    Err(_) => {
+                        // Undecodable data: counted, and concealed like a lost packet.
+                        self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        conceal(pb, &mut self.decoded, &self.stats);
+                    }
+                },
+                Pop::Missing => conceal(pb, &mut self.decoded, &self.stats),
+                Pop::Drained => {
+                    drained = true;
+                    break;
+                }
+            }
+        }
         if !pb.started {
-            if pb.queue.len() < PREFILL_PACKETS && !pb.ended {
+            if pb.pcm.is_empty() {
+                if drained {
+                    // A message with nothing to play.
+                    let id = pb.stream_id;
+                    self.playback = None;
+                    self.emit(EngineEvent::PlaybackDrained {
+                        stream_id: id,
+                        packets: 0,
+                        concealed: 0,
+                    });
+                }
                 return;
             }
             pb.started = true;
@@ -484,49 +542,27 @@ impl Engine {
         let Some(pb) = self.playback.as_mut() else {
             return;
         };
-        while pb.pcm.len() < need {
-            if let Some(packet) = pb.queue.pop_front() {
-                match pb.decoder.decode(Some(&packet), &mut self.decoded) {
-                    Ok(n) => {
-                        pb.packets += 1;
-                        pb.gap = 0;
-                        self.stats.packets_decoded.fetch_add(1, Ordering::Relaxed);
-                        pb.pcm.extend(&self.decoded[..n]);
-                    }
-                    Err(_) => {
-                        self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            } else if pb.ended {
-                break;
-            } else if pb.gap < MAX_CONCEAL {
-                // Late packet: conceal the gap with Opus loss concealment.
-                pb.gap += 1;
-                pb.concealed += 1;
-                self.stats.concealed.fetch_add(1, Ordering::Relaxed);
-                match pb.decoder.decode(None, &mut self.decoded) {
-                    Ok(n) => pb.pcm.extend(&self.decoded[..n]),
-                    Err(_) => break,
-                }
-            } else {
-                pb.pcm.extend(std::iter::repeat_n(0, need - pb.pcm.len()));
-            }
+        if !drained && pb.pcm.len() < need {
+            // Mid-message and nothing to play (concealment exhausted): silence keeps time.
+            pb.pcm.extend(std::iter::repeat_n(0, need - pb.pcm.len()));
         }
         let take = need.min(pb.pcm.len());
         self.out_frame.clear();
         self.out_frame.extend(pb.pcm.drain(..take));
-        let drained = pb.ended && pb.queue.is_empty() && pb.pcm.is_empty();
-        let (id, packets, concealed) = (pb.stream_id, pb.packets, pb.concealed);
+        let done = drained && pb.pcm.is_empty();
+        let id = pb.stream_id;
+        let stats = pb.buffer.stats();
         if !self.out_frame.is_empty() {
+            self.tx_chain.process(&mut self.out_frame);
             self.write_out();
         }
-        if drained {
+        if done {
             self.playback = None;
             let _ = self.output.end_of_message();
             self.emit(EngineEvent::PlaybackDrained {
                 stream_id: id,
-                packets,
-                concealed,
+                packets: stats.played,
+                concealed: stats.concealed,
             });
         }
     }
@@ -536,6 +572,20 @@ impl Engine {
         if self.playback.take().is_some() || self.pcm.take().is_some() {
             let _ = self.output.end_of_message();
         }
+    }
+}
+
+/// Fills a lost packet's slot with Opus loss concealment, a few times in a row at most.
+fn conceal(pb: &mut Playback, decoded: &mut [i16], stats: &EngineStats) {
+    if pb.gap >= MAX_CONCEAL {
+        let n = pb.buffer.packet_ms() as usize * pb.decoder.sample_rate() as usize / 1000;
+        pb.pcm.extend(std::iter::repeat_n(0, n));
+        return;
+    }
+    pb.gap += 1;
+    stats.concealed.fetch_add(1, Ordering::Relaxed);
+    if let Ok(n) = pb.decoder.decode(None, decoded) {
+        pb.pcm.extend(&decoded[..n]);
     }
 }
 
@@ -595,6 +645,15 @@ mod tests {
         )
         .unwrap();
         Rig { engine, cmd, ev }
+    }
+
+    fn play(stream_id: u32, packet_id: u32, data: Bytes) -> EngineCommand {
+        EngineCommand::PlayPacket {
+            stream_id,
+            packet_id,
+            data,
+            arrival: Instant::now(),
+        }
     }
 
     fn drain(ev: &mut mpsc::Receiver<EngineEvent>) -> Vec<EngineEvent> {
@@ -750,15 +809,10 @@ mod tests {
             .unwrap();
         r.engine.tick();
         assert!(drain(&mut r.ev).is_empty(), "waits for the prefill");
-        for chunk in speech.chunks(960) {
+        for (i, chunk) in speech.chunks(960).enumerate() {
             let mut buf = Vec::new();
             enc.encode_packet(chunk, &mut buf).unwrap();
-            r.cmd
-                .try_send(EngineCommand::PlayPacket {
-                    stream_id: 9,
-                    data: Bytes::from(buf),
-                })
-                .unwrap();
+            r.cmd.try_send(play(9, i as u32, Bytes::from(buf))).unwrap();
         }
         r.cmd
             .try_send(EngineCommand::PlayEnd { stream_id: 9 })
@@ -792,28 +846,19 @@ mod tests {
                 header: CodecHeader::default(),
             })
             .unwrap();
-        for chunk in speech.chunks(960) {
+        let mut n = 0;
+        for (i, chunk) in speech.chunks(960).enumerate() {
             let mut buf = Vec::new();
             enc.encode_packet(chunk, &mut buf).unwrap();
-            r.cmd
-                .try_send(EngineCommand::PlayPacket {
-                    stream_id: 1,
-                    data: Bytes::from(buf),
-                })
-                .unwrap();
+            r.cmd.try_send(play(1, i as u32, Bytes::from(buf))).unwrap();
+            n = i as u32 + 1;
         }
         r.cmd
-            .try_send(EngineCommand::PlayPacket {
-                stream_id: 1,
-                data: Bytes::from_static(&[0xff, 0xff, 0xff]),
-            })
+            .try_send(play(1, n, Bytes::from_static(&[0xff, 0xff, 0xff])))
             .unwrap();
         // A packet for another stream is ignored.
         r.cmd
-            .try_send(EngineCommand::PlayPacket {
-                stream_id: 2,
-                data: Bytes::from_static(&[1]),
-            })
+            .try_send(play(2, 0, Bytes::from_static(&[1])))
             .unwrap();
         for _ in 0..8 {
             r.engine.tick();
@@ -866,12 +911,7 @@ mod tests {
             for chunk in pcm.chunks_exact(header.packet_samples()) {
                 let mut buf = Vec::new();
                 enc.encode_packet(chunk, &mut buf).unwrap();
-                r.cmd
-                    .try_send(EngineCommand::PlayPacket {
-                        stream_id: 3,
-                        data: Bytes::from(buf),
-                    })
-                    .unwrap();
+                r.cmd.try_send(play(3, n as u32, Bytes::from(buf))).unwrap();
                 n += 1;
             }
             r.cmd

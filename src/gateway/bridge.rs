@@ -40,7 +40,8 @@ pub(crate) struct Bridge {
 struct Incoming {
     from: String,
     header: CodecHeader,
-    packets: VecDeque<Bytes>,
+    /// Packet id, payload and arrival time of the packets kept until the message plays.
+    packets: VecDeque<(u32, Bytes, std::time::Instant)>,
     ended: bool,
 }
 
@@ -163,10 +164,15 @@ impl Bridge {
                         stream_id,
                         header: inc.header,
                     });
-                    let packets: Vec<Bytes> = inc.packets.drain(..).collect();
+                    let packets: Vec<_> = inc.packets.drain(..).collect();
                     let ended = inc.ended;
-                    for data in packets {
-                        self.engine(EngineCommand::PlayPacket { stream_id, data });
+                    for (packet_id, data, arrival) in packets {
+                        self.engine(EngineCommand::PlayPacket {
+                            stream_id,
+                            packet_id,
+                            data,
+                            arrival,
+                        });
                     }
                     if ended {
                         self.engine(EngineCommand::PlayEnd { stream_id });
@@ -409,14 +415,22 @@ impl Bridge {
                 self.feed(s, Input::IncomingStart { stream_id }).await;
             }
             SessionEvent::IncomingAudio {
-                stream_id, data, ..
+                stream_id,
+                packet_id,
+                data,
             } => {
+                let arrival = std::time::Instant::now();
                 if s.m.playing() == Some(stream_id) {
-                    self.engine(EngineCommand::PlayPacket { stream_id, data });
+                    self.engine(EngineCommand::PlayPacket {
+                        stream_id,
+                        packet_id,
+                        data,
+                        arrival,
+                    });
                 } else if let Some(inc) = s.incoming.get_mut(&stream_id)
                     && inc.packets.len() < MAX_QUEUED_PACKETS
                 {
-                    inc.packets.push_back(data);
+                    inc.packets.push_back((packet_id, data, arrival));
                 }
             }
             SessionEvent::IncomingEnd { stream_id, .. } => {

@@ -149,6 +149,9 @@ pub struct RadioParts {
     pub header: CodecHeader,
     pub encoder: EncoderSettings,
     pub timers: machine::Timers,
+    pub rx_audio: crate::audio::dsp::RxSettings,
+    pub tx_audio: crate::audio::dsp::TxSettings,
+    pub playout: crate::audio::playout::PlayoutSettings,
     /// Courtesy tone and station identification, at the output's sample rate.
     pub courtesy_tone: Option<Vec<i16>>,
     pub identification: Option<Vec<i16>>,
@@ -188,6 +191,7 @@ pub async fn run(
         let (cmd_tx, cmd_rx) = mpsc::channel(2048);
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)
+            .and_then(|e| e.with_audio(&r.rx_audio, &r.tx_audio, r.playout))
             .map_err(|e| radio_err(e.to_string()))?;
         let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
         let thread = engine::spawn(engine, &r.name, engines_stop.clone())

@@ -62,7 +62,8 @@ pub fn encoder_settings(r: &RadioConfig) -> EncoderSettings {
         frames_per_packet: r.codec.frames_per_packet,
         bitrate: r.codec.bitrate,
         complexity: r.codec.complexity,
-        ..EncoderSettings::default()
+        fec: r.codec.fec,
+        vbr: r.codec.vbr,
     }
 }
 
@@ -221,6 +222,9 @@ fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioPart
         header,
         encoder: encoder_settings(r),
         timers: r.timers(),
+        rx_audio: r.rx_audio,
+        tx_audio: r.tx_audio,
+        playout: r.playout,
         courtesy_tone,
         identification,
         input,
