@@ -41,6 +41,8 @@
 //! Memory is one ring of slots allocated by [`PlayoutBuffer::new`]; `push` and `pop` never
 //! allocate.
 
+#![warn(missing_docs)]
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
