@@ -151,8 +151,9 @@ struct Playback {
     gap: u32,
 }
 
-/// Packets to hold before a message starts playing (absorbs network jitter).
-const PREFILL_PACKETS: usize = 2;
+/// Packets to hold before a message starts playing (absorbs network jitter): the playout
+/// depth, in packets.
+pub const PREFILL_PACKETS: usize = 2;
 /// Consecutive loss-concealment frames before output falls silent.
 const MAX_CONCEAL: u32 = 3;
 /// Packets kept for the message being played (about a minute at 60 ms).
