@@ -7,8 +7,10 @@
 //! - [`gateway`]: the bridge between a radio and its channel
 //! - [`config`]: the TOML configuration
 //! - [`demo`]: the embedded, self-contained demonstration
+//! - [`bench`]: what the gateway costs on this machine (`zello-gateway bench`)
 
 pub mod audio;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod devices;
