@@ -270,6 +270,11 @@ pub struct BenchReport {
     pub pipeline_cpu_s_per_audio_s: f64,
     /// `pipeline_cpu_s_per_audio_s / floor_cpu_s_per_audio_s`.
     pub ratio_to_floor: f64,
+    /// Of the pipeline: the codec engines' ticks and the sound cards' callbacks (resampling,
+    /// carrier detect, Opus, rings), on the thread that drives them.
+    pub pipeline_engines_cpu_s_per_audio_s: f64,
+    /// Of the pipeline: everything else (bridges, sessions, WebSocket, router, tokio).
+    pub pipeline_network_cpu_s_per_audio_s: f64,
     /// The emulator's thread (not in the pipeline figure).
     pub emulator_cpu_s_per_audio_s: f64,
     /// Audio seconds carried per wall-clock second in the pipeline run.
@@ -367,6 +372,18 @@ impl BenchReport {
             "pipeline: both gateways, duplex",
             format!("{:.5}", self.pipeline_cpu_s_per_audio_s),
             format!("CPU s per audio s, {:.2}x the floor", self.ratio_to_floor),
+        );
+        row(
+            &mut t,
+            "  of which engines and sound cards",
+            format!("{:.5}", self.pipeline_engines_cpu_s_per_audio_s),
+            "codec thread: rings, resampling, carrier detect, Opus".into(),
+        );
+        row(
+            &mut t,
+            "  of which network side",
+            format!("{:.5}", self.pipeline_network_cpu_s_per_audio_s),
+            "bridges, sessions, WebSocket, tokio".into(),
         );
         row(
             &mut t,
@@ -602,6 +619,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     drop(clip48);
     let audio = p.audio.as_secs_f64().max(f64::MIN_POSITIVE);
     let pipeline_per_s = p.cpu.as_secs_f64() / audio;
+    let engines_per_s = p.engines_cpu.as_secs_f64() / audio;
 
     let lat = if opts.clicks > 0 {
         say("latency (real time)");
@@ -637,6 +655,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         floor_cpu_s_per_audio_s: round(floor_per_s, 6),
         pipeline_cpu_s_per_audio_s: round(pipeline_per_s, 6),
         ratio_to_floor: round(pipeline_per_s / floor_per_s.max(1e-9), 2),
+        pipeline_engines_cpu_s_per_audio_s: round(engines_per_s, 6),
+        pipeline_network_cpu_s_per_audio_s: round((pipeline_per_s - engines_per_s).max(0.0), 6),
         emulator_cpu_s_per_audio_s: round(p.emulator_cpu.as_secs_f64() / audio, 6),
         realtime_factor: round(audio / p.wall.as_secs_f64().max(1e-9), 2),
         speedup: f64::from(opts.speedup),

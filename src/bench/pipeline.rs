@@ -30,6 +30,9 @@ pub(crate) struct PipelineRun {
     pub(crate) wall: Duration,
     /// CPU time of the whole process, less the emulator's.
     pub(crate) cpu: Duration,
+    /// The part of it spent on the thread that ticks the engines and plays the sound
+    /// cards: what the codec threads and the cards' callbacks cost.
+    pub(crate) engines_cpu: Duration,
     pub(crate) emulator_cpu: Duration,
     pub(crate) packets: u64,
     pub(crate) concealed: u64,
@@ -74,6 +77,7 @@ pub(crate) fn run(
 
     a.radios[0].source = Source::clip(clip48, clip_seconds);
     let process0 = cpu_time(libc::RUSAGE_SELF)?;
+    let thread0 = cpu_time(libc::RUSAGE_THREAD)?;
     let emulator0 = emulator.cpu()?;
     let clock = Clock::new(frame.div_f64(speedup));
     a.radios[0].raise_carrier();
@@ -110,6 +114,7 @@ pub(crate) fn run(
         clock.wait(k + 1);
     }
     let wall = clock.elapsed();
+    let engines_cpu = cpu_time(libc::RUSAGE_THREAD)?.saturating_sub(thread0);
     let emulator_cpu = emulator.cpu()?.saturating_sub(emulator0);
     let cpu = cpu_time(libc::RUSAGE_SELF)?
         .saturating_sub(process0)
@@ -172,6 +177,7 @@ pub(crate) fn run(
         audio: Duration::from_millis(sent * packet_ms),
         wall,
         cpu,
+        engines_cpu,
         emulator_cpu,
         packets: sent,
         concealed,
