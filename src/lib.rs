@@ -8,8 +8,10 @@
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
 //! - [`demo`]: the embedded, self-contained demonstration
+//! - [`bench`]: what the gateway costs on this machine (`zello-gateway bench`)
 
 pub mod audio;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod devices;

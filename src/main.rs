@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use zello_gateway::{config::Config, demo, gateway, zello::sim};
+use zello_gateway::{bench, config::Config, demo, gateway, zello::sim};
 
 /// Bridges a two-way radio to Zello push-to-talk channels.
 #[derive(Parser, Debug)]
@@ -47,6 +47,13 @@ enum Cmd {
     ///
     /// Example: zello-gateway demo --out demo-out
     Demo(demo::DemoArgs),
+    /// Measure what the gateway costs on this machine: CPU per second of audio beside bare
+    /// Opus, the real-time factor, the latency each way and peak memory with 1 and 10
+    /// radios. Everything runs locally (emulator on loopback, no sound card); takes about
+    /// a minute.
+    ///
+    /// Example: zello-gateway bench --json
+    Bench(bench::BenchArgs),
 }
 
 fn init_logging(default: &str) {
@@ -119,8 +126,36 @@ async fn run_gateway(config_path: PathBuf) -> anyhow::Result<()> {
         .context("gateway failed")
 }
 
+/// `zello-gateway bench`: runs outside the daemon's runtime (it makes its own).
+fn bench_command(args: &bench::BenchArgs) -> anyhow::Result<()> {
+    if let Some(child) = args.child_options()? {
+        let report = bench::rss_child(&child)?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let exe = std::env::current_exe()
+        .context("cannot find this program to measure peak memory (use --no-rss)")?;
+    let report = bench::run(&args.options(Some(exe)))?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::Bench(args)) = &cli.command {
+        init_logging("warn");
+        return match bench_command(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let is_demo = matches!(cli.command, Some(Cmd::Demo(_)));
     init_logging(if is_demo { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -143,6 +178,7 @@ fn main() -> std::process::ExitCode {
                 sim::run(args, shutdown).await.map_err(anyhow::Error::from)
             }
             Some(Cmd::Demo(args)) => demo::run(args).await.map_err(anyhow::Error::from),
+            Some(Cmd::Bench(_)) => Ok(()), // handled above, outside this runtime
             Some(Cmd::PttOff) => ptt_off(&cli.config),
             Some(Cmd::Devices) => {
                 print!(

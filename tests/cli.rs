@@ -24,6 +24,7 @@ fn version_and_help() {
         &["run", "--help"],
         &["sim", "--help"],
         &["demo", "--help"],
+        &["bench", "--help"],
     ] {
         let out = bin().args(sub).output().unwrap();
         assert!(out.status.success(), "{sub:?}");
@@ -192,4 +193,51 @@ fn devices_lists_sound_devices_and_hidraw_nodes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ALSA devices"), "{text}");
     assert!(text.contains("cm108"), "{text}");
+}
+
+#[test]
+fn bench_prints_one_json_object_with_every_figure() {
+    // A short run in the debug build; peak memory in the two child processes included.
+    let out = bin()
+        .args([
+            "bench",
+            "--json",
+            "--seconds",
+            "1",
+            "--clicks",
+            "2",
+            "--speedup",
+            "4",
+            "--rss-seconds",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for key in [
+        "floor_cpu_s_per_audio_s",
+        "pipeline_cpu_s_per_audio_s",
+        "ratio_to_floor",
+        "realtime_factor",
+        "latency_radio_to_zello_ms",
+        "latency_zello_to_radio_ms",
+        "peak_rss_mb_1_radio",
+        "peak_rss_mb_10_radios",
+    ] {
+        let v = json[key].as_f64();
+        assert!(v.is_some_and(|v| v.is_finite() && v > 0.0), "{key}: {json}");
+    }
+    assert_eq!(json["complexity"], 10);
+    assert_eq!(json["frame_ms"], 60);
+
+    let out = bin().args(["bench", "--seconds", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"));
 }

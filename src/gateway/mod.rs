@@ -13,10 +13,10 @@ use crate::audio::opus::EncoderSettings;
 use crate::audio::{AudioInput, AudioOutput};
 use crate::radio::{CarrierDetect, Ptt, RadioError};
 use crate::zello::protocol::CodecHeader;
-use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent};
+use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent, SessionHandle};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -170,6 +170,25 @@ pub enum GatewayError {
     Radio { radio: String, message: String },
 }
 
+/// Who ticks the radios' codec engines.
+pub enum EngineDrive {
+    /// Each engine ticks on a thread of its own at real-time deadlines
+    /// ([`engine::spawn`]): what the daemon does.
+    Threads,
+    /// The engines are handed to the caller, who calls [`Engine::tick`] at a pace of its
+    /// choosing (the benchmark runs them faster than real time). The caller keeps ticking
+    /// until the gateway has stopped, then drops them.
+    Caller(oneshot::Sender<DrivenParts>),
+}
+
+/// What [`run_with`] hands over with [`EngineDrive::Caller`], once every radio is set up.
+pub struct DrivenParts {
+    /// One engine per radio, in the order the radios were given.
+    pub engines: Vec<Engine>,
+    /// The gateway's session, for its counters ([`SessionHandle::stats`]).
+    pub session: SessionHandle,
+}
+
 /// Runs the gateway until `shutdown` is cancelled. `observer` receives what happens.
 pub async fn run(
     session_config: SessionConfig,
@@ -177,12 +196,31 @@ pub async fn run(
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
 ) -> Result<(), GatewayError> {
+    run_with(
+        session_config,
+        radios,
+        shutdown,
+        observer,
+        EngineDrive::Threads,
+    )
+    .await
+}
+
+/// [`run`], with the choice of who ticks the codec engines.
+pub async fn run_with(
+    session_config: SessionConfig,
+    radios: Vec<RadioParts>,
+    shutdown: CancellationToken,
+    observer: broadcast::Sender<GatewayEvent>,
+    drive: EngineDrive,
+) -> Result<(), GatewayError> {
     let session_stop = CancellationToken::new();
     let (handle, events, session_task) = session::spawn(session_config, session_stop.clone())?;
     let engines_stop = CancellationToken::new();
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();
     let mut threads = Vec::new();
+    let mut handed = Vec::new();
     for r in radios {
         let radio_err = |message: String| GatewayError::Radio {
             radio: r.name.clone(),
@@ -194,9 +232,14 @@ pub async fn run(
             .and_then(|e| e.with_audio(&r.rx_audio, &r.tx_audio, r.playout))
             .map_err(|e| radio_err(e.to_string()))?;
         let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
-        let thread = engine::spawn(engine, &r.name, engines_stop.clone())
-            .map_err(|e| radio_err(format!("cannot start the codec thread: {e}")))?;
-        threads.push(thread);
+        match drive {
+            EngineDrive::Threads => {
+                let thread = engine::spawn(engine, &r.name, engines_stop.clone())
+                    .map_err(|e| radio_err(format!("cannot start the codec thread: {e}")))?;
+                threads.push(thread);
+            }
+            EngineDrive::Caller(_) => handed.push(engine),
+        }
         let (route_tx, route_rx) = mpsc::channel(2048);
         routes.push((r.channel.clone(), route_tx));
         info!(radio = %r.name, channel = %r.channel, "radio ready");
@@ -216,6 +259,13 @@ pub async fn run(
             observer: observer.clone(),
         };
         bridges.push(tokio::spawn(bridge.run(shutdown.clone())));
+    }
+    if let EngineDrive::Caller(to) = drive {
+        // A caller that went away no longer ticks: the bridges notice the engines are gone.
+        let _ = to.send(DrivenParts {
+            engines: handed,
+            session: handle.clone(),
+        });
     }
     let router = tokio::spawn(route(events, routes, observer.clone()));
     shutdown.cancelled().await;

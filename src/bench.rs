@@ -1,0 +1,834 @@
+//! `zello-gateway bench`: what the gateway costs on this machine, beside what Opus alone
+//! costs, in one run.
+//!
+//! Four phases, each measured on its own:
+//! 1. **The floor**: bare libopus encoding and decoding the speech clip at 16 kHz mono on
+//!    one thread, with the gateway's encoder settings. CPU time of that thread
+//!    (`getrusage(RUSAGE_THREAD)`).
+//! 2. **The pipeline**: the same clip, at the sound card's 48 kHz, through everything the
+//!    gateway does for a radio in both directions, faster than real time: radio A's capture
+//!    ring -> resampling to 16 kHz -> carrier detect -> Opus encode -> bridge -> session ->
+//!    WebSocket to the emulator on loopback -> gateway B's session -> router -> bridge ->
+//!    playout -> Opus decode at 48 kHz -> radio B's playback ring. Both radios are duplex:
+//!    A's playback ring and B's capture ring (silence, carrier detect) run too. CPU time of
+//!    the whole process (`getrusage(RUSAGE_SELF)`) less the emulator's thread
+//!    (`RUSAGE_THREAD` on it), per second of audio carried. Every packet A sent must have
+//!    been played by B, with nothing dropped anywhere, or the run fails.
+//! 3. **Latency**, in real time: clicks through the same pipeline, with the gateways
+//!    behind a relay that notes when each packet leaves gateway A's socket and reaches
+//!    gateway B's (see [`BenchReport`] for what each figure covers).
+//! 4. **Peak RSS** with 1 and with 10 active duplex radios, each in a child process of its
+//!    own (`zello-gateway bench --rss-child N`).
+//!
+//! The engines are ticked by the benchmark ([`gateway::run_with`] with
+//! [`EngineDrive::Caller`](crate::gateway::EngineDrive::Caller)); everything else is the
+//! daemon's own code.
+//!
+//! [`gateway::run_with`]: crate::gateway::run_with
+
+mod latency;
+mod pipeline;
+mod rig;
+mod rss;
+mod tap;
+
+pub use rss::{RssChildOptions, RssChildReport, rss_child};
+
+use crate::audio::AudioError;
+use crate::audio::CODEC_RATE;
+use crate::audio::opus::{EncoderSettings, FRAME_MS, OpusDecoder, OpusEncoder, max_packet_samples};
+use crate::audio::speech::speech_like;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The seed of the speech clip (the same talker every run).
+const SEED: u64 = 7;
+
+/// What to measure, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchOptions {
+    /// Seconds of speech for the floor and the pipeline, 1 to 600.
+    pub seconds: f32,
+    /// Opus encoder complexity, 0 to 10 (the gateway's default is 10).
+    pub complexity: u8,
+    /// Opus bitrate in bit/s; `None` lets libopus choose, as the gateway does by default.
+    pub bitrate: Option<i32>,
+    /// Opus frame duration in ms: 10, 20, 40 or 60 (the gateway's default is 60). One frame
+    /// per packet.
+    pub frame_ms: u8,
+    /// How many times faster than real time the pipeline is paced, 1 to 100.
+    pub speedup: f32,
+    /// Clicks sent for the latency figures, 0 (no latency phase) to 100. With 12 or more
+    /// and 60 ms frames, every 5 ms phase of the frame is tried.
+    pub clicks: usize,
+    /// The `zello-gateway` binary to start the peak-RSS children with; `None` skips them.
+    pub rss_exe: Option<PathBuf>,
+    /// Seconds of speech each radio sends and then plays in a peak-RSS child, 1 to 60.
+    pub rss_seconds: f32,
+    /// Say on standard error what is being measured.
+    pub progress: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            seconds: 30.0,
+            complexity: 10,
+            bitrate: None,
+            frame_ms: 60,
+            speedup: 10.0,
+            clicks: 12,
+            rss_exe: None,
+            rss_seconds: 5.0,
+            progress: false,
+        }
+    }
+}
+
+impl BenchOptions {
+    /// The encoder settings these options describe (16 kHz mono, one frame per packet,
+    /// otherwise the gateway's defaults).
+    pub fn encoder_settings(&self) -> EncoderSettings {
+        EncoderSettings {
+            sample_rate: CODEC_RATE,
+            frame_ms: self.frame_ms,
+            frames_per_packet: 1,
+            bitrate: self.bitrate,
+            complexity: self.complexity,
+            ..EncoderSettings::default()
+        }
+    }
+
+    /// Checks every option; the error names the first bad one and what is accepted.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let bad = |option: &'static str, message: String| BenchError::Option { option, message };
+        if !(self.seconds.is_finite() && (1.0..=600.0).contains(&self.seconds)) {
+            return Err(bad("--seconds", format!("{} (use 1 to 600)", self.seconds)));
+        }
+        if !(self.speedup.is_finite() && (1.0..=100.0).contains(&self.speedup)) {
+            return Err(bad("--speedup", format!("{} (use 1 to 100)", self.speedup)));
+        }
+        if self.clicks > 100 {
+            return Err(bad("--clicks", format!("{} (use 0 to 100)", self.clicks)));
+        }
+        if !(self.rss_seconds.is_finite() && (1.0..=60.0).contains(&self.rss_seconds)) {
+            return Err(bad(
+                "--rss-seconds",
+                format!("{} (use 1 to 60)", self.rss_seconds),
+            ));
+        }
+        if !FRAME_MS.contains(&self.frame_ms) {
+            return Err(bad(
+                "--frame-ms",
+                format!("{} (use 10, 20, 40 or 60)", self.frame_ms),
+            ));
+        }
+        self.encoder_settings()
+            .validate()
+            .map_err(|e| bad("codec", e.to_string()))
+    }
+}
+
+/// Command-line options of the `bench` subcommand.
+#[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Examples:\n  zello-gateway bench\n  zello-gateway bench --json --seconds 60 --complexity 5 --bitrate 16000"
+)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds of speech for the floor and the pipeline (1 to 600).
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f32,
+    /// Opus encoder complexity, 0 to 10.
+    #[arg(long, default_value_t = 10)]
+    pub complexity: u8,
+    /// Opus bitrate in bit/s (500 to 512000); without it libopus chooses, as the gateway
+    /// does by default.
+    #[arg(long)]
+    pub bitrate: Option<i32>,
+    /// Opus frame duration in ms: 10, 20, 40 or 60.
+    #[arg(long, default_value_t = 60)]
+    pub frame_ms: u8,
+    /// How many times faster than real time to pace the pipeline (1 to 100).
+    #[arg(long, default_value_t = 10.0)]
+    pub speedup: f32,
+    /// Clicks to time for the latency figures (0 to 100; 0 skips them).
+    #[arg(long, default_value_t = 12)]
+    pub clicks: usize,
+    /// Seconds each radio sends and plays while peak memory is measured (1 to 60).
+    #[arg(long, default_value_t = 5.0)]
+    pub rss_seconds: f32,
+    /// Skip the peak-memory measurement (it starts this program again, twice).
+    #[arg(long)]
+    pub no_rss: bool,
+    /// Internal: be the peak-memory child with this many radios.
+    #[arg(long, hide = true)]
+    pub rss_child: Option<usize>,
+    /// Internal: the emulator's URL, for --rss-child.
+    #[arg(long, hide = true)]
+    pub server: Option<String>,
+}
+
+impl BenchArgs {
+    /// The benchmark's options; `exe` is this program, for the peak-memory children.
+    pub fn options(&self, exe: Option<PathBuf>) -> BenchOptions {
+        BenchOptions {
+            seconds: self.seconds,
+            complexity: self.complexity,
+            bitrate: self.bitrate,
+            frame_ms: self.frame_ms,
+            speedup: self.speedup,
+            clicks: self.clicks,
+            rss_exe: if self.no_rss { None } else { exe },
+            rss_seconds: self.rss_seconds,
+            progress: true,
+        }
+    }
+
+    /// With `--rss-child N`: what the child is to do.
+    pub fn child_options(&self) -> Result<Option<RssChildOptions>, BenchError> {
+        let Some(radios) = self.rss_child else {
+            return Ok(None);
+        };
+        let opts = self.options(None);
+        opts.validate()?;
+        if !(1..=crate::zello::sim::MAX_CHANNELS).contains(&radios) {
+            return Err(BenchError::Option {
+                option: "--rss-child",
+                message: format!("{radios} (use 1 to {})", crate::zello::sim::MAX_CHANNELS),
+            });
+        }
+        let server = self.server.clone().ok_or(BenchError::Option {
+            option: "--server",
+            message: "needed with --rss-child".into(),
+        })?;
+        Ok(Some(RssChildOptions {
+            radios,
+            server,
+            seconds: self.rss_seconds,
+            settings: opts.encoder_settings(),
+        }))
+    }
+}
+
+/// Why a benchmark could not be run, each saying what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// An option is out of range: change it.
+    #[error("{option}: {message}")]
+    Option {
+        option: &'static str,
+        message: String,
+    },
+    /// Opus or the sound rings refused the settings.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    /// Something the benchmark needs did not start (a thread, a socket, a gateway).
+    #[error("cannot start {what}: {message}")]
+    Setup { what: String, message: String },
+    /// A phase did not complete; the message says what went wrong.
+    #[error("{phase}: {message}")]
+    Failed {
+        phase: &'static str,
+        message: String,
+    },
+    /// A peak-RSS child process failed.
+    #[error("peak RSS with {radios} radios: {message}")]
+    Child { radios: usize, message: String },
+}
+
+/// The figures of one run. Times are CPU seconds (user + system) per second of audio;
+/// latencies are milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// The machine: architecture, cores, CPU model.
+    pub machine: String,
+    /// Opus encoder complexity.
+    pub complexity: u8,
+    /// Opus bitrate asked for; `null`: chosen by libopus.
+    pub bitrate: Option<i32>,
+    /// The bitrate the encoder produced on the clip (floor run), bit/s.
+    pub bitrate_measured_bps: f64,
+    /// Opus frame duration (one frame per packet).
+    pub frame_ms: u8,
+    /// Codec rate (Hz).
+    pub sample_rate: u32,
+    /// The sound card's rate in the pipeline (Hz), both ways.
+    pub card_rate: u32,
+    /// Seconds of speech in the floor and through the pipeline.
+    pub audio_seconds: f64,
+
+    /// libopus alone: encode + decode at 16 kHz, one thread.
+    pub floor_cpu_s_per_audio_s: f64,
+    /// The whole duplex pipeline, both gateways, without the emulator.
+    pub pipeline_cpu_s_per_audio_s: f64,
+    /// `pipeline_cpu_s_per_audio_s / floor_cpu_s_per_audio_s`.
+    pub ratio_to_floor: f64,
+    /// Of the pipeline: the codec engines' ticks and the sound cards' callbacks (resampling,
+    /// carrier detect, Opus, rings), on the thread that drives them.
+    pub pipeline_engines_cpu_s_per_audio_s: f64,
+    /// Of the pipeline: everything else (bridges, sessions, WebSocket, router, tokio).
+    pub pipeline_network_cpu_s_per_audio_s: f64,
+    /// The emulator's thread (not in the pipeline figure).
+    pub emulator_cpu_s_per_audio_s: f64,
+    /// Audio seconds carried per wall-clock second in the pipeline run.
+    pub realtime_factor: f64,
+    /// The pace the pipeline run aimed at (times real time).
+    pub speedup: f64,
+    /// Packets A sent, all received and played by B.
+    pub packets: u64,
+    /// Packets B played late (Opus loss concealment filled in).
+    pub concealed: u64,
+    /// Times the pipeline loop waited for packets in flight (the machine fell behind).
+    pub held_back: u64,
+
+    /// Clicks timed.
+    pub latency_clicks: usize,
+    /// Radio -> Zello, worst click: from the click entering A's capture ring (the callback
+    /// that wrote it) to the packet encoding the frame where it starts leaving A's socket.
+    pub latency_radio_to_zello_ms: Option<f64>,
+    /// Radio -> Zello, median click.
+    pub latency_radio_to_zello_median_ms: Option<f64>,
+    /// The target: one frame + 5 ms.
+    pub latency_radio_to_zello_target_ms: f64,
+    /// Zello -> radio, worst click: from the packet carrying the click arriving in B's
+    /// socket to that packet's first sample leaving B's playback ring (the callback that
+    /// took the click out, less the click's offset within its packet's audio).
+    pub latency_zello_to_radio_ms: Option<f64>,
+    /// Zello -> radio, median click.
+    pub latency_zello_to_radio_median_ms: Option<f64>,
+    /// The target: the playout depth + 10 ms.
+    pub latency_zello_to_radio_target_ms: f64,
+    /// The engine's playout depth: packets held before a message plays, in ms.
+    pub playout_depth_ms: f64,
+    /// Median time from A's socket to B's socket (the emulator and two loopback hops).
+    pub latency_server_median_ms: Option<f64>,
+    /// Median time from the click entering A's capture ring to it leaving B's playback
+    /// ring: everything above plus where the click sits in its packet and Opus's lookahead.
+    pub latency_end_to_end_median_ms: Option<f64>,
+    /// Packets B concealed during the latency run (late arrivals).
+    pub latency_concealed: u64,
+    /// Radio -> Zello, click by click (clicks at successive 5 ms phases of the frame).
+    pub latency_radio_to_zello_clicks_ms: Vec<f64>,
+    /// Zello -> radio, click by click.
+    pub latency_zello_to_radio_clicks_ms: Vec<f64>,
+
+    /// Peak resident set of a gateway process with one active duplex radio, MiB.
+    pub peak_rss_mb_1_radio: Option<f64>,
+    /// The same with ten.
+    pub peak_rss_mb_10_radios: Option<f64>,
+}
+
+impl BenchReport {
+    /// The report as one JSON object on one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The report as a table for people.
+    pub fn to_table(&self) -> String {
+        let mut t = String::new();
+        let bitrate = match self.bitrate {
+            Some(b) => format!("{b} bit/s"),
+            None => "auto".into(),
+        };
+        let opt = |v: Option<f64>, unit: &str| match v {
+            Some(v) => format!("{v:.1} {unit}"),
+            None => "-".into(),
+        };
+        let _ = writeln!(t, "zello-gateway bench on {}", self.machine);
+        let _ = writeln!(
+            t,
+            "Opus {} Hz mono, complexity {}, bitrate {bitrate} (measured {:.0} bit/s), {} ms \
+             frames, 1 frame per packet; sound card {} Hz",
+            self.sample_rate,
+            self.complexity,
+            self.bitrate_measured_bps,
+            self.frame_ms,
+            self.card_rate
+        );
+        let _ = writeln!(
+            t,
+            "{:.1} s of speech; pipeline paced at {}x real time\n",
+            self.audio_seconds, self.speedup
+        );
+        let row = |t: &mut String, what: &str, value: String, note: String| {
+            let _ = writeln!(t, "  {what:<44} {value:>14}  {note}");
+        };
+        row(
+            &mut t,
+            "floor: libopus encode + decode",
+            format!("{:.5}", self.floor_cpu_s_per_audio_s),
+            "CPU s per audio s".into(),
+        );
+        row(
+            &mut t,
+            "pipeline: both gateways, duplex",
+            format!("{:.5}", self.pipeline_cpu_s_per_audio_s),
+            format!("CPU s per audio s, {:.2}x the floor", self.ratio_to_floor),
+        );
+        row(
+            &mut t,
+            "  of which engines and sound cards",
+            format!("{:.5}", self.pipeline_engines_cpu_s_per_audio_s),
+            "codec thread: rings, resampling, carrier detect, Opus".into(),
+        );
+        row(
+            &mut t,
+            "  of which network side",
+            format!("{:.5}", self.pipeline_network_cpu_s_per_audio_s),
+            "bridges, sessions, WebSocket, tokio".into(),
+        );
+        row(
+            &mut t,
+            "emulator (not in the pipeline figure)",
+            format!("{:.5}", self.emulator_cpu_s_per_audio_s),
+            "CPU s per audio s".into(),
+        );
+        row(
+            &mut t,
+            "real-time factor",
+            format!("{:.1}x", self.realtime_factor),
+            format!(
+                "{} packets, {} concealed, held back {} times",
+                self.packets, self.concealed, self.held_back
+            ),
+        );
+        row(
+            &mut t,
+            &format!("latency radio -> Zello (worst of {})", self.latency_clicks),
+            opt(self.latency_radio_to_zello_ms, "ms"),
+            format!(
+                "median {}, target <= {:.0} ms",
+                opt(self.latency_radio_to_zello_median_ms, "ms"),
+                self.latency_radio_to_zello_target_ms
+            ),
+        );
+        row(
+            &mut t,
+            &format!("latency Zello -> radio (worst of {})", self.latency_clicks),
+            opt(self.latency_zello_to_radio_ms, "ms"),
+            format!(
+                "median {}, target <= {:.0} ms (playout depth {:.0} ms)",
+                opt(self.latency_zello_to_radio_median_ms, "ms"),
+                self.latency_zello_to_radio_target_ms,
+                self.playout_depth_ms
+            ),
+        );
+        row(
+            &mut t,
+            "emulator hop, socket to socket (median)",
+            opt(self.latency_server_median_ms, "ms"),
+            String::new(),
+        );
+        row(
+            &mut t,
+            "click end to end (median)",
+            opt(self.latency_end_to_end_median_ms, "ms"),
+            format!("{} packets concealed", self.latency_concealed),
+        );
+        row(
+            &mut t,
+            "peak RSS, 1 radio",
+            opt(self.peak_rss_mb_1_radio, "MiB"),
+            String::new(),
+        );
+        row(
+            &mut t,
+            "peak RSS, 10 radios",
+            opt(self.peak_rss_mb_10_radios, "MiB"),
+            String::new(),
+        );
+        t
+    }
+}
+
+/// CPU time (user + system) of the process (`libc::RUSAGE_SELF`) or of the calling thread
+/// (`libc::RUSAGE_THREAD`).
+pub(crate) fn cpu_time(who: libc::c_int) -> Result<Duration, BenchError> {
+    // SAFETY: `rusage` is a plain C struct for which all-zero bytes are a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid for writes; `who` is one of the values getrusage takes.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return Err(BenchError::Failed {
+            phase: "getrusage",
+            message: std::io::Error::last_os_error().to_string(),
+        });
+    }
+    let tv = |t: libc::timeval| {
+        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+        let micros = u32::try_from(t.tv_usec).unwrap_or(0).min(999_999);
+        Duration::new(secs, micros * 1000)
+    };
+    Ok(tv(usage.ru_utime) + tv(usage.ru_stime))
+}
+
+/// The process's peak resident set in KiB: `VmHWM` from /proc/self/status, else
+/// `ru_maxrss`.
+pub fn peak_rss_kb() -> Option<u64> {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        if hwm.is_some() {
+            return hwm;
+        }
+    }
+    // SAFETY: as in `cpu_time`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as in `cpu_time`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    u64::try_from(usage.ru_maxrss).ok()
+}
+
+/// Absolute deadlines: step `k` is due `k` periods after the clock was made, so time spent
+/// working never adds up to drift.
+pub(crate) struct Clock {
+    start: Instant,
+    period: Duration,
+}
+
+impl Clock {
+    pub(crate) fn new(period: Duration) -> Self {
+        Clock {
+            start: Instant::now(),
+            period,
+        }
+    }
+
+    /// Sleeps until step `k` is due (at once if it is late).
+    pub(crate) fn wait(&self, k: u64) {
+        let due = self.start + self.period.mul_f64(k as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// The runtime the gateways run on, as in the daemon: two worker threads.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Setup {
+            what: "the tokio runtime".into(),
+            message: e.to_string(),
+        })
+}
+
+/// The floor's result: CPU time and bytes encoded.
+struct Floor {
+    cpu: Duration,
+    bytes: usize,
+}
+
+/// Encodes and decodes `clip` (16 kHz) packet by packet on this thread.
+fn floor(settings: &EncoderSettings, clip: &[i16]) -> Result<Floor, BenchError> {
+    let mut encoder = OpusEncoder::new(settings)?;
+    let mut decoder = OpusDecoder::new(settings.sample_rate)?;
+    let mut packet = Vec::with_capacity(4000);
+    let mut pcm = vec![0i16; max_packet_samples(settings.sample_rate)];
+    let mut bytes = 0;
+    let before = cpu_time(libc::RUSAGE_THREAD)?;
+    for chunk in clip.chunks_exact(encoder.samples_per_packet()) {
+        encoder.encode_packet(chunk, &mut packet)?;
+        bytes += packet.len();
+        decoder.decode(Some(&packet), &mut pcm)?;
+    }
+    let cpu = cpu_time(libc::RUSAGE_THREAD)?.saturating_sub(before);
+    Ok(Floor { cpu, bytes })
+}
+
+/// The machine, for the report.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_default();
+    let mut m = format!("{}, {cores} cores", std::env::consts::ARCH);
+    if !model.is_empty() {
+        m.push_str(", ");
+        m.push_str(&model);
+    }
+    m
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(s[n / 2]),
+        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    }
+}
+
+fn worst(v: &[f64]) -> Option<f64> {
+    v.iter().copied().max_by(f64::total_cmp)
+}
+
+/// Runs every phase and puts the figures together.
+pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
+    opts.validate()?;
+    let say = |what: &str| {
+        if opts.progress {
+            eprintln!("bench: {what}");
+        }
+    };
+    let settings = opts.encoder_settings();
+    let seconds = f64::from(opts.seconds);
+
+    say("the floor (libopus alone)");
+    let clip16 = speech_like(CODEC_RATE, opts.seconds, SEED);
+    let floor = floor(&settings, &clip16)?;
+    drop(clip16);
+    let floor_per_s = floor.cpu.as_secs_f64() / seconds;
+
+    let rt = runtime()?;
+    let emulator = rig::Emulator::start()?;
+    say("the pipeline");
+    let clip48: Arc<[i16]> = speech_like(rig::CARD_RATE, opts.seconds, SEED).into();
+    let p = pipeline::run(&rt, &emulator, &settings, &clip48, f64::from(opts.speedup))?;
+    drop(clip48);
+    let audio = p.audio.as_secs_f64().max(f64::MIN_POSITIVE);
+    let pipeline_per_s = p.cpu.as_secs_f64() / audio;
+    let engines_per_s = p.engines_cpu.as_secs_f64() / audio;
+
+    let lat = if opts.clicks > 0 {
+        say("latency (real time)");
+        latency::measure(&rt, &emulator, &settings, opts.clicks)?
+    } else {
+        latency::Latencies::default()
+    };
+
+    let (mut rss1, mut rss10) = (None, None);
+    if let Some(exe) = &opts.rss_exe {
+        for (n, slot) in [(1, &mut rss1), (10, &mut rss10)] {
+            let radios = if n == 1 { "radio" } else { "radios" };
+            say(&format!("peak RSS with {n} {radios} (real time)"));
+            let r = rss::measure(&rt, &emulator, exe, n, opts.rss_seconds, &settings)?;
+            *slot = Some(round(r.peak_rss_kb as f64 / 1024.0, 1));
+        }
+    }
+    drop(emulator);
+    rt.shutdown_timeout(Duration::from_secs(2));
+
+    let packet_ms = f64::from(settings.frame_ms) * f64::from(settings.frames_per_packet);
+    // The playout buffer's depth at the start of a message (it then follows the jitter).
+    let depth = f64::from(crate::audio::playout::PlayoutSettings::default().initial_depth_ms);
+    let ms = |v: Option<f64>| v.map(|x| round(x, 2));
+    Ok(BenchReport {
+        machine: machine(),
+        complexity: settings.complexity,
+        bitrate: settings.bitrate,
+        bitrate_measured_bps: round(floor.bytes as f64 * 8.0 / seconds, 0),
+        frame_ms: settings.frame_ms,
+        sample_rate: settings.sample_rate,
+        card_rate: rig::CARD_RATE,
+        audio_seconds: round(seconds, 3),
+        floor_cpu_s_per_audio_s: round(floor_per_s, 6),
+        pipeline_cpu_s_per_audio_s: round(pipeline_per_s, 6),
+        ratio_to_floor: round(pipeline_per_s / floor_per_s.max(1e-9), 2),
+        pipeline_engines_cpu_s_per_audio_s: round(engines_per_s, 6),
+        pipeline_network_cpu_s_per_audio_s: round((pipeline_per_s - engines_per_s).max(0.0), 6),
+        emulator_cpu_s_per_audio_s: round(p.emulator_cpu.as_secs_f64() / audio, 6),
+        realtime_factor: round(audio / p.wall.as_secs_f64().max(1e-9), 2),
+        speedup: f64::from(opts.speedup),
+        packets: p.packets,
+        concealed: p.concealed,
+        held_back: p.held_back,
+        latency_clicks: lat.radio_to_zello.len(),
+        latency_radio_to_zello_ms: ms(worst(&lat.radio_to_zello)),
+        latency_radio_to_zello_median_ms: ms(median(&lat.radio_to_zello)),
+        latency_radio_to_zello_target_ms: packet_ms + 5.0,
+        latency_zello_to_radio_ms: ms(worst(&lat.zello_to_radio)),
+        latency_zello_to_radio_median_ms: ms(median(&lat.zello_to_radio)),
+        latency_zello_to_radio_target_ms: depth + 10.0,
+        playout_depth_ms: depth,
+        latency_server_median_ms: ms(median(&lat.server)),
+        latency_end_to_end_median_ms: ms(median(&lat.end_to_end)),
+        latency_concealed: lat.concealed,
+        latency_radio_to_zello_clicks_ms: lat.radio_to_zello.iter().map(|&x| round(x, 2)).collect(),
+        latency_zello_to_radio_clicks_ms: lat.zello_to_radio.iter().map(|&x| round(x, 2)).collect(),
+        peak_rss_mb_1_radio: rss1,
+        peak_rss_mb_10_radios: rss10,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_delivers_every_packet_and_times_every_click() {
+        let report = run(&BenchOptions {
+            seconds: 2.0,
+            speedup: 4.0,
+            clicks: 3,
+            ..BenchOptions::default()
+        })
+        .expect("the benchmark runs");
+        // 2 s of 60 ms packets, the last one partly silence; `run` itself fails unless B
+        // played every packet A sent with nothing dropped.
+        assert!((34..=35).contains(&report.packets), "{report:?}");
+        for v in [
+            report.floor_cpu_s_per_audio_s,
+            report.pipeline_cpu_s_per_audio_s,
+            report.ratio_to_floor,
+            report.realtime_factor,
+        ] {
+            assert!(v.is_finite() && v > 0.0, "{report:?}");
+        }
+        assert_eq!(report.latency_clicks, 3);
+        for v in [
+            report.latency_radio_to_zello_ms,
+            report.latency_radio_to_zello_median_ms,
+            report.latency_zello_to_radio_ms,
+            report.latency_zello_to_radio_median_ms,
+            report.latency_server_median_ms,
+            report.latency_end_to_end_median_ms,
+        ] {
+            assert!(v.is_some_and(|ms| ms.is_finite() && ms > 0.0), "{report:?}");
+        }
+        assert_eq!(report.latency_radio_to_zello_clicks_ms.len(), 3);
+        assert_eq!(report.latency_zello_to_radio_clicks_ms.len(), 3);
+        assert_eq!(report.playout_depth_ms, 120.0);
+        assert_eq!(
+            report.peak_rss_mb_1_radio, None,
+            "no children without an exe"
+        );
+
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        for key in [
+            "floor_cpu_s_per_audio_s",
+            "pipeline_cpu_s_per_audio_s",
+            "ratio_to_floor",
+            "realtime_factor",
+            "latency_radio_to_zello_ms",
+            "latency_zello_to_radio_ms",
+            "peak_rss_mb_1_radio",
+            "peak_rss_mb_10_radios",
+            "complexity",
+            "bitrate",
+            "frame_ms",
+            "audio_seconds",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing");
+        }
+        let table = report.to_table();
+        assert!(table.contains("latency radio -> Zello"), "{table}");
+        assert!(table.contains("peak RSS, 10 radios"), "{table}");
+    }
+
+    #[test]
+    fn bad_options_are_refused_naming_the_option() {
+        let refused = |opts: BenchOptions, option: &str| match opts.validate() {
+            Err(BenchError::Option { option: o, .. }) => assert_eq!(o, option),
+            other => panic!("{option}: {other:?}"),
+        };
+        let d = BenchOptions::default;
+        refused(
+            BenchOptions {
+                seconds: f32::NAN,
+                ..d()
+            },
+            "--seconds",
+        );
+        refused(
+            BenchOptions {
+                seconds: 0.5,
+                ..d()
+            },
+            "--seconds",
+        );
+        refused(
+            BenchOptions {
+                speedup: 0.0,
+                ..d()
+            },
+            "--speedup",
+        );
+        refused(
+            BenchOptions {
+                frame_ms: 30,
+                ..d()
+            },
+            "--frame-ms",
+        );
+        refused(
+            BenchOptions {
+                complexity: 11,
+                ..d()
+            },
+            "codec",
+        );
+        refused(
+            BenchOptions {
+                bitrate: Some(100),
+                ..d()
+            },
+            "codec",
+        );
+        refused(BenchOptions { clicks: 101, ..d() }, "--clicks");
+        refused(
+            BenchOptions {
+                rss_seconds: 0.0,
+                ..d()
+            },
+            "--rss-seconds",
+        );
+        assert!(d().validate().is_ok());
+        // `run` checks before doing anything.
+        assert!(matches!(
+            run(&BenchOptions { frame_ms: 0, ..d() }),
+            Err(BenchError::Option { .. })
+        ));
+    }
+
+    #[test]
+    fn summaries_of_the_clicks() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(worst(&[1.0, 5.0, 2.0]), Some(5.0));
+        assert_eq!(round(1.23456, 2), 1.23);
+    }
+
+    #[test]
+    fn cpu_time_and_peak_memory_are_readable() {
+        let before = cpu_time(libc::RUSAGE_THREAD).unwrap();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(cpu_time(libc::RUSAGE_THREAD).unwrap() >= before);
+        assert!(cpu_time(libc::RUSAGE_SELF).unwrap() > Duration::ZERO);
+        assert!(peak_rss_kb().is_some_and(|kb| kb > 0));
+    }
+}

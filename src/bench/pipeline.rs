@@ -1,0 +1,186 @@
+//! The whole duplex pipeline faster than real time: radio A's receiver hears the speech clip,
+//! gateway A sends it to the emulator, gateway B plays it into radio B's transmitter.
+//!
+//! One thread plays both sound cards and ticks both engines, one engine frame at a time at
+//! absolute deadlines `speedup` times closer together than real time. Per frame and radio:
+//! the capture callbacks of one frame (A: speech, B: silence), every engine's tick, the
+//! playback callbacks of one frame. A window on the packets in flight (encoded by A, not yet
+//! received by B's session) holds the loop back rather than let a queue overflow on a
+//! machine too busy for the pace.
+
+use super::rig::{Emulator, Side, SideSpec, Source};
+use super::{BenchError, Clock, cpu_time};
+use crate::audio::opus::EncoderSettings;
+use crate::gateway::GatewayEvent;
+use crate::zello::session::{OutgoingEnd, SessionStats};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::runtime::Runtime;
+
+/// Packets allowed in flight between A's engine and B's session; well below every queue on
+/// the way (the session writer's 64 packets is the smallest).
+const IN_FLIGHT: u64 = 32;
+
+/// What the pipeline run measured.
+#[derive(Debug, Clone)]
+pub(crate) struct PipelineRun {
+    /// Audio carried: packets sent times their duration.
+    pub(crate) audio: Duration,
+    pub(crate) wall: Duration,
+    /// CPU time of the whole process, less the emulator's.
+    pub(crate) cpu: Duration,
+    /// The part of it spent on the thread that ticks the engines and plays the sound
+    /// cards: what the codec threads and the cards' callbacks cost.
+    pub(crate) engines_cpu: Duration,
+    pub(crate) emulator_cpu: Duration,
+    pub(crate) packets: u64,
+    pub(crate) concealed: u64,
+    /// Times the loop waited for packets in flight.
+    pub(crate) held_back: u64,
+}
+
+fn failed(message: String) -> BenchError {
+    BenchError::Failed {
+        phase: "pipeline",
+        message,
+    }
+}
+
+/// Runs the clip (`clip48`, at the card's rate) through the pipeline.
+pub(crate) fn run(
+    rt: &Runtime,
+    emulator: &Emulator,
+    settings: &EncoderSettings,
+    clip48: &Arc<[i16]>,
+    speedup: f64,
+) -> Result<PipelineRun, BenchError> {
+    let spec = |user: &str, radio: &str| SideSpec {
+        server: emulator.url.clone(),
+        user: user.into(),
+        radios: vec![(radio.into(), "Bench".into())],
+        settings: settings.clone(),
+    };
+    let mut a = Side::start(rt, spec("bench-a", "radio-a"))?;
+    let mut b = Side::start(rt, spec("bench-b", "radio-b"))?;
+    a.wait_online()?;
+    b.wait_online()?;
+
+    let frame = Duration::from_millis(u64::from(settings.frame_ms));
+    let periods = (usize::from(settings.frame_ms) / 5).max(1);
+    let clip_seconds = clip48.len() as f64 / f64::from(super::rig::CARD_RATE);
+    let limit = Duration::from_secs(60) + Duration::from_secs_f64(clip_seconds);
+    let encoded = a.engines[0].stats();
+    let b_session = b.session.clone();
+    let received = || SessionStats::get(&b_session.stats().packets_received);
+    let mut held_back = 0;
+
+    a.radios[0].source = Source::clip(clip48, clip_seconds);
+    let process0 = cpu_time(libc::RUSAGE_SELF)?;
+    let thread0 = cpu_time(libc::RUSAGE_THREAD)?;
+    let emulator0 = emulator.cpu()?;
+    let clock = Clock::new(frame.div_f64(speedup));
+    a.radios[0].raise_carrier();
+    for k in 0u64.. {
+        a.frame(periods);
+        b.frame(periods);
+        if a.radios[0].carrier_up() && !a.radios[0].source.has_audio() {
+            // The clip's last frame has been read: the carrier drops with the next one.
+            a.radios[0].lower_carrier();
+        }
+        a.poll();
+        b.poll();
+        let played = b.count(|e| matches!(e, GatewayEvent::Played { .. })) > 0;
+        let sent = a.count(|e| matches!(e, GatewayEvent::Sent { .. })) > 0;
+        if played && sent {
+            break;
+        }
+        let in_flight = || {
+            encoded
+                .packets_encoded
+                .load(Ordering::Relaxed)
+                .saturating_sub(received())
+        };
+        while in_flight() > IN_FLIGHT && clock.elapsed() < limit {
+            held_back += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if clock.elapsed() > limit {
+            return Err(failed(format!(
+                "the clip did not get through within {} s",
+                limit.as_secs()
+            )));
+        }
+        clock.wait(k + 1);
+    }
+    let wall = clock.elapsed();
+    let engines_cpu = cpu_time(libc::RUSAGE_THREAD)?.saturating_sub(thread0);
+    let emulator_cpu = emulator.cpu()?.saturating_sub(emulator0);
+    let cpu = cpu_time(libc::RUSAGE_SELF)?
+        .saturating_sub(process0)
+        .saturating_sub(emulator_cpu);
+
+    // Every packet A sent was received and played by B, and nothing was dropped on the way.
+    let a_stats = a.session.stats();
+    let b_stats = b.session.stats();
+    let sent = SessionStats::get(&a_stats.packets_sent);
+    let dropped =
+        SessionStats::get(&a_stats.packets_dropped) + SessionStats::get(&b_stats.packets_dropped);
+    let received = SessionStats::get(&b_stats.packets_received);
+    let (played, concealed) = b
+        .events
+        .iter()
+        .find_map(|e| match e {
+            GatewayEvent::Played {
+                packets, concealed, ..
+            } => Some((*packets, *concealed)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let outcome = a.events.iter().find_map(|e| match e {
+        GatewayEvent::Sent { outcome, .. } => Some(outcome.clone()),
+        _ => None,
+    });
+    let engine_drops: u64 = a
+        .engines
+        .iter()
+        .chain(&b.engines)
+        .map(|e| e.stats().events_dropped.load(Ordering::Relaxed))
+        .sum();
+    let ring_losses: u64 = a
+        .radios
+        .iter()
+        .chain(&b.radios)
+        .map(|r| r.ring_losses())
+        .sum();
+    let stop_a = a.stop(rt);
+    let stop_b = b.stop(rt);
+    stop_a?;
+    stop_b?;
+    if outcome != Some(OutgoingEnd::Completed)
+        || dropped > 0
+        || engine_drops > 0
+        || ring_losses > 0
+        || sent == 0
+        || received != sent
+        || played != sent
+    {
+        return Err(failed(format!(
+            "not every packet got through: A sent {sent} ({outcome:?}), B received {received} \
+             and played {played}; dropped by the sessions {dropped}, by the engines \
+             {engine_drops}, by the rings {ring_losses}. The machine may be too busy for \
+             --speedup {speedup}: try a lower one"
+        )));
+    }
+    let packet_ms = u64::from(settings.frame_ms) * u64::from(settings.frames_per_packet);
+    Ok(PipelineRun {
+        audio: Duration::from_millis(sent * packet_ms),
+        wall,
+        cpu,
+        engines_cpu,
+        emulator_cpu,
+        packets: sent,
+        concealed,
+        held_back,
+    })
+}

@@ -1,0 +1,603 @@
+//! What the benchmark drives: the emulator on a thread of its own, gateways whose codec
+//! engines the benchmark ticks itself, and radios whose audio goes through the sound card's
+//! rings ([`RingCapture`], [`RingPlayback`]) with the benchmark playing the sound card.
+
+use super::{BenchError, cpu_time};
+use crate::audio::engine::Engine;
+use crate::audio::opus::EncoderSettings;
+use crate::audio::sound::rings::{RingCapture, RingPlayback};
+use crate::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
+use crate::gateway::machine::Timers;
+use crate::gateway::{self, DrivenParts, EngineDrive, GatewayError, GatewayEvent, RadioParts};
+use crate::radio::sim::{FlagCarrier, SimPtt};
+use crate::secret::Secret;
+use crate::zello::protocol::CodecHeader;
+use crate::zello::session::{SessionConfig, SessionHandle};
+use crate::zello::sim::{SimConfig, SimServer};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The sound card's rate, both ways (what most USB cards run at).
+pub(crate) const CARD_RATE: u32 = 48_000;
+/// One sound-card callback: 5 ms at [`CARD_RATE`].
+pub(crate) const CALLBACK_FRAMES: usize = 240;
+/// The duration of one callback.
+pub(crate) const CALLBACK: Duration = Duration::from_millis(5);
+/// Level a click crosses and silence stays below (a quarter of full scale).
+pub(crate) const CLICK_THRESHOLD: u16 = 8192;
+/// How long setting up a gateway (connect, log on, channel online) may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The bridge's timers for the benchmark: messages start and end with the carrier and
+/// play at once (no kerchunk filter, hang, transmitter lead or tail), and no timer cuts a
+/// long run short. These are radio settings, not pipeline costs.
+pub(crate) fn bench_timers() -> Timers {
+    Timers {
+        tx_delay: Duration::ZERO,
+        tx_tail: Duration::ZERO,
+        rx_hang: Duration::ZERO,
+        rx_min: Duration::ZERO,
+        rx_start_delay: Duration::ZERO,
+        rx_max: Duration::from_secs(3600),
+        tot: Duration::from_secs(3600),
+        ..Timers::default()
+    }
+}
+
+/// The emulator, on a single-threaded runtime of its own so its CPU time can be told apart
+/// from the gateways'.
+pub(crate) struct Emulator {
+    pub(crate) addr: SocketAddr,
+    pub(crate) url: String,
+    commands: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<Duration>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Starts the emulator on 127.0.0.1 with a free port.
+    pub(crate) fn start() -> Result<Emulator, BenchError> {
+        let setup = |message: String| BenchError::Setup {
+            what: "the Zello emulator".into(),
+            message,
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (commands, mut command_rx) =
+            mpsc::unbounded_channel::<std::sync::mpsc::Sender<Duration>>();
+        let thread = std::thread::Builder::new()
+            .name("bench-emulator".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                    let handle = match SimServer::start(addr, SimConfig::default()).await {
+                        Ok(h) => h,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok((handle.local_addr(), handle.url())));
+                    // Every task of this runtime runs on this thread, so this thread's CPU
+                    // time is the emulator's.
+                    while let Some(reply) = command_rx.recv().await {
+                        let _ = reply.send(cpu_time(libc::RUSAGE_THREAD).unwrap_or_default());
+                    }
+                    handle.shutdown();
+                    handle.closed(Duration::from_secs(2)).await;
+                });
+            })
+            .map_err(|e| setup(e.to_string()))?;
+        let (addr, url) = ready_rx
+            .recv_timeout(SETUP_TIMEOUT)
+            .map_err(|e| setup(e.to_string()))?
+            .map_err(setup)?;
+        Ok(Emulator {
+            addr,
+            url,
+            commands: Some(commands),
+            thread: Some(thread),
+        })
+    }
+
+    /// The CPU time the emulator's thread has used so far.
+    pub(crate) fn cpu(&self) -> Result<Duration, BenchError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let failed = || BenchError::Failed {
+            phase: "emulator",
+            message: "the emulator's thread stopped".into(),
+        };
+        self.commands
+            .as_ref()
+            .ok_or_else(failed)?
+            .send(tx)
+            .map_err(|_| failed())?;
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| failed())
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // Closing the command channel stops the emulator.
+        self.commands.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Finds where clicks start in a stream of samples: a sample at or above
+/// [`CLICK_THRESHOLD`] after at least 50 ms below it (a click's cycles cross the threshold
+/// many times; clicks are half a second apart).
+#[derive(Debug)]
+pub(crate) struct Onsets {
+    quiet: usize,
+    hold: usize,
+}
+
+impl Onsets {
+    /// A detector for audio at `rate`.
+    pub(crate) fn new(rate: u32) -> Self {
+        let hold = rate as usize / 20;
+        Onsets { quiet: hold, hold }
+    }
+
+    /// Feeds the next samples; calls `on(index)` for each click starting in them.
+    pub(crate) fn feed(&mut self, samples: &[i16], mut on: impl FnMut(usize)) {
+        for (i, s) in samples.iter().enumerate() {
+            if s.unsigned_abs() >= CLICK_THRESHOLD {
+                if self.quiet >= self.hold {
+                    on(i);
+                }
+                self.quiet = 0;
+            } else {
+                self.quiet = self.quiet.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Notes, for the latency figures, which frames read from the capture ring hold the start
+/// of a click, counted from the frame the carrier came up with.
+#[derive(Debug)]
+pub(crate) struct ClickWatch {
+    /// Frames read since the carrier came up (`None`: not counting).
+    frames: Option<u64>,
+    clicks: Onsets,
+    /// The index of each frame where a click starts.
+    pub(crate) onsets: Vec<u64>,
+}
+
+impl Default for ClickWatch {
+    fn default() -> Self {
+        ClickWatch {
+            frames: None,
+            clicks: Onsets::new(CODEC_RATE),
+            onsets: Vec::new(),
+        }
+    }
+}
+
+impl ClickWatch {
+    fn frame_read(&mut self, frame: &[i16]) {
+        let Some(n) = self.frames.as_mut() else {
+            return;
+        };
+        let index = *n;
+        let mut click = false;
+        self.clicks.feed(frame, |_| click = true);
+        if click {
+            self.onsets.push(index);
+        }
+        *n += 1;
+    }
+}
+
+/// The engine's side of the capture ring. The benchmark plays the sound card on the thread
+/// that ticks the engine, so the lock is never contended.
+struct SharedCapture {
+    ring: Arc<Mutex<RingCapture>>,
+    watch: Arc<Mutex<ClickWatch>>,
+}
+
+impl AudioInput for SharedCapture {
+    fn sample_rate(&self) -> u32 {
+        lock(&self.ring).sample_rate()
+    }
+
+    fn read_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
+        let ok = lock(&self.ring).read_frame(frame)?;
+        if ok {
+            lock(&self.watch).frame_read(frame);
+        }
+        Ok(ok)
+    }
+}
+
+/// The engine's side of the playback ring.
+struct SharedPlayback(Arc<Mutex<RingPlayback>>);
+
+impl AudioOutput for SharedPlayback {
+    fn sample_rate(&self) -> u32 {
+        lock(&self.0).sample_rate()
+    }
+
+    fn write_frame(&mut self, frame: &[i16]) -> Result<(), AudioError> {
+        lock(&self.0).write_frame(frame)
+    }
+
+    fn end_of_message(&mut self) -> Result<(), AudioError> {
+        lock(&self.0).end_of_message()
+    }
+}
+
+/// What a radio's receiver hears.
+pub(crate) enum Source {
+    Silence,
+    /// `left` more samples of `samples` from `pos`, the clip repeated as needed; then silence.
+    Clip {
+        samples: Arc<[i16]>,
+        pos: usize,
+        left: usize,
+    },
+}
+
+impl Source {
+    /// `seconds` of `clip` at the card's rate, repeated as needed.
+    pub(crate) fn clip(clip: &Arc<[i16]>, seconds: f64) -> Source {
+        Source::Clip {
+            samples: clip.clone(),
+            pos: 0,
+            left: (seconds * f64::from(CARD_RATE)).round() as usize,
+        }
+    }
+
+    fn fill(&mut self, out: &mut [i16]) {
+        match self {
+            Source::Silence => out.fill(0),
+            Source::Clip { samples, pos, left } => {
+                for o in out.iter_mut() {
+                    if *left == 0 || samples.is_empty() {
+                        *o = 0;
+                        continue;
+                    }
+                    *o = samples[*pos % samples.len()];
+                    *pos = (*pos + 1) % samples.len();
+                    *left -= 1;
+                }
+            }
+        }
+    }
+
+    /// Whether audio is left to play.
+    pub(crate) fn has_audio(&self) -> bool {
+        match self {
+            Source::Silence => false,
+            Source::Clip { samples, left, .. } => *left > 0 && !samples.is_empty(),
+        }
+    }
+}
+
+/// One radio as the benchmark's sound card sees it.
+pub(crate) struct BenchRadio {
+    pub(crate) name: String,
+    capture: Arc<Mutex<RingCapture>>,
+    playback: Arc<Mutex<RingPlayback>>,
+    carrier: FlagCarrier,
+    carrier_up: bool,
+    pub(crate) watch: Arc<Mutex<ClickWatch>>,
+    pub(crate) source: Source,
+    click: bool,
+    click_burst: Vec<i16>,
+    period: Vec<i16>,
+    period_f32: Vec<f32>,
+    played: Vec<i16>,
+}
+
+impl BenchRadio {
+    /// The sound card's capture callback: one period of the radio's source (or a click).
+    pub(crate) fn capture_period(&mut self) {
+        if std::mem::take(&mut self.click) {
+            self.period.copy_from_slice(&self.click_burst);
+        } else {
+            self.source.fill(&mut self.period);
+        }
+        for (f, &s) in self.period_f32.iter_mut().zip(&self.period) {
+            *f = f32::from(s) / 32768.0;
+        }
+        lock(&self.capture).callback(&self.period_f32);
+    }
+
+    /// The sound card's playback callback: one period taken from the ring.
+    pub(crate) fn play_period(&mut self) -> &[i16] {
+        lock(&self.playback).callback(&mut self.played);
+        &self.played
+    }
+
+    /// The next capture period is a click: 5 ms of 1 kHz at -1 dBFS after silence.
+    pub(crate) fn click_next(&mut self) {
+        self.click = true;
+    }
+
+    /// Raises the carrier; the click watch counts frames from the next one read.
+    pub(crate) fn raise_carrier(&mut self) {
+        lock(&self.watch).frames = Some(0);
+        self.carrier.set(true);
+        self.carrier_up = true;
+    }
+
+    pub(crate) fn lower_carrier(&mut self) {
+        self.carrier.set(false);
+        self.carrier_up = false;
+    }
+
+    pub(crate) fn carrier_up(&self) -> bool {
+        self.carrier_up
+    }
+
+    /// Sound-card counters that must stay at zero: capture overruns and playback samples
+    /// that did not fit.
+    pub(crate) fn ring_losses(&self) -> u64 {
+        lock(&self.capture).stats().overrun_frames + lock(&self.playback).stats().dropped_samples
+    }
+}
+
+fn click_burst() -> Vec<i16> {
+    (0..CALLBACK_FRAMES)
+        .map(|i| {
+            let t = i as f32 / CARD_RATE as f32;
+            (0.9 * 32767.0 * (std::f32::consts::TAU * 1000.0 * t).sin()) as i16
+        })
+        .collect()
+}
+
+/// One gateway to set up.
+pub(crate) struct SideSpec {
+    pub(crate) server: String,
+    pub(crate) user: String,
+    /// (radio name, channel) of each radio.
+    pub(crate) radios: Vec<(String, String)>,
+    pub(crate) settings: EncoderSettings,
+}
+
+/// A gateway whose engines the benchmark ticks, with its radios.
+pub(crate) struct Side {
+    pub(crate) radios: Vec<BenchRadio>,
+    pub(crate) engines: Vec<Engine>,
+    pub(crate) session: SessionHandle,
+    observer: broadcast::Receiver<GatewayEvent>,
+    /// Everything the gateway reported so far.
+    pub(crate) events: Vec<GatewayEvent>,
+    channels: Vec<String>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), GatewayError>>>,
+}
+
+impl Side {
+    /// Starts a gateway on `rt` and takes its engines.
+    pub(crate) fn start(rt: &Runtime, spec: SideSpec) -> Result<Side, BenchError> {
+        let setup = |message: String| BenchError::Setup {
+            what: format!("gateway {}", spec.user),
+            message,
+        };
+        let header = CodecHeader::new(
+            spec.settings.sample_rate,
+            spec.settings.frames_per_packet,
+            spec.settings.frame_ms,
+        )
+        .map_err(|e| setup(e.to_string()))?;
+        let mut radios = Vec::new();
+        let mut parts = Vec::new();
+        let mut channels: Vec<String> = Vec::new();
+        for (name, channel) in &spec.radios {
+            let capture = Arc::new(Mutex::new(RingCapture::new(CARD_RATE, 1)?));
+            let playback = Arc::new(Mutex::new(RingPlayback::new(CARD_RATE)?));
+            let carrier = FlagCarrier::new();
+            let watch = Arc::new(Mutex::new(ClickWatch::default()));
+            parts.push(RadioParts {
+                name: name.clone(),
+                channel: channel.clone(),
+                recipient: None,
+                header,
+                encoder: spec.settings.clone(),
+                timers: bench_timers(),
+                rx_audio: Default::default(),
+                tx_audio: Default::default(),
+                playout: Default::default(),
+                courtesy_tone: None,
+                identification: None,
+                input: Box::new(SharedCapture {
+                    ring: capture.clone(),
+                    watch: watch.clone(),
+                }),
+                output: Box::new(SharedPlayback(playback.clone())),
+                carrier: Box::new(carrier.clone()),
+                ptt: Box::new(SimPtt::new()),
+            });
+            radios.push(BenchRadio {
+                name: name.clone(),
+                capture,
+                playback,
+                carrier,
+                carrier_up: false,
+                watch,
+                source: Source::Silence,
+                click: false,
+                click_burst: click_burst(),
+                period: vec![0; CALLBACK_FRAMES],
+                period_f32: vec![0.0; CALLBACK_FRAMES],
+                played: vec![0; CALLBACK_FRAMES],
+            });
+            if !channels.contains(channel) {
+                channels.push(channel.clone());
+            }
+        }
+        let config = SessionConfig {
+            server: spec.server.clone(),
+            username: spec.user.clone(),
+            password: Secret::new("bench"),
+            channels: channels.clone(),
+            ..SessionConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let (observer_tx, observer) = broadcast::channel(4096);
+        let (to, from) = oneshot::channel::<DrivenParts>();
+        let task = rt.spawn(gateway::run_with(
+            config,
+            parts,
+            shutdown.clone(),
+            observer_tx,
+            EngineDrive::Caller(to),
+        ));
+        let driven = rt.block_on(async { tokio::time::timeout(SETUP_TIMEOUT, from).await });
+        let driven = match driven {
+            Ok(Ok(d)) => d,
+            Ok(Err(_)) => {
+                // The gateway stopped before handing its engines over: say why.
+                let why = match rt.block_on(task) {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "it stopped at once".into(),
+                    Err(e) => e.to_string(),
+                };
+                return Err(setup(why));
+            }
+            Err(_) => {
+                shutdown.cancel();
+                return Err(setup("no engines within 15 s".into()));
+            }
+        };
+        Ok(Side {
+            radios,
+            engines: driven.engines,
+            session: driven.session,
+            observer,
+            events: Vec::new(),
+            channels,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    /// Collects what the gateway reported since the last call.
+    pub(crate) fn poll(&mut self) {
+        loop {
+            match self.observer.try_recv() {
+                Ok(e) => self.events.push(e),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// How many reported events match `pred`.
+    pub(crate) fn count(&self, pred: impl Fn(&GatewayEvent) -> bool) -> usize {
+        self.events.iter().filter(|e| pred(e)).count()
+    }
+
+    /// Waits until every channel of the gateway is online, then a moment more so the
+    /// bridges have heard it too (the observer hears it first).
+    pub(crate) fn wait_online(&mut self) -> Result<(), BenchError> {
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        loop {
+            self.poll();
+            if self.channels.iter().all(|c| self.online(c)) {
+                std::thread::sleep(Duration::from_millis(50));
+                self.poll();
+                return Ok(());
+            }
+            if let Some(reason) = self.events.iter().find_map(|e| match e {
+                GatewayEvent::LogonRefused(r) | GatewayEvent::Disconnected(r) => Some(r.clone()),
+                _ => None,
+            }) {
+                return Err(BenchError::Failed {
+                    phase: "setup",
+                    message: format!("the gateway could not log on: {reason}"),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Failed {
+                    phase: "setup",
+                    message: "the gateway's channels did not come online within 15 s".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn online(&self, channel: &str) -> bool {
+        self.events.iter().any(|e| {
+            matches!(e, GatewayEvent::ChannelStatus { channel: c, online: true, .. } if c == channel)
+        })
+    }
+
+    /// Ticks every engine once.
+    pub(crate) fn tick(&mut self) {
+        for e in &mut self.engines {
+            e.tick();
+        }
+    }
+
+    /// One engine frame, sound card included: the capture callbacks of a frame for every
+    /// radio, every engine's tick, then the playback callbacks of a frame.
+    pub(crate) fn frame(&mut self, periods: usize) {
+        for r in &mut self.radios {
+            for _ in 0..periods {
+                r.capture_period();
+            }
+        }
+        self.tick();
+        for r in &mut self.radios {
+            for _ in 0..periods {
+                r.play_period();
+            }
+        }
+    }
+
+    /// Stops the gateway, then lets go of its engines.
+    pub(crate) fn stop(mut self, rt: &Runtime) -> Result<(), BenchError> {
+        self.shutdown.cancel();
+        let result = match self.task.take() {
+            Some(task) => rt.block_on(async { tokio::time::timeout(SETUP_TIMEOUT, task).await }),
+            None => return Ok(()),
+        };
+        match result {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(BenchError::Failed {
+                phase: "shutdown",
+                message: e.to_string(),
+            }),
+            Ok(Err(e)) => Err(BenchError::Failed {
+                phase: "shutdown",
+                message: e.to_string(),
+            }),
+            Err(_) => Err(BenchError::Failed {
+                phase: "shutdown",
+                message: "the gateway did not stop within 15 s".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
