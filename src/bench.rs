@@ -297,8 +297,9 @@ pub struct BenchReport {
     /// The target: one frame + 5 ms.
     pub latency_radio_to_zello_target_ms: f64,
     /// Zello -> radio, worst click: from the packet carrying the click arriving in B's
-    /// socket to that packet's first sample leaving B's playback ring (the callback that
-    /// took the click out, less the click's offset within its packet's audio).
+    /// socket to the playback callback that took that packet's first sample out of B's
+    /// ring (found from the callback that took the click out and the click's place in its
+    /// packet's decoded audio).
     pub latency_zello_to_radio_ms: Option<f64>,
     /// Zello -> radio, median click.
     pub latency_zello_to_radio_median_ms: Option<f64>,

@@ -78,7 +78,8 @@ pub(crate) fn measure(
     let spacing_ticks = (CLICK_SPACING.as_millis() as u64).div_ceil(u64::from(settings.frame_ms));
     let spacing = spacing_ticks * steps_per_tick;
     let mut sent: Vec<Instant> = Vec::new();
-    let mut played: Vec<Instant> = Vec::new();
+    // When each click left B's playback ring, and its index in that callback's buffer.
+    let mut played: Vec<(Instant, usize)> = Vec::new();
     let mut heard = Onsets::new(CARD_RATE);
     let mut first_click: Option<u64> = None;
     let mut lowered_at: Option<u64> = None;
@@ -111,10 +112,10 @@ pub(crate) fn measure(
         }
         a.radios[0].play_period();
         let out = b.radios[0].play_period();
-        let mut click_out = false;
-        heard.feed(out, |_| click_out = true);
-        if click_out {
-            played.push(Instant::now());
+        let mut click_at = None;
+        heard.feed(out, |j| click_at = Some(j));
+        if let Some(j) = click_at {
+            played.push((Instant::now(), j));
         }
         a.poll();
         b.poll();
@@ -169,7 +170,7 @@ fn figures(
     onsets: &[u64],
     from_a: &[Passed],
     to_b: &[Passed],
-    played: &[Instant],
+    played: &[(Instant, usize)],
 ) -> Result<Latencies, BenchError> {
     let n = sent.len();
     // What B's engine decoded, the way it decoded it: one decoder from the message's start,
@@ -188,6 +189,7 @@ fn figures(
     for i in 0..n {
         let p = usize::try_from(onsets[i] / frames_per_packet).unwrap_or(usize::MAX);
         let (k, offset) = heard[i];
+        let (out_at, index) = played[i];
         let (Some(out_a), Some(in_b), Some(click_in_b)) = (from_a.get(p), to_b.get(p), to_b.get(k))
         else {
             return Err(failed(format!(
@@ -200,21 +202,23 @@ fn figures(
             .push(ms(out_a.at.saturating_duration_since(sent[i])));
         lat.server
             .push(ms(in_b.at.saturating_duration_since(out_a.at)));
-        let packet_out = played[i].checked_sub(offset).unwrap_or(played[i]);
+        // The callback that took the click out started `index` samples before it; the
+        // packet's first sample left `offset - index` samples of callbacks earlier (B's
+        // ring is refilled a whole packet at a time, on a callback boundary).
+        let before =
+            Duration::from_secs_f64(offset.saturating_sub(index) as f64 / f64::from(CARD_RATE));
+        let packet_out = out_at.checked_sub(before).unwrap_or(out_at);
         lat.zello_to_radio
             .push(ms(packet_out.saturating_duration_since(click_in_b.at)));
         lat.end_to_end
-            .push(ms(played[i].saturating_duration_since(sent[i])));
+            .push(ms(out_at.saturating_duration_since(sent[i])));
     }
     Ok(lat)
 }
 
-/// Decodes B's packets as its engine did and finds each click: (packet index, time from the
-/// packet's first sample to the click's).
-fn decoded_onsets(
-    packets: &[Passed],
-    packet_ms: u32,
-) -> Result<Vec<(usize, Duration)>, BenchError> {
+/// Decodes B's packets as its engine did and finds each click: (packet index, samples from
+/// the packet's first sample to the click's, at the card's rate).
+fn decoded_onsets(packets: &[Passed], packet_ms: u32) -> Result<Vec<(usize, usize)>, BenchError> {
     let stream = packets.first().map(|p| p.stream_id);
     let mut decoder = OpusDecoder::new(CARD_RATE)?;
     let mut pcm = vec![0i16; max_packet_samples(CARD_RATE)];
@@ -232,7 +236,7 @@ fn decoded_onsets(
             )));
         }
         onsets.feed(&pcm[..n], |j| {
-            found.push((k, Duration::from_secs_f64(j as f64 / f64::from(CARD_RATE))));
+            found.push((k, j));
         });
     }
     Ok(found)
