@@ -12,6 +12,7 @@ use crate::audio::engine::{self, Engine};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::{AudioInput, AudioOutput};
 use crate::radio::{CarrierDetect, Ptt, RadioError};
+use crate::service::Liveness;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent};
 use std::collections::HashMap;
@@ -19,6 +20,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+/// The name the Zello session task's heartbeat is registered under.
+pub const SESSION_PART: &str = "zello session";
 
 /// What the gateway did, for timelines, tests and status displays.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,8 +178,24 @@ pub async fn run(
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
 ) -> Result<(), GatewayError> {
+    run_watched(session_config, radios, shutdown, observer, &Liveness::new()).await
+}
+
+/// [`run`], with a heartbeat in `liveness` for the Zello session task (`zello session`) and
+/// for each radio's codec thread (`codec NAME`), for systemd's [`Watchdog`](crate::service::Watchdog).
+pub async fn run_watched(
+    session_config: SessionConfig,
+    radios: Vec<RadioParts>,
+    shutdown: CancellationToken,
+    observer: broadcast::Sender<GatewayEvent>,
+    liveness: &Liveness,
+) -> Result<(), GatewayError> {
     let session_stop = CancellationToken::new();
-    let (handle, events, session_task) = session::spawn(session_config, session_stop.clone())?;
+    let (handle, events, session_task) = session::spawn_watched(
+        session_config,
+        session_stop.clone(),
+        Some(liveness.register(SESSION_PART)),
+    )?;
     let engines_stop = CancellationToken::new();
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();
@@ -190,7 +210,8 @@ pub async fn run(
         let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)
             .map_err(|e| radio_err(e.to_string()))?;
         let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
-        let thread = engine::spawn(engine, &r.name, engines_stop.clone())
+        let beat = liveness.register(format!("codec {}", r.name));
+        let thread = engine::spawn(engine, &r.name, engines_stop.clone(), Some(beat))
             .map_err(|e| radio_err(format!("cannot start the codec thread: {e}")))?;
         threads.push(thread);
         let (route_tx, route_rx) = mpsc::channel(2048);
