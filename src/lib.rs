@@ -7,9 +7,11 @@
 //! - [`gateway`]: the bridge between a radio and its channel
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
+//! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`demo`]: the embedded, self-contained demonstration
 
 pub mod audio;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod devices;

@@ -24,6 +24,7 @@ fn version_and_help() {
         &["run", "--help"],
         &["sim", "--help"],
         &["demo", "--help"],
+        &["check", "--help"],
     ] {
         let out = bin().args(sub).output().unwrap();
         assert!(out.status.success(), "{sub:?}");
@@ -192,4 +193,90 @@ fn devices_lists_sound_devices_and_hidraw_nodes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ALSA devices"), "{text}");
     assert!(text.contains("cm108"), "{text}");
+}
+
+/// A WAV file of `ms` milliseconds of silence.
+fn silent_wav(path: &std::path::Path, ms: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for _ in 0..16 * ms {
+        w.write_sample(0i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
+    let out = bin().args(["check", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("zello-gateway check --config /etc/zello-gateway/gateway.toml"),
+        "{help}"
+    );
+
+    let dir = temp_dir("check");
+    silent_wav(&dir.join("rx.wav"), 100);
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\n\
+         audio = { backend = \"file\", input = \"rx.wav\", output = \"tx.wav\" }\n\
+         ptt = { type = \"sim\" }\ncarrier = { type = \"vox\" }\n\n\
+         [[radio]]\nname = \"uhf1\"\nchannel = \"Ops\"\naudio = { backend = \"file\" }\n\
+         ptt = { type = \"none\" }\ncarrier = { type = \"schedule\", on = [[1.0, 2.0]] }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("configuration OK"), "{stdout}");
+    assert!(
+        lines[1].contains("radio vhf1: channel \"Dispatch\""),
+        "{stdout}"
+    );
+    assert!(lines[1].contains("ptt sim"), "{stdout}");
+    assert!(lines[2].contains("radio uhf1: channel \"Ops\""), "{stdout}");
+    assert!(!dir.join("tx.wav").exists(), "check writes nothing");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[zello]\nserver = \"ws://203.0.113.9/ws\"\nplatform_name = \"Bridge\"\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"\"\n\
+         audio = { backend = \"file\", input = \"missing.wav\" }\n\
+         ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "5 problem(s)",
+        "zello.platform_name",
+        "zello.server",
+        "radio[0].channel",
+        "radio[0] (vhf1).audio.input",
+        "radio[0] (vhf1).ptt",
+    ] {
+        assert!(err.contains(needle), "{needle} missing in {err}");
+    }
+    assert!(!err.contains("configuration OK"), "{err}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    std::fs::remove_dir_all(&dir).ok();
 }
