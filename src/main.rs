@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use zello_gateway::{config::Config, demo, gateway, zello::sim};
+use zello_gateway::{config::Config, demo, gateway, service, zello::sim};
 
 /// Bridges a two-way radio to Zello push-to-talk channels.
 #[derive(Parser, Debug)]
@@ -63,12 +63,17 @@ enum Cmd {
     Demo(demo::DemoArgs),
 }
 
-fn init_logging(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// Logging to journald under systemd, stderr otherwise, at `RUST_LOG` or `level`. A bad
+/// `RUST_LOG` must not stop any command (least of all `ptt-off`): it is reported and `level`
+/// used instead.
+fn init_logging(level: &str) {
+    if let Err(e) = service::logging::init(Some(level)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(level))
+            .with_writer(std::io::stderr)
+            .init();
+        tracing::warn!("{e}; logging at {level:?} instead");
+    }
 }
 
 /// Cancels the token on SIGINT or SIGTERM.
