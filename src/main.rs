@@ -1,11 +1,11 @@
 //! The `zello-gateway` command.
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use zello_gateway::{config::Config, demo, gateway, service, zello::sim};
+use zello_gateway::{config::Config, daemon, demo, gateway, service, zello::sim};
 
 /// Bridges a two-way radio to Zello push-to-talk channels.
 #[derive(Parser, Debug)]
@@ -26,6 +26,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the gateway (the default).
+    ///
+    /// Under systemd (Type=notify) it reports READY=1 once logged on with every channel
+    /// online, keeps a status line, feeds the watchdog, rereads the configuration on SIGHUP
+    /// (systemctl reload) and stops within 2 s of SIGTERM with PTT released.
     ///
     /// Example: zello-gateway run --config /etc/zello-gateway/gateway.toml
     Run,
@@ -130,29 +134,6 @@ fn check(config_path: &std::path::Path) -> anyhow::Result<()> {
     }
 }
 
-/// On a panic anywhere: log it and stop the gateway, so every bridge unkeys on its way out.
-fn stop_on_panic(token: CancellationToken) {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        tracing::error!(panic = %info, "internal error: stopping, transmitters released");
-        token.cancel();
-        default(info);
-    }));
-}
-
-async fn run_gateway(config_path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&config_path)?;
-    let session = config.session_config()?;
-    let radios = gateway::parts::build(&config)?;
-    let shutdown = CancellationToken::new();
-    stop_on_signals(shutdown.clone());
-    stop_on_panic(shutdown.clone());
-    let (observer, _) = tokio::sync::broadcast::channel(256);
-    gateway::run(session, radios, shutdown, observer)
-        .await
-        .context("gateway failed")
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let is_demo = matches!(cli.command, Some(Cmd::Demo(_)));
@@ -170,7 +151,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            None | Some(Cmd::Run) => run_gateway(cli.config).await,
+            None | Some(Cmd::Run) => daemon::run(&cli.config).await.map_err(anyhow::Error::from),
             Some(Cmd::Check) => check(&cli.config),
             Some(Cmd::Sim(args)) => {
                 let shutdown = CancellationToken::new();
@@ -188,6 +169,9 @@ fn main() -> std::process::ExitCode {
             }
         }
     });
+    // Tasks still running (a bridge that did not stop in time) are dropped, which unkeys
+    // their PTT lines; blocking work is not waited for longer than this.
+    runtime.shutdown_timeout(Duration::from_millis(500));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,5 +1,8 @@
 //! The `zello-gateway` binary as a user runs it.
 
+mod common;
+
+use common::NotifySocket;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -278,5 +281,221 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
     }
     assert!(!err.contains("configuration OK"), "{err}");
     assert!(out.stdout.is_empty(), "{out:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// Starts `zello-gateway sim` on a free port and waits until it listens.
+fn start_sim() -> (Reaped, u16) {
+    let port = free_port();
+    let sim = Reaped(
+        bin()
+            .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sim did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (sim, port)
+}
+
+/// The lines a child writes to stderr, read on a thread.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(child: &mut std::process::Child) -> Lines {
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let line = self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {needle:?}; got {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+#[test]
+fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
+    let (mut sim, port) = start_sim();
+    let dir = temp_dir("notify");
+    let path = dir.join("gateway.toml");
+    let config = format!(
+        "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+    );
+    std::fs::write(&path, &config).unwrap();
+    let systemd = NotifySocket::new();
+    let mut gw = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &systemd.path)
+        // A short watchdog, so that a ping comes soon.
+        .env("WATCHDOG_USEC", "4000000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let mut log = Lines::of(&mut gw);
+    let within = Duration::from_secs(15);
+
+    let mut got = systemd.wait_for(within, |m| m == "READY=1");
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("STATUS=") && m.contains("Local: offline")),
+        "a status while starting: {got:#?}"
+    );
+    // Right after READY=1, the status it is ready with; the watchdog fed meanwhile.
+    let online = "STATUS=Local: online, 1 user; radio vhf1 idle";
+    for wanted in [online, "WATCHDOG=1"] {
+        if !got.iter().any(|m| m == wanted) {
+            got.extend(systemd.wait_for(within, |m| m == wanted));
+        }
+    }
+
+    // systemctl reload with a changed file: logged, announced, still running.
+    std::fs::write(
+        &path,
+        config.replace(
+            "audio = { backend = \"file\" }",
+            "audio = { backend = \"file\" }\ntiming = { tx_delay_ms = 300 }",
+        ),
+    )
+    .unwrap();
+    let hup = |child: &std::process::Child| {
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    hup(&gw);
+    let line = log.wait_for("reloaded");
+    assert!(line.contains("radio[0].timing"), "{line}");
+    assert!(line.contains("after a restart"), "{line}");
+    let got = systemd.wait_for(within, |m| m == "READY=1");
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC=")),
+        "{got:#?}"
+    );
+
+    // A broken file: every problem logged, the old configuration kept.
+    std::fs::write(
+        &path,
+        config
+            .replace("gateway1", "")
+            .replace("channel = \"Local\"", "channel = \"\""),
+    )
+    .unwrap();
+    hup(&gw);
+    log.wait_for("radio[0].channel");
+    log.wait_for("not reloaded");
+    systemd.wait_for(within, |m| m == "READY=1");
+    assert!(gw.try_wait().unwrap().is_none(), "a reload never stops it");
+
+    terminate(&gw);
+    systemd.wait_for(within, |m| m.starts_with("STOPPING=1"));
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn without_notify_socket_run_sends_nothing_and_still_stops() {
+    // The run test above covers stderr logging; here only that nothing needs systemd.
+    let (mut sim, port) = start_sim();
+    let dir = temp_dir("plain");
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
+             [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+        ),
+    )
+    .unwrap();
+    let mut gw = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let mut log = Lines::of(&mut gw);
+    log.wait_for("daemon: ready");
+    // SIGHUP outside systemd: a reload, not the end of the process.
+    Command::new("kill")
+        .args(["-HUP", &gw.id().to_string()])
+        .status()
+        .unwrap();
+    log.wait_for("no change from the running configuration");
+    assert!(gw.try_wait().unwrap().is_none());
+    terminate(&gw);
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
     std::fs::remove_dir_all(&dir).ok();
 }
