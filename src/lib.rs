@@ -7,12 +7,16 @@
 //! - [`gateway`]: the bridge between a radio and its channel
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
+//! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
+//! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`demo`]: the embedded, self-contained demonstration
 //! - [`bench`]: what the gateway costs on this machine (`zello-gateway bench`)
 
 pub mod audio;
 pub mod bench;
+pub mod check;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod gateway;

@@ -3,9 +3,10 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use zello_gateway::{bench, config::Config, demo, gateway, zello::sim};
+use zello_gateway::{bench, config::Config, daemon, demo, gateway, service, zello::sim};
 
 /// Bridges a two-way radio to Zello push-to-talk channels.
 #[derive(Parser, Debug)]
@@ -27,8 +28,26 @@ struct Cli {
 enum Cmd {
     /// Run the gateway (the default).
     ///
+    /// Under systemd (Type=notify) it reports READY=1 once logged on with every channel
+    /// online, keeps a status line, feeds the watchdog, rereads the configuration on SIGHUP
+    /// (systemctl reload) and stops within 2 s of SIGTERM with PTT released.
+    ///
     /// Example: zello-gateway run --config /etc/zello-gateway/gateway.toml
     Run,
+    /// Check the configuration and every device it names, without transmitting.
+    ///
+    /// Lists every problem of the configuration file (each with its key), warns about secret
+    /// files others can read, and opens each radio's devices as the gateway would: the sound
+    /// card, the PTT line (set unkeyed) and the carrier detect, then closes them. For the
+    /// `file` audio backend it only checks that the input can be read. Prints
+    /// "configuration OK" and one line per radio, or every problem and exits 1. systemd runs
+    /// it before each start (ExecStartPre).
+    ///
+    /// Run it while the gateway is stopped: devices the gateway holds show as busy, and a
+    /// PTT line it has keyed would be set unkeyed.
+    ///
+    /// Example: zello-gateway check --config /etc/zello-gateway/gateway.toml
+    Check,
     /// Run a local Zello-compatible server, for tests and for trying a radio offline.
     ///
     /// Example: zello-gateway sim --listen 127.0.0.1:8800 --echo
@@ -56,12 +75,17 @@ enum Cmd {
     Bench(bench::BenchArgs),
 }
 
-fn init_logging(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// Logging to journald under systemd, stderr otherwise, at `RUST_LOG` or `level`. A bad
+/// `RUST_LOG` must not stop any command (least of all `ptt-off`): it is reported and `level`
+/// used instead.
+fn init_logging(level: &str) {
+    if let Err(e) = service::logging::init(Some(level)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(level))
+            .with_writer(std::io::stderr)
+            .init();
+        tracing::warn!("{e}; logging at {level:?} instead");
+    }
 }
 
 /// Cancels the token on SIGINT or SIGTERM.
@@ -103,27 +127,19 @@ fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On a panic anywhere: log it and stop the gateway, so every bridge unkeys on its way out.
-fn stop_on_panic(token: CancellationToken) {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        tracing::error!(panic = %info, "internal error: stopping, transmitters released");
-        token.cancel();
-        default(info);
-    }));
-}
-
-async fn run_gateway(config_path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&config_path)?;
-    let session = config.session_config()?;
-    let radios = gateway::parts::build(&config)?;
-    let shutdown = CancellationToken::new();
-    stop_on_signals(shutdown.clone());
-    stop_on_panic(shutdown.clone());
-    let (observer, _) = tokio::sync::broadcast::channel(256);
-    gateway::run(session, radios, shutdown, observer)
-        .await
-        .context("gateway failed")
+/// `check`: prints the report; fails when there is a problem.
+fn check(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let report = zello_gateway::check::check(config_path);
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if report.ok() {
+        print!("{}", report.summary());
+        Ok(())
+    } else {
+        eprint!("{}", report.summary());
+        anyhow::bail!("the gateway cannot start with {}", report.source)
+    }
 }
 
 /// `zello-gateway bench`: runs outside the daemon's runtime (it makes its own).
@@ -171,7 +187,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            None | Some(Cmd::Run) => run_gateway(cli.config).await,
+            None | Some(Cmd::Run) => daemon::run(&cli.config).await.map_err(anyhow::Error::from),
+            Some(Cmd::Check) => check(&cli.config),
             Some(Cmd::Sim(args)) => {
                 let shutdown = CancellationToken::new();
                 stop_on_signals(shutdown.clone());
@@ -189,6 +206,9 @@ fn main() -> std::process::ExitCode {
             }
         }
     });
+    // Tasks still running (a bridge that did not stop in time) are dropped, which unkeys
+    // their PTT lines; blocking work is not waited for longer than this.
+    runtime.shutdown_timeout(Duration::from_millis(500));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

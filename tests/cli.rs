@@ -1,5 +1,8 @@
 //! The `zello-gateway` binary as a user runs it.
 
+mod common;
+
+use common::NotifySocket;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,6 +28,7 @@ fn version_and_help() {
         &["sim", "--help"],
         &["demo", "--help"],
         &["bench", "--help"],
+        &["check", "--help"],
     ] {
         let out = bin().args(sub).output().unwrap();
         assert!(out.status.success(), "{sub:?}");
@@ -240,4 +244,306 @@ fn bench_prints_one_json_object_with_every_figure() {
     let out = bin().args(["bench", "--seconds", "0"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"));
+}
+
+/// A WAV file of `ms` milliseconds of silence.
+fn silent_wav(path: &std::path::Path, ms: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for _ in 0..16 * ms {
+        w.write_sample(0i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
+    let out = bin().args(["check", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("zello-gateway check --config /etc/zello-gateway/gateway.toml"),
+        "{help}"
+    );
+
+    let dir = temp_dir("check");
+    silent_wav(&dir.join("rx.wav"), 100);
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\n\
+         audio = { backend = \"file\", input = \"rx.wav\", output = \"tx.wav\" }\n\
+         ptt = { type = \"sim\" }\ncarrier = { type = \"vox\" }\n\n\
+         [[radio]]\nname = \"uhf1\"\nchannel = \"Ops\"\naudio = { backend = \"file\" }\n\
+         ptt = { type = \"none\" }\ncarrier = { type = \"schedule\", on = [[1.0, 2.0]] }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("configuration OK"), "{stdout}");
+    assert!(
+        lines[1].contains("radio vhf1: channel \"Dispatch\""),
+        "{stdout}"
+    );
+    assert!(lines[1].contains("ptt sim"), "{stdout}");
+    assert!(lines[2].contains("radio uhf1: channel \"Ops\""), "{stdout}");
+    assert!(!dir.join("tx.wav").exists(), "check writes nothing");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[zello]\nserver = \"ws://203.0.113.9/ws\"\nplatform_name = \"Bridge\"\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"\"\n\
+         audio = { backend = \"file\", input = \"missing.wav\" }\n\
+         ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "5 problem(s)",
+        "zello.platform_name",
+        "zello.server",
+        "radio[0].channel",
+        "radio[0] (vhf1).audio.input",
+        "radio[0] (vhf1).ptt",
+    ] {
+        assert!(err.contains(needle), "{needle} missing in {err}");
+    }
+    assert!(!err.contains("configuration OK"), "{err}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A child process killed when the test ends, also when it fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// Starts `zello-gateway sim` on a free port and waits until it listens.
+fn start_sim() -> (Reaped, u16) {
+    let port = free_port();
+    let sim = Reaped(
+        bin()
+            .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sim did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (sim, port)
+}
+
+/// The lines a child writes to stderr, read on a thread.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(child: &mut std::process::Child) -> Lines {
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let line = self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {needle:?}; got {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+#[test]
+fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
+    let (mut sim, port) = start_sim();
+    let dir = temp_dir("notify");
+    let path = dir.join("gateway.toml");
+    let config = format!(
+        "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+    );
+    std::fs::write(&path, &config).unwrap();
+    let systemd = NotifySocket::new();
+    let mut gw = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &systemd.path)
+        // A short watchdog, so that a ping comes soon.
+        .env("WATCHDOG_USEC", "4000000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let mut log = Lines::of(&mut gw);
+    let within = Duration::from_secs(15);
+
+    let mut got = systemd.wait_for(within, |m| m == "READY=1");
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("STATUS=") && m.contains("Local: offline")),
+        "a status while starting: {got:#?}"
+    );
+    // Right after READY=1, the status it is ready with; the watchdog fed meanwhile.
+    let online = "STATUS=Local: online, 1 user; radio vhf1 idle";
+    for wanted in [online, "WATCHDOG=1"] {
+        if !got.iter().any(|m| m == wanted) {
+            got.extend(systemd.wait_for(within, |m| m == wanted));
+        }
+    }
+
+    // systemctl reload with a changed file: logged, announced, still running.
+    std::fs::write(
+        &path,
+        config.replace(
+            "audio = { backend = \"file\" }",
+            "audio = { backend = \"file\" }\ntiming = { tx_delay_ms = 300 }",
+        ),
+    )
+    .unwrap();
+    let hup = |child: &std::process::Child| {
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    hup(&gw);
+    let line = log.wait_for("reloaded");
+    assert!(line.contains("radio[0].timing"), "{line}");
+    assert!(line.contains("after a restart"), "{line}");
+    let got = systemd.wait_for(within, |m| m == "READY=1");
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC=")),
+        "{got:#?}"
+    );
+
+    // A broken file: every problem logged, the old configuration kept.
+    std::fs::write(
+        &path,
+        config
+            .replace("gateway1", "")
+            .replace("channel = \"Local\"", "channel = \"\""),
+    )
+    .unwrap();
+    hup(&gw);
+    log.wait_for("radio[0].channel");
+    log.wait_for("not reloaded");
+    systemd.wait_for(within, |m| m == "READY=1");
+    assert!(gw.try_wait().unwrap().is_none(), "a reload never stops it");
+
+    terminate(&gw);
+    systemd.wait_for(within, |m| m.starts_with("STOPPING=1"));
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn without_notify_socket_run_sends_nothing_and_still_stops() {
+    // The run test above covers stderr logging; here only that nothing needs systemd.
+    let (mut sim, port) = start_sim();
+    let dir = temp_dir("plain");
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
+             [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+        ),
+    )
+    .unwrap();
+    let mut gw = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let mut log = Lines::of(&mut gw);
+    log.wait_for("daemon: ready");
+    // SIGHUP outside systemd: a reload, not the end of the process.
+    Command::new("kill")
+        .args(["-HUP", &gw.id().to_string()])
+        .status()
+        .unwrap();
+    log.wait_for("no change from the running configuration");
+    assert!(gw.try_wait().unwrap().is_none());
+    terminate(&gw);
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -706,7 +706,7 @@ fn the_codec_engine_runs_on_the_sound_card_both_ways() {
     )
     .expect("the engine takes the sound card's rates");
     let stop = CancellationToken::new();
-    let thread = engine::spawn(engine, "sound-test", stop.clone()).unwrap();
+    let thread = engine::spawn(engine, "sound-test", stop.clone(), None).unwrap();
 
     // Receive: a 700 Hz tone played into radio_mic comes out as Opus packets.
     let wav = temp_wav("engine-mic");

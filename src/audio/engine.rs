@@ -591,10 +591,17 @@ fn conceal(pb: &mut Playback, decoded: &mut [i16], stats: &EngineStats) {
 
 /// Runs an engine on its own thread, one tick per frame at absolute deadlines, until
 /// `stop` is cancelled.
+///
+/// With a `heartbeat` (registered in the service's [`Liveness`](crate::service::Liveness)),
+/// the thread beats it once per tick, so systemd's watchdog is fed only while the codec keeps
+/// ticking; a tick stuck in a device or the codec stops the beats. The heartbeat is retired
+/// when the thread ends normally; a thread that panics leaves it unretired and is reported
+/// as stuck.
 pub fn spawn(
     mut engine: Engine,
     name: &str,
     stop: CancellationToken,
+    heartbeat: Option<Arc<crate::service::Heartbeat>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("codec-{name}"))
@@ -604,6 +611,9 @@ pub fn spawn(
             let mut deadline = Instant::now();
             while !stop.is_cancelled() {
                 engine.tick();
+                if let Some(beat) = &heartbeat {
+                    beat.beat();
+                }
                 deadline += period;
                 let now = Instant::now();
                 if deadline > now {
@@ -616,6 +626,9 @@ pub fn spawn(
                 }
             }
             engine.finish();
+            if let Some(beat) = &heartbeat {
+                beat.retire();
+            }
         })
 }
 

@@ -466,6 +466,7 @@ impl Side {
             shutdown.clone(),
             observer_tx,
             EngineDrive::Caller(to),
+            crate::service::Liveness::new(),
         ));
         let driven = rt.block_on(async { tokio::time::timeout(SETUP_TIMEOUT, from).await });
         let driven = match driven {

@@ -12,6 +12,7 @@ use crate::audio::engine::{self, Engine};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::{AudioInput, AudioOutput};
 use crate::radio::{CarrierDetect, Ptt, RadioError};
+use crate::service::Liveness;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent, SessionHandle};
 use std::collections::HashMap;
@@ -19,6 +20,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+/// The name the Zello session task's heartbeat is registered under.
+pub const SESSION_PART: &str = "zello session";
 
 /// What the gateway did, for timelines, tests and status displays.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,26 +200,44 @@ pub async fn run(
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
 ) -> Result<(), GatewayError> {
+    run_watched(session_config, radios, shutdown, observer, &Liveness::new()).await
+}
+
+/// [`run`], with a heartbeat in `liveness` for the Zello session task (`zello session`) and
+/// for each radio's codec thread (`codec NAME`), for systemd's [`Watchdog`](crate::service::Watchdog).
+pub async fn run_watched(
+    session_config: SessionConfig,
+    radios: Vec<RadioParts>,
+    shutdown: CancellationToken,
+    observer: broadcast::Sender<GatewayEvent>,
+    liveness: &Liveness,
+) -> Result<(), GatewayError> {
     run_with(
         session_config,
         radios,
         shutdown,
         observer,
         EngineDrive::Threads,
+        liveness.clone(),
     )
     .await
 }
 
-/// [`run`], with the choice of who ticks the codec engines.
+/// [`run_watched`], with the choice of who ticks the codec engines.
 pub async fn run_with(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
     drive: EngineDrive,
+    liveness: Liveness,
 ) -> Result<(), GatewayError> {
     let session_stop = CancellationToken::new();
-    let (handle, events, session_task) = session::spawn(session_config, session_stop.clone())?;
+    let (handle, events, session_task) = session::spawn_watched(
+        session_config,
+        session_stop.clone(),
+        Some(liveness.register(SESSION_PART)),
+    )?;
     let engines_stop = CancellationToken::new();
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();
@@ -234,7 +256,8 @@ pub async fn run_with(
         let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
         match drive {
             EngineDrive::Threads => {
-                let thread = engine::spawn(engine, &r.name, engines_stop.clone())
+                let beat = liveness.register(format!("codec {}", r.name));
+                let thread = engine::spawn(engine, &r.name, engines_stop.clone(), Some(beat))
                     .map_err(|e| radio_err(format!("cannot start the codec thread: {e}")))?;
                 threads.push(thread);
             }

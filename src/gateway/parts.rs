@@ -233,3 +233,127 @@ fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioPart
         ptt,
     })
 }
+
+/// What `zello-gateway check` found when it opened one radio's devices.
+#[derive(Debug)]
+pub struct Probe {
+    /// The radio's name.
+    pub name: String,
+    /// One line: the channel and each device as opened (`channel "Dispatch"; audio ...`).
+    pub summary: String,
+    /// Every device that could not be opened, each naming its key.
+    pub problems: Vec<PartsError>,
+}
+
+/// Opens every radio's devices as the gateway would, without transmitting, and closes them
+/// again (`zello-gateway check`): the sound card both ways, the PTT line (set unkeyed, as
+/// every interface does when it opens) and the carrier detect, all held open together, since
+/// PTT and carrier may share one device. For the `file` backend it only checks that the
+/// input is a readable WAV file and that the output's folder exists: nothing is written.
+pub fn probe(config: &Config) -> Vec<Probe> {
+    config
+        .radios
+        .iter()
+        .enumerate()
+        .map(|(index, r)| probe_one(config, index, r))
+        .collect()
+}
+
+fn probe_one(config: &Config, index: usize, r: &RadioConfig) -> Probe {
+    let mut problems = Vec::new();
+    // Devices stay open until every one of this radio's has been tried.
+    let mut held: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let audio = match &r.audio {
+        AudioConfig::File { input, output } => {
+            let input = match input {
+                Some(p) => {
+                    let path = config.resolve(p);
+                    if let Err(e) = hound::WavReader::open(&path) {
+                        problems.push(radio_err(
+                            index,
+                            r,
+                            "audio.input",
+                            format!("cannot read {} as a WAV file: {e}", path.display()),
+                        ));
+                    }
+                    path.display().to_string()
+                }
+                None => "silence".into(),
+            };
+            let output = match output {
+                Some(p) => {
+                    let path = config.resolve(p);
+                    let folder = match path.parent() {
+                        Some(f) if !f.as_os_str().is_empty() => f.to_path_buf(),
+                        _ => std::path::PathBuf::from("."),
+                    };
+                    if !folder.is_dir() {
+                        problems.push(radio_err(
+                            index,
+                            r,
+                            "audio.output",
+                            format!(
+                                "{}: the folder {} does not exist",
+                                path.display(),
+                                folder.display()
+                            ),
+                        ));
+                    }
+                    path.display().to_string()
+                }
+                None => "discarded".into(),
+            };
+            format!("file {input} -> {output}")
+        }
+        AudioConfig::Cpal(settings) => {
+            match CpalInput::open(settings) {
+                Ok(input) => held.push(Box::new(input)),
+                Err(e) => problems.push(radio_err(index, r, "audio.input", e)),
+            }
+            match CpalOutput::open(settings) {
+                Ok(output) => held.push(Box::new(output)),
+                Err(e) => problems.push(radio_err(index, r, "audio.output", e)),
+            }
+            format!(
+                "sound card {} -> {} at {} Hz",
+                settings.input, settings.output, settings.sample_rate
+            )
+        }
+    };
+    let ptt = match build_ptt(index, r) {
+        Ok(ptt) => {
+            let line = ptt.describe();
+            held.push(Box::new(ptt));
+            line
+        }
+        Err(e) => {
+            problems.push(e);
+            "not opened".into()
+        }
+    };
+    let carrier = match build_carrier(index, r) {
+        Ok(carrier) => {
+            let line = match &r.carrier {
+                CarrierConfig::Always {} => "always".into(),
+                CarrierConfig::None {} => "none".into(),
+                _ => carrier.describe(),
+            };
+            held.push(Box::new(carrier));
+            line
+        }
+        Err(e) => {
+            problems.push(e);
+            "not opened".into()
+        }
+    };
+    // Everything closes here; the PTT line was only ever set unkeyed.
+    drop(held);
+    Probe {
+        name: r.name.clone(),
+        summary: format!(
+            "channel {:?}; audio {audio}; ptt {ptt}; carrier {carrier}",
+            r.channel
+        ),
+        problems,
+    }
+}

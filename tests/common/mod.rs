@@ -93,3 +93,60 @@ impl Client {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
 }
+
+/// A stand-in for systemd's notify socket (`$NOTIFY_SOCKET`): a datagram socket bound in a
+/// temporary folder, whose messages the test reads.
+pub struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    pub fn new() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        NotifySocket {
+            socket,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// A notifier sending to this socket (no watchdog interval of its own).
+    pub fn notifier(&self) -> zello_gateway::service::Notifier {
+        zello_gateway::service::Notifier::connect(self.path.as_os_str()).unwrap()
+    }
+
+    /// Every message received since the last call, oldest first.
+    pub fn received(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    /// Waits (in real time, up to `within`) for a message for which `pred` holds, returning
+    /// it and every message before it.
+    pub fn wait_for(&self, within: Duration, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let fresh = self.received();
+            let found = fresh.iter().any(|m| pred(m));
+            seen.extend(fresh);
+            if found {
+                return seen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no matching notify message within {within:?}; got {seen:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -5,6 +5,7 @@ use super::{
     refused_delay,
 };
 use crate::secret::Secret;
+use crate::service::Heartbeat;
 use crate::zello::backoff::Backoff;
 use crate::zello::protocol::{
     ChannelState, CodecHeader, Command, ErrorClass, ErrorCode, Event, Image, ImageKind, Logon,
@@ -31,6 +32,42 @@ pub const CLOSE_KICKED: u16 = 3003;
 const MAX_QUEUED_AUDIO: usize = 64;
 /// Leading audio kept while waiting for a stream id, in milliseconds.
 const MAX_HEAD_MS: u32 = 10_000;
+/// The longest the session task goes without beating its heartbeat while it is idle (no
+/// frame, no request, no timer due): well within the watchdog's check period (15 s with
+/// systemd's `WatchdogSec=30`).
+pub(crate) const BEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// The session task's heartbeat for systemd's watchdog: beaten on every turn of each of its
+/// loops, and by a timer when a loop has waited [`BEAT_EVERY`] for anything else.
+struct Pulse {
+    heartbeat: Option<Arc<Heartbeat>>,
+    /// When the idle timer fires next.
+    next: Instant,
+}
+
+impl Pulse {
+    fn new(heartbeat: Option<Arc<Heartbeat>>) -> Self {
+        Pulse {
+            heartbeat,
+            next: Instant::now() + BEAT_EVERY,
+        }
+    }
+
+    /// Records progress and pushes the idle timer back.
+    fn beat(&mut self) {
+        if let Some(h) = &self.heartbeat {
+            h.beat();
+        }
+        self.next = Instant::now() + BEAT_EVERY;
+    }
+
+    /// The session has stopped normally: no longer watched.
+    fn retire(&self) {
+        if let Some(h) = &self.heartbeat {
+            h.retire();
+        }
+    }
+}
 
 /// How one connection ended.
 #[derive(Debug)]
@@ -55,6 +92,7 @@ pub(crate) struct Core {
     refresh_token: Option<Secret>,
     backoff: Backoff,
     seq: u64,
+    pulse: Pulse,
 }
 
 /// An outgoing message.
@@ -120,6 +158,7 @@ impl Core {
         events: mpsc::Sender<SessionEvent>,
         stats: Arc<SessionStats>,
         shutdown: CancellationToken,
+        heartbeat: Option<Arc<Heartbeat>>,
     ) -> Self {
         let backoff = Backoff::new(config.backoff_min, config.backoff_max);
         Core {
@@ -133,6 +172,7 @@ impl Core {
             refresh_token: None,
             backoff,
             seq: 0,
+            pulse: Pulse::new(heartbeat),
         }
     }
 
@@ -149,6 +189,7 @@ impl Core {
     pub(crate) async fn run(mut self) {
         info!(server = %self.config.server, user = %self.config.username, "session starting");
         loop {
+            self.pulse.beat();
             if self.shutdown.is_cancelled() {
                 break;
             }
@@ -216,6 +257,7 @@ impl Core {
                 break;
             }
         }
+        self.pulse.retire();
         info!("session stopped");
     }
 
@@ -227,9 +269,11 @@ impl Core {
     async fn wait(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         loop {
+            self.pulse.beat();
             tokio::select! {
                 _ = self.shutdown.cancelled() => return false,
                 _ = sleep_until(until) => return true,
+                _ = sleep_until(self.pulse.next) => {}
                 req = self.rx.recv(), if self.rx_open => match req {
                     Some(req) => self.refuse_offline(req).await,
                     None => self.rx_open = false,
@@ -292,19 +336,35 @@ impl Core {
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size));
-        let connect = tokio_tungstenite::connect_async_tls_with_config(
-            self.config.server.as_str(),
-            Some(ws_config),
-            true,
-            Some(self.connector.clone()),
-        );
-        let ws = tokio::select! {
-            _ = self.shutdown.cancelled() => return ConnEnd::Shutdown,
-            r = timeout(self.config.connect_timeout, connect) => match r {
-                Ok(Ok((ws, _))) => ws,
-                Ok(Err(e)) => return ConnEnd::ConnectFailed(e.to_string()),
-                Err(_) => return ConnEnd::ConnectFailed(format!("no answer within {:?}", self.config.connect_timeout)),
-            },
+        let connected = {
+            let connect = timeout(
+                self.config.connect_timeout,
+                tokio_tungstenite::connect_async_tls_with_config(
+                    self.config.server.as_str(),
+                    Some(ws_config),
+                    true,
+                    Some(self.connector.clone()),
+                ),
+            );
+            tokio::pin!(connect);
+            loop {
+                self.pulse.beat();
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return ConnEnd::Shutdown,
+                    _ = sleep_until(self.pulse.next) => {}
+                    r = &mut connect => break r,
+                }
+            }
+        };
+        let ws = match connected {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => return ConnEnd::ConnectFailed(e.to_string()),
+            Err(_) => {
+                return ConnEnd::ConnectFailed(format!(
+                    "no answer within {:?}",
+                    self.config.connect_timeout
+                ));
+            }
         };
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         debug!(server = %self.config.server, "connected");
@@ -347,6 +407,7 @@ impl Core {
         link.send_text(Command::Logon(logon).to_json());
 
         let end = loop {
+            self.pulse.beat();
             let deadline = self.next_deadline(&link);
             let flow = tokio::select! {
                 _ = self.shutdown.cancelled() => {
@@ -366,6 +427,7 @@ impl Core {
                     None => { self.rx_open = false; Ok(()) }
                 },
                 _ = sleep_until(deadline) => self.on_timers(&mut link).await,
+                _ = sleep_until(self.pulse.next) => Ok(()),
             };
             if let Err(end) = flow {
                 break end;

@@ -281,12 +281,39 @@ pub fn spawn(
     ),
     SessionError,
 > {
+    spawn_watched(config, shutdown, None)
+}
+
+/// Starts the session task with a heartbeat for systemd's watchdog (see
+/// [`crate::service::watchdog`]): the task beats it on every turn of its loops, and at least
+/// every 10 s while it waits for the server, for requests or between connections. A session
+/// that is stuck (its event receiver full and never read, say) stops beating.
+pub fn spawn_watched(
+    config: SessionConfig,
+    shutdown: CancellationToken,
+    heartbeat: Option<Arc<crate::service::Heartbeat>>,
+) -> Result<
+    (
+        SessionHandle,
+        mpsc::Receiver<SessionEvent>,
+        tokio::task::JoinHandle<()>,
+    ),
+    SessionError,
+> {
     config.validate()?;
     let connector = tls::connector(config.ca_file.as_deref())?;
     let (tx, rx) = mpsc::channel(512);
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let stats = Arc::new(SessionStats::default());
-    let core = conn::Core::new(config, connector, rx, ev_tx, stats.clone(), shutdown);
+    let core = conn::Core::new(
+        config,
+        connector,
+        rx,
+        ev_tx,
+        stats.clone(),
+        shutdown,
+        heartbeat,
+    );
     let task = tokio::spawn(core.run());
     Ok((
         SessionHandle {

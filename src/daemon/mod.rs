@@ -1,0 +1,293 @@
+//! `zello-gateway run`: the gateway as a long-running service.
+//!
+//! Around [`gateway::run_watched`] it adds what systemd's unit expects (see
+//! `systemd/zello-gateway.service`):
+//!
+//! - `READY=1` once logged on, every configured channel online and every radio's audio device
+//!   open, and a `STATUS=` line with each channel and radio, sent when it changes but at most
+//!   once a second ([`Supervisor`], [`status::StatusBoard`]);
+//! - the watchdog, run only when systemd asks for one (`WatchdogSec=`), fed while every
+//!   radio's codec thread and the Zello session make progress;
+//! - SIGHUP (`systemctl reload`): the configuration file is reread and checked, and what
+//!   changed is logged ([`reload`]), between `RELOADING=1` and `READY=1`;
+//! - SIGTERM and SIGINT: `STOPPING=1`, then the gateway stops (messages ended, PTT released,
+//!   Zello left) within [`STOP_LIMIT`].
+//!
+//! Outside systemd (`$NOTIFY_SOCKET` unset) nothing is sent; the rest works the same.
+
+pub mod reload;
+pub mod status;
+
+use crate::gateway::{self, GatewayError, GatewayEvent};
+use crate::service::{Liveness, Notifier, NotifyError, Watchdog};
+use reload::Reloader;
+use status::StatusBoard;
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How long the gateway may take to stop after SIGTERM: end the messages, release PTT, leave
+/// Zello, stop the codec threads. Well inside the unit's `TimeoutStopSec=5`.
+pub const STOP_LIMIT: Duration = Duration::from_secs(2);
+
+/// The least time between two `STATUS=` messages: a chattering squelch must not flood
+/// systemd.
+pub const STATUS_GAP: Duration = Duration::from_secs(1);
+
+/// The shortest `WatchdogSec=` the gateway can honour: the watchdog checks every half
+/// interval, and the Zello session beats only every 10 s while idle.
+pub const MIN_WATCHDOG: Duration = Duration::from_secs(25);
+
+/// Why the gateway stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Parts(#[from] crate::gateway::parts::PartsError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(
+        "the gateway did not finish stopping within {0:?}; exiting anyway (systemd's ExecStopPost=zello-gateway ptt-off forces every PTT line off)"
+    )]
+    StopTimedOut(Duration),
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Runs the gateway on the configuration file at `config_path` until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
+    let shutdown = CancellationToken::new();
+    // Handlers first: SIGHUP's default action would end the process.
+    let hup = signals(shutdown.clone()).map_err(DaemonError::Signals)?;
+    stop_on_panic(shutdown.clone());
+
+    let (config, running) = reload::load(config_path)?;
+    for w in config.secret_file_warnings() {
+        warn!("{w}");
+    }
+    let session = config.session_config()?;
+    let radios = gateway::parts::build(&config)?;
+    let notifier = Notifier::from_env()?;
+    let liveness = Liveness::new();
+    let watchdog = notifier.as_ref().and_then(|n| {
+        let interval = n.watchdog_interval()?;
+        if interval < MIN_WATCHDOG {
+            warn!(
+                "systemd's WatchdogSec={}s is shorter than the gateway needs ({} s): an idle Zello session may be taken for a stuck one",
+                interval.as_secs_f32(),
+                MIN_WATCHDOG.as_secs()
+            );
+        }
+        let watchdog = Watchdog::new(n.clone(), liveness.clone(), interval);
+        info!(
+            period_s = watchdog.period().as_secs_f32(),
+            "feeding systemd's watchdog while every radio's codec thread and the Zello session make progress"
+        );
+        Some(tokio::spawn(watchdog.run(shutdown.clone())))
+    });
+
+    let (observer, events) = broadcast::channel(256);
+    let supervisor = Supervisor::new(
+        notifier,
+        StatusBoard::for_config(&config),
+        Reloader::new(config_path.to_path_buf(), running),
+    );
+    let supervisor = tokio::spawn(supervisor.run(events, hup, shutdown.clone()));
+    let gateway = gateway::run_watched(session, radios, shutdown.clone(), observer, &liveness);
+    let result = stop_bounded(gateway, &shutdown, STOP_LIMIT).await;
+    // Ends the supervisor (STOPPING=1) and the watchdog also when the gateway failed.
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_millis(200), supervisor).await;
+    if let Some(w) = watchdog {
+        let _ = tokio::time::timeout(Duration::from_millis(200), w).await;
+    }
+    result
+}
+
+/// Runs `gateway` until it ends by itself (an error while starting) or `shutdown` is
+/// cancelled; then gives it `limit` to finish stopping.
+pub async fn stop_bounded<F>(
+    gateway: F,
+    shutdown: &CancellationToken,
+    limit: Duration,
+) -> Result<(), DaemonError>
+where
+    F: Future<Output = Result<(), GatewayError>>,
+{
+    tokio::pin!(gateway);
+    tokio::select! {
+        result = &mut gateway => return result.map_err(DaemonError::from),
+        _ = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(limit, gateway).await {
+        Ok(result) => result.map_err(DaemonError::from),
+        Err(_) => Err(DaemonError::StopTimedOut(limit)),
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT; returns the SIGHUPs.
+fn signals(shutdown: CancellationToken) -> std::io::Result<mpsc::Receiver<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    // Several SIGHUPs while one reload is pending make one more reload.
+                    let _ = tx.try_send(());
+                }
+            }
+        }
+        info!("stopping");
+        shutdown.cancel();
+    });
+    Ok(rx)
+}
+
+/// On a panic anywhere: log it and stop the gateway, so every bridge unkeys on its way out.
+fn stop_on_panic(token: CancellationToken) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "internal error: stopping, transmitters released");
+        token.cancel();
+        default(info);
+    }));
+}
+
+/// Tells systemd how the gateway is doing: `READY=1` once it is, `STATUS=` on changes,
+/// `RELOADING=1` / `READY=1` around a reload, `STOPPING=1` at the end. Without a notifier
+/// (not under systemd) it still reloads and logs.
+pub struct Supervisor {
+    notifier: Option<Notifier>,
+    board: StatusBoard,
+    reloader: Reloader,
+    ready_sent: bool,
+    last_status: Option<String>,
+    next_status: Instant,
+    status_due: bool,
+    send_failed: bool,
+}
+
+impl Supervisor {
+    pub fn new(notifier: Option<Notifier>, board: StatusBoard, reloader: Reloader) -> Self {
+        Supervisor {
+            notifier,
+            board,
+            reloader,
+            ready_sent: false,
+            last_status: None,
+            next_status: Instant::now(),
+            status_due: false,
+            send_failed: false,
+        }
+    }
+
+    /// Follows the gateway's `events` and the `reloads` (SIGHUP) until `shutdown`.
+    pub async fn run(
+        mut self,
+        mut events: broadcast::Receiver<GatewayEvent>,
+        mut reloads: mpsc::Receiver<()>,
+        shutdown: CancellationToken,
+    ) {
+        let mut events_open = true;
+        let mut reloads_open = true;
+        self.changed();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = events.recv(), if events_open => match event {
+                    Ok(event) => {
+                        self.board.apply(&event);
+                        self.changed();
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(missed = n, "the status missed {n} gateway events; it catches up with the next ones");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => events_open = false,
+                },
+                reload = reloads.recv(), if reloads_open => match reload {
+                    Some(()) => self.reload(),
+                    None => reloads_open = false,
+                },
+                _ = sleep_until(self.next_status), if self.status_due => self.send_status(),
+            }
+        }
+        self.notify("STOPPING=1\nSTATUS=stopping");
+    }
+
+    /// The board changed: `READY=1` the first time it is ready, else a status update.
+    fn changed(&mut self) {
+        if !self.ready_sent && self.board.ready() {
+            self.ready_sent = true;
+            info!(status = %self.board.text(), "ready");
+            self.notify("READY=1");
+            self.send_status();
+            return;
+        }
+        if self.last_status.as_deref() != Some(self.board.text().as_str()) {
+            self.status_due = true;
+            if Instant::now() >= self.next_status {
+                self.send_status();
+            }
+        }
+    }
+
+    /// Sends the status line if it differs from the last one sent.
+    fn send_status(&mut self) {
+        self.status_due = false;
+        let text = self.board.text();
+        if self.last_status.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        self.notify(&format!("STATUS={}", text.replace(['\r', '\n'], " ")));
+        self.last_status = Some(text);
+        self.next_status = Instant::now() + STATUS_GAP;
+    }
+
+    /// SIGHUP: reread the configuration. Under systemd and once ready, between
+    /// `RELOADING=1` and `READY=1` (before that, READY=1 still waits for the gateway).
+    fn reload(&mut self) {
+        let around = self.ready_sent && self.notifier.is_some();
+        if around && let Some(r) = self.notifier.as_ref().map(Notifier::reloading) {
+            self.result(r);
+        }
+        self.reloader.reload_and_log();
+        if around {
+            self.notify("READY=1");
+        }
+    }
+
+    fn notify(&mut self, message: &str) {
+        if let Some(n) = &self.notifier {
+            let r = n.send(message);
+            self.result(r);
+        }
+    }
+
+    /// Logs the first of a run of failed sends.
+    fn result(&mut self, r: Result<(), NotifyError>) {
+        match r {
+            Ok(()) => self.send_failed = false,
+            Err(e) if !self.send_failed => {
+                warn!(error = %e, "cannot tell systemd");
+                self.send_failed = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

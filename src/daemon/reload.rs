@@ -1,0 +1,280 @@
+//! `systemctl reload` (SIGHUP): reread the configuration file, check it, and say what differs
+//! from the configuration the gateway runs on. Nothing is applied while running yet: every
+//! change takes effect at the next restart, and a file that no longer validates leaves the
+//! gateway running as it is.
+
+use crate::config::{Config, ConfigError};
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+/// What a reload found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file cannot be used; every problem, each naming its key.
+    Invalid(Vec<String>),
+    /// The file validates; these keys differ from the running configuration
+    /// (`zello.server`, `radio[0].timing`; empty when none does), and these warnings apply.
+    Valid {
+        changed: Vec<String>,
+        warnings: Vec<String>,
+    },
+}
+
+/// Rereads one configuration file and compares it with the one the gateway started with.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    path: PathBuf,
+    running: Table,
+}
+
+/// Reads, parses and validates the file at `path`: the configuration and its TOML table.
+pub fn load(path: &Path) -> Result<(Config, Table), ConfigError> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: source.clone(),
+        source: e,
+    })?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let config = Config::parse(&text, &source, &base)?;
+    let table = text.parse::<Table>().map_err(|e| ConfigError::Parse {
+        path: source,
+        message: e.to_string(),
+    })?;
+    Ok((config, table))
+}
+
+impl Reloader {
+    /// For the file at `path`, whose contents the gateway runs on are `running`.
+    pub fn new(path: PathBuf, running: Table) -> Self {
+        Reloader { path, running }
+    }
+
+    /// Rereads and checks the file: its configuration, and what the session would make of
+    /// it (password and key files).
+    pub fn reload(&self) -> Outcome {
+        let (config, table) = match load(&self.path) {
+            Ok(loaded) => loaded,
+            Err(ConfigError::Invalid { problems, .. }) => return Outcome::Invalid(problems),
+            Err(e) => return Outcome::Invalid(vec![e.to_string()]),
+        };
+        if let Err(e) = config.session_config() {
+            return Outcome::Invalid(vec![e.to_string()]);
+        }
+        Outcome::Valid {
+            changed: changed_keys(&self.running, &table),
+            warnings: config.secret_file_warnings(),
+        }
+    }
+
+    /// Rereads the file and logs the outcome: every problem, or one line naming what changed.
+    pub fn reload_and_log(&self) -> Outcome {
+        let outcome = self.reload();
+        let file = self.path.display();
+        match &outcome {
+            Outcome::Invalid(problems) => {
+                for p in problems {
+                    tracing::error!(problem = %p, "reload: {p}");
+                }
+                tracing::error!(
+                    "configuration {file} not reloaded: {} problem(s); still running on the configuration it started with",
+                    problems.len()
+                );
+            }
+            Outcome::Valid { changed, warnings } => {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                if changed.is_empty() {
+                    tracing::info!(
+                        "configuration {file} reloaded: no change from the running configuration"
+                    );
+                } else {
+                    tracing::warn!(
+                        changed = %changed.join(", "),
+                        "configuration {file} reloaded: {} changed; each change takes effect after a restart (systemctl restart zello-gateway)",
+                        changed.join(", ")
+                    );
+                }
+            }
+        }
+        outcome
+    }
+}
+
+/// The keys whose values differ between two configuration files, two levels deep
+/// (`zello.server`, `zello.token`, `radio[1].ptt`), a whole radio when one was added or
+/// removed (`radio[2] (added)`), in the files' key order (sorted).
+pub fn changed_keys(old: &Table, new: &Table) -> Vec<String> {
+    let mut out = Vec::new();
+    diff_tables("", old, new, 0, &mut out);
+    out
+}
+
+/// Keys deeper than this are reported by their parent.
+const DEPTH: usize = 2;
+
+fn diff_tables(prefix: &str, old: &Table, new: &Table, depth: usize, out: &mut Vec<String>) {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        diff_values(&path, old.get(key), new.get(key), depth + 1, out);
+    }
+}
+
+fn diff_values(
+    path: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
+    match (old, new) {
+        (None, None) => {}
+        (Some(_), None) => out.push(format!("{path} (removed)")),
+        (None, Some(_)) => out.push(format!("{path} (added)")),
+        (Some(a), Some(b)) if a == b => {}
+        (Some(Value::Table(a)), Some(Value::Table(b))) if depth < DEPTH => {
+            diff_tables(path, a, b, depth, out)
+        }
+        // An array of tables ([[radio]]): element by element, at the same depth.
+        (Some(Value::Array(a)), Some(Value::Array(b)))
+            if depth < DEPTH && a.iter().chain(b).all(Value::is_table) =>
+        {
+            for i in 0..a.len().max(b.len()) {
+                let element = format!("{path}[{i}]");
+                match (a.get(i), b.get(i)) {
+                    (Some(Value::Table(x)), Some(Value::Table(y))) => {
+                        diff_tables(&element, x, y, depth, out)
+                    }
+                    (x, y) => diff_values(&element, x, y, depth, out),
+                }
+            }
+        }
+        (Some(_), Some(_)) => out.push(path.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUNNING: &str = r#"
+[zello]
+server = "ws://127.0.0.1:8800/ws"
+username = "gw"
+password = "pw"
+
+[[radio]]
+name = "vhf1"
+channel = "Dispatch"
+audio = { backend = "file" }
+timing = { tx_delay_ms = 200 }
+
+[[radio]]
+name = "uhf1"
+channel = "Ops"
+audio = { backend = "file" }
+"#;
+
+    fn table(text: &str) -> Table {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn changed_keys_name_the_setting() {
+        let old = table(RUNNING);
+        assert!(changed_keys(&old, &old).is_empty());
+        let new = RUNNING
+            .replace("ws://127.0.0.1:8800/ws", "wss://zello.io/ws")
+            .replace("tx_delay_ms = 200", "tx_delay_ms = 300")
+            .replace("password = \"pw\"", "password = \"new\"");
+        assert_eq!(
+            changed_keys(&old, &table(&new)),
+            ["radio[0].timing", "zello.password", "zello.server"]
+        );
+        // Formatting and comments are not changes.
+        let reformatted = RUNNING.replace("username = \"gw\"", "username   =   \"gw\"  # me");
+        assert!(changed_keys(&old, &table(&reformatted)).is_empty());
+    }
+
+    #[test]
+    fn added_and_removed_keys_and_radios() {
+        let old = table(RUNNING);
+        let fewer = &RUNNING[..RUNNING.rfind("[[radio]]").unwrap()];
+        assert_eq!(changed_keys(&old, &table(fewer)), ["radio[1] (removed)"]);
+        let more = format!(
+            "{RUNNING}\n[[radio]]\nname = \"hf1\"\nchannel = \"Net\"\n\n[log]\nlevel = \"debug\"\n"
+        );
+        assert_eq!(
+            changed_keys(&old, &table(&more)),
+            ["log (added)", "radio[2] (added)"]
+        );
+        let token = RUNNING.replace(
+            "password = \"pw\"\n",
+            "password = \"pw\"\nca_file = \"ca.pem\"\n[zello.token]\nissuer = \"x\"\nprivate_key_file = \"k.pem\"\n",
+        );
+        assert_eq!(
+            changed_keys(&old, &table(&token)),
+            ["zello.ca_file (added)", "zello.token (added)"]
+        );
+        let token2 = token.replace("issuer = \"x\"", "issuer = \"y\"");
+        assert_eq!(
+            changed_keys(&table(&token), &table(&token2)),
+            ["zello.token"]
+        );
+    }
+
+    #[test]
+    fn a_file_that_no_longer_validates_lists_every_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, RUNNING).unwrap();
+        let (_, running) = load(&path).unwrap();
+        let reloader = Reloader::new(path.clone(), running);
+        assert_eq!(
+            reloader.reload_and_log(),
+            Outcome::Valid {
+                changed: vec![],
+                warnings: vec![]
+            }
+        );
+
+        std::fs::write(
+            &path,
+            RUNNING
+                .replace("ws://127.0.0.1:8800/ws", "ws://203.0.113.9/ws")
+                .replace("channel = \"Ops\"", "channel = \"\""),
+        )
+        .unwrap();
+        let Outcome::Invalid(problems) = reloader.reload_and_log() else {
+            panic!("accepted");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("zello.server"), "{problems:?}");
+        assert!(problems[1].starts_with("radio[1].channel"), "{problems:?}");
+
+        std::fs::write(&path, "[zello\n").unwrap();
+        assert!(matches!(reloader.reload(), Outcome::Invalid(p) if p.len() == 1));
+        std::fs::remove_file(&path).unwrap();
+        let Outcome::Invalid(p) = reloader.reload() else {
+            panic!("accepted a missing file");
+        };
+        assert!(p[0].contains("gateway.toml"), "{p:?}");
+
+        // Compared with what runs, not with the last file read.
+        std::fs::write(&path, RUNNING.replace("name = \"uhf1\"", "name = \"uhf2\"")).unwrap();
+        assert_eq!(
+            reloader.reload(),
+            Outcome::Valid {
+                changed: vec!["radio[1].name".into()],
+                warnings: vec![]
+            }
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! What the gateway tells systemd about itself: whether it is ready, and a one-line status,
+//! both derived from the gateway's [`GatewayEvent`]s.
+
+use crate::gateway::GatewayEvent;
+
+/// Where the Zello session stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Link {
+    Connecting,
+    LoggedOn,
+    Refused(String),
+    Disconnected(String),
+}
+
+/// A channel's last reported state.
+#[derive(Debug, Clone, PartialEq)]
+struct Channel {
+    name: String,
+    online: bool,
+    users: u32,
+}
+
+/// A radio's state.
+#[derive(Debug, Clone, PartialEq)]
+struct Radio {
+    name: String,
+    carrier: bool,
+    ptt: bool,
+    /// Why its audio device is lost, if it is.
+    device_lost: Option<String>,
+    carrier_fault: bool,
+}
+
+/// The state of the whole gateway as its events tell it, for `READY=1` and `STATUS=`.
+#[derive(Debug, Clone)]
+pub struct StatusBoard {
+    link: Link,
+    channels: Vec<Channel>,
+    radios: Vec<Radio>,
+}
+
+impl StatusBoard {
+    /// A board for these channels and radios (in the configuration's order), before logon.
+    /// The radios' devices are open: the gateway opens them before it starts.
+    pub fn new(
+        channels: impl IntoIterator<Item = String>,
+        radios: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let mut chans: Vec<Channel> = Vec::new();
+        for name in channels {
+            if !chans.iter().any(|c| c.name == name) {
+                chans.push(Channel {
+                    name,
+                    online: false,
+                    users: 0,
+                });
+            }
+        }
+        StatusBoard {
+            link: Link::Connecting,
+            channels: chans,
+            radios: radios
+                .into_iter()
+                .map(|name| Radio {
+                    name,
+                    carrier: false,
+                    ptt: false,
+                    device_lost: None,
+                    carrier_fault: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// The board for a configuration: each radio's channel, and the radios.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        Self::new(
+            config.radios.iter().map(|r| r.channel.clone()),
+            config.radios.iter().map(|r| r.name.clone()),
+        )
+    }
+
+    fn radio(&mut self, name: &str) -> Option<&mut Radio> {
+        self.radios.iter_mut().find(|r| r.name == name)
+    }
+
+    /// Takes in one event.
+    pub fn apply(&mut self, event: &GatewayEvent) {
+        match event {
+            GatewayEvent::LoggedOn => self.link = Link::LoggedOn,
+            GatewayEvent::LogonRefused(code) => self.link = Link::Refused(code.clone()),
+            GatewayEvent::Disconnected(reason) => {
+                self.link = Link::Disconnected(reason.clone());
+                for c in &mut self.channels {
+                    c.online = false;
+                }
+            }
+            GatewayEvent::ChannelStatus {
+                channel,
+                online,
+                users_online,
+            } => {
+                if let Some(c) = self.channels.iter_mut().find(|c| &c.name == channel) {
+                    c.online = *online;
+                    c.users = *users_online;
+                }
+            }
+            GatewayEvent::CarrierUp { radio } => {
+                if let Some(r) = self.radio(radio) {
+                    r.carrier = true;
+                }
+            }
+            GatewayEvent::CarrierDown { radio } => {
+                if let Some(r) = self.radio(radio) {
+                    r.carrier = false;
+                }
+            }
+            GatewayEvent::PttOn { radio } => {
+                if let Some(r) = self.radio(radio) {
+                    r.ptt = true;
+                }
+            }
+            GatewayEvent::PttOff { radio } => {
+                if let Some(r) = self.radio(radio) {
+                    r.ptt = false;
+                }
+            }
+            GatewayEvent::DeviceLost { radio, error } => {
+                if let Some(r) = self.radio(radio) {
+                    r.device_lost = Some(error.clone());
+                }
+            }
+            GatewayEvent::DeviceBack { radio } => {
+                if let Some(r) = self.radio(radio) {
+                    r.device_lost = None;
+                }
+            }
+            GatewayEvent::CarrierFault { radio, error } => {
+                if let Some(r) = self.radio(radio) {
+                    r.carrier_fault = error.is_some();
+                }
+            }
+            GatewayEvent::StreamStarted { .. }
+            | GatewayEvent::Sent { .. }
+            | GatewayEvent::Incoming { .. }
+            | GatewayEvent::Playing { .. }
+            | GatewayEvent::Played { .. }
+            | GatewayEvent::TimeOut { .. }
+            | GatewayEvent::Text { .. } => {}
+        }
+    }
+
+    /// Ready to bridge: logged on, every configured channel online and every radio's audio
+    /// device open.
+    pub fn ready(&self) -> bool {
+        self.link == Link::LoggedOn
+            && self.channels.iter().all(|c| c.online)
+            && self.radios.iter().all(|r| r.device_lost.is_none())
+    }
+
+    /// One line for `systemctl status`: the connection while not logged on, each channel,
+    /// each radio. `Dispatch: online, 3 users; radio vhf1 idle`.
+    pub fn text(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.link {
+            Link::LoggedOn => {}
+            Link::Connecting => parts.push("connecting to Zello".to_string()),
+            Link::Refused(code) => parts.push(format!("logon refused ({code}), retrying")),
+            Link::Disconnected(reason) => {
+                parts.push(format!("disconnected ({reason}), reconnecting"))
+            }
+        }
+        for c in &self.channels {
+            parts.push(match (c.online, c.users) {
+                (false, _) => format!("{}: offline", c.name),
+                (true, 1) => format!("{}: online, 1 user", c.name),
+                (true, n) => format!("{}: online, {n} users", c.name),
+            });
+        }
+        for r in &self.radios {
+            let state = match (&r.device_lost, r.ptt, r.carrier) {
+                (Some(_), _, _) => "audio device lost",
+                (None, true, _) => "transmitting",
+                (None, false, true) => "receiving",
+                (None, false, false) => "idle",
+            };
+            let fault = if r.carrier_fault {
+                ", carrier detect failing"
+            } else {
+                ""
+            };
+            parts.push(format!("radio {} {state}{fault}", r.name));
+        }
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board() -> StatusBoard {
+        StatusBoard::new(
+            ["Dispatch", "Ops", "Dispatch"].map(String::from),
+            ["vhf1", "uhf1"].map(String::from),
+        )
+    }
+
+    fn online(channel: &str, users: u32) -> GatewayEvent {
+        GatewayEvent::ChannelStatus {
+            channel: channel.into(),
+            online: true,
+            users_online: users,
+        }
+    }
+
+    #[test]
+    fn ready_needs_the_logon_every_channel_and_every_device() {
+        let mut b = board();
+        assert!(!b.ready());
+        assert_eq!(
+            b.text(),
+            "connecting to Zello; Dispatch: offline; Ops: offline; radio vhf1 idle; radio uhf1 idle"
+        );
+        // A channel status can come before the logon reply.
+        b.apply(&online("Dispatch", 3));
+        b.apply(&GatewayEvent::LoggedOn);
+        assert!(!b.ready(), "Ops is not online yet");
+        b.apply(&GatewayEvent::DeviceLost {
+            radio: "uhf1".into(),
+            error: "gone".into(),
+        });
+        b.apply(&online("Ops", 1));
+        assert!(!b.ready(), "uhf1's sound card is lost");
+        assert_eq!(
+            b.text(),
+            "Dispatch: online, 3 users; Ops: online, 1 user; radio vhf1 idle; radio uhf1 audio device lost"
+        );
+        b.apply(&GatewayEvent::DeviceBack {
+            radio: "uhf1".into(),
+        });
+        assert!(b.ready());
+        assert_eq!(
+            b.text(),
+            "Dispatch: online, 3 users; Ops: online, 1 user; radio vhf1 idle; radio uhf1 idle"
+        );
+    }
+
+    #[test]
+    fn radios_show_what_they_do() {
+        let mut b = board();
+        b.apply(&GatewayEvent::LoggedOn);
+        let radio = || "vhf1".to_string();
+        b.apply(&GatewayEvent::CarrierUp { radio: radio() });
+        assert!(b.text().contains("radio vhf1 receiving;"), "{}", b.text());
+        b.apply(&GatewayEvent::PttOn { radio: radio() });
+        assert!(
+            b.text().contains("radio vhf1 transmitting;"),
+            "{}",
+            b.text()
+        );
+        b.apply(&GatewayEvent::PttOff { radio: radio() });
+        b.apply(&GatewayEvent::CarrierDown { radio: radio() });
+        b.apply(&GatewayEvent::CarrierFault {
+            radio: "uhf1".into(),
+            error: Some("rigctld unreachable".into()),
+        });
+        assert!(
+            b.text()
+                .ends_with("radio vhf1 idle; radio uhf1 idle, carrier detect failing"),
+            "{}",
+            b.text()
+        );
+        // Events of radios the board does not know change nothing.
+        let before = b.text();
+        b.apply(&GatewayEvent::PttOn {
+            radio: "other".into(),
+        });
+        assert_eq!(b.text(), before);
+    }
+
+    #[test]
+    fn the_connection_is_shown_until_logged_on_again() {
+        let mut b = board();
+        b.apply(&GatewayEvent::LogonRefused("not authorized".into()));
+        assert!(
+            b.text()
+                .starts_with("logon refused (not authorized), retrying; Dispatch: offline")
+        );
+        b.apply(&GatewayEvent::LoggedOn);
+        b.apply(&online("Dispatch", 2));
+        b.apply(&online("Ops", 2));
+        assert!(b.ready());
+        b.apply(&GatewayEvent::Disconnected("closed by the server".into()));
+        assert!(!b.ready());
+        assert!(
+            b.text().starts_with(
+                "disconnected (closed by the server), reconnecting; Dispatch: offline; Ops: offline"
+            ),
+            "{}",
+            b.text()
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The service around the gateway: what systemd is told, on a test socket standing in for
+//! `$NOTIFY_SOCKET`, with timers under tokio's paused clock.
+
+use super::*;
+use crate::service::notify::tests::FakeSystemd;
+
+const CONFIG: &str = r#"
+[zello]
+server = "ws://127.0.0.1:8800/ws"
+username = "gw"
+password = "pw"
+
+[[radio]]
+name = "vhf1"
+channel = "Dispatch"
+audio = { backend = "file" }
+"#;
+
+struct Rig {
+    systemd: FakeSystemd,
+    events: broadcast::Sender<GatewayEvent>,
+    reloads: mpsc::Sender<()>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A supervisor for CONFIG (one radio, vhf1 on Dispatch), telling a fake systemd.
+fn rig(under_systemd: bool) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let (config, running) = reload::load(&path).unwrap();
+    let systemd = FakeSystemd::new();
+    let notifier = under_systemd.then(|| systemd.notifier());
+    let supervisor = Supervisor::new(
+        notifier,
+        StatusBoard::for_config(&config),
+        Reloader::new(path.clone(), running),
+    );
+    let (events, rx) = broadcast::channel(256);
+    let (reloads, reload_rx) = mpsc::channel(4);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(supervisor.run(rx, reload_rx, shutdown.clone()));
+    Rig {
+        systemd,
+        events,
+        reloads,
+        shutdown,
+        task,
+        path,
+        _dir: dir,
+    }
+}
+
+/// Lets the supervisor take in what was sent (a millisecond of paused time).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+fn online(users: u32) -> GatewayEvent {
+    GatewayEvent::ChannelStatus {
+        channel: "Dispatch".into(),
+        online: true,
+        users_online: users,
+    }
+}
+
+fn radio(name: &str) -> String {
+    name.to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn ready_once_logged_on_with_every_channel_online_then_status_on_changes() {
+    let r = rig(true);
+    settle().await;
+    assert_eq!(
+        r.systemd.received(),
+        ["STATUS=connecting to Zello; Dispatch: offline; radio vhf1 idle"]
+    );
+    r.events.send(GatewayEvent::LoggedOn).unwrap();
+    settle().await;
+    // Within a second of the last status: held back.
+    assert!(r.systemd.received().is_empty());
+    r.events.send(online(3)).unwrap();
+    settle().await;
+    assert_eq!(
+        r.systemd.received(),
+        [
+            "READY=1",
+            "STATUS=Dispatch: online, 3 users; radio vhf1 idle"
+        ],
+        "ready at once, with the status"
+    );
+
+    // Later changes: a status each, never READY=1 again.
+    tokio::time::sleep(STATUS_GAP).await;
+    r.events
+        .send(GatewayEvent::PttOn {
+            radio: radio("vhf1"),
+        })
+        .unwrap();
+    settle().await;
+    assert_eq!(
+        r.systemd.received(),
+        ["STATUS=Dispatch: online, 3 users; radio vhf1 transmitting"]
+    );
+    // Events that change nothing shown send nothing.
+    tokio::time::sleep(STATUS_GAP).await;
+    r.events
+        .send(GatewayEvent::Incoming {
+            radio: radio("vhf1"),
+            stream_id: 7,
+            from: "alice".into(),
+        })
+        .unwrap();
+    settle().await;
+    assert!(r.systemd.received().is_empty());
+
+    // Losing the connection and getting it back is a status, not a new READY=1.
+    r.events
+        .send(GatewayEvent::Disconnected("closed by the server".into()))
+        .unwrap();
+    r.events.send(GatewayEvent::LoggedOn).unwrap();
+    r.events.send(online(2)).unwrap();
+    r.events
+        .send(GatewayEvent::PttOff {
+            radio: radio("vhf1"),
+        })
+        .unwrap();
+    tokio::time::sleep(STATUS_GAP * 2).await;
+    // The first change after a quiet second goes out at once; the rest a second later, as
+    // they stand by then.
+    assert_eq!(
+        r.systemd.received(),
+        [
+            "STATUS=disconnected (closed by the server), reconnecting; Dispatch: offline; radio vhf1 transmitting",
+            "STATUS=Dispatch: online, 2 users; radio vhf1 idle"
+        ]
+    );
+
+    r.shutdown.cancel();
+    r.task.await.unwrap();
+    assert_eq!(r.systemd.received(), ["STOPPING=1\nSTATUS=stopping"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_sound_card_holds_readiness_back() {
+    let r = rig(true);
+    r.events
+        .send(GatewayEvent::DeviceLost {
+            radio: radio("vhf1"),
+            error: "device gone".into(),
+        })
+        .unwrap();
+    r.events.send(GatewayEvent::LoggedOn).unwrap();
+    r.events.send(online(1)).unwrap();
+    tokio::time::sleep(STATUS_GAP * 2).await;
+    let got = r.systemd.received();
+    assert!(!got.iter().any(|m| m == "READY=1"), "{got:?}");
+    assert_eq!(
+        got.last().unwrap(),
+        "STATUS=Dispatch: online, 1 user; radio vhf1 audio device lost"
+    );
+    r.events
+        .send(GatewayEvent::DeviceBack {
+            radio: radio("vhf1"),
+        })
+        .unwrap();
+    settle().await;
+    assert_eq!(
+        r.systemd.received(),
+        [
+            "READY=1",
+            "STATUS=Dispatch: online, 1 user; radio vhf1 idle"
+        ]
+    );
+    r.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chattering_squelch_does_not_flood_systemd() {
+    let r = rig(true);
+    r.events.send(GatewayEvent::LoggedOn).unwrap();
+    r.events.send(online(3)).unwrap();
+    settle().await;
+    let _ = r.systemd.received();
+    // 200 carrier changes in two seconds.
+    for i in 0..200 {
+        let event = if i % 2 == 0 {
+            GatewayEvent::CarrierUp {
+                radio: radio("vhf1"),
+            }
+        } else {
+            GatewayEvent::CarrierDown {
+                radio: radio("vhf1"),
+            }
+        };
+        r.events.send(event).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if i == 100 {
+            assert!(r.systemd.received().len() <= 2);
+        }
+    }
+    r.events
+        .send(GatewayEvent::CarrierUp {
+            radio: radio("vhf1"),
+        })
+        .unwrap();
+    tokio::time::sleep(STATUS_GAP).await;
+    // The supervisor sends from its own task: give it turns until the last state is out.
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        settle().await;
+        got.extend(r.systemd.received());
+        if got.last().is_some_and(|l| l.ends_with("receiving")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(got.len() <= 2, "at most one a second: {got:?}");
+    // The last state is the one shown.
+    assert_eq!(
+        got.last().unwrap(),
+        "STATUS=Dispatch: online, 3 users; radio vhf1 receiving"
+    );
+    r.shutdown.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_is_announced_only_once_ready_and_keeps_running() {
+    let r = rig(true);
+    settle().await;
+    let _ = r.systemd.received();
+    // Before READY=1, a reload must not announce readiness.
+    r.reloads.send(()).await.unwrap();
+    settle().await;
+    assert!(r.systemd.received().is_empty());
+
+    r.events.send(GatewayEvent::LoggedOn).unwrap();
+    r.events.send(online(3)).unwrap();
+    settle().await;
+    let _ = r.systemd.received();
+
+    // A broken file: RELOADING=1, READY=1, and the supervisor carries on.
+    std::fs::write(&r.path, "[zello\n").unwrap();
+    r.reloads.send(()).await.unwrap();
+    settle().await;
+    let got = r.systemd.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{got:?}"
+    );
+    assert_eq!(got[1], "READY=1");
+    assert!(!r.task.is_finished());
+
+    // A good file with a change: the same.
+    std::fs::write(&r.path, CONFIG.replace("Dispatch", "Ops")).unwrap();
+    r.reloads.send(()).await.unwrap();
+    settle().await;
+    let got = r.systemd.received();
+    assert!(got[0].starts_with("RELOADING=1"), "{got:?}");
+    assert_eq!(got[1..], ["READY=1"]);
+
+    // Status keeps following the gateway.
+    tokio::time::sleep(STATUS_GAP).await;
+    r.events.send(online(4)).unwrap();
+    settle().await;
+    assert_eq!(
+        r.systemd.received(),
+        ["STATUS=Dispatch: online, 4 users; radio vhf1 idle"]
+    );
+    r.shutdown.cancel();
+    r.task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn outside_systemd_nothing_is_sent() {
+    let r = rig(false);
+    r.events.send(GatewayEvent::LoggedOn).unwrap();
+    r.events.send(online(3)).unwrap();
+    r.reloads.send(()).await.unwrap();
+    tokio::time::sleep(STATUS_GAP * 2).await;
+    r.shutdown.cancel();
+    r.task.await.unwrap();
+    assert!(r.systemd.received().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_is_bounded() {
+    // A gateway that never finishes stopping.
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.cancel();
+    });
+    let start = Instant::now();
+    let hung = std::future::pending::<Result<(), GatewayError>>();
+    let e = stop_bounded(hung, &shutdown, STOP_LIMIT).await.unwrap_err();
+    assert!(matches!(e, DaemonError::StopTimedOut(_)), "{e}");
+    assert!(e.to_string().contains("ptt-off"), "{e}");
+    assert_eq!(start.elapsed(), Duration::from_secs(60) + STOP_LIMIT);
+
+    // One that stops in time.
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let gateway = async move {
+        token.cancelled().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(())
+    };
+    shutdown.cancel();
+    stop_bounded(gateway, &shutdown, STOP_LIMIT).await.unwrap();
+
+    // One that fails while starting ends at once, without a shutdown.
+    let failing = async {
+        Err(GatewayError::Radio {
+            radio: "vhf1".into(),
+            message: "no sound card".into(),
+        })
+    };
+    let e = stop_bounded(failing, &CancellationToken::new(), STOP_LIMIT)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no sound card"), "{e}");
+}
