@@ -626,3 +626,69 @@ async fn echo_user_replays_a_message() {
     .await;
     gw.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn held_offline_on_purpose_then_online_again() {
+    let sim = server(SimConfig::default()).await;
+    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let _dispatcher = Client::ready(config(&sim, "dispatcher")).await;
+    assert!(sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
+
+    // A message is going out when the session is asked to leave: it ends properly.
+    let msg = gw
+        .handle
+        .start_message(CHANNEL, CodecHeader::default(), None)
+        .await
+        .unwrap();
+    msg.send(packet(1));
+    let started = sim
+        .wait_for(
+            5 * S,
+            |e| matches!(e, SimEvent::StreamStart { user, .. } if user == "gateway1"),
+        )
+        .await
+        .expect("the message starts");
+    let SimEvent::StreamStart { stream_id, .. } = started.event else {
+        unreachable!()
+    };
+    gw.handle.set_online(false);
+    assert!(!gw.handle.wants_online());
+    sim.wait_for(
+        5 * S,
+        |e| matches!(e, SimEvent::StreamStop { stream_id: id, .. } if *id == stream_id),
+    )
+    .await
+    .expect("stop_stream before leaving");
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
+        .await;
+    drop(msg);
+
+    // Offline for as long as asked: no reconnect, requests answered as not connected.
+    let logons = |sim: &zello_gateway::zello::sim::SimHandle| {
+        sim.events()
+            .iter()
+            .filter(|e| matches!(e, SimEvent::Logon { user, ok: true, .. } if user == "gateway1"))
+            .count()
+    };
+    assert_eq!(logons(&sim), 1);
+    let seen = gw.collect(600 * S).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, SessionEvent::LoggedOn { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(logons(&sim), 1);
+    assert!(!sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
+    assert!(gw.handle.send_text(CHANNEL, "hello", None).await.is_err());
+
+    // Asked back: logs on at once, channel ready again.
+    gw.handle.set_online(true);
+    gw.expect(5 * S, |e| {
+        matches!(e, SessionEvent::Channel { ready: true, .. })
+    })
+    .await;
+    assert_eq!(logons(&sim), 2);
+    assert!(sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
+    gw.shutdown().await;
+}

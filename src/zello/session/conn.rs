@@ -75,10 +75,15 @@ enum ConnEnd {
     Shutdown,
     ConnectFailed(String),
     Auth(String),
-    LogonRefused { code: ErrorCode, with_refresh: bool },
+    LogonRefused {
+        code: ErrorCode,
+        with_refresh: bool,
+    },
     Kicked,
     Dead(Duration),
     Closed(String),
+    /// Asked to go offline ([`super::SessionHandle::set_online`]).
+    HeldOffline,
 }
 
 pub(crate) struct Core {
@@ -93,6 +98,9 @@ pub(crate) struct Core {
     backoff: Backoff,
     seq: u64,
     pulse: Pulse,
+    /// Whether the session should be online; `online_open` until its sender is gone.
+    online: tokio::sync::watch::Receiver<bool>,
+    online_open: bool,
 }
 
 /// An outgoing message.
@@ -159,6 +167,7 @@ impl Core {
         stats: Arc<SessionStats>,
         shutdown: CancellationToken,
         heartbeat: Option<Arc<Heartbeat>>,
+        online: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let backoff = Backoff::new(config.backoff_min, config.backoff_max);
         Core {
@@ -173,6 +182,8 @@ impl Core {
             backoff,
             seq: 0,
             pulse: Pulse::new(heartbeat),
+            online,
+            online_open: true,
         }
     }
 
@@ -192,6 +203,12 @@ impl Core {
             self.pulse.beat();
             if self.shutdown.is_cancelled() {
                 break;
+            }
+            if self.online_open && !*self.online.borrow_and_update() {
+                if !self.hold_offline().await {
+                    break;
+                }
+                continue;
             }
             let started = Instant::now();
             let end = self.connect_and_serve().await;
@@ -252,6 +269,7 @@ impl Core {
                     info!(reason = %reason, retry_in_s = d.as_secs_f32(), "connection closed; reconnecting");
                     d
                 }
+                ConnEnd::HeldOffline => Duration::ZERO,
             };
             if !self.wait(delay).await {
                 break;
@@ -265,7 +283,38 @@ impl Core {
         self.backoff.next_delay(fastrand::f64())
     }
 
-    /// Waits between connections, answering requests as "not connected".
+    /// Stays disconnected while the session is asked to be offline, answering requests as
+    /// "not connected". False when shut down meanwhile.
+    async fn hold_offline(&mut self) -> bool {
+        info!("staying offline on purpose until asked to connect again");
+        self.backoff.reset();
+        loop {
+            self.pulse.beat();
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return false,
+                changed = self.online.changed(), if self.online_open => match changed {
+                    Ok(()) if *self.online.borrow_and_update() => {
+                        info!("connecting again");
+                        return true;
+                    }
+                    Ok(()) => {}
+                    // The handle is gone: nobody can ask to come back, so come back now.
+                    Err(_) => {
+                        self.online_open = false;
+                        return true;
+                    }
+                },
+                _ = sleep_until(self.pulse.next) => {}
+                req = self.rx.recv(), if self.rx_open => match req {
+                    Some(req) => self.refuse_offline(req).await,
+                    None => self.rx_open = false,
+                },
+            }
+        }
+    }
+
+    /// Waits between connections, answering requests as "not connected". Cut short when
+    /// the session is asked to go offline (the hold takes over).
     async fn wait(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         loop {
@@ -273,6 +322,11 @@ impl Core {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return false,
                 _ = sleep_until(until) => return true,
+                changed = self.online.changed(), if self.online_open => match changed {
+                    Ok(()) if !*self.online.borrow_and_update() => return true,
+                    Ok(()) => {}
+                    Err(_) => self.online_open = false,
+                },
                 _ = sleep_until(self.pulse.next) => {}
                 req = self.rx.recv(), if self.rx_open => match req {
                     Some(req) => self.refuse_offline(req).await,
@@ -414,6 +468,18 @@ impl Core {
                     self.close_gracefully(&mut link);
                     Err(ConnEnd::Shutdown)
                 }
+                changed = self.online.changed(), if self.online_open => match changed {
+                    Ok(()) if !*self.online.borrow_and_update() => {
+                        info!("leaving Zello on purpose");
+                        self.close_gracefully(&mut link);
+                        Err(ConnEnd::HeldOffline)
+                    }
+                    Ok(()) => Ok(()),
+                    Err(_) => {
+                        self.online_open = false;
+                        Ok(())
+                    }
+                },
                 frame = stream.next() => {
                     link.last_rx = Instant::now();
                     match frame {

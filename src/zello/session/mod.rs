@@ -267,6 +267,7 @@ pub struct SessionHandle {
     tx: mpsc::Sender<Request>,
     next_id: Arc<AtomicU64>,
     stats: Arc<SessionStats>,
+    online: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Starts the session task.
@@ -305,6 +306,7 @@ pub fn spawn_watched(
     let (tx, rx) = mpsc::channel(512);
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let stats = Arc::new(SessionStats::default());
+    let (online, online_rx) = tokio::sync::watch::channel(true);
     let core = conn::Core::new(
         config,
         connector,
@@ -313,6 +315,7 @@ pub fn spawn_watched(
         stats.clone(),
         shutdown,
         heartbeat,
+        online_rx,
     );
     let task = tokio::spawn(core.run());
     Ok((
@@ -320,6 +323,7 @@ pub fn spawn_watched(
             tx,
             next_id: Arc::new(AtomicU64::new(1)),
             stats,
+            online: Arc::new(online),
         },
         ev_rx,
         task,
@@ -419,6 +423,22 @@ impl SessionHandle {
         reply.image_id.ok_or(SessionError::Refused {
             code: ErrorCode::Other("no image_id in reply".into()),
         })
+    }
+
+    /// Whether the session should be online. `false` leaves Zello on purpose: messages being
+    /// sent end (stop_stream), the connection closes and no reconnect is tried, so the account
+    /// shows offline (what Zello Alarms watches for). `true` (the start) connects again.
+    pub fn set_online(&self, online: bool) {
+        self.online.send_if_modified(|now| {
+            let changed = *now != online;
+            *now = online;
+            changed
+        });
+    }
+
+    /// Whether the session is asked to be online ([`SessionHandle::set_online`]).
+    pub fn wants_online(&self) -> bool {
+        *self.online.borrow()
     }
 
     /// The session's counters.
