@@ -131,6 +131,14 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
             Some(e) => format!("[{radio}] carrier detect failed: {e}"),
             None => format!("[{radio}] carrier detect back"),
         },
+        GatewayEvent::PttFault { radio, error } => match error {
+            Some(e) => format!("[{radio}] PTT interface failed: {e}"),
+            None => format!("[{radio}] PTT interface back"),
+        },
+        GatewayEvent::HeldOffline { reason } => match reason {
+            Some(r) => format!("left Zello on purpose: {r}"),
+            None => "back online: the radio hardware works again".into(),
+        },
     })
 }
 

@@ -29,12 +29,15 @@ struct Radio {
     /// Why its audio device is lost, if it is.
     device_lost: Option<String>,
     carrier_fault: bool,
+    ptt_fault: bool,
 }
 
 /// The state of the whole gateway as its events tell it, for `READY=1` and `STATUS=`.
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
     link: Link,
+    /// Why the gateway left Zello on purpose, while it stays away.
+    held_offline: Option<String>,
     channels: Vec<Channel>,
     radios: Vec<Radio>,
 }
@@ -58,6 +61,7 @@ impl StatusBoard {
         }
         StatusBoard {
             link: Link::Connecting,
+            held_offline: None,
             channels: chans,
             radios: radios
                 .into_iter()
@@ -67,6 +71,7 @@ impl StatusBoard {
                     ptt: false,
                     device_lost: None,
                     carrier_fault: false,
+                    ptt_fault: false,
                 })
                 .collect(),
         }
@@ -140,6 +145,12 @@ impl StatusBoard {
                     r.carrier_fault = error.is_some();
                 }
             }
+            GatewayEvent::PttFault { radio, error } => {
+                if let Some(r) = self.radio(radio) {
+                    r.ptt_fault = error.is_some();
+                }
+            }
+            GatewayEvent::HeldOffline { reason } => self.held_offline = reason.clone(),
             GatewayEvent::StreamStarted { .. }
             | GatewayEvent::Sent { .. }
             | GatewayEvent::Incoming { .. }
@@ -163,6 +174,10 @@ impl StatusBoard {
     pub fn text(&self) -> String {
         let mut parts = Vec::new();
         match &self.link {
+            _ if self.held_offline.is_some() => parts.push(format!(
+                "offline on purpose for Zello Alarms ({})",
+                self.held_offline.as_deref().unwrap_or_default()
+            )),
             Link::LoggedOn => {}
             Link::Connecting => parts.push("connecting to Zello".to_string()),
             Link::Refused(code) => parts.push(format!("logon refused ({code}), retrying")),
@@ -184,12 +199,14 @@ impl StatusBoard {
                 (None, false, true) => "receiving",
                 (None, false, false) => "idle",
             };
-            let fault = if r.carrier_fault {
-                ", carrier detect failing"
-            } else {
-                ""
-            };
-            parts.push(format!("radio {} {state}{fault}", r.name));
+            let mut faults = String::new();
+            if r.ptt_fault {
+                faults.push_str(", PTT interface failing");
+            }
+            if r.carrier_fault {
+                faults.push_str(", carrier detect failing");
+            }
+            parts.push(format!("radio {} {state}{faults}", r.name));
         }
         parts.join("; ")
     }
@@ -271,6 +288,26 @@ mod tests {
             "{}",
             b.text()
         );
+        b.apply(&GatewayEvent::PttFault {
+            radio: "uhf1".into(),
+            error: Some("rigctld unreachable".into()),
+        });
+        assert!(
+            b.text()
+                .ends_with("radio uhf1 idle, PTT interface failing, carrier detect failing"),
+            "{}",
+            b.text()
+        );
+        b.apply(&GatewayEvent::PttFault {
+            radio: "uhf1".into(),
+            error: None,
+        });
+        assert!(
+            b.text()
+                .ends_with("radio uhf1 idle, carrier detect failing"),
+            "{}",
+            b.text()
+        );
         // Events of radios the board does not know change nothing.
         let before = b.text();
         b.apply(&GatewayEvent::PttOn {
@@ -300,5 +337,26 @@ mod tests {
             "{}",
             b.text()
         );
+    }
+
+    #[test]
+    fn leaving_on_purpose_is_shown_until_back() {
+        let mut b = board();
+        b.apply(&GatewayEvent::LoggedOn);
+        b.apply(&GatewayEvent::HeldOffline {
+            reason: Some("radio vhf1: PTT interface failing for 60 s".into()),
+        });
+        b.apply(&GatewayEvent::Disconnected("HeldOffline".into()));
+        assert!(
+            b.text().starts_with(
+                "offline on purpose for Zello Alarms (radio vhf1: PTT interface failing for 60 s); Dispatch: offline"
+            ),
+            "{}",
+            b.text()
+        );
+        b.apply(&GatewayEvent::HeldOffline { reason: None });
+        assert!(b.text().starts_with("disconnected"), "{}", b.text());
+        b.apply(&GatewayEvent::LoggedOn);
+        assert!(b.text().starts_with("Dispatch: offline"), "{}", b.text());
     }
 }

@@ -18,6 +18,9 @@ use tracing::{debug, error, info, warn};
 const MAX_QUEUED_PACKETS: usize = 1000;
 /// Packets kept while a carrier is timed by the kerchunk filter.
 const MAX_HEAD_PACKETS: usize = 200;
+/// How often the PTT interface is checked while the gateway is not transmitting, so a
+/// lost adapter or rigctld is noticed before a message needs it.
+pub(crate) const PTT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A radio's bridge task.
 pub(crate) struct Bridge {
@@ -62,6 +65,9 @@ struct State {
     /// Finished messages waiting for the session's last word, for their log line.
     finished: HashMap<u64, Sending>,
     incoming: HashMap<u32, Incoming>,
+    /// The PTT interface's failure, while it lasts.
+    ptt_fault: Option<String>,
+    next_ptt_check: Instant,
 }
 
 impl Bridge {
@@ -84,6 +90,8 @@ impl Bridge {
             outgoing: None,
             finished: HashMap::new(),
             incoming: HashMap::new(),
+            ptt_fault: None,
+            next_ptt_check: Instant::now() + PTT_CHECK_EVERY,
         };
         loop {
             let deadline = s.m.next_deadline();
@@ -103,6 +111,13 @@ impl Bridge {
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     let actions = s.m.on_timer(Instant::now());
                     self.apply(&mut s, actions).await;
+                }
+                _ = sleep_until(s.next_ptt_check) => {
+                    s.next_ptt_check = Instant::now() + PTT_CHECK_EVERY;
+                    if !self.ptt.is_keyed() {
+                        let result = self.ptt.check();
+                        self.ptt_health(&mut s, result.map_err(|e| e.to_string()));
+                    }
                 }
             }
         }
@@ -140,6 +155,7 @@ impl Bridge {
                 }
                 Action::Key => match self.ptt.key() {
                     Ok(()) => {
+                        self.ptt_health(s, Ok(()));
                         self.engine(EngineCommand::Transmitting(true));
                         s.encoding = false;
                         self.observe(GatewayEvent::PttOn {
@@ -148,6 +164,7 @@ impl Bridge {
                     }
                     Err(e) => {
                         error!(radio = %self.name, error = %e, "cannot key the transmitter");
+                        self.ptt_health(s, Err(e.to_string()));
                         work.extend(s.m.handle(Instant::now(), Input::PttFailed));
                     }
                 },
@@ -215,6 +232,30 @@ impl Bridge {
         if want != s.encoding {
             s.encoding = want;
             self.engine(EngineCommand::KeepEncoding(want));
+        }
+    }
+
+    /// Follows the PTT interface's health: one log line and one event per change.
+    fn ptt_health(&self, s: &mut State, result: Result<(), String>) {
+        match (result, s.ptt_fault.is_some()) {
+            (Ok(()), true) => {
+                s.ptt_fault = None;
+                info!(radio = %self.name, "PTT interface works again");
+                self.observe(GatewayEvent::PttFault {
+                    radio: self.name.clone(),
+                    error: None,
+                });
+            }
+            (Err(e), false) => {
+                warn!(radio = %self.name, error = %e,
+                    "PTT interface failed: messages from the channel cannot be transmitted until it works again");
+                s.ptt_fault = Some(e.clone());
+                self.observe(GatewayEvent::PttFault {
+                    radio: self.name.clone(),
+                    error: Some(e),
+                });
+            }
+            _ => {}
         }
     }
 

@@ -97,6 +97,17 @@ pub enum GatewayEvent {
         radio: String,
         error: Option<String>,
     },
+    /// The PTT interface failed (`Some`: keying failed, or its periodic check did) or
+    /// works again (`None`).
+    PttFault {
+        radio: String,
+        error: Option<String>,
+    },
+    /// The gateway left Zello on purpose because radio hardware failed for longer than
+    /// `[alarms] hardware_grace_s` (`Some`: why), or goes back online (`None`).
+    HeldOffline {
+        reason: Option<String>,
+    },
     Text {
         channel: String,
         from: String,
@@ -134,6 +145,15 @@ impl PttGuard {
     /// Whether we keyed it.
     pub fn is_keyed(&self) -> bool {
         self.keyed
+    }
+
+    /// Checks that the interface answers ([`Ptt::check`]); only while unkeyed, so a
+    /// check never touches a transmission of ours.
+    pub fn check(&mut self) -> Result<(), RadioError> {
+        if self.keyed {
+            return Ok(());
+        }
+        self.ptt.check()
     }
 }
 

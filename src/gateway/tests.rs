@@ -525,3 +525,43 @@ async fn a_queued_message_too_old_is_dropped_not_played() {
     }
     r.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_ptt_interface_is_noticed_while_idle_and_when_keying() {
+    let mut r = rig(Timers::default()).await;
+    // Unplugged while idle: the periodic check notices within PTT_CHECK_EVERY.
+    let unplugged = Instant::now();
+    r.ptt.set_failing(true);
+    let noticed = r
+        .observed(super::bridge::PTT_CHECK_EVERY + MS * 100, |e| {
+            matches!(e, GatewayEvent::PttFault { error: Some(_), .. })
+        })
+        .await;
+    assert!(noticed - unplugged <= super::bridge::PTT_CHECK_EVERY);
+    // One event per change, not one per check.
+    sleep(super::bridge::PTT_CHECK_EVERY * 4).await;
+    while let Ok(e) = r.observer.try_recv() {
+        assert!(!matches!(e, GatewayEvent::PttFault { .. }), "{e:?}");
+    }
+    // A message from the channel cannot key it: not played, nothing keyed.
+    r.talk(3);
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(r.ptt.key_count(), 0);
+    // Plugged back: the next check says so, and the next message keys.
+    r.ptt.set_failing(false);
+    r.observed(super::bridge::PTT_CHECK_EVERY + MS * 100, |e| {
+        matches!(e, GatewayEvent::PttFault { error: None, .. })
+    })
+    .await;
+    r.talk(3);
+    r.cmd(Duration::from_secs(5), |c| {
+        matches!(c, EngineCommand::PlayBegin { .. })
+    })
+    .await;
+    assert!(r.ptt.is_keyed());
+    // While keyed the check leaves the line alone (the playback is never reported drained
+    // here, so the message keeps it keyed through several check periods).
+    sleep(super::bridge::PTT_CHECK_EVERY * 2).await;
+    assert!(r.ptt.is_keyed());
+    r.stop().await;
+}

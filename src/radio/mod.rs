@@ -50,6 +50,13 @@ impl RadioError {
 pub trait Ptt: Send {
     /// Key (`true`) or unkey (`false`) the transmitter.
     fn set(&mut self, keyed: bool) -> Result<(), RadioError>;
+    /// Checks that the interface still answers; called every few seconds, and only while
+    /// the gateway is not transmitting. By default it sets the line unkeyed again, which
+    /// also undoes a glitch that keyed it. Interfaces shared with a local operator (a rig's
+    /// CAT port, where `T 0` would cut off someone talking on the mic) read instead.
+    fn check(&mut self) -> Result<(), RadioError> {
+        self.set(false)
+    }
     /// Short description for logs ("sim", "gpio 17", ...).
     fn describe(&self) -> String;
 }

@@ -409,7 +409,26 @@ impl RigctldPtt {
 impl Ptt for RigctldPtt {
     fn set(&mut self, keyed: bool) -> Result<(), RadioError> {
         let command = if keyed { "T 1" } else { "T 0" };
-        match self.client.ask(command, parse_rprt) {
+        let result = self.client.ask(command, parse_rprt);
+        self.outcome(command, result)
+    }
+
+    /// Reads the PTT state (`t`): the radio may be keyed from its own microphone, which
+    /// a `T 0` would cut off.
+    fn check(&mut self) -> Result<(), RadioError> {
+        let result = self.client.ask("t", parse_flag).map(drop);
+        self.outcome("t", result)
+    }
+
+    fn describe(&self) -> String {
+        format!("rigctld {}", self.address)
+    }
+}
+
+impl RigctldPtt {
+    /// Logs the first failure and the recovery once, and names the address in the error.
+    fn outcome(&mut self, command: &str, result: Result<(), Failure>) -> Result<(), RadioError> {
+        match result {
             Ok(()) => {
                 if self.failed {
                     self.failed = false;
@@ -432,10 +451,6 @@ impl Ptt for RigctldPtt {
                 ))
             }
         }
-    }
-
-    fn describe(&self) -> String {
-        format!("rigctld {}", self.address)
     }
 }
 
@@ -690,6 +705,20 @@ mod tests {
         p.set(false).unwrap();
         assert_eq!(*seen.lock().unwrap(), ["T 0", "T 1", "T 0"]);
         assert_eq!(p.describe(), format!("rigctld {address}"));
+    }
+
+    #[test]
+    fn the_health_check_only_reads() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let address = fake_server(answering(move |line| {
+            s.lock().unwrap().push(line.to_string());
+            Some(if line == "t" { "1\n" } else { "RPRT 0\n" }.into())
+        }));
+        let mut p = ptt(&address).unwrap();
+        // The rig keyed from its own microphone reads 1: the check leaves it alone.
+        p.check().unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["T 0", "t"]);
     }
 
     #[test]
@@ -1135,8 +1164,15 @@ mod tests {
             "the dummy's DCD reads 0"
         );
 
-        // rigctld dies: the next set fails, and so does the carrier.
+        // The health check reads and leaves a keyed rig keyed.
+        p.set(true).unwrap();
+        p.check().unwrap();
+        assert!(read_ptt(&address).unwrap(), "still keyed after the check");
+        p.set(false).unwrap();
+
+        // rigctld dies: the check and the next set fail, and so does the carrier.
         rig.stop();
+        assert!(p.check().is_err());
         let e = p.set(true).unwrap_err().to_string();
         assert!(
             e.starts_with(&format!("PTT rigctld: ptt.address {address}:")),
@@ -1148,8 +1184,9 @@ mod tests {
             Duration::from_secs(2)
         ));
 
-        // Back on the same port: the next set works again.
+        // Back on the same port: the check and the next set work again.
         let rig = Rigctld::start(port);
+        p.check().unwrap();
         p.set(false).unwrap();
         assert!(!read_ptt(&address).unwrap());
         p.set(true).unwrap();

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct SimPtt {
     keyed: Arc<AtomicBool>,
     key_count: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
 }
 
 impl SimPtt {
@@ -27,10 +28,22 @@ impl SimPtt {
     pub fn key_count(&self) -> u64 {
         self.key_count.load(Ordering::SeqCst)
     }
+
+    /// Makes the interface fail (`true`, like an unplugged adapter) or work again. A failed
+    /// interface keys nothing: the line drops and every call is an error.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+        if failing {
+            self.keyed.store(false, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Ptt for SimPtt {
     fn set(&mut self, keyed: bool) -> Result<(), RadioError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(RadioError::ptt("sim", "the simulated interface is failing"));
+        }
         let was = self.keyed.swap(keyed, Ordering::SeqCst);
         if keyed && !was {
             self.key_count.fetch_add(1, Ordering::SeqCst);
