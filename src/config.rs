@@ -55,12 +55,27 @@ pub struct Config {
     pub zello: ZelloConfig,
     #[serde(rename = "radio", default)]
     pub radios: Vec<RadioConfig>,
+    /// `[alarms]`: leaving Zello on purpose while radio hardware has failed.
+    #[serde(default)]
+    pub alarms: crate::alarms::AlarmsConfig,
+    /// `[log]`: the log level.
+    #[serde(default)]
+    pub log: LogConfig,
     /// Where relative paths in the file are resolved from (the file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
     /// The file it came from, for messages.
     #[serde(skip)]
     pub source: String,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info` (the default), `debug`, `trace` or `off`, optionally with
+    /// `module=level` directives (`warn,zello_gateway::zello=debug`). `RUST_LOG` wins when set.
+    pub level: Option<String>,
 }
 
 /// `[zello]`: the account and server.
@@ -536,6 +551,13 @@ impl Config {
         if self.radios.is_empty() {
             p.push("radio: at least one [[radio]] is needed".into());
         }
+        if let Some(level) = &self.log.level
+            && let Err(e) = crate::service::logging::level_directives(Some(level), None)
+        {
+            p.push(e.to_string());
+        }
+        let channels: Vec<&str> = self.radios.iter().map(|r| r.channel.as_str()).collect();
+        p.extend(self.alarms.problems(&channels));
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.radios.iter().enumerate() {
             let key = format!("radio[{i}]");

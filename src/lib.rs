@@ -5,6 +5,7 @@
 //! - [`audio`]: audio backends, Opus, WAV files and the per-radio codec engine
 //! - [`radio`]: the PTT and carrier-detect seams and their implementations
 //! - [`gateway`]: the bridge between a radio and its channel
+//! - [`alarms`]: leaving Zello on purpose while radio hardware has failed (Zello Alarms)
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
@@ -12,6 +13,7 @@
 //! - [`demo`]: the embedded, self-contained demonstration
 //! - [`bench`]: what the gateway costs on this machine (`zello-gateway bench`)
 
+pub mod alarms;
 pub mod audio;
 pub mod bench;
 pub mod check;

@@ -93,14 +93,23 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         Some(tokio::spawn(watchdog.run(shutdown.clone())))
     });
 
-    let (observer, events) = broadcast::channel(256);
+    // Large enough that a burst of events never makes the status or the alarms miss a
+    // fault or a recovery.
+    let (observer, events) = broadcast::channel(4096);
     let supervisor = Supervisor::new(
         notifier,
         StatusBoard::for_config(&config),
         Reloader::new(config_path.to_path_buf(), running),
     );
     let supervisor = tokio::spawn(supervisor.run(events, hup, shutdown.clone()));
-    let gateway = gateway::run_watched(session, radios, shutdown.clone(), observer, &liveness);
+    let gateway = gateway::run_watched(
+        session,
+        radios,
+        shutdown.clone(),
+        observer,
+        &liveness,
+        Some(config.alarms.clone()),
+    );
     let result = stop_bounded(gateway, &shutdown, STOP_LIMIT).await;
     // Ends the supervisor (STOPPING=1) and the watchdog also when the gateway failed.
     shutdown.cancel();

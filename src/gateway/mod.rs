@@ -8,6 +8,7 @@ mod bridge;
 pub mod machine;
 pub mod parts;
 
+use crate::alarms::AlarmsConfig;
 use crate::audio::engine::{self, Engine};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::{AudioInput, AudioOutput};
@@ -220,30 +221,41 @@ pub async fn run(
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
 ) -> Result<(), GatewayError> {
-    run_watched(session_config, radios, shutdown, observer, &Liveness::new()).await
+    run_watched(
+        session_config,
+        radios,
+        shutdown,
+        observer,
+        &Liveness::new(),
+        None,
+    )
+    .await
 }
 
 /// [`run`], with a heartbeat in `liveness` for the Zello session task (`zello session`) and
-/// for each radio's codec thread (`codec NAME`), for systemd's [`Watchdog`](crate::service::Watchdog).
+/// for each radio's codec thread (`codec NAME`), for systemd's [`Watchdog`](crate::service::Watchdog),
+/// and with `alarms` ([`crate::alarms`]): leaving Zello while radio hardware has failed.
 pub async fn run_watched(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
     liveness: &Liveness,
+    alarms: Option<AlarmsConfig>,
 ) -> Result<(), GatewayError> {
-    run_with(
+    run_inner(
         session_config,
         radios,
         shutdown,
         observer,
         EngineDrive::Threads,
         liveness.clone(),
+        alarms,
     )
     .await
 }
 
-/// [`run_watched`], with the choice of who ticks the codec engines.
+/// [`run_watched`] without alarms, with the choice of who ticks the codec engines.
 pub async fn run_with(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
@@ -252,12 +264,43 @@ pub async fn run_with(
     drive: EngineDrive,
     liveness: Liveness,
 ) -> Result<(), GatewayError> {
+    run_inner(
+        session_config,
+        radios,
+        shutdown,
+        observer,
+        drive,
+        liveness,
+        None,
+    )
+    .await
+}
+
+async fn run_inner(
+    session_config: SessionConfig,
+    radios: Vec<RadioParts>,
+    shutdown: CancellationToken,
+    observer: broadcast::Sender<GatewayEvent>,
+    drive: EngineDrive,
+    liveness: Liveness,
+    alarms: Option<AlarmsConfig>,
+) -> Result<(), GatewayError> {
     let session_stop = CancellationToken::new();
     let (handle, events, session_task) = session::spawn_watched(
         session_config,
         session_stop.clone(),
         Some(liveness.register(SESSION_PART)),
     )?;
+    // Subscribed before any radio starts, so no fault goes unseen.
+    let alarms_task = alarms.map(|config| {
+        tokio::spawn(crate::alarms::run(
+            config,
+            handle.clone(),
+            observer.subscribe(),
+            observer.clone(),
+            shutdown.clone(),
+        ))
+    });
     let engines_stop = CancellationToken::new();
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();
@@ -312,6 +355,9 @@ pub async fn run_with(
     }
     let router = tokio::spawn(route(events, routes, observer.clone()));
     shutdown.cancelled().await;
+    if let Some(task) = alarms_task {
+        let _ = tokio::time::timeout(Duration::from_millis(200), task).await;
+    }
     // Bridges unkey and end their messages first, then the session says goodbye.
     for b in bridges {
         if let Err(e) = b.await {

@@ -77,7 +77,7 @@ pub enum LoggingError {
 }
 
 /// Where the configured level came from, for messages: the configuration key.
-pub const LEVEL_KEY: &str = "log level";
+pub const LEVEL_KEY: &str = "log.level";
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -166,9 +166,10 @@ impl Core {
         events: mpsc::Sender<SessionEvent>,
         stats: Arc<SessionStats>,
         shutdown: CancellationToken,
-        heartbeat: Option<Arc<Heartbeat>>,
-        online: tokio::sync::watch::Receiver<bool>,
+        // The heartbeat for systemd's watchdog, and whether the session is to be online.
+        control: (Option<Arc<Heartbeat>>, tokio::sync::watch::Receiver<bool>),
     ) -> Self {
+        let (heartbeat, online) = control;
         let backoff = Backoff::new(config.backoff_min, config.backoff_max);
         Core {
             config,

@@ -314,8 +314,7 @@ pub fn spawn_watched(
         ev_tx,
         stats.clone(),
         shutdown,
-        heartbeat,
-        online_rx,
+        (heartbeat, online_rx),
     );
     let task = tokio::spawn(core.run());
     Ok((

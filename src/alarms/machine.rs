@@ -1,0 +1,338 @@
+//! When to leave Zello on purpose, and when to come back: pure logic on made-up instants.
+//!
+//! Each radio's parts (audio device, PTT interface, carrier detect) report failures and
+//! recoveries as [`GatewayEvent`]s. A failure that lasts the grace period makes the gateway
+//! leave (with [`AlarmsConfig::offline_on_hardware_fault`]) so Zello Alarms alerts the
+//! dispatcher; once every part works again it comes back. Short blips never reach Zello.
+
+use super::AlarmsConfig;
+use crate::gateway::GatewayEvent;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One part of one radio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    AudioDevice,
+    Ptt,
+    CarrierDetect,
+}
+
+impl Part {
+    fn label(self) -> &'static str {
+        match self {
+            Part::AudioDevice => "audio device lost",
+            Part::Ptt => "PTT interface failing",
+            Part::CarrierDetect => "carrier detect failing",
+        }
+    }
+}
+
+/// What the driver is to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Leave Zello (the session stays away until [`Action::GoOnline`]).
+    GoOffline { reason: String },
+    /// Connect again.
+    GoOnline,
+    /// Send this text to the configured channel or user, once the channel is online.
+    Text(String),
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    since: Instant,
+    error: String,
+}
+
+/// The decision state.
+#[derive(Debug)]
+pub struct Alarms {
+    grace: Duration,
+    go_offline: bool,
+    texts: bool,
+    faults: BTreeMap<(String, Part), Fault>,
+    /// The fault was acted on (left Zello and/or texted): the recovery is announced.
+    acted: bool,
+    offline: bool,
+}
+
+impl Alarms {
+    pub fn new(config: &AlarmsConfig) -> Self {
+        Alarms {
+            grace: config.grace(),
+            go_offline: config.offline_on_hardware_fault,
+            texts: config.text_channel.is_some(),
+            faults: BTreeMap::new(),
+            acted: false,
+            offline: false,
+        }
+    }
+
+    /// Whether the gateway is away on purpose now.
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+
+    /// Takes in a gateway event at `now`.
+    pub fn handle(&mut self, now: Instant, event: &GatewayEvent) -> Vec<Action> {
+        let (radio, part, error) = match event {
+            GatewayEvent::DeviceLost { radio, error } => {
+                (radio, Part::AudioDevice, Some(error.clone()))
+            }
+            GatewayEvent::DeviceBack { radio } => (radio, Part::AudioDevice, None),
+            GatewayEvent::PttFault { radio, error } => (radio, Part::Ptt, error.clone()),
+            GatewayEvent::CarrierFault { radio, error } => {
+                (radio, Part::CarrierDetect, error.clone())
+            }
+            _ => return Vec::new(),
+        };
+        let key = (radio.clone(), part);
+        match error {
+            Some(error) => {
+                self.faults
+                    .entry(key)
+                    .or_insert(Fault { since: now, error });
+            }
+            None => {
+                self.faults.remove(&key);
+            }
+        }
+        self.decide(now)
+    }
+
+    /// When [`Alarms::on_timer`] is next due: the oldest fault's grace running out.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.acted {
+            return None;
+        }
+        self.faults.values().map(|f| f.since + self.grace).min()
+    }
+
+    /// Called at [`Alarms::next_deadline`].
+    pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
+        self.decide(now)
+    }
+
+    fn decide(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.faults.is_empty() {
+            if self.acted {
+                self.acted = false;
+                if self.texts {
+                    actions.push(Action::Text(
+                        "zello-gateway: the radio hardware works again; the gateway is back".into(),
+                    ));
+                }
+                if self.offline {
+                    self.offline = false;
+                    // Online first: the text can only go out once logged on again.
+                    actions.insert(0, Action::GoOnline);
+                }
+            }
+            return actions;
+        }
+        if self.acted {
+            return actions;
+        }
+        let Some(((radio, part), fault)) = self
+            .faults
+            .iter()
+            .filter(|(_, f)| now >= f.since + self.grace)
+            .min_by_key(|(_, f)| f.since)
+        else {
+            return actions;
+        };
+        let lasted = now.duration_since(fault.since).as_secs();
+        let reason = format!(
+            "radio {radio}: {} for {lasted} s ({})",
+            part.label(),
+            fault.error
+        );
+        self.acted = true;
+        if self.texts {
+            let what = if self.go_offline {
+                "leaving Zello until it works again"
+            } else {
+                "still online"
+            };
+            actions.push(Action::Text(format!("zello-gateway: {reason}; {what}")));
+        }
+        if self.go_offline {
+            self.offline = true;
+            actions.push(Action::GoOffline { reason });
+        }
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(60);
+
+    fn alarms(offline: bool, texts: bool) -> Alarms {
+        Alarms::new(&AlarmsConfig {
+            offline_on_hardware_fault: offline,
+            hardware_grace_s: 60,
+            text_channel: texts.then(|| "Dispatch".into()),
+            text_user: None,
+        })
+    }
+
+    fn lost(radio: &str) -> GatewayEvent {
+        GatewayEvent::DeviceLost {
+            radio: radio.into(),
+            error: "USB sound card gone".into(),
+        }
+    }
+
+    fn back(radio: &str) -> GatewayEvent {
+        GatewayEvent::DeviceBack {
+            radio: radio.into(),
+        }
+    }
+
+    fn ptt(radio: &str, error: Option<&str>) -> GatewayEvent {
+        GatewayEvent::PttFault {
+            radio: radio.into(),
+            error: error.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_blip_shorter_than_the_grace_never_leaves() {
+        let t0 = Instant::now();
+        let mut a = alarms(true, true);
+        assert!(a.handle(t0, &lost("vhf1")).is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + GRACE));
+        assert!(
+            a.handle(t0 + GRACE - Duration::from_secs(1), &back("vhf1"))
+                .is_empty()
+        );
+        assert_eq!(a.next_deadline(), None);
+        assert!(a.on_timer(t0 + GRACE).is_empty());
+        assert!(!a.is_offline());
+    }
+
+    #[test]
+    fn a_lasting_fault_leaves_with_a_text_and_comes_back_with_another() {
+        let t0 = Instant::now();
+        let mut a = alarms(true, true);
+        a.handle(t0, &ptt("vhf1", Some("serial /dev/ttyUSB0 gone")));
+        assert!(a.on_timer(t0 + GRACE - Duration::from_millis(1)).is_empty());
+        let actions = a.on_timer(t0 + GRACE);
+        let reason = "radio vhf1: PTT interface failing for 60 s (serial /dev/ttyUSB0 gone)";
+        assert_eq!(
+            actions,
+            [
+                Action::Text(format!(
+                    "zello-gateway: {reason}; leaving Zello until it works again"
+                )),
+                Action::GoOffline {
+                    reason: reason.into()
+                },
+            ]
+        );
+        assert!(a.is_offline());
+        // Acted on: no more deadlines, and further faults change nothing.
+        assert_eq!(a.next_deadline(), None);
+        assert!(a.handle(t0 + GRACE * 2, &lost("uhf1")).is_empty());
+        // One part back is not enough.
+        assert!(a.handle(t0 + GRACE * 3, &ptt("vhf1", None)).is_empty());
+        assert!(a.is_offline());
+        let actions = a.handle(t0 + GRACE * 4, &back("uhf1"));
+        assert_eq!(
+            actions,
+            [
+                Action::GoOnline,
+                Action::Text(
+                    "zello-gateway: the radio hardware works again; the gateway is back".into()
+                ),
+            ]
+        );
+        assert!(!a.is_offline());
+        // A new fault starts a new grace period.
+        a.handle(t0 + GRACE * 5, &lost("vhf1"));
+        assert_eq!(a.next_deadline(), Some(t0 + GRACE * 6));
+    }
+
+    #[test]
+    fn the_oldest_fault_counts_and_repeats_do_not_restart_it() {
+        let t0 = Instant::now();
+        let mut a = alarms(true, false);
+        a.handle(t0, &lost("vhf1"));
+        a.handle(t0 + Duration::from_secs(30), &lost("vhf1"));
+        a.handle(
+            t0 + Duration::from_secs(40),
+            &ptt("uhf1", Some("rigctld unreachable")),
+        );
+        assert_eq!(a.next_deadline(), Some(t0 + GRACE));
+        let actions = a.on_timer(t0 + GRACE);
+        assert_eq!(
+            actions,
+            [Action::GoOffline {
+                reason: "radio vhf1: audio device lost for 60 s (USB sound card gone)".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn carrier_detect_failures_count_and_other_events_do_not() {
+        let t0 = Instant::now();
+        let mut a = alarms(true, false);
+        assert!(
+            a.handle(
+                t0,
+                &GatewayEvent::CarrierUp {
+                    radio: "vhf1".into()
+                }
+            )
+            .is_empty()
+        );
+        assert_eq!(a.next_deadline(), None);
+        a.handle(
+            t0,
+            &GatewayEvent::CarrierFault {
+                radio: "vhf1".into(),
+                error: Some("rigctld unreachable".into()),
+            },
+        );
+        assert!(matches!(
+            a.on_timer(t0 + GRACE).as_slice(),
+            [Action::GoOffline { reason }] if reason.contains("carrier detect failing")
+        ));
+    }
+
+    #[test]
+    fn texts_only_when_staying_online() {
+        let t0 = Instant::now();
+        let mut a = alarms(false, true);
+        a.handle(t0, &lost("vhf1"));
+        assert_eq!(
+            a.on_timer(t0 + GRACE),
+            [Action::Text(
+                "zello-gateway: radio vhf1: audio device lost for 60 s (USB sound card gone); still online"
+                    .into()
+            )]
+        );
+        assert!(!a.is_offline());
+        assert_eq!(
+            a.handle(t0 + GRACE * 2, &back("vhf1")),
+            [Action::Text(
+                "zello-gateway: the radio hardware works again; the gateway is back".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn neither_leaving_nor_texting_does_nothing() {
+        let t0 = Instant::now();
+        let mut a = alarms(false, false);
+        a.handle(t0, &lost("vhf1"));
+        assert!(a.on_timer(t0 + GRACE).is_empty());
+        assert!(a.handle(t0 + GRACE * 2, &back("vhf1")).is_empty());
+    }
+}

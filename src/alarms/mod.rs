@@ -1,0 +1,228 @@
+//! Zello Alarms presence. Zello Alarms watches whether the gateway's account is online (its
+//! platform name contains "Gateway"). Network blips are ridden out by the session's fast
+//! reconnect; but when the radio side fails (sound card, PTT interface or carrier detect,
+//! rigctld included) for longer than `[alarms] hardware_grace_s`, the gateway leaves Zello
+//! on purpose so the dispatcher is alerted, and comes back once the hardware works again.
+//! Optionally a text message on the fault and on the recovery.
+//!
+//! The decisions are pure ([`machine`]); [`run`] follows the gateway's events and carries
+//! them out with the session.
+
+pub mod machine;
+
+use crate::gateway::GatewayEvent;
+use crate::zello::session::SessionHandle;
+use machine::{Action, Alarms};
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// How long a text waits for its channel to be online before it is given up.
+const TEXT_WAIT: Duration = Duration::from_secs(120);
+
+/// `[alarms]`: what Zello Alarms is shown when radio hardware fails.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// Leave Zello while radio hardware has failed, so Zello Alarms raises its alert.
+    pub offline_on_hardware_fault: bool,
+    /// How long a failure must last before the gateway acts (seconds, 5 to 86400).
+    pub hardware_grace_s: u64,
+    /// Send a text message to this channel (one of the radios' channels) on a fault and on
+    /// the recovery.
+    pub text_channel: Option<String>,
+    /// Address the text to this user of `text_channel` only.
+    pub text_user: Option<String>,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            offline_on_hardware_fault: true,
+            hardware_grace_s: 60,
+            text_channel: None,
+            text_user: None,
+        }
+    }
+}
+
+impl AlarmsConfig {
+    /// The grace period.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.hardware_grace_s)
+    }
+
+    /// Every problem, each naming its key; `channels` are the radios' channels.
+    pub fn problems(&self, channels: &[&str]) -> Vec<String> {
+        let mut p = Vec::new();
+        if !(5..=86_400).contains(&self.hardware_grace_s) {
+            p.push(format!(
+                "alarms.hardware_grace_s = {}: use 5 to 86400 (seconds)",
+                self.hardware_grace_s
+            ));
+        }
+        if let Some(c) = &self.text_channel
+            && !channels.contains(&c.as_str())
+        {
+            p.push(format!(
+                "alarms.text_channel = {c:?}: must be one of the radios' channels ({}), the only ones the gateway is on",
+                channels.join(", ")
+            ));
+        }
+        if self.text_user.is_some() && self.text_channel.is_none() {
+            p.push(
+                "alarms.text_user: needs alarms.text_channel, the channel the user is reached on"
+                    .into(),
+            );
+        }
+        if let Some(u) = &self.text_user
+            && u.trim().is_empty()
+        {
+            p.push("alarms.text_user: must not be empty".into());
+        }
+        p
+    }
+}
+
+/// Follows `events` until `shutdown`, leaving and rejoining Zello through `session` and
+/// announcing it on `observer` ([`GatewayEvent::HeldOffline`]).
+pub async fn run(
+    config: AlarmsConfig,
+    session: SessionHandle,
+    mut events: broadcast::Receiver<GatewayEvent>,
+    observer: broadcast::Sender<GatewayEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut alarms = Alarms::new(&config);
+    let mut texts = tokio::task::JoinSet::new();
+    loop {
+        let deadline = alarms.next_deadline();
+        let actions = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                Ok(ev) => alarms.handle(Instant::now(), &ev),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "the alarms missed {n} gateway events");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                alarms.on_timer(Instant::now())
+            }
+            Some(_) = texts.join_next(), if !texts.is_empty() => continue,
+        };
+        for action in actions {
+            match action {
+                Action::GoOffline { reason } => {
+                    error!(reason = %reason, hardware_grace_s = config.hardware_grace_s,
+                        "radio hardware failed: leaving Zello on purpose so Zello Alarms alerts; back once it works again");
+                    // A fault text queued just before goes out first.
+                    while timeout(Duration::from_secs(5), texts.join_next())
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some()
+                    {}
+                    session.set_online(false);
+                    let _ = observer.send(GatewayEvent::HeldOffline {
+                        reason: Some(reason),
+                    });
+                }
+                Action::GoOnline => {
+                    info!("radio hardware works again: going back online");
+                    session.set_online(true);
+                    let _ = observer.send(GatewayEvent::HeldOffline { reason: None });
+                }
+                Action::Text(text) => {
+                    let Some(channel) = config.text_channel.clone() else {
+                        continue;
+                    };
+                    let session = session.clone();
+                    let user = config.text_user.clone();
+                    let ready = observer.subscribe();
+                    texts.spawn(send_text(session, channel, user, text, ready));
+                }
+            }
+        }
+    }
+}
+
+/// Sends one text once `channel` is online (waiting up to [`TEXT_WAIT`]).
+async fn send_text(
+    session: SessionHandle,
+    channel: String,
+    user: Option<String>,
+    text: String,
+    mut events: broadcast::Receiver<GatewayEvent>,
+) {
+    let mut delay = Duration::from_millis(200);
+    let until = Instant::now() + TEXT_WAIT;
+    loop {
+        match session.send_text(&channel, &text, user.clone()).await {
+            Ok(()) => {
+                info!(channel = %channel, user = user.as_deref().unwrap_or(""), "alarm text sent");
+                return;
+            }
+            Err(e) if Instant::now() + delay >= until => {
+                warn!(channel = %channel, error = %e, "alarm text not sent");
+                return;
+            }
+            Err(_) => {
+                // Not connected (yet): try again when the channel comes online, or soon.
+                let wait = async {
+                    loop {
+                        match events.recv().await {
+                            Ok(GatewayEvent::ChannelStatus {
+                                channel: c,
+                                online: true,
+                                ..
+                            }) if c == channel => return,
+                            Err(broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await
+                            }
+                            _ => {}
+                        }
+                    }
+                };
+                let _ = timeout(delay, wait).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_with_their_keys() {
+        assert!(AlarmsConfig::default().problems(&["Dispatch"]).is_empty());
+        let bad = AlarmsConfig {
+            offline_on_hardware_fault: true,
+            hardware_grace_s: 2,
+            text_channel: Some("Ops".into()),
+            text_user: Some(" ".into()),
+        };
+        assert_eq!(
+            bad.problems(&["Dispatch"]),
+            [
+                "alarms.hardware_grace_s = 2: use 5 to 86400 (seconds)",
+                "alarms.text_channel = \"Ops\": must be one of the radios' channels (Dispatch), the only ones the gateway is on",
+                "alarms.text_user: must not be empty",
+            ]
+        );
+        let user_only = AlarmsConfig {
+            text_user: Some("supervisor".into()),
+            ..AlarmsConfig::default()
+        };
+        assert_eq!(
+            user_only.problems(&["Dispatch"]),
+            ["alarms.text_user: needs alarms.text_channel, the channel the user is reached on"]
+        );
+    }
+}
