@@ -279,3 +279,85 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
     assert!((heard - back).abs() < 4.0, "{heard} vs {back}");
     std::fs::remove_dir_all(Path::new(&dir)).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back() {
+    // The whole chain in real time: the bridge's periodic PTT check notices, the alarms
+    // wait their grace period, the session leaves; plugged back, it returns.
+    let sim = server(SimConfig::default()).await;
+    let ptt = SimPtt::new();
+    let parts = RadioParts {
+        name: "vhf1".into(),
+        channel: CHANNEL.into(),
+        recipient: None,
+        header: CodecHeader::default(),
+        encoder: EncoderSettings::default(),
+        timers: gateway::machine::Timers::default(),
+        rx_audio: Default::default(),
+        tx_audio: Default::default(),
+        playout: Default::default(),
+        courtesy_tone: None,
+        identification: None,
+        input: Box::new(FileInput::from_samples(vec![0; 16000], CODEC_RATE)),
+        output: Box::new(MemoryOutput::new(CODEC_RATE)),
+        carrier: Box::new(FlagCarrier::new()),
+        ptt: Box::new(ptt.clone()),
+    };
+    let shutdown = CancellationToken::new();
+    let (observer, mut watch) = broadcast::channel(1024);
+    let alarms = zello_gateway::alarms::AlarmsConfig {
+        hardware_grace_s: 1,
+        ..Default::default()
+    };
+    let session = config(&sim, "gateway1");
+    let stop = shutdown.clone();
+    let gw = tokio::spawn(async move {
+        let liveness = zello_gateway::service::Liveness::new();
+        gateway::run_watched(
+            session,
+            vec![parts],
+            stop,
+            observer,
+            &liveness,
+            Some(alarms),
+        )
+        .await
+    });
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
+    })
+    .await;
+    ptt.set_failing(true);
+    wait_for(&mut watch, 10 * S, |e| {
+        matches!(e, GatewayEvent::PttFault { error: Some(_), .. })
+    })
+    .await;
+    let left = wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::HeldOffline { .. })
+    })
+    .await;
+    assert!(
+        matches!(&left, GatewayEvent::HeldOffline { reason: Some(r) } if r.starts_with("radio vhf1: PTT interface failing for 1 s")),
+        "{left:?}"
+    );
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::Disconnected(_))
+    })
+    .await;
+    ptt.set_failing(false);
+    wait_for(&mut watch, 10 * S, |e| {
+        matches!(e, GatewayEvent::HeldOffline { reason: None })
+    })
+    .await;
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
+    })
+    .await;
+    assert!(sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
+    shutdown.cancel();
+    tokio::time::timeout(5 * S, gw)
+        .await
+        .expect("gateway stops within 5 s")
+        .unwrap()
+        .unwrap();
+}
