@@ -489,6 +489,16 @@ impl Config {
         Self::parse(&text, &path.display().to_string(), &base)
     }
 
+    /// `[log] level` of the file at `path`, read before logging starts (and so before the
+    /// file is validated, whose problems are logged): `None` when the file or the key cannot
+    /// be read.
+    pub fn peek_log_level(path: &Path) -> Option<String> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let table: toml::Table = text.parse().ok()?;
+        let level = table.get("log")?.as_table()?.get("level")?.as_str()?;
+        Some(level.to_string())
+    }
+
     /// Parses and validates text; `source` names it in messages, `base_dir` resolves relative
     /// paths.
     pub fn parse(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigError> {

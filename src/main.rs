@@ -80,6 +80,12 @@ enum Cmd {
 /// used instead.
 fn init_logging(level: &str) {
     if let Err(e) = service::logging::init(Some(level)) {
+        // A bad level in the file is listed with the file's other problems later.
+        let level = if service::logging::level_directives(Some(level), None).is_ok() {
+            level
+        } else {
+            service::logging::DEFAULT_LEVEL
+        };
         tracing_subscriber::fmt()
             .with_env_filter(EnvFilter::new(level))
             .with_writer(std::io::stderr)
@@ -172,8 +178,15 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let is_demo = matches!(cli.command, Some(Cmd::Demo(_)));
-    init_logging(if is_demo { "warn" } else { "info" });
+    let level = match &cli.command {
+        Some(Cmd::Demo(_)) => "warn".to_string(),
+        // The gateway's own commands log at the file's [log] level.
+        None | Some(Cmd::Run | Cmd::Check | Cmd::PttOff) => {
+            Config::peek_log_level(&cli.config).unwrap_or_else(|| "info".into())
+        }
+        _ => "info".to_string(),
+    };
+    init_logging(&level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

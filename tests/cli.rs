@@ -399,6 +399,13 @@ impl Lines {
         }
     }
 
+    /// The lines written so far and not yet seen.
+    fn drain(&mut self) -> Vec<String> {
+        let new: Vec<String> = self.rx.try_iter().collect();
+        self.seen.extend(new.iter().cloned());
+        new
+    }
+
     /// Waits for a line containing `needle`.
     fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -543,6 +550,61 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
     terminate(&gw);
     let status = wait_exit(&mut gw, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
+    let (mut sim, port) = start_sim();
+    let dir = temp_dir("loglevel");
+    let path = dir.join("gateway.toml");
+    let config = |level: &str| {
+        format!(
+            "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
+             [log]\nlevel = \"{level}\"\n\n\
+             [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+        )
+    };
+    std::fs::write(&path, config("warn")).unwrap();
+    let systemd = NotifySocket::new();
+    let mut gw = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &systemd.path)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let mut log = Lines::of(&mut gw);
+    systemd.wait_for(Duration::from_secs(15), |m| m == "READY=1");
+    // At warn, the start's info lines (radio ready, logged on) are not written.
+    std::thread::sleep(Duration::from_millis(300));
+    let quiet = log.drain();
+    assert!(
+        !quiet.iter().any(|l| l.contains("INFO")),
+        "info lines at level warn: {quiet:#?}"
+    );
+
+    // systemctl reload after setting info: applied at once, said at the new level.
+    std::fs::write(&path, config("info")).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &gw.id().to_string()])
+        .status()
+        .unwrap();
+    let line = log.wait_for("log level now");
+    assert!(line.contains("\"info\""), "{line}");
+    let line = log.wait_for("applied now");
+    assert!(line.contains("log.level"), "{line}");
+    terminate(&gw);
+    log.wait_for("stopping");
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}; {:#?}", log.seen);
     terminate(&sim);
     wait_exit(&mut sim, Duration::from_secs(10));
     std::fs::remove_dir_all(&dir).ok();

@@ -272,7 +272,7 @@ impl Supervisor {
         if around && let Some(r) = self.notifier.as_ref().map(Notifier::reloading) {
             self.result(r);
         }
-        self.reloader.reload_and_log();
+        self.reloader.reload_and_apply();
         if around {
             self.notify("READY=1");
         }

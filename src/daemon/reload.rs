@@ -1,11 +1,15 @@
 //! `systemctl reload` (SIGHUP): reread the configuration file, check it, and say what differs
-//! from the configuration the gateway runs on. Nothing is applied while running yet: every
-//! change takes effect at the next restart, and a file that no longer validates leaves the
-//! gateway running as it is.
+//! from the configuration the gateway runs on. What can change while running is applied at
+//! once ([`LIVE_KEYS`]: the log level); every other change is named in the log and takes
+//! effect at the next restart. A file that no longer validates leaves the gateway running
+//! as it is.
 
 use crate::config::{Config, ConfigError};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
+
+/// The settings a reload applies while the gateway runs.
+pub const LIVE_KEYS: &[&str] = &["log", "log.level"];
 
 /// What a reload found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,9 +17,11 @@ pub enum Outcome {
     /// The file cannot be used; every problem, each naming its key.
     Invalid(Vec<String>),
     /// The file validates; these keys differ from the running configuration
-    /// (`zello.server`, `radio[0].timing`; empty when none does), and these warnings apply.
+    /// (`zello.server`, `radio[0].timing`; empty when none does) and wait for a restart,
+    /// these were applied (`log.level`), and these warnings apply.
     Valid {
         changed: Vec<String>,
+        applied: Vec<String>,
         warnings: Vec<String>,
     },
 }
@@ -25,6 +31,12 @@ pub enum Outcome {
 pub struct Reloader {
     path: PathBuf,
     running: Table,
+}
+
+/// Whether a changed key (`log.level`, `log (added)`) is one applied live.
+fn is_live(key: &str) -> bool {
+    let bare = key.split(" (").next().unwrap_or(key);
+    LIVE_KEYS.contains(&bare)
 }
 
 /// Reads, parses and validates the file at `path`: the configuration and its TOML table.
@@ -60,17 +72,61 @@ impl Reloader {
         if let Err(e) = config.session_config() {
             return Outcome::Invalid(vec![e.to_string()]);
         }
+        let (applied, changed): (Vec<String>, Vec<String>) = changed_keys(&self.running, &table)
+            .into_iter()
+            .partition(|k| is_live(k));
         Outcome::Valid {
-            changed: changed_keys(&self.running, &table),
+            changed,
+            applied,
             warnings: config.secret_file_warnings(),
         }
+    }
+
+    /// Rereads the file; when it is valid, applies what can change live (the log level,
+    /// unless `RUST_LOG` is set) and takes it as running.
+    pub fn reload_and_apply(&mut self) -> Outcome {
+        let outcome = self.reload();
+        if let Outcome::Valid { applied, .. } = &outcome
+            && !applied.is_empty()
+            && let Ok((config, table)) = load(&self.path)
+        {
+            match crate::service::logging::set_level(config.log.level.as_deref()) {
+                Ok(crate::service::logging::LevelChange::Applied(level)) => {
+                    tracing::info!(level = %level, "log level now {level:?}");
+                }
+                Ok(crate::service::logging::LevelChange::RustLogWins) => {
+                    tracing::info!(
+                        "log.level changed, but RUST_LOG is set and wins; unset it in the unit to use the file's level"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "log level not changed"),
+            }
+            // What was applied now runs: a later reload compares with it.
+            match table.get("log") {
+                Some(v) => {
+                    self.running.insert("log".to_string(), v.clone());
+                }
+                None => {
+                    self.running.remove("log");
+                }
+            }
+        }
+        // Logged at the new level.
+        self.log(&outcome);
+        outcome
     }
 
     /// Rereads the file and logs the outcome: every problem, or one line naming what changed.
     pub fn reload_and_log(&self) -> Outcome {
         let outcome = self.reload();
+        self.log(&outcome);
+        outcome
+    }
+
+    /// Logs every problem, or one line naming what changed.
+    fn log(&self, outcome: &Outcome) {
         let file = self.path.display();
-        match &outcome {
+        match outcome {
             Outcome::Invalid(problems) => {
                 for p in problems {
                     tracing::error!(problem = %p, "reload: {p}");
@@ -80,14 +136,27 @@ impl Reloader {
                     problems.len()
                 );
             }
-            Outcome::Valid { changed, warnings } => {
+            Outcome::Valid {
+                changed,
+                applied,
+                warnings,
+            } => {
                 for w in warnings {
                     tracing::warn!("{w}");
                 }
-                if changed.is_empty() {
+                if !applied.is_empty() {
                     tracing::info!(
-                        "configuration {file} reloaded: no change from the running configuration"
+                        applied = %applied.join(", "),
+                        "configuration {file} reloaded: {} applied now",
+                        applied.join(", ")
                     );
+                }
+                if changed.is_empty() {
+                    if applied.is_empty() {
+                        tracing::info!(
+                            "configuration {file} reloaded: no change from the running configuration"
+                        );
+                    }
                 } else {
                     tracing::warn!(
                         changed = %changed.join(", "),
@@ -97,7 +166,6 @@ impl Reloader {
                 }
             }
         }
-        outcome
     }
 }
 
@@ -241,6 +309,7 @@ audio = { backend = "file" }
             reloader.reload_and_log(),
             Outcome::Valid {
                 changed: vec![],
+                applied: vec![],
                 warnings: vec![]
             }
         );
@@ -273,8 +342,56 @@ audio = { backend = "file" }
             reloader.reload(),
             Outcome::Valid {
                 changed: vec!["radio[1].name".into()],
+                applied: vec![],
                 warnings: vec![]
             }
         );
+    }
+
+    #[test]
+    fn the_log_level_is_applied_live_and_the_rest_waits_for_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, RUNNING).unwrap();
+        let (_, running) = load(&path).unwrap();
+        let mut reloader = Reloader::new(path.clone(), running);
+        let with_level = |level: &str| format!("{RUNNING}\n[log]\nlevel = \"{level}\"\n");
+        std::fs::write(
+            &path,
+            with_level("debug").replace("tx_delay_ms = 200", "tx_delay_ms = 250"),
+        )
+        .unwrap();
+        assert_eq!(
+            reloader.reload_and_apply(),
+            Outcome::Valid {
+                changed: vec!["radio[0].timing".into()],
+                applied: vec!["log (added)".into()],
+                warnings: vec![]
+            }
+        );
+        // Applied: the next reload compares with it; the timing still waits.
+        assert_eq!(
+            reloader.reload_and_apply(),
+            Outcome::Valid {
+                changed: vec!["radio[0].timing".into()],
+                applied: vec![],
+                warnings: vec![]
+            }
+        );
+        std::fs::write(&path, with_level("warn")).unwrap();
+        assert_eq!(
+            reloader.reload_and_apply(),
+            Outcome::Valid {
+                changed: vec![],
+                applied: vec!["log.level".into()],
+                warnings: vec![]
+            }
+        );
+        // A level that is not one is a problem of the file, and nothing is applied.
+        std::fs::write(&path, with_level("loud")).unwrap();
+        let Outcome::Invalid(p) = reloader.reload_and_apply() else {
+            panic!("accepted a bad level");
+        };
+        assert!(p[0].starts_with("log.level = \"loud\""), "{p:?}");
     }
 }

@@ -74,6 +74,9 @@ pub enum LoggingError {
         "logging is already set up in this process (call service::logging::init once, at start)"
     )]
     AlreadySet,
+    /// The running filter could not be replaced.
+    #[error("cannot change the log level: {0}")]
+    Reload(String),
 }
 
 /// Where the configured level came from, for messages: the configuration key.
@@ -170,6 +173,8 @@ pub fn init(level: Option<&str>) -> Result<(), LoggingError> {
         std::env::var_os("JOURNAL_STREAM").as_deref(),
         std::env::var_os("INVOCATION_ID").as_deref(),
     );
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LEVEL.set(handle);
     let registry = tracing_subscriber::registry().with(filter);
     match output {
         Output::Journald => match tracing_journald::layer() {
@@ -198,6 +203,37 @@ pub fn init(level: Option<&str>) -> Result<(), LoggingError> {
             .try_init()
             .map_err(|_| LoggingError::AlreadySet),
     }
+}
+
+/// The running filter, for [`set_level`].
+static LEVEL: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+/// What [`set_level`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LevelChange {
+    /// The process logs at these directives from now on.
+    Applied(String),
+    /// `RUST_LOG` is set and wins over the configuration: nothing changed.
+    RustLogWins,
+}
+
+/// Changes the running log level to the configured one (`systemctl reload` after editing
+/// `[log] level`), unless `RUST_LOG` is set.
+pub fn set_level(configured: Option<&str>) -> Result<LevelChange, LoggingError> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    if rust_log.as_deref().is_some_and(|v| !v.trim().is_empty()) {
+        return Ok(LevelChange::RustLogWins);
+    }
+    let (directives, _) = level_directives(configured, None)?;
+    let new = filter(configured, None)?;
+    if let Some(handle) = LEVEL.get() {
+        handle
+            .reload(new)
+            .map_err(|e| LoggingError::Reload(e.to_string()))?;
+    }
+    Ok(LevelChange::Applied(directives))
 }
 
 /// Readable lines on stderr, with or without timestamps.
