@@ -34,7 +34,8 @@ pub struct AlarmsConfig {
     /// Send a text message to this channel (one of the radios' channels) on a fault and on
     /// the recovery.
     pub text_channel: Option<String>,
-    /// Address the text to this user of `text_channel` only.
+    /// Address the text to this user only, reached on `text_channel` (default: the first
+    /// radio's channel).
     pub text_user: Option<String>,
 }
 
@@ -55,6 +56,15 @@ impl AlarmsConfig {
         Duration::from_secs(self.hardware_grace_s)
     }
 
+    /// With `text_user` but no `text_channel`, the user is reached on `first_channel` (the
+    /// first radio's).
+    pub fn resolved(mut self, first_channel: &str) -> Self {
+        if self.text_user.is_some() && self.text_channel.is_none() {
+            self.text_channel = Some(first_channel.to_string());
+        }
+        self
+    }
+
     /// Every problem, each naming its key; `channels` are the radios' channels.
     pub fn problems(&self, channels: &[&str]) -> Vec<String> {
         let mut p = Vec::new();
@@ -71,12 +81,6 @@ impl AlarmsConfig {
                 "alarms.text_channel = {c:?}: must be one of the radios' channels ({}), the only ones the gateway is on",
                 channels.join(", ")
             ));
-        }
-        if self.text_user.is_some() && self.text_channel.is_none() {
-            p.push(
-                "alarms.text_user: needs alarms.text_channel, the channel the user is reached on"
-                    .into(),
-            );
         }
         if let Some(u) = &self.text_user
             && u.trim().is_empty()
@@ -216,13 +220,19 @@ mod tests {
                 "alarms.text_user: must not be empty",
             ]
         );
+        // A user alone is reached on the first radio's channel.
         let user_only = AlarmsConfig {
             text_user: Some("supervisor".into()),
             ..AlarmsConfig::default()
         };
+        assert!(user_only.problems(&["Dispatch"]).is_empty());
+        let resolved = user_only.resolved("Dispatch");
+        assert_eq!(resolved.text_channel.as_deref(), Some("Dispatch"));
+        assert_eq!(resolved.text_user.as_deref(), Some("supervisor"));
+        // Nothing to text: nothing resolved.
         assert_eq!(
-            user_only.problems(&["Dispatch"]),
-            ["alarms.text_user: needs alarms.text_channel, the channel the user is reached on"]
+            AlarmsConfig::default().resolved("Dispatch").text_channel,
+            None
         );
     }
 }

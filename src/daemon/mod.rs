@@ -108,7 +108,15 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         shutdown.clone(),
         observer,
         &liveness,
-        Some(config.alarms.clone()),
+        Some(
+            config.alarms.clone().resolved(
+                config
+                    .radios
+                    .first()
+                    .map(|r| r.channel.as_str())
+                    .unwrap_or_default(),
+            ),
+        ),
     );
     let result = stop_bounded(gateway, &shutdown, STOP_LIMIT).await;
     // Ends the supervisor (STOPPING=1) and the watchdog also when the gateway failed.
