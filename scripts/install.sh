@@ -227,10 +227,10 @@ if [ -n "$DESTDIR" ] || [ "$dry_run" -eq 1 ] || systemd_running; then
     live systemctl enable "$NAME"
   elif [ -z "$DESTDIR" ] && systemctl is-active --quiet "$NAME" 2>/dev/null; then
     live systemctl enable "$NAME"
-    live systemctl restart "$NAME"
+    live systemctl restart --no-block "$NAME"
     started=1
   else
-    live systemctl enable --now "$NAME"
+    live systemctl enable --now --no-block "$NAME"
     started=1
   fi
 else
@@ -261,5 +261,6 @@ if [ "$fresh_config" -eq 1 ]; then
 elif [ "$start" -eq 0 ]; then
   echo "Not started (--no-start). Start or restart it with: sudo systemctl restart $NAME"
 elif [ "$started" -eq 1 ]; then
-  echo "The gateway runs as a service. Its log: journalctl -u $NAME -f"
+  echo "The gateway is starting as a service; systemctl status $NAME says when it is logged on."
+  echo "Its log: journalctl -u $NAME -f"
 fi

@@ -194,7 +194,7 @@ fn staged_install_lays_out_the_files_and_keeps_the_configuration() {
         "{out}"
     );
     assert!(
-        out.contains("skipped (DESTDIR is set): systemctl enable --now zello-gateway"),
+        out.contains("skipped (DESTDIR is set): systemctl enable --now --no-block zello-gateway"),
         "{out}"
     );
 
@@ -287,6 +287,7 @@ fn the_unit_has_what_the_service_needs() {
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "TimeoutStopSec=5",
+        "TimeoutStartSec=infinity",
         "User=zello-gateway",
         "SupplementaryGroups=audio gpio dialout plugdev",
         "ProtectSystem=strict",
