@@ -50,6 +50,7 @@ struct Rig {
     dispatcher: Client,
     faults: broadcast::Sender<GatewayEvent>,
     watch: broadcast::Receiver<GatewayEvent>,
+    settings: tokio::sync::watch::Sender<AlarmsConfig>,
     stop: CancellationToken,
 }
 
@@ -60,8 +61,9 @@ async fn rig(config_alarms: AlarmsConfig) -> Rig {
     let (faults, _) = broadcast::channel(64);
     let watch = faults.subscribe();
     let stop = CancellationToken::new();
+    let (settings, settings_rx) = tokio::sync::watch::channel(config_alarms);
     tokio::spawn(alarms::run(
-        config_alarms,
+        settings_rx,
         gateway.handle.clone(),
         faults.subscribe(),
         faults.clone(),
@@ -73,6 +75,7 @@ async fn rig(config_alarms: AlarmsConfig) -> Rig {
         dispatcher,
         faults,
         watch,
+        settings,
         stop,
     }
 }
@@ -209,6 +212,35 @@ async fn staying_online_when_asked_to() {
     );
     sleep(60 * S).await;
     assert!(gateway_online(&r.sim));
+    r.stop.cancel();
+    r.gateway.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reloaded_settings_apply_to_a_fault_already_timed() {
+    let mut r = rig(AlarmsConfig::default()).await;
+    r.faults
+        .send(GatewayEvent::DeviceLost {
+            radio: "vhf1".into(),
+            error: "USB sound card gone".into(),
+        })
+        .unwrap();
+    sleep(10 * S).await;
+    // systemctl reload with a 20 s grace: the fault, 10 s old, leaves 10 s later.
+    r.settings.send_replace(AlarmsConfig {
+        hardware_grace_s: 20,
+        ..AlarmsConfig::default()
+    });
+    let reason = r.held_offline(11 * S).await.expect("a reason");
+    assert!(reason.contains("for 20 s"), "{reason}");
+    until_shown(&r.sim, false).await;
+    // Reloaded again with leaving switched off: back online although the fault lasts.
+    r.settings.send_replace(AlarmsConfig {
+        offline_on_hardware_fault: false,
+        ..AlarmsConfig::default()
+    });
+    assert_eq!(r.held_offline(2 * S).await, None);
+    until_shown(&r.sim, true).await;
     r.stop.cancel();
     r.gateway.shutdown().await;
 }

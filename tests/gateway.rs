@@ -313,6 +313,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
     let stop = shutdown.clone();
     let gw = tokio::spawn(async move {
         let liveness = zello_gateway::service::Liveness::new();
+        let (_settings, alarms) = tokio::sync::watch::channel(alarms);
         gateway::run_watched(
             session,
             vec![parts],

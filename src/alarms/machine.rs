@@ -70,6 +70,19 @@ impl Alarms {
         }
     }
 
+    /// Takes new settings (`systemctl reload`): a changed grace applies to the failures
+    /// already timed; with leaving switched off while away, the gateway comes back.
+    pub fn set_config(&mut self, config: &AlarmsConfig) -> Vec<Action> {
+        self.grace = config.grace();
+        self.texts = config.text_channel.is_some();
+        self.go_offline = config.offline_on_hardware_fault;
+        if self.offline && !self.go_offline {
+            self.offline = false;
+            return vec![Action::GoOnline];
+        }
+        Vec::new()
+    }
+
     /// Whether the gateway is away on purpose now.
     pub fn is_offline(&self) -> bool {
         self.offline
@@ -334,5 +347,31 @@ mod tests {
         a.handle(t0, &lost("vhf1"));
         assert!(a.on_timer(t0 + GRACE).is_empty());
         assert!(a.handle(t0 + GRACE * 2, &back("vhf1")).is_empty());
+    }
+
+    #[test]
+    fn new_settings_apply_to_what_is_going_on() {
+        let t0 = Instant::now();
+        let mut a = alarms(true, false);
+        a.handle(t0, &lost("vhf1"));
+        let shorter = AlarmsConfig {
+            hardware_grace_s: 10,
+            ..AlarmsConfig::default()
+        };
+        assert!(a.set_config(&shorter).is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        assert!(matches!(
+            a.on_timer(t0 + Duration::from_secs(10)).as_slice(),
+            [Action::GoOffline { .. }]
+        ));
+        // Leaving switched off while away: back at once.
+        let stay = AlarmsConfig {
+            offline_on_hardware_fault: false,
+            ..shorter
+        };
+        assert_eq!(a.set_config(&stay), [Action::GoOnline]);
+        assert!(!a.is_offline());
+        // The fault's end is then quiet (nothing texted, nothing to come back from).
+        assert!(a.handle(t0 + GRACE, &back("vhf1")).is_empty());
     }
 }

@@ -15,7 +15,7 @@ use crate::zello::session::SessionHandle;
 use machine::{Action, Alarms};
 use serde::Deserialize;
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -92,14 +92,17 @@ impl AlarmsConfig {
 }
 
 /// Follows `events` until `shutdown`, leaving and rejoining Zello through `session` and
-/// announcing it on `observer` ([`GatewayEvent::HeldOffline`]).
+/// announcing it on `observer` ([`GatewayEvent::HeldOffline`]). New settings sent on
+/// `settings` (a reload) apply at once.
 pub async fn run(
-    config: AlarmsConfig,
+    mut settings: watch::Receiver<AlarmsConfig>,
     session: SessionHandle,
     mut events: broadcast::Receiver<GatewayEvent>,
     observer: broadcast::Sender<GatewayEvent>,
     shutdown: CancellationToken,
 ) {
+    let mut config = settings.borrow_and_update().clone();
+    let mut settings_open = true;
     let mut alarms = Alarms::new(&config);
     let mut texts = tokio::task::JoinSet::new();
     loop {
@@ -118,6 +121,16 @@ pub async fn run(
                 alarms.on_timer(Instant::now())
             }
             Some(_) = texts.join_next(), if !texts.is_empty() => continue,
+            changed = settings.changed(), if settings_open => {
+                if changed.is_err() {
+                    settings_open = false;
+                    continue;
+                }
+                config = settings.borrow_and_update().clone();
+                info!(offline_on_hardware_fault = config.offline_on_hardware_fault,
+                    hardware_grace_s = config.hardware_grace_s, "alarms settings applied");
+                alarms.set_config(&config)
+            }
         };
         for action in actions {
             match action {

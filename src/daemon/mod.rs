@@ -96,10 +96,17 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     // Large enough that a burst of events never makes the status or the alarms miss a
     // fault or a recovery.
     let (observer, events) = broadcast::channel(4096);
+    let first_channel = config.radios.first().map(|r| r.channel.as_str());
+    let (alarms_tx, alarms_rx) = tokio::sync::watch::channel(
+        config
+            .alarms
+            .clone()
+            .resolved(first_channel.unwrap_or_default()),
+    );
     let supervisor = Supervisor::new(
         notifier,
         StatusBoard::for_config(&config),
-        Reloader::new(config_path.to_path_buf(), running),
+        Reloader::new(config_path.to_path_buf(), running).with_alarms(alarms_tx),
     );
     let supervisor = tokio::spawn(supervisor.run(events, hup, shutdown.clone()));
     let gateway = gateway::run_watched(
@@ -108,15 +115,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         shutdown.clone(),
         observer,
         &liveness,
-        Some(
-            config.alarms.clone().resolved(
-                config
-                    .radios
-                    .first()
-                    .map(|r| r.channel.as_str())
-                    .unwrap_or_default(),
-            ),
-        ),
+        Some(alarms_rx),
     );
     let result = stop_bounded(gateway, &shutdown, STOP_LIMIT).await;
     // Ends the supervisor (STOPPING=1) and the watchdog also when the gateway failed.

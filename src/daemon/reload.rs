@@ -8,8 +8,9 @@ use crate::config::{Config, ConfigError};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
-/// The settings a reload applies while the gateway runs.
-pub const LIVE_KEYS: &[&str] = &["log", "log.level"];
+/// The tables a reload applies while the gateway runs: the log level and the Zello Alarms
+/// settings.
+pub const LIVE_TABLES: &[&str] = &["log", "alarms"];
 
 /// What a reload found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +32,16 @@ pub enum Outcome {
 pub struct Reloader {
     path: PathBuf,
     running: Table,
+    /// Where new `[alarms]` settings go (the running alarms task).
+    alarms: Option<tokio::sync::watch::Sender<crate::alarms::AlarmsConfig>>,
 }
 
-/// Whether a changed key (`log.level`, `log (added)`) is one applied live.
+/// Whether a changed key (`log.level`, `log (added)`, `alarms.hardware_grace_s`) is one
+/// applied live.
 fn is_live(key: &str) -> bool {
     let bare = key.split(" (").next().unwrap_or(key);
-    LIVE_KEYS.contains(&bare)
+    let table = bare.split('.').next().unwrap_or(bare);
+    LIVE_TABLES.contains(&table)
 }
 
 /// Reads, parses and validates the file at `path`: the configuration and its TOML table.
@@ -58,7 +63,20 @@ pub fn load(path: &Path) -> Result<(Config, Table), ConfigError> {
 impl Reloader {
     /// For the file at `path`, whose contents the gateway runs on are `running`.
     pub fn new(path: PathBuf, running: Table) -> Self {
-        Reloader { path, running }
+        Reloader {
+            path,
+            running,
+            alarms: None,
+        }
+    }
+
+    /// Sends changed `[alarms]` settings to the running alarms task.
+    pub fn with_alarms(
+        mut self,
+        alarms: tokio::sync::watch::Sender<crate::alarms::AlarmsConfig>,
+    ) -> Self {
+        self.alarms = Some(alarms);
+        self
     }
 
     /// Rereads and checks the file: its configuration, and what the session would make of
@@ -83,13 +101,22 @@ impl Reloader {
     }
 
     /// Rereads the file; when it is valid, applies what can change live (the log level,
-    /// unless `RUST_LOG` is set) and takes it as running.
+    /// unless `RUST_LOG` is set, and the `[alarms]` settings) and takes it as running.
     pub fn reload_and_apply(&mut self) -> Outcome {
         let outcome = self.reload();
         if let Outcome::Valid { applied, .. } = &outcome
             && !applied.is_empty()
             && let Ok((config, table)) = load(&self.path)
         {
+            if let Some(alarms) = &self.alarms {
+                let first = config.radios.first().map(|r| r.channel.as_str());
+                let new = config.alarms.clone().resolved(first.unwrap_or_default());
+                alarms.send_if_modified(|running| {
+                    let changed = *running != new;
+                    *running = new;
+                    changed
+                });
+            }
             match crate::service::logging::set_level(config.log.level.as_deref()) {
                 Ok(crate::service::logging::LevelChange::Applied(level)) => {
                     tracing::info!(level = %level, "log level now {level:?}");
@@ -102,12 +129,14 @@ impl Reloader {
                 Err(e) => tracing::error!(error = %e, "log level not changed"),
             }
             // What was applied now runs: a later reload compares with it.
-            match table.get("log") {
-                Some(v) => {
-                    self.running.insert("log".to_string(), v.clone());
-                }
-                None => {
-                    self.running.remove("log");
+            for name in LIVE_TABLES {
+                match table.get(*name) {
+                    Some(v) => {
+                        self.running.insert(name.to_string(), v.clone());
+                    }
+                    None => {
+                        self.running.remove(*name);
+                    }
                 }
             }
         }
@@ -387,6 +416,24 @@ audio = { backend = "file" }
                 warnings: vec![]
             }
         );
+        // [alarms] is applied too: the running alarms task gets the new settings.
+        let (tx, rx) = tokio::sync::watch::channel(crate::alarms::AlarmsConfig::default());
+        let mut reloader = reloader.with_alarms(tx);
+        std::fs::write(
+            &path,
+            format!("{}\n[alarms]\nhardware_grace_s = 15\n", with_level("warn")),
+        )
+        .unwrap();
+        assert_eq!(
+            reloader.reload_and_apply(),
+            Outcome::Valid {
+                changed: vec![],
+                applied: vec!["alarms (added)".into()],
+                warnings: vec![]
+            }
+        );
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow().hardware_grace_s, 15);
         // A level that is not one is a problem of the file, and nothing is applied.
         std::fs::write(&path, with_level("loud")).unwrap();
         let Outcome::Invalid(p) = reloader.reload_and_apply() else {

@@ -234,14 +234,15 @@ pub async fn run(
 
 /// [`run`], with a heartbeat in `liveness` for the Zello session task (`zello session`) and
 /// for each radio's codec thread (`codec NAME`), for systemd's [`Watchdog`](crate::service::Watchdog),
-/// and with `alarms` ([`crate::alarms`]): leaving Zello while radio hardware has failed.
+/// and with `alarms` ([`crate::alarms`]): leaving Zello while radio hardware has failed,
+/// with settings that a reload may change.
 pub async fn run_watched(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
     liveness: &Liveness,
-    alarms: Option<AlarmsConfig>,
+    alarms: Option<tokio::sync::watch::Receiver<AlarmsConfig>>,
 ) -> Result<(), GatewayError> {
     run_inner(
         session_config,
@@ -283,7 +284,7 @@ async fn run_inner(
     observer: broadcast::Sender<GatewayEvent>,
     drive: EngineDrive,
     liveness: Liveness,
-    alarms: Option<AlarmsConfig>,
+    alarms: Option<tokio::sync::watch::Receiver<AlarmsConfig>>,
 ) -> Result<(), GatewayError> {
     let session_stop = CancellationToken::new();
     let (handle, events, session_task) = session::spawn_watched(
