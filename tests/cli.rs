@@ -539,6 +539,9 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
         .map(Reaped)
         .unwrap();
     let mut log = Lines::of(&mut gw);
+    // State changes carry an event field (EVENT= in the journal).
+    log.wait_for("event=\"logged_on\"");
+    log.wait_for("event=\"channel_online\"");
     log.wait_for("daemon: ready");
     // SIGHUP outside systemd: a reload, not the end of the process.
     Command::new("kill")

@@ -135,7 +135,7 @@ pub async fn run(
         for action in actions {
             match action {
                 Action::GoOffline { reason } => {
-                    error!(reason = %reason, hardware_grace_s = config.hardware_grace_s,
+                    error!(event = "alarm_offline", reason = %reason, hardware_grace_s = config.hardware_grace_s,
                         "radio hardware failed: leaving Zello on purpose so Zello Alarms alerts; back once it works again");
                     // A fault text queued just before goes out first.
                     while timeout(Duration::from_secs(5), texts.join_next())
@@ -150,7 +150,10 @@ pub async fn run(
                     });
                 }
                 Action::GoOnline => {
-                    info!("radio hardware works again: going back online");
+                    info!(
+                        event = "alarm_online",
+                        "radio hardware works again: going back online"
+                    );
                     session.set_online(true);
                     let _ = observer.send(GatewayEvent::HeldOffline { reason: None });
                 }

@@ -163,7 +163,7 @@ impl Bridge {
                         });
                     }
                     Err(e) => {
-                        error!(radio = %self.name, error = %e, "cannot key the transmitter");
+                        error!(event = "ptt_failed", radio = %self.name, error = %e, "cannot key the transmitter");
                         self.ptt_health(s, Err(e.to_string()));
                         work.extend(s.m.handle(Instant::now(), Input::PttFailed));
                     }
@@ -204,7 +204,7 @@ impl Bridge {
                         .remove(&stream_id)
                         .map(|i| i.from)
                         .unwrap_or_default();
-                    warn!(radio = %self.name, stream_id, from = %from, reason = ?reason,
+                    warn!(event = "message_not_played", radio = %self.name, stream_id, from = %from, reason = ?reason,
                         "zello -> radio: message not played (completely)");
                     if reason == DropReason::TimeOut {
                         self.observe(GatewayEvent::TimeOut {
@@ -240,14 +240,14 @@ impl Bridge {
         match (result, s.ptt_fault.is_some()) {
             (Ok(()), true) => {
                 s.ptt_fault = None;
-                info!(radio = %self.name, "PTT interface works again");
+                info!(event = "ptt_interface_back", radio = %self.name, "PTT interface works again");
                 self.observe(GatewayEvent::PttFault {
                     radio: self.name.clone(),
                     error: None,
                 });
             }
             (Err(e), false) => {
-                warn!(radio = %self.name, error = %e,
+                warn!(event = "ptt_interface_failed", radio = %self.name, error = %e,
                     "PTT interface failed: messages from the channel cannot be transmitted until it works again");
                 s.ptt_fault = Some(e.clone());
                 self.observe(GatewayEvent::PttFault {
@@ -263,16 +263,18 @@ impl Bridge {
         let radio = &self.name;
         match note {
             Note::Kerchunk => debug!(radio = %radio, "carrier shorter than rx_min_ms ignored"),
-            Note::CarrierStuck => warn!(radio = %radio,
+            Note::CarrierStuck => warn!(event = "carrier_stuck", radio = %radio,
                 "carrier stuck up longer than rx_max_s: message ended, carrier ignored until it drops"),
             Note::CarrierCleared => info!(radio = %radio, "carrier dropped; receiving again"),
-            Note::Flapping => warn!(radio = %radio,
+            Note::Flapping => warn!(event = "carrier_flapping", radio = %radio,
                 "carrier flapping (too many short messages): new messages suppressed for a while"),
             Note::Queued => {
                 info!(radio = %radio, "frequency busy: message from the channel queued")
             }
-            Note::TimeOut => warn!(radio = %radio, tot_s = self.timers.tot.as_secs(),
-                "time-out timer: transmitter unkeyed, rest of the message dropped"),
+            Note::TimeOut => {
+                warn!(event = "time_out", radio = %radio, tot_s = self.timers.tot.as_secs(),
+                "time-out timer: transmitter unkeyed, rest of the message dropped")
+            }
             Note::NotReady => warn!(radio = %radio, channel = %self.channel,
                 "carrier up but the channel is not online; not sent"),
         }
@@ -352,7 +354,7 @@ impl Bridge {
                 let inc = s.incoming.remove(&stream_id);
                 let from = inc.as_ref().map(|i| i.from.clone()).unwrap_or_default();
                 let packet_ms = inc.map(|i| i.header.packet_ms()).unwrap_or(60) as u64;
-                info!(radio = %self.name, channel = %self.channel, from = %from, stream_id,
+                info!(event = "message_from_channel", radio = %self.name, channel = %self.channel, from = %from, stream_id,
                     duration_ms = packets * packet_ms, packets, concealed,
                     "zello -> radio: message played");
                 self.observe(GatewayEvent::Played {
@@ -368,9 +370,13 @@ impl Bridge {
             EngineEvent::PcmDrained => self.feed(s, Input::PcmDrained).await,
             EngineEvent::CarrierFault(fault) => {
                 match &fault {
-                    Some(e) => warn!(radio = %self.name, error = %e,
-                        "carrier detect failed: treated as no carrier until it works again"),
-                    None => info!(radio = %self.name, "carrier detect works again"),
+                    Some(e) => {
+                        warn!(event = "carrier_detect_failed", radio = %self.name, error = %e,
+                        "carrier detect failed: treated as no carrier until it works again")
+                    }
+                    None => {
+                        info!(event = "carrier_detect_back", radio = %self.name, "carrier detect works again")
+                    }
                 }
                 self.observe(GatewayEvent::CarrierFault {
                     radio: self.name.clone(),
@@ -378,7 +384,7 @@ impl Bridge {
                 });
             }
             EngineEvent::DeviceError(e) => {
-                error!(radio = %self.name, error = %e, "audio device failed: transmitter released");
+                error!(event = "device_lost", radio = %self.name, error = %e, "audio device failed: transmitter released");
                 self.observe(GatewayEvent::DeviceLost {
                     radio: self.name.clone(),
                     error: e,
@@ -386,7 +392,7 @@ impl Bridge {
                 self.feed(s, Input::Device { ok: false }).await;
             }
             EngineEvent::DeviceRecovered => {
-                info!(radio = %self.name, "audio device back");
+                info!(event = "device_back", radio = %self.name, "audio device back");
                 self.observe(GatewayEvent::DeviceBack {
                     radio: self.name.clone(),
                 });
@@ -490,12 +496,12 @@ impl Bridge {
         let duration_ms = sent.levels.samples as u64 * 1000 / crate::audio::CODEC_RATE as u64;
         let (peak, rms) = (sent.levels.peak_dbfs(), sent.levels.rms_dbfs());
         if reason == OutgoingEnd::Completed {
-            info!(radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
+            info!(event = "message_to_channel", radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
                 duration_ms, packets, peak_dbfs = format_args!("{peak:.1}"),
                 rms_dbfs = format_args!("{rms:.1}"), clips = sent.levels.clips,
                 "radio -> zello: message sent");
         } else {
-            warn!(radio = %self.name, channel = %self.channel, reason = ?reason, packets,
+            warn!(event = "message_to_channel", radio = %self.name, channel = %self.channel, reason = ?reason, packets,
                 "radio -> zello: message not sent completely");
         }
         self.observe(GatewayEvent::Sent {

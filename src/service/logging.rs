@@ -13,7 +13,7 @@
 //! | `radio` | `RADIO` | `journalctl -u zello-gateway RADIO=radio1` |
 //! | `channel` | `CHANNEL` | `journalctl -u zello-gateway CHANNEL=Dispatch` |
 //! | `stream_id` | `STREAM_ID` | `journalctl -u zello-gateway STREAM_ID=1234` |
-//! | `event` | `EVENT` | `journalctl -u zello-gateway EVENT=ptt_on` |
+//! | `event` | `EVENT` | `journalctl -u zello-gateway EVENT=device_lost` |
 //! | `from`, `ptt`, `carrier`, `device`, `component`, `error` | `FROM`, `PTT`, `CARRIER`, `DEVICE`, `COMPONENT`, `ERROR` | |
 //! | the message | `MESSAGE` | |
 //! | the level | `PRIORITY` (error 3, warn 4, info 5, debug 6, trace 7) | `journalctl -u zello-gateway -p warning` |

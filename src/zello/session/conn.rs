@@ -221,7 +221,7 @@ impl Core {
                 ConnEnd::Shutdown => break,
                 ConnEnd::ConnectFailed(e) => {
                     let d = self.backoff_delay();
-                    warn!(server = %self.config.server, error = %e, retry_in_s = d.as_secs_f32(), "cannot connect to the server");
+                    warn!(event = "connect_failed", server = %self.config.server, error = %e, retry_in_s = d.as_secs_f32(), "cannot connect to the server");
                     d
                 }
                 ConnEnd::Auth(e) => {
@@ -241,24 +241,25 @@ impl Core {
                         .await;
                     if let Some(d) = refused_delay(&code, &self.config) {
                         let d = d.mul_f64(1.0 + 0.2 * fastrand::f64());
-                        error!(error = %code, hint = code.hint(), retry_in_s = d.as_secs_f32(),
+                        error!(event = "logon_refused", error = %code, hint = code.hint(), retry_in_s = d.as_secs_f32(),
                             "logon refused: this is a configuration problem");
                         d
                     } else {
                         let d = self.backoff_delay();
-                        warn!(error = %code, hint = code.hint(), retry_in_s = d.as_secs_f32(), "logon refused");
+                        warn!(event = "logon_refused", error = %code, hint = code.hint(), retry_in_s = d.as_secs_f32(), "logon refused");
                         d
                     }
                 }
                 ConnEnd::Kicked => {
                     let d = self.config.kicked_retry.max(self.backoff_delay());
-                    warn!(user = %self.config.username, retry_in_s = d.as_secs_f32(),
+                    warn!(event = "kicked", user = %self.config.username, retry_in_s = d.as_secs_f32(),
                         "kicked: the same account logged on elsewhere; give each gateway its own account");
                     d
                 }
                 ConnEnd::Dead(silent) => {
                     let d = self.backoff_delay();
                     warn!(
+                        event = "connection_dead",
                         silent_s = silent.as_secs_f32(),
                         retry_in_s = d.as_secs_f32(),
                         "no frame from the server, connection presumed dead; reconnecting"
@@ -267,7 +268,7 @@ impl Core {
                 }
                 ConnEnd::Closed(reason) => {
                     let d = self.backoff_delay();
-                    info!(reason = %reason, retry_in_s = d.as_secs_f32(), "connection closed; reconnecting");
+                    info!(event = "disconnected", reason = %reason, retry_in_s = d.as_secs_f32(), "connection closed; reconnecting");
                     d
                 }
                 ConnEnd::HeldOffline => Duration::ZERO,
@@ -471,7 +472,7 @@ impl Core {
                 }
                 changed = self.online.changed(), if self.online_open => match changed {
                     Ok(()) if !*self.online.borrow_and_update() => {
-                        info!("leaving Zello on purpose");
+                        info!(event = "leaving_on_purpose", "leaving Zello on purpose");
                         self.close_gracefully(&mut link);
                         Err(ConnEnd::HeldOffline)
                     }
@@ -653,7 +654,7 @@ impl Core {
                     if let Some(token) = reply.refresh_token {
                         self.refresh_token = Some(Secret::new(token));
                     }
-                    info!(user = %self.config.username, with_refresh_token = link.with_refresh, "logged on");
+                    info!(event = "logged_on", user = %self.config.username, with_refresh_token = link.with_refresh, "logged on");
                     self.emit(SessionEvent::LoggedOn {
                         with_refresh_token: link.with_refresh,
                     })
@@ -773,9 +774,9 @@ impl Core {
                 link.online.insert(status.channel.clone(), status.clone());
                 let ready = online && link.logged_on;
                 if online {
-                    info!(channel = %status.channel, users_online = status.users_online, "channel online");
+                    info!(event = "channel_online", channel = %status.channel, users_online = status.users_online, "channel online");
                 } else {
-                    warn!(channel = %status.channel, error = status.error.as_deref().unwrap_or(""),
+                    warn!(event = "channel_offline", channel = %status.channel, error = status.error.as_deref().unwrap_or(""),
                         error_type = status.error_type.as_deref().unwrap_or(""), "channel offline");
                 }
                 self.emit(SessionEvent::Channel { status, ready }).await;
