@@ -6,11 +6,13 @@
 //! - [`types`]: requests and answers
 //! - [`wire`]: the login hash and URL encoding, free of I/O
 //! - [`admin`]: the admin file and its environment overrides
+//! - [`provision`]: `zello-gateway provision`, the gateway's account and channels
 //! - [`sim`]: the emulator (`zello-gateway sim --work-listen`)
 
 pub mod admin;
 pub mod client;
 pub mod error;
+pub mod provision;
 pub mod sim;
 pub mod types;
 pub mod wire;
