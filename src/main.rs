@@ -86,6 +86,17 @@ enum Cmd {
     ///
     /// Example: zello-gateway provision --config /etc/zello-gateway/gateway.toml --admin /etc/zello-gateway/admin.toml --dry-run
     Provision(work::provision::ProvisionArgs),
+    /// List recent messages on the gateway's channels of a Zello Work network, and
+    /// download their media.
+    ///
+    /// Lists the newest messages (voice, images, call alerts) sent through the
+    /// configuration's channels, filtered by sender, channel, type and time; with
+    /// --download DIR it fetches the media of each, showing the server's conversion and the
+    /// download as a progress bar (plain lines when stderr is not a terminal). The admin's
+    /// credentials come as for `provision`.
+    ///
+    /// Example: zello-gateway history --config /etc/zello-gateway/gateway.toml --admin /etc/zello-gateway/admin.toml --since 2h --type voice --download recordings
+    History(work::history::HistoryArgs),
 }
 
 /// Logging to journald under systemd, stderr otherwise, at `RUST_LOG` or `level`. A bad
@@ -211,6 +222,9 @@ fn main() -> std::process::ExitCode {
             Some(Cmd::Demo(args)) => demo::run(args).await.map_err(anyhow::Error::from),
             // Their messages already hold their causes: print them once.
             Some(Cmd::Provision(args)) => work::provision::run(&cli.config, &args)
+                .await
+                .map_err(|e| anyhow::Error::msg(e.to_string())),
+            Some(Cmd::History(args)) => work::history::run(&cli.config, &args)
                 .await
                 .map_err(|e| anyhow::Error::msg(e.to_string())),
             Some(Cmd::Bench(_)) => Ok(()), // handled above, outside this runtime

@@ -276,3 +276,91 @@ fn provision_at_the_gateway_limit_says_so() {
     assert!(line.contains("limits reached"), "{line}");
     assert!(line.contains("(at most 1) (code 407)"), "{line}");
 }
+
+fn history(config: &Path, admin: &Path, extra: &[&str]) -> Output {
+    bin()
+        .arg("history")
+        .arg("--config")
+        .arg(config)
+        .arg("--admin")
+        .arg(admin)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn history_lists_and_downloads_with_plain_progress_off_a_terminal() {
+    let sim = Sim::start(None);
+    let files = Files::new();
+    let config = files.write(
+        "gw.toml",
+        "[zello]\nserver = \"ws://127.0.0.1:1/ws\"\nusername = \"gw1\"\npassword = \"p\"\n\
+         [[radio]]\nname = \"r1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n\
+         [[radio]]\nname = \"r2\"\nchannel = \"Yard\"\naudio = { backend = \"file\" }\n",
+    );
+    let admin = files.admin(&sim.url, "admin", "admin");
+
+    let out = history(&config, &admin, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let (stdout, _) = text(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "4 of 4 message(s) on \"Dispatch\", \"Yard\", newest first"
+    );
+    assert!(lines[1].contains("TIME (UTC)"), "{stdout}");
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(
+        lines[3].contains("Dispatch") && lines[3].ends_with("image"),
+        "{stdout}"
+    );
+
+    let out = history(
+        &config,
+        &admin,
+        &["--channel", "Yard", "--type", "call_alert"],
+    );
+    let (stdout, _) = text(&out);
+    assert_eq!(stdout, "0 of 0 message(s) on \"Yard\", newest first\n");
+
+    let dir = files.dir.path().join("recordings");
+    let out = history(
+        &config,
+        &admin,
+        &[
+            "--sender",
+            "driver1",
+            "--since",
+            "2h",
+            "--download",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.starts_with("1 of 1 message(s)"), "{stdout}");
+    assert!(stdout.contains("saved "), "{stdout}");
+    assert!(dir.join("2-driver1.wav").is_file());
+    // The emulator converts in steps: the progress shows as lines, not a bar.
+    for needle in [
+        "2: waiting in the server's queue (0%)",
+        "2: converting (",
+        "2: downloading ",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing in {stderr}");
+    }
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+
+    let line = one_line_error(&history(&config, &admin, &["--since", "yesterday"]));
+    assert!(
+        line.contains("--since \"yesterday\": use Unix seconds"),
+        "{line}"
+    );
+    let line = one_line_error(&history(
+        &config,
+        &files.admin(&sim.url, "viewer", "viewer"),
+        &[],
+    ));
+    assert!(line.contains("code 302"), "{line}");
+}

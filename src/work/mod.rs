@@ -7,11 +7,13 @@
 //! - [`wire`]: the login hash and URL encoding, free of I/O
 //! - [`admin`]: the admin file and its environment overrides
 //! - [`provision`]: `zello-gateway provision`, the gateway's account and channels
+//! - [`history`]: `zello-gateway history`, recent messages and their media
 //! - [`sim`]: the emulator (`zello-gateway sim --work-listen`)
 
 pub mod admin;
 pub mod client;
 pub mod error;
+pub mod history;
 pub mod provision;
 pub mod sim;
 pub mod types;
