@@ -121,9 +121,10 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-fn provision(config: &Path, admin: &Path, extra: &[&str]) -> Output {
+/// Runs `command` (provision, history) with a configuration and an admin file.
+fn admin_command(command: &str, config: &Path, admin: &Path, extra: &[&str]) -> Output {
     bin()
-        .arg("provision")
+        .arg(command)
         .arg("--config")
         .arg(config)
         .arg("--admin")
@@ -131,6 +132,10 @@ fn provision(config: &Path, admin: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
+}
+
+fn provision(config: &Path, admin: &Path, extra: &[&str]) -> Output {
+    admin_command("provision", config, admin, extra)
 }
 
 /// The error line of a failed run: one line, no panic.
@@ -278,15 +283,7 @@ fn provision_at_the_gateway_limit_says_so() {
 }
 
 fn history(config: &Path, admin: &Path, extra: &[&str]) -> Output {
-    bin()
-        .arg("history")
-        .arg("--config")
-        .arg(config)
-        .arg("--admin")
-        .arg(admin)
-        .args(extra)
-        .output()
-        .unwrap()
+    admin_command("history", config, admin, extra)
 }
 
 #[test]

@@ -10,12 +10,9 @@ use super::types::*;
 use super::wire::{Form, login_hash, password_hash, path_segment};
 use crate::secret::Secret;
 use crate::zello::backoff::Backoff;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject as _;
+use crate::zello::session::tls::{client_config, is_loopback};
 use serde::de::DeserializeOwned;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
@@ -150,38 +147,6 @@ pub fn check_base_url(url: &str) -> Result<url::Url, WorkError> {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Rustls with ring, trusting the web PKI roots plus `ca_file`.
-fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, WorkError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let bad = |e: &dyn std::fmt::Display| WorkError::Tls(format!("{}: {e}", path.display()));
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(&e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| bad(&e))?;
-        if certs.is_empty() {
-            return Err(bad(&"holds no PEM certificate"));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| bad(&e))?;
-        }
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| WorkError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
-}
-
 /// A reqwest error's text and causes, without its URL (which holds the session id).
 fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
@@ -206,7 +171,7 @@ impl WorkClient {
     /// A client for the network at `base` (like `https://acme.zellowork.com`), not logged in.
     pub fn new(base: &str, options: ClientOptions) -> Result<WorkClient, WorkError> {
         let base = check_base_url(base)?;
-        let tls = tls_config(options.ca_file.as_deref())?;
+        let tls = client_config(options.ca_file.as_deref()).map_err(WorkError::Tls)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(10))
@@ -389,6 +354,33 @@ impl WorkClient {
         }
     }
 
+    /// A write whose body is one array (`field[]=a&field[]=b`).
+    async fn write_list<S: AsRef<str>>(
+        &self,
+        method: &'static str,
+        path: String,
+        field: &str,
+        items: &[S],
+    ) -> Result<(), WorkError> {
+        let body = Form::new().list(field, items);
+        self.call(self.write(method, path, Some(body)))
+            .await
+            .map(drop)
+    }
+
+    /// `user/addtochannels` or `user/removefromchannels`.
+    async fn users_and_channels<S: AsRef<str>, T: AsRef<str>>(
+        &self,
+        method: &'static str,
+        users: &[S],
+        channels: &[T],
+    ) -> Result<(), WorkError> {
+        let body = Form::new().list("users", users).list("channels", channels);
+        self.call(self.write(method, method.into(), Some(body)))
+            .await
+            .map(drop)
+    }
+
     async fn typed<T: DeserializeOwned>(&self, call: Call) -> Result<T, WorkError> {
         let method = call.method;
         let value = self.call(call).await?;
@@ -519,10 +511,8 @@ impl WorkClient {
 
     /// `user/delete`.
     pub async fn delete_users<S: AsRef<str>>(&self, logins: &[S]) -> Result<(), WorkError> {
-        let body = Form::new().list("login", logins);
-        self.call(self.write("user/delete", "user/delete".into(), Some(body)))
+        self.write_list("user/delete", "user/delete".into(), "login", logins)
             .await
-            .map(drop)
     }
 
     /// `user/addto/{channel}`: adds users to one channel.
@@ -532,10 +522,7 @@ impl WorkClient {
         logins: &[S],
     ) -> Result<(), WorkError> {
         let path = format!("user/addto/{}", path_segment(channel));
-        let body = Form::new().list("login", logins);
-        self.call(self.write("user/addto", path, Some(body)))
-            .await
-            .map(drop)
+        self.write_list("user/addto", path, "login", logins).await
     }
 
     /// `user/addtochannels`: adds users to channels.
@@ -544,13 +531,8 @@ impl WorkClient {
         users: &[S],
         channels: &[T],
     ) -> Result<(), WorkError> {
-        let body = Form::new().list("users", users).list("channels", channels);
-        let call = self.write(
-            "user/addtochannels",
-            "user/addtochannels".into(),
-            Some(body),
-        );
-        self.call(call).await.map(drop)
+        self.users_and_channels("user/addtochannels", users, channels)
+            .await
     }
 
     /// `user/removefrom/{channel}`: removes users from one channel.
@@ -560,10 +542,8 @@ impl WorkClient {
         logins: &[S],
     ) -> Result<(), WorkError> {
         let path = format!("user/removefrom/{}", path_segment(channel));
-        let body = Form::new().list("login", logins);
-        self.call(self.write("user/removefrom", path, Some(body)))
+        self.write_list("user/removefrom", path, "login", logins)
             .await
-            .map(drop)
     }
 
     /// `user/removefromchannels`: removes users from channels.
@@ -572,13 +552,8 @@ impl WorkClient {
         users: &[S],
         channels: &[T],
     ) -> Result<(), WorkError> {
-        let body = Form::new().list("users", users).list("channels", channels);
-        let call = self.write(
-            "user/removefromchannels",
-            "user/removefromchannels".into(),
-            Some(body),
-        );
-        self.call(call).await.map(drop)
+        self.users_and_channels("user/removefromchannels", users, channels)
+            .await
     }
 
     /// `user/addcontactsto/{username}`: adds direct contacts to a user.
@@ -588,10 +563,8 @@ impl WorkClient {
         contacts: &[S],
     ) -> Result<(), WorkError> {
         let path = format!("user/addcontactsto/{}", path_segment(username));
-        let body = Form::new().list("login", contacts);
-        self.call(self.write("user/addcontactsto", path, Some(body)))
+        self.write_list("user/addcontactsto", path, "login", contacts)
             .await
-            .map(drop)
     }
 
     /// `user/removecontactsfrom/{username}`: removes direct contacts of a user.
@@ -601,10 +574,8 @@ impl WorkClient {
         contacts: &[S],
     ) -> Result<(), WorkError> {
         let path = format!("user/removecontactsfrom/{}", path_segment(username));
-        let body = Form::new().list("login", contacts);
-        self.call(self.write("user/removecontactsfrom", path, Some(body)))
+        self.write_list("user/removecontactsfrom", path, "login", contacts)
             .await
-            .map(drop)
     }
 
     /// `user/assigntemplate/name/{template}`: an empty template resets the assignment.
@@ -614,10 +585,8 @@ impl WorkClient {
         users: &[S],
     ) -> Result<(), WorkError> {
         let path = format!("user/assigntemplate/name/{}", path_segment(template));
-        let body = Form::new().list("users", users);
-        self.call(self.write("user/assigntemplate", path, Some(body)))
+        self.write_list("user/assigntemplate", path, "users", users)
             .await
-            .map(drop)
     }
 
     // ---- Channels ----
@@ -662,10 +631,8 @@ impl WorkClient {
 
     /// `channel/delete`.
     pub async fn delete_channels<S: AsRef<str>>(&self, names: &[S]) -> Result<(), WorkError> {
-        let body = Form::new().list("name", names);
-        self.call(self.write("channel/delete", "channel/delete".into(), Some(body)))
+        self.write_list("channel/delete", "channel/delete".into(), "name", names)
             .await
-            .map(drop)
     }
 
     /// `channel/roleslist`: the roles of a channel.
@@ -711,10 +678,8 @@ impl WorkClient {
             path_segment(channel),
             path_segment(role)
         );
-        let body = Form::new().list("login", logins);
-        self.call(self.write("channel/addtorole", path, Some(body)))
+        self.write_list("channel/addtorole", path, "login", logins)
             .await
-            .map(drop)
     }
 
     /// `channel/deleterole`.
@@ -724,10 +689,8 @@ impl WorkClient {
         roles: &[S],
     ) -> Result<(), WorkError> {
         let path = format!("channel/deleterole/channel/{}", path_segment(channel));
-        let body = Form::new().list("roles", roles);
-        self.call(self.write("channel/deleterole", path, Some(body)))
+        self.write_list("channel/deleterole", path, "roles", roles)
             .await
-            .map(drop)
     }
 
     // ---- History ----
@@ -1054,6 +1017,16 @@ mod tests {
         assert!(check_base_url("acme.zellowork.com").is_err());
         assert!(check_base_url("https://acme.zellowork.com/?sid=1").is_err());
         assert!(check_base_url("https://admin:pw@acme.zellowork.com").is_err());
+    }
+
+    #[test]
+    fn an_unusable_ca_file_is_named() {
+        let options = ClientOptions {
+            ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
+            ..ClientOptions::default()
+        };
+        let e = WorkClient::new("https://acme.zellowork.com", options).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
     }
 
     #[test]
