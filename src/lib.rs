@@ -12,6 +12,7 @@
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`demo`]: the embedded, self-contained demonstration
 //! - [`bench`]: what the gateway costs on this machine (`zello-gateway bench`)
+//! - [`work`]: Zello Work administration (`provision`, `history`) and its API emulator
 
 pub mod alarms;
 pub mod audio;
@@ -25,4 +26,5 @@ pub mod gateway;
 pub mod radio;
 pub mod secret;
 pub mod service;
+pub mod work;
 pub mod zello;

@@ -29,6 +29,8 @@ fn version_and_help() {
         &["demo", "--help"],
         &["bench", "--help"],
         &["check", "--help"],
+        &["provision", "--help"],
+        &["history", "--help"],
     ] {
         let out = bin().args(sub).output().unwrap();
         assert!(out.status.success(), "{sub:?}");
@@ -36,7 +38,16 @@ fn version_and_help() {
         assert!(text.contains("Usage"), "{sub:?}: {text}");
     }
     let out = bin().args(["sim", "--help"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--echo"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("--echo") && text.contains("--work-listen"),
+        "{text}"
+    );
+    let out = bin().args(["provision", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["--admin", "--dry-run", "--role", "ZELLO_API_KEY"] {
+        assert!(text.contains(needle), "{needle} missing in {text}");
+    }
 }
 
 #[test]

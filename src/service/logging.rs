@@ -313,7 +313,7 @@ mod tests {
             filter(Some(good), None).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         let e = level_directives(Some("verbose"), None).unwrap_err();
-        assert!(e.to_string().contains("log level = \"verbose\""), "{e}");
+        assert!(e.to_string().contains("log.level = \"verbose\""), "{e}");
         assert!(e.to_string().contains("\"verbose\" is not a level"), "{e}");
         let e = level_directives(None, Some("inf")).unwrap_err();
         assert!(e.to_string().starts_with("RUST_LOG = \"inf\""), "{e}");

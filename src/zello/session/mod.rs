@@ -6,7 +6,7 @@
 //! a writer task owns the sink, so server pings are answered during long transmissions.
 
 mod conn;
-mod tls;
+pub(crate) mod tls;
 
 use super::auth::{AuthError, TokenSource};
 use super::protocol::{

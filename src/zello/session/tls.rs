@@ -26,7 +26,8 @@ pub(crate) fn check_url(server: &str, allow_insecure: bool) -> Result<url::Url, 
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (a name, an IPv4 or a bracketed IPv6 address) is this machine.
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -35,34 +36,39 @@ fn is_loopback(host: &str) -> bool {
             .unwrap_or(false)
 }
 
-/// A rustls connector trusting the web PKI roots plus the certificates in `ca_file`.
-pub(crate) fn connector(ca_file: Option<&Path>) -> Result<Connector, SessionError> {
+/// A rustls client configuration (ring) trusting the web PKI roots plus the certificates in
+/// `ca_file`; the error names the file.
+pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
+        let bad = |e: &dyn std::fmt::Display| format!("ca_file {}: {e}", path.display());
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| SessionError::Tls(format!("ca_file {}: {e}", path.display())))?
+            .map_err(|e| bad(&e))?
             .collect::<Result<_, _>>()
-            .map_err(|e| SessionError::Tls(format!("ca_file {}: {e}", path.display())))?;
+            .map_err(|e| bad(&e))?;
         if certs.is_empty() {
-            return Err(SessionError::Tls(format!(
+            return Err(format!(
                 "ca_file {} holds no PEM certificate",
                 path.display()
-            )));
+            ));
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| SessionError::Tls(format!("ca_file {}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| bad(&e))?;
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| SessionError::Tls(e.to_string()))?
+    .map_err(|e| e.to_string())?
     .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_no_client_auth())
+}
+
+/// A rustls connector trusting the web PKI roots plus the certificates in `ca_file`.
+pub(crate) fn connector(ca_file: Option<&Path>) -> Result<Connector, SessionError> {
+    let config = client_config(ca_file).map_err(SessionError::Tls)?;
     Ok(Connector::Rustls(Arc::new(config)))
 }
 

@@ -132,6 +132,20 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+    /// The Zello Work seed file cannot be used.
+    #[error("Zello Work seed {0}")]
+    WorkSeed(String),
+    /// The Zello Work API's socket could not be opened.
+    #[error(
+        "cannot listen on {addr} (--work-listen): {source}; pick another address or stop the program using that port"
+    )]
+    WorkBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// The accounts file is not valid.
     #[error("accounts file {source_name}: {message}")]
     AccountsInvalid {
@@ -163,6 +177,15 @@ pub struct SimArgs {
     /// Put a user named "echo" in every channel that replays what it hears.
     #[arg(long)]
     pub echo: bool,
+    /// Also serve the Zello Work administration API (for `provision` and `history`) on
+    /// this address, like 127.0.0.1:8801. Its admin is "admin" (password "admin") and its
+    /// API key "sim-api-key", unless --work-seed says otherwise.
+    #[arg(long)]
+    pub work_listen: Option<SocketAddr>,
+    /// TOML file with the Zello Work network to start with (users, channels, roles,
+    /// history, locations); a demo network when not given.
+    #[arg(long, requires = "work_listen")]
+    pub work_seed: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -187,6 +210,10 @@ impl SimArgs {
 /// Runs the emulator from the command line until `shutdown` is cancelled.
 pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), SimError> {
     let config = args.to_config()?;
+    let work = match args.work_listen {
+        Some(addr) => Some(start_work(addr, args.work_seed.as_deref()).await?),
+        None => None,
+    };
     let users = config.accounts.as_ref().map(|a| a.len());
     let handle = SimServer::start(args.listen, config)
         .await
@@ -204,5 +231,44 @@ pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), SimEr
     tracing::info!("Zello emulator shutting down");
     handle.shutdown();
     handle.closed(Duration::from_secs(5)).await;
+    if let Some(work) = work {
+        work.shutdown(Duration::from_secs(2)).await;
+    }
     Ok(())
+}
+
+/// Starts the Zello Work API emulator with the seed file's network, or the demo one.
+async fn start_work(
+    addr: SocketAddr,
+    seed: Option<&std::path::Path>,
+) -> Result<crate::work::sim::WorkSimHandle, SimError> {
+    use crate::work::sim::{WorkSeed, WorkSim, WorkSimConfig};
+    let (seed, base) = match seed {
+        Some(path) => WorkSeed::load(path).map_err(SimError::WorkSeed)?,
+        None => (WorkSeed::demo(), PathBuf::from(".")),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let data = seed
+        .build(now, &base)
+        .map_err(|e| SimError::WorkSeed(format!("does not hold together: {e}")))?;
+    let (users, messages) = (data.users.len(), data.messages.len());
+    // Media takes a few polls to "convert", as on the real server, so progress shows.
+    let config = WorkSimConfig {
+        data,
+        media_steps: 3,
+        media_hold: Duration::from_millis(500),
+    };
+    let handle = WorkSim::start(addr, config)
+        .await
+        .map_err(|source| SimError::WorkBind { addr, source })?;
+    tracing::info!(
+        url = %handle.url(),
+        users,
+        messages,
+        "Zello Work API emulator serving"
+    );
+    Ok(handle)
 }

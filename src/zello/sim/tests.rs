@@ -1485,6 +1485,8 @@ async fn run_serves_until_cancelled() {
         accounts: None,
         ping_interval: 30,
         echo: false,
+        work_listen: None,
+        work_seed: None,
     };
     let task = tokio::spawn(run(args, token.clone()));
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1501,6 +1503,8 @@ async fn run_serves_until_cancelled() {
         accounts: None,
         ping_interval: 30,
         echo: false,
+        work_listen: None,
+        work_seed: None,
     };
     let err = run(args, CancellationToken::new()).await.unwrap_err();
     assert!(err.to_string().contains("cannot listen"), "{err}");
