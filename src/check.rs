@@ -57,11 +57,11 @@ pub fn check(path: &Path) -> Report {
     };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(source) => {
+        Err(error) => {
             report.problems.push(
                 ConfigError::Read {
                     path: report.source.clone(),
-                    source,
+                    error,
                 }
                 .to_string(),
             );

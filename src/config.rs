@@ -34,10 +34,11 @@ use std::time::Duration;
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    /// The cause is part of the message (not a `source`), so it is printed once.
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
@@ -481,9 +482,9 @@ impl CodecConfig {
 impl Config {
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         Self::parse(&text, &path.display().to_string(), &base)
@@ -642,9 +643,9 @@ impl Config {
         }
         if let Some(f) = &self.zello.password_file {
             let path = self.resolve(f);
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
             return Ok(Secret::new(text.trim_end_matches(['\n', '\r'])));
         }

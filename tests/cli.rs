@@ -59,6 +59,8 @@ fn a_missing_or_bad_config_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/gateway.toml"), "{err}");
+    // The cause once, not repeated by the error chain.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 
     let dir = temp_dir("bad");
     let path = dir.join("gateway.toml");

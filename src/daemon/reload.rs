@@ -47,9 +47,9 @@ fn is_live(key: &str) -> bool {
 /// Reads, parses and validates the file at `path`: the configuration and its TOML table.
 pub fn load(path: &Path) -> Result<(Config, Table), ConfigError> {
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: source.clone(),
-        source: e,
+        error,
     })?;
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let config = Config::parse(&text, &source, &base)?;
