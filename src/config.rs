@@ -36,10 +36,7 @@ use std::time::Duration;
 pub enum ConfigError {
     /// The cause is part of the message (not a `source`), so it is printed once.
     #[error("cannot read config file {path}: {error}")]
-    Read {
-        path: String,
-        error: std::io::Error,
-    },
+    Read { path: String, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("config file {path} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]

@@ -118,6 +118,20 @@ fn init_logging(level: &str) {
     }
 }
 
+/// The error and its causes on one line, leaving out a cause its message already says (most
+/// of the gateway's errors name their cause themselves).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
 /// Cancels the token on SIGINT or SIGTERM.
 fn stop_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
@@ -197,7 +211,7 @@ fn main() -> std::process::ExitCode {
         return match bench_command(args) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", describe(&e));
                 std::process::ExitCode::FAILURE
             }
         };
@@ -257,7 +271,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             std::process::ExitCode::FAILURE
         }
     }
