@@ -10,6 +10,7 @@ pub mod file;
 pub mod level;
 pub mod opus;
 pub mod playout;
+pub mod resample;
 pub mod sound;
 pub mod speech;
 pub mod tones;
