@@ -208,6 +208,7 @@ fn resampling_and_the_sound_card_rings_do_not_allocate_per_frame() {
         for _message in 0..2 {
             for chunk in speech.chunks(2880) {
                 playback.write_frame(chunk).unwrap();
+                let _ = playback.delay(2880);
                 for _ in 0..12 {
                     playback.callback(&mut out);
                 }

@@ -56,4 +56,12 @@ pub trait AudioOutput: Send {
     fn end_of_message(&mut self) -> Result<(), AudioError> {
         Ok(())
     }
+    /// How long from now until the first sample of a frame of `frame_len` samples written
+    /// now is heard: what is queued ahead of it (a sound card's ring, the silence it puts
+    /// ahead of a message, a resampler's delay). The engine starts a message that much early
+    /// so that it plays when it is due. Zero for outputs that play what they get at once.
+    fn delay(&self, frame_len: usize) -> std::time::Duration {
+        let _ = frame_len;
+        std::time::Duration::ZERO
+    }
 }

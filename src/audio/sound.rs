@@ -906,6 +906,13 @@ impl Playback {
         }
     }
 
+    /// The resampler's delay.
+    fn delay(&self) -> Duration {
+        self.resampler.as_ref().map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64(r.delay_in() / f64::from(r.from_rate()))
+        })
+    }
+
     /// Converts `frame` and hands the card-rate samples to `sink`.
     fn push(&mut self, frame: &[i16], sink: &mut dyn FnMut(&[i16])) -> Result<(), String> {
         let Some(r) = self.resampler.as_mut() else {
@@ -968,10 +975,19 @@ fn push_samples(ring: &mut Producer<i16>, samples: &[i16], counters: &Counters) 
     }
 }
 
+/// Samples queued in a playback ring.
+fn queued(ring: &Producer<i16>) -> usize {
+    ring.buffer().capacity() - ring.slots()
+}
+
+/// `samples` at `rate` as a duration.
+fn samples_duration(samples: usize, rate: u32) -> Duration {
+    Duration::from_secs_f64(samples as f64 / f64::from(rate.max(1)))
+}
+
 /// Pushes silence until the ring holds at least `target` samples.
 fn prefill(ring: &mut Producer<i16>, target: usize) {
-    let queued = ring.buffer().capacity() - ring.slots();
-    let n = target.saturating_sub(queued).min(ring.slots());
+    let n = target.saturating_sub(queued(ring)).min(ring.slots());
     if let Ok(chunk) = ring.write_chunk_uninit(n) {
         chunk.fill_from_iter(std::iter::repeat(0));
     }
@@ -1561,6 +1577,27 @@ impl AudioOutput for CpalOutput {
             device: link.device.clone(),
             message,
         })
+    }
+
+    /// What the ring holds, or the silence a new message starts with (see `write_frame`),
+    /// and the resampler's delay.
+    fn delay(&self, frame_len: usize) -> Duration {
+        let Some(ring) = self.thread.end.ring.as_ref() else {
+            return Duration::ZERO;
+        };
+        let mut ahead = queued(&ring.ring);
+        let starved = self
+            .thread
+            .end
+            .link
+            .counters
+            .play_state
+            .load(Ordering::Acquire)
+            == STARVED;
+        if !self.in_message || starved {
+            ahead = ahead.max(self.lead(frame_len));
+        }
+        samples_duration(ahead, self.card_rate) + self.playback.delay()
     }
 
     /// Plays out what was written, then lets the ring run dry without counting underruns.
@@ -2437,6 +2474,7 @@ pub mod rings {
         consumer: Consumer<i16>,
         playback: Playback,
         engine_rate: u32,
+        card_rate: u32,
         counters: Counters,
     }
 
@@ -2455,6 +2493,7 @@ pub mod rings {
                 consumer,
                 playback: Playback::new(engine_rate, card_rate).map_err(AudioError::Codec)?,
                 engine_rate,
+                card_rate,
                 counters: Counters::default(),
             })
         }
@@ -2487,6 +2526,10 @@ pub mod rings {
             self.playback
                 .flush(&mut |s| push_samples(producer, s, counters))
                 .map_err(AudioError::Codec)
+        }
+
+        fn delay(&self, _frame_len: usize) -> Duration {
+            samples_duration(queued(&self.producer), self.card_rate) + self.playback.delay()
         }
     }
 

@@ -247,6 +247,10 @@ impl AudioOutput for SharedPlayback {
     fn end_of_message(&mut self) -> Result<(), AudioError> {
         lock(&self.0).end_of_message()
     }
+
+    fn delay(&self, frame_len: usize) -> Duration {
+        lock(&self.0).delay(frame_len)
+    }
 }
 
 /// What a radio's receiver hears.
