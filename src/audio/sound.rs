@@ -295,7 +295,11 @@ impl DeviceSample for f32 {
 }
 
 fn to_i16(sample: f32) -> i16 {
-    (sample * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+    // Adding and taking away 1.5 × 2^23 rounds to the nearest integer (ties to even) without
+    // the library call `f32::round` is on processors without SSE4.1; `as` saturates at the
+    // i16 range (values too large to round stay too large) and maps NaN to 0.
+    const ROUND: f32 = 12_582_912.0;
+    ((sample * 32768.0 + ROUND) - ROUND) as i16
 }
 
 /// The capture callback: copies whole sample frames into the ring, counts what did not fit.
