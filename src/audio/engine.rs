@@ -1041,6 +1041,49 @@ mod tests {
     }
 
     #[test]
+    fn a_codec_header_that_lies_does_not_stop_the_audio() {
+        // The packets are 16 kHz, 60 ms (Opus says so in each packet); the headers claim
+        // otherwise. The playout buffer paces by the header's packet duration, the decoder
+        // by the packets themselves: every packet plays at its true length.
+        for (rate, fpp, ms) in [(8000, 1, 20), (48000, 2, 60), (24000, 1, 10)] {
+            let out = MemoryOutput::new(16000);
+            let messages = out.messages();
+            let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
+            let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+            r.cmd
+                .try_send(EngineCommand::PlayBegin {
+                    stream_id: 5,
+                    header: CodecHeader::new(rate, fpp, ms).unwrap(),
+                })
+                .unwrap();
+            for (i, chunk) in speech_like(16000, 0.6, 9).chunks(960).enumerate() {
+                let mut buf = Vec::new();
+                enc.encode_packet(chunk, &mut buf).unwrap();
+                r.cmd.try_send(play(5, i as u32, Bytes::from(buf))).unwrap();
+            }
+            r.cmd
+                .try_send(EngineCommand::PlayEnd { stream_id: 5 })
+                .unwrap();
+            for _ in 0..40 {
+                r.engine.tick();
+            }
+            let events = drain(&mut r.ev);
+            assert!(
+                events.contains(&EngineEvent::PlaybackDrained {
+                    stream_id: 5,
+                    packets: 10,
+                    concealed: 0
+                }),
+                "{rate} {fpp} {ms}: {events:?}"
+            );
+            let played = messages.lock().unwrap();
+            assert_eq!(played.len(), 1);
+            assert_eq!(played[0].len(), 10 * 960, "{rate} {fpp} {ms}");
+            assert_eq!(r.engine.stats().decode_errors.load(Ordering::Relaxed), 0);
+        }
+    }
+
+    #[test]
     fn plays_any_header_the_apps_send_at_the_output_rate() {
         for (rate, fpp, ms) in [
             (48000, 2, 20),
