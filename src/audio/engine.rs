@@ -578,7 +578,12 @@ impl Engine {
         }
         let take = need.min(pb.pcm.len());
         self.out_frame.clear();
-        self.out_frame.extend(pb.pcm.drain(..take));
+        // Whole slices: extending from `drain` would push sample by sample.
+        let (front, back) = pb.pcm.as_slices();
+        let from_front = take.min(front.len());
+        self.out_frame.extend_from_slice(&front[..from_front]);
+        self.out_frame.extend_from_slice(&back[..take - from_front]);
+        pb.pcm.drain(..take);
         let done = drained && pb.pcm.is_empty();
         let id = pb.stream_id;
         let stats = pb.buffer.stats();
