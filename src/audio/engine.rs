@@ -63,6 +63,9 @@ pub enum EngineEvent {
         stream_id: u32,
         packets: u64,
         concealed: u64,
+        /// Packets the playout buffer dropped: late, duplicate, or pushed out of a full
+        /// buffer.
+        dropped: u64,
     },
     /// Raw samples given with `PlayPcm` have all been played.
     PcmDrained,
@@ -556,11 +559,13 @@ impl Engine {
                 if drained {
                     // A message with nothing to play.
                     let id = pb.stream_id;
+                    let stats = pb.buffer.stats();
                     self.playback = None;
                     self.emit(EngineEvent::PlaybackDrained {
                         stream_id: id,
                         packets: 0,
                         concealed: 0,
+                        dropped: stats.late + stats.duplicates + stats.overflow,
                     });
                 }
                 return;
@@ -598,6 +603,7 @@ impl Engine {
                 stream_id: id,
                 packets: stats.played,
                 concealed: stats.concealed,
+                dropped: stats.late + stats.duplicates + stats.overflow,
             });
         }
     }
@@ -875,7 +881,8 @@ mod tests {
             Some(&EngineEvent::PlaybackDrained {
                 stream_id: 9,
                 packets: 10,
-                concealed: 0
+                concealed: 0,
+                dropped: 0
             })
         );
         assert_eq!(samples.lock().unwrap().len(), 9600);
@@ -978,7 +985,8 @@ mod tests {
             Some(&EngineEvent::PlaybackDrained {
                 stream_id: 4,
                 packets: 10,
-                concealed: 0
+                concealed: 0,
+                dropped: 0
             })
         );
         // Every packet played, after 208 samples of silence: packet k is heard at
@@ -1046,6 +1054,54 @@ mod tests {
     }
 
     #[test]
+    fn late_and_duplicate_packets_are_counted_when_the_message_ends() {
+        let out = MemoryOutput::new(16000);
+        let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
+        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+        let packets: Vec<Bytes> = speech_like(16000, 0.6, 3)
+            .chunks(960)
+            .map(|chunk| {
+                let mut buf = Vec::new();
+                enc.encode_packet(chunk, &mut buf).unwrap();
+                Bytes::from(buf)
+            })
+            .collect();
+        r.cmd
+            .try_send(EngineCommand::PlayBegin {
+                stream_id: 6,
+                header: CodecHeader::default(),
+            })
+            .unwrap();
+        // Packet 4 held up; packet 5 twice.
+        for (i, p) in packets.iter().enumerate().filter(|&(i, _)| i != 4) {
+            r.cmd.try_send(play(6, i as u32, p.clone())).unwrap();
+        }
+        r.cmd.try_send(play(6, 5, packets[5].clone())).unwrap();
+        for _ in 0..8 {
+            r.engine.tick();
+        }
+        // Packet 4 comes after its turn was concealed.
+        r.cmd.try_send(play(6, 4, packets[4].clone())).unwrap();
+        r.cmd
+            .try_send(EngineCommand::PlayEnd { stream_id: 6 })
+            .unwrap();
+        for _ in 0..8 {
+            r.engine.tick();
+        }
+        let events = drain(&mut r.ev);
+        assert_eq!(
+            events.last(),
+            Some(&EngineEvent::PlaybackDrained {
+                stream_id: 6,
+                packets: 9,
+                concealed: 1,
+                dropped: 2
+            }),
+            "{events:?}"
+        );
+    }
+
+    #[test]
     fn a_codec_header_that_lies_does_not_stop_the_audio() {
         // The packets are 16 kHz, 60 ms (Opus says so in each packet); the headers claim
         // otherwise. The playout buffer paces by the header's packet duration, the decoder
@@ -1077,7 +1133,8 @@ mod tests {
                 events.contains(&EngineEvent::PlaybackDrained {
                     stream_id: 5,
                     packets: 10,
-                    concealed: 0
+                    concealed: 0,
+                    dropped: 0
                 }),
                 "{rate} {fpp} {ms}: {events:?}"
             );
