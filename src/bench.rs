@@ -61,6 +61,9 @@ pub struct BenchOptions {
     pub frame_ms: u8,
     /// How many times faster than real time the pipeline is paced, 1 to 100.
     pub speedup: f32,
+    /// Times the floor and the pipeline are each measured, in turns, 1 to 9: the figures
+    /// are the medians (the machine's load moves single runs by 10 % or more).
+    pub runs: usize,
     /// Clicks sent for the latency figures, 0 (no latency phase) to 100. With 12 or more
     /// and 60 ms frames, every 5 ms phase of the frame is tried.
     pub clicks: usize,
@@ -80,6 +83,7 @@ impl Default for BenchOptions {
             bitrate: None,
             frame_ms: 60,
             speedup: 10.0,
+            runs: 3,
             clicks: 12,
             rss_exe: None,
             rss_seconds: 5.0,
@@ -110,6 +114,9 @@ impl BenchOptions {
         }
         if !(self.speedup.is_finite() && (1.0..=100.0).contains(&self.speedup)) {
             return Err(bad("--speedup", format!("{} (use 1 to 100)", self.speedup)));
+        }
+        if !(1..=9).contains(&self.runs) {
+            return Err(bad("--runs", format!("{} (use 1 to 9)", self.runs)));
         }
         if self.clicks > 100 {
             return Err(bad("--clicks", format!("{} (use 0 to 100)", self.clicks)));
@@ -157,6 +164,9 @@ pub struct BenchArgs {
     /// How many times faster than real time to pace the pipeline (1 to 100).
     #[arg(long, default_value_t = 10.0)]
     pub speedup: f32,
+    /// Times to measure the floor and the pipeline, in turns (1 to 9); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     /// Clicks to time for the latency figures (0 to 100; 0 skips them).
     #[arg(long, default_value_t = 12)]
     pub clicks: usize,
@@ -183,6 +193,7 @@ impl BenchArgs {
             bitrate: self.bitrate,
             frame_ms: self.frame_ms,
             speedup: self.speedup,
+            runs: self.runs,
             clicks: self.clicks,
             rss_exe: if self.no_rss { None } else { exe },
             rss_seconds: self.rss_seconds,
@@ -263,16 +274,23 @@ pub struct BenchReport {
     /// Seconds of speech in the floor and through the pipeline.
     pub audio_seconds: f64,
 
-    /// libopus alone: encode + decode at 16 kHz, one thread.
+    /// Times the floor and the pipeline were each measured (in turns).
+    pub runs: usize,
+    /// libopus alone: encode + decode at 16 kHz, one thread (median of the runs).
     pub floor_cpu_s_per_audio_s: f64,
-    /// The whole duplex pipeline, both gateways, without the emulator.
+    /// The whole duplex pipeline, both gateways, without the emulator (median of the runs).
     pub pipeline_cpu_s_per_audio_s: f64,
     /// `pipeline_cpu_s_per_audio_s / floor_cpu_s_per_audio_s`.
     pub ratio_to_floor: f64,
+    /// The floor, run by run.
+    pub floor_runs_cpu_s_per_audio_s: Vec<f64>,
+    /// The pipeline, run by run.
+    pub pipeline_runs_cpu_s_per_audio_s: Vec<f64>,
     /// Of the pipeline: the codec engines' ticks and the sound cards' callbacks (resampling,
-    /// carrier detect, Opus, rings), on the thread that drives them.
+    /// carrier detect, Opus, rings), on the thread that drives them (median).
     pub pipeline_engines_cpu_s_per_audio_s: f64,
-    /// Of the pipeline: everything else (bridges, sessions, WebSocket, router, tokio).
+    /// Of the pipeline: everything else (bridges, sessions, WebSocket, router, tokio)
+    /// (median).
     pub pipeline_network_cpu_s_per_audio_s: f64,
     /// The emulator's thread (not in the pipeline figure).
     pub emulator_cpu_s_per_audio_s: f64,
@@ -355,8 +373,9 @@ impl BenchReport {
         );
         let _ = writeln!(
             t,
-            "{:.1} s of speech; pipeline paced at {}x real time\n",
-            self.audio_seconds, self.speedup
+            "{:.1} s of speech; pipeline paced at {}x real time; floor and pipeline measured \
+             {} times in turns, medians shown\n",
+            self.audio_seconds, self.speedup, self.runs
         );
         let row = |t: &mut String, what: &str, value: String, note: String| {
             let _ = writeln!(t, "  {what:<44} {value:>14}  {note}");
@@ -450,23 +469,27 @@ impl BenchReport {
 }
 
 /// CPU time (user + system) of the process (`libc::RUSAGE_SELF`) or of the calling thread
-/// (`libc::RUSAGE_THREAD`).
+/// (`libc::RUSAGE_THREAD`), from the kernel's nanosecond clocks (`CLOCK_PROCESS_CPUTIME_ID`,
+/// `CLOCK_THREAD_CPUTIME_ID`): `getrusage` may count whole scheduler ticks (4 ms), coarse
+/// beside the floor's half second.
 pub(crate) fn cpu_time(who: libc::c_int) -> Result<Duration, BenchError> {
-    // SAFETY: `rusage` is a plain C struct for which all-zero bytes are a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is valid for writes; `who` is one of the values getrusage takes.
-    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+    let clock = if who == libc::RUSAGE_THREAD {
+        libc::CLOCK_THREAD_CPUTIME_ID
+    } else {
+        libc::CLOCK_PROCESS_CPUTIME_ID
+    };
+    // SAFETY: `timespec` is a plain C struct for which all-zero bytes are a valid value.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is valid for writes; `clock` is a clock id the kernel knows.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
         return Err(BenchError::Failed {
-            phase: "getrusage",
+            phase: "clock_gettime",
             message: std::io::Error::last_os_error().to_string(),
         });
     }
-    let tv = |t: libc::timeval| {
-        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
-        let micros = u32::try_from(t.tv_usec).unwrap_or(0).min(999_999);
-        Duration::new(secs, micros * 1000)
-    };
-    Ok(tv(usage.ru_utime) + tv(usage.ru_stime))
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0).min(999_999_999);
+    Ok(Duration::new(secs, nanos))
 }
 
 /// The process's peak resident set in KiB: `VmHWM` from /proc/self/status, else
@@ -481,9 +504,9 @@ pub fn peak_rss_kb() -> Option<u64> {
             return hwm;
         }
     }
-    // SAFETY: as in `cpu_time`.
+    // SAFETY: `rusage` is a plain C struct for which all-zero bytes are a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as in `cpu_time`.
+    // SAFETY: `usage` is valid for writes; RUSAGE_SELF is a value getrusage takes.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
         return None;
     }
@@ -605,21 +628,55 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let settings = opts.encoder_settings();
     let seconds = f64::from(opts.seconds);
 
-    say("the floor (libopus alone)");
     let clip16 = speech_like(CODEC_RATE, opts.seconds, SEED);
-    let floor = floor(&settings, &clip16)?;
-    drop(clip16);
-    let floor_per_s = floor.cpu.as_secs_f64() / seconds;
-
+    let clip48: Arc<[i16]> = speech_like(rig::CARD_RATE, opts.seconds, SEED).into();
     let rt = runtime()?;
     let emulator = rig::Emulator::start()?;
-    say("the pipeline");
-    let clip48: Arc<[i16]> = speech_like(rig::CARD_RATE, opts.seconds, SEED).into();
-    let p = pipeline::run(&rt, &emulator, &settings, &clip48, f64::from(opts.speedup))?;
-    drop(clip48);
-    let audio = p.audio.as_secs_f64().max(f64::MIN_POSITIVE);
-    let pipeline_per_s = p.cpu.as_secs_f64() / audio;
-    let engines_per_s = p.engines_cpu.as_secs_f64() / audio;
+    // The floor and the pipeline in turns, so a change in the machine's load falls on both.
+    let mut floors: Vec<Floor> = Vec::new();
+    let mut pipelines: Vec<pipeline::PipelineRun> = Vec::new();
+    for run in 0..opts.runs {
+        say(&format!("the floor (libopus alone), run {}", run + 1));
+        floors.push(floor(&settings, &clip16)?);
+        say(&format!("the pipeline, run {}", run + 1));
+        pipelines.push(pipeline::run(
+            &rt,
+            &emulator,
+            &settings,
+            &clip48,
+            f64::from(opts.speedup),
+            run,
+        )?);
+    }
+    drop((clip16, clip48));
+    let floor_runs: Vec<f64> = floors
+        .iter()
+        .map(|f| f.cpu.as_secs_f64() / seconds)
+        .collect();
+    let per_audio_s = |p: &pipeline::PipelineRun, cpu: Duration| {
+        cpu.as_secs_f64() / p.audio.as_secs_f64().max(f64::MIN_POSITIVE)
+    };
+    let pipeline_runs: Vec<f64> = pipelines.iter().map(|p| per_audio_s(p, p.cpu)).collect();
+    let engines_runs: Vec<f64> = pipelines
+        .iter()
+        .map(|p| per_audio_s(p, p.engines_cpu))
+        .collect();
+    let network_runs: Vec<f64> = pipelines
+        .iter()
+        .map(|p| per_audio_s(p, p.cpu.saturating_sub(p.engines_cpu)))
+        .collect();
+    let emulator_runs: Vec<f64> = pipelines
+        .iter()
+        .map(|p| per_audio_s(p, p.emulator_cpu))
+        .collect();
+    let realtime_runs: Vec<f64> = pipelines
+        .iter()
+        .map(|p| p.audio.as_secs_f64() / p.wall.as_secs_f64().max(1e-9))
+        .collect();
+    let floor_per_s = median(&floor_runs).unwrap_or(0.0);
+    let pipeline_per_s = median(&pipeline_runs).unwrap_or(0.0);
+    let first = &pipelines[0];
+    let bytes = floors[0].bytes;
 
     let lat = if opts.clicks > 0 {
         say("latency (real time)");
@@ -648,22 +705,25 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         machine: machine(),
         complexity: settings.complexity,
         bitrate: settings.bitrate,
-        bitrate_measured_bps: round(floor.bytes as f64 * 8.0 / seconds, 0),
+        bitrate_measured_bps: round(bytes as f64 * 8.0 / seconds, 0),
         frame_ms: settings.frame_ms,
         sample_rate: settings.sample_rate,
         card_rate: rig::CARD_RATE,
         audio_seconds: round(seconds, 3),
+        runs: opts.runs,
         floor_cpu_s_per_audio_s: round(floor_per_s, 6),
         pipeline_cpu_s_per_audio_s: round(pipeline_per_s, 6),
         ratio_to_floor: round(pipeline_per_s / floor_per_s.max(1e-9), 2),
-        pipeline_engines_cpu_s_per_audio_s: round(engines_per_s, 6),
-        pipeline_network_cpu_s_per_audio_s: round((pipeline_per_s - engines_per_s).max(0.0), 6),
-        emulator_cpu_s_per_audio_s: round(p.emulator_cpu.as_secs_f64() / audio, 6),
-        realtime_factor: round(audio / p.wall.as_secs_f64().max(1e-9), 2),
+        floor_runs_cpu_s_per_audio_s: floor_runs.iter().map(|&x| round(x, 6)).collect(),
+        pipeline_runs_cpu_s_per_audio_s: pipeline_runs.iter().map(|&x| round(x, 6)).collect(),
+        pipeline_engines_cpu_s_per_audio_s: round(median(&engines_runs).unwrap_or(0.0), 6),
+        pipeline_network_cpu_s_per_audio_s: round(median(&network_runs).unwrap_or(0.0), 6),
+        emulator_cpu_s_per_audio_s: round(median(&emulator_runs).unwrap_or(0.0), 6),
+        realtime_factor: round(median(&realtime_runs).unwrap_or(0.0), 2),
         speedup: f64::from(opts.speedup),
-        packets: p.packets,
-        concealed: p.concealed,
-        held_back: p.held_back,
+        packets: first.packets,
+        concealed: pipelines.iter().map(|p| p.concealed).sum(),
+        held_back: pipelines.iter().map(|p| p.held_back).sum(),
         latency_clicks: lat.radio_to_zello.len(),
         latency_radio_to_zello_ms: ms(worst(&lat.radio_to_zello)),
         latency_radio_to_zello_median_ms: ms(median(&lat.radio_to_zello)),
@@ -691,10 +751,13 @@ mod tests {
         let report = run(&BenchOptions {
             seconds: 2.0,
             speedup: 4.0,
+            runs: 2,
             clicks: 3,
             ..BenchOptions::default()
         })
         .expect("the benchmark runs");
+        assert_eq!(report.floor_runs_cpu_s_per_audio_s.len(), 2);
+        assert_eq!(report.pipeline_runs_cpu_s_per_audio_s.len(), 2);
         // 2 s of 60 ms packets, the last one partly silence; `run` itself fails unless B
         // played every packet A sent with nothing dropped.
         assert!((34..=35).contains(&report.packets), "{report:?}");
@@ -797,6 +860,8 @@ mod tests {
             "codec",
         );
         refused(BenchOptions { clicks: 101, ..d() }, "--clicks");
+        refused(BenchOptions { runs: 0, ..d() }, "--runs");
+        refused(BenchOptions { runs: 10, ..d() }, "--runs");
         refused(
             BenchOptions {
                 rss_seconds: 0.0,

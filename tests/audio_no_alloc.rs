@@ -1,5 +1,5 @@
-//! The audio chains and the playout buffer run on the codec thread once per frame, for months:
-//! once built they must not allocate. A counting allocator (in this test binary only) checks
+//! The audio chains, the playout buffer, the resamplers and the sound card's rings run on the
+//! codec thread once per frame, for months: once built they must not allocate. A counting allocator (in this test binary only) checks
 //! it, per thread, so the tests running beside each other do not disturb the counts.
 
 use bytes::Bytes;
@@ -8,7 +8,10 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 use zello_gateway::audio::dsp::{RxChain, RxSettings, TxChain, TxSettings};
 use zello_gateway::audio::playout::{PlayoutBuffer, PlayoutSettings, Pop};
+use zello_gateway::audio::resample::Resampler;
+use zello_gateway::audio::sound::rings::{RingCapture, RingPlayback};
 use zello_gateway::audio::speech::{speech_like, tone};
+use zello_gateway::audio::{AudioInput, AudioOutput};
 
 struct Counting;
 
@@ -152,4 +155,66 @@ fn the_playout_buffer_does_not_allocate_per_packet() {
     buf.reset();
     assert_eq!(allocations(), before);
     assert!(played > 2000, "{played}");
+}
+
+#[test]
+fn resampling_and_the_sound_card_rings_do_not_allocate_per_frame() {
+    let to_f32 = |x: &[i16]| -> Vec<f32> { x.iter().map(|&s| f32::from(s) / 32768.0).collect() };
+    for (from, to) in [
+        (48_000, 16_000),
+        (44_100, 16_000),
+        (48_000, 44_100),
+        (16_000, 48_000),
+    ] {
+        let input = to_f32(&speech_like(from, 2.0, 2));
+        let mut r = Resampler::new(from, to).unwrap();
+        let mut sum = 0.0f32;
+        let before = allocations();
+        for chunk in input.chunks(240) {
+            r.process(chunk, |s| sum += s);
+        }
+        // More than the resampler takes per round, in one call.
+        r.process(&input[..5000], |s| sum += s);
+        r.reset();
+        r.process(&input[..7], |s| sum += s);
+        assert_eq!(allocations(), before, "{from} -> {to} Hz");
+        assert!(sum.is_finite());
+    }
+
+    // The capture side: a stereo 48 kHz card's callbacks in, 60 ms frames at 16 kHz out.
+    let stereo: Vec<f32> = to_f32(&speech_like(48_000, 3.0, 3))
+        .iter()
+        .flat_map(|&s| [s, s])
+        .collect();
+    let mut capture = RingCapture::new(48_000, 2).unwrap();
+    let mut frame = vec![0i16; 960];
+    let before = allocations();
+    let mut frames = 0;
+    for period in stereo.chunks(2 * 240) {
+        capture.callback(period);
+        while capture.read_frame(&mut frame).unwrap() {
+            frames += 1;
+        }
+    }
+    assert_eq!(allocations(), before, "capture");
+    assert!(frames >= 45, "{frames}");
+
+    // The playback side, to a card at an Opus rate and to one that needs resampling.
+    let speech = speech_like(48_000, 3.0, 4);
+    for card in [48_000, 44_100] {
+        let mut playback = RingPlayback::new(card).unwrap();
+        let mut out = vec![0i16; card as usize / 200];
+        let before = allocations();
+        for _message in 0..2 {
+            for chunk in speech.chunks(2880) {
+                playback.write_frame(chunk).unwrap();
+                let _ = playback.delay(2880);
+                for _ in 0..12 {
+                    playback.callback(&mut out);
+                }
+            }
+            playback.end_of_message().unwrap();
+        }
+        assert_eq!(allocations(), before, "playback to {card} Hz");
+    }
 }

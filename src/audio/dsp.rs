@@ -389,7 +389,14 @@ pub struct Limiter {
     index: u64,
     /// Gain applied to the last sample.
     gain: f64,
+    /// Samples in a row that needed no gain reduction with the gain fully released: from
+    /// `len` on, the limiter is a plain delay until a sample goes over the ceiling.
+    settled: usize,
 }
+
+/// A released gain this close to 1 is 1 (-9·10⁻⁹ dB): the release would otherwise approach
+/// 1 for ever, and the limiter could never settle into its plain-delay path.
+const RELEASED: f64 = 1e-9;
 
 impl Limiter {
     /// A limiter at `sample_rate` with its ceiling at `ceiling_dbfs` (at most 0).
@@ -419,6 +426,7 @@ impl Limiter {
             held: 1.0,
             index: 0,
             gain: 1.0,
+            settled: len,
         })
     }
 
@@ -437,10 +445,39 @@ impl Limiter {
         20.0 * self.gain.max(1e-10).log10()
     }
 
+    /// The signal delayed by `L - 1` samples: `x` goes in, the sample of `L - 1` ago out.
+    #[inline]
+    fn delayed(&mut self, x: f64) -> f64 {
+        if self.delay.is_empty() {
+            return x;
+        }
+        let out = self.delay[self.delay_pos];
+        self.delay[self.delay_pos] = x;
+        self.delay_pos += 1;
+        if self.delay_pos == self.delay.len() {
+            self.delay_pos = 0;
+        }
+        out
+    }
+
     /// Limits one sample; the result is the input of `L - 1` samples ago.
     #[inline]
     pub fn process(&mut self, x: f64) -> f64 {
         let magnitude = x.abs();
+        if self.settled >= self.len && magnitude <= self.ceiling {
+            // Nothing over the ceiling in the window and the gain released: every needed
+            // gain in the window is 1, and so are the held gains and their average. The
+            // sliding minimum's entries are all 1 and expire by themselves.
+            self.index = self.index.wrapping_add(1);
+            self.gain = 1.0;
+            let delayed = self.delayed(x);
+            return delayed.clamp(-self.ceiling, self.ceiling);
+        }
+        self.limit(x, magnitude)
+    }
+
+    /// [`process`](Self::process) while limiting or releasing.
+    fn limit(&mut self, x: f64, magnitude: f64) -> f64 {
         let needed = if magnitude > self.ceiling {
             self.ceiling / magnitude
         } else {
@@ -475,6 +512,9 @@ impl Limiter {
 
         // Release towards 1, never above what the window needs.
         self.held = peak_gain.min(self.held + self.release * (1.0 - self.held));
+        if self.held > 1.0 - RELEASED {
+            self.held = 1.0;
+        }
 
         // Moving average over `len` samples (the attack ramp).
         self.window_sum += self.held - self.window[self.window_pos];
@@ -487,18 +527,17 @@ impl Limiter {
         }
         let gain = (self.window_sum / len as f64).min(1.0);
         self.gain = gain;
-
-        let delayed = if self.delay.is_empty() {
-            x
-        } else {
-            let out = self.delay[self.delay_pos];
-            self.delay[self.delay_pos] = x;
-            self.delay_pos += 1;
-            if self.delay_pos == self.delay.len() {
-                self.delay_pos = 0;
+        if needed == 1.0 && self.held == 1.0 {
+            self.settled += 1;
+            if self.settled == len {
+                // The window holds `len` gains of exactly 1.
+                self.window_sum = len as f64;
             }
-            out
-        };
+        } else {
+            self.settled = 0;
+        }
+
+        let delayed = self.delayed(x);
         (delayed * gain).clamp(-self.ceiling, self.ceiling)
     }
 
@@ -514,6 +553,7 @@ impl Limiter {
         self.held = 1.0;
         self.index = 0;
         self.gain = 1.0;
+        self.settled = self.len;
     }
 
     fn flush_state(&mut self) {
@@ -630,8 +670,11 @@ impl Agc {
 /// Converts back to a sample, rounding and saturating.
 #[inline]
 fn to_sample(x: f64) -> i16 {
-    // `as` saturates at the i16 range and maps NaN to 0.
-    (x * SCALE).round() as i16
+    // Adding and taking away 1.5 × 2^52 rounds to the nearest integer (ties to even) in two
+    // additions; `f64::round` is a library call on processors without SSE4.1. `as`
+    // saturates at the i16 range (huge values stay huge) and maps NaN to 0.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    ((x * SCALE + ROUND) - ROUND) as i16
 }
 
 /// Settings of the receive chain (`[radio.rx_audio]` or wherever the configuration puts it).
@@ -1408,6 +1451,32 @@ mod tests {
             "limiter ceiling: {ceiling} = {:.3} dBFS",
             peak_dbfs(&[ceiling])
         );
+    }
+
+    #[test]
+    fn after_a_peak_the_limiter_releases_fully_and_is_a_plain_delay_again() {
+        let rate = 16000.0;
+        let mut limiter = Limiter::new(rate, LIMITER_CEILING_DBFS).unwrap();
+        // 100 ms far over the ceiling.
+        for i in 0..1600 {
+            limiter.process(if i % 2 == 0 { 1.5 } else { -1.5 });
+        }
+        assert!(limiter.gain_db() < -3.0, "{}", limiter.gain_db());
+        // 4 s of a quiet tone: the 100 ms release reaches 1 (within 10^-9) in about 2 s.
+        let quiet: Vec<f64> = (0..64_000)
+            .map(|i| 0.3 * (f64::from(i) * 0.2).sin())
+            .collect();
+        let output: Vec<f64> = quiet.iter().map(|&x| limiter.process(x)).collect();
+        assert_eq!(limiter.gain_db(), 0.0);
+        assert!(limiter.settled >= limiter.len);
+        // The last second is the input, delayed, bit for bit.
+        let delay = limiter.latency();
+        assert_eq!(&output[48_000..], &quiet[48_000 - delay..64_000 - delay]);
+        // And the next peak is limited as before.
+        let peak: f64 = (0..400)
+            .map(|i| limiter.process(if i == 200 { 2.0 } else { 0.0 }).abs())
+            .fold(0.0, f64::max);
+        assert!(peak <= limiter.ceiling() && peak > 0.8, "{peak}");
     }
 
     #[test]

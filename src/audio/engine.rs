@@ -63,6 +63,9 @@ pub enum EngineEvent {
         stream_id: u32,
         packets: u64,
         concealed: u64,
+        /// Packets the playout buffer dropped: late, duplicate, or pushed out of a full
+        /// buffer.
+        dropped: u64,
     },
     /// Raw samples given with `PlayPcm` have all been played.
     PcmDrained,
@@ -280,12 +283,18 @@ impl Engine {
 
     /// One frame of work.
     pub fn tick(&mut self) {
+        self.tick_at(Instant::now());
+    }
+
+    /// One frame of work, at `now` (what [`tick`](Self::tick) does with the clock's time;
+    /// tests give made-up instants).
+    pub fn tick_at(&mut self, now: Instant) {
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         while let Ok(cmd) = self.commands.try_recv() {
             self.on_command(cmd);
         }
         self.capture();
-        self.play();
+        self.play(now);
     }
 
     fn on_command(&mut self, cmd: EngineCommand) {
@@ -489,18 +498,42 @@ impl Engine {
         true
     }
 
-    fn play(&mut self) {
-        let need = (self.output.sample_rate() * self.frame_ms / 1000) as usize;
+    fn play(&mut self, now: Instant) {
+        let rate = self.output.sample_rate();
+        let need = (rate * self.frame_ms / 1000) as usize;
         if self.play_pcm(need) {
             return;
         }
-        let now = Instant::now();
+        let frame = self.frame_duration();
+        let delay = self.output.delay(need);
         let Some(pb) = self.playback.as_mut() else {
             return;
         };
+        // A message that has not started plays from when it is due: what is written now is
+        // heard at `heard`; if the message is due before what the next tick writes would be
+        // heard, it starts now, with silence ahead of its first packet up to that instant.
+        let mut at = now;
+        let mut lead = 0;
+        if !pb.buffer.is_started() {
+            let heard = now + delay;
+            if let Some(due) = pb.buffer.start_due() {
+                if due >= heard + frame {
+                    return;
+                }
+                at = due.max(heard);
+                let early = due.saturating_duration_since(heard);
+                lead = ((early.as_nanos() * u128::from(rate) / 1_000_000_000) as usize)
+                    .min(need.saturating_sub(1));
+            }
+        }
         let mut drained = false;
         while pb.pcm.len() < need {
-            match pb.buffer.pop(now) {
+            let pop = pb.buffer.pop(at);
+            if lead > 0 && !matches!(pop, Pop::Filling) {
+                pb.pcm
+                    .extend(std::iter::repeat_n(0, std::mem::take(&mut lead)));
+            }
+            match pop {
                 Pop::Filling => break,
                 Pop::Packet(packet) => match pb.decoder.decode(Some(&packet), &mut self.decoded) {
                     Ok(n) => {
@@ -526,11 +559,13 @@ impl Engine {
                 if drained {
                     // A message with nothing to play.
                     let id = pb.stream_id;
+                    let stats = pb.buffer.stats();
                     self.playback = None;
                     self.emit(EngineEvent::PlaybackDrained {
                         stream_id: id,
                         packets: 0,
                         concealed: 0,
+                        dropped: stats.late + stats.duplicates + stats.overflow,
                     });
                 }
                 return;
@@ -548,7 +583,12 @@ impl Engine {
         }
         let take = need.min(pb.pcm.len());
         self.out_frame.clear();
-        self.out_frame.extend(pb.pcm.drain(..take));
+        // Whole slices: extending from `drain` would push sample by sample.
+        let (front, back) = pb.pcm.as_slices();
+        let from_front = take.min(front.len());
+        self.out_frame.extend_from_slice(&front[..from_front]);
+        self.out_frame.extend_from_slice(&back[..take - from_front]);
+        pb.pcm.drain(..take);
         let done = drained && pb.pcm.is_empty();
         let id = pb.stream_id;
         let stats = pb.buffer.stats();
@@ -563,6 +603,7 @@ impl Engine {
                 stream_id: id,
                 packets: stats.played,
                 concealed: stats.concealed,
+                dropped: stats.late + stats.duplicates + stats.overflow,
             });
         }
     }
@@ -840,10 +881,128 @@ mod tests {
             Some(&EngineEvent::PlaybackDrained {
                 stream_id: 9,
                 packets: 10,
-                concealed: 0
+                concealed: 0,
+                dropped: 0
             })
         );
         assert_eq!(samples.lock().unwrap().len(), 9600);
+    }
+
+    /// An output whose audio is heard `delay` after it is written (a sound card's ring).
+    struct Delayed {
+        inner: MemoryOutput,
+        delay: Duration,
+    }
+
+    impl AudioOutput for Delayed {
+        fn sample_rate(&self) -> u32 {
+            self.inner.sample_rate()
+        }
+        fn write_frame(&mut self, frame: &[i16]) -> Result<(), AudioError> {
+            self.inner.write_frame(frame)
+        }
+        fn end_of_message(&mut self) -> Result<(), AudioError> {
+            self.inner.end_of_message()
+        }
+        fn delay(&self, _frame_len: usize) -> Duration {
+            self.delay
+        }
+    }
+
+    /// Plays ten packets that arrive `offset_ms` after each of the engine's 60 ms ticks,
+    /// with an output that delays by `delay_ms`. Returns the samples written after each
+    /// tick and the playout events.
+    fn timed_playback(offset_ms: u64, delay_ms: u64) -> (Vec<usize>, Vec<EngineEvent>) {
+        let out = MemoryOutput::new(16000);
+        let samples = out.samples();
+        let output = Delayed {
+            inner: out,
+            delay: Duration::from_millis(delay_ms),
+        };
+        let (cmd, crx) = mpsc::channel(256);
+        let (etx, mut ev) = mpsc::channel(4096);
+        let mut engine = Engine::new(
+            Box::new(FileInput::from_samples(vec![], 16000)),
+            Box::new(output),
+            Box::new(FlagCarrier::fixed(false)),
+            &EncoderSettings::default(),
+            crx,
+            etx,
+        )
+        .unwrap();
+        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+        let packets: Vec<Bytes> = speech_like(16000, 0.6, 3)
+            .chunks(960)
+            .map(|chunk| {
+                let mut buf = Vec::new();
+                enc.encode_packet(chunk, &mut buf).unwrap();
+                Bytes::from(buf)
+            })
+            .collect();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        cmd.try_send(EngineCommand::PlayBegin {
+            stream_id: 4,
+            header: CodecHeader::default(),
+        })
+        .unwrap();
+        let mut written = Vec::new();
+        for tick in 0..16u64 {
+            let now = tick * 60;
+            // Packet k arrives at 60 k + offset: the engine sees it at its next tick.
+            for (k, data) in packets.iter().enumerate() {
+                let arrival = k as u64 * 60 + offset_ms;
+                if arrival < now && arrival + 60 >= now {
+                    cmd.try_send(EngineCommand::PlayPacket {
+                        stream_id: 4,
+                        packet_id: k as u32,
+                        data: data.clone(),
+                        arrival: at(arrival),
+                    })
+                    .unwrap();
+                    if k + 1 == packets.len() {
+                        cmd.try_send(EngineCommand::PlayEnd { stream_id: 4 })
+                            .unwrap();
+                    }
+                }
+            }
+            engine.tick_at(at(now));
+            written.push(samples.lock().unwrap().len());
+        }
+        (written, drain(&mut ev))
+    }
+
+    #[test]
+    fn a_message_starts_when_its_first_packet_has_waited_the_depth() {
+        // Packet 0 arrives at 13 ms: due at 133 ms (the default depth is 120 ms). The tick at
+        // 60 ms would be early even with a whole frame of silence first; the tick at 120 ms
+        // starts it with 13 ms (208 samples) of silence, so it is heard at 133 ms.
+        let (written, events) = timed_playback(13, 0);
+        assert_eq!(written[..3], [0, 0, 960], "{written:?}");
+        assert_eq!(events[0], EngineEvent::PlaybackStarted { stream_id: 4 });
+        assert_eq!(
+            events.last(),
+            Some(&EngineEvent::PlaybackDrained {
+                stream_id: 4,
+                packets: 10,
+                concealed: 0,
+                dropped: 0
+            })
+        );
+        // Every packet played, after 208 samples of silence: packet k is heard at
+        // 133 + 60 k ms, exactly the depth after it arrived.
+        assert_eq!(*written.last().unwrap(), 208 + 10 * 960);
+
+        // An output that holds 50 ms: written at the 60 ms tick, heard from 110 ms, packet 0
+        // after 23 ms (368 samples) more.
+        let (written, _) = timed_playback(13, 50);
+        assert_eq!(written[..2], [0, 960], "{written:?}");
+        assert_eq!(*written.last().unwrap(), 368 + 10 * 960);
+
+        // Packets right on the tick: due exactly at a tick, no silence first.
+        let (written, _) = timed_playback(0, 0);
+        assert_eq!(written[..3], [0, 0, 960], "{written:?}");
+        assert_eq!(*written.last().unwrap(), 10 * 960);
     }
 
     #[test]
@@ -892,6 +1051,98 @@ mod tests {
             n,
             "nothing plays after abort"
         );
+    }
+
+    #[test]
+    fn late_and_duplicate_packets_are_counted_when_the_message_ends() {
+        let out = MemoryOutput::new(16000);
+        let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
+        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+        let packets: Vec<Bytes> = speech_like(16000, 0.6, 3)
+            .chunks(960)
+            .map(|chunk| {
+                let mut buf = Vec::new();
+                enc.encode_packet(chunk, &mut buf).unwrap();
+                Bytes::from(buf)
+            })
+            .collect();
+        r.cmd
+            .try_send(EngineCommand::PlayBegin {
+                stream_id: 6,
+                header: CodecHeader::default(),
+            })
+            .unwrap();
+        // Packet 4 held up; packet 5 twice.
+        for (i, p) in packets.iter().enumerate().filter(|&(i, _)| i != 4) {
+            r.cmd.try_send(play(6, i as u32, p.clone())).unwrap();
+        }
+        r.cmd.try_send(play(6, 5, packets[5].clone())).unwrap();
+        for _ in 0..8 {
+            r.engine.tick();
+        }
+        // Packet 4 comes after its turn was concealed.
+        r.cmd.try_send(play(6, 4, packets[4].clone())).unwrap();
+        r.cmd
+            .try_send(EngineCommand::PlayEnd { stream_id: 6 })
+            .unwrap();
+        for _ in 0..8 {
+            r.engine.tick();
+        }
+        let events = drain(&mut r.ev);
+        assert_eq!(
+            events.last(),
+            Some(&EngineEvent::PlaybackDrained {
+                stream_id: 6,
+                packets: 9,
+                concealed: 1,
+                dropped: 2
+            }),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_codec_header_that_lies_does_not_stop_the_audio() {
+        // The packets are 16 kHz, 60 ms (Opus says so in each packet); the headers claim
+        // otherwise. The playout buffer paces by the header's packet duration, the decoder
+        // by the packets themselves: every packet plays at its true length.
+        for (rate, fpp, ms) in [(8000, 1, 20), (48000, 2, 60), (24000, 1, 10)] {
+            let out = MemoryOutput::new(16000);
+            let messages = out.messages();
+            let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
+            let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+            r.cmd
+                .try_send(EngineCommand::PlayBegin {
+                    stream_id: 5,
+                    header: CodecHeader::new(rate, fpp, ms).unwrap(),
+                })
+                .unwrap();
+            for (i, chunk) in speech_like(16000, 0.6, 9).chunks(960).enumerate() {
+                let mut buf = Vec::new();
+                enc.encode_packet(chunk, &mut buf).unwrap();
+                r.cmd.try_send(play(5, i as u32, Bytes::from(buf))).unwrap();
+            }
+            r.cmd
+                .try_send(EngineCommand::PlayEnd { stream_id: 5 })
+                .unwrap();
+            for _ in 0..40 {
+                r.engine.tick();
+            }
+            let events = drain(&mut r.ev);
+            assert!(
+                events.contains(&EngineEvent::PlaybackDrained {
+                    stream_id: 5,
+                    packets: 10,
+                    concealed: 0,
+                    dropped: 0
+                }),
+                "{rate} {fpp} {ms}: {events:?}"
+            );
+            let played = messages.lock().unwrap();
+            assert_eq!(played.len(), 1);
+            assert_eq!(played[0].len(), 10 * 960, "{rate} {fpp} {ms}");
+            assert_eq!(r.engine.stats().decode_errors.load(Ordering::Relaxed), 0);
+        }
     }
 
     #[test]

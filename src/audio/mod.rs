@@ -10,6 +10,7 @@ pub mod file;
 pub mod level;
 pub mod opus;
 pub mod playout;
+pub mod resample;
 pub mod sound;
 pub mod speech;
 pub mod tones;
@@ -54,5 +55,13 @@ pub trait AudioOutput: Send {
     /// The current message has ended: everything written so far belongs to it.
     fn end_of_message(&mut self) -> Result<(), AudioError> {
         Ok(())
+    }
+    /// How long from now until the first sample of a frame of `frame_len` samples written
+    /// now is heard: what is queued ahead of it (a sound card's ring, the silence it puts
+    /// ahead of a message, a resampler's delay). The engine starts a message that much early
+    /// so that it plays when it is due. Zero for outputs that play what they get at once.
+    fn delay(&self, frame_len: usize) -> std::time::Duration {
+        let _ = frame_len;
+        std::time::Duration::ZERO
     }
 }

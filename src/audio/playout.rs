@@ -7,11 +7,22 @@
 //! after their turn was played or concealed (late), and holds at most
 //! [`PlayoutSettings::max_packets`] packets (a flood pushes the oldest out). The player calls
 //! [`PlayoutBuffer::pop`] once per packet slot and gets:
-//! - [`Pop::Filling`] at the start of a message, until the target depth is buffered: play
-//!   nothing (or silence);
+//! - [`Pop::Filling`] at the start of a message, until it is due: play nothing (or silence);
 //! - [`Pop::Packet`]: decode and play it;
 //! - [`Pop::Missing`]: the packet is not there: conceal it (Opus `decode(None, ..)`);
 //! - [`Pop::Drained`]: [`PlayoutBuffer::end`] was called and everything was played.
+//!
+//! ## When a message starts
+//!
+//! A message is due to start ([`PlayoutBuffer::start_due`]) when its first packet has waited
+//! the target depth: from then on the player takes one packet per slot, so every packet that
+//! keeps to the stream's timing waits the depth, no more. The instant is worked out from the
+//! packets' arrival times, not from when the player happens to look: a player that runs on
+//! a coarse tick starts the message in the middle of its tick, as
+//! [`Engine`](super::engine::Engine) does with silence ahead of the first packet, and passes
+//! to [`PlayoutBuffer::pop`] the instant the slot's audio will be heard. A message starts
+//! earlier when more than the target depth is already held (a burst), and at once after
+//! [`PlayoutBuffer::end`].
 //!
 //! ## Depth, jitter and when the target changes
 //!
@@ -429,8 +440,37 @@ impl PlayoutBuffer {
         self.previous = Some((packet_id, arrival));
     }
 
-    /// What to play in this packet slot (call once per slot, at `now`).
-    pub fn pop(&mut self, now: Instant) -> Pop {
+    /// When the message is due to start playing: its first packet's arrival plus the
+    /// target depth, so a packet that keeps to the stream's timing waits the depth and no
+    /// more. Earlier when the depth is already held: the arrival of the newest packet once
+    /// more than the target depth is buffered (a sender's app that bursts what it captured
+    /// before its stream was set up), or the first arrival once [`end`](Self::end) was
+    /// called. `None` while no packet is held, and once the message has started.
+    pub fn start_due(&self) -> Option<Instant> {
+        if self.started || self.count == 0 {
+            return None;
+        }
+        let first = self.first_arrival?;
+        if self.ended {
+            return Some(first);
+        }
+        let target = self.target_packets();
+        let due = first + Duration::from_millis(u64::from(target) * u64::from(self.packet_ms));
+        match self.last_arrival {
+            Some(last) if self.span() > target => Some(due.min(last)),
+            _ => Some(due),
+        }
+    }
+
+    /// Whether the message has started playing.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// What to play in this packet slot; `at` is when the slot's audio starts to play.
+    /// Before the message starts that decides it: it starts once `at` reaches
+    /// [`start_due`](Self::start_due).
+    pub fn pop(&mut self, at: Instant) -> Pop {
         if self.drained {
             return Pop::Drained;
         }
@@ -442,12 +482,7 @@ impl PlayoutBuffer {
                 }
                 return Pop::Filling;
             }
-            let target = self.target_packets();
-            let waited = self.first_arrival.is_some_and(|first| {
-                now.saturating_duration_since(first)
-                    >= Duration::from_millis(u64::from(target) * u64::from(self.packet_ms))
-            });
-            if !(self.ended || self.span() > target || waited) {
+            if self.start_due().is_some_and(|due| at < due) {
                 return Pop::Filling;
             }
             self.started = true;
@@ -648,6 +683,78 @@ mod tests {
         assert!(buf.is_drained() && buf.is_empty());
         // Drained stays drained.
         assert_eq!(buf.pop(ms(base, 100_000)), Pop::Drained);
+    }
+
+    #[test]
+    fn a_message_is_due_when_its_first_packet_has_waited_the_depth() {
+        // Packets 13 ms after a player's tick, as from a sender whose ticks run just after.
+        let base = Instant::now();
+        let mut buf = buffer();
+        assert_eq!(buf.start_due(), None, "nothing held");
+        buf.push(0, packet(0), ms(base, 13));
+        assert_eq!(buf.start_due(), Some(ms(base, 133)), "arrival + 120 ms");
+        buf.push(1, packet(1), ms(base, 73));
+        assert_eq!(buf.start_due(), Some(ms(base, 133)));
+        // Asked for a slot heard before the due instant: still filling, even 1 ms before.
+        assert_eq!(out(buf.pop(ms(base, 120))), Out::Filling);
+        assert_eq!(out(buf.pop(ms(base, 132))), Out::Filling);
+        // Heard at the due instant: the message starts, and then keeps the stream's pace.
+        assert_eq!(out(buf.pop(ms(base, 133))), Out::Packet(0));
+        assert!(buf.is_started());
+        assert_eq!(buf.start_due(), None, "started");
+        buf.push(2, packet(2), ms(base, 133));
+        assert_eq!(out(buf.pop(ms(base, 193))), Out::Packet(1));
+        assert_eq!(out(buf.pop(ms(base, 253))), Out::Packet(2));
+        // Every packet waited exactly the depth: packet k arrived at 13 + 60 k and is heard
+        // at 133 + 60 k.
+    }
+
+    #[test]
+    fn holding_more_than_the_depth_or_the_end_makes_a_message_due_at_once() {
+        let base = Instant::now();
+        // A burst of five packets at 40 ms: due at the burst, not 120 ms after it.
+        let mut buf = buffer();
+        for id in 0..5 {
+            buf.push(id, packet(id), ms(base, 40));
+        }
+        assert_eq!(buf.start_due(), Some(ms(base, 40)));
+        assert_eq!(out(buf.pop(ms(base, 40))), Out::Packet(0));
+        // Exactly the depth held is not more than it: the first packet's wait decides.
+        let mut buf = buffer();
+        buf.push(0, packet(0), ms(base, 0));
+        buf.push(1, packet(1), ms(base, 1));
+        assert_eq!(buf.start_due(), Some(ms(base, 120)));
+        // A third packet before then: due when it came.
+        buf.push(2, packet(2), ms(base, 50));
+        assert_eq!(buf.start_due(), Some(ms(base, 50)));
+        // A short message whose stream stopped: due since its first packet came.
+        let mut buf = buffer();
+        buf.push(0, packet(0), ms(base, 10));
+        buf.end();
+        assert_eq!(buf.start_due(), Some(ms(base, 10)));
+        assert_eq!(out(buf.pop(ms(base, 10))), Out::Packet(0));
+        assert_eq!(out(buf.pop(ms(base, 70))), Out::Drained);
+    }
+
+    #[test]
+    fn a_deeper_target_makes_the_next_message_due_later() {
+        let base = Instant::now();
+        let mut buf = buffer();
+        // Jittery arrivals raise the target (see `jittery_arrivals_raise_the_target`).
+        let mut rng = fastrand::Rng::with_seed(5);
+        let arrivals: Vec<(u64, u32)> = (0..200u32)
+            .map(|id| (u64::from(id) * P + rng.u64(0..200), id))
+            .collect();
+        play(&mut buf, base, &arrivals, true, 400);
+        let target = buf.stats().target_ms;
+        assert!(target > 120, "{target}");
+        buf.restart();
+        let first = ms(base, 100_000);
+        buf.push(0, packet(0), first);
+        assert_eq!(
+            buf.start_due(),
+            Some(first + Duration::from_millis(u64::from(target)))
+        );
     }
 
     #[test]

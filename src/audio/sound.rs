@@ -6,7 +6,7 @@
 //! (which is not `Send`), watches it and reopens it when it fails. The sound card's callback
 //! thread only copies samples into or out of a lock-free single-producer/single-consumer ring
 //! ([`rtrb`]) and bumps atomic counters: no allocation, lock, log call or codec work there.
-//! Everything else (downmix, resampling with [`rubato`], sample conversion) runs on the codec
+//! Everything else (downmix, resampling with [`Resampler`], sample conversion) runs on the codec
 //! engine's thread inside [`AudioInput::read_frame`] / [`AudioOutput::write_frame`], with
 //! buffers allocated up front.
 //!
@@ -30,10 +30,9 @@ use std::time::{Duration, Instant, SystemTime};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{BufferSize, SampleFormat, StreamConfig, SupportedStreamConfigRange};
 use rtrb::{Consumer, Producer, RingBuffer};
-use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler};
 use serde::Deserialize;
 
+use super::resample::Resampler;
 use super::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
 
 /// The sound card's sample rate when the configuration names none.
@@ -296,7 +295,11 @@ impl DeviceSample for f32 {
 }
 
 fn to_i16(sample: f32) -> i16 {
-    (sample * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+    // Adding and taking away 1.5 × 2^23 rounds to the nearest integer (ties to even) without
+    // the library call `f32::round` is on processors without SSE4.1; `as` saturates at the
+    // i16 range (values too large to round stay too large) and maps NaN to 0.
+    const ROUND: f32 = 12_582_912.0;
+    ((sample * 32768.0 + ROUND) - ROUND) as i16
 }
 
 /// The capture callback: copies whole sample frames into the ring, counts what did not fit.
@@ -730,63 +733,19 @@ impl<E> Drop for DeviceThread<E> {
     }
 }
 
-/// A fixed-ratio band-limited resampler for mono audio with its buffers, allocated once.
-struct MonoResampler {
-    fft: Fft<f32>,
-    input: Vec<f32>,
-    output: Vec<f32>,
-}
+/// Sample frames taken from the capture ring, or engine samples converted for playback, per
+/// round: bounds the conversion buffers.
+const CHUNK_FRAMES: usize = 1024;
 
-impl MonoResampler {
-    /// Resamples `from` Hz to `to` Hz in chunks of about 20 ms of input.
-    fn new(from: u32, to: u32) -> Result<Self, String> {
-        let chunk = (from as usize / 50).max(1);
-        let fft = Fft::<f32>::new(from as usize, to as usize, chunk, 1, FixedSync::Both)
-            .map_err(|e| format!("cannot resample {from} Hz to {to} Hz: {e}"))?;
-        let input = vec![0.0; fft.input_frames_max()];
-        let output = vec![0.0; fft.output_frames_max()];
-        Ok(Self { fft, input, output })
-    }
-
-    /// Input frames each [`MonoResampler::process`] takes.
-    fn chunk_in(&self) -> usize {
-        self.fft.input_frames_next()
-    }
-
-    /// Output frames each [`MonoResampler::process`] makes.
-    fn chunk_out(&self) -> usize {
-        self.fft.output_frames_next()
-    }
-
-    /// Resamples the chunk in `self.input[..chunk_in]`; the result is the returned slice.
-    fn process(&mut self) -> Result<&[f32], String> {
-        let n_in = self.chunk_in();
-        let n_out = self.output.len();
-        let input = InterleavedSlice::new(&self.input[..], 1, n_in).map_err(|e| e.to_string())?;
-        let mut output =
-            InterleavedSlice::new_mut(&mut self.output[..], 1, n_out).map_err(|e| e.to_string())?;
-        let (_, written) = self
-            .fft
-            .process_into_buffer(&input, &mut output, None)
-            .map_err(|e| e.to_string())?;
-        Ok(&self.output[..written])
-    }
-
-    fn reset(&mut self) {
-        self.fft.reset();
-    }
-}
-
-/// The reading side of capture: pops whole chunks from the ring, downmixes them to mono,
-/// resamples them to the codec rate and hands out frames.
+/// The reading side of capture: pops from the ring exactly the samples the next frame needs,
+/// downmixes them to mono, resamples them to the codec rate and hands out frames.
 struct Capture {
     card_rate: u32,
     channels: usize,
-    chunk_in: usize,
-    resampler: Option<MonoResampler>,
-    /// Raw interleaved samples of one chunk.
+    resampler: Option<Resampler>,
+    /// Raw interleaved samples of one round.
     raw: Vec<f32>,
-    /// The mono chunk when there is no resampler.
+    /// The same, downmixed.
     mono: Vec<f32>,
     /// Codec-rate samples made but not handed out yet.
     staged: VecDeque<i16>,
@@ -806,18 +765,14 @@ impl Capture {
         let resampler = if card_rate == CODEC_RATE {
             None
         } else {
-            Some(MonoResampler::new(card_rate, CODEC_RATE)?)
+            Some(Resampler::new(card_rate, CODEC_RATE)?)
         };
-        let chunk_in = resampler
-            .as_ref()
-            .map_or(CODEC_RATE as usize / 50, MonoResampler::chunk_in);
         Ok(Self {
             card_rate,
             channels,
-            chunk_in,
             resampler,
-            raw: vec![0.0; chunk_in * channels],
-            mono: vec![0.0; chunk_in],
+            raw: vec![0.0; CHUNK_FRAMES * channels],
+            mono: vec![0.0; CHUNK_FRAMES],
             staged: VecDeque::with_capacity(CODEC_RATE as usize),
             window_min: usize::MAX,
             window_reads: 0,
@@ -832,18 +787,17 @@ impl Capture {
     }
 
     /// Raw samples the ring may hold before the oldest are discarded: four frames of the
-    /// engine, one device period and one resampler chunk.
+    /// engine and one device period.
     fn backlog_limit(&self, frame_len: usize, period: usize) -> usize {
         let frame_in = convert_len(frame_len, CODEC_RATE, self.card_rate);
         frame_in
             .saturating_mul(4)
             .saturating_add(period)
-            .saturating_add(self.chunk_in)
             .saturating_mul(self.channels)
     }
 
     /// Fills `frame` with the next codec-rate samples; `Ok(false)` if the ring does not hold
-    /// enough yet (what was popped stays staged for the next call).
+    /// enough yet (nothing is taken from it then).
     fn read(
         &mut self,
         ring: &mut Consumer<f32>,
@@ -868,26 +822,27 @@ impl Capture {
                 }
             }
         }
-        let need = self.chunk_in * self.channels;
-        while self.staged.len() < frame.len() {
-            if ring.slots() < need {
-                return Ok(false);
-            }
-            ring.pop_entire_slice(&mut self.raw[..need])
-                .map_err(|e| e.to_string())?;
-            let target = match self.resampler.as_mut() {
-                Some(r) => &mut r.input[..self.chunk_in],
-                None => &mut self.mono[..self.chunk_in],
-            };
-            downmix(&self.raw[..need], self.channels, target);
+        let missing = frame.len().saturating_sub(self.staged.len());
+        // Exactly the card's samples that complete the frame: whatever comes later stays in
+        // the ring, where the backlog check sees it.
+        let mut wanted = match self.resampler.as_ref() {
+            Some(r) => r.input_needed(missing),
+            None => missing,
+        };
+        if ring.slots() / self.channels < wanted {
+            return Ok(false);
+        }
+        while wanted > 0 {
+            let n = wanted.min(CHUNK_FRAMES);
+            wanted -= n;
+            let raw = &mut self.raw[..n * self.channels];
+            ring.pop_entire_slice(raw).map_err(|e| e.to_string())?;
+            let mono = &mut self.mono[..n];
+            downmix(raw, self.channels, mono);
+            let staged = &mut self.staged;
             match self.resampler.as_mut() {
-                Some(r) => {
-                    let out = r.process()?;
-                    self.staged.extend(out.iter().map(|&s| to_i16(s)));
-                }
-                None => self
-                    .staged
-                    .extend(self.mono[..self.chunk_in].iter().map(|&s| to_i16(s))),
+                Some(r) => r.process(mono, |s| staged.push_back(to_i16(s))),
+                None => staged.extend(mono.iter().map(|&s| to_i16(s))),
             }
         }
         let n = frame.len();
@@ -922,11 +877,10 @@ fn downmix(raw: &[f32], channels: usize, mono: &mut [f32]) {
 /// The writing side of playback: converts the engine's frames to the card's rate when the card
 /// does not run at an Opus rate.
 struct Playback {
-    resampler: Option<MonoResampler>,
-    /// Engine-rate samples waiting for a whole resampler chunk.
-    pending: usize,
+    resampler: Option<Resampler>,
     /// Samples resampled since the last flush (the resampler holds a tail).
     dirty: bool,
+    input: Vec<f32>,
     converted: Vec<i16>,
 }
 
@@ -935,23 +889,32 @@ impl Playback {
         let resampler = if engine_rate == card_rate {
             None
         } else {
-            Some(MonoResampler::new(engine_rate, card_rate)?)
+            Some(Resampler::new(engine_rate, card_rate)?)
         };
-        let converted = Vec::with_capacity(resampler.as_ref().map_or(0, |r| r.output.len()));
+        // At most one output more than the rates' ratio gives per round.
+        let room = resampler
+            .as_ref()
+            .map_or(0, |_| convert_len(CHUNK_FRAMES, engine_rate, card_rate) + 2);
         Ok(Self {
             resampler,
-            pending: 0,
             dirty: false,
-            converted,
+            input: vec![0.0; CHUNK_FRAMES],
+            converted: Vec::with_capacity(room),
         })
     }
 
     fn reset(&mut self) {
-        self.pending = 0;
         self.dirty = false;
         if let Some(r) = self.resampler.as_mut() {
             r.reset();
         }
+    }
+
+    /// The resampler's delay.
+    fn delay(&self) -> Duration {
+        self.resampler.as_ref().map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64(r.delay_in() / f64::from(r.from_rate()))
+        })
     }
 
     /// Converts `frame` and hands the card-rate samples to `sink`.
@@ -960,48 +923,46 @@ impl Playback {
             sink(frame);
             return Ok(());
         };
-        let chunk = r.chunk_in();
-        for &s in frame {
-            r.input[self.pending] = f32::from(s) / 32768.0;
-            self.pending += 1;
-            if self.pending == chunk {
-                self.pending = 0;
-                self.dirty = true;
-                Self::convert(r, &mut self.converted, sink)?;
+        self.dirty = true;
+        for piece in frame.chunks(CHUNK_FRAMES) {
+            let input = &mut self.input[..piece.len()];
+            for (f, &s) in input.iter_mut().zip(piece) {
+                *f = f32::from(s) / 32768.0;
             }
+            Self::convert(r, input, &mut self.converted, sink);
         }
         Ok(())
     }
 
     fn convert(
-        r: &mut MonoResampler,
+        r: &mut Resampler,
+        input: &[f32],
         converted: &mut Vec<i16>,
         sink: &mut dyn FnMut(&[i16]),
-    ) -> Result<(), String> {
-        let out = r.process()?;
+    ) {
         converted.clear();
-        converted.extend(out.iter().map(|&s| to_i16(s)));
-        sink(converted);
-        Ok(())
+        r.process(input, |s| converted.push(to_i16(s)));
+        if !converted.is_empty() {
+            sink(converted);
+        }
     }
 
-    /// End of message: pushes out what the resampler still holds (padded with silence).
+    /// End of message: pushes out what the resampler still holds (its delay, as silence
+    /// goes in after the message).
     fn flush(&mut self, sink: &mut dyn FnMut(&[i16])) -> Result<(), String> {
         let Some(r) = self.resampler.as_mut() else {
             return Ok(());
         };
-        if !self.dirty && self.pending == 0 {
+        if !self.dirty {
             return Ok(());
         }
-        let (chunk_in, chunk_out) = (r.chunk_in(), r.chunk_out().max(1));
-        // Output still owed: the pending input, converted, and the resampler's delay.
-        let owed = self.pending * chunk_out / chunk_in + r.fft.output_delay();
-        r.input[self.pending..chunk_in].fill(0.0);
-        for i in 0..owed.div_ceil(chunk_out).max(1) {
-            if i == 1 {
-                r.input[..chunk_in].fill(0.0);
-            }
-            Self::convert(r, &mut self.converted, sink)?;
+        let mut owed = r.delay_in().ceil() as usize;
+        while owed > 0 {
+            let n = owed.min(CHUNK_FRAMES);
+            owed -= n;
+            let input = &mut self.input[..n];
+            input.fill(0.0);
+            Self::convert(r, input, &mut self.converted, sink);
         }
         self.reset();
         Ok(())
@@ -1018,10 +979,19 @@ fn push_samples(ring: &mut Producer<i16>, samples: &[i16], counters: &Counters) 
     }
 }
 
+/// Samples queued in a playback ring.
+fn queued(ring: &Producer<i16>) -> usize {
+    ring.buffer().capacity() - ring.slots()
+}
+
+/// `samples` at `rate` as a duration.
+fn samples_duration(samples: usize, rate: u32) -> Duration {
+    Duration::from_secs_f64(samples as f64 / f64::from(rate.max(1)))
+}
+
 /// Pushes silence until the ring holds at least `target` samples.
 fn prefill(ring: &mut Producer<i16>, target: usize) {
-    let queued = ring.buffer().capacity() - ring.slots();
-    let n = target.saturating_sub(queued).min(ring.slots());
+    let n = target.saturating_sub(queued(ring)).min(ring.slots());
     if let Ok(chunk) = ring.write_chunk_uninit(n) {
         chunk.fill_from_iter(std::iter::repeat(0));
     }
@@ -1611,6 +1581,27 @@ impl AudioOutput for CpalOutput {
             device: link.device.clone(),
             message,
         })
+    }
+
+    /// What the ring holds, or the silence a new message starts with (see `write_frame`),
+    /// and the resampler's delay.
+    fn delay(&self, frame_len: usize) -> Duration {
+        let Some(ring) = self.thread.end.ring.as_ref() else {
+            return Duration::ZERO;
+        };
+        let mut ahead = queued(&ring.ring);
+        let starved = self
+            .thread
+            .end
+            .link
+            .counters
+            .play_state
+            .load(Ordering::Acquire)
+            == STARVED;
+        if !self.in_message || starved {
+            ahead = ahead.max(self.lead(frame_len));
+        }
+        samples_duration(ahead, self.card_rate) + self.playback.delay()
     }
 
     /// Plays out what was written, then lets the ring run dry without counting underruns.
@@ -2487,6 +2478,7 @@ pub mod rings {
         consumer: Consumer<i16>,
         playback: Playback,
         engine_rate: u32,
+        card_rate: u32,
         counters: Counters,
     }
 
@@ -2505,6 +2497,7 @@ pub mod rings {
                 consumer,
                 playback: Playback::new(engine_rate, card_rate).map_err(AudioError::Codec)?,
                 engine_rate,
+                card_rate,
                 counters: Counters::default(),
             })
         }
@@ -2537,6 +2530,10 @@ pub mod rings {
             self.playback
                 .flush(&mut |s| push_samples(producer, s, counters))
                 .map_err(AudioError::Codec)
+        }
+
+        fn delay(&self, _frame_len: usize) -> Duration {
+            samples_duration(queued(&self.producer), self.card_rate) + self.playback.delay()
         }
     }
 

@@ -47,18 +47,21 @@ fn failed(message: String) -> BenchError {
     }
 }
 
-/// Runs the clip (`clip48`, at the card's rate) through the pipeline.
+/// Runs the clip (`clip48`, at the card's rate) through the pipeline (`run` counts the runs
+/// of one benchmark).
 pub(crate) fn run(
     rt: &Runtime,
     emulator: &Emulator,
     settings: &EncoderSettings,
     clip48: &Arc<[i16]>,
     speedup: f64,
+    run: usize,
 ) -> Result<PipelineRun, BenchError> {
+    // Users and channel of their own for each run.
     let spec = |user: &str, radio: &str| SideSpec {
         server: emulator.url.clone(),
-        user: user.into(),
-        radios: vec![(radio.into(), "Bench".into())],
+        user: format!("{user}-{run}"),
+        radios: vec![(radio.into(), format!("Bench-{run}"))],
         settings: settings.clone(),
     };
     let mut a = Side::start(rt, spec("bench-a", "radio-a"))?;

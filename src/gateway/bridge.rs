@@ -45,6 +45,9 @@ struct Incoming {
     header: CodecHeader,
     /// Packet id, payload and arrival time of the packets kept until the message plays.
     packets: VecDeque<(u32, Bytes, std::time::Instant)>,
+    /// Packets dropped because the queue above was full (a flood while the transmitter
+    /// keys up).
+    dropped: u64,
     ended: bool,
 }
 
@@ -350,12 +353,15 @@ impl Bridge {
                 stream_id,
                 packets,
                 concealed,
+                dropped,
             } => {
                 let inc = s.incoming.remove(&stream_id);
                 let from = inc.as_ref().map(|i| i.from.clone()).unwrap_or_default();
+                // Late, duplicate and flooded packets, in the playout buffer or before it.
+                let dropped = dropped + inc.as_ref().map_or(0, |i| i.dropped);
                 let packet_ms = inc.map(|i| i.header.packet_ms()).unwrap_or(60) as u64;
                 info!(event = "message_from_channel", radio = %self.name, channel = %self.channel, from = %from, stream_id,
-                    duration_ms = packets * packet_ms, packets, concealed,
+                    duration_ms = packets * packet_ms, packets, concealed, dropped,
                     "zello -> radio: message played");
                 self.observe(GatewayEvent::Played {
                     radio: self.name.clone(),
@@ -456,6 +462,7 @@ impl Bridge {
                         from,
                         header,
                         packets: VecDeque::new(),
+                        dropped: 0,
                         ended: false,
                     },
                 );
@@ -474,10 +481,12 @@ impl Bridge {
                         data,
                         arrival,
                     });
-                } else if let Some(inc) = s.incoming.get_mut(&stream_id)
-                    && inc.packets.len() < MAX_QUEUED_PACKETS
-                {
-                    inc.packets.push_back((packet_id, data, arrival));
+                } else if let Some(inc) = s.incoming.get_mut(&stream_id) {
+                    if inc.packets.len() < MAX_QUEUED_PACKETS {
+                        inc.packets.push_back((packet_id, data, arrival));
+                    } else {
+                        inc.dropped += 1;
+                    }
                 }
             }
             SessionEvent::IncomingEnd { stream_id, .. } => {

@@ -229,6 +229,7 @@ impl Rig {
                             stream_id,
                             packets,
                             concealed: 0,
+                            dropped: 0,
                         })
                         .await
                         .unwrap();

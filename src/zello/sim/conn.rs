@@ -92,9 +92,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let max = sh.config.max_message_size.max(1);
+    // Small reads: tungstenite zero-fills its whole read buffer (128 KiB by default) before
+    // every read of a few hundred bytes.
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+        .max_frame_size(Some(max))
+        .read_buffer_size(4096);
     let handshake =
         tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config));
     let ws = tokio::select! {
