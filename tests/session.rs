@@ -692,3 +692,69 @@ async fn held_offline_on_purpose_then_online_again() {
     assert!(sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
     gw.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_refresh_token_is_kept_for_the_next_start() {
+    let sim = server(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("refresh-token");
+    let with_file = || {
+        let mut c = config(&sim, "gateway1");
+        c.refresh_token_file = Some(kept.clone());
+        c
+    };
+    // First start: full credentials; the token the server gives is kept, owner-only.
+    let mut gw = Client::start(with_file());
+    gw.expect(5 * S, |e| {
+        matches!(
+            e,
+            SessionEvent::LoggedOn {
+                with_refresh_token: false
+            }
+        )
+    })
+    .await;
+    let token = std::fs::read_to_string(&kept).expect("token kept");
+    assert!(!token.trim().is_empty());
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    gw.shutdown().await;
+
+    // The next start (a restart of the service) logs on with it.
+    let mut gw = Client::start(with_file());
+    gw.expect(5 * S, |e| {
+        matches!(
+            e,
+            SessionEvent::LoggedOn {
+                with_refresh_token: true
+            }
+        )
+    })
+    .await;
+    gw.shutdown().await;
+
+    // Refused after a restart: full credentials at once, and the refused token is replaced.
+    sim.faults().refuse_refresh_tokens(true);
+    let mut gw = Client::start(with_file());
+    gw.expect(10 * S, |e| {
+        matches!(
+            e,
+            SessionEvent::LoggedOn {
+                with_refresh_token: false
+            }
+        )
+    })
+    .await;
+    let after = std::fs::read_to_string(&kept).unwrap_or_default();
+    assert_ne!(after.trim(), token.trim(), "the refused token is not kept");
+    gw.shutdown().await;
+
+    // A folder that cannot be written to: the session still logs on (token in memory).
+    let mut c = config(&sim, "gateway2");
+    c.refresh_token_file = Some(dir.path().join("missing-folder").join("refresh-token"));
+    let gw = Client::ready(c).await;
+    gw.shutdown().await;
+}

@@ -72,7 +72,8 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     for w in config.secret_file_warnings() {
         warn!("{w}");
     }
-    let session = config.session_config()?;
+    let mut session = config.session_config()?;
+    session.refresh_token_file = refresh_token_file();
     let radios = gateway::parts::build(&config)?;
     let notifier = Notifier::from_env()?;
     let liveness = Liveness::new();
@@ -125,6 +126,14 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         let _ = tokio::time::timeout(Duration::from_millis(200), w).await;
     }
     result
+}
+
+/// `$STATE_DIRECTORY/refresh-token`: under systemd (`StateDirectory=zello-gateway`) the
+/// refresh token survives a restart there. The first folder when several are given.
+fn refresh_token_file() -> Option<std::path::PathBuf> {
+    let dirs = std::env::var_os("STATE_DIRECTORY")?;
+    let first = dirs.to_str()?.split(':').next()?.trim();
+    (!first.is_empty()).then(|| std::path::Path::new(first).join("refresh-token"))
 }
 
 /// Runs `gateway` until it ends by itself (an error while starting) or `shutdown` is

@@ -175,6 +175,10 @@ impl Core {
         control: (Option<Arc<Heartbeat>>, tokio::sync::watch::Receiver<bool>),
     ) -> Self {
         let (heartbeat, online) = control;
+        let refresh_token = config
+            .refresh_token_file
+            .as_deref()
+            .and_then(load_refresh_token);
         let backoff = Backoff::new(config.backoff_min, config.backoff_max);
         Core {
             config,
@@ -184,7 +188,7 @@ impl Core {
             events,
             stats,
             shutdown,
-            refresh_token: None,
+            refresh_token,
             backoff,
             seq: 0,
             pulse: Pulse::new(heartbeat),
@@ -239,6 +243,9 @@ impl Core {
                 {
                     info!(error = %code, "refresh token refused; logging on with full credentials");
                     self.refresh_token = None;
+                    if let Some(path) = &self.config.refresh_token_file {
+                        forget_refresh_token(path);
+                    }
                     Duration::ZERO
                 }
                 ConnEnd::LogonRefused { code, .. } => {
@@ -658,7 +665,13 @@ impl Core {
                     link.logged_on = true;
                     self.stats.logons.fetch_add(1, Ordering::Relaxed);
                     if let Some(token) = reply.refresh_token {
-                        self.refresh_token = Some(Secret::new(token));
+                        let token = Secret::new(token);
+                        let new =
+                            self.refresh_token.as_ref().map(Secret::expose) != Some(token.expose());
+                        if new && let Some(path) = &self.config.refresh_token_file {
+                            store_refresh_token(path, &token);
+                        }
+                        self.refresh_token = Some(token);
                     }
                     info!(event = "logged_on", user = %self.config.username, with_refresh_token = link.with_refresh, "logged on");
                     self.emit(SessionEvent::LoggedOn {
@@ -1182,6 +1195,58 @@ impl Core {
         }
         if !matches!(end, ConnEnd::Shutdown) {
             self.emit(SessionEvent::Disconnected { reason }).await;
+        }
+    }
+}
+
+/// The refresh token kept by an earlier run, if any.
+fn load_refresh_token(path: &std::path::Path) -> Option<Secret> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => {
+            debug!(file = %path.display(), "logging on with the refresh token kept by the last run");
+            Some(Secret::new(text.trim()))
+        }
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            warn!(file = %path.display(), error = %e, "cannot read the kept refresh token; logging on with full credentials");
+            None
+        }
+    }
+}
+
+/// Keeps the refresh token for the next run: written to a temporary file readable by the
+/// owner only, then renamed over the old one.
+fn store_refresh_token(path: &std::path::Path, token: &Secret) {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let result = options
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(token.expose().as_bytes())
+                .and_then(|()| f.sync_all())
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        warn!(file = %path.display(), error = %e,
+            "cannot keep the refresh token for the next start (the state directory is not writable?); it stays in memory");
+    }
+}
+
+/// Removes a kept refresh token the server no longer accepts.
+fn forget_refresh_token(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(file = %path.display(), error = %e, "cannot remove the refused refresh token")
         }
     }
 }

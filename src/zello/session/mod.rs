@@ -60,6 +60,10 @@ pub struct SessionConfig {
     pub kicked_retry: Duration,
     /// Largest WebSocket message accepted from the server.
     pub max_message_size: usize,
+    /// Where the refresh token is kept across restarts (readable by the owner only), so a
+    /// restarted gateway logs on with it; `None` keeps it in memory only. The daemon uses
+    /// `$STATE_DIRECTORY/refresh-token` under systemd.
+    pub refresh_token_file: Option<PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -87,6 +91,7 @@ impl Default for SessionConfig {
             config_retry: Duration::from_secs(300),
             kicked_retry: Duration::from_secs(60),
             max_message_size: 256 * 1024,
+            refresh_token_file: None,
         }
     }
 }
