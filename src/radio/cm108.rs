@@ -34,13 +34,13 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use super::polled::{LineState, Polled};
 use super::{CarrierDetect, Ptt, RadioError};
 
 /// The `device` value that finds the node from the sound card.
@@ -740,24 +740,14 @@ pub fn force_off(s: &Cm108PttSettings) -> Result<(), RadioError> {
 
 // --- Carrier detect ---
 
-const DOWN: u8 = 0;
-const UP: u8 = 1;
-const FAILED: u8 = 2;
-
 /// How long a read waits before checking whether to stop.
 const WAIT: Duration = Duration::from_millis(200);
 /// How long to wait before reopening a node that failed.
 const RETRY: Duration = Duration::from_secs(1);
 
-struct CarrierState {
-    state: AtomicU8,
-    error: Mutex<String>,
-    stop: AtomicBool,
-}
-
 /// Carrier detect on an input bit of a CM108-family chip.
 pub struct Cm108Carrier {
-    state: Arc<CarrierState>,
+    polled: Polled,
     label: String,
 }
 
@@ -803,13 +793,9 @@ impl Cm108Carrier {
             node.path().display(),
             if invert { "!" } else { "" }
         );
-        let state = Arc::new(CarrierState {
-            // Down until the first report (see the module documentation).
-            state: AtomicU8::new(DOWN),
-            error: Mutex::new(String::new()),
-            stop: AtomicBool::new(false),
-        });
-        let thread_state = state.clone();
+        // Down until the first report (see the module documentation).
+        let polled = Polled::new("cm108", false);
+        let thread_state = polled.share();
         let thread_label = label.clone();
         std::thread::Builder::new()
             .name("cm108-carrier".into())
@@ -818,7 +804,7 @@ impl Cm108Carrier {
                 RadioError::carrier("cm108", format!("cannot start the reading thread: {e}"))
             })?;
         info!(carrier = %label, "carrier detect ready");
-        Ok(Cm108Carrier { state, label })
+        Ok(Cm108Carrier { polled, label })
     }
 }
 
@@ -856,44 +842,22 @@ fn wait_readable(file: &File, timeout: Duration) -> io::Result<bool> {
     Ok(false)
 }
 
-fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) -> bool {
-    let step = Duration::from_millis(20);
-    let mut left = total;
-    while !left.is_zero() {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let d = left.min(step);
-        std::thread::sleep(d);
-        left -= d;
-    }
-    !stop.load(Ordering::Relaxed)
-}
-
 /// Reads input reports until stopped, reopening the node after failures.
-fn read_reports(
-    node: Arc<HidNode>,
-    mask: u8,
-    invert: bool,
-    state: Arc<CarrierState>,
-    label: String,
-) {
+fn read_reports(node: Arc<HidNode>, mask: u8, invert: bool, state: Arc<LineState>, label: String) {
     let mut failing = false;
     let fail = |failing: &mut bool, e: io::Error| {
         if !*failing {
             *failing = true;
             warn!(carrier = %label, error = %e, "hidraw node unavailable, retrying every second");
         }
-        *state.error.lock().unwrap_or_else(|p| p.into_inner()) =
-            format!("{label}: cannot read: {e}");
-        state.state.store(FAILED, Ordering::Release);
+        state.fail(format!("{label}: cannot read: {e}"));
     };
-    while !state.stop.load(Ordering::Relaxed) {
+    while !state.stopped() {
         let (mut file, generation) = match node.reader() {
             Ok(r) => r,
             Err(e) => {
                 fail(&mut failing, e);
-                if !sleep_unless_stopped(&state.stop, RETRY) {
+                if !state.sleep(RETRY) {
                     return;
                 }
                 continue;
@@ -904,10 +868,10 @@ fn read_reports(
             info!(carrier = %label, "hidraw node back");
         }
         // A fresh node has sent no report yet: down until it does.
-        state.state.store(DOWN, Ordering::Release);
+        state.set(false);
         let mut buf = [0u8; 64];
         let error = loop {
-            if state.stop.load(Ordering::Relaxed) {
+            if state.stopped() {
                 return;
             }
             match wait_readable(&file, WAIT) {
@@ -921,9 +885,7 @@ fn read_reports(
                 }
                 Ok(_) => {
                     let active = buf[0] & mask != 0;
-                    state
-                        .state
-                        .store(if active != invert { UP } else { DOWN }, Ordering::Release);
+                    state.set(active != invert);
                 }
                 Err(e)
                     if matches!(
@@ -935,7 +897,7 @@ fn read_reports(
         };
         node.invalidate(generation);
         fail(&mut failing, error);
-        if !sleep_unless_stopped(&state.stop, RETRY) {
+        if !state.sleep(RETRY) {
             return;
         }
     }
@@ -945,28 +907,11 @@ impl CarrierDetect for Cm108Carrier {
     /// Loads the last state read; never waits. While the node cannot be read it returns
     /// the error.
     fn update(&mut self, _level_dbfs: f32, _frame_ms: u32) -> Result<bool, RadioError> {
-        match self.state.state.load(Ordering::Acquire) {
-            UP => Ok(true),
-            DOWN => Ok(false),
-            _ => {
-                let message = match self.state.error.try_lock() {
-                    Ok(m) if !m.is_empty() => m.clone(),
-                    _ => format!("{}: cannot read", self.label),
-                };
-                Err(RadioError::carrier("cm108", message))
-            }
-        }
+        self.polled.read(|| format!("{}: cannot read", self.label))
     }
 
     fn describe(&self) -> String {
         self.label.clone()
-    }
-}
-
-impl Drop for Cm108Carrier {
-    fn drop(&mut self) {
-        // The thread sees this within 200 ms and lets go of the node.
-        self.state.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod cm108;
 pub mod gpio;
+mod polled;
 pub mod rigctld;
 pub mod serial;
 pub mod sim;

@@ -17,13 +17,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use super::polled::{LineState, Polled};
 use super::{CarrierDetect, Ptt, RadioError};
 
 /// rigctld's default address.
@@ -470,22 +470,12 @@ pub fn read_ptt(address: &str) -> Result<bool, RadioError> {
 
 // --- Carrier detect ---
 
-const DOWN: u8 = 0;
-const UP: u8 = 1;
-const FAILED: u8 = 2;
-
 /// Longest wait between attempts while rigctld cannot be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-struct CarrierState {
-    state: AtomicU8,
-    error: Mutex<String>,
-    stop: AtomicBool,
-}
-
 /// Carrier detect from rigctld's DCD (`\get_dcd`).
 pub struct RigctldCarrier {
-    state: Arc<CarrierState>,
+    polled: Polled,
     label: String,
 }
 
@@ -513,13 +503,9 @@ impl RigctldCarrier {
         let addrs = parse_address("carrier.address", &s.address)
             .map_err(|m| RadioError::carrier("rigctld", m))?;
         let label = format!("rigctld {}", s.address.trim());
-        let state = Arc::new(CarrierState {
-            state: AtomicU8::new(DOWN),
-            error: Mutex::new(String::new()),
-            stop: AtomicBool::new(false),
-        });
+        let polled = Polled::new("rigctld", false);
         let poll = Duration::from_millis(u64::from(s.poll_ms));
-        let thread_state = state.clone();
+        let thread_state = polled.share();
         let thread_label = label.clone();
         let address = s.address.trim().to_string();
         let client = Client::new(addrs, TIMEOUT);
@@ -530,22 +516,8 @@ impl RigctldCarrier {
                 RadioError::carrier("rigctld", format!("cannot start the polling thread: {e}"))
             })?;
         info!(carrier = %label, "carrier detect ready");
-        Ok(RigctldCarrier { state, label })
+        Ok(RigctldCarrier { polled, label })
     }
-}
-
-fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) -> bool {
-    let step = Duration::from_millis(20);
-    let mut left = total;
-    while !left.is_zero() {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let d = left.min(step);
-        std::thread::sleep(d);
-        left -= d;
-    }
-    !stop.load(Ordering::Relaxed)
 }
 
 /// What the log said last, so each change is logged once.
@@ -559,19 +531,17 @@ enum Health {
 fn poll_dcd(
     mut client: Client,
     poll: Duration,
-    state: Arc<CarrierState>,
+    state: Arc<LineState>,
     label: String,
     address: String,
 ) {
     let command = "\\get_dcd";
     let mut health = Health::Fine;
     let mut backoff = poll;
-    while !state.stop.load(Ordering::Relaxed) {
+    while !state.stopped() {
         let wait = match client.ask(command, parse_flag) {
             Ok(up) => {
-                state
-                    .state
-                    .store(if up { UP } else { DOWN }, Ordering::Release);
+                state.set(up);
                 if health != Health::Fine {
                     info!(carrier = %label, "rigctld back");
                     health = Health::Fine;
@@ -595,15 +565,13 @@ fn poll_dcd(
                     }
                     health = now;
                 }
-                *state.error.lock().unwrap_or_else(|p| p.into_inner()) =
-                    format!("carrier.address {address}: {message}");
-                state.state.store(FAILED, Ordering::Release);
+                state.fail(format!("carrier.address {address}: {message}"));
                 let wait = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 wait
             }
         };
-        if !sleep_unless_stopped(&state.stop, wait) {
+        if !state.sleep(wait) {
             return;
         }
     }
@@ -613,28 +581,11 @@ impl CarrierDetect for RigctldCarrier {
     /// Loads the last DCD value; never waits. While rigctld cannot be reached or cannot
     /// report DCD it returns the error.
     fn update(&mut self, _level_dbfs: f32, _frame_ms: u32) -> Result<bool, RadioError> {
-        match self.state.state.load(Ordering::Acquire) {
-            UP => Ok(true),
-            DOWN => Ok(false),
-            _ => {
-                let message = match self.state.error.try_lock() {
-                    Ok(m) if !m.is_empty() => m.clone(),
-                    _ => format!("{}: unreachable", self.label),
-                };
-                Err(RadioError::carrier("rigctld", message))
-            }
-        }
+        self.polled.read(|| format!("{}: unreachable", self.label))
     }
 
     fn describe(&self) -> String {
         self.label.clone()
-    }
-}
-
-impl Drop for RigctldCarrier {
-    fn drop(&mut self) {
-        // The thread sees this within 20 ms, or after its current exchange (300 ms at most).
-        self.state.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -644,7 +595,9 @@ mod tests {
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
+    use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A fake rigctld: each connection is handed to `handler` with its number (from 0) on
     /// its own thread. Returns the address.

@@ -28,13 +28,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use super::polled::{LineState, Polled};
 use super::{CarrierDetect, Ptt, RadioError};
 
 /// The modem-control lines of a serial port.
@@ -527,23 +527,12 @@ const POLL: Duration = Duration::from_millis(10);
 /// How long to wait before reopening a port that failed.
 const RETRY: Duration = Duration::from_secs(1);
 
-const DOWN: u8 = 0;
-const UP: u8 = 1;
-const FAILED: u8 = 2;
-
-/// What the polling thread shares with the carrier detect.
-struct CarrierState {
-    state: AtomicU8,
-    error: Mutex<String>,
-    stop: AtomicBool,
-}
-
 /// Carrier detect on a serial port's CTS, DSR or DCD.
 ///
 /// Reading a modem line of a USB-serial adapter can wait on a USB transfer, so a thread reads
 /// it every 10 ms and `update` only loads the last value.
 pub struct SerialCarrier {
-    state: Arc<CarrierState>,
+    polled: Polled,
     label: String,
 }
 
@@ -597,12 +586,8 @@ impl SerialCarrier {
                 ),
             )
         })?;
-        let state = Arc::new(CarrierState {
-            state: AtomicU8::new(if on != s.invert { UP } else { DOWN }),
-            error: Mutex::new(String::new()),
-            stop: AtomicBool::new(false),
-        });
-        let thread_state = state.clone();
+        let polled = Polled::new("serial", on != s.invert);
+        let thread_state = polled.share();
         let thread_label = label.clone();
         let invert = s.invert;
         std::thread::Builder::new()
@@ -612,34 +597,19 @@ impl SerialCarrier {
                 RadioError::carrier("serial", format!("cannot start the reading thread: {e}"))
             })?;
         info!(carrier = %label, "carrier detect ready");
-        Ok(SerialCarrier { state, label })
+        Ok(SerialCarrier { polled, label })
     }
-}
-
-/// Sleeps `total` in short steps; false if asked to stop meanwhile.
-fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) -> bool {
-    let step = Duration::from_millis(20);
-    let mut left = total;
-    while !left.is_zero() {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let d = left.min(step);
-        std::thread::sleep(d);
-        left -= d;
-    }
-    !stop.load(Ordering::Relaxed)
 }
 
 fn poll(
     port: Arc<Mutex<SharedPort>>,
     line: ModemInput,
     invert: bool,
-    state: Arc<CarrierState>,
+    state: Arc<LineState>,
     label: String,
 ) {
     let mut failing = false;
-    while !state.stop.load(Ordering::Relaxed) {
+    while !state.stopped() {
         let read = {
             let mut shared = lock(&port);
             let r = shared.port().and_then(|p| line.read(p));
@@ -650,14 +620,12 @@ fn poll(
         };
         match read {
             Ok(on) => {
-                state
-                    .state
-                    .store(if on != invert { UP } else { DOWN }, Ordering::Relaxed);
+                state.set(on != invert);
                 if failing {
                     failing = false;
                     info!(carrier = %label, "serial port back");
                 }
-                if !sleep_unless_stopped(&state.stop, POLL) {
+                if !state.sleep(POLL) {
                     break;
                 }
             }
@@ -667,12 +635,8 @@ fn poll(
                     failing = true;
                     warn!(carrier = %label, error = %e, "serial port unavailable, retrying every second");
                 }
-                *state
-                    .error
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = message;
-                state.state.store(FAILED, Ordering::Release);
-                if !sleep_unless_stopped(&state.stop, RETRY) {
+                state.fail(message);
+                if !state.sleep(RETRY) {
                     break;
                 }
             }
@@ -684,17 +648,8 @@ impl CarrierDetect for SerialCarrier {
     /// Loads the last value read; never waits. While the port cannot be read it returns the
     /// error.
     fn update(&mut self, _level_dbfs: f32, _frame_ms: u32) -> Result<bool, RadioError> {
-        match self.state.state.load(Ordering::Acquire) {
-            UP => Ok(true),
-            DOWN => Ok(false),
-            _ => {
-                let message = match self.state.error.try_lock() {
-                    Ok(m) if !m.is_empty() => m.clone(),
-                    _ => format!("{}: cannot read the line", self.label),
-                };
-                Err(RadioError::carrier("serial", message))
-            }
-        }
+        self.polled
+            .read(|| format!("{}: cannot read the line", self.label))
     }
 
     fn describe(&self) -> String {
@@ -702,16 +657,10 @@ impl CarrierDetect for SerialCarrier {
     }
 }
 
-impl Drop for SerialCarrier {
-    fn drop(&mut self) {
-        // The thread sees this within 20 ms and lets go of the port.
-        self.state.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;
 
     /// An in-memory port: records every call, reads inputs from shared flags, can fail.
