@@ -82,31 +82,39 @@ impl Reloader {
     /// Rereads and checks the file: its configuration, and what the session would make of
     /// it (password and key files).
     pub fn reload(&self) -> Outcome {
+        self.read().0
+    }
+
+    /// [`Reloader::reload`], with the file's configuration and table when it is valid.
+    fn read(&self) -> (Outcome, Option<(Config, Table)>) {
         let (config, table) = match load(&self.path) {
             Ok(loaded) => loaded,
-            Err(ConfigError::Invalid { problems, .. }) => return Outcome::Invalid(problems),
-            Err(e) => return Outcome::Invalid(vec![e.to_string()]),
+            Err(ConfigError::Invalid { problems, .. }) => {
+                return (Outcome::Invalid(problems), None);
+            }
+            Err(e) => return (Outcome::Invalid(vec![e.to_string()]), None),
         };
         if let Err(e) = config.session_config() {
-            return Outcome::Invalid(vec![e.to_string()]);
+            return (Outcome::Invalid(vec![e.to_string()]), None);
         }
         let (applied, changed): (Vec<String>, Vec<String>) = changed_keys(&self.running, &table)
             .into_iter()
             .partition(|k| is_live(k));
-        Outcome::Valid {
+        let outcome = Outcome::Valid {
             changed,
             applied,
             warnings: config.secret_file_warnings(),
-        }
+        };
+        (outcome, Some((config, table)))
     }
 
     /// Rereads the file; when it is valid, applies what can change live (the log level,
     /// unless `RUST_LOG` is set, and the `[alarms]` settings) and takes it as running.
     pub fn reload_and_apply(&mut self) -> Outcome {
-        let outcome = self.reload();
+        let (outcome, loaded) = self.read();
         if let Outcome::Valid { applied, .. } = &outcome
             && !applied.is_empty()
-            && let Ok((config, table)) = load(&self.path)
+            && let Some((config, table)) = loaded
         {
             if let Some(alarms) = &self.alarms {
                 let first = config.radios.first().map(|r| r.channel.as_str());
@@ -117,16 +125,20 @@ impl Reloader {
                     changed
                 });
             }
-            match crate::service::logging::set_level(config.log.level.as_deref()) {
-                Ok(crate::service::logging::LevelChange::Applied(level)) => {
+            let level_changed = applied.iter().any(|k| k.starts_with("log"));
+            match level_changed
+                .then(|| crate::service::logging::set_level(config.log.level.as_deref()))
+            {
+                None => {}
+                Some(Ok(crate::service::logging::LevelChange::Applied(level))) => {
                     tracing::info!(level = %level, "log level now {level:?}");
                 }
-                Ok(crate::service::logging::LevelChange::RustLogWins) => {
+                Some(Ok(crate::service::logging::LevelChange::RustLogWins)) => {
                     tracing::info!(
                         "log.level changed, but RUST_LOG is set and wins; unset it in the unit to use the file's level"
                     );
                 }
-                Err(e) => tracing::error!(error = %e, "log level not changed"),
+                Some(Err(e)) => tracing::error!(error = %e, "log level not changed"),
             }
             // What was applied now runs: a later reload compares with it.
             for name in LIVE_TABLES {
