@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for f in scripts/*.sh .ci/run debian/postinst debian/postrm; do
+for f in scripts/*.sh scripts/lib/*.sh .ci/run debian/postinst debian/postrm; do
   bash -n "$f"
 done
 
@@ -21,5 +21,5 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
 fi
-shellcheck scripts/*.sh .ci/run debian/postinst debian/postrm
+shellcheck -x scripts/*.sh scripts/lib/*.sh .ci/run debian/postinst debian/postrm
 echo "scripts: bash -n and shellcheck clean"

@@ -74,44 +74,8 @@ if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
 fi
 
-step() { printf '==> %s\n' "$*"; }
-note() { printf '    %s\n' "$*"; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
-
-# Prints a command, shell-quoted, with a prefix.
-show() {
-  local prefix="$1"
-  shift
-  local arg
-  printf '%s' "$prefix"
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
-      printf ' %s' "$arg"
-    else
-      printf ' %q' "$arg"
-    fi
-  done
-  printf '\n'
-}
-
-# A change to files (under DESTDIR when set), as root.
-run() {
-  if [ "$dry_run" -eq 1 ]; then
-    show "+" ${SUDO:+"$SUDO"} "$@"
-  else
-    ${SUDO:+"$SUDO"} "$@"
-  fi
-}
-
-# A change to the running system (users, ownership, udev, systemd): only printed when
-# DESTDIR is set.
-live() {
-  if [ -n "$DESTDIR" ]; then
-    show "    skipped (DESTDIR is set):" "$@"
-  else
-    run "$@"
-  fi
-}
+# shellcheck source=scripts/lib/actions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/actions.sh"
 
 # Creates a folder that is missing (an existing one keeps its mode: Debian's /usr/local/bin is
 # 2775 root:staff).
