@@ -177,6 +177,7 @@ fn resampling_and_the_sound_card_rings_do_not_allocate_per_frame() {
         r.process(&input[..5000], |s| sum += s);
         r.reset();
         r.process(&input[..7], |s| sum += s);
+        r.process_from(&input[..3000], &mut 500, |s| sum += s);
         assert_eq!(allocations(), before, "{from} -> {to} Hz");
         assert!(sum.is_finite());
     }
@@ -192,7 +193,16 @@ fn resampling_and_the_sound_card_rings_do_not_allocate_per_frame() {
     let mut frames = 0;
     for period in stereo.chunks(2 * 240) {
         capture.callback(period);
-        while capture.read_frame(&mut frame).unwrap() {
+        // Frames read and frames skipped (a closed squelch) in turns.
+        loop {
+            let taken = if frames % 3 == 1 {
+                capture.skip_frame(&mut frame)
+            } else {
+                capture.read_frame(&mut frame)
+            };
+            if !taken.unwrap() {
+                break;
+            }
             frames += 1;
         }
     }

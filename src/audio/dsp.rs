@@ -842,6 +842,22 @@ impl RxChain {
         }
     }
 
+    /// Audio resumes after a gap the chain did not see (the squelch was closed): the filters
+    /// and the limiter forget the audio before the gap, as if it had been silence, so no
+    /// stale state clicks into the new message. The AGC keeps its gain: the same station
+    /// often talks again.
+    pub fn resume(&mut self) {
+        if let Some(h) = &mut self.highpass {
+            h.reset();
+        }
+        if let Some(d) = &mut self.deemphasis {
+            d.reset();
+        }
+        if let Some(l) = &mut self.limiter {
+            l.reset();
+        }
+    }
+
     /// The delay the chain adds, in samples (the limiter's look-ahead).
     pub fn latency(&self) -> usize {
         self.limiter.as_ref().map_or(0, Limiter::latency)
@@ -1724,6 +1740,41 @@ mod tests {
         tx.reset();
         assert_eq!(run(|f| tx.process(f), rate, &input), first);
         assert_eq!(tx.latency(), 23);
+    }
+
+    #[test]
+    fn resume_forgets_the_filters_but_keeps_the_agc_gain() {
+        let rate = 16000;
+        let before = speech_like(rate, 1.0, 41);
+        let after = speech_like(rate, 0.5, 42);
+        // Without the AGC, a resumed chain is a fresh one.
+        let settings = RxSettings {
+            deemphasis: true,
+            gain_db: 12.0,
+            ..RxSettings::default()
+        };
+        let mut chain = RxChain::new(&settings, rate).unwrap();
+        run(|f| chain.process(f), rate, &before);
+        chain.resume();
+        let resumed = run(|f| chain.process(f), rate, &after);
+        let mut fresh = RxChain::new(&settings, rate).unwrap();
+        assert_eq!(resumed, run(|f| fresh.process(f), rate, &after));
+        // Without resume the filters' memory of `before` shows in the first samples.
+        let mut stale = RxChain::new(&settings, rate).unwrap();
+        run(|f| stale.process(f), rate, &before);
+        assert_ne!(run(|f| stale.process(f), rate, &after), resumed);
+        // With it, the gain it had learnt stays.
+        let settings = RxSettings {
+            agc: true,
+            ..RxSettings::default()
+        };
+        let mut chain = RxChain::new(&settings, rate).unwrap();
+        let quiet: Vec<i16> = before.iter().map(|&s| s / 16).collect();
+        run(|f| chain.process(f), rate, &quiet);
+        let gain = chain.agc_gain_db().unwrap();
+        assert!(gain > 0.5, "the AGC raised quiet audio: {gain} dB");
+        chain.resume();
+        assert_eq!(chain.agc_gain_db(), Some(gain));
     }
 
     // ---- Settings ----

@@ -7,7 +7,7 @@
 //! and benchmarks drive it by hand without real time passing.
 
 use super::dsp::{RxChain, RxSettings, TxChain, TxSettings};
-use super::level::peak_dbfs;
+use super::level::{SILENCE_DBFS, peak_dbfs};
 use super::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
 use super::playout::{PlayoutBuffer, PlayoutSettings, Pop};
 use super::{AudioError, AudioInput, AudioOutput};
@@ -190,6 +190,8 @@ pub struct Engine {
     stats: Arc<EngineStats>,
     input_failed: bool,
     output_failed: bool,
+    /// The receive chain has not seen the audio since the last frame it processed.
+    rx_idle: bool,
 }
 
 impl Engine {
@@ -246,6 +248,7 @@ impl Engine {
             stats: Arc::new(EngineStats::default()),
             input_failed: false,
             output_failed: false,
+            rx_idle: false,
         })
     }
 
@@ -365,7 +368,20 @@ impl Engine {
     }
 
     fn capture(&mut self) {
-        match self.input.read_frame(&mut self.frame) {
+        // A detector that reads a line says first whether the audio is wanted: while the
+        // squelch is closed the frame is taken unconverted and the chain does not run, which
+        // is most of what an idle radio costs.
+        let early = if self.carrier_detect.needs_level() {
+            None
+        } else {
+            Some(self.detect(SILENCE_DBFS))
+        };
+        let taken = if early == Some(false) {
+            self.input.skip_frame(&mut self.frame)
+        } else {
+            self.input.read_frame(&mut self.frame)
+        };
+        match taken {
             Ok(true) => self.input_ok(),
             Ok(false) => {
                 self.stats.input_underruns.fetch_add(1, Ordering::Relaxed);
@@ -384,25 +400,20 @@ impl Engine {
             }
         }
         // Carrier detect (VOX) sees the card's level, before gain and AGC move it.
-        let level = peak_dbfs(&self.frame);
-        self.rx_chain.process(&mut self.frame);
-        let carrier = match self.carrier_detect.update(level, self.frame_ms) {
-            Ok(up) => {
-                if self.carrier_failed {
-                    self.carrier_failed = false;
-                    self.emit(EngineEvent::CarrierFault(None));
-                }
-                up && !self.transmitting
-            }
-            Err(e) => {
-                // Reported once; the carrier counts as down until the detector works again.
-                if !self.carrier_failed {
-                    self.carrier_failed = true;
-                    self.emit(EngineEvent::CarrierFault(Some(e.to_string())));
-                }
-                false
-            }
+        let carrier = match early {
+            Some(up) => up,
+            None => self.detect(peak_dbfs(&self.frame)),
         };
+        // The chain runs on the audio that is sent; after a gap it starts from silence.
+        if carrier {
+            if self.rx_idle {
+                self.rx_idle = false;
+                self.rx_chain.resume();
+            }
+            self.rx_chain.process(&mut self.frame);
+        } else {
+            self.rx_idle = true;
+        }
         if carrier != self.carrier {
             self.carrier = carrier;
             self.emit(EngineEvent::Carrier(carrier));
@@ -429,6 +440,27 @@ impl Engine {
         self.packet_fill += n;
         if self.packet_fill == self.packet_pcm.len() {
             self.encode_packet();
+        }
+    }
+
+    /// Asks the carrier detector (`level` is the frame's peak, for VOX); a failing detector
+    /// is reported once and counts as no carrier until it works again.
+    fn detect(&mut self, level: f32) -> bool {
+        match self.carrier_detect.update(level, self.frame_ms) {
+            Ok(up) => {
+                if self.carrier_failed {
+                    self.carrier_failed = false;
+                    self.emit(EngineEvent::CarrierFault(None));
+                }
+                up && !self.transmitting
+            }
+            Err(e) => {
+                if !self.carrier_failed {
+                    self.carrier_failed = true;
+                    self.emit(EngineEvent::CarrierFault(Some(e.to_string())));
+                }
+                false
+            }
         }
     }
 
@@ -757,6 +789,104 @@ mod tests {
         r.engine.tick();
         r.engine.tick();
         assert!(drain(&mut r.ev).is_empty(), "stopped");
+    }
+
+    /// An input that counts the frames read and skipped.
+    struct Counting {
+        inner: FileInput,
+        reads: Arc<AtomicU64>,
+        skips: Arc<AtomicU64>,
+    }
+
+    impl AudioInput for Counting {
+        fn sample_rate(&self) -> u32 {
+            self.inner.sample_rate()
+        }
+        fn read_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.inner.read_frame(frame)
+        }
+        fn skip_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
+            self.skips.fetch_add(1, Ordering::Relaxed);
+            self.inner.skip_frame(frame)
+        }
+    }
+
+    /// An engine on a counting input: (engine, commands, events, reads, skips).
+    fn counting_rig(carrier: Box<dyn CarrierDetect>) -> (Rig, Arc<AtomicU64>, Arc<AtomicU64>) {
+        let (reads, skips) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let input = Counting {
+            inner: FileInput::from_samples(speech_like(16000, 3.0, 4), 16000),
+            reads: reads.clone(),
+            skips: skips.clone(),
+        };
+        let (cmd, crx) = mpsc::channel(256);
+        let (etx, ev) = mpsc::channel(4096);
+        let engine = Engine::new(
+            Box::new(input),
+            Box::new(MemoryOutput::new(16000)),
+            carrier,
+            &EncoderSettings::default(),
+            crx,
+            etx,
+        )
+        .unwrap();
+        (Rig { engine, cmd, ev }, reads, skips)
+    }
+
+    #[test]
+    fn a_closed_squelch_skips_the_audio_and_the_first_frame_of_a_carrier_is_kept() {
+        let flag = FlagCarrier::new();
+        let (mut r, reads, skips) = counting_rig(Box::new(flag.clone()));
+        let counts = || (reads.load(Ordering::Relaxed), skips.load(Ordering::Relaxed));
+        for _ in 0..5 {
+            r.engine.tick();
+        }
+        assert_eq!(
+            counts(),
+            (0, 5),
+            "idle: every frame skipped, none converted"
+        );
+        assert!(drain(&mut r.ev).is_empty());
+        flag.set(true);
+        for _ in 0..3 {
+            r.engine.tick();
+        }
+        assert_eq!(counts(), (3, 5), "carrier: every frame read");
+        let events = drain(&mut r.ev);
+        assert_eq!(events[0], EngineEvent::Carrier(true));
+        let voiced: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::RxPacket { levels, .. } => Some(levels.samples),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            voiced,
+            [960, 960, 960],
+            "the frame the carrier rose in is sent"
+        );
+        flag.set(false);
+        r.engine.tick();
+        r.engine.tick();
+        assert_eq!(counts(), (3, 7), "the hang is silence: nothing to convert");
+        // Transmitting suppresses the carrier: skipped too.
+        flag.set(true);
+        r.cmd.try_send(EngineCommand::Transmitting(true)).unwrap();
+        r.engine.tick();
+        assert_eq!(counts(), (3, 8));
+    }
+
+    #[test]
+    fn vox_reads_every_frame_for_its_level() {
+        let vox = crate::radio::vox::Vox::new(Default::default()).unwrap();
+        let (mut r, reads, skips) = counting_rig(Box::new(vox));
+        for _ in 0..6 {
+            r.engine.tick();
+        }
+        assert_eq!(reads.load(Ordering::Relaxed), 6);
+        assert_eq!(skips.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -220,14 +220,26 @@ impl Resampler {
     }
 
     /// Resamples `input`, handing each output sample to `emit` in order. Never allocates.
-    pub fn process(&mut self, input: &[f32], mut emit: impl FnMut(f32)) {
+    pub fn process(&mut self, input: &[f32], emit: impl FnMut(f32)) {
+        self.process_from(input, &mut 0, emit);
+    }
+
+    /// [`process`](Self::process), leaving out the next `*skip` output samples: they are
+    /// not computed (which is nearly all the work), only counted down in `*skip`. The
+    /// resampler keeps the history of all of `input`, so the outputs after them are exactly
+    /// what [`process`](Self::process) would have made. For input nobody listens to.
+    pub fn process_from(&mut self, input: &[f32], skip: &mut usize, mut emit: impl FnMut(f32)) {
         for piece in input.chunks(CHUNK) {
             self.buf.extend_from_slice(piece);
             let taps = self.taps;
             while self.next < self.buf.len() {
-                let start = self.next + 1 - taps;
-                let coefficients = &self.table[self.phase * taps..(self.phase + 1) * taps];
-                emit(dot(coefficients, &self.buf[start..=self.next]));
+                if *skip > 0 {
+                    *skip -= 1;
+                } else {
+                    let start = self.next + 1 - taps;
+                    let coefficients = &self.table[self.phase * taps..(self.phase + 1) * taps];
+                    emit(dot(coefficients, &self.buf[start..=self.next]));
+                }
                 self.phase += self.down;
                 self.next += self.phase / self.up;
                 self.phase %= self.up;
@@ -452,6 +464,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn skipped_outputs_leave_the_rest_exactly_as_processing_them() {
+        for (from, to) in [
+            (48_000, 16_000),
+            (44_100, 16_000),
+            (8_000, 16_000),
+            (16_000, 48_000),
+        ] {
+            let input = tone(from, 440.0, 0.3, 0.8);
+            let whole = run(&mut Resampler::new(from, to).unwrap(), &input);
+            for (split, skip_first) in [(240, 1), (960, 500), (1000, 0), (4096, 3000)] {
+                let mut r = Resampler::new(from, to).unwrap();
+                let mut out = Vec::new();
+                let mut skip = skip_first;
+                for piece in input.chunks(split) {
+                    let before = out.len();
+                    let skip_before = skip;
+                    let made = r.output_for(piece.len());
+                    r.process_from(piece, &mut skip, |s| out.push(s));
+                    // Every output is either made or counted off, never both.
+                    assert_eq!(out.len() - before + (skip_before - skip), made);
+                }
+                assert_eq!(skip, 0, "{from} -> {to}: all skipped");
+                assert_eq!(out.len(), whole.len() - skip_first);
+                assert_eq!(
+                    out,
+                    whole[skip_first..],
+                    "{from} -> {to} skipping {skip_first}"
+                );
+            }
+        }
+    }
     #[test]
     fn input_needed_is_exactly_what_makes_the_outputs() {
         for (from, to) in [

@@ -805,7 +805,31 @@ impl Capture {
         period: usize,
         counters: &Counters,
     ) -> Result<bool, String> {
-        let limit = self.backlog_limit(frame.len(), period);
+        self.take(ring, frame.len(), Some(frame), period, counters)
+    }
+
+    /// Takes the next `len` codec-rate samples' worth from the ring like [`read`](Self::read)
+    /// but without converting them: the resampler only keeps its history, so the frames
+    /// read after are exactly as if these had been read.
+    fn skip(
+        &mut self,
+        ring: &mut Consumer<f32>,
+        len: usize,
+        period: usize,
+        counters: &Counters,
+    ) -> Result<bool, String> {
+        self.take(ring, len, None, period, counters)
+    }
+
+    fn take(
+        &mut self,
+        ring: &mut Consumer<f32>,
+        len: usize,
+        frame: Option<&mut [i16]>,
+        period: usize,
+        counters: &Counters,
+    ) -> Result<bool, String> {
+        let limit = self.backlog_limit(len, period);
         let backlog = ring.slots();
         self.window_min = self.window_min.min(backlog);
         self.window_reads += 1;
@@ -822,7 +846,7 @@ impl Capture {
                 }
             }
         }
-        let missing = frame.len().saturating_sub(self.staged.len());
+        let missing = len.saturating_sub(self.staged.len());
         // Exactly the card's samples that complete the frame: whatever comes later stays in
         // the ring, where the backlog check sees it.
         let mut wanted = match self.resampler.as_ref() {
@@ -831,6 +855,12 @@ impl Capture {
         };
         if ring.slots() / self.channels < wanted {
             return Ok(false);
+        }
+        // Skipping: what is staged goes, and the outputs still missing are not made.
+        let mut skip = 0;
+        if frame.is_none() {
+            self.staged.drain(..len.min(self.staged.len()));
+            skip = missing;
         }
         while wanted > 0 {
             let n = wanted.min(CHUNK_FRAMES);
@@ -841,13 +871,18 @@ impl Capture {
             downmix(raw, self.channels, mono);
             let staged = &mut self.staged;
             match self.resampler.as_mut() {
-                Some(r) => r.process(mono, |s| staged.push_back(to_i16(s))),
-                None => staged.extend(mono.iter().map(|&s| to_i16(s))),
+                Some(r) => r.process_from(mono, &mut skip, |s| staged.push_back(to_i16(s))),
+                None => {
+                    let skipped = skip.min(n);
+                    skip -= skipped;
+                    staged.extend(mono[skipped..].iter().map(|&s| to_i16(s)));
+                }
             }
         }
-        let n = frame.len();
-        for (dst, src) in frame.iter_mut().zip(self.staged.drain(..n)) {
-            *dst = src;
+        if let Some(frame) = frame {
+            for (dst, src) in frame.iter_mut().zip(self.staged.drain(..len)) {
+                *dst = src;
+            }
         }
         Ok(true)
     }
@@ -1414,6 +1449,17 @@ impl AudioInput for CpalInput {
     }
 
     fn read_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
+        self.take(frame, true)
+    }
+
+    fn skip_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
+        self.take(frame, false)
+    }
+}
+
+impl CpalInput {
+    /// Reads the next frame into `frame` (`read`), or takes it from the ring unconverted.
+    fn take(&mut self, frame: &mut [i16], read: bool) -> Result<bool, AudioError> {
         let link = self.thread.end.link.clone();
         let ring = match self.thread.end.poll() {
             Poll::Lost(e) => {
@@ -1434,12 +1480,17 @@ impl AudioInput for CpalInput {
         };
         link.counters.armed.store(true, Ordering::Relaxed);
         let period = link.period.load(Ordering::Relaxed);
-        self.capture
-            .read(&mut ring.ring, frame, period, &link.counters)
-            .map_err(|message| AudioError::Device {
-                device: link.device.clone(),
-                message,
-            })
+        let taken = if read {
+            self.capture
+                .read(&mut ring.ring, frame, period, &link.counters)
+        } else {
+            self.capture
+                .skip(&mut ring.ring, frame.len(), period, &link.counters)
+        };
+        taken.map_err(|message| AudioError::Device {
+            device: link.device.clone(),
+            message,
+        })
     }
 }
 
@@ -2470,6 +2521,12 @@ pub mod rings {
                 .read(&mut self.consumer, frame, 0, &self.counters)
                 .map_err(AudioError::Codec)
         }
+
+        fn skip_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
+            self.capture
+                .skip(&mut self.consumer, frame.len(), 0, &self.counters)
+                .map_err(AudioError::Codec)
+        }
     }
 
     /// Playback: write engine frames, take device-rate samples with [`RingPlayback::callback`].
@@ -2564,6 +2621,52 @@ pub mod rings {
             let mut out = vec![0i16; 4096];
             pb.callback(&mut out);
             assert!(out.iter().any(|&s| s != 0));
+        }
+
+        #[test]
+        fn skipped_frames_leave_the_frames_after_them_as_if_read() {
+            // 48 kHz stereo, 44.1 kHz mono and a card at the codec's own rate.
+            for (rate, channels) in [(48_000u32, 2usize), (44_100, 1), (CODEC_RATE, 1)] {
+                let samples: Vec<f32> = (0..rate as usize * channels)
+                    .map(|i| {
+                        let t = (i / channels) as f32 / rate as f32;
+                        (std::f32::consts::TAU * 440.0 * t).sin() * 0.5
+                    })
+                    .collect();
+                // Frames of 20 ms; the pattern says which ones are skipped.
+                let run = |skips: &[bool]| {
+                    let mut cap = RingCapture::new(rate, channels).unwrap();
+                    let mut frames = Vec::new();
+                    let mut frame = vec![0i16; 320];
+                    let mut next = 0;
+                    for chunk in samples.chunks(1000 * channels) {
+                        cap.callback(chunk);
+                        loop {
+                            let skip = skips[next % skips.len()];
+                            let taken = if skip {
+                                cap.skip_frame(&mut frame).unwrap()
+                            } else {
+                                cap.read_frame(&mut frame).unwrap()
+                            };
+                            if !taken {
+                                break;
+                            }
+                            frames.push((!skip).then(|| frame.clone()));
+                            next += 1;
+                        }
+                    }
+                    frames
+                };
+                let all = run(&[false]);
+                let some = run(&[false, true, true, false, true]);
+                assert!(all.len() >= 45, "{rate} Hz: {} frames", all.len());
+                assert_eq!(all.len(), some.len(), "{rate} Hz");
+                for (k, (a, s)) in all.iter().zip(&some).enumerate() {
+                    if let Some(s) = s {
+                        assert_eq!(a.as_ref(), Some(s), "{rate} Hz, frame {k}");
+                    }
+                }
+            }
         }
     }
 }

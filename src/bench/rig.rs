@@ -230,6 +230,10 @@ impl AudioInput for SharedCapture {
         }
         Ok(ok)
     }
+
+    fn skip_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
+        lock(&self.ring).skip_frame(frame)
+    }
 }
 
 /// The engine's side of the playback ring.

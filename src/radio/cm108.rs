@@ -910,6 +910,10 @@ impl CarrierDetect for Cm108Carrier {
         self.polled.read(|| format!("{}: cannot read", self.label))
     }
 
+    fn needs_level(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         self.label.clone()
     }

@@ -609,6 +609,10 @@ impl CarrierDetect for GpioCarrier {
         Ok(self.debounce.feed(high != self.active_low, frame_ms))
     }
 
+    fn needs_level(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         self.label.clone()
     }

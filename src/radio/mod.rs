@@ -67,6 +67,12 @@ pub trait Ptt: Send {
 pub trait CarrierDetect: Send {
     /// `level_dbfs` is the peak level of the frame just captured; `frame_ms` its length.
     fn update(&mut self, level_dbfs: f32, frame_ms: u32) -> Result<bool, RadioError>;
+    /// Whether [`update`](Self::update) looks at the audio's level. Detectors that read a
+    /// line (COS/DCD) say no: the engine then asks them before it takes the frame and, while
+    /// the squelch is closed, leaves the audio unconverted and unfiltered.
+    fn needs_level(&self) -> bool {
+        true
+    }
     /// Short description for logs.
     fn describe(&self) -> String;
 }

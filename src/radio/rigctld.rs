@@ -584,6 +584,10 @@ impl CarrierDetect for RigctldCarrier {
         self.polled.read(|| format!("{}: unreachable", self.label))
     }
 
+    fn needs_level(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         self.label.clone()
     }

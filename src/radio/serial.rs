@@ -652,6 +652,10 @@ impl CarrierDetect for SerialCarrier {
             .read(|| format!("{}: cannot read the line", self.label))
     }
 
+    fn needs_level(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         self.label.clone()
     }

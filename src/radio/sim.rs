@@ -116,6 +116,10 @@ impl CarrierDetect for FlagCarrier {
         Ok(self.up.load(Ordering::SeqCst))
     }
 
+    fn needs_level(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         "flag".into()
     }
