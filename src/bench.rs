@@ -4,7 +4,11 @@
 //! Four phases, each measured on its own:
 //! 1. **The floor**: bare libopus encoding and decoding the speech clip at 16 kHz mono on
 //!    one thread, with the gateway's encoder settings. CPU time of that thread
-//!    (`getrusage(RUSAGE_THREAD)`).
+//!    (`getrusage(RUSAGE_THREAD)`). Measured twice: as fast as it goes, and **paced** like
+//!    the pipeline, with one sleep until the next deadline after every frame. A real-time
+//!    pipeline pays for those sleeps (the sleep itself, and libopus finding its caches cold
+//!    after it); the paced floor shows how much of the pipeline's ratio to the floor that
+//!    is.
 //! 2. **The pipeline**: the same clip, at the sound card's 48 kHz, through everything the
 //!    gateway does for a radio in both directions, faster than real time: radio A's capture
 //!    ring -> resampling to 16 kHz -> carrier detect -> Opus encode -> bridge -> session ->
@@ -50,7 +54,7 @@ const SEED: u64 = 7;
 /// What to measure, and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchOptions {
-    /// Seconds of speech for the floor and the pipeline, 1 to 600.
+    /// Seconds of speech for the floors and the pipeline, 1 to 600.
     pub seconds: f32,
     /// Opus encoder complexity, 0 to 10 (the gateway's default is 10).
     pub complexity: u8,
@@ -59,9 +63,10 @@ pub struct BenchOptions {
     /// Opus frame duration in ms: 10, 20, 40 or 60 (the gateway's default is 60). One frame
     /// per packet.
     pub frame_ms: u8,
-    /// How many times faster than real time the pipeline is paced, 1 to 100.
+    /// How many times faster than real time the pipeline and the paced floor are paced, 1
+    /// to 100.
     pub speedup: f32,
-    /// Times the floor and the pipeline are each measured, in turns, 1 to 9: the figures
+    /// Times the floors and the pipeline are each measured, in turns, 1 to 9: the figures
     /// are the medians (the machine's load moves single runs by 10 % or more).
     pub runs: usize,
     /// Clicks sent for the latency figures, 0 (no latency phase) to 100. With 12 or more
@@ -148,7 +153,7 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Seconds of speech for the floor and the pipeline (1 to 600).
+    /// Seconds of speech for the floors and the pipeline (1 to 600).
     #[arg(long, default_value_t = 30.0)]
     pub seconds: f32,
     /// Opus encoder complexity, 0 to 10.
@@ -161,10 +166,11 @@ pub struct BenchArgs {
     /// Opus frame duration in ms: 10, 20, 40 or 60.
     #[arg(long, default_value_t = 60)]
     pub frame_ms: u8,
-    /// How many times faster than real time to pace the pipeline (1 to 100).
+    /// How many times faster than real time to pace the pipeline and the paced floor (1 to
+    /// 100).
     #[arg(long, default_value_t = 10.0)]
     pub speedup: f32,
-    /// Times to measure the floor and the pipeline, in turns (1 to 9); medians are reported.
+    /// Times to measure the floors and the pipeline, in turns (1 to 9); medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// Clicks to time for the latency figures (0 to 100; 0 skips them).
@@ -271,19 +277,28 @@ pub struct BenchReport {
     pub sample_rate: u32,
     /// The sound card's rate in the pipeline (Hz), both ways.
     pub card_rate: u32,
-    /// Seconds of speech in the floor and through the pipeline.
+    /// Seconds of speech in the floors and through the pipeline.
     pub audio_seconds: f64,
 
-    /// Times the floor and the pipeline were each measured (in turns).
+    /// Times the floors and the pipeline were each measured (in turns).
     pub runs: usize,
     /// libopus alone: encode + decode at 16 kHz, one thread (median of the runs).
     pub floor_cpu_s_per_audio_s: f64,
+    /// The same work paced like the pipeline: one sleep until the next deadline after every
+    /// frame, `speedup` times real time, the sleeps' CPU time included (median of the runs).
+    /// What running in real time costs on this machine before the gateway does anything.
+    pub paced_floor_cpu_s_per_audio_s: f64,
     /// The whole duplex pipeline, both gateways, without the emulator (median of the runs).
     pub pipeline_cpu_s_per_audio_s: f64,
     /// `pipeline_cpu_s_per_audio_s / floor_cpu_s_per_audio_s`.
     pub ratio_to_floor: f64,
+    /// `pipeline_cpu_s_per_audio_s / paced_floor_cpu_s_per_audio_s`: the gateway's own work
+    /// beside Opus, with the cost of pacing on both sides.
+    pub ratio_to_paced_floor: f64,
     /// The floor, run by run.
     pub floor_runs_cpu_s_per_audio_s: Vec<f64>,
+    /// The paced floor, run by run.
+    pub paced_floor_runs_cpu_s_per_audio_s: Vec<f64>,
     /// The pipeline, run by run.
     pub pipeline_runs_cpu_s_per_audio_s: Vec<f64>,
     /// Of the pipeline: the codec engines' ticks and the sound cards' callbacks (resampling,
@@ -296,7 +311,7 @@ pub struct BenchReport {
     pub emulator_cpu_s_per_audio_s: f64,
     /// Audio seconds carried per wall-clock second in the pipeline run.
     pub realtime_factor: f64,
-    /// The pace the pipeline run aimed at (times real time).
+    /// The pace the pipeline and the paced floor aimed at (times real time).
     pub speedup: f64,
     /// Packets A sent, all received and played by B.
     pub packets: u64,
@@ -373,7 +388,7 @@ impl BenchReport {
         );
         let _ = writeln!(
             t,
-            "{:.1} s of speech; pipeline paced at {}x real time; floor and pipeline measured \
+            "{:.1} s of speech; pipeline paced at {}x real time; floors and pipeline measured \
              {} times in turns, medians shown\n",
             self.audio_seconds, self.speedup, self.runs
         );
@@ -388,9 +403,18 @@ impl BenchReport {
         );
         row(
             &mut t,
+            "floor paced like the pipeline",
+            format!("{:.5}", self.paced_floor_cpu_s_per_audio_s),
+            "CPU s per audio s, one sleep per frame".into(),
+        );
+        row(
+            &mut t,
             "pipeline: both gateways, duplex",
             format!("{:.5}", self.pipeline_cpu_s_per_audio_s),
-            format!("CPU s per audio s, {:.2}x the floor", self.ratio_to_floor),
+            format!(
+                "CPU s per audio s, {:.2}x the floor, {:.2}x the paced floor",
+                self.ratio_to_floor, self.ratio_to_paced_floor
+            ),
         );
         row(
             &mut t,
@@ -560,18 +584,55 @@ struct Floor {
     bytes: usize,
 }
 
-/// Encodes and decodes `clip` (16 kHz) packet by packet on this thread.
+/// Encodes and decodes `clip` (16 kHz) packet by packet on this thread, as fast as it
+/// goes.
 fn floor(settings: &EncoderSettings, clip: &[i16]) -> Result<Floor, BenchError> {
+    codec_loop(settings, clip, None)
+}
+
+/// The floor's work ticked like the pipeline: after every engine frame, one sleep until the
+/// next absolute deadline, `speedup` times closer together than real time. What pacing
+/// costs on this machine (the sleep itself, and libopus finding its caches cold after it)
+/// is in the thread's CPU time, as it is in the pipeline's; the tight floor leaves it out.
+fn paced_floor(
+    settings: &EncoderSettings,
+    clip: &[i16],
+    speedup: f64,
+) -> Result<Floor, BenchError> {
+    codec_loop(settings, clip, Some(speedup))
+}
+
+/// The floors' loop. With `pace`, one wait per frame of `settings.frame_ms`, as the
+/// pipeline's loop does, the packet encoded and decoded in the frame that completes it.
+fn codec_loop(
+    settings: &EncoderSettings,
+    clip: &[i16],
+    pace: Option<f64>,
+) -> Result<Floor, BenchError> {
     let mut encoder = OpusEncoder::new(settings)?;
     let mut decoder = OpusDecoder::new(settings.sample_rate)?;
     let mut packet = Vec::with_capacity(4000);
     let mut pcm = vec![0i16; max_packet_samples(settings.sample_rate)];
     let mut bytes = 0;
+    let frame = Duration::from_millis(u64::from(settings.frame_ms));
     let before = cpu_time(libc::RUSAGE_THREAD)?;
+    let clock = pace.map(|speedup| Clock::new(frame.div_f64(speedup)));
+    let mut k = 0u64;
+    let mut frame_done = || {
+        if let Some(clock) = &clock {
+            k += 1;
+            clock.wait(k);
+        }
+    };
     for chunk in clip.chunks_exact(encoder.samples_per_packet()) {
+        // The packet's earlier frames: the engine gathers their samples and waits.
+        for _ in 1..settings.frames_per_packet {
+            frame_done();
+        }
         encoder.encode_packet(chunk, &mut packet)?;
         bytes += packet.len();
         decoder.decode(Some(&packet), &mut pcm)?;
+        frame_done();
     }
     let cpu = cpu_time(libc::RUSAGE_THREAD)?.saturating_sub(before);
     Ok(Floor { cpu, bytes })
@@ -626,33 +687,85 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         }
     };
     let settings = opts.encoder_settings();
-    let seconds = f64::from(opts.seconds);
+    let speedup = f64::from(opts.speedup);
 
     let clip16 = speech_like(CODEC_RATE, opts.seconds, SEED);
     let clip48: Arc<[i16]> = speech_like(rig::CARD_RATE, opts.seconds, SEED).into();
     let rt = runtime()?;
     let emulator = rig::Emulator::start()?;
-    // The floor and the pipeline in turns, so a change in the machine's load falls on both.
+    // The floors and the pipeline in turns, so a change in the machine's load falls on all.
     let mut floors: Vec<Floor> = Vec::new();
+    let mut paced_floors: Vec<Floor> = Vec::new();
     let mut pipelines: Vec<pipeline::PipelineRun> = Vec::new();
     for run in 0..opts.runs {
         say(&format!("the floor (libopus alone), run {}", run + 1));
         floors.push(floor(&settings, &clip16)?);
+        say(&format!(
+            "the floor paced like the pipeline, run {}",
+            run + 1
+        ));
+        paced_floors.push(paced_floor(&settings, &clip16, speedup)?);
         say(&format!("the pipeline, run {}", run + 1));
         pipelines.push(pipeline::run(
-            &rt,
-            &emulator,
-            &settings,
-            &clip48,
-            f64::from(opts.speedup),
-            run,
+            &rt, &emulator, &settings, &clip48, speedup, run,
         )?);
     }
     drop((clip16, clip48));
-    let floor_runs: Vec<f64> = floors
-        .iter()
-        .map(|f| f.cpu.as_secs_f64() / seconds)
-        .collect();
+
+    let latencies = if opts.clicks > 0 {
+        say("latency (real time)");
+        latency::measure(&rt, &emulator, &settings, opts.clicks)?
+    } else {
+        latency::Latencies::default()
+    };
+
+    let (mut rss1, mut rss10) = (None, None);
+    if let Some(exe) = &opts.rss_exe {
+        for (n, slot) in [(1, &mut rss1), (10, &mut rss10)] {
+            let radios = if n == 1 { "radio" } else { "radios" };
+            say(&format!("peak RSS with {n} {radios} (real time)"));
+            let r = rss::measure(&rt, &emulator, exe, n, opts.rss_seconds, &settings)?;
+            *slot = Some(round(r.peak_rss_kb as f64 / 1024.0, 1));
+        }
+    }
+    drop(emulator);
+    rt.shutdown_timeout(Duration::from_secs(2));
+
+    Ok(report(
+        opts,
+        &Measured {
+            floors,
+            paced_floors,
+            pipelines,
+            latencies,
+            peak_rss_mb: (rss1, rss10),
+        },
+    ))
+}
+
+/// What the phases measured, run by run.
+struct Measured {
+    floors: Vec<Floor>,
+    paced_floors: Vec<Floor>,
+    pipelines: Vec<pipeline::PipelineRun>,
+    latencies: latency::Latencies,
+    /// With 1 and with 10 radios, MiB.
+    peak_rss_mb: (Option<f64>, Option<f64>),
+}
+
+/// The report: per audio second, medians of the runs, ratios of the medians.
+fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
+    let settings = opts.encoder_settings();
+    let seconds = f64::from(opts.seconds);
+    let floor_per_audio_s = |floors: &[Floor]| -> Vec<f64> {
+        floors
+            .iter()
+            .map(|f| f.cpu.as_secs_f64() / seconds)
+            .collect()
+    };
+    let floor_runs = floor_per_audio_s(&m.floors);
+    let paced_floor_runs = floor_per_audio_s(&m.paced_floors);
+    let pipelines = &m.pipelines;
     let per_audio_s = |p: &pipeline::PipelineRun, cpu: Duration| {
         cpu.as_secs_f64() / p.audio.as_secs_f64().max(f64::MIN_POSITIVE)
     };
@@ -674,34 +787,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         .map(|p| p.audio.as_secs_f64() / p.wall.as_secs_f64().max(1e-9))
         .collect();
     let floor_per_s = median(&floor_runs).unwrap_or(0.0);
+    let paced_floor_per_s = median(&paced_floor_runs).unwrap_or(0.0);
     let pipeline_per_s = median(&pipeline_runs).unwrap_or(0.0);
-    let first = &pipelines[0];
-    let bytes = floors[0].bytes;
-
-    let lat = if opts.clicks > 0 {
-        say("latency (real time)");
-        latency::measure(&rt, &emulator, &settings, opts.clicks)?
-    } else {
-        latency::Latencies::default()
-    };
-
-    let (mut rss1, mut rss10) = (None, None);
-    if let Some(exe) = &opts.rss_exe {
-        for (n, slot) in [(1, &mut rss1), (10, &mut rss10)] {
-            let radios = if n == 1 { "radio" } else { "radios" };
-            say(&format!("peak RSS with {n} {radios} (real time)"));
-            let r = rss::measure(&rt, &emulator, exe, n, opts.rss_seconds, &settings)?;
-            *slot = Some(round(r.peak_rss_kb as f64 / 1024.0, 1));
-        }
-    }
-    drop(emulator);
-    rt.shutdown_timeout(Duration::from_secs(2));
+    let packets = pipelines.first().map_or(0, |p| p.packets);
+    let bytes = m.floors.first().map_or(0, |f| f.bytes);
+    let lat = &m.latencies;
 
     let packet_ms = f64::from(settings.frame_ms) * f64::from(settings.frames_per_packet);
     // The playout buffer's depth at the start of a message (it then follows the jitter).
     let depth = f64::from(crate::audio::playout::PlayoutSettings::default().initial_depth_ms);
     let ms = |v: Option<f64>| v.map(|x| round(x, 2));
-    Ok(BenchReport {
+    let runs = |v: &[f64]| v.iter().map(|&x| round(x, 6)).collect();
+    BenchReport {
         machine: machine(),
         complexity: settings.complexity,
         bitrate: settings.bitrate,
@@ -712,16 +809,19 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         audio_seconds: round(seconds, 3),
         runs: opts.runs,
         floor_cpu_s_per_audio_s: round(floor_per_s, 6),
+        paced_floor_cpu_s_per_audio_s: round(paced_floor_per_s, 6),
         pipeline_cpu_s_per_audio_s: round(pipeline_per_s, 6),
         ratio_to_floor: round(pipeline_per_s / floor_per_s.max(1e-9), 2),
-        floor_runs_cpu_s_per_audio_s: floor_runs.iter().map(|&x| round(x, 6)).collect(),
-        pipeline_runs_cpu_s_per_audio_s: pipeline_runs.iter().map(|&x| round(x, 6)).collect(),
+        ratio_to_paced_floor: round(pipeline_per_s / paced_floor_per_s.max(1e-9), 2),
+        floor_runs_cpu_s_per_audio_s: runs(&floor_runs),
+        paced_floor_runs_cpu_s_per_audio_s: runs(&paced_floor_runs),
+        pipeline_runs_cpu_s_per_audio_s: runs(&pipeline_runs),
         pipeline_engines_cpu_s_per_audio_s: round(median(&engines_runs).unwrap_or(0.0), 6),
         pipeline_network_cpu_s_per_audio_s: round(median(&network_runs).unwrap_or(0.0), 6),
         emulator_cpu_s_per_audio_s: round(median(&emulator_runs).unwrap_or(0.0), 6),
         realtime_factor: round(median(&realtime_runs).unwrap_or(0.0), 2),
         speedup: f64::from(opts.speedup),
-        packets: first.packets,
+        packets,
         concealed: pipelines.iter().map(|p| p.concealed).sum(),
         held_back: pipelines.iter().map(|p| p.held_back).sum(),
         latency_clicks: lat.radio_to_zello.len(),
@@ -737,9 +837,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         latency_concealed: lat.concealed,
         latency_radio_to_zello_clicks_ms: lat.radio_to_zello.iter().map(|&x| round(x, 2)).collect(),
         latency_zello_to_radio_clicks_ms: lat.zello_to_radio.iter().map(|&x| round(x, 2)).collect(),
-        peak_rss_mb_1_radio: rss1,
-        peak_rss_mb_10_radios: rss10,
-    })
+        peak_rss_mb_1_radio: m.peak_rss_mb.0,
+        peak_rss_mb_10_radios: m.peak_rss_mb.1,
+    }
 }
 
 #[cfg(test)]
@@ -757,14 +857,17 @@ mod tests {
         })
         .expect("the benchmark runs");
         assert_eq!(report.floor_runs_cpu_s_per_audio_s.len(), 2);
+        assert_eq!(report.paced_floor_runs_cpu_s_per_audio_s.len(), 2);
         assert_eq!(report.pipeline_runs_cpu_s_per_audio_s.len(), 2);
         // 2 s of 60 ms packets, the last one partly silence; `run` itself fails unless B
         // played every packet A sent with nothing dropped.
         assert!((34..=35).contains(&report.packets), "{report:?}");
         for v in [
             report.floor_cpu_s_per_audio_s,
+            report.paced_floor_cpu_s_per_audio_s,
             report.pipeline_cpu_s_per_audio_s,
             report.ratio_to_floor,
+            report.ratio_to_paced_floor,
             report.realtime_factor,
         ] {
             assert!(v.is_finite() && v > 0.0, "{report:?}");
@@ -791,8 +894,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         for key in [
             "floor_cpu_s_per_audio_s",
+            "paced_floor_cpu_s_per_audio_s",
             "pipeline_cpu_s_per_audio_s",
             "ratio_to_floor",
+            "ratio_to_paced_floor",
             "realtime_factor",
             "latency_radio_to_zello_ms",
             "latency_zello_to_radio_ms",
@@ -808,6 +913,89 @@ mod tests {
         let table = report.to_table();
         assert!(table.contains("latency radio -> Zello"), "{table}");
         assert!(table.contains("peak RSS, 10 radios"), "{table}");
+    }
+
+    #[test]
+    fn the_ratios_are_of_the_medians() {
+        let cpu = |ms: u64| Duration::from_millis(ms);
+        let floor = |ms: u64| Floor {
+            cpu: cpu(ms),
+            bytes: 15_000,
+        };
+        let pipeline = |ms: u64| pipeline::PipelineRun {
+            audio: Duration::from_secs(10),
+            wall: Duration::from_secs(1),
+            cpu: cpu(ms),
+            engines_cpu: cpu(ms / 2),
+            emulator_cpu: cpu(10),
+            packets: 167,
+            concealed: 0,
+            held_back: 0,
+        };
+        let opts = BenchOptions {
+            seconds: 10.0,
+            runs: 3,
+            ..BenchOptions::default()
+        };
+        // Per audio second: floor 0.010, 0.012, 0.014; paced 0.013, 0.015, 0.020; pipeline
+        // 0.020, 0.030, 0.025. The medians' ratios (2.08, 1.67) are neither the means' nor
+        // the median of the runs' ratios.
+        let report = report(
+            &opts,
+            &Measured {
+                floors: vec![floor(100), floor(120), floor(140)],
+                paced_floors: vec![floor(130), floor(150), floor(200)],
+                pipelines: vec![pipeline(200), pipeline(300), pipeline(250)],
+                latencies: latency::Latencies::default(),
+                peak_rss_mb: (None, None),
+            },
+        );
+        assert_eq!(report.floor_cpu_s_per_audio_s, 0.012);
+        assert_eq!(report.paced_floor_cpu_s_per_audio_s, 0.015);
+        assert_eq!(report.pipeline_cpu_s_per_audio_s, 0.025);
+        assert_eq!(report.ratio_to_floor, 2.08);
+        assert_eq!(report.ratio_to_paced_floor, 1.67);
+        assert_eq!(
+            report.paced_floor_runs_cpu_s_per_audio_s,
+            [0.013, 0.015, 0.02]
+        );
+
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["paced_floor_cpu_s_per_audio_s"], 0.015);
+        assert_eq!(json["ratio_to_paced_floor"], 1.67);
+        assert_eq!(json["ratio_to_floor"], 2.08);
+        let table = report.to_table();
+        let line = |what: &str| {
+            table
+                .lines()
+                .find(|l| l.trim_start().starts_with(what))
+                .unwrap_or_else(|| panic!("{what}: {table}"))
+        };
+        assert!(
+            line("floor paced like the pipeline").contains("0.01500"),
+            "{table}"
+        );
+        assert!(
+            line("pipeline:").contains("2.08x the floor, 1.67x the paced floor"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_paced_floor_sleeps_once_per_frame() {
+        // 1 s of 20 ms frames at 10x real time: 50 waits 2 ms apart, so at least 98 ms.
+        let settings = BenchOptions {
+            frame_ms: 20,
+            ..BenchOptions::default()
+        }
+        .encoder_settings();
+        let clip = speech_like(CODEC_RATE, 1.0, SEED);
+        let start = Instant::now();
+        let paced = paced_floor(&settings, &clip, 10.0).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(98));
+        let tight = floor(&settings, &clip).unwrap();
+        assert_eq!(paced.bytes, tight.bytes, "the same work");
+        assert!(paced.cpu > Duration::ZERO && tight.cpu > Duration::ZERO);
     }
 
     #[test]

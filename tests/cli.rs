@@ -240,8 +240,10 @@ fn bench_prints_one_json_object_with_every_figure() {
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     for key in [
         "floor_cpu_s_per_audio_s",
+        "paced_floor_cpu_s_per_audio_s",
         "pipeline_cpu_s_per_audio_s",
         "ratio_to_floor",
+        "ratio_to_paced_floor",
         "realtime_factor",
         "latency_radio_to_zello_ms",
         "latency_zello_to_radio_ms",
