@@ -30,6 +30,7 @@
 //!
 //! [`gateway::run_with`]: crate::gateway::run_with
 
+mod idle;
 mod latency;
 mod pipeline;
 mod rig;
@@ -76,6 +77,8 @@ pub struct BenchOptions {
     pub rss_exe: Option<PathBuf>,
     /// Seconds of speech each radio sends and then plays in a peak-RSS child, 1 to 60.
     pub rss_seconds: f32,
+    /// Seconds of real time an idle gateway is watched for, 0 (no idle phase) to 600.
+    pub idle_seconds: f32,
     /// Say on standard error what is being measured.
     pub progress: bool,
 }
@@ -92,6 +95,7 @@ impl Default for BenchOptions {
             clicks: 12,
             rss_exe: None,
             rss_seconds: 5.0,
+            idle_seconds: 10.0,
             progress: false,
         }
     }
@@ -130,6 +134,15 @@ impl BenchOptions {
             return Err(bad(
                 "--rss-seconds",
                 format!("{} (use 1 to 60)", self.rss_seconds),
+            ));
+        }
+        if !(self.idle_seconds.is_finite() && (0.0..=600.0).contains(&self.idle_seconds)) {
+            return Err(bad(
+                "--idle-seconds",
+                format!(
+                    "{} (use 0 to 600; 0 skips the idle phase)",
+                    self.idle_seconds
+                ),
             ));
         }
         if !FRAME_MS.contains(&self.frame_ms) {
@@ -179,6 +192,10 @@ pub struct BenchArgs {
     /// Seconds each radio sends and plays while peak memory is measured (1 to 60).
     #[arg(long, default_value_t = 5.0)]
     pub rss_seconds: f32,
+    /// Seconds of real time an idle gateway (logged on, squelch closed, nothing on the
+    /// channel) is watched for its CPU use (0 to 600; 0 skips it).
+    #[arg(long, default_value_t = 10.0)]
+    pub idle_seconds: f32,
     /// Skip the peak-memory measurement (it starts this program again, twice).
     #[arg(long)]
     pub no_rss: bool,
@@ -203,6 +220,7 @@ impl BenchArgs {
             clicks: self.clicks,
             rss_exe: if self.no_rss { None } else { exe },
             rss_seconds: self.rss_seconds,
+            idle_seconds: self.idle_seconds,
             progress: true,
         }
     }
@@ -352,6 +370,13 @@ pub struct BenchReport {
     /// Zello -> radio, click by click.
     pub latency_zello_to_radio_clicks_ms: Vec<f64>,
 
+    /// An idle gateway with one radio (logged on, squelch closed, nothing on the channel),
+    /// in real time: CPU time per wall-clock time in percent of one core, the emulator left
+    /// out. `null` when the idle phase was skipped.
+    pub idle_cpu_percent_of_core: Option<f64>,
+    /// Seconds the idle gateway was watched.
+    pub idle_seconds: f64,
+
     /// Peak resident set of a gateway process with one active duplex radio, MiB.
     pub peak_rss_mb_1_radio: Option<f64>,
     /// The same with ten.
@@ -475,6 +500,16 @@ impl BenchReport {
             "click end to end (median)",
             opt(self.latency_end_to_end_median_ms, "ms"),
             format!("{} packets concealed", self.latency_concealed),
+        );
+        row(
+            &mut t,
+            "idle gateway, 1 radio, real time",
+            self.idle_cpu_percent_of_core
+                .map_or_else(|| "-".into(), |v| format!("{v:.2} %")),
+            format!(
+                "of one core over {} s: squelch closed, nothing on the channel",
+                self.idle_seconds
+            ),
         );
         row(
             &mut t,
@@ -719,6 +754,18 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         latency::Latencies::default()
     };
 
+    let idle = if opts.idle_seconds > 0.0 {
+        say("an idle gateway (real time)");
+        Some(idle::run(
+            &rt,
+            &emulator,
+            &settings,
+            f64::from(opts.idle_seconds),
+        )?)
+    } else {
+        None
+    };
+
     let (mut rss1, mut rss10) = (None, None);
     if let Some(exe) = &opts.rss_exe {
         for (n, slot) in [(1, &mut rss1), (10, &mut rss10)] {
@@ -738,6 +785,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             paced_floors,
             pipelines,
             latencies,
+            idle,
             peak_rss_mb: (rss1, rss10),
         },
     ))
@@ -749,6 +797,7 @@ struct Measured {
     paced_floors: Vec<Floor>,
     pipelines: Vec<pipeline::PipelineRun>,
     latencies: latency::Latencies,
+    idle: Option<idle::IdleRun>,
     /// With 1 and with 10 radios, MiB.
     peak_rss_mb: (Option<f64>, Option<f64>),
 }
@@ -837,6 +886,11 @@ fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         latency_concealed: lat.concealed,
         latency_radio_to_zello_clicks_ms: lat.radio_to_zello.iter().map(|&x| round(x, 2)).collect(),
         latency_zello_to_radio_clicks_ms: lat.zello_to_radio.iter().map(|&x| round(x, 2)).collect(),
+        idle_cpu_percent_of_core: m.idle.as_ref().map(|i| round(i.percent_of_core(), 3)),
+        idle_seconds: m
+            .idle
+            .as_ref()
+            .map_or(0.0, |i| round(i.wall.as_secs_f64(), 1)),
         peak_rss_mb_1_radio: m.peak_rss_mb.0,
         peak_rss_mb_10_radios: m.peak_rss_mb.1,
     }
@@ -853,9 +907,17 @@ mod tests {
             speedup: 4.0,
             runs: 2,
             clicks: 3,
+            idle_seconds: 1.0,
             ..BenchOptions::default()
         })
         .expect("the benchmark runs");
+        assert!(
+            report
+                .idle_cpu_percent_of_core
+                .is_some_and(|p| p.is_finite() && p >= 0.0),
+            "{report:?}"
+        );
+        assert!(report.idle_seconds >= 1.0, "{report:?}");
         assert_eq!(report.floor_runs_cpu_s_per_audio_s.len(), 2);
         assert_eq!(report.paced_floor_runs_cpu_s_per_audio_s.len(), 2);
         assert_eq!(report.pipeline_runs_cpu_s_per_audio_s.len(), 2);
@@ -947,9 +1009,15 @@ mod tests {
                 paced_floors: vec![floor(130), floor(150), floor(200)],
                 pipelines: vec![pipeline(200), pipeline(300), pipeline(250)],
                 latencies: latency::Latencies::default(),
+                idle: Some(idle::IdleRun {
+                    wall: Duration::from_secs(10),
+                    cpu: Duration::from_millis(23),
+                }),
                 peak_rss_mb: (None, None),
             },
         );
+        assert_eq!(report.idle_cpu_percent_of_core, Some(0.23));
+        assert_eq!(report.idle_seconds, 10.0);
         assert_eq!(report.floor_cpu_s_per_audio_s, 0.012);
         assert_eq!(report.paced_floor_cpu_s_per_audio_s, 0.015);
         assert_eq!(report.pipeline_cpu_s_per_audio_s, 0.025);
@@ -979,6 +1047,7 @@ mod tests {
             line("pipeline:").contains("2.08x the floor, 1.67x the paced floor"),
             "{table}"
         );
+        assert!(line("idle gateway").contains("0.23 %"), "{table}");
     }
 
     #[test]
@@ -1048,6 +1117,13 @@ mod tests {
             "codec",
         );
         refused(BenchOptions { clicks: 101, ..d() }, "--clicks");
+        refused(
+            BenchOptions {
+                idle_seconds: -1.0,
+                ..d()
+            },
+            "--idle-seconds",
+        );
         refused(BenchOptions { runs: 0, ..d() }, "--runs");
         refused(BenchOptions { runs: 10, ..d() }, "--runs");
         refused(

@@ -227,6 +227,8 @@ fn bench_prints_one_json_object_with_every_figure() {
             "4",
             "--rss-seconds",
             "1",
+            "--idle-seconds",
+            "1",
         ])
         .output()
         .unwrap();
@@ -253,6 +255,8 @@ fn bench_prints_one_json_object_with_every_figure() {
         let v = json[key].as_f64();
         assert!(v.is_some_and(|v| v.is_finite() && v > 0.0), "{key}: {json}");
     }
+    let idle = json["idle_cpu_percent_of_core"].as_f64();
+    assert!(idle.is_some_and(|v| v.is_finite() && v >= 0.0), "{json}");
     assert_eq!(json["complexity"], 10);
     assert_eq!(json["frame_ms"], 60);
 
