@@ -828,17 +828,9 @@ impl RxChain {
 
     /// Forgets all past audio (filter state, AGC gain, limiter).
     pub fn reset(&mut self) {
-        if let Some(h) = &mut self.highpass {
-            h.reset();
-        }
-        if let Some(d) = &mut self.deemphasis {
-            d.reset();
-        }
+        self.resume();
         if let Some(a) = &mut self.agc {
             a.reset();
-        }
-        if let Some(l) = &mut self.limiter {
-            l.reset();
         }
     }
 
