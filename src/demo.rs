@@ -176,28 +176,17 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     // 3. The gateway on a simulated radio.
     let ptt = SimPtt::new();
     let radio_tx = args.out.join("radio-transmitted.wav");
-    let parts = RadioParts {
-        name: "radio1".into(),
-        channel: CHANNEL.into(),
-        recipient: None,
-        header: CodecHeader::default(),
-        encoder: EncoderSettings::default(),
-        timers: gateway::machine::Timers::default(),
-        rx_audio: Default::default(),
-        tx_audio: Default::default(),
-        playout: Default::default(),
-        courtesy_tone: None,
-        identification: None,
-        input: Box::new(
-            FileInput::from_samples(clip.clone(), CODEC_RATE).with_leading_silence(1500),
-        ),
-        output: Box::new(FileOutput::create(&radio_tx, CODEC_RATE)?),
-        carrier: Box::new(
+    let parts = RadioParts::new(
+        "radio1",
+        CHANNEL,
+        Box::new(FileInput::from_samples(clip.clone(), CODEC_RATE).with_leading_silence(1500)),
+        Box::new(FileOutput::create(&radio_tx, CODEC_RATE)?),
+        Box::new(
             Vox::new(VoxSettings::default())
                 .map_err(|e| DemoError::Server(format!("VOX settings: {e}")))?,
         ),
-        ptt: Box::new(ptt.clone()),
-    };
+        Box::new(ptt.clone()),
+    );
     let gw_config = SessionConfig {
         server: server.url(),
         username: "gateway1".into(),

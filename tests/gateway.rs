@@ -96,26 +96,17 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
     let ptt = SimPtt::new();
     let out = MemoryOutput::new(CODEC_RATE);
     let played = out.messages();
-    let parts = RadioParts {
-        name: "vhf1".into(),
-        channel: CHANNEL.into(),
-        recipient: None,
-        header: CodecHeader::default(),
-        encoder: EncoderSettings::default(),
-        timers: gateway::machine::Timers::default(),
-        rx_audio: Default::default(),
-        tx_audio: Default::default(),
-        playout: Default::default(),
-        courtesy_tone: None,
-        identification: None,
-        input: Box::new(FileInput::from_samples(
+    let parts = RadioParts::new(
+        "vhf1",
+        CHANNEL,
+        Box::new(FileInput::from_samples(
             speech::speech_like(CODEC_RATE, 30.0, 9),
             CODEC_RATE,
         )),
-        output: Box::new(out),
-        carrier: Box::new(carrier.clone()),
-        ptt: Box::new(ptt.clone()),
-    };
+        Box::new(out),
+        Box::new(carrier.clone()),
+        Box::new(ptt.clone()),
+    );
     let shutdown = CancellationToken::new();
     let (observer, mut watch) = broadcast::channel(1024);
     let gw = tokio::spawn(gateway::run(
@@ -286,23 +277,14 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
     // wait their grace period, the session leaves; plugged back, it returns.
     let sim = server(SimConfig::default()).await;
     let ptt = SimPtt::new();
-    let parts = RadioParts {
-        name: "vhf1".into(),
-        channel: CHANNEL.into(),
-        recipient: None,
-        header: CodecHeader::default(),
-        encoder: EncoderSettings::default(),
-        timers: gateway::machine::Timers::default(),
-        rx_audio: Default::default(),
-        tx_audio: Default::default(),
-        playout: Default::default(),
-        courtesy_tone: None,
-        identification: None,
-        input: Box::new(FileInput::from_samples(vec![0; 16000], CODEC_RATE)),
-        output: Box::new(MemoryOutput::new(CODEC_RATE)),
-        carrier: Box::new(FlagCarrier::new()),
-        ptt: Box::new(ptt.clone()),
-    };
+    let parts = RadioParts::new(
+        "vhf1",
+        CHANNEL,
+        Box::new(FileInput::from_samples(vec![0; 16000], CODEC_RATE)),
+        Box::new(MemoryOutput::new(CODEC_RATE)),
+        Box::new(FlagCarrier::new()),
+        Box::new(ptt.clone()),
+    );
     let shutdown = CancellationToken::new();
     let (observer, mut watch) = broadcast::channel(1024);
     let alarms = zello_gateway::alarms::AlarmsConfig {

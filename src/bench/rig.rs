@@ -423,24 +423,20 @@ impl Side {
             let carrier = FlagCarrier::new();
             let watch = Arc::new(Mutex::new(ClickWatch::default()));
             parts.push(RadioParts {
-                name: name.clone(),
-                channel: channel.clone(),
-                recipient: None,
                 header,
                 encoder: spec.settings.clone(),
                 timers: bench_timers(),
-                rx_audio: Default::default(),
-                tx_audio: Default::default(),
-                playout: Default::default(),
-                courtesy_tone: None,
-                identification: None,
-                input: Box::new(SharedCapture {
-                    ring: capture.clone(),
-                    watch: watch.clone(),
-                }),
-                output: Box::new(SharedPlayback(playback.clone())),
-                carrier: Box::new(carrier.clone()),
-                ptt: Box::new(SimPtt::new()),
+                ..RadioParts::new(
+                    name.clone(),
+                    channel.clone(),
+                    Box::new(SharedCapture {
+                        ring: capture.clone(),
+                        watch: watch.clone(),
+                    }),
+                    Box::new(SharedPlayback(playback.clone())),
+                    Box::new(carrier.clone()),
+                    Box::new(SimPtt::new()),
+                )
             });
             radios.push(BenchRadio {
                 name: name.clone(),

@@ -186,6 +186,38 @@ pub struct RadioParts {
     pub ptt: Box<dyn Ptt>,
 }
 
+impl RadioParts {
+    /// A radio on `channel` made of these devices, with every setting at its default (the
+    /// apps' codec header and encoder, default timers, audio chains and playout, no tones).
+    /// Set the other fields on the result.
+    pub fn new(
+        name: impl Into<String>,
+        channel: impl Into<String>,
+        input: Box<dyn AudioInput>,
+        output: Box<dyn AudioOutput>,
+        carrier: Box<dyn CarrierDetect>,
+        ptt: Box<dyn Ptt>,
+    ) -> RadioParts {
+        RadioParts {
+            name: name.into(),
+            channel: channel.into(),
+            recipient: None,
+            header: CodecHeader::default(),
+            encoder: EncoderSettings::default(),
+            timers: machine::Timers::default(),
+            rx_audio: Default::default(),
+            tx_audio: Default::default(),
+            playout: Default::default(),
+            courtesy_tone: None,
+            identification: None,
+            input,
+            output,
+            carrier,
+            ptt,
+        }
+    }
+}
+
 /// Errors starting the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
