@@ -294,15 +294,16 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
     let session = config(&sim, "gateway1");
     let stop = shutdown.clone();
     let gw = tokio::spawn(async move {
-        let liveness = zello_gateway::service::Liveness::new();
         let (_settings, alarms) = tokio::sync::watch::channel(alarms);
-        gateway::run_watched(
+        gateway::run_with(
             session,
             vec![parts],
             stop,
             observer,
-            &liveness,
-            Some(alarms),
+            gateway::RunOptions {
+                alarms: Some(alarms),
+                ..Default::default()
+            },
         )
         .await
     });

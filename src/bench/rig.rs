@@ -471,8 +471,10 @@ impl Side {
             parts,
             shutdown.clone(),
             observer_tx,
-            EngineDrive::Caller(to),
-            crate::service::Liveness::new(),
+            gateway::RunOptions {
+                drive: EngineDrive::Caller(to),
+                ..Default::default()
+            },
         ));
         let driven = rt.block_on(async { tokio::time::timeout(SETUP_TIMEOUT, from).await });
         let driven = match driven {

@@ -1,6 +1,6 @@
 //! `zello-gateway run`: the gateway as a long-running service.
 //!
-//! Around [`gateway::run_watched`] it adds what systemd's unit expects (see
+//! Around [`gateway::run_with`] it adds what systemd's unit expects (see
 //! `systemd/zello-gateway.service`):
 //!
 //! - `READY=1` once logged on, every configured channel online and every radio's audio device
@@ -110,13 +110,16 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         Reloader::new(config_path.to_path_buf(), running).with_alarms(alarms_tx),
     );
     let supervisor = tokio::spawn(supervisor.run(events, hup, shutdown.clone()));
-    let gateway = gateway::run_watched(
+    let gateway = gateway::run_with(
         session,
         radios,
         shutdown.clone(),
         observer,
-        &liveness,
-        Some(alarms_rx),
+        gateway::RunOptions {
+            liveness: liveness.clone(),
+            alarms: Some(alarms_rx),
+            ..Default::default()
+        },
     );
     let result = stop_bounded(gateway, &shutdown, STOP_LIMIT).await;
     // Ends the supervisor (STOPPING=1) and the watchdog also when the gateway failed.

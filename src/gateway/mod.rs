@@ -2,7 +2,7 @@
 //!
 //! One session serves every radio; a router hands each radio the session events of its
 //! channel. Each radio has a codec engine thread ([`crate::audio::engine`]) and a bridge task
-//! ([`bridge`]) that keys PTT, starts and ends messages, and keeps half duplex.
+//! (`bridge`) that keys PTT, starts and ends messages, and keeps half duplex.
 
 mod bridge;
 pub mod machine;
@@ -246,6 +246,28 @@ pub struct DrivenParts {
     pub session: SessionHandle,
 }
 
+/// What [`run_with`] does beyond [`run`]; the default is what [`run`] does.
+pub struct RunOptions {
+    /// Who ticks the codec engines (default: a thread each).
+    pub drive: EngineDrive,
+    /// Where the Zello session task (`zello session`) and each radio's codec thread
+    /// (`codec NAME`) beat, for systemd's [`Watchdog`](crate::service::Watchdog).
+    pub liveness: Liveness,
+    /// Leaving Zello while radio hardware has failed ([`crate::alarms`]), with settings a
+    /// reload may change; `None`: never.
+    pub alarms: Option<tokio::sync::watch::Receiver<AlarmsConfig>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            drive: EngineDrive::Threads,
+            liveness: Liveness::new(),
+            alarms: None,
+        }
+    }
+}
+
 /// Runs the gateway until `shutdown` is cancelled. `observer` receives what happens.
 pub async fn run(
     session_config: SessionConfig,
@@ -253,71 +275,30 @@ pub async fn run(
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
 ) -> Result<(), GatewayError> {
-    run_watched(
+    run_with(
         session_config,
         radios,
         shutdown,
         observer,
-        &Liveness::new(),
-        None,
+        RunOptions::default(),
     )
     .await
 }
 
-/// [`run`], with a heartbeat in `liveness` for the Zello session task (`zello session`) and
-/// for each radio's codec thread (`codec NAME`), for systemd's [`Watchdog`](crate::service::Watchdog),
-/// and with `alarms` ([`crate::alarms`]): leaving Zello while radio hardware has failed,
-/// with settings that a reload may change.
-pub async fn run_watched(
-    session_config: SessionConfig,
-    radios: Vec<RadioParts>,
-    shutdown: CancellationToken,
-    observer: broadcast::Sender<GatewayEvent>,
-    liveness: &Liveness,
-    alarms: Option<tokio::sync::watch::Receiver<AlarmsConfig>>,
-) -> Result<(), GatewayError> {
-    run_inner(
-        session_config,
-        radios,
-        shutdown,
-        observer,
-        EngineDrive::Threads,
-        liveness.clone(),
-        alarms,
-    )
-    .await
-}
-
-/// [`run_watched`] without alarms, with the choice of who ticks the codec engines.
+/// [`run`], with the watchdog's heartbeats, Zello Alarms, or the engines ticked by the
+/// caller (see [`RunOptions`]).
 pub async fn run_with(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
     shutdown: CancellationToken,
     observer: broadcast::Sender<GatewayEvent>,
-    drive: EngineDrive,
-    liveness: Liveness,
+    options: RunOptions,
 ) -> Result<(), GatewayError> {
-    run_inner(
-        session_config,
-        radios,
-        shutdown,
-        observer,
+    let RunOptions {
         drive,
         liveness,
-        None,
-    )
-    .await
-}
-
-async fn run_inner(
-    session_config: SessionConfig,
-    radios: Vec<RadioParts>,
-    shutdown: CancellationToken,
-    observer: broadcast::Sender<GatewayEvent>,
-    drive: EngineDrive,
-    liveness: Liveness,
-    alarms: Option<tokio::sync::watch::Receiver<AlarmsConfig>>,
-) -> Result<(), GatewayError> {
+        alarms,
+    } = options;
     let session_stop = CancellationToken::new();
     let (handle, events, session_task) = session::spawn_watched(
         session_config,
