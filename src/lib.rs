@@ -11,7 +11,7 @@
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`demo`]: the embedded, self-contained demonstration
-//! - [`bench`]: what the gateway costs on this machine (`zello-gateway bench`)
+//! - [`bench`](mod@bench): what the gateway costs on this machine (`zello-gateway bench`)
 //! - [`work`]: Zello Work administration (`provision`, `history`) and its API emulator
 
 pub mod alarms;

@@ -1,6 +1,6 @@
 //! `systemctl reload` (SIGHUP): reread the configuration file, check it, and say what differs
 //! from the configuration the gateway runs on. What can change while running is applied at
-//! once ([`LIVE_KEYS`]: the log level); every other change is named in the log and takes
+//! once ([`LIVE_TABLES`]: `[log]` and `[alarms]`); every other change is named in the log and takes
 //! effect at the next restart. A file that no longer validates leaves the gateway running
 //! as it is.
 

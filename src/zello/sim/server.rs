@@ -175,7 +175,7 @@ impl SimHandle {
         &self.faults
     }
 
-    /// Everything logged so far (the last [`LOG_CAPACITY`](super::log::LOG_CAPACITY)
+    /// Everything logged so far (the last 10 000
     /// entries), oldest first.
     pub fn log(&self) -> Vec<SimLogEntry> {
         self.shared.log.snapshot()
