@@ -750,6 +750,27 @@ mod tests {
         v
     }
 
+    /// `pcm` encoded packet by packet with `settings` (a last part packet is left out).
+    fn encoded(settings: &EncoderSettings, pcm: &[i16]) -> Vec<Bytes> {
+        let mut enc = OpusEncoder::new(settings).unwrap();
+        pcm.chunks_exact(enc.samples_per_packet())
+            .map(|chunk| {
+                let mut buf = Vec::new();
+                enc.encode_packet(chunk, &mut buf).unwrap();
+                Bytes::from(buf)
+            })
+            .collect()
+    }
+
+    /// Hands `packets` to the engine as stream `stream_id`, numbered from 0.
+    fn send(r: &Rig, stream_id: u32, packets: &[Bytes]) {
+        for (i, p) in packets.iter().enumerate() {
+            r.cmd
+                .try_send(play(stream_id, i as u32, p.clone()))
+                .unwrap();
+        }
+    }
+
     #[test]
     fn carrier_starts_encoding_at_once_and_the_hang_is_silence() {
         let speech = speech_like(16000, 2.0, 1);
@@ -981,9 +1002,8 @@ mod tests {
         let out = MemoryOutput::new(16000);
         let samples = out.samples();
         let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
-        // Encode 10 packets of speech to play.
-        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
-        let speech = speech_like(16000, 0.6, 3);
+        // 10 packets of speech to play.
+        let packets = encoded(&EncoderSettings::default(), &speech_like(16000, 0.6, 3));
         let header = CodecHeader::default();
         r.cmd
             .try_send(EngineCommand::PlayBegin {
@@ -993,11 +1013,7 @@ mod tests {
             .unwrap();
         r.engine.tick();
         assert!(drain(&mut r.ev).is_empty(), "waits for the prefill");
-        for (i, chunk) in speech.chunks(960).enumerate() {
-            let mut buf = Vec::new();
-            enc.encode_packet(chunk, &mut buf).unwrap();
-            r.cmd.try_send(play(9, i as u32, Bytes::from(buf))).unwrap();
-        }
+        send(&r, 9, &packets);
         r.cmd
             .try_send(EngineCommand::PlayEnd { stream_id: 9 })
             .unwrap();
@@ -1060,15 +1076,7 @@ mod tests {
             etx,
         )
         .unwrap();
-        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
-        let packets: Vec<Bytes> = speech_like(16000, 0.6, 3)
-            .chunks(960)
-            .map(|chunk| {
-                let mut buf = Vec::new();
-                enc.encode_packet(chunk, &mut buf).unwrap();
-                Bytes::from(buf)
-            })
-            .collect();
+        let packets = encoded(&EncoderSettings::default(), &speech_like(16000, 0.6, 3));
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         cmd.try_send(EngineCommand::PlayBegin {
@@ -1140,21 +1148,15 @@ mod tests {
         let out = MemoryOutput::new(16000);
         let samples = out.samples();
         let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
-        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
-        let speech = speech_like(16000, 0.12, 4);
+        let packets = encoded(&EncoderSettings::default(), &speech_like(16000, 0.12, 4));
         r.cmd
             .try_send(EngineCommand::PlayBegin {
                 stream_id: 1,
                 header: CodecHeader::default(),
             })
             .unwrap();
-        let mut n = 0;
-        for (i, chunk) in speech.chunks(960).enumerate() {
-            let mut buf = Vec::new();
-            enc.encode_packet(chunk, &mut buf).unwrap();
-            r.cmd.try_send(play(1, i as u32, Bytes::from(buf))).unwrap();
-            n = i as u32 + 1;
-        }
+        send(&r, 1, &packets);
+        let n = packets.len() as u32;
         r.cmd
             .try_send(play(1, n, Bytes::from_static(&[0xff, 0xff, 0xff])))
             .unwrap();
@@ -1187,15 +1189,7 @@ mod tests {
     fn late_and_duplicate_packets_are_counted_when_the_message_ends() {
         let out = MemoryOutput::new(16000);
         let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
-        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
-        let packets: Vec<Bytes> = speech_like(16000, 0.6, 3)
-            .chunks(960)
-            .map(|chunk| {
-                let mut buf = Vec::new();
-                enc.encode_packet(chunk, &mut buf).unwrap();
-                Bytes::from(buf)
-            })
-            .collect();
+        let packets = encoded(&EncoderSettings::default(), &speech_like(16000, 0.6, 3));
         r.cmd
             .try_send(EngineCommand::PlayBegin {
                 stream_id: 6,
@@ -1240,18 +1234,17 @@ mod tests {
             let out = MemoryOutput::new(16000);
             let messages = out.messages();
             let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
-            let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
             r.cmd
                 .try_send(EngineCommand::PlayBegin {
                     stream_id: 5,
                     header: CodecHeader::new(rate, fpp, ms).unwrap(),
                 })
                 .unwrap();
-            for (i, chunk) in speech_like(16000, 0.6, 9).chunks(960).enumerate() {
-                let mut buf = Vec::new();
-                enc.encode_packet(chunk, &mut buf).unwrap();
-                r.cmd.try_send(play(5, i as u32, Bytes::from(buf))).unwrap();
-            }
+            send(
+                &r,
+                5,
+                &encoded(&EncoderSettings::default(), &speech_like(16000, 0.6, 9)),
+            );
             r.cmd
                 .try_send(EngineCommand::PlayEnd { stream_id: 5 })
                 .unwrap();
@@ -1287,27 +1280,23 @@ mod tests {
             let messages = out.messages();
             let mut r = rig(vec![], Box::new(FlagCarrier::fixed(false)), out);
             let header = CodecHeader::new(rate, fpp, ms).unwrap();
-            let mut enc = OpusEncoder::new(&EncoderSettings {
-                sample_rate: rate,
-                frame_ms: ms,
-                frames_per_packet: fpp,
-                ..EncoderSettings::default()
-            })
-            .unwrap();
-            let pcm = speech_like(rate, 1.0, 6);
+            let packets = encoded(
+                &EncoderSettings {
+                    sample_rate: rate,
+                    frame_ms: ms,
+                    frames_per_packet: fpp,
+                    ..EncoderSettings::default()
+                },
+                &speech_like(rate, 1.0, 6),
+            );
             r.cmd
                 .try_send(EngineCommand::PlayBegin {
                     stream_id: 3,
                     header,
                 })
                 .unwrap();
-            let mut n = 0;
-            for chunk in pcm.chunks_exact(header.packet_samples()) {
-                let mut buf = Vec::new();
-                enc.encode_packet(chunk, &mut buf).unwrap();
-                r.cmd.try_send(play(3, n as u32, Bytes::from(buf))).unwrap();
-                n += 1;
-            }
+            send(&r, 3, &packets);
+            let n = packets.len();
             r.cmd
                 .try_send(EngineCommand::PlayEnd { stream_id: 3 })
                 .unwrap();
