@@ -114,29 +114,14 @@ fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process:
 
 #[test]
 fn sim_and_run_talk_and_stop_on_sigterm() {
-    let port = free_port();
-    let mut sim = bin()
-        .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--echo"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until it listens.
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "sim did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut sim, port) = start_sim_with(&["--echo"]);
     let dir = temp_dir("run");
     let path = dir.join("gateway.toml");
     std::fs::write(
         &path,
         format!(
-            "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
-             [[radio]]\nname = \"radio1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\", output = \"tx.wav\" }}\n"
+            "{}[[radio]]\nname = \"radio1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\", output = \"tx.wav\" }}\n",
+            zello_section(port)
         ),
     )
     .unwrap();
@@ -147,25 +132,9 @@ fn sim_and_run_talk_and_stop_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = gw.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut lines = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no 'channel online' line; got {lines:#?}"));
-        let online = line.contains("channel online");
-        lines.push(line);
-        if online {
-            break;
-        }
-    }
+    let mut lines = Lines::of(&mut gw);
+    lines.wait_for("channel online");
+    let lines = lines.seen;
     assert!(lines.iter().any(|l| l.contains("logged on")), "{lines:#?}");
     assert!(
         !lines.iter().any(|l| l.contains("pw")),
@@ -378,10 +347,16 @@ impl std::ops::DerefMut for Reaped {
 
 /// Starts `zello-gateway sim` on a free port and waits until it listens.
 fn start_sim() -> (Reaped, u16) {
+    start_sim_with(&[])
+}
+
+/// [`start_sim`] with more arguments for `sim`.
+fn start_sim_with(args: &[&str]) -> (Reaped, u16) {
     let port = free_port();
     let sim = Reaped(
         bin()
             .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
@@ -395,6 +370,13 @@ fn start_sim() -> (Reaped, u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (sim, port)
+}
+
+/// The `[zello]` table of a gateway configuration for the sim on `port`, then a blank line.
+fn zello_section(port: u16) -> String {
+    format!(
+        "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n"
+    )
 }
 
 /// The lines a child writes to stderr, read on a thread.
@@ -447,8 +429,8 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
     let dir = temp_dir("notify");
     let path = dir.join("gateway.toml");
     let config = format!(
-        "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
-         [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+        "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
+        zello_section(port)
     );
     std::fs::write(&path, &config).unwrap();
     let systemd = NotifySocket::new();
@@ -541,8 +523,8 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
     std::fs::write(
         &path,
         format!(
-            "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
-             [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
+            zello_section(port)
         ),
     )
     .unwrap();
@@ -584,9 +566,9 @@ fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
     let path = dir.join("gateway.toml");
     let config = |level: &str| {
         format!(
-            "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
-             [log]\nlevel = \"{level}\"\n\n\
-             [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+            "{}[log]\nlevel = \"{level}\"\n\n\
+             [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
+            zello_section(port)
         )
     };
     std::fs::write(&path, config("warn")).unwrap();
