@@ -21,15 +21,7 @@ async fn logon_readiness_and_platform_name() {
     let sim = server(SimConfig::default()).await;
     sim.faults().hold_channel_status();
     let mut gw = Client::start(config(&sim, "gateway1"));
-    gw.expect(5 * S, |e| {
-        matches!(
-            e,
-            SessionEvent::LoggedOn {
-                with_refresh_token: false
-            }
-        )
-    })
-    .await;
+    gw.logged_on(5 * S, false).await;
     // Logged on but the channel is not online yet: no start_stream may go out.
     let msg = gw
         .handle
@@ -382,15 +374,7 @@ async fn reconnects_with_the_refresh_token_then_full_credentials() {
     gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
         .await;
     let start = tokio::time::Instant::now();
-    gw.expect(10 * S, |e| {
-        matches!(
-            e,
-            SessionEvent::LoggedOn {
-                with_refresh_token: true
-            }
-        )
-    })
-    .await;
+    gw.logged_on(10 * S, true).await;
     assert!(start.elapsed() <= 2 * S, "fast reconnect after a blip");
     gw.expect(5 * S, |e| {
         matches!(e, SessionEvent::Channel { ready: true, .. })
@@ -400,15 +384,7 @@ async fn reconnects_with_the_refresh_token_then_full_credentials() {
     // The refresh token is refused: the session falls back to full credentials at once.
     sim.faults().refuse_refresh_tokens(true);
     assert!(sim.faults().drop_connection("gateway1"));
-    gw.expect(10 * S, |e| {
-        matches!(
-            e,
-            SessionEvent::LoggedOn {
-                with_refresh_token: false
-            }
-        )
-    })
-    .await;
+    gw.logged_on(10 * S, false).await;
     gw.shutdown().await;
 }
 
@@ -705,15 +681,7 @@ async fn the_refresh_token_is_kept_for_the_next_start() {
     };
     // First start: full credentials; the token the server gives is kept, owner-only.
     let mut gw = Client::start(with_file());
-    gw.expect(5 * S, |e| {
-        matches!(
-            e,
-            SessionEvent::LoggedOn {
-                with_refresh_token: false
-            }
-        )
-    })
-    .await;
+    gw.logged_on(5 * S, false).await;
     let token = std::fs::read_to_string(&kept).expect("token kept");
     assert!(!token.trim().is_empty());
     {
@@ -725,29 +693,13 @@ async fn the_refresh_token_is_kept_for_the_next_start() {
 
     // The next start (a restart of the service) logs on with it.
     let mut gw = Client::start(with_file());
-    gw.expect(5 * S, |e| {
-        matches!(
-            e,
-            SessionEvent::LoggedOn {
-                with_refresh_token: true
-            }
-        )
-    })
-    .await;
+    gw.logged_on(5 * S, true).await;
     gw.shutdown().await;
 
     // Refused after a restart: full credentials at once, and the refused token is replaced.
     sim.faults().refuse_refresh_tokens(true);
     let mut gw = Client::start(with_file());
-    gw.expect(10 * S, |e| {
-        matches!(
-            e,
-            SessionEvent::LoggedOn {
-                with_refresh_token: false
-            }
-        )
-    })
-    .await;
+    gw.logged_on(10 * S, false).await;
     let after = std::fs::read_to_string(&kept).unwrap_or_default();
     assert_ne!(after.trim(), token.trim(), "the refused token is not kept");
     gw.shutdown().await;

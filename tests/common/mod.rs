@@ -78,6 +78,14 @@ impl Client {
         }
     }
 
+    /// Waits for the logon, with or without the refresh token as `with_refresh_token` says.
+    pub async fn logged_on(&mut self, within: Duration, with_refresh_token: bool) {
+        self.expect(within, |e| {
+            matches!(e, SessionEvent::LoggedOn { with_refresh_token: w } if *w == with_refresh_token)
+        })
+        .await;
+    }
+
     /// Collects every event for `within`.
     pub async fn collect(&mut self, within: Duration) -> Vec<SessionEvent> {
         let mut out = Vec::new();
