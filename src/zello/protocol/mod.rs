@@ -151,6 +151,9 @@ impl fmt::Debug for Logon {
 pub struct StartStream {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Required by the spec; Zello accepts its omission on a connection logged on to one
+    /// channel (the official examples and SDK omit it), so it decodes as empty when missing.
+    #[serde(default)]
     pub channel: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -197,6 +200,9 @@ pub struct StopStream {
 pub struct SendTextMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Required by the spec; Zello accepts its omission on a connection logged on to one
+    /// channel (the official examples and SDK omit it), so it decodes as empty when missing.
+    #[serde(default)]
     pub channel: String,
     pub text: String,
     #[serde(
@@ -213,6 +219,9 @@ pub struct SendTextMessage {
 pub struct SendImage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Required by the spec; Zello accepts its omission on a connection logged on to one
+    /// channel (the official examples and SDK omit it), so it decodes as empty when missing.
+    #[serde(default)]
     pub channel: String,
     #[serde(rename = "type", alias = "ct", default = "jpeg")]
     pub kind: String,
@@ -242,6 +251,9 @@ fn jpeg() -> String {
 pub struct SendLocation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Required by the spec; Zello accepts its omission on a connection logged on to one
+    /// channel (the official examples and SDK omit it), so it decodes as empty when missing.
+    #[serde(default)]
     pub channel: String,
     pub latitude: f64,
     pub longitude: f64,

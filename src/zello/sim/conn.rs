@@ -72,14 +72,29 @@ pub(crate) async fn serve_tcp(
     }
 }
 
-/// Only `/ws` is served; anything else gets HTTP 404.
+/// The paths a Zello server serves its WebSocket at: `/ws` (consumer Zello), `/ws/NETWORK`
+/// (Zello Work) and `/ws/mesh` (Zello Enterprise Server). The network name is only
+/// informational here.
+pub(crate) fn is_served_path(path: &str) -> bool {
+    match path.strip_prefix("/ws") {
+        Some("" | "/") => true,
+        Some(rest) => rest.strip_prefix('/').is_some_and(|network| {
+            network
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        }),
+        None => false,
+    }
+}
+
+/// Anything but the served paths gets HTTP 404.
 #[allow(clippy::result_large_err)]
 fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
-    if req.uri().path() == "/ws" {
+    if is_served_path(req.uri().path()) {
         Ok(resp)
     } else {
         let mut err = ErrorResponse::new(Some(format!(
-            "no WebSocket at {}; connect to /ws\n",
+            "no WebSocket at {}; connect to /ws (or /ws/NETWORK, /ws/mesh)\n",
             req.uri().path()
         )));
         *err.status_mut() = StatusCode::NOT_FOUND;

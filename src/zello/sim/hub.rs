@@ -95,6 +95,8 @@ struct Session {
     link: ConnLink,
     user: String,
     listen_only: bool,
+    /// The channels the logon named, joined or not.
+    logon_channels: Vec<String>,
     joined: BTreeSet<String>,
     /// users_online last sent per channel, so only changes are sent.
     last_status: HashMap<String, u32>,
@@ -241,16 +243,23 @@ impl Hub<'_> {
         self.st.sessions.get(&conn).ok_or(ErrorCode::NotLoggedIn)
     }
 
-    /// The sender's name after the checks every outgoing message shares.
-    fn sender(&self, conn: ConnId, channel: &str) -> Result<String, ErrorCode> {
+    /// The sender's name after the checks every outgoing message shares, and the channel it
+    /// goes to: as named, or, when the command leaves `channel` out, the one channel the
+    /// connection logged on to (as Zello does; with several, the channel is needed).
+    fn sender(&self, conn: ConnId, channel: &str) -> Result<(String, String), ErrorCode> {
         let s = self.session(conn)?;
         if s.listen_only {
             return Err(ErrorCode::ListenOnlyConnection);
         }
+        let channel = match (channel, s.logon_channels.as_slice()) {
+            ("", [only]) => only.as_str(),
+            ("", _) => return Err(ErrorCode::NotEnoughParams),
+            (named, _) => named,
+        };
         if !s.joined.contains(channel) {
             return Err(ErrorCode::ChannelIsNotReady);
         }
-        Ok(s.user.clone())
+        Ok((s.user.clone(), channel.to_string()))
     }
 
     pub(crate) fn log(&self, event: SimEvent) {
@@ -362,6 +371,7 @@ impl Hub<'_> {
                 link: link.clone(),
                 user: id.user.clone(),
                 listen_only: id.listen_only,
+                logon_channels: req.all_channels(),
                 joined: BTreeSet::new(),
                 last_status: HashMap::new(),
                 frozen: false,
@@ -621,7 +631,7 @@ impl Hub<'_> {
         conn: ConnId,
         req: &StartStream,
     ) -> Result<u32, ErrorCode> {
-        let user = self.sender(conn, &req.channel)?;
+        let (user, channel) = self.sender(conn, &req.channel)?;
         if req.kind != "audio" || req.codec != "opus" {
             return Err(ErrorCode::InvalidRequest);
         }
@@ -637,19 +647,14 @@ impl Hub<'_> {
         let echo = self.echo_hears(req.recipient.as_deref());
         let st = &mut *self.st;
         let stream_id = st.next_stream_id();
-        let receivers = members(
-            &st.sessions,
-            &req.channel,
-            Some(conn),
-            req.recipient.as_deref(),
-        );
+        let receivers = members(&st.sessions, &channel, Some(conn), req.recipient.as_deref());
         let event = Event::StreamStart(StreamStart {
             kind: req.kind.clone(),
             codec: req.codec.clone(),
             codec_header: req.codec_header.clone(),
             packet_duration: req.packet_duration,
             stream_id,
-            channel: req.channel.clone(),
+            channel: channel.clone(),
             from: user.clone(),
             recipient: req.recipient.clone(),
         });
@@ -662,7 +667,7 @@ impl Hub<'_> {
             StreamRec {
                 owner: conn,
                 user: user.clone(),
-                channel: req.channel.clone(),
+                channel: channel.clone(),
                 recipient: req.recipient.clone(),
                 codec_header: req.codec_header.clone(),
                 packet_duration: req.packet_duration,
@@ -672,11 +677,11 @@ impl Hub<'_> {
                 stopped: false,
             },
         );
-        tracing::info!(%user, stream_id, channel = %req.channel, recipient = ?req.recipient, "stream start");
+        tracing::info!(%user, stream_id, channel = %channel, recipient = ?req.recipient, "stream start");
         self.log(SimEvent::StreamStart {
             user,
             stream_id,
-            channel: req.channel.clone(),
+            channel: channel.clone(),
             recipient: req.recipient.clone(),
         });
         Ok(stream_id)
@@ -879,7 +884,7 @@ impl Hub<'_> {
 
     /// Delivers a text message to its receivers and lets the echo user answer.
     pub(crate) fn text(&mut self, conn: ConnId, req: &SendTextMessage) -> Result<(), ErrorCode> {
-        let user = self.sender(conn, &req.channel)?;
+        let (user, channel) = self.sender(conn, &req.channel)?;
         if req.text.trim().is_empty() {
             return Err(ErrorCode::EmptyMessage);
         }
@@ -889,14 +894,14 @@ impl Hub<'_> {
         self.deliver_text(
             Some(conn),
             &user,
-            &req.channel,
+            &channel,
             req.recipient.clone(),
             &req.text,
         );
         if self.echo_hears(req.recipient.as_deref()) {
             let private = req.recipient.is_some();
             let sh = Arc::clone(self.sh);
-            let (channel, text) = (req.channel.clone(), req.text.clone());
+            let (channel, text) = (channel.clone(), req.text.clone());
             self.sh.spawn(async move {
                 let recipient = private.then_some(user);
                 sh.hub()
@@ -937,12 +942,12 @@ impl Hub<'_> {
 
     /// Delivers a location to its receivers and lets the echo user answer.
     pub(crate) fn location(&mut self, conn: ConnId, req: &SendLocation) -> Result<(), ErrorCode> {
-        let user = self.sender(conn, &req.channel)?;
+        let (user, channel) = self.sender(conn, &req.channel)?;
         if !req.latitude.is_finite() || !req.longitude.is_finite() {
             return Err(ErrorCode::InvalidRequest);
         }
         let mut loc = Location {
-            channel: req.channel.clone(),
+            channel: channel.clone(),
             from: user.clone(),
             recipient: req.recipient.clone(),
             message_id: 0,
@@ -982,7 +987,7 @@ impl Hub<'_> {
 
     /// Accepts a `send_image`; its two packets follow.
     pub(crate) fn send_image(&mut self, conn: ConnId, req: &SendImage) -> Result<u32, ErrorCode> {
-        let user = self.sender(conn, &req.channel)?;
+        let (user, channel) = self.sender(conn, &req.channel)?;
         let st = &mut *self.st;
         if st.images.values().filter(|i| i.owner == conn).count() >= MAX_PENDING_IMAGES {
             return Err(ErrorCode::InvalidRequest);
@@ -993,7 +998,7 @@ impl Hub<'_> {
             PendingImage {
                 owner: conn,
                 user: user.clone(),
-                channel: req.channel.clone(),
+                channel: channel.clone(),
                 recipient: req.recipient.clone(),
                 kind: req.kind.clone(),
                 width: req.width,
@@ -1003,10 +1008,10 @@ impl Hub<'_> {
                 full: None,
             },
         );
-        tracing::info!(%user, channel = %req.channel, image_id, "image announced");
+        tracing::info!(%user, channel = %channel, image_id, "image announced");
         self.log(SimEvent::ImageStart {
             user,
-            channel: req.channel.clone(),
+            channel: channel.clone(),
             image_id,
         });
         Ok(image_id)

@@ -1318,6 +1318,125 @@ async fn other_paths_get_404() {
     let _a = Client::online(&h, "alice", "A").await;
 }
 
+/// What Zello's official examples send (zello-channel-api `examples/py/main.py` and
+/// `examples/js/index.js`), byte for byte: the singular `channel` at logon, a `start_stream`
+/// without `channel`, packets numbered by the client, a `stop_stream` without `seq`. The JS
+/// SDK sends texts, locations and images without `channel` too.
+#[tokio::test(start_paused = true)]
+async fn what_the_official_examples_send_is_accepted_on_a_one_channel_connection() {
+    let h = start(SimConfig::default()).await;
+    let mut listener = Client::online(&h, "dispatcher", "Example").await;
+    let mut c = Client::connect(&h, "example").await;
+    c.send_text(
+        r#"{"command": "logon", "seq": 1, "auth_token": null, "username": "example", "password": "pw", "channel": "Example"}"#,
+    )
+    .await;
+    assert!(c.reply(1).await.success);
+    c.event(is_status("Example", 2)).await;
+    // gD4BPA== : 16000 Hz, 1 frame per packet, 60 ms.
+    c.send_text(
+        r#"{"command": "start_stream", "seq": 2, "type": "audio", "codec": "opus", "codec_header": "gD4BPA==", "packet_duration": 60}"#,
+    )
+    .await;
+    let reply = c.reply(2).await;
+    assert!(reply.success, "{reply:?}");
+    let id = reply.stream_id.unwrap();
+    let Event::StreamStart(s) = listener.event(|e| matches!(e, Event::StreamStart(_))).await else {
+        unreachable!()
+    };
+    assert_eq!((s.stream_id, s.channel.as_str()), (id, "Example"));
+    for packet_id in 0u32..3 {
+        let mut frame = vec![1u8];
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(&packet_id.to_be_bytes());
+        frame.extend_from_slice(&[0xfc, 0xff, 0xfe]);
+        c.send_binary(frame).await;
+    }
+    for _ in 0..3 {
+        let frame = listener.binary().await;
+        assert!(
+            matches!(Packet::parse(&frame).unwrap(), Packet::Audio { stream_id, .. } if stream_id == id)
+        );
+    }
+    c.send_text(&format!(
+        r#"{{"command": "stop_stream", "stream_id": {id}}}"#
+    ))
+    .await;
+    listener
+        .event(|e| matches!(e, Event::StreamStop(s) if s.stream_id == id))
+        .await;
+
+    c.send_text(r#"{"command": "send_text_message", "seq": 3, "text": "hello"}"#)
+        .await;
+    assert!(c.reply(3).await.success);
+    let text = listener.event(|e| matches!(e, Event::TextMessage(_))).await;
+    assert!(matches!(text, Event::TextMessage(t) if t.channel == "Example" && t.text == "hello"));
+    c.send_text(r#"{"command": "send_location", "seq": 4, "latitude": 32.8, "longitude": -96.8, "accuracy": 10}"#)
+        .await;
+    assert!(c.reply(4).await.success);
+    let loc = listener.event(|e| matches!(e, Event::Location(_))).await;
+    assert!(matches!(loc, Event::Location(l) if l.channel == "Example"));
+    c.send_text(r#"{"command": "send_image", "seq": 5, "type": "jpeg", "thumbnail_content_length": 3, "content_length": 3, "width": 1, "height": 1}"#)
+        .await;
+    let reply = c.reply(5).await;
+    assert!(reply.success && reply.image_id.is_some(), "{reply:?}");
+}
+
+/// With several channels the server cannot tell which one is meant: the spec's error stays.
+#[tokio::test(start_paused = true)]
+async fn a_command_without_channel_on_a_several_channel_connection_is_not_enough_params() {
+    let h = start(SimConfig::default()).await;
+    let mut c = Client::connect(&h, "multi").await;
+    assert!(c.logon("multi", "pw", &["One", "Two"]).await.success);
+    c.event(is_status("One", 1)).await;
+    c.event(is_status("Two", 1)).await;
+    for (seq, cmd) in [
+        (
+            2,
+            r#"{"command": "start_stream", "seq": 2, "type": "audio", "codec": "opus", "codec_header": "gD4BPA==", "packet_duration": 60}"#,
+        ),
+        (
+            3,
+            r#"{"command": "send_text_message", "seq": 3, "text": "hello"}"#,
+        ),
+        (
+            4,
+            r#"{"command": "send_location", "seq": 4, "latitude": 1.0, "longitude": 2.0}"#,
+        ),
+    ] {
+        c.send_text(cmd).await;
+        let reply = c.reply(seq).await;
+        assert_eq!(reply.error, Some(ErrorCode::NotEnoughParams), "{cmd}");
+    }
+    // Naming the channel works as before.
+    assert!(c.call(start_cmd("Two", None)).await.success);
+}
+
+/// A gateway configured with a Zello Work or enterprise server URL can be tried against the
+/// emulator: `/ws/NETWORK` and `/ws/mesh` are served like `/ws`.
+#[tokio::test(start_paused = true)]
+async fn zello_work_and_enterprise_paths_are_served() {
+    let h = start(SimConfig::default()).await;
+    for path in ["/ws/acme", "/ws/mesh", "/ws/"] {
+        let url = h.url().replace("/ws", path);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut c = Client::wrap(ws, path);
+        let user = format!("user{}", path.len());
+        assert!(c.logon(&user, "pw", &["A"]).await.success, "{path}");
+    }
+    for path in ["/ws/acme/more", "/wsx", "/ws/a%20b"] {
+        let url = h.url().replace("/ws", path);
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 404, "{path}")
+            }
+            other => panic!("{path}: expected 404, got {:?}", other.map(|_| ())),
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_closes_connections_with_1001() {
     let h = start(SimConfig::default()).await;
@@ -1508,4 +1627,14 @@ async fn run_serves_until_cancelled() {
     };
     let err = run(args, CancellationToken::new()).await.unwrap_err();
     assert!(err.to_string().contains("cannot listen"), "{err}");
+}
+
+#[test]
+fn served_paths_are_the_zello_url_shapes() {
+    for path in ["/ws", "/ws/", "/ws/acme", "/ws/mesh", "/ws/acme-2.test_net"] {
+        assert!(conn::is_served_path(path), "{path}");
+    }
+    for path in ["/", "/wsx", "/ws/a/b", "/ws/a%20b", "/other", "/ws//"] {
+        assert!(!conn::is_served_path(path), "{path}");
+    }
 }
