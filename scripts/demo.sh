@@ -3,5 +3,6 @@
 # radio, and a simulated dispatcher. No account and no hardware needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+# Only what the build needs: the test packages (PulseAudio, Hamlib) are for scripts/test.sh.
+scripts/deps.sh --build-only
 cargo run --release --quiet -- demo "$@"

@@ -219,12 +219,14 @@ if [ ${#missing_secrets[@]} -gt 0 ]; then
   done
 fi
 if [ "$fresh_config" -eq 1 ]; then
-  echo "Edit $CONF (server, account, [[radio]]: see hw/*.md for the wiring), check it with"
-  echo "  zello-gateway check --config $CONF"
+  echo "Edit it with: sudoedit $CONF (server, account, [[radio]]: see hw/*.md for the wiring)."
+  echo "Check it with the service's own rights (the file and its devices as the service sees"
+  echo "them; the file is readable by root and the service only):"
+  echo "  sudo -u $SERVICE_USER $BIN check --config $CONF"
   echo "then start the gateway: sudo systemctl start $NAME"
 elif [ "$start" -eq 0 ]; then
   echo "Not started (--no-start). Start or restart it with: sudo systemctl restart $NAME"
 elif [ "$started" -eq 1 ]; then
-  echo "The gateway is starting as a service; systemctl status $NAME says when it is logged on."
+  echo "The gateway is starting as a service; systemctl status $NAME shows its state."
   echo "Its log: journalctl -u $NAME -f"
 fi
