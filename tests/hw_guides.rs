@@ -27,7 +27,13 @@ fn toml_blocks(text: &str) -> Vec<String> {
 #[test]
 fn every_guide_has_a_pin_table_and_a_config_that_parses() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hw");
-    for name in ["pi-gpio.md", "cm108.md", "serial.md", "levels.md"] {
+    for name in [
+        "pi-gpio.md",
+        "cm108.md",
+        "serial.md",
+        "levels.md",
+        "rigctld.md",
+    ] {
         let path = dir.join(name);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
@@ -51,4 +57,58 @@ fn every_guide_has_a_pin_table_and_a_config_that_parses() {
             }
         }
     }
+}
+
+fn guide(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("hw").join(name)).unwrap()
+}
+
+/// The AIOC is a USB CDC-ACM device: it appears as /dev/ttyACMn, never /dev/ttyUSBn.
+#[test]
+fn the_aioc_example_names_an_acm_device() {
+    let text = guide("serial.md");
+    let aioc = &text[text.find("\nAIOC (").expect("an AIOC example")..];
+    let block = &toml_blocks(aioc)[0];
+    assert!(block.contains("/dev/ttyACM"), "{block}");
+    assert!(!block.contains("ttyUSB"), "{block}");
+    assert!(text.contains("/dev/serial/by-id/"));
+}
+
+/// The README sends people to levels.md for `gain_db` and `agc`: the guide explains them and
+/// does not say the gateway leaves levels alone.
+#[test]
+fn the_levels_guide_explains_the_gateways_own_gain() {
+    let text = guide("levels.md");
+    assert!(!text.contains("does not change levels"), "{text}");
+    for key in [
+        "rx_audio.gain_db",
+        "rx_audio.agc",
+        "tx_audio.gain_db",
+        "limiter",
+    ] {
+        assert!(text.contains(key), "{key} missing");
+    }
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(readme.contains("hw/levels.md"));
+}
+
+/// Debian ships rigctld without a unit: the guide gives one, the dummy rig's -P RIG, and the
+/// lines that order the gateway after it.
+#[test]
+fn the_rigctld_guide_gives_a_unit_the_dummy_rigs_ptt_type_and_the_ordering() {
+    let text = guide("rigctld.md");
+    for needle in [
+        "/etc/systemd/system/rigctld.service",
+        "ExecStart=/usr/bin/rigctld",
+        "Wants=rigctld.service",
+        "After=rigctld.service",
+        "rigctld -m 1 -P RIG",
+        "sudo systemctl edit zello-gateway",
+    ] {
+        assert!(text.contains(needle), "{needle} missing");
+    }
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(readme.contains("hw/rigctld.md"), "README links the guide");
 }
