@@ -68,18 +68,16 @@ pub fn check(path: &Path) -> Report {
             return report;
         }
     };
-    // Parsed here rather than with Config::parse so that the devices of a configuration with
+    // Read here rather than with Config::parse so that the devices of a configuration with
     // other problems are still tried: every problem is listed in one go.
-    let mut config: Config = match toml::from_str(&text) {
+    let mut config = match Config::from_toml(&text, &report.source) {
         Ok(config) => config,
+        Err(ConfigError::Invalid { problems, .. }) => {
+            report.problems.extend(problems);
+            return report;
+        }
         Err(e) => {
-            report.problems.push(
-                ConfigError::Parse {
-                    path: report.source.clone(),
-                    message: e.to_string(),
-                }
-                .to_string(),
-            );
+            report.problems.push(e.to_string());
             return report;
         }
     };

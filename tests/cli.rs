@@ -84,6 +84,37 @@ fn a_missing_or_bad_config_is_a_clear_error() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn a_broken_password_line_is_located_but_never_printed() {
+    let dir = temp_dir("secretline");
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\n\
+         password = \"Pw-S3cret-7f3a9c\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"A\"\naudio = { backend = \"file\" }\n",
+    )
+    .unwrap();
+    for command in ["check", "run"] {
+        let out = bin()
+            .args([command, "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("S3cret"), "{command}: {all}");
+        assert!(all.contains("line 4"), "{command}: {all}");
+        assert!(all.contains("zello.password"), "{command}: {all}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
