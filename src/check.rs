@@ -13,8 +13,12 @@ use std::path::Path;
 pub struct Report {
     /// The configuration file, as given.
     pub source: String,
-    /// Everything that stops the gateway from starting, each naming its key.
+    /// What is wrong with the configuration itself (its file, its values, the secret files
+    /// it names), each naming its key.
     pub problems: Vec<String>,
+    /// Devices that cannot be opened or read (sound cards, PTT lines, carrier detects), each
+    /// naming its key.
+    pub device_problems: Vec<String>,
     /// Things to fix that do not stop it (secret files others can read).
     pub warnings: Vec<String>,
     /// One line per radio, each device as it opened.
@@ -24,10 +28,11 @@ pub struct Report {
 impl Report {
     /// True when the gateway can start with this configuration.
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.device_problems.is_empty()
     }
 
-    /// What to print: `configuration OK` and one line per radio, or every problem.
+    /// What to print: `configuration OK` and one line per radio, or every problem, those of
+    /// the configuration and those of the devices each under their own heading.
     pub fn summary(&self) -> String {
         if self.ok() {
             let mut out = format!("configuration OK: {}\n", self.source);
@@ -36,13 +41,25 @@ impl Report {
             }
             out
         } else {
-            let mut out = format!(
-                "config file {} has {} problem(s):\n",
-                self.source,
-                self.problems.len()
-            );
-            for p in &self.problems {
-                out.push_str(&format!("  - {p}\n"));
+            let mut out = String::new();
+            if !self.problems.is_empty() {
+                out.push_str(&format!(
+                    "config file {} has {} problem(s):\n",
+                    self.source,
+                    self.problems.len()
+                ));
+                for p in &self.problems {
+                    out.push_str(&format!("  - {p}\n"));
+                }
+            }
+            if !self.device_problems.is_empty() {
+                out.push_str(&format!(
+                    "devices: {} problem(s):\n",
+                    self.device_problems.len()
+                ));
+                for p in &self.device_problems {
+                    out.push_str(&format!("  - {p}\n"));
+                }
             }
             out
         }
@@ -105,7 +122,7 @@ pub fn check(path: &Path) -> Report {
 
     for probe in crate::gateway::parts::probe(&config) {
         report
-            .problems
+            .device_problems
             .extend(probe.problems.iter().map(ToString::to_string));
         report
             .radios
@@ -184,7 +201,9 @@ mod tests {
         );
         let report = check(&path);
         assert!(!report.ok());
-        let all = report.problems.join("\n");
+        let all = [&report.problems[..], &report.device_problems[..]]
+            .concat()
+            .join("\n");
         for needle in [
             "zello.platform_name",
             "zello.server",
@@ -206,6 +225,64 @@ mod tests {
             )),
             "{text}"
         );
+        // The devices under their own heading.
+        assert_eq!(report.problems.len(), 3, "{text}");
+        assert_eq!(report.device_problems.len(), 3, "{text}");
+        assert!(text.contains("\ndevices: 3 problem(s):\n"), "{text}");
+        let (config_part, devices_part) = text.split_once("devices:").unwrap();
+        assert!(!config_part.contains("(vhf1).ptt"), "{text}");
+        assert!(devices_part.contains("(vhf1).ptt"), "{text}");
+    }
+
+    /// A closed TCP port on loopback.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn a_carrier_detect_that_cannot_be_read_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        // A regular file stands in for a hidraw node that opens but cannot be read.
+        let node = write(dir.path(), "hidraw9", "");
+        let radio = |carrier: &str| {
+            format!(
+                "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\n\n\
+                 [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = {{ backend = \"file\" }}\n\
+                 ptt = {{ type = \"none\" }}\ncarrier = {carrier}\n"
+            )
+        };
+        for (carrier, needle) in [
+            (
+                format!(
+                    "{{ type = \"rigctld\", address = \"127.0.0.1:{}\" }}",
+                    closed_port()
+                ),
+                "rigctld".to_string(),
+            ),
+            (
+                format!(
+                    "{{ type = \"cm108\", device = \"{}\", bit = \"VOL_DN\" }}",
+                    node.display()
+                ),
+                node.display().to_string(),
+            ),
+        ] {
+            let path = write(dir.path(), "gateway.toml", &radio(&carrier));
+            let report = check(&path);
+            assert!(!report.ok(), "{carrier}: {report:#?}");
+            assert!(report.problems.is_empty(), "{report:#?}");
+            assert_eq!(report.device_problems.len(), 1, "{report:#?}");
+            let p = &report.device_problems[0];
+            assert!(p.starts_with("radio[0] (vhf1).carrier: "), "{p}");
+            assert!(p.contains(&needle), "{p}");
+            let text = report.summary();
+            assert!(text.starts_with("devices: 1 problem(s):"), "{text}");
+            assert!(!text.contains("configuration OK"), "{text}");
+        }
     }
 
     #[test]

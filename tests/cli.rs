@@ -336,8 +336,10 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
+    // The configuration's problems and the devices' under their own headings.
     for needle in [
-        "5 problem(s)",
+        "has 3 problem(s)",
+        "devices: 2 problem(s)",
         "zello.platform_name",
         "zello.server",
         "radio[0].channel",

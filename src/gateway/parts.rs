@@ -331,7 +331,13 @@ fn probe_one(config: &Config, index: usize, r: &RadioConfig) -> Probe {
             "not opened".into()
         }
     };
-    let carrier = match build_carrier(index, r) {
+    let carrier = match build_carrier(index, r).and_then(|mut carrier| {
+        // A line the gateway would only keep retrying is a problem here.
+        carrier
+            .verify()
+            .map_err(|e| radio_err(index, r, "carrier", e))?;
+        Ok(carrier)
+    }) {
         Ok(carrier) => {
             let line = match &r.carrier {
                 CarrierConfig::Always {} => "always".into(),
