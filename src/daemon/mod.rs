@@ -75,6 +75,13 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let mut session = config.session_config()?;
     session.refresh_token_file = refresh_token_file();
     let radios = gateway::parts::build(&config)?;
+    // Every device opened: these PTT lines are the ones `ptt-off` forces off should the
+    // file become unreadable.
+    if let Some(path) = gateway::parts::saved_ptt_lines_file()
+        && let Err(e) = gateway::parts::save_ptt_lines(&running, &path)
+    {
+        warn!(file = %path.display(), error = %e, "cannot keep the PTT settings for ptt-off (the state directory is not writable?)");
+    }
     let notifier = Notifier::from_env()?;
     let liveness = Liveness::new();
     let watchdog = notifier.as_ref().and_then(|n| {
