@@ -112,6 +112,7 @@ pub fn check(path: &Path) -> Report {
         }
     }
     report.warnings.extend(config.secret_file_warnings());
+    report.warnings.extend(config.shared_device_warnings());
     // The key and password as the session reads them (a key file that is not a usable key).
     if secrets_readable
         && report.problems.is_empty()
@@ -241,6 +242,33 @@ mod tests {
             .local_addr()
             .unwrap()
             .port()
+    }
+
+    #[test]
+    fn radios_sharing_a_ptt_line_are_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = closed_port();
+        let radio = |name: &str| {
+            format!(
+                "[[radio]]\nname = \"{name}\"\nchannel = \"Dispatch\"\naudio = {{ backend = \"file\" }}\n\
+                 ptt = {{ type = \"rigctld\", address = \"127.0.0.1:{port}\" }}\n\n"
+            )
+        };
+        let path = write(
+            dir.path(),
+            "gateway.toml",
+            &format!(
+                "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\n\n{}{}",
+                radio("vhf1"),
+                radio("uhf1")
+            ),
+        );
+        let report = check(&path);
+        assert_eq!(report.warnings.len(), 1, "{report:#?}");
+        assert!(
+            report.warnings[0].starts_with("radio[0] (vhf1) and radio[1] (uhf1) share the rigctld"),
+            "{report:#?}"
+        );
     }
 
     #[test]

@@ -723,6 +723,66 @@ impl Config {
             .collect()
     }
 
+    /// A warning for each sound card or PTT line that two radios share (the same audio
+    /// device name, serial device and line, GPIO pin, gpiochip line, hidraw node and pin, or
+    /// rigctld address), naming both radios: one radio's audio or transmitter would be the
+    /// other's. For the log at start and for `check`.
+    pub fn shared_device_warnings(&self) -> Vec<String> {
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut out = Vec::new();
+        for (i, r) in self.radios.iter().enumerate() {
+            let mut uses: Vec<String> = Vec::new();
+            if let AudioConfig::Cpal(s) = &r.audio {
+                uses.push(format!("the sound device {:?}", s.input.trim()));
+                uses.push(format!("the sound device {:?}", s.output.trim()));
+            }
+            match &r.ptt {
+                PttConfig::Gpio(s) => uses.push(format!("the PTT line gpio {}", s.pin)),
+                PttConfig::Gpiochip(s) => {
+                    uses.push(format!("the PTT line {} line {}", s.chip.display(), s.line))
+                }
+                PttConfig::Serial(s) => {
+                    for line in &s.lines {
+                        let line = line.trim().trim_start_matches('!').to_ascii_uppercase();
+                        uses.push(format!("the PTT line {} {line}", s.device.display()));
+                    }
+                }
+                PttConfig::Cm108(s) => {
+                    let device = s.device.trim();
+                    let node = if device.eq_ignore_ascii_case("auto") {
+                        let card = s.card.clone().or_else(|| match &r.audio {
+                            AudioConfig::Cpal(a) => Some(a.input.clone()),
+                            AudioConfig::File { .. } => None,
+                        });
+                        card.map(|c| format!("the hidraw node of card {c:?}"))
+                    } else {
+                        Some(format!("the hidraw node {device}"))
+                    };
+                    if let Some(node) = node {
+                        uses.push(format!("{node} gpio {}", s.gpio));
+                    }
+                }
+                PttConfig::Rigctld(s) => uses.push(format!("the rigctld at {}", s.address.trim())),
+                PttConfig::Sim {} | PttConfig::None {} => {}
+            }
+            uses.sort();
+            uses.dedup();
+            for what in uses {
+                match seen.iter().find(|(w, _)| *w == what) {
+                    Some((_, j)) => {
+                        let other = &self.radios[*j];
+                        out.push(format!(
+                            "radio[{j}] ({}) and radio[{i}] ({}) share {what}: one radio's audio or keying would be the other's",
+                            other.name, r.name
+                        ));
+                    }
+                    None => seen.push((what, i)),
+                }
+            }
+        }
+        out
+    }
+
     /// The session settings for this configuration.
     pub fn session_config(&self) -> Result<SessionConfig, ConfigError> {
         let z = &self.zello;
@@ -1090,6 +1150,117 @@ carrier = { type = "vox" }
             e.contains("zello.colour: unknown field `colour`, expected one of"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn radios_sharing_a_sound_card_or_a_ptt_line_are_warned_about() {
+        let radio = |name: &str, audio: &str, ptt: &str| {
+            format!(
+                "\n[[radio]]\nname = \"{name}\"\nchannel = \"C\"\naudio = {audio}\nptt = {ptt}\n"
+            )
+        };
+        let card =
+            |dev: &str| format!("{{ backend = \"cpal\", input = \"{dev}\", output = \"{dev}\" }}");
+        let file = "{ backend = \"file\" }";
+        let head = &EXAMPLE[..EXAMPLE.find("[[radio]]").unwrap()];
+        for (a, b, shared) in [
+            (
+                radio(
+                    "vhf1",
+                    &card("plughw:CARD=Device,DEV=0"),
+                    "{ type = \"none\" }",
+                ),
+                radio(
+                    "uhf1",
+                    &card("plughw:CARD=Device,DEV=0"),
+                    "{ type = \"none\" }",
+                ),
+                "the sound device \"plughw:CARD=Device,DEV=0\"",
+            ),
+            (
+                radio(
+                    "vhf1",
+                    file,
+                    "{ type = \"serial\", device = \"/dev/ttyUSB0\", lines = [\"RTS\"] }",
+                ),
+                radio(
+                    "uhf1",
+                    file,
+                    "{ type = \"serial\", device = \"/dev/ttyUSB0\", lines = [\"!RTS\", \"DTR\"] }",
+                ),
+                "the PTT line /dev/ttyUSB0 RTS",
+            ),
+            (
+                radio("vhf1", file, "{ type = \"gpio\", pin = 17 }"),
+                radio("uhf1", file, "{ type = \"gpio\", pin = 17 }"),
+                "the PTT line gpio 17",
+            ),
+            (
+                radio(
+                    "vhf1",
+                    file,
+                    "{ type = \"gpiochip\", chip = \"/dev/gpiochip0\", line = 4 }",
+                ),
+                radio(
+                    "uhf1",
+                    file,
+                    "{ type = \"gpiochip\", chip = \"/dev/gpiochip0\", line = 4 }",
+                ),
+                "the PTT line /dev/gpiochip0 line 4",
+            ),
+            (
+                radio(
+                    "vhf1",
+                    file,
+                    "{ type = \"cm108\", device = \"/dev/hidraw0\", gpio = 3 }",
+                ),
+                radio(
+                    "uhf1",
+                    file,
+                    "{ type = \"cm108\", device = \"/dev/hidraw0\", gpio = 3 }",
+                ),
+                "the hidraw node /dev/hidraw0 gpio 3",
+            ),
+            (
+                radio(
+                    "vhf1",
+                    file,
+                    "{ type = \"rigctld\", address = \"127.0.0.1:4532\" }",
+                ),
+                radio(
+                    "uhf1",
+                    file,
+                    "{ type = \"rigctld\", address = \"127.0.0.1:4532\" }",
+                ),
+                "the rigctld at 127.0.0.1:4532",
+            ),
+        ] {
+            let c = parse(&format!("{head}{a}{b}")).unwrap();
+            let w = c.shared_device_warnings();
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(
+                w[0].starts_with("radio[0] (vhf1) and radio[1] (uhf1) share "),
+                "{w:?}"
+            );
+            assert!(w[0].contains(shared), "{shared} missing in {w:?}");
+        }
+        // Different lines of one device, different pins: nothing to say.
+        let c = parse(&format!(
+            "{head}{}{}",
+            radio(
+                "vhf1",
+                file,
+                "{ type = \"serial\", device = \"/dev/ttyUSB0\", lines = [\"RTS\"] }"
+            ),
+            radio(
+                "uhf1",
+                file,
+                "{ type = \"serial\", device = \"/dev/ttyUSB0\", lines = [\"DTR\"] }"
+            ),
+        ))
+        .unwrap();
+        assert!(c.shared_device_warnings().is_empty());
+        assert!(parse(EXAMPLE).unwrap().shared_device_warnings().is_empty());
     }
 
     #[test]

@@ -69,7 +69,11 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     stop_on_panic(shutdown.clone());
 
     let (config, running) = reload::load(config_path)?;
-    for w in config.secret_file_warnings() {
+    for w in config
+        .secret_file_warnings()
+        .into_iter()
+        .chain(config.shared_device_warnings())
+    {
         warn!("{w}");
     }
     let mut session = config.session_config()?;
