@@ -102,8 +102,13 @@ pub fn check(path: &Path) -> Report {
     config.source = report.source.clone();
     report.problems.extend(config.problems());
 
-    let mut secrets_readable = true;
+    let folders = config.secret_file_problems();
+    let mut secrets_readable = folders.is_empty();
+    report.problems.extend(folders);
     for (key, file) in config.secret_files() {
+        if file.is_dir() {
+            continue;
+        }
         if let Err(e) = std::fs::File::open(&file) {
             secrets_readable = false;
             report
@@ -242,6 +247,31 @@ mod tests {
             .local_addr()
             .unwrap()
             .port()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_given_for_a_secret_file_is_said_to_be_one() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = write(
+            dir.path(),
+            "gateway.toml",
+            "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\n\n\
+             [zello.token]\nissuer = \"iss\"\nprivate_key_file = \"keys\"\n\n\
+             [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n",
+        );
+        let report = check(&path);
+        assert!(report.warnings.is_empty(), "{report:#?}");
+        assert_eq!(report.problems.len(), 1, "{report:#?}");
+        let p = &report.problems[0];
+        assert!(p.starts_with("zello.token.private_key_file: "), "{p}");
+        assert!(p.contains("is a directory"), "{p}");
+        assert!(p.contains("a file"), "{p}");
+        assert!(!p.contains("chmod"), "{p}");
     }
 
     #[test]

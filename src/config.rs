@@ -711,6 +711,21 @@ impl Config {
         .collect()
     }
 
+    /// A problem for each secret file that is a directory: a file is needed (the advice to
+    /// read or chmod it would not help).
+    pub fn secret_file_problems(&self) -> Vec<String> {
+        self.secret_files()
+            .into_iter()
+            .filter(|(_, path)| path.is_dir())
+            .map(|(key, path)| {
+                format!(
+                    "{key}: {} is a directory, and a file is needed: give the path of the file itself",
+                    path.display()
+                )
+            })
+            .collect()
+    }
+
     /// A warning for each secret file that its group or other users can read (see
     /// [`crate::secret::secret_file_warning`]), each naming its key. For the log at start
     /// and for `check`.
@@ -785,6 +800,13 @@ impl Config {
 
     /// The session settings for this configuration.
     pub fn session_config(&self) -> Result<SessionConfig, ConfigError> {
+        let problems = self.secret_file_problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: self.source.clone(),
+                problems,
+            });
+        }
         let z = &self.zello;
         let mut channels: Vec<String> = Vec::new();
         for r in &self.radios {
