@@ -13,8 +13,12 @@ use std::path::Path;
 pub struct Report {
     /// The configuration file, as given.
     pub source: String,
-    /// Everything that stops the gateway from starting, each naming its key.
+    /// What is wrong with the configuration itself (its file, its values, the secret files
+    /// it names), each naming its key.
     pub problems: Vec<String>,
+    /// Devices that cannot be opened or read (sound cards, PTT lines, carrier detects), each
+    /// naming its key.
+    pub device_problems: Vec<String>,
     /// Things to fix that do not stop it (secret files others can read).
     pub warnings: Vec<String>,
     /// One line per radio, each device as it opened.
@@ -24,10 +28,11 @@ pub struct Report {
 impl Report {
     /// True when the gateway can start with this configuration.
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.device_problems.is_empty()
     }
 
-    /// What to print: `configuration OK` and one line per radio, or every problem.
+    /// What to print: `configuration OK` and one line per radio, or every problem, those of
+    /// the configuration and those of the devices each under their own heading.
     pub fn summary(&self) -> String {
         if self.ok() {
             let mut out = format!("configuration OK: {}\n", self.source);
@@ -36,13 +41,25 @@ impl Report {
             }
             out
         } else {
-            let mut out = format!(
-                "config file {} has {} problem(s):\n",
-                self.source,
-                self.problems.len()
-            );
-            for p in &self.problems {
-                out.push_str(&format!("  - {p}\n"));
+            let mut out = String::new();
+            if !self.problems.is_empty() {
+                out.push_str(&format!(
+                    "config file {} has {} problem(s):\n",
+                    self.source,
+                    self.problems.len()
+                ));
+                for p in &self.problems {
+                    out.push_str(&format!("  - {p}\n"));
+                }
+            }
+            if !self.device_problems.is_empty() {
+                out.push_str(&format!(
+                    "devices: {} problem(s):\n",
+                    self.device_problems.len()
+                ));
+                for p in &self.device_problems {
+                    out.push_str(&format!("  - {p}\n"));
+                }
             }
             out
         }
@@ -68,18 +85,16 @@ pub fn check(path: &Path) -> Report {
             return report;
         }
     };
-    // Parsed here rather than with Config::parse so that the devices of a configuration with
+    // Read here rather than with Config::parse so that the devices of a configuration with
     // other problems are still tried: every problem is listed in one go.
-    let mut config: Config = match toml::from_str(&text) {
+    let mut config = match Config::from_toml(&text, &report.source) {
         Ok(config) => config,
+        Err(ConfigError::Invalid { problems, .. }) => {
+            report.problems.extend(problems);
+            return report;
+        }
         Err(e) => {
-            report.problems.push(
-                ConfigError::Parse {
-                    path: report.source.clone(),
-                    message: e.to_string(),
-                }
-                .to_string(),
-            );
+            report.problems.push(e.to_string());
             return report;
         }
     };
@@ -87,8 +102,13 @@ pub fn check(path: &Path) -> Report {
     config.source = report.source.clone();
     report.problems.extend(config.problems());
 
-    let mut secrets_readable = true;
+    let folders = config.secret_file_problems();
+    let mut secrets_readable = folders.is_empty();
+    report.problems.extend(folders);
     for (key, file) in config.secret_files() {
+        if file.is_dir() {
+            continue;
+        }
         if let Err(e) = std::fs::File::open(&file) {
             secrets_readable = false;
             report
@@ -97,6 +117,7 @@ pub fn check(path: &Path) -> Report {
         }
     }
     report.warnings.extend(config.secret_file_warnings());
+    report.warnings.extend(config.shared_device_warnings());
     // The key and password as the session reads them (a key file that is not a usable key).
     if secrets_readable
         && report.problems.is_empty()
@@ -107,7 +128,7 @@ pub fn check(path: &Path) -> Report {
 
     for probe in crate::gateway::parts::probe(&config) {
         report
-            .problems
+            .device_problems
             .extend(probe.problems.iter().map(ToString::to_string));
         report
             .radios
@@ -186,7 +207,9 @@ mod tests {
         );
         let report = check(&path);
         assert!(!report.ok());
-        let all = report.problems.join("\n");
+        let all = [&report.problems[..], &report.device_problems[..]]
+            .concat()
+            .join("\n");
         for needle in [
             "zello.platform_name",
             "zello.server",
@@ -208,6 +231,116 @@ mod tests {
             )),
             "{text}"
         );
+        // The devices under their own heading.
+        assert_eq!(report.problems.len(), 3, "{text}");
+        assert_eq!(report.device_problems.len(), 3, "{text}");
+        assert!(text.contains("\ndevices: 3 problem(s):\n"), "{text}");
+        let (config_part, devices_part) = text.split_once("devices:").unwrap();
+        assert!(!config_part.contains("(vhf1).ptt"), "{text}");
+        assert!(devices_part.contains("(vhf1).ptt"), "{text}");
+    }
+
+    /// A closed TCP port on loopback.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_given_for_a_secret_file_is_said_to_be_one() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = write(
+            dir.path(),
+            "gateway.toml",
+            "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\n\n\
+             [zello.token]\nissuer = \"iss\"\nprivate_key_file = \"keys\"\n\n\
+             [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n",
+        );
+        let report = check(&path);
+        assert!(report.warnings.is_empty(), "{report:#?}");
+        assert_eq!(report.problems.len(), 1, "{report:#?}");
+        let p = &report.problems[0];
+        assert!(p.starts_with("zello.token.private_key_file: "), "{p}");
+        assert!(p.contains("is a directory"), "{p}");
+        assert!(p.contains("a file"), "{p}");
+        assert!(!p.contains("chmod"), "{p}");
+    }
+
+    #[test]
+    fn radios_sharing_a_ptt_line_are_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = closed_port();
+        let radio = |name: &str| {
+            format!(
+                "[[radio]]\nname = \"{name}\"\nchannel = \"Dispatch\"\naudio = {{ backend = \"file\" }}\n\
+                 ptt = {{ type = \"rigctld\", address = \"127.0.0.1:{port}\" }}\n\n"
+            )
+        };
+        let path = write(
+            dir.path(),
+            "gateway.toml",
+            &format!(
+                "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\n\n{}{}",
+                radio("vhf1"),
+                radio("uhf1")
+            ),
+        );
+        let report = check(&path);
+        assert_eq!(report.warnings.len(), 1, "{report:#?}");
+        assert!(
+            report.warnings[0].starts_with("radio[0] (vhf1) and radio[1] (uhf1) share the rigctld"),
+            "{report:#?}"
+        );
+    }
+
+    #[test]
+    fn a_carrier_detect_that_cannot_be_read_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        // A regular file stands in for a hidraw node that opens but cannot be read.
+        let node = write(dir.path(), "hidraw9", "");
+        let radio = |carrier: &str| {
+            format!(
+                "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\n\n\
+                 [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = {{ backend = \"file\" }}\n\
+                 ptt = {{ type = \"none\" }}\ncarrier = {carrier}\n"
+            )
+        };
+        for (carrier, needle) in [
+            (
+                format!(
+                    "{{ type = \"rigctld\", address = \"127.0.0.1:{}\" }}",
+                    closed_port()
+                ),
+                "rigctld".to_string(),
+            ),
+            (
+                format!(
+                    "{{ type = \"cm108\", device = \"{}\", bit = \"VOL_DN\" }}",
+                    node.display()
+                ),
+                node.display().to_string(),
+            ),
+        ] {
+            let path = write(dir.path(), "gateway.toml", &radio(&carrier));
+            let report = check(&path);
+            assert!(!report.ok(), "{carrier}: {report:#?}");
+            assert!(report.problems.is_empty(), "{report:#?}");
+            assert_eq!(report.device_problems.len(), 1, "{report:#?}");
+            let p = &report.device_problems[0];
+            assert!(p.starts_with("radio[0] (vhf1).carrier: "), "{p}");
+            assert!(p.contains(&needle), "{p}");
+            let text = report.summary();
+            assert!(text.starts_with("devices: 1 problem(s):"), "{text}");
+            assert!(!text.contains("configuration OK"), "{text}");
+        }
     }
 
     #[test]

@@ -500,10 +500,7 @@ impl Config {
     /// Parses and validates text; `source` names it in messages, `base_dir` resolves relative
     /// paths.
     pub fn parse(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: source.to_string(),
-            message: e.to_string(),
-        })?;
+        let mut config = Self::from_toml(text, source)?;
         config.base_dir = base_dir.to_path_buf();
         config.source = source.to_string();
         let problems = config.problems();
@@ -514,6 +511,54 @@ impl Config {
                 path: source.to_string(),
                 problems,
             })
+        }
+    }
+
+    /// The file's text as a configuration, not yet validated: a syntax error is
+    /// [`ConfigError::Parse`] (its line, column and key; never the text of the line, which
+    /// may hold a secret), and keys that are unknown or hold a value of the wrong kind are
+    /// [`ConfigError::Invalid`], every one of them, each with its key path.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e| ConfigError::Parse {
+            path: source.to_string(),
+            message: syntax_problem(text, &e),
+        })?;
+        let mut problems = Vec::new();
+        let radios = table.remove("radio");
+        let config = deserialize_lenient::<Config>(table, "", &mut problems);
+        let mut parsed = Vec::new();
+        match radios {
+            None => {}
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    match item {
+                        toml::Value::Table(t) => {
+                            let prefix = match t.get("name").and_then(toml::Value::as_str) {
+                                Some(name) => format!("radio[{i}] ({name})"),
+                                None => format!("radio[{i}]"),
+                            };
+                            if let Some(r) = deserialize_lenient(t, &prefix, &mut problems) {
+                                parsed.push(r);
+                            }
+                        }
+                        _ => problems.push(format!(
+                            "radio[{i}]: must be a table (write each radio as a [[radio]] section)"
+                        )),
+                    }
+                }
+            }
+            Some(_) => problems
+                .push("radio: must be tables (write each radio as a [[radio]] section)".into()),
+        }
+        match config {
+            Some(mut config) if problems.is_empty() => {
+                config.radios = parsed;
+                Ok(config)
+            }
+            _ => Err(ConfigError::Invalid {
+                path: source.to_string(),
+                problems,
+            }),
         }
     }
 
@@ -666,6 +711,21 @@ impl Config {
         .collect()
     }
 
+    /// A problem for each secret file that is a directory: a file is needed (the advice to
+    /// read or chmod it would not help).
+    pub fn secret_file_problems(&self) -> Vec<String> {
+        self.secret_files()
+            .into_iter()
+            .filter(|(_, path)| path.is_dir())
+            .map(|(key, path)| {
+                format!(
+                    "{key}: {} is a directory, and a file is needed: give the path of the file itself",
+                    path.display()
+                )
+            })
+            .collect()
+    }
+
     /// A warning for each secret file that its group or other users can read (see
     /// [`crate::secret::secret_file_warning`]), each naming its key. For the log at start
     /// and for `check`.
@@ -678,8 +738,75 @@ impl Config {
             .collect()
     }
 
+    /// A warning for each sound card or PTT line that two radios share (the same audio
+    /// device name, serial device and line, GPIO pin, gpiochip line, hidraw node and pin, or
+    /// rigctld address), naming both radios: one radio's audio or transmitter would be the
+    /// other's. For the log at start and for `check`.
+    pub fn shared_device_warnings(&self) -> Vec<String> {
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        let mut out = Vec::new();
+        for (i, r) in self.radios.iter().enumerate() {
+            let mut uses: Vec<String> = Vec::new();
+            if let AudioConfig::Cpal(s) = &r.audio {
+                uses.push(format!("the sound device {:?}", s.input.trim()));
+                uses.push(format!("the sound device {:?}", s.output.trim()));
+            }
+            match &r.ptt {
+                PttConfig::Gpio(s) => uses.push(format!("the PTT line gpio {}", s.pin)),
+                PttConfig::Gpiochip(s) => {
+                    uses.push(format!("the PTT line {} line {}", s.chip.display(), s.line))
+                }
+                PttConfig::Serial(s) => {
+                    for line in &s.lines {
+                        let line = line.trim().trim_start_matches('!').to_ascii_uppercase();
+                        uses.push(format!("the PTT line {} {line}", s.device.display()));
+                    }
+                }
+                PttConfig::Cm108(s) => {
+                    let device = s.device.trim();
+                    let node = if device.eq_ignore_ascii_case("auto") {
+                        let card = s.card.clone().or_else(|| match &r.audio {
+                            AudioConfig::Cpal(a) => Some(a.input.clone()),
+                            AudioConfig::File { .. } => None,
+                        });
+                        card.map(|c| format!("the hidraw node of card {c:?}"))
+                    } else {
+                        Some(format!("the hidraw node {device}"))
+                    };
+                    if let Some(node) = node {
+                        uses.push(format!("{node} gpio {}", s.gpio));
+                    }
+                }
+                PttConfig::Rigctld(s) => uses.push(format!("the rigctld at {}", s.address.trim())),
+                PttConfig::Sim {} | PttConfig::None {} => {}
+            }
+            uses.sort();
+            uses.dedup();
+            for what in uses {
+                match seen.iter().find(|(w, _)| *w == what) {
+                    Some((_, j)) => {
+                        let other = &self.radios[*j];
+                        out.push(format!(
+                            "radio[{j}] ({}) and radio[{i}] ({}) share {what}: one radio's audio or keying would be the other's",
+                            other.name, r.name
+                        ));
+                    }
+                    None => seen.push((what, i)),
+                }
+            }
+        }
+        out
+    }
+
     /// The session settings for this configuration.
     pub fn session_config(&self) -> Result<SessionConfig, ConfigError> {
+        let problems = self.secret_file_problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: self.source.clone(),
+                problems,
+            });
+        }
         let z = &self.zello;
         let mut channels: Vec<String> = Vec::new();
         for r in &self.radios {
@@ -714,6 +841,202 @@ impl Config {
             ..SessionConfig::default()
         })
     }
+}
+
+/// Whether the value of a key with this name (the last part of its path) is a secret that
+/// no message may show: passwords, tokens, keys.
+pub fn is_secret_key(name: &str) -> bool {
+    let name = name.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+    if name.ends_with("_file") {
+        return false;
+    }
+    ["password", "secret", "credential"]
+        .iter()
+        .any(|word| name.contains(word))
+        || name.ends_with("_token")
+        || name.ends_with("_key")
+        || name.ends_with("apikey")
+}
+
+/// A TOML syntax error as one line: where it is (line, column, and the key whose value it is
+/// in, when one can be told) and toml's message. The text of the line is never shown: it may
+/// hold a password, or a string left open may have swallowed the lines after it.
+fn syntax_problem(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    let Some(span) = e.span() else {
+        return format!("not valid TOML: {message}");
+    };
+    let offset = span.start.min(text.len());
+    // A multi-line string left open is reported where the file ends: it is shown where it
+    // was opened.
+    let start = if message.contains("multi-line") {
+        let before = text.get(..offset).unwrap_or(text);
+        before
+            .rfind("\"\"\"")
+            .max(before.rfind("'''"))
+            .unwrap_or(offset)
+    } else {
+        offset
+    };
+    let (line, column) = line_and_column(text, start);
+    let mut out = format!("line {line}, column {column}");
+    if let Some(key) = key_of_line(text, start) {
+        let hidden = key
+            .rsplit('.')
+            .next()
+            .is_some_and(is_secret_key)
+            .then_some(", value not shown")
+            .unwrap_or_default();
+        out.push_str(&format!(" (in the value of `{key}`{hidden})"));
+    }
+    out.push_str(&format!(": {message}"));
+    if message.contains("string") {
+        out.push_str(" (is a closing quote missing?)");
+    }
+    out
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// The full key (`zello.password`) set on the line holding byte `offset`: the key before its
+/// `=`, under the last `[table]` header above it. `None` when the line sets no key.
+fn key_of_line(text: &str, offset: usize) -> Option<String> {
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || "_-.\" '".contains(c);
+    if key.is_empty() || !key.chars().all(bare) {
+        return None;
+    }
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[').then(|| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+        })
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+/// `message` with every quoted or back-quoted part replaced, for errors about a secret's value.
+fn hide_values(message: &str) -> String {
+    let mut out = String::new();
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => open = None,
+            Some(_) => {}
+            None if c == '`' || c == '"' => {
+                open = Some(c);
+                out.push_str("<hidden>");
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// The names a serde message offers after "expected" (`expected `pin` or `active_low``).
+fn expected_names(message: &str) -> Vec<&str> {
+    let Some((_, rest)) = message.split_once("expected") else {
+        return Vec::new();
+    };
+    rest.split('`').skip(1).step_by(2).collect()
+}
+
+/// The known name closest to a misspelt one, when one is close enough to be meant.
+fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), *c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Deserializes `table` as a `T`, listing in `problems` every unknown key and every value of
+/// the wrong kind (each key path after `prefix`): each is taken out and the rest tried again,
+/// so that one run names them all. `None` when a problem was found.
+fn deserialize_lenient<T: serde::de::DeserializeOwned>(
+    mut table: toml::Table,
+    prefix: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    let before = problems.len();
+    // Each round takes one key out; a file has far fewer keys than this.
+    for _ in 0..256 {
+        let e = match T::deserialize(toml::Value::Table(table.clone())) {
+            Ok(v) if problems.len() == before => return Some(v),
+            Ok(_) => return None,
+            Err(e) => e,
+        };
+        let message = e.message().trim().to_string();
+        // toml names the key path on the error's last line: "in `radio.ptt`".
+        let display = e.to_string();
+        let mut path: Vec<String> = display
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split('.').map(str::to_string).collect())
+            .unwrap_or_default();
+        let unknown = message.starts_with("unknown field `");
+        if unknown && let Some(field) = message.split('`').nth(1) {
+            path.push(field.to_string());
+        }
+        let key = match (prefix.is_empty(), path.is_empty()) {
+            (true, true) => "configuration".to_string(),
+            (true, false) => path.join("."),
+            (false, true) => prefix.to_string(),
+            (false, false) => format!("{prefix}.{}", path.join(".")),
+        };
+        let text = if unknown {
+            let field = path.last().map(String::as_str).unwrap_or_default();
+            match closest(field, &expected_names(&message)) {
+                Some(name) => format!("unknown field `{field}`: did you mean `{name}`?"),
+                None => message.clone(),
+            }
+        } else if path.last().is_some_and(|k| is_secret_key(k)) {
+            hide_values(&message)
+        } else {
+            message.clone()
+        };
+        problems.push(format!("{key}: {text}"));
+        // An unknown key, or a value of the wrong kind, is taken out and the rest tried again;
+        // anything else (a missing key) ends the search.
+        let removed = match remove_key(&mut table, &path) {
+            Some(toml::Value::Table(_)) if !unknown => false,
+            Some(_) => true,
+            None => false,
+        };
+        if !removed {
+            return None;
+        }
+    }
+    None
+}
+
+/// Takes the value at `path` out of `table`.
+fn remove_key(table: &mut toml::Table, path: &[String]) -> Option<toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for key in parents {
+        t = t.get_mut(key)?.as_table_mut()?;
+    }
+    t.remove(last)
 }
 
 #[cfg(test)]
@@ -766,6 +1089,200 @@ carrier = { type = "vox" }
         assert!(e.to_string().contains("pin"), "{e}");
         let e = parse(&EXAMPLE.replace("type = \"sim\"", "type = \"laser\"")).unwrap_err();
         assert!(e.to_string().contains("laser"), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_line_and_key_but_never_the_secret() {
+        for (line, broken) in [
+            ("password = \"Pw-S3cret-7f3a9c", 5),
+            ("password = \"\"\"Pw-S3cret-7f3a9c", 5),
+            ("password = 'Pw-S3cret-7f3a9c", 5),
+        ] {
+            let text = EXAMPLE.replace("password = \"secret\"", line);
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(!e.contains("S3cret"), "{e}");
+            assert!(e.contains(&format!("line {broken}")), "{e}");
+            assert!(e.contains("zello.password"), "{e}");
+            assert!(e.starts_with("config file test.toml: "), "{e}");
+        }
+        // A value of the wrong kind for a secret key: named, its value not shown.
+        let e = parse(&EXAMPLE.replace("\"secret\"", "73519"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zello.password"), "{e}");
+        assert!(!e.contains("73519"), "{e}");
+        // Other keys' wrong values are shown: they help and hide nothing.
+        let e = parse(&EXAMPLE.replace("\"gateway1\"", "12345"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("zello.username: invalid type: integer `12345`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secret_keys_are_told_apart() {
+        for key in [
+            "password",
+            "auth_token",
+            "refresh_token",
+            "private_key",
+            "api_key",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "password_file",
+            "private_key_file",
+            "username",
+            "server",
+            "pin",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn every_unknown_key_is_listed_at_once_with_its_path() {
+        let text = EXAMPLE
+            .replace("username", "usernme")
+            .replace("type = \"sim\"", "type = \"gpio\", pinn = 4")
+            .replace("platform_name", "platfrom_name");
+        let e = parse(&text).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        let all = e.to_string();
+        for needle in [
+            "zello.usernme: unknown field `usernme`: did you mean `username`?",
+            "zello.platfrom_name: unknown field `platfrom_name`: did you mean `platform_name`?",
+            "radio[0] (radio1).ptt.pinn: unknown field `pinn`: did you mean `pin`?",
+            // Taking `pinn` out leaves the gpio PTT without its pin.
+            "radio[0] (radio1).ptt: missing field `pin`",
+        ] {
+            assert!(all.contains(needle), "{needle} missing in {all}");
+        }
+        // Far from every known key: the known keys are listed instead.
+        let e = parse(&EXAMPLE.replace("platform_name", "colour"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("zello.colour: unknown field `colour`, expected one of"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn radios_sharing_a_sound_card_or_a_ptt_line_are_warned_about() {
+        let radio = |name: &str, audio: &str, ptt: &str| {
+            format!(
+                "\n[[radio]]\nname = \"{name}\"\nchannel = \"C\"\naudio = {audio}\nptt = {ptt}\n"
+            )
+        };
+        let card =
+            |dev: &str| format!("{{ backend = \"cpal\", input = \"{dev}\", output = \"{dev}\" }}");
+        let file = "{ backend = \"file\" }";
+        let head = &EXAMPLE[..EXAMPLE.find("[[radio]]").unwrap()];
+        for (a, b, shared) in [
+            (
+                radio(
+                    "vhf1",
+                    &card("plughw:CARD=Device,DEV=0"),
+                    "{ type = \"none\" }",
+                ),
+                radio(
+                    "uhf1",
+                    &card("plughw:CARD=Device,DEV=0"),
+                    "{ type = \"none\" }",
+                ),
+                "the sound device \"plughw:CARD=Device,DEV=0\"",
+            ),
+            (
+                radio(
+                    "vhf1",
+                    file,
+                    "{ type = \"serial\", device = \"/dev/ttyUSB0\", lines = [\"RTS\"] }",
+                ),
+                radio(
+                    "uhf1",
+                    file,
+                    "{ type = \"serial\", device = \"/dev/ttyUSB0\", lines = [\"!RTS\", \"DTR\"] }",
+                ),
+                "the PTT line /dev/ttyUSB0 RTS",
+            ),
+            (
+                radio("vhf1", file, "{ type = \"gpio\", pin = 17 }"),
+                radio("uhf1", file, "{ type = \"gpio\", pin = 17 }"),
+                "the PTT line gpio 17",
+            ),
+            (
+                radio(
+                    "vhf1",
+                    file,
+                    "{ type = \"gpiochip\", chip = \"/dev/gpiochip0\", line = 4 }",
+                ),
+                radio(
+                    "uhf1",
+                    file,
+                    "{ type = \"gpiochip\", chip = \"/dev/gpiochip0\", line = 4 }",
+                ),
+                "the PTT line /dev/gpiochip0 line 4",
+            ),
+            (
+                radio(
+                    "vhf1",
+                    file,
+                    "{ type = \"cm108\", device = \"/dev/hidraw0\", gpio = 3 }",
+                ),
+                radio(
+                    "uhf1",
+                    file,
+                    "{ type = \"cm108\", device = \"/dev/hidraw0\", gpio = 3 }",
+                ),
+                "the hidraw node /dev/hidraw0 gpio 3",
+            ),
+            (
+                radio(
+                    "vhf1",
+                    file,
+                    "{ type = \"rigctld\", address = \"127.0.0.1:4532\" }",
+                ),
+                radio(
+                    "uhf1",
+                    file,
+                    "{ type = \"rigctld\", address = \"127.0.0.1:4532\" }",
+                ),
+                "the rigctld at 127.0.0.1:4532",
+            ),
+        ] {
+            let c = parse(&format!("{head}{a}{b}")).unwrap();
+            let w = c.shared_device_warnings();
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(
+                w[0].starts_with("radio[0] (vhf1) and radio[1] (uhf1) share "),
+                "{w:?}"
+            );
+            assert!(w[0].contains(shared), "{shared} missing in {w:?}");
+        }
+        // Different lines of one device, different pins: nothing to say.
+        let c = parse(&format!(
+            "{head}{}{}",
+            radio(
+                "vhf1",
+                file,
+                "{ type = \"serial\", device = \"/dev/ttyUSB0\", lines = [\"RTS\"] }"
+            ),
+            radio(
+                "uhf1",
+                file,
+                "{ type = \"serial\", device = \"/dev/ttyUSB0\", lines = [\"DTR\"] }"
+            ),
+        ))
+        .unwrap();
+        assert!(c.shared_device_warnings().is_empty());
+        assert!(parse(EXAMPLE).unwrap().shared_device_warnings().is_empty());
     }
 
     #[test]

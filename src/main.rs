@@ -59,6 +59,11 @@ enum Cmd {
     Devices,
     /// Force every configured PTT line off (for systemd's ExecStopPost after a crash).
     ///
+    /// Each radio's `ptt` is read on its own, so a mistake elsewhere in the file does not
+    /// stop it. When the file cannot be read or is not TOML at all, it uses the PTT settings
+    /// `run` kept in the state directory ($STATE_DIRECTORY) at its last start, and says so.
+    /// Exits 1 when a PTT line could not be forced off, or none could be identified.
+    ///
     /// Example: zello-gateway ptt-off --config /etc/zello-gateway/gateway.toml
     PttOff,
     /// Run the self-contained demo: a local server, a gateway on a simulated radio and a
@@ -153,10 +158,25 @@ fn stop_on_signals(token: CancellationToken) {
     });
 }
 
+/// `ptt-off`: forces off every PTT line it can identify, whatever else is wrong with the
+/// file (or, when the file cannot be read at all, the lines the gateway last started with).
 fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
+    let saved = gateway::parts::saved_ptt_lines_file();
+    let found = gateway::parts::read_ptt_lines(config_path, saved.as_deref());
+    if let Some(why) = &found.from_saved {
+        eprintln!("warning: {why}");
+    }
+    for p in &found.problems {
+        eprintln!("warning: {p}");
+    }
+    if found.lines.is_empty() {
+        anyhow::bail!(
+            "no PTT line could be identified in {}: nothing was forced off",
+            config_path.display()
+        );
+    }
     let mut failed = 0;
-    for (radio, result) in gateway::parts::ptt_off(&config) {
+    for (radio, result) in gateway::parts::force_off_lines(&found.lines) {
         match result {
             Ok(line) => println!("{radio}: PTT off ({line})"),
             Err(e) => {
@@ -165,8 +185,11 @@ fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
             }
         }
     }
-    if failed > 0 {
-        anyhow::bail!("{failed} PTT line(s) could not be forced off");
+    if failed > 0 || !found.problems.is_empty() {
+        anyhow::bail!(
+            "{} PTT line(s) could not be forced off",
+            failed + found.problems.len()
+        );
     }
     Ok(())
 }

@@ -46,7 +46,12 @@ pub fn secret_file_warning(path: &Path) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+        let meta = std::fs::metadata(path).ok()?;
+        // A folder is not a secret file (`check` says a file is needed).
+        if meta.is_dir() {
+            return None;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o044 == 0 {
             return None;
         }
@@ -122,6 +127,9 @@ mod tests {
         }
         // A file that is not there: nothing to say (reading it reports the error).
         assert_eq!(secret_file_warning(&dir.path().join("absent")), None);
+        // Nor a folder, whatever its mode: a file is needed, not a chmod.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(secret_file_warning(dir.path()), None);
         // A path a shell would split is quoted.
         let spaced = dir.path().join("my password");
         std::fs::write(&spaced, "x").unwrap();

@@ -84,6 +84,37 @@ fn a_missing_or_bad_config_is_a_clear_error() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn a_broken_password_line_is_located_but_never_printed() {
+    let dir = temp_dir("secretline");
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\n\
+         password = \"Pw-S3cret-7f3a9c\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"A\"\naudio = { backend = \"file\" }\n",
+    )
+    .unwrap();
+    for command in ["check", "run"] {
+        let out = bin()
+            .args([command, "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("S3cret"), "{command}: {all}");
+        assert!(all.contains("line 4"), "{command}: {all}");
+        assert!(all.contains("zello.password"), "{command}: {all}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -169,6 +200,126 @@ fn ptt_off_forces_every_configured_line_off() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("vhf1: PTT off (sim)"), "{text}");
     assert!(text.contains("uhf1: PTT off (none)"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A `[[radio]]` keyed through a CM108 "node" that is a regular file, so that what
+/// `ptt-off` writes to it can be read back.
+fn cm108_radio(name: &str, node: &std::path::Path) -> String {
+    format!(
+        "[[radio]]\nname = \"{name}\"\nchannel = \"A\"\naudio = {{ backend = \"file\" }}\n\
+         ptt = {{ type = \"cm108\", device = \"{}\", gpio = 3 }}\n\n",
+        node.display()
+    )
+}
+
+#[test]
+fn ptt_off_forces_every_line_it_can_read_whatever_else_is_wrong() {
+    let dir = temp_dir("pttoff-lenient");
+    let node = dir.join("hidraw0");
+    std::fs::write(&node, b"").unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\npasword_file = \"pw\"\n\n{}",
+            cm108_radio("vhf1", &node)
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["ptt-off", "--config"])
+        .arg(&path)
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("vhf1: PTT off (cm108"), "{text}");
+    assert!(!std::fs::read(&node).unwrap().is_empty(), "nothing written");
+
+    // A radio whose PTT cannot be read: the others are still forced off, and it fails.
+    std::fs::write(&node, b"").unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{}[[radio]]\nname = \"uhf1\"\nptt = {{ type = \"laser\" }}\n",
+            cm108_radio("vhf1", &node)
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["ptt-off", "--config"])
+        .arg(&path)
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!std::fs::read(&node).unwrap().is_empty(), "nothing written");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("radio[1] (uhf1).ptt"), "{err}");
+    assert!(err.contains("laser"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ptt_off_uses_the_settings_kept_at_the_last_start_when_the_file_is_unusable() {
+    let dir = temp_dir("pttoff-saved");
+    let node = dir.join("hidraw0");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let good = format!(
+        "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\npassword = \"Pw-S3cret\"\n\n{}",
+        cm108_radio("vhf1", &node)
+    );
+    zello_gateway::gateway::parts::save_ptt_lines(
+        &good.parse().unwrap(),
+        &state.join("ptt-lines.toml"),
+    )
+    .unwrap();
+    let kept = std::fs::read_to_string(state.join("ptt-lines.toml")).unwrap();
+    assert!(!kept.contains("S3cret"), "{kept}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(state.join("ptt-lines.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let path = dir.join("gateway.toml");
+    for broken in [Some("[zello\npassword = \"x"), None] {
+        std::fs::write(&node, b"").unwrap();
+        match broken {
+            Some(text) => std::fs::write(&path, text).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        let out = bin()
+            .args(["ptt-off", "--config"])
+            .arg(&path)
+            .env("STATE_DIRECTORY", &state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{broken:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("kept in"), "{err}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("vhf1: PTT off (cm108"), "{text}");
+        assert!(!std::fs::read(&node).unwrap().is_empty(), "nothing written");
+    }
+    // Nothing kept: nothing can be identified, which is a failure.
+    let out = bin()
+        .args(["ptt-off", "--config"])
+        .arg(&path)
+        .env("STATE_DIRECTORY", dir.join("empty"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no PTT line could be identified"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -305,8 +456,10 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
+    // The configuration's problems and the devices' under their own headings.
     for needle in [
-        "5 problem(s)",
+        "has 3 problem(s)",
+        "devices: 2 problem(s)",
         "zello.platform_name",
         "zello.server",
         "radio[0].channel",
@@ -528,10 +681,13 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
         ),
     )
     .unwrap();
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
     let mut gw = bin()
         .args(["run", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info")
+        .env("STATE_DIRECTORY", &state)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("INVOCATION_ID")
         .env_remove("JOURNAL_STREAM")
@@ -544,6 +700,10 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
     log.wait_for("event=\"logged_on\"");
     log.wait_for("event=\"channel_online\"");
     log.wait_for("daemon: ready");
+    // Started: its PTT settings are kept for ptt-off, and nothing secret with them.
+    let kept = std::fs::read_to_string(state.join("ptt-lines.toml")).unwrap();
+    assert!(kept.contains("vhf1"), "{kept}");
+    assert!(!kept.contains("pw"), "{kept}");
     // SIGHUP outside systemd: a reload, not the end of the process.
     Command::new("kill")
         .args(["-HUP", &gw.id().to_string()])

@@ -69,12 +69,23 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     stop_on_panic(shutdown.clone());
 
     let (config, running) = reload::load(config_path)?;
-    for w in config.secret_file_warnings() {
+    for w in config
+        .secret_file_warnings()
+        .into_iter()
+        .chain(config.shared_device_warnings())
+    {
         warn!("{w}");
     }
     let mut session = config.session_config()?;
     session.refresh_token_file = refresh_token_file();
     let radios = gateway::parts::build(&config)?;
+    // Every device opened: these PTT lines are the ones `ptt-off` forces off should the
+    // file become unreadable.
+    if let Some(path) = gateway::parts::saved_ptt_lines_file()
+        && let Err(e) = gateway::parts::save_ptt_lines(&running, &path)
+    {
+        warn!(file = %path.display(), error = %e, "cannot keep the PTT settings for ptt-off (the state directory is not writable?)");
+    }
     let notifier = Notifier::from_env()?;
     let liveness = Liveness::new();
     let watchdog = notifier.as_ref().and_then(|n| {

@@ -168,9 +168,11 @@ impl Reloader {
     fn log(&self, outcome: &Outcome) {
         let file = self.path.display();
         match outcome {
+            // Each problem once, in the message alone (the log line already names this
+            // module), then what it means.
             Outcome::Invalid(problems) => {
                 for p in problems {
-                    tracing::error!(problem = %p, "reload: {p}");
+                    tracing::error!("{p}");
                 }
                 tracing::error!(
                     "configuration {file} not reloaded: {} problem(s); still running on the configuration it started with",
@@ -387,6 +389,54 @@ audio = { backend = "file" }
                 warnings: vec![]
             }
         );
+    }
+
+    /// What `f` logs, as the fmt layer writes it (with the target).
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_failed_reload_is_logged_once_and_never_shows_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, RUNNING).unwrap();
+        let (_, running) = load(&path).unwrap();
+        let reloader = Reloader::new(path.clone(), running);
+        std::fs::write(
+            &path,
+            RUNNING.replace("password = \"pw\"", "password = \"Pw-S3cret-7f3a9c"),
+        )
+        .unwrap();
+        let log = logged(|| {
+            assert!(matches!(reloader.reload_and_log(), Outcome::Invalid(p) if p.len() == 1));
+        });
+        assert!(!log.contains("S3cret"), "{log}");
+        assert!(log.contains("line 5"), "{log}");
+        assert!(log.contains("zello.password"), "{log}");
+        assert_eq!(log.matches("line 5").count(), 1, "{log}");
+        assert!(log.contains("not reloaded"), "{log}");
+        assert!(!log.contains("reload: reload:"), "{log}");
+        assert!(!log.contains("problem="), "{log}");
     }
 
     #[test]

@@ -130,7 +130,12 @@ pub fn build_carrier(index: usize, r: &RadioConfig) -> Result<Box<dyn CarrierDet
 
 /// Forces one radio's PTT line off without keeping it open.
 fn force_off(r: &RadioConfig) -> Result<String, RadioError> {
-    Ok(match &r.ptt {
+    force_off_line(&r.ptt, card_of(r))
+}
+
+/// Forces a PTT line off; `card` is the radio's sound card (for CM108 `device = "auto"`).
+fn force_off_line(ptt: &PttConfig, card: Option<String>) -> Result<String, RadioError> {
+    Ok(match ptt {
         PttConfig::Sim {} => "sim".into(),
         PttConfig::None {} => "none".into(),
         PttConfig::Gpio(s) => {
@@ -148,7 +153,7 @@ fn force_off(r: &RadioConfig) -> Result<String, RadioError> {
         PttConfig::Cm108(s) => {
             let mut s = s.clone();
             if s.card.is_none() {
-                s.card = card_of(r);
+                s.card = card;
             }
             cm108::force_off(&s)?;
             format!("cm108 {} gpio {}", s.device, s.gpio)
@@ -167,6 +172,201 @@ pub fn ptt_off(config: &Config) -> Vec<(String, Result<String, String>)> {
         .radios
         .iter()
         .map(|r| (r.name.clone(), force_off(r).map_err(|e| e.to_string())))
+        .collect()
+}
+
+/// One radio's PTT line as `ptt-off` reads it: enough to force it off.
+#[derive(Debug, Clone)]
+pub struct PttLine {
+    /// The radio's name (`radio[2]` when it has none).
+    pub radio: String,
+    pub ptt: PttConfig,
+    /// The radio's sound card, for CM108 `device = "auto"`.
+    pub card: Option<String>,
+}
+
+/// The PTT lines `ptt-off` found, and the radios whose PTT it could not read.
+#[derive(Debug, Default)]
+pub struct PttLines {
+    pub lines: Vec<PttLine>,
+    /// Each naming the radio's key (`radio[1] (uhf1).ptt: ...`).
+    pub problems: Vec<String>,
+    /// Set when the lines come from the settings kept at the last start
+    /// ([`save_ptt_lines`]), saying why.
+    pub from_saved: Option<String>,
+}
+
+/// The file in the state directory (`$STATE_DIRECTORY`, systemd's `StateDirectory=`) where
+/// `run` keeps the PTT settings it started with, for `ptt-off` when the configuration file
+/// cannot be read.
+pub fn saved_ptt_lines_file() -> Option<std::path::PathBuf> {
+    let dirs = std::env::var_os("STATE_DIRECTORY")?;
+    let first = dirs.to_str()?.split(':').next()?.trim();
+    (!first.is_empty()).then(|| std::path::Path::new(first).join("ptt-lines.toml"))
+}
+
+/// Every radio's PTT line in a configuration file's table, each read on its own: whatever
+/// else is wrong in the file (an unknown key, a bad value elsewhere), the PTT lines that can
+/// be read are. A radio whose `ptt` cannot be read is a problem.
+pub fn ptt_lines_of(table: &toml::Table) -> PttLines {
+    let mut out = PttLines::default();
+    let radios = match table.get("radio") {
+        Some(toml::Value::Array(radios)) => radios.as_slice(),
+        Some(_) => {
+            out.problems
+                .push("radio: not [[radio]] sections; no PTT line found".into());
+            return out;
+        }
+        None => &[],
+    };
+    for (i, radio) in radios.iter().enumerate() {
+        let Some(radio) = radio.as_table() else {
+            out.problems
+                .push(format!("radio[{i}]: not a [[radio]] section"));
+            continue;
+        };
+        let name = radio.get("name").and_then(toml::Value::as_str);
+        let key = match name {
+            Some(n) => format!("radio[{i}] ({n})"),
+            None => format!("radio[{i}]"),
+        };
+        let ptt = match radio.get("ptt") {
+            None => Ok(PttConfig::default()),
+            Some(v) => <PttConfig as serde::Deserialize>::deserialize(v.clone())
+                .map_err(|e| e.message().to_string()),
+        };
+        let card = radio
+            .get("audio")
+            .and_then(toml::Value::as_table)
+            .filter(|a| a.get("backend").and_then(toml::Value::as_str) != Some("file"))
+            .and_then(|a| a.get("input"))
+            .and_then(toml::Value::as_str)
+            .map(str::to_string);
+        match ptt {
+            Ok(ptt) => out.lines.push(PttLine {
+                radio: name.map_or_else(|| format!("radio[{i}]"), str::to_string),
+                ptt,
+                card,
+            }),
+            Err(e) => out.problems.push(format!("{key}.ptt: {e}")),
+        }
+    }
+    out
+}
+
+/// The PTT lines of the configuration file at `path`; when it cannot be read or is not
+/// TOML at all, those kept in `saved` at the last start.
+pub fn read_ptt_lines(path: &std::path::Path, saved: Option<&std::path::Path>) -> PttLines {
+    let why = match std::fs::read_to_string(path) {
+        Err(e) => format!("cannot read {}: {e}", path.display()),
+        Ok(text) => match text.parse::<toml::Table>() {
+            Ok(table) => return ptt_lines_of(&table),
+            Err(e) => {
+                let (line, column) = e.span().map_or((0, 0), |s| {
+                    let before = text.get(..s.start).unwrap_or("");
+                    (
+                        before.matches('\n').count() + 1,
+                        before.rsplit('\n').next().unwrap_or("").chars().count() + 1,
+                    )
+                });
+                format!(
+                    "{} is not valid TOML (line {line}, column {column}: {})",
+                    path.display(),
+                    e.message().trim()
+                )
+            }
+        },
+    };
+    let Some(saved) = saved else {
+        return PttLines {
+            problems: vec![format!(
+                "{why}, and no PTT settings were kept (STATE_DIRECTORY is not set)"
+            )],
+            ..PttLines::default()
+        };
+    };
+    let table = std::fs::read_to_string(saved)
+        .map_err(|e| e.to_string())
+        .and_then(|t| {
+            t.parse::<toml::Table>()
+                .map_err(|e| e.message().to_string())
+        });
+    match table {
+        Ok(table) => PttLines {
+            from_saved: Some(format!(
+                "{why}; using the PTT settings kept in {} at the last start",
+                saved.display()
+            )),
+            ..ptt_lines_of(&table)
+        },
+        Err(e) => PttLines {
+            problems: vec![format!(
+                "{why}, and the PTT settings kept at the last start cannot be read ({}: {e})",
+                saved.display()
+            )],
+            ..PttLines::default()
+        },
+    }
+}
+
+/// Keeps the `name`, `ptt` and `audio` of each radio of a configuration's `table` at `path`
+/// (written to a temporary file readable by its owner only, then renamed over the old one),
+/// for `ptt-off` when the configuration file cannot be read. Nothing secret is kept.
+pub fn save_ptt_lines(table: &toml::Table, path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let radios: Vec<toml::Value> = table
+        .get("radio")
+        .and_then(toml::Value::as_array)
+        .map(|radios| {
+            radios
+                .iter()
+                .filter_map(toml::Value::as_table)
+                .map(|r| {
+                    let kept: toml::Table = r
+                        .iter()
+                        .filter(|(k, _)| ["name", "ptt", "audio"].contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    toml::Value::Table(kept)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kept = toml::Table::new();
+    kept.insert("radio".into(), toml::Value::Array(radios));
+    let text = format!(
+        "# The PTT lines of the configuration the gateway last started with, for\n\
+         # `zello-gateway ptt-off` when the configuration file cannot be read. Written by\n\
+         # `zello-gateway run`.\n{}",
+        toml::to_string(&kept).map_err(std::io::Error::other)?
+    );
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let result = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Forces each line off: one result per radio.
+pub fn force_off_lines(lines: &[PttLine]) -> Vec<(String, Result<String, String>)> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                l.radio.clone(),
+                force_off_line(&l.ptt, l.card.clone()).map_err(|e| e.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -331,7 +531,13 @@ fn probe_one(config: &Config, index: usize, r: &RadioConfig) -> Probe {
             "not opened".into()
         }
     };
-    let carrier = match build_carrier(index, r) {
+    let carrier = match build_carrier(index, r).and_then(|mut carrier| {
+        // A line the gateway would only keep retrying is a problem here.
+        carrier
+            .verify()
+            .map_err(|e| radio_err(index, r, "carrier", e))?;
+        Ok(carrier)
+    }) {
         Ok(carrier) => {
             let line = match &r.carrier {
                 CarrierConfig::Always {} => "always".into(),

@@ -917,6 +917,13 @@ impl CarrierDetect for Cm108Carrier {
     fn describe(&self) -> String {
         self.label.clone()
     }
+
+    /// The node opened for reading and no read failed for a while (a card sends no report
+    /// until an input changes, so a silent node is a working one).
+    fn verify(&mut self) -> Result<(), RadioError> {
+        self.polled
+            .first_reading(Duration::from_millis(300), Duration::from_secs(3))
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,13 @@ pub trait CarrierDetect: Send {
     }
     /// Short description for logs.
     fn describe(&self) -> String;
+    /// Waits for the first readings and returns the error if the line cannot be read
+    /// (`zello-gateway check`; the gateway itself keeps retrying such a line). Detectors
+    /// that read a line on a thread of their own wait up to a few seconds; the others have
+    /// nothing to wait for.
+    fn verify(&mut self) -> Result<(), RadioError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! thread; `update` on the codec thread only loads what the thread stored, never waits.
 
 use super::RadioError;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const DOWN: u8 = 0;
 const UP: u8 = 1;
@@ -17,6 +17,10 @@ pub(crate) struct LineState {
     state: AtomicU8,
     error: Mutex<String>,
     stop: AtomicBool,
+    /// Whether the thread has stored a reading (or a failure) yet.
+    read: AtomicBool,
+    /// Failures stored so far.
+    failures: AtomicU32,
 }
 
 impl LineState {
@@ -24,12 +28,15 @@ impl LineState {
     pub(crate) fn set(&self, up: bool) {
         self.state
             .store(if up { UP } else { DOWN }, Ordering::Release);
+        self.read.store(true, Ordering::Release);
     }
 
     /// Reading fails with `message` (what `update` returns until the next [`Self::set`]).
     pub(crate) fn fail(&self, message: String) {
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = message;
         self.state.store(FAILED, Ordering::Release);
+        self.failures.fetch_add(1, Ordering::AcqRel);
+        self.read.store(true, Ordering::Release);
     }
 
     /// Whether the carrier detect was dropped.
@@ -66,6 +73,8 @@ impl Polled {
             state: AtomicU8::new(if up { UP } else { DOWN }),
             error: Mutex::new(String::new()),
             stop: AtomicBool::new(false),
+            read: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
         });
         Polled { shared, interface }
     }
@@ -88,6 +97,42 @@ impl Polled {
                 };
                 Err(RadioError::carrier(self.interface, message))
             }
+        }
+    }
+}
+
+impl Polled {
+    /// Waits for the thread's first readings (`zello-gateway check`): the error of the first
+    /// failure within `settle` (or, when nothing was read by then, within `within`), or an
+    /// error when nothing was read within `within`. Blocks; never for the gateway's codec
+    /// thread.
+    pub(crate) fn first_reading(
+        &self,
+        settle: Duration,
+        within: Duration,
+    ) -> Result<(), RadioError> {
+        let start = Instant::now();
+        loop {
+            if self.shared.failures.load(Ordering::Acquire) > 0 {
+                let message = self
+                    .shared
+                    .error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                return Err(RadioError::carrier(self.interface, message));
+            }
+            let waited = start.elapsed();
+            if waited >= settle && self.shared.read.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if waited >= within {
+                return Err(RadioError::carrier(
+                    self.interface,
+                    format!("no reading within {} ms", within.as_millis()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

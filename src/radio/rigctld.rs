@@ -591,6 +591,12 @@ impl CarrierDetect for RigctldCarrier {
     fn describe(&self) -> String {
         self.label.clone()
     }
+
+    /// The first `get_dcd` answer (or the error of the first that failed).
+    fn verify(&mut self) -> Result<(), RadioError> {
+        self.polled
+            .first_reading(Duration::ZERO, TIMEOUT * 4 + Duration::from_secs(1))
+    }
 }
 
 #[cfg(test)]
