@@ -613,3 +613,81 @@ fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
     wait_exit(&mut sim, Duration::from_secs(10));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A gateway on the echo emulator at `rust_log`, with a password that is easy to spot, a
+/// radio that receives for a few seconds (so messages go both ways), run for about 6 s.
+/// Returns every line it wrote to stderr.
+fn run_a_few_seconds_at(name: &str, rust_log: &str) -> Vec<String> {
+    const PASSWORD: &str = "Zq7-unmistakable-pass";
+    let (mut sim, port) = start_sim_with(&["--echo"]);
+    let dir = temp_dir(name);
+    let path = dir.join("gateway.toml");
+    silent_wav(&dir.join("rx.wav"), 4000);
+    std::fs::write(
+        &path,
+        format!(
+            "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"{PASSWORD}\"\n\n\
+             [[radio]]\nname = \"radio1\"\nchannel = \"Local\"\n\
+             audio = {{ backend = \"file\", input = \"rx.wav\", output = \"tx.wav\" }}\n\
+             carrier = {{ type = \"schedule\", on = [[0.5, 2.5]] }}\n"
+        ),
+    )
+    .unwrap();
+    let mut gw = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", rust_log)
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let mut log = Lines::of(&mut gw);
+    log.wait_for("channel online");
+    // The radio's message goes out, the echo user plays it back to the radio.
+    log.wait_for("radio -> zello");
+    log.wait_for("zello -> radio");
+    terminate(&gw);
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    log.drain();
+    assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
+    let seen = std::mem::take(&mut log.seen);
+    let leaks: Vec<&String> = seen.iter().filter(|l| l.contains(PASSWORD)).collect();
+    assert!(leaks.is_empty(), "the password is in the log: {leaks:#?}");
+    seen
+}
+
+#[test]
+fn rust_log_trace_writes_no_password_and_no_frame_flood() {
+    let seen = run_a_few_seconds_at("trace", "trace");
+    // What an operator debugging needs is there...
+    for needle in ["connecting", "logged on", "stream_id"] {
+        assert!(
+            seen.iter().any(|l| l.contains(needle)),
+            "no {needle:?} line: {seen:#?}"
+        );
+    }
+    // ...and no dump of every frame, read and poll of the libraries underneath.
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("tungstenite") || l.contains(" mio")),
+        "third-party trace lines: {seen:#?}"
+    );
+    assert!(seen.len() < 300, "{} lines: {seen:#?}", seen.len());
+}
+
+#[test]
+fn asking_for_tungstenite_trace_still_writes_no_password() {
+    let seen = run_a_few_seconds_at("tungstenite", "trace,tungstenite=trace");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("tungstenite") && l.contains("capped")),
+        "the cap is said once: {seen:#?}"
+    );
+}

@@ -405,6 +405,8 @@ impl Core {
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size))
             .read_buffer_size(WS_READ_BUFFER);
+        debug!(server = %self.config.server, timeout_s = self.config.connect_timeout.as_secs(),
+            "connecting: TCP, then TLS for wss://, then the WebSocket handshake");
         let connected = {
             let connect = timeout(
                 self.config.connect_timeout,
@@ -436,7 +438,7 @@ impl Core {
             }
         };
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        debug!(server = %self.config.server, "connected");
+        debug!(server = %self.config.server, "connected: WebSocket handshake done; logging on");
         let (mut sink, mut stream) = ws.split();
         let (wtx, mut wrx) = mpsc::unbounded_channel::<Message>();
         let queued_audio = Arc::new(AtomicUsize::new(0));
@@ -705,6 +707,7 @@ impl Core {
                 };
                 match (reply.failure(), reply.stream_id) {
                     (None, Some(stream_id)) => {
+                        debug!(stream_id, channel = %out.channel, head_packets = out.head.len(), "start_stream accepted");
                         out.stream_id = Some(stream_id);
                         let head = std::mem::take(&mut out.head);
                         let finished = out.finished;
