@@ -191,8 +191,30 @@ async fn a_blip_within_the_grace_period_is_never_seen_on_zello() {
     r.gateway.shutdown().await;
 }
 
+/// The log lines written on this thread (the paused-clock runtime runs every task on it).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn staying_online_when_asked_to() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
     let mut r = rig(AlarmsConfig {
         offline_on_hardware_fault: false,
         hardware_grace_s: 10,
@@ -214,6 +236,13 @@ async fn staying_online_when_asked_to() {
     assert!(gateway_online(&r.sim));
     r.stop.cancel();
     r.gateway.shutdown().await;
+    // Sent to the channel, not to a user: no empty user field in the log line.
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains("alarm text sent"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!line.contains("user="), "{line}");
 }
 
 #[tokio::test(start_paused = true)]

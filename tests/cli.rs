@@ -773,3 +773,168 @@ fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
     wait_exit(&mut sim, Duration::from_secs(10));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The password of the gateways [`run_gateway`] starts: easy to spot in a log.
+const PASSWORD: &str = "Zq7-unmistakable-pass";
+
+/// A gateway on the echo emulator at `rust_log`, with a radio whose carrier is up during
+/// `carrier_on` (`[[start_s, end_s], ...]`) of 4 s of received audio, so messages go both
+/// ways. `during` gets its log lines once it is online and says when to stop it (SIGTERM).
+/// Returns every line it wrote to stderr, after checking the password is in none.
+fn run_gateway(
+    name: &str,
+    rust_log: &str,
+    carrier_on: &str,
+    during: impl FnOnce(&mut Lines),
+) -> Vec<String> {
+    let (mut sim, port) = start_sim_with(&["--echo"]);
+    let dir = temp_dir(name);
+    let path = dir.join("gateway.toml");
+    silent_wav(&dir.join("rx.wav"), 4000);
+    std::fs::write(
+        &path,
+        format!(
+            "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"{PASSWORD}\"\n\n\
+             [[radio]]\nname = \"radio1\"\nchannel = \"Local\"\n\
+             audio = {{ backend = \"file\", input = \"rx.wav\", output = \"tx.wav\" }}\n\
+             carrier = {{ type = \"schedule\", on = {carrier_on} }}\n"
+        ),
+    )
+    .unwrap();
+    let mut gw = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", rust_log)
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap();
+    let mut log = Lines::of(&mut gw);
+    log.wait_for("channel online");
+    during(&mut log);
+    terminate(&gw);
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    log.drain();
+    assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
+    let seen = std::mem::take(&mut log.seen);
+    let leaks: Vec<&String> = seen.iter().filter(|l| l.contains(PASSWORD)).collect();
+    assert!(leaks.is_empty(), "the password is in the log: {leaks:#?}");
+    seen
+}
+
+/// [`run_gateway`] with one message each way: the radio's goes out, the echo user plays
+/// it back to the radio.
+fn run_a_few_seconds_at(name: &str, rust_log: &str) -> Vec<String> {
+    run_gateway(name, rust_log, "[[0.5, 2.5]]", |log| {
+        log.wait_for("radio -> zello");
+        log.wait_for("zello -> radio");
+        log.wait_for("PTT off");
+    })
+}
+
+#[test]
+fn rust_log_trace_writes_no_password_and_no_frame_flood() {
+    let seen = run_a_few_seconds_at("trace", "trace");
+    // What an operator debugging needs is there...
+    for needle in ["connecting", "logged on", "stream_id"] {
+        assert!(
+            seen.iter().any(|l| l.contains(needle)),
+            "no {needle:?} line: {seen:#?}"
+        );
+    }
+    // ...and no dump of every frame, read and poll of the libraries underneath.
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("tungstenite") || l.contains(" mio")),
+        "third-party trace lines: {seen:#?}"
+    );
+    assert!(seen.len() < 300, "{} lines: {seen:#?}", seen.len());
+}
+
+#[test]
+fn asking_for_tungstenite_trace_still_writes_no_password() {
+    let seen = run_a_few_seconds_at("tungstenite", "trace,tungstenite=trace");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("tungstenite") && l.contains("capped")),
+        "the cap is said once: {seen:#?}"
+    );
+}
+
+#[test]
+fn carrier_and_ptt_changes_are_in_the_log_at_info() {
+    let seen = run_a_few_seconds_at("changes", "info");
+    let events = |event: &str| {
+        seen.iter()
+            .filter(|l| l.contains(&format!("event=\"{event}\"")))
+            .count()
+    };
+    assert_eq!(events("carrier_up"), 1, "{seen:#?}");
+    assert_eq!(events("carrier_down"), 1, "{seen:#?}");
+    assert_eq!(events("ptt_on"), 1, "{seen:#?}");
+    assert_eq!(events("ptt_off"), 1, "{seen:#?}");
+    let line = seen.iter().find(|l| l.contains("carrier up")).unwrap();
+    assert!(line.contains("radio=radio1"), "{line}");
+}
+
+#[test]
+fn a_chattering_squelch_gives_a_bounded_number_of_lines() {
+    // 30 openings of 50 ms, 50 ms apart: 60 changes in 3 s.
+    let spans: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                "[{:.2}, {:.2}]",
+                0.5 + i as f64 * 0.1,
+                0.55 + i as f64 * 0.1
+            )
+        })
+        .collect();
+    let seen = run_gateway(
+        "chatter",
+        "info",
+        &format!("[{}]", spans.join(", ")),
+        |log| {
+            log.wait_for("carrier flapping");
+            std::thread::sleep(Duration::from_secs(3));
+        },
+    );
+    let carrier = seen
+        .iter()
+        .filter(|l| l.contains("event=\"carrier_up\"") || l.contains("event=\"carrier_down\""))
+        .count();
+    assert!((2..=10).contains(&carrier), "{carrier} lines: {seen:#?}");
+    let summaries: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("carrier flapping:"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "{seen:#?}");
+    assert!(
+        summaries[0].contains("changes in the last 30s"),
+        "{}",
+        summaries[0]
+    );
+}
+
+#[test]
+fn a_transmission_cut_by_sigterm_is_logged() {
+    // The echo user plays a 3 s message back: stop the gateway while it is on the air.
+    let seen = run_gateway("cut", "info", "[[0.5, 3.5]]", |log| {
+        log.wait_for("radio -> zello");
+        log.wait_for("PTT on");
+        std::thread::sleep(Duration::from_millis(1000));
+    });
+    let cut = seen
+        .iter()
+        .find(|l| l.contains("transmission cut"))
+        .unwrap_or_else(|| panic!("no line about the cut transmission: {seen:#?}"));
+    assert!(cut.contains("radio=radio1"), "{cut}");
+    assert!(cut.contains("stream_id="), "{cut}");
+    assert!(cut.contains("from=echo"), "{cut}");
+}

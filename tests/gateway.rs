@@ -236,6 +236,11 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
     };
     // 1.2 s of carrier plus the 400 ms hang of silence, in 60 ms packets.
     assert_eq!(packets, 20 + 7);
+    // The duration reported is that of the audio sent, hang included.
+    let GatewayEvent::Sent { duration_ms, .. } = sent else {
+        unreachable!()
+    };
+    assert_eq!(duration_ms, 27 * 60);
     let GatewayEvent::Incoming { from, .. } = wait_for(&mut watch, 5 * S, |e| {
         matches!(e, GatewayEvent::Incoming { .. })
     })
@@ -344,4 +349,85 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
         .expect("gateway stops within 5 s")
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message() {
+    let sim = server(SimConfig::default()).await;
+    let carrier = FlagCarrier::new();
+    let parts = RadioParts::new(
+        "vhf1",
+        CHANNEL,
+        Box::new(FileInput::from_samples(
+            speech::speech_like(CODEC_RATE, 30.0, 4),
+            CODEC_RATE,
+        )),
+        Box::new(MemoryOutput::new(CODEC_RATE)),
+        Box::new(carrier.clone()),
+        Box::new(SimPtt::new()),
+    );
+    let shutdown = CancellationToken::new();
+    let (observer, mut watch) = broadcast::channel(1024);
+    let gw = tokio::spawn(gateway::run(
+        config(&sim, "gateway1"),
+        vec![parts],
+        shutdown.clone(),
+        observer,
+    ));
+    let mut app = Client::ready(config(&sim, "dispatcher")).await;
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
+    })
+    .await;
+    carrier.set(true);
+    app.expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await;
+    tokio::time::sleep(S).await;
+    // The link drops in the middle of the transmission and comes back within a second or so.
+    assert!(sim.faults().drop_connection("gateway1"));
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
+    })
+    .await;
+    // The carrier is still up: the rest goes out as a new message...
+    let SessionEvent::IncomingStart {
+        from,
+        stream_id: second,
+        ..
+    } = app
+        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, "gateway1");
+    tokio::time::sleep(S).await;
+    carrier.set(false);
+    let sent = wait_for(&mut watch, 5 * S, |e| {
+        matches!(
+            e,
+            GatewayEvent::Sent {
+                outcome: zello_gateway::zello::session::OutgoingEnd::Completed,
+                ..
+            }
+        )
+    })
+    .await;
+    // ...with the audio of the outage first: more than the second of carrier after it.
+    let GatewayEvent::Sent { packets, .. } = sent else {
+        unreachable!()
+    };
+    assert!(packets > 1000 / 60 + 7, "{packets} packets");
+    let SessionEvent::IncomingEnd { packets, .. } = app
+        .expect(
+            5 * S,
+            |e| matches!(e, SessionEvent::IncomingEnd { stream_id, .. } if *stream_id == second),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(packets > 1000 / 60 + 7, "{packets} packets heard");
+    shutdown.cancel();
+    gw.await.unwrap().unwrap();
 }

@@ -184,7 +184,7 @@ async fn send_text(
     loop {
         match session.send_text(&channel, &text, user.clone()).await {
             Ok(()) => {
-                info!(channel = %channel, user = user.as_deref().unwrap_or(""), "alarm text sent");
+                info!(channel = %channel, user = user.as_deref(), "alarm text sent");
                 return;
             }
             Err(e) if Instant::now() + delay >= until => {

@@ -2,6 +2,7 @@
 //! the session, the codec engine and the PTT line. All timing lives in the machine; this
 //! task only feeds it inputs, sleeps until its next deadline, and acts.
 
+use super::chatter::{ChangeLog, Say};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
 use super::{GatewayEvent, PttGuard};
 use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
@@ -21,6 +22,10 @@ const MAX_HEAD_PACKETS: usize = 200;
 /// How often the PTT interface is checked while the gateway is not transmitting, so a
 /// lost adapter or rigctld is noticed before a message needs it.
 pub(crate) const PTT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Carrier changes logged one by one within [`CARRIER_LOG_WINDOW`]; a chattering squelch
+/// gets one summary line per window instead.
+const CARRIER_LOG_MAX: usize = 10;
+const CARRIER_LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A radio's bridge task.
 pub(crate) struct Bridge {
@@ -71,6 +76,8 @@ struct State {
     /// The PTT interface's failure, while it lasts.
     ptt_fault: Option<String>,
     next_ptt_check: Instant,
+    /// Which carrier changes get a log line.
+    carrier_log: ChangeLog,
 }
 
 impl Bridge {
@@ -95,6 +102,7 @@ impl Bridge {
             incoming: HashMap::new(),
             ptt_fault: None,
             next_ptt_check: Instant::now() + PTT_CHECK_EVERY,
+            carrier_log: ChangeLog::new(CARRIER_LOG_MAX, CARRIER_LOG_WINDOW),
         };
         loop {
             let deadline = s.m.next_deadline();
@@ -126,12 +134,24 @@ impl Bridge {
         }
         // Shutting down: stop transmitting, end the message being sent.
         if let Some(stream_id) = s.m.playing() {
+            let from = s
+                .incoming
+                .get(&stream_id)
+                .map(|i| i.from.clone())
+                .unwrap_or_default();
+            warn!(event = "transmission_cut", radio = %self.name, stream_id, from = %from,
+                "shutting down: transmission cut, the rest of the message from the channel is not played");
             self.engine(EngineCommand::PlayAbort { stream_id });
+        } else if self.ptt.is_keyed() {
+            warn!(event = "transmission_cut", radio = %self.name,
+                "shutting down while transmitting (key-up, tone or tail): transmitter released");
         }
         if self.ptt.is_keyed() {
             self.unkey();
         }
         if let Some(out) = s.outgoing.take() {
+            info!(event = "message_to_channel_cut", radio = %self.name, channel = %self.channel, packets = s.sending.packets,
+                "shutting down: the message from the radio to the channel ends here");
             out.finish().await;
         }
     }
@@ -158,6 +178,7 @@ impl Bridge {
                 }
                 Action::Key => match self.ptt.key() {
                     Ok(()) => {
+                        info!(event = "ptt_on", radio = %self.name, "PTT on");
                         self.ptt_health(s, Ok(()));
                         self.engine(EngineCommand::Transmitting(true));
                         s.encoding = false;
@@ -280,12 +301,34 @@ impl Bridge {
             }
             Note::NotReady => warn!(radio = %radio, channel = %self.channel,
                 "carrier up but the channel is not online; not sent"),
+            Note::NotResumed => warn!(radio = %radio, channel = %self.channel,
+                "carrier dropped before the connection was back: the rest of the message cut by the drop was not sent"),
+        }
+    }
+
+    /// One line per carrier change, or a summary for a chattering squelch.
+    fn log_carrier(&self, s: &mut State, up: bool) {
+        match s.carrier_log.record(Instant::now()) {
+            Say::Change if up => info!(event = "carrier_up", radio = %self.name, "carrier up"),
+            Say::Change => info!(event = "carrier_down", radio = %self.name, "carrier down"),
+            Say::Flapping { changes, window } => warn!(
+                event = "carrier_chatter",
+                radio = %self.name,
+                changes,
+                window_s = window.as_secs(),
+                carrier = if up { "up" } else { "down" },
+                "carrier flapping: {changes} changes in the last {}s; further changes not logged for {}s (check the squelch or carrier detect)",
+                window.as_secs(),
+                window.as_secs()
+            ),
+            Say::Quiet => {}
         }
     }
 
     fn unkey(&mut self) {
-        if let Err(e) = self.ptt.unkey() {
-            error!(radio = %self.name, error = %e, "cannot unkey the transmitter");
+        match self.ptt.unkey() {
+            Ok(()) => info!(event = "ptt_off", radio = %self.name, "PTT off"),
+            Err(e) => error!(radio = %self.name, error = %e, "cannot unkey the transmitter"),
         }
         self.engine(EngineCommand::Transmitting(false));
         self.observe(GatewayEvent::PttOff {
@@ -312,6 +355,7 @@ impl Bridge {
     async fn on_engine(&mut self, s: &mut State, ev: EngineEvent) {
         match ev {
             EngineEvent::Carrier(up) => {
+                self.log_carrier(s, up);
                 self.observe(if up {
                     GatewayEvent::CarrierUp {
                         radio: self.name.clone(),
@@ -435,7 +479,12 @@ impl Bridge {
                 let sent = if current {
                     s.outgoing = None;
                     let sent = std::mem::take(&mut s.sending);
-                    self.feed(s, Input::OutgoingLost).await;
+                    let lost = if reason == OutgoingEnd::Disconnected {
+                        Input::LinkLost
+                    } else {
+                        Input::OutgoingLost
+                    };
+                    self.feed(s, lost).await;
                     sent
                 } else if let Some(sent) = s.finished.remove(&local_id) {
                     sent
@@ -502,7 +551,9 @@ impl Bridge {
     }
 
     fn log_sent(&self, stream_id: Option<u32>, reason: OutgoingEnd, packets: u64, sent: &Sending) {
-        let duration_ms = sent.levels.samples as u64 * 1000 / crate::audio::CODEC_RATE as u64;
+        // The audio actually sent, the hang's silence included (levels cover only the
+        // packets heard under the carrier).
+        let duration_ms = packets * u64::from(self.header.packet_ms());
         let (peak, rms) = (sent.levels.peak_dbfs(), sent.levels.rms_dbfs());
         if reason == OutgoingEnd::Completed {
             info!(event = "message_to_channel", radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),

@@ -5,7 +5,9 @@
 //! with made-up instants.
 //!
 //! Receive side (radio -> channel): carrier up starts a message once it has lasted `rx_min`
-//! (kerchunk filter; the audio meanwhile is kept and sent first); carrier down holds the
+//! (kerchunk filter; the audio meanwhile is kept and sent first); a message cut by a dropped
+//! connection while the carrier stays up keeps the audio and sends the rest as a new
+//! message once the channel is back; carrier down holds the
 //! message open for `rx_hang` (silence is sent) and ends it; a carrier stuck up longer than
 //! `rx_max` ends the message and is ignored until it drops; too many message starts within
 //! `flap_window` are suppressed (servers answer a chattering squelch with "woodpecker
@@ -86,8 +88,11 @@ pub enum Input {
     CarrierDown,
     /// The channel became ready (logged on and online) or not.
     ChannelReady(bool),
-    /// Our outgoing message ended before we ended it (refused, stopped, disconnected).
+    /// Our outgoing message ended before we ended it (refused, stopped by the server).
     OutgoingLost,
+    /// Our outgoing message was cut by a dropped connection: while the carrier stays up the
+    /// audio is kept and the rest goes out as a new message once the channel is back.
+    LinkLost,
     /// A message from the channel started.
     IncomingStart {
         stream_id: u32,
@@ -162,6 +167,9 @@ pub enum Note {
     Queued,
     TimeOut,
     NotReady,
+    /// The carrier dropped before the channel was back: the rest of a message cut by a
+    /// dropped connection was not sent.
+    NotResumed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -182,6 +190,11 @@ enum Rx {
     },
     /// Carrier ignored until it drops (stuck, flapping, lost message, overridden).
     Blocked,
+    /// The connection dropped under the message; the audio is kept until the channel is
+    /// back. `since` is when the cut message started (for `rx_max`).
+    Resume {
+        since: Instant,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -263,13 +276,13 @@ impl Machine {
     pub fn capturing(&self) -> bool {
         matches!(
             self.rx,
-            Rx::Pending { .. } | Rx::Active { .. } | Rx::Hang { .. }
+            Rx::Pending { .. } | Rx::Active { .. } | Rx::Hang { .. } | Rx::Resume { .. }
         )
     }
 
     /// Whether the received audio is being kept for a message not started yet.
     pub fn pending(&self) -> bool {
-        matches!(self.rx, Rx::Pending { .. })
+        matches!(self.rx, Rx::Pending { .. } | Rx::Resume { .. })
     }
 
     /// Whether a message to the channel is open (being sent).
@@ -305,7 +318,7 @@ impl Machine {
         let mut at = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
         match self.rx {
             Rx::Pending { since } => at(since + self.t.rx_min),
-            Rx::Active { since } => at(since + self.t.rx_max),
+            Rx::Active { since } | Rx::Resume { since } => at(since + self.t.rx_max),
             Rx::Hang { until, .. } => at(until),
             Rx::Idle | Rx::Blocked => {}
         }
@@ -374,13 +387,39 @@ impl Machine {
                         self.rx = Rx::Idle;
                         a.push(Action::Note(Note::CarrierCleared));
                     }
+                    Rx::Resume { .. } => {
+                        a.push(Action::RxDiscard);
+                        a.push(Action::Note(Note::NotResumed));
+                        self.rx = Rx::Idle;
+                    }
                     Rx::Hang { .. } | Rx::Idle => {}
                 }
                 self.try_start_tx(now, &mut a);
             }
             Input::ChannelReady(ready) => {
                 self.ready = ready;
+                if let Rx::Resume { since } = self.rx
+                    && ready
+                    && self.carrier
+                {
+                    self.start_rx(now, &mut a);
+                    // Still one transmission for the stuck-carrier limit.
+                    if let Rx::Active { .. } = self.rx {
+                        self.rx = Rx::Active { since };
+                    }
+                }
             }
+            Input::LinkLost => match self.rx {
+                Rx::Active { since } | Rx::Hang { since, .. } if self.carrier => {
+                    a.push(Action::RxBuffer);
+                    self.rx = Rx::Resume { since };
+                }
+                Rx::Active { .. } | Rx::Hang { .. } => {
+                    self.rx = Rx::Idle;
+                    self.try_start_tx(now, &mut a);
+                }
+                _ => {}
+            },
             Input::OutgoingLost => {
                 if self.sending() {
                     self.rx = if self.carrier { Rx::Blocked } else { Rx::Idle };
@@ -403,7 +442,7 @@ impl Machine {
                 if busy && self.t.busy_policy == BusyPolicy::Override {
                     if self.sending() {
                         self.end_rx(&mut a);
-                    } else if matches!(self.rx, Rx::Pending { .. }) {
+                    } else if self.pending() {
                         a.push(Action::RxDiscard);
                     }
                     self.rx = Rx::Blocked;
@@ -443,6 +482,9 @@ impl Machine {
                     if self.sending() {
                         self.end_rx(&mut a);
                         self.rx = Rx::Blocked;
+                    } else if matches!(self.rx, Rx::Resume { .. }) {
+                        a.push(Action::RxDiscard);
+                        self.rx = Rx::Blocked;
                     }
                 } else {
                     self.try_start_tx(now, &mut a);
@@ -471,6 +513,11 @@ impl Machine {
             }
             Rx::Active { since } if now >= since + self.t.rx_max => {
                 self.end_rx(&mut a);
+                self.rx = Rx::Blocked;
+                a.push(Action::Note(Note::CarrierStuck));
+            }
+            Rx::Resume { since } if now >= since + self.t.rx_max => {
+                a.push(Action::RxDiscard);
                 self.rx = Rx::Blocked;
                 a.push(Action::Note(Note::CarrierStuck));
             }

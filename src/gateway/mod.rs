@@ -5,6 +5,7 @@
 //! (`bridge`) that keys PTT, starts and ends messages, and keeps half duplex.
 
 mod bridge;
+mod chatter;
 pub mod machine;
 pub mod parts;
 

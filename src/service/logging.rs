@@ -40,6 +40,12 @@
 //! comma-separated `module=level` directives with an optional bare default level, such as
 //! `warn,zello_gateway::zello=debug`. A word that is not a level is refused instead of being
 //! read as a module name, which would silently hide every other line.
+//!
+//! A bare level is for the gateway: the libraries underneath (tungstenite, rustls, hyper,
+//! mio, ...) stay at `info` at most, since their `debug` and `trace` lines come per frame,
+//! read or poll. A directive naming one (`trace,tungstenite=debug`) turns it up, but never
+//! to the level where it writes frame payloads: tungstenite's `trace` would write the logon
+//! with the password, so it is held at `debug` and a line says so.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal as _;
@@ -124,17 +130,117 @@ pub fn level_directives(
     Ok((value.to_string(), source_name))
 }
 
-/// The filter for `configured` and `rust_log`, as [`level_directives`] picks them.
+/// The filter for `configured` and `rust_log`, as [`level_directives`] picks them, with the
+/// libraries underneath held back as [`effective_directives`] says.
 pub fn filter(configured: Option<&str>, rust_log: Option<&str>) -> Result<EnvFilter, LoggingError> {
     let (directives, source_name) = level_directives(configured, rust_log)?;
     EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
-        .parse(&directives)
+        .parse(effective_directives(&directives).text)
         .map_err(|e| LoggingError::BadLevel {
             source_name,
             value: directives.clone(),
             reason: e.to_string(),
         })
+}
+
+/// Libraries underneath that log per frame, read or poll below `info`, and the most they
+/// may log when asked for by name: tungstenite writes every WebSocket frame with its
+/// payload at `trace` (the logon with the password among them), rustls its handshake
+/// messages, reqwest every byte read and written; at `debug` they write one line per
+/// connection step. The others dump nothing secret, only many lines.
+const THIRD_PARTY: &[(&str, LevelFilter)] = &[
+    ("tungstenite", LevelFilter::DEBUG),
+    ("tokio_tungstenite", LevelFilter::TRACE),
+    ("rustls", LevelFilter::DEBUG),
+    ("tokio_rustls", LevelFilter::DEBUG),
+    ("hyper", LevelFilter::TRACE),
+    ("hyper_util", LevelFilter::TRACE),
+    ("reqwest", LevelFilter::DEBUG),
+    ("h2", LevelFilter::TRACE),
+    ("mio", LevelFilter::TRACE),
+    ("want", LevelFilter::TRACE),
+];
+
+/// The directives actually applied, and which third-party targets were held below the
+/// level asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// The directives for the filter.
+    pub text: String,
+    /// Each target asked for beyond what it may log, with the level it got instead.
+    pub capped: Vec<(String, &'static str)>,
+}
+
+fn level_name(level: LevelFilter) -> &'static str {
+    match level {
+        LevelFilter::OFF => "off",
+        LevelFilter::ERROR => "error",
+        LevelFilter::WARN => "warn",
+        LevelFilter::INFO => "info",
+        LevelFilter::DEBUG => "debug",
+        _ => "trace",
+    }
+}
+
+/// The directives `value` (already checked) comes to: a bare level applies to the gateway,
+/// while the libraries of [`THIRD_PARTY`] stay at `info` at most (their per-frame and
+/// per-poll lines would flood the log) unless a directive names them; named, they get what
+/// is asked up to their cap, below the level where frame payloads are written.
+pub fn effective_directives(value: &str) -> Effective {
+    let mut bare = LevelFilter::INFO;
+    let mut named = Vec::new();
+    let mut capped = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let Some((target, level)) = directive.rsplit_once('=') else {
+            if let Ok(level) = directive.parse::<LevelFilter>() {
+                bare = level;
+            }
+            out.push(directive.to_string());
+            continue;
+        };
+        let module = target.split('[').next().unwrap_or("").trim();
+        let library = THIRD_PARTY.iter().find(|(name, _)| {
+            module == *name
+                || module
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        });
+        match (library, level.trim().parse::<LevelFilter>()) {
+            (Some((name, cap)), Ok(asked)) => {
+                named.push(*name);
+                if asked > *cap {
+                    capped.push((module.to_string(), level_name(*cap)));
+                    out.push(format!("{target}={}", level_name(*cap)));
+                } else {
+                    out.push(directive.to_string());
+                }
+            }
+            _ => out.push(directive.to_string()),
+        }
+    }
+    let quiet = level_name(bare.min(LevelFilter::INFO));
+    for (name, _) in THIRD_PARTY {
+        if !named.contains(name) {
+            out.push(format!("{name}={quiet}"));
+        }
+    }
+    Effective {
+        text: out.join(","),
+        capped,
+    }
+}
+
+/// Says once, after logging is set up, which libraries were held below what was asked.
+fn note_capped(directives: &str) {
+    for (target, level) in effective_directives(directives).capped {
+        tracing::info!(
+            library = %target,
+            level,
+            "{target} capped at {level}: its trace lines would write every WebSocket frame or TLS record, the logon with the password among them"
+        );
+    }
 }
 
 /// Checks that every directive is a level or `target=level` (or a span filter in brackets,
@@ -168,7 +274,14 @@ fn check_directives(value: &str) -> Result<(), String> {
 /// (which systemd also sends to the journal) and a warning says why.
 pub fn init(level: Option<&str>) -> Result<(), LoggingError> {
     let rust_log = std::env::var("RUST_LOG").ok();
+    let (directives, _) = level_directives(level, rust_log.as_deref())?;
     let filter = filter(level, rust_log.as_deref())?;
+    init_with(filter)?;
+    note_capped(&directives);
+    Ok(())
+}
+
+fn init_with(filter: EnvFilter) -> Result<(), LoggingError> {
     let output = choose_output(
         std::env::var_os("JOURNAL_STREAM").as_deref(),
         std::env::var_os("INVOCATION_ID").as_deref(),
@@ -232,6 +345,7 @@ pub fn set_level(configured: Option<&str>) -> Result<LevelChange, LoggingError> 
         handle
             .reload(new)
             .map_err(|e| LoggingError::Reload(e.to_string()))?;
+        note_capped(&directives);
     }
     Ok(LevelChange::Applied(directives))
 }
@@ -322,6 +436,48 @@ mod tests {
         assert!(level_directives(Some("=debug"), None).is_err());
         // A bad RUST_LOG is an error even when the configuration is fine: it wins.
         assert!(level_directives(Some("info"), Some("chatty")).is_err());
+    }
+
+    #[test]
+    fn third_party_frame_dumps_stay_off_unless_asked_for_and_are_capped_then() {
+        let d = |v: &str| effective_directives(v);
+        // A bare level does not reach the libraries underneath beyond info.
+        let trace = d("trace");
+        assert!(trace.text.starts_with("trace,"), "{}", trace.text);
+        for target in ["tungstenite", "tokio_tungstenite", "rustls", "hyper", "mio"] {
+            assert!(
+                trace.text.contains(&format!(",{target}=info")),
+                "{target}: {}",
+                trace.text
+            );
+        }
+        assert!(trace.capped.is_empty());
+        // Nor raise them above a quieter bare level.
+        assert!(d("warn").text.contains(",tungstenite=warn"));
+        assert!(d("zello_gateway=debug").text.contains(",tungstenite=info"));
+        // A parent module does not count as asking.
+        assert!(d("tokio=trace").text.contains(",tokio_tungstenite=info"));
+        // Asked for by name: given, but never at the level that dumps frames.
+        let asked = d("trace,tungstenite=trace");
+        assert!(asked.text.contains("tungstenite=debug"), "{}", asked.text);
+        assert!(!asked.text.contains("tungstenite=trace"), "{}", asked.text);
+        assert!(!asked.text.contains(",tungstenite=info"), "{}", asked.text);
+        assert_eq!(asked.capped, [("tungstenite".to_string(), "debug")]);
+        let sub = d("tungstenite::protocol=trace");
+        assert!(
+            sub.text.contains("tungstenite::protocol=debug"),
+            "{}",
+            sub.text
+        );
+        assert_eq!(sub.capped.len(), 1);
+        // Levels that dump nothing are left as given.
+        let mio = d("info,mio=trace,tungstenite=debug");
+        assert!(mio.text.contains("mio=trace"), "{}", mio.text);
+        assert!(mio.capped.is_empty());
+        // The filter built from them keeps tungstenite's frame dumps off.
+        let f = filter(None, Some("trace,tungstenite=trace")).unwrap();
+        assert_eq!(f.max_level_hint(), Some(LevelFilter::TRACE));
+        assert!(f.to_string().contains("tungstenite=debug"), "{f}");
     }
 
     #[test]

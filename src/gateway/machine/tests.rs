@@ -319,6 +319,55 @@ fn a_lost_outgoing_message_blocks_the_rest_of_that_carrier() {
 }
 
 #[test]
+fn a_link_lost_under_carrier_resumes_as_a_new_message_when_the_channel_is_back() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    assert!(has(&c.run_until(250), &Action::RxStart));
+    // The connection drops: the audio from now on is kept for the rest of the transmission.
+    assert_eq!(c.input(1000, Input::LinkLost), [Action::RxBuffer]);
+    assert!(c.m.pending() && c.m.capturing() && !c.m.sending());
+    c.input(1010, Input::ChannelReady(false));
+    assert_eq!(c.run_until(3000), []);
+    // Back while the carrier is still up: the rest goes out as a new message.
+    assert_eq!(c.input(3000, Input::ChannelReady(true)), [Action::RxStart]);
+    assert!(c.m.sending());
+    c.input(5000, Input::CarrierDown);
+    assert_eq!(c.run_until(5400), [Action::RxFinish]);
+}
+
+#[test]
+fn a_link_lost_after_the_carrier_dropped_or_for_too_long_resumes_nothing() {
+    // The carrier drops before the link is back: the kept audio is dropped, said once.
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    c.input(1000, Input::LinkLost);
+    c.input(1010, Input::ChannelReady(false));
+    let a = c.input(2000, Input::CarrierDown);
+    assert!(has(&a, &Action::RxDiscard), "{a:?}");
+    assert!(has(&a, &Action::Note(Note::NotResumed)), "{a:?}");
+    assert!(!c.m.capturing());
+    assert_eq!(c.input(3000, Input::ChannelReady(true)), []);
+    // Lost during the hang (carrier already down): the message simply ends.
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    c.input(1000, Input::CarrierDown);
+    assert_eq!(c.input(1100, Input::LinkLost), []);
+    assert!(!c.m.capturing());
+    // A carrier still up at rx_max while the link is away is a stuck carrier.
+    let mut c = Clock::new(timers());
+    c.input(0, Input::CarrierUp);
+    c.run_until(250);
+    c.input(1000, Input::LinkLost);
+    c.input(1010, Input::ChannelReady(false));
+    let a = c.run_until(250 + 300_000);
+    assert!(has(&a, &Action::Note(Note::CarrierStuck)), "{a:?}");
+    assert!(!c.m.capturing());
+    assert_eq!(c.input(300_500, Input::ChannelReady(true)), []);
+}
+
+#[test]
 fn courtesy_tone_after_the_message() {
     let mut t = timers();
     t.courtesy_tone = true;
@@ -408,6 +457,7 @@ fn safety_holds_for_random_sequences() {
                 }),
                 4 => Some(Input::Device { ok: rng.bool() }),
                 5 => Some(Input::ChannelReady(rng.bool())),
+                6 if rng.bool() => Some(Input::LinkLost),
                 6 => Some(Input::OutgoingLost),
                 _ => Some(Input::PcmDrained),
             };

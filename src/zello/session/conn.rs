@@ -74,6 +74,16 @@ impl Pulse {
     }
 }
 
+/// The least a session must have lasted, besides logging on and getting its channel online
+/// (or carrying audio), to count as working: a server that accepts the logon and drops the
+/// connection at once is still backed off.
+const WORKED_AFTER: Duration = Duration::from_secs(5);
+
+/// A duration in seconds to one decimal, for log fields an operator reads.
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
 /// How one connection ended.
 #[derive(Debug)]
 enum ConnEnd {
@@ -101,6 +111,8 @@ pub(crate) struct Core {
     shutdown: CancellationToken,
     refresh_token: Option<Secret>,
     backoff: Backoff,
+    /// Whether the current connection logged on and had its channel online or carried audio.
+    worked: bool,
     seq: u64,
     pulse: Pulse,
     /// Whether the session should be online; `online_open` until its sender is gone.
@@ -190,6 +202,7 @@ impl Core {
             shutdown,
             refresh_token,
             backoff,
+            worked: false,
             seq: 0,
             pulse: Pulse::new(heartbeat),
             online,
@@ -221,21 +234,33 @@ impl Core {
                 continue;
             }
             let started = Instant::now();
+            self.worked = false;
             let end = self.connect_and_serve().await;
             let lasted = started.elapsed();
-            if lasted >= self.config.stable_after {
+            // A session that logged on and carried the channel says the server and the
+            // link are fine: a drop after it is a blip, retried from the shortest wait
+            // (radio messages wait meanwhile). A server that refuses, or drops before the
+            // logon, keeps being backed off.
+            let worked = self.worked && lasted >= WORKED_AFTER;
+            if worked || lasted >= self.config.stable_after {
+                if self.backoff.attempts() > 0 {
+                    debug!(
+                        lasted_s = secs(lasted),
+                        "the last session worked: reconnecting from the shortest wait"
+                    );
+                }
                 self.backoff.reset();
             }
             let delay = match end {
                 ConnEnd::Shutdown => break,
                 ConnEnd::ConnectFailed(e) => {
                     let d = self.backoff_delay();
-                    warn!(event = "connect_failed", server = %self.config.server, error = %e, retry_in_s = d.as_secs_f32(), "cannot connect to the server");
+                    warn!(event = "connect_failed", server = %self.config.server, error = %e, retry_in_s = secs(d), "cannot connect to the server");
                     d
                 }
                 ConnEnd::Auth(e) => {
                     let d = self.config.backoff_max;
-                    error!(error = %e, retry_in_s = d.as_secs_f32(), "cannot read the auth token");
+                    error!(error = %e, retry_in_s = secs(d), "cannot read the auth token");
                     d
                 }
                 ConnEnd::LogonRefused { code, with_refresh }
@@ -253,18 +278,18 @@ impl Core {
                         .await;
                     if let Some(d) = refused_delay(&code, &self.config) {
                         let d = d.mul_f64(1.0 + 0.2 * fastrand::f64());
-                        error!(event = "logon_refused", error = %code, hint = code.hint(), retry_in_s = d.as_secs_f32(),
+                        error!(event = "logon_refused", error = %code, hint = code.hint(), retry_in_s = secs(d),
                             "logon refused: this is a configuration problem");
                         d
                     } else {
                         let d = self.backoff_delay();
-                        warn!(event = "logon_refused", error = %code, hint = code.hint(), retry_in_s = d.as_secs_f32(), "logon refused");
+                        warn!(event = "logon_refused", error = %code, hint = code.hint(), retry_in_s = secs(d), "logon refused");
                         d
                     }
                 }
                 ConnEnd::Kicked => {
                     let d = self.config.kicked_retry.max(self.backoff_delay());
-                    warn!(event = "kicked", user = %self.config.username, retry_in_s = d.as_secs_f32(),
+                    warn!(event = "kicked", user = %self.config.username, retry_in_s = secs(d),
                         "kicked: the same account logged on elsewhere; give each gateway its own account");
                     d
                 }
@@ -272,15 +297,15 @@ impl Core {
                     let d = self.backoff_delay();
                     warn!(
                         event = "connection_dead",
-                        silent_s = silent.as_secs_f32(),
-                        retry_in_s = d.as_secs_f32(),
+                        silent_s = secs(silent),
+                        retry_in_s = secs(d),
                         "no frame from the server, connection presumed dead; reconnecting"
                     );
                     d
                 }
                 ConnEnd::Closed(reason) => {
                     let d = self.backoff_delay();
-                    info!(event = "disconnected", reason = %reason, retry_in_s = d.as_secs_f32(), "connection closed; reconnecting");
+                    info!(event = "disconnected", reason = %reason, retry_in_s = secs(d), "connection closed; reconnecting");
                     d
                 }
                 ConnEnd::HeldOffline => Duration::ZERO,
@@ -405,6 +430,8 @@ impl Core {
             .max_message_size(Some(self.config.max_message_size))
             .max_frame_size(Some(self.config.max_message_size))
             .read_buffer_size(WS_READ_BUFFER);
+        debug!(server = %self.config.server, timeout_s = self.config.connect_timeout.as_secs(),
+            "connecting: TCP, then TLS for wss://, then the WebSocket handshake");
         let connected = {
             let connect = timeout(
                 self.config.connect_timeout,
@@ -436,7 +463,7 @@ impl Core {
             }
         };
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        debug!(server = %self.config.server, "connected");
+        debug!(server = %self.config.server, "connected: WebSocket handshake done; logging on");
         let (mut sink, mut stream) = ws.split();
         let (wtx, mut wrx) = mpsc::unbounded_channel::<Message>();
         let queued_audio = Arc::new(AtomicUsize::new(0));
@@ -685,6 +712,7 @@ impl Core {
                         .filter(|s| s.status == ChannelState::Online)
                         .cloned()
                         .collect();
+                    self.worked |= !early.is_empty();
                     for status in early {
                         self.emit(SessionEvent::Channel {
                             status,
@@ -705,6 +733,7 @@ impl Core {
                 };
                 match (reply.failure(), reply.stream_id) {
                     (None, Some(stream_id)) => {
+                        debug!(stream_id, channel = %out.channel, head_packets = out.head.len(), "start_stream accepted");
                         out.stream_id = Some(stream_id);
                         let head = std::mem::take(&mut out.head);
                         let finished = out.finished;
@@ -792,6 +821,7 @@ impl Core {
                 let online = status.status == ChannelState::Online;
                 link.online.insert(status.channel.clone(), status.clone());
                 let ready = online && link.logged_on;
+                self.worked |= ready;
                 if online {
                     info!(event = "channel_online", channel = %status.channel, users_online = status.users_online, "channel online");
                 } else {
@@ -919,6 +949,7 @@ impl Core {
                 Some(inc) if inc.valid => {
                     inc.last = Instant::now();
                     inc.packets += 1;
+                    self.worked = true;
                     self.stats.packets_received.fetch_add(1, Ordering::Relaxed);
                     let payload = data.slice(crate::zello::protocol::HEADER_LEN..);
                     if self
