@@ -32,6 +32,11 @@ fn start_rigctld() -> (Rigctld, String) {
         .local_addr()
         .unwrap()
         .port();
+    start_rigctld_on(port)
+}
+
+/// rigctld's dummy rig on `port`, once it answers.
+fn start_rigctld_on(port: u16) -> (Rigctld, String) {
     let child = Command::new("rigctld")
         .args([
             "-m",
@@ -159,5 +164,184 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
             .await
             .unwrap()
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Log lines of this test binary, captured (warnings and worse).
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Waits for the first event `pred` accepts.
+async fn wait_for(
+    rx: &mut broadcast::Receiver<GatewayEvent>,
+    within: Duration,
+    pred: impl Fn(&GatewayEvent) -> bool,
+) -> GatewayEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("observer closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+async fn ptt_reads(address: &str) -> Option<bool> {
+    let addr = address.to_string();
+    tokio::task::spawn_blocking(move || read_ptt(&addr).ok())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rigctld_restarted_during_a_message_is_noticed_and_the_transmitter_keyed_again() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_env_filter("warn")
+        .init();
+    let (rig, address) = start_rigctld();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    let sim = server(SimConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("zg-rigctld-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        r#"
+[zello]
+server = "{}"
+username = "gateway1"
+password = "pw"
+
+[[radio]]
+name = "hf1"
+channel = "{CHANNEL}"
+audio = {{ backend = "file", output = "tx.wav" }}
+ptt = {{ type = "rigctld", address = "{address}" }}
+carrier = {{ type = "none" }}
+timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
+"#,
+        sim.url()
+    );
+    std::fs::write(dir.join("gateway.toml"), text).unwrap();
+    let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
+    let radios = gateway::parts::build(&cfg).unwrap();
+    let shutdown = CancellationToken::new();
+    let (observer, mut watch) = broadcast::channel(1024);
+    let gw = tokio::spawn(gateway::run(
+        cfg.session_config().unwrap(),
+        radios,
+        shutdown.clone(),
+        observer,
+    ));
+    let app = Client::ready(config(&sim, "dispatcher")).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while sim.online_users(CHANNEL).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+
+    // The dispatcher talks for 6 s, in real time.
+    let talking = tokio::spawn(async move {
+        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+        let pcm = zello_gateway::audio::speech::speech_like(CODEC_RATE, 6.0, 4);
+        let msg = app
+            .handle
+            .start_message(CHANNEL, CodecHeader::default(), None)
+            .await
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(60));
+        let mut buf = Vec::new();
+        for chunk in pcm.chunks_exact(960) {
+            tick.tick().await;
+            enc.encode_packet(chunk, &mut buf).unwrap();
+            msg.send(Bytes::copy_from_slice(&buf));
+        }
+        msg.finish().await;
+        app
+    });
+    wait_for(&mut watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::PttOn { .. })
+    })
+    .await;
+    assert_eq!(ptt_reads(&address).await, Some(true), "keyed");
+
+    // 1.5 s into the message rigctld dies, and is back 1 s later on the same port, with
+    // the rig unkeyed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(rig);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_rig, again) = tokio::task::spawn_blocking(move || start_rigctld_on(port))
+        .await
+        .unwrap();
+    assert_eq!(again, address);
+    let restarted = Instant::now();
+
+    // The gateway notices and keys it again while the message goes on.
+    let mut keyed_again = false;
+    let mut played = None;
+    while restarted.elapsed() < Duration::from_secs(3) {
+        if ptt_reads(&address).await == Some(true) {
+            keyed_again = true;
+            break;
+        }
+        if let Ok(e @ GatewayEvent::Played { .. }) = watch.try_recv() {
+            played = Some(e);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(keyed_again, "rigctld reads `t` 1 again after its restart");
+    assert!(played.is_none(), "re-keyed while the message still played");
+
+    // The summary says what was lost, and so does the log.
+    let played = wait_for(&mut watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::Played { .. })
+    })
+    .await;
+    let GatewayEvent::Played { unkeyed_ms, .. } = played else {
+        unreachable!()
+    };
+    assert!(
+        (1000..=3500).contains(&unkeyed_ms),
+        "the gap (about 1.5 to 3 s) is reported: {unkeyed_ms} ms"
+    );
+    let log = logs.text();
+    assert!(log.contains("ptt_lost"), "{log}");
+    assert!(log.contains("ptt_restored"), "{log}");
+    assert!(log.contains("outcome=\"interrupted\""), "{log}");
+    assert!(log.contains(&format!("unkeyed_ms={unkeyed_ms}")), "{log}");
+    assert!(!log.contains("ptt_failed"), "{log}");
+    let _app = talking.await.unwrap();
+
+    wait_for(&mut watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::PttOff { .. })
+    })
+    .await;
+    assert_eq!(ptt_reads(&address).await, Some(false), "unkeyed after");
+    shutdown.cancel();
+    gw.await.unwrap().unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
