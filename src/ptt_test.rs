@@ -213,7 +213,7 @@ pub async fn run(
     };
     // The output's rate is the file's or the card's engine rate; checked again below.
     let mut plan = plan(args, r, CODEC_RATE).map_err(PttTestError::Refused)?;
-    let mut output = match plan.tone {
+    let output = match plan.tone {
         Some(_) => open_output(&config, r).map_err(device)?,
         None => None,
     };
@@ -239,10 +239,28 @@ pub async fn run(
          allowed to transmit on its frequency (Ctrl-C stops it at once)",
         r.name, plan.seconds
     );
+    key_and_play(&r.name, &plan, &mut guard, output, &mut chain, rate, &stop).await
+}
+
+/// Keys, plays (or waits) for the planned time, lets the output play out and unkeys; PTT is
+/// released whatever happens (on a panic, when the caller's `guard` is dropped).
+async fn key_and_play(
+    radio: &str,
+    plan: &Plan,
+    guard: &mut PttGuard,
+    mut output: Option<Box<dyn AudioOutput>>,
+    chain: &mut TxChain,
+    rate: u32,
+    stop: &CancellationToken,
+) -> Result<(), PttTestError> {
+    let device = |message: String| PttTestError::Device {
+        radio: radio.to_string(),
+        message,
+    };
     guard.key().map_err(|e| device(e.to_string()))?;
     let keyed_at = Instant::now();
     println!("PTT on");
-    let result = transmit(&plan, output.as_mut(), &mut chain, rate, &stop).await;
+    let result = transmit(plan, output.as_mut(), chain, rate, stop).await;
     // Let the card play out what it holds, then release.
     if let Some(out) = output.as_deref_mut() {
         let _ = out.end_of_message();
@@ -256,12 +274,12 @@ pub async fn run(
     drop(output);
     match &unkeyed {
         Ok(()) => println!("PTT off"),
-        Err(e) => eprintln!("radio {}: cannot unkey the transmitter: {e}", r.name),
+        Err(e) => eprintln!("radio {radio}: cannot unkey the transmitter: {e}"),
     }
     match result {
         Err(e) => Err(device(e)),
         Ok(false) => Err(PttTestError::Interrupted {
-            radio: r.name.clone(),
+            radio: radio.to_string(),
             seconds: keyed_at.elapsed().as_secs_f64(),
         }),
         Ok(true) => unkeyed.map_err(|e| device(e.to_string())),
@@ -370,6 +388,142 @@ mod tests {
         let mut a = args(5.0, 1000.0);
         a.level_dbfs = 3.0;
         assert!(plan(&a, &r, 16000).unwrap_err().contains("--level-dbfs 3"));
+    }
+
+    /// An output that fails, or panics, after `frames` frames.
+    struct Breaking {
+        frames: usize,
+        panics: bool,
+    }
+
+    impl AudioOutput for Breaking {
+        fn sample_rate(&self) -> u32 {
+            16000
+        }
+        fn write_frame(&mut self, _frame: &[i16]) -> Result<(), crate::audio::AudioError> {
+            if self.frames == 0 {
+                assert!(!self.panics, "the sound card driver fell over");
+                return Err(crate::audio::AudioError::Device {
+                    device: "card".into(),
+                    message: "unplugged".into(),
+                });
+            }
+            self.frames -= 1;
+            Ok(())
+        }
+    }
+
+    fn keyed_run(
+        sim: &crate::radio::sim::SimPtt,
+        output: Breaking,
+    ) -> tokio::task::JoinHandle<Result<(), PttTestError>> {
+        let mut guard = PttGuard::new(Box::new(sim.clone())).unwrap();
+        let plan = Plan {
+            seconds: 2.0,
+            tone: Some((1000.0, -10.0)),
+        };
+        tokio::spawn(async move {
+            let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
+            let stop = CancellationToken::new();
+            let output: Box<dyn AudioOutput> = Box::new(output);
+            key_and_play(
+                "hf1",
+                &plan,
+                &mut guard,
+                Some(output),
+                &mut chain,
+                16000,
+                &stop,
+            )
+            .await
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_audio_error_releases_ptt_and_is_reported() {
+        let sim = crate::radio::sim::SimPtt::new();
+        let e = keyed_run(
+            &sim,
+            Breaking {
+                frames: 10,
+                panics: false,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unplugged"), "{e}");
+        assert_eq!(sim.key_count(), 1);
+        assert!(!sim.is_keyed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_releases_ptt() {
+        let sim = crate::radio::sim::SimPtt::new();
+        let joined = keyed_run(
+            &sim,
+            Breaking {
+                frames: 10,
+                panics: true,
+            },
+        )
+        .await;
+        assert!(joined.unwrap_err().is_panic());
+        assert_eq!(sim.key_count(), 1);
+        assert!(!sim.is_keyed(), "the guard unkeyed on the way out");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ptt_that_cannot_key_is_an_error_and_plays_nothing() {
+        let sim = crate::radio::sim::SimPtt::new();
+        let mut guard = PttGuard::new(Box::new(sim.clone())).unwrap();
+        sim.set_failing(true);
+        let plan = Plan {
+            seconds: 2.0,
+            tone: None,
+        };
+        let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
+        let e = key_and_play(
+            "hf1",
+            &plan,
+            &mut guard,
+            None,
+            &mut chain,
+            16000,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("radio hf1: PTT sim"), "{e}");
+        assert_eq!(sim.key_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_releases_ptt_at_once() {
+        let sim = crate::radio::sim::SimPtt::new();
+        let mut guard = PttGuard::new(Box::new(sim.clone())).unwrap();
+        let plan = Plan {
+            seconds: 60.0,
+            tone: None,
+        };
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let watcher = sim.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert!(watcher.is_keyed());
+            s.cancel();
+        });
+        let start = Instant::now();
+        let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
+        let e = key_and_play("hf1", &plan, &mut guard, None, &mut chain, 16000, &stop)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, PttTestError::Interrupted { .. }), "{e}");
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        assert!(!sim.is_keyed());
     }
 
     #[test]

@@ -230,7 +230,11 @@ fn sigint_in_the_middle_releases_ptt() {
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
-    assert!(sent.elapsed() < Duration::from_secs(5), "stopped at once");
+    // Well short of the 30 s asked for: the signal ended it.
+    assert!(
+        sent.elapsed() < Duration::from_secs(20),
+        "stopped by the signal"
+    );
     let mut stderr = String::new();
     child
         .stderr

@@ -167,13 +167,33 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Log lines of this test binary, captured (warnings and worse).
+/// Log lines of this test binary, captured (warnings and worse) from the first call on.
 #[derive(Clone, Default)]
 struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    fn get() -> Logs {
+        static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_env_filter("warn")
+                .init();
+            logs
+        })
+        .clone()
+    }
+
+    /// The lines about radio `radio`.
+    fn of(&self, radio: &str) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(&format!("radio={radio}")))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -213,19 +233,20 @@ async fn ptt_reads(address: &str) -> Option<bool> {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rigctld_restarted_during_a_message_is_noticed_and_the_transmitter_keyed_again() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_env_filter("warn")
-        .init();
-    let (rig, address) = start_rigctld();
-    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+/// A gateway with radio `radio` keyed through rigctld at `address`, online on the
+/// emulator, and a dispatcher on its channel talking for `seconds` in real time once the
+/// gateway is online.
+struct Keyed {
+    shutdown: CancellationToken,
+    gw: tokio::task::JoinHandle<Result<(), gateway::GatewayError>>,
+    watch: broadcast::Receiver<GatewayEvent>,
+    talking: tokio::task::JoinHandle<Client>,
+    dir: std::path::PathBuf,
+}
+
+async fn keyed_through(radio: &str, address: &str, seconds: f32) -> Keyed {
     let sim = server(SimConfig::default()).await;
-    let dir = std::env::temp_dir().join(format!("zg-rigctld-restart-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("zg-rigctld-{radio}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let text = format!(
         r#"
@@ -235,7 +256,7 @@ username = "gateway1"
 password = "pw"
 
 [[radio]]
-name = "hf1"
+name = "{radio}"
 channel = "{CHANNEL}"
 audio = {{ backend = "file", output = "tx.wav" }}
 ptt = {{ type = "rigctld", address = "{address}" }}
@@ -248,7 +269,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
     let radios = gateway::parts::build(&cfg).unwrap();
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, watch) = broadcast::channel(1024);
     let gw = tokio::spawn(gateway::run(
         cfg.session_config().unwrap(),
         radios,
@@ -263,11 +284,10 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     })
     .await
     .unwrap();
-
-    // The dispatcher talks for 6 s, in real time.
     let talking = tokio::spawn(async move {
+        let _sim = sim;
         let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
-        let pcm = zello_gateway::audio::speech::speech_like(CODEC_RATE, 6.0, 4);
+        let pcm = zello_gateway::audio::speech::speech_like(CODEC_RATE, seconds, 4);
         let msg = app
             .handle
             .start_message(CHANNEL, CodecHeader::default(), None)
@@ -283,7 +303,32 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
         msg.finish().await;
         app
     });
-    wait_for(&mut watch, Duration::from_secs(10), |e| {
+    Keyed {
+        shutdown,
+        gw,
+        watch,
+        talking,
+        dir,
+    }
+}
+
+impl Keyed {
+    async fn stop(self) {
+        let _app = self.talking.await.unwrap();
+        self.shutdown.cancel();
+        self.gw.await.unwrap().unwrap();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rigctld_restarted_during_a_message_is_noticed_and_the_transmitter_keyed_again() {
+    let logs = Logs::get();
+    let (rig, address) = start_rigctld();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    // The dispatcher talks for 6 s.
+    let mut k = keyed_through("restarted", &address, 6.0).await;
+    wait_for(&mut k.watch, Duration::from_secs(10), |e| {
         matches!(e, GatewayEvent::PttOn { .. })
     })
     .await;
@@ -308,7 +353,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
             keyed_again = true;
             break;
         }
-        if let Ok(e @ GatewayEvent::Played { .. }) = watch.try_recv() {
+        if let Ok(e @ GatewayEvent::Played { .. }) = k.watch.try_recv() {
             played = Some(e);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -317,7 +362,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     assert!(played.is_none(), "re-keyed while the message still played");
 
     // The summary says what was lost, and so does the log.
-    let played = wait_for(&mut watch, Duration::from_secs(10), |e| {
+    let played = wait_for(&mut k.watch, Duration::from_secs(10), |e| {
         matches!(e, GatewayEvent::Played { .. })
     })
     .await;
@@ -328,20 +373,52 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
         (1000..=3500).contains(&unkeyed_ms),
         "the gap (about 1.5 to 3 s) is reported: {unkeyed_ms} ms"
     );
-    let log = logs.text();
+    let log = logs.of("restarted");
     assert!(log.contains("ptt_lost"), "{log}");
     assert!(log.contains("ptt_restored"), "{log}");
     assert!(log.contains("outcome=\"interrupted\""), "{log}");
     assert!(log.contains(&format!("unkeyed_ms={unkeyed_ms}")), "{log}");
     assert!(!log.contains("ptt_failed"), "{log}");
-    let _app = talking.await.unwrap();
 
-    wait_for(&mut watch, Duration::from_secs(10), |e| {
+    wait_for(&mut k.watch, Duration::from_secs(10), |e| {
         matches!(e, GatewayEvent::PttOff { .. })
     })
     .await;
     assert_eq!(ptt_reads(&address).await, Some(false), "unkeyed after");
-    shutdown.cancel();
-    gw.await.unwrap().unwrap();
-    std::fs::remove_dir_all(&dir).ok();
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rigctld_that_stays_down_during_a_message_is_a_ptt_failure() {
+    let logs = Logs::get();
+    let (rig, address) = start_rigctld();
+    let mut k = keyed_through("stays-down", &address, 8.0).await;
+    wait_for(&mut k.watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::PttOn { .. })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(rig);
+    // Unreadable for 3 s: the transmission stops as a failed PTT line, long before the
+    // 8 s message would have ended.
+    let fault = wait_for(&mut k.watch, Duration::from_secs(6), |e| {
+        matches!(e, GatewayEvent::PttFault { error: Some(_), .. })
+    })
+    .await;
+    let GatewayEvent::PttFault { error: Some(e), .. } = fault else {
+        unreachable!()
+    };
+    assert!(e.contains("rigctld"), "{e}");
+    wait_for(&mut k.watch, Duration::from_secs(2), |e| {
+        matches!(e, GatewayEvent::PttOff { .. })
+    })
+    .await;
+    let log = logs.of("stays-down");
+    assert!(log.contains("event=\"ptt_failed\""), "{log}");
+    assert!(
+        log.contains("reason=PttFailed"),
+        "not played completely: {log}"
+    );
+    assert!(!log.contains("ptt_restored"), "{log}");
+    k.stop().await;
 }
