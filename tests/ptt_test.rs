@@ -199,7 +199,7 @@ fn ptt_test_appends_the_test_tone_to_the_file_backends_wav() {
 }
 
 #[test]
-fn sigint_in_the_middle_releases_ptt() {
+fn sigint_or_sigterm_in_the_middle_releases_ptt() {
     let (_rig, address) = start_rigctld();
     let dir = temp_dir("sigint");
     let path = config(
@@ -208,44 +208,46 @@ fn sigint_in_the_middle_releases_ptt() {
         &format!("{{ type = \"rigctld\", address = \"{address}\" }}"),
         "tot_s = 60",
     );
-    let mut child = ptt_test(&path, &["hf1", "--seconds", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let start = Instant::now();
-    while !line.contains("PTT on") {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "ended early");
-        assert!(start.elapsed() < Duration::from_secs(10));
+    for signal in ["-INT", "-TERM"] {
+        let mut child = ptt_test(&path, &["hf1", "--seconds", "30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let start = Instant::now();
+        while !line.contains("PTT on") {
+            line.clear();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "ended early");
+            assert!(start.elapsed() < Duration::from_secs(10));
+        }
+        assert!(read_ptt(&address).unwrap(), "keyed");
+        let sent = Instant::now();
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let status = child.wait().unwrap();
+        // Well short of the 30 s asked for: the signal ended it.
+        assert!(
+            sent.elapsed() < Duration::from_secs(20),
+            "{signal}: stopped by the signal"
+        );
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(rest.contains("PTT off"), "{signal}: {rest}");
+        assert!(!status.success(), "an interrupted test is not a success");
+        assert!(stderr.contains("stopped by a signal"), "{signal}: {stderr}");
+        assert!(!read_ptt(&address).unwrap(), "{signal}: released");
     }
-    assert!(read_ptt(&address).unwrap(), "keyed");
-    let sent = Instant::now();
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let status = child.wait().unwrap();
-    // Well short of the 30 s asked for: the signal ended it.
-    assert!(
-        sent.elapsed() < Duration::from_secs(20),
-        "stopped by the signal"
-    );
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(rest.contains("PTT off"), "{rest}");
-    assert!(!status.success(), "an interrupted test is not a success");
-    assert!(stderr.contains("stopped by a signal"), "{stderr}");
-    assert!(!read_ptt(&address).unwrap(), "released");
     std::fs::remove_dir_all(&dir).ok();
 }
 
