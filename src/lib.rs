@@ -10,6 +10,7 @@
 //! - [`service`]: systemd readiness, watchdog and logging
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
 //! - [`check`]: `check`, the configuration and every device tried before a start
+//! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation
 //! - [`demo`]: the embedded, self-contained demonstration
 //! - [`bench`](mod@bench): what the gateway costs on this machine (`zello-gateway bench`)
 //! - [`work`]: Zello Work administration (`provision`, `history`) and its API emulator
@@ -23,6 +24,7 @@ pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod gateway;
+pub mod ptt_test;
 pub mod radio;
 pub mod secret;
 pub mod service;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use zello_gateway::{bench, config::Config, daemon, demo, gateway, service, work, zello::sim};
+use zello_gateway::{
+    bench, config::Config, daemon, demo, gateway, ptt_test, service, work, zello::sim,
+};
 
 /// Bridges a two-way radio to Zello push-to-talk channels.
 #[derive(Parser, Debug)]
@@ -66,6 +68,19 @@ enum Cmd {
     ///
     /// Example: zello-gateway ptt-off --config /etc/zello-gateway/gateway.toml
     PttOff,
+    /// Key one radio's transmitter for a few seconds with a test tone, for checking the PTT
+    /// wiring and setting the transmit deviation.
+    ///
+    /// It TRANSMITS: make sure you are allowed to on the radio's frequency. It prints a
+    /// warning first, then "PTT on" and "PTT off". The tone (default 1000 Hz at -10 dBFS,
+    /// through the radio's tx_audio gain) plays on the radio's audio output: the sound card,
+    /// or the end of the file backend's WAV file. The time (default 5 s) may not exceed the
+    /// radio's timing.tot_s. PTT is released at the end, on Ctrl-C or SIGTERM and on any
+    /// error. Run it while the gateway service is stopped (sudo systemctl stop
+    /// zello-gateway): the gateway holds the sound card and the PTT line.
+    ///
+    /// Example: zello-gateway ptt-test radio1 --config /etc/zello-gateway/gateway.toml --seconds 10 --tone 1000
+    PttTest(ptt_test::PttTestArgs),
     /// Run the self-contained demo: a local server, a gateway on a simulated radio and a
     /// simulated dispatcher talking to each other. No account, no hardware.
     ///
@@ -279,6 +294,13 @@ fn main() -> std::process::ExitCode {
                 .map_err(|e| anyhow::Error::msg(e.to_string())),
             Some(Cmd::Bench(_)) => Ok(()), // handled above, outside this runtime
             Some(Cmd::PttOff) => ptt_off(&cli.config),
+            Some(Cmd::PttTest(args)) => {
+                let stop = CancellationToken::new();
+                stop_on_signals(stop.clone());
+                ptt_test::run(&cli.config, &args, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
             Some(Cmd::Devices) => {
                 print!(
                     "{}",

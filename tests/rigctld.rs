@@ -32,6 +32,11 @@ fn start_rigctld() -> (Rigctld, String) {
         .local_addr()
         .unwrap()
         .port();
+    start_rigctld_on(port)
+}
+
+/// rigctld's dummy rig on `port`, once it answers.
+fn start_rigctld_on(port: u16) -> (Rigctld, String) {
     let child = Command::new("rigctld")
         .args([
             "-m",
@@ -160,4 +165,260 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
             .unwrap()
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Log lines of this test binary, captured (warnings and worse) from the first call on.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn get() -> Logs {
+        static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_env_filter("warn")
+                .init();
+            logs
+        })
+        .clone()
+    }
+
+    /// The lines about radio `radio`.
+    fn of(&self, radio: &str) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(&format!("radio={radio}")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Waits for the first event `pred` accepts.
+async fn wait_for(
+    rx: &mut broadcast::Receiver<GatewayEvent>,
+    within: Duration,
+    pred: impl Fn(&GatewayEvent) -> bool,
+) -> GatewayEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("observer closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+async fn ptt_reads(address: &str) -> Option<bool> {
+    let addr = address.to_string();
+    tokio::task::spawn_blocking(move || read_ptt(&addr).ok())
+        .await
+        .unwrap()
+}
+
+/// A gateway with radio `radio` keyed through rigctld at `address`, online on the
+/// emulator, and a dispatcher on its channel talking for `seconds` in real time once the
+/// gateway is online.
+struct Keyed {
+    shutdown: CancellationToken,
+    gw: tokio::task::JoinHandle<Result<(), gateway::GatewayError>>,
+    watch: broadcast::Receiver<GatewayEvent>,
+    talking: tokio::task::JoinHandle<Client>,
+    dir: std::path::PathBuf,
+}
+
+async fn keyed_through(radio: &str, address: &str, seconds: f32) -> Keyed {
+    let sim = server(SimConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("zg-rigctld-{radio}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        r#"
+[zello]
+server = "{}"
+username = "gateway1"
+password = "pw"
+
+[[radio]]
+name = "{radio}"
+channel = "{CHANNEL}"
+audio = {{ backend = "file", output = "tx.wav" }}
+ptt = {{ type = "rigctld", address = "{address}" }}
+carrier = {{ type = "none" }}
+timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
+"#,
+        sim.url()
+    );
+    std::fs::write(dir.join("gateway.toml"), text).unwrap();
+    let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
+    let radios = gateway::parts::build(&cfg).unwrap();
+    let shutdown = CancellationToken::new();
+    let (observer, watch) = broadcast::channel(1024);
+    let gw = tokio::spawn(gateway::run(
+        cfg.session_config().unwrap(),
+        radios,
+        shutdown.clone(),
+        observer,
+    ));
+    let app = Client::ready(config(&sim, "dispatcher")).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while sim.online_users(CHANNEL).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let talking = tokio::spawn(async move {
+        let _sim = sim;
+        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
+        let pcm = zello_gateway::audio::speech::speech_like(CODEC_RATE, seconds, 4);
+        let msg = app
+            .handle
+            .start_message(CHANNEL, CodecHeader::default(), None)
+            .await
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(60));
+        let mut buf = Vec::new();
+        for chunk in pcm.chunks_exact(960) {
+            tick.tick().await;
+            enc.encode_packet(chunk, &mut buf).unwrap();
+            msg.send(Bytes::copy_from_slice(&buf));
+        }
+        msg.finish().await;
+        app
+    });
+    Keyed {
+        shutdown,
+        gw,
+        watch,
+        talking,
+        dir,
+    }
+}
+
+impl Keyed {
+    async fn stop(self) {
+        let _app = self.talking.await.unwrap();
+        self.shutdown.cancel();
+        self.gw.await.unwrap().unwrap();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rigctld_restarted_during_a_message_is_noticed_and_the_transmitter_keyed_again() {
+    let logs = Logs::get();
+    let (rig, address) = start_rigctld();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    // The dispatcher talks for 6 s.
+    let mut k = keyed_through("restarted", &address, 6.0).await;
+    wait_for(&mut k.watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::PttOn { .. })
+    })
+    .await;
+    assert_eq!(ptt_reads(&address).await, Some(true), "keyed");
+
+    // 1.5 s into the message rigctld dies, and is back 1 s later on the same port, with
+    // the rig unkeyed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(rig);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_rig, again) = tokio::task::spawn_blocking(move || start_rigctld_on(port))
+        .await
+        .unwrap();
+    assert_eq!(again, address);
+    let restarted = Instant::now();
+
+    // The gateway notices and keys it again while the message goes on.
+    let mut keyed_again = false;
+    let mut played = None;
+    while restarted.elapsed() < Duration::from_secs(3) {
+        if ptt_reads(&address).await == Some(true) {
+            keyed_again = true;
+            break;
+        }
+        if let Ok(e @ GatewayEvent::Played { .. }) = k.watch.try_recv() {
+            played = Some(e);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(keyed_again, "rigctld reads `t` 1 again after its restart");
+    assert!(played.is_none(), "re-keyed while the message still played");
+
+    // The summary says what was lost, and so does the log.
+    let played = wait_for(&mut k.watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::Played { .. })
+    })
+    .await;
+    let GatewayEvent::Played { unkeyed_ms, .. } = played else {
+        unreachable!()
+    };
+    assert!(
+        (1000..=3500).contains(&unkeyed_ms),
+        "the gap (about 1.5 to 3 s) is reported: {unkeyed_ms} ms"
+    );
+    let log = logs.of("restarted");
+    assert!(log.contains("ptt_lost"), "{log}");
+    assert!(log.contains("ptt_restored"), "{log}");
+    assert!(log.contains("outcome=\"interrupted\""), "{log}");
+    assert!(log.contains(&format!("unkeyed_ms={unkeyed_ms}")), "{log}");
+    assert!(!log.contains("ptt_failed"), "{log}");
+
+    wait_for(&mut k.watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::PttOff { .. })
+    })
+    .await;
+    assert_eq!(ptt_reads(&address).await, Some(false), "unkeyed after");
+    k.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rigctld_that_stays_down_during_a_message_is_a_ptt_failure() {
+    let logs = Logs::get();
+    let (rig, address) = start_rigctld();
+    let mut k = keyed_through("stays-down", &address, 8.0).await;
+    wait_for(&mut k.watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::PttOn { .. })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(rig);
+    // Unreadable for 3 s: the transmission stops as a failed PTT line, long before the
+    // 8 s message would have ended.
+    let fault = wait_for(&mut k.watch, Duration::from_secs(6), |e| {
+        matches!(e, GatewayEvent::PttFault { error: Some(_), .. })
+    })
+    .await;
+    let GatewayEvent::PttFault { error: Some(e), .. } = fault else {
+        unreachable!()
+    };
+    assert!(e.contains("rigctld"), "{e}");
+    wait_for(&mut k.watch, Duration::from_secs(2), |e| {
+        matches!(e, GatewayEvent::PttOff { .. })
+    })
+    .await;
+    let log = logs.of("stays-down");
+    assert!(log.contains("event=\"ptt_failed\""), "{log}");
+    assert!(
+        log.contains("reason=PttFailed"),
+        "not played completely: {log}"
+    );
+    assert!(!log.contains("ptt_restored"), "{log}");
+    k.stop().await;
 }

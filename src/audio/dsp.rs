@@ -850,6 +850,16 @@ impl RxChain {
         }
     }
 
+    /// The filter VOX listens through: this chain's high-pass alone (see [`VoxFilter`]).
+    pub fn vox_filter(&self) -> VoxFilter {
+        VoxFilter {
+            highpass: self.highpass.clone().map(|mut h| {
+                h.reset();
+                h
+            }),
+        }
+    }
+
     /// The delay the chain adds, in samples (the limiter's look-ahead).
     pub fn latency(&self) -> usize {
         self.limiter.as_ref().map_or(0, Limiter::latency)
@@ -883,6 +893,50 @@ impl RxChain {
             && self.limiter.as_ref().is_none_or(|l| l.is_silent())
     }
 }
+
+/// What VOX measures: the received audio through the receive chain's high-pass alone, so a
+/// CTCSS tone or mains hum (below the high-pass) cannot hold VOX open, while the voice band
+/// is measured at the card's level (before de-emphasis, gain and AGC move it). It runs on a
+/// copy of each frame's samples, leaving the frame as captured; it sees every frame, so its
+/// state is never stale. With the high-pass off (`highpass_hz = 0`) it measures the audio as
+/// captured. Built by [`RxChain::vox_filter`].
+#[derive(Debug, Clone)]
+pub struct VoxFilter {
+    highpass: Option<ButterworthHighpass>,
+}
+
+impl VoxFilter {
+    /// The peak level of `frame` after the high-pass, in dBFS (see
+    /// [`super::level::peak_dbfs`]). Never allocates.
+    pub fn peak_dbfs(&mut self, frame: &[i16]) -> f32 {
+        let Some(highpass) = &mut self.highpass else {
+            return super::level::peak_dbfs(frame);
+        };
+        let mut peak = 0.0f64;
+        for &sample in frame {
+            peak = peak.max(highpass.process(f64::from(sample) / SCALE).abs());
+        }
+        highpass.flush_state();
+        super::level::peak_dbfs(&[to_sample(peak)])
+    }
+}
+
+/// `samples` rising from silence over [`FADE_IN_MS`] (a raised cosine), as a receiver's
+/// audio does when its squelch opens: for tests of what is measured after the high-pass, which
+/// would otherwise see the click of a tone that starts at full level.
+#[cfg(test)]
+pub(crate) fn fade_in(mut samples: Vec<i16>, rate: u32) -> Vec<i16> {
+    let n = (rate * FADE_IN_MS / 1000) as usize;
+    for (i, s) in samples.iter_mut().take(n).enumerate() {
+        let g = 0.5 - 0.5 * (PI * i as f64 / n as f64).cos();
+        *s = (f64::from(*s) * g).round() as i16;
+    }
+    samples
+}
+
+/// How long [`fade_in`] takes.
+#[cfg(test)]
+pub(crate) const FADE_IN_MS: u32 = 50;
 
 /// The transmit chain: gain and limiter. Built once per radio; [`process`](Self::process)
 /// per frame.

@@ -6,8 +6,8 @@
 //! events out (`try_send`, drops counted). [`Engine::tick`] does one frame of work, so tests
 //! and benchmarks drive it by hand without real time passing.
 
-use super::dsp::{RxChain, RxSettings, TxChain, TxSettings};
-use super::level::{SILENCE_DBFS, peak_dbfs};
+use super::dsp::{RxChain, RxSettings, TxChain, TxSettings, VoxFilter};
+use super::level::SILENCE_DBFS;
 use super::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
 use super::playout::{PlayoutBuffer, PlayoutSettings, Pop};
 use super::{AudioError, AudioInput, AudioOutput};
@@ -169,6 +169,8 @@ pub struct Engine {
     carrier_detect: Box<dyn CarrierDetect>,
     carrier_failed: bool,
     rx_chain: RxChain,
+    /// What a level-based detector (VOX) measures: the receive chain's high-pass.
+    vox_filter: VoxFilter,
     tx_chain: TxChain,
     playout: PlayoutSettings,
     encoder: OpusEncoder,
@@ -219,12 +221,14 @@ impl Engine {
         let frame_samples = (settings.sample_rate * frame_ms / 1000) as usize;
         let out_samples = (output.sample_rate() * frame_ms / 1000) as usize;
         let packet_samples = encoder.samples_per_packet();
+        let rx_chain = RxChain::new(&RxSettings::default(), settings.sample_rate)
+            .map_err(AudioError::Codec)?;
         Ok(Engine {
             input,
             carrier_detect: carrier,
             carrier_failed: false,
-            rx_chain: RxChain::new(&RxSettings::default(), settings.sample_rate)
-                .map_err(AudioError::Codec)?,
+            vox_filter: rx_chain.vox_filter(),
+            rx_chain,
             tx_chain: TxChain::new(&TxSettings::default(), output.sample_rate())
                 .map_err(AudioError::Codec)?,
             playout: PlayoutSettings::default(),
@@ -262,6 +266,7 @@ impl Engine {
     ) -> Result<Self, AudioError> {
         self.rx_chain =
             RxChain::new(rx, self.encoder.settings().sample_rate).map_err(AudioError::Codec)?;
+        self.vox_filter = self.rx_chain.vox_filter();
         self.tx_chain = TxChain::new(tx, self.output.sample_rate()).map_err(AudioError::Codec)?;
         playout.validate().map_err(AudioError::Codec)?;
         self.playout = playout;
@@ -399,10 +404,14 @@ impl Engine {
                 return;
             }
         }
-        // Carrier detect (VOX) sees the card's level, before gain and AGC move it.
+        // Carrier detect (VOX) sees the card's level after the high-pass (no CTCSS tone or
+        // hum), before gain and AGC move it.
         let carrier = match early {
             Some(up) => up,
-            None => self.detect(peak_dbfs(&self.frame)),
+            None => {
+                let level = self.vox_filter.peak_dbfs(&self.frame);
+                self.detect(level)
+            }
         };
         // The chain runs on the audio that is sent; after a gap it starts from silence.
         if carrier {
@@ -908,6 +917,33 @@ mod tests {
         }
         assert_eq!(reads.load(Ordering::Relaxed), 6);
         assert_eq!(skips.load(Ordering::Relaxed), 0);
+    }
+
+    /// Whether a default VOX on a default engine opens while `input` (at least 3 s) plays.
+    fn vox_opens_on(input: Vec<i16>) -> bool {
+        let vox = crate::radio::vox::Vox::new(Default::default()).unwrap();
+        let mut r = rig(input, Box::new(vox), MemoryOutput::new(16000));
+        for _ in 0..50 {
+            r.engine.tick();
+        }
+        drain(&mut r.ev).contains(&EngineEvent::Carrier(true))
+    }
+
+    #[test]
+    fn vox_listens_after_the_high_pass_so_ctcss_alone_never_opens_it() {
+        use crate::audio::speech::tone;
+        // A 100 Hz CTCSS tone at -12 dBFS, far above the VOX's -35 dBFS, and no voice.
+        let ctcss = crate::audio::dsp::fade_in(tone(16000, 100.0, 3.0, -12.0), 16000);
+        assert!(crate::audio::level::peak_dbfs(&ctcss) > -13.0);
+        assert!(
+            !vox_opens_on(ctcss.clone()),
+            "the sub-audible tone opened VOX"
+        );
+        // The same tone with a voice-band 1 kHz tone on top opens it.
+        let voice = tone(16000, 1000.0, 3.0, -20.0);
+        let both: Vec<i16> = ctcss.iter().zip(&voice).map(|(a, b)| a + b).collect();
+        assert!(vox_opens_on(both), "voice over CTCSS must open VOX");
+        assert!(vox_opens_on(voice), "voice alone opens VOX");
     }
 
     #[test]

@@ -102,7 +102,16 @@ impl FileOutput {
         })
     }
 
-    /// Samples written so far.
+    /// Writes after what the WAV file at `path` holds (it must be mono 16-bit at `rate`),
+    /// or creates it.
+    pub fn append(path: &Path, rate: u32) -> Result<Self, AudioError> {
+        Ok(Self {
+            sink: WavSink::append(path, rate)?,
+            messages: 0,
+        })
+    }
+
+    /// Samples in the file so far (those it held before, when appending).
     pub fn samples_written(&self) -> u64 {
         self.sink.samples_written()
     }

@@ -234,6 +234,39 @@ impl WavSink {
         })
     }
 
+    /// Opens the WAV file at `path` to write after what it holds, or creates it when there
+    /// is none. An existing file must be mono 16-bit at `rate`.
+    pub fn append(path: &Path, rate: u32) -> Result<Self, AudioError> {
+        if !path.exists() {
+            return Self::create(path, rate);
+        }
+        let writer = hound::WavWriter::append(path)
+            .map_err(|e| file_error(path, format!("cannot append to it as a WAV file: {e}")))?;
+        let spec = writer.spec();
+        if spec.channels != 1
+            || spec.bits_per_sample != 16
+            || spec.sample_format != hound::SampleFormat::Int
+            || spec.sample_rate != rate
+        {
+            return Err(file_error(
+                path,
+                format!(
+                    "holds {} channel(s) of {}-bit audio at {} Hz, not mono 16-bit at {rate} Hz: \
+                     move it away to start a new file",
+                    spec.channels, spec.bits_per_sample, spec.sample_rate
+                ),
+            ));
+        }
+        let written = u64::from(writer.len());
+        Ok(Self {
+            writer: Some(writer),
+            path: path.to_path_buf(),
+            rate,
+            written,
+            max_samples: MAX_WAV_SAMPLES,
+        })
+    }
+
     /// Appends samples. Fails once the file would exceed the WAV size limit
     /// ([`MAX_WAV_SAMPLES`]); nothing of a refused call is written.
     pub fn write(&mut self, samples: &[i16]) -> Result<(), AudioError> {
@@ -380,6 +413,27 @@ mod tests {
         assert_eq!(spec.channels, 1);
         assert_eq!(spec.sample_rate, 16000);
         assert_eq!(spec.bits_per_sample, 16);
+    }
+
+    #[test]
+    fn append_writes_after_what_the_file_holds_or_creates_it() {
+        let file = TempPath::new("append.wav");
+        let mut sink = WavSink::append(file.path(), 16000).unwrap();
+        sink.write(&[1, 2, 3]).unwrap();
+        sink.finalize().unwrap();
+        let mut sink = WavSink::append(file.path(), 16000).unwrap();
+        assert_eq!(sink.samples_written(), 3);
+        sink.write(&[4, 5]).unwrap();
+        sink.finalize().unwrap();
+        assert_eq!(read_wav_mono(file.path(), 16000).unwrap(), [1, 2, 3, 4, 5]);
+        // Another rate, or not a WAV file: refused, and the file left as it was.
+        let e = WavSink::append(file.path(), 48000).unwrap_err().to_string();
+        assert!(e.contains("not mono 16-bit at 48000 Hz"), "{e}");
+        assert_eq!(read_wav_mono(file.path(), 16000).unwrap(), [1, 2, 3, 4, 5]);
+        let text = TempPath::new("append.txt");
+        std::fs::write(text.path(), "hello").unwrap();
+        let e = WavSink::append(text.path(), 16000).unwrap_err().to_string();
+        assert!(e.contains("cannot append to it as a WAV file"), "{e}");
     }
 
     #[test]

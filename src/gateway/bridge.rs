@@ -4,8 +4,10 @@
 
 use super::chatter::{ChangeLog, Say};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
+use super::ptt_watch::{self, Outcome, PttWatch};
 use super::{GatewayEvent, PttGuard};
 use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
+use crate::radio::PttReadback;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{OutgoingEnd, OutgoingMessage, SessionEvent, SessionHandle};
 use bytes::Bytes;
@@ -54,6 +56,8 @@ struct Incoming {
     /// keys up).
     dropped: u64,
     ended: bool,
+    /// The transmission's unkeyed time found before this message began to play.
+    unkeyed_before: std::time::Duration,
 }
 
 /// The message being sent to the channel.
@@ -78,6 +82,13 @@ struct State {
     next_ptt_check: Instant,
     /// Which carrier changes get a log line.
     carrier_log: ChangeLog,
+    /// Confirms during transmissions that the transmitter stays keyed.
+    watch: PttWatch,
+    /// Reads the PTT state back (`None`: the interface cannot, or a reading is under way).
+    readback: Option<Box<dyn PttReadback>>,
+    /// Readings come back here from their blocking thread, with the reader.
+    readings_tx: mpsc::Sender<(Box<dyn PttReadback>, Result<bool, String>)>,
+    readings_rx: mpsc::Receiver<(Box<dyn PttReadback>, Result<bool, String>)>,
 }
 
 impl Bridge {
@@ -93,6 +104,7 @@ impl Bridge {
 
     /// Runs until shutdown; PTT is released on every way out (the guard unkeys on drop).
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        let (readings_tx, readings_rx) = mpsc::channel(1);
         let mut s = State {
             m: Machine::new(self.timers),
             encoding: false,
@@ -103,9 +115,18 @@ impl Bridge {
             ptt_fault: None,
             next_ptt_check: Instant::now() + PTT_CHECK_EVERY,
             carrier_log: ChangeLog::new(CARRIER_LOG_MAX, CARRIER_LOG_WINDOW),
+            watch: PttWatch::new(
+                ptt_watch::READ_EVERY,
+                ptt_watch::GIVE_UP_AFTER,
+                self.timers.tot,
+            ),
+            readback: self.ptt.readback(),
+            readings_tx,
+            readings_rx,
         };
         loop {
             let deadline = s.m.next_deadline();
+            let next_read = s.watch.next_read().filter(|_| s.readback.is_some());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 ev = self.engine_rx.recv() => match ev {
@@ -122,6 +143,13 @@ impl Bridge {
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     let actions = s.m.on_timer(Instant::now());
                     self.apply(&mut s, actions).await;
+                }
+                _ = sleep_until(next_read.unwrap_or_else(Instant::now)), if next_read.is_some() => {
+                    self.read_back(&mut s);
+                }
+                Some((reader, reading)) = s.readings_rx.recv() => {
+                    s.readback = Some(reader);
+                    self.on_reading(&mut s, reading).await;
                 }
                 _ = sleep_until(s.next_ptt_check) => {
                     s.next_ptt_check = Instant::now() + PTT_CHECK_EVERY;
@@ -179,6 +207,7 @@ impl Bridge {
                 Action::Key => match self.ptt.key() {
                     Ok(()) => {
                         info!(event = "ptt_on", radio = %self.name, "PTT on");
+                        s.watch.keyed(Instant::now());
                         self.ptt_health(s, Ok(()));
                         self.engine(EngineCommand::Transmitting(true));
                         s.encoding = false;
@@ -192,8 +221,12 @@ impl Bridge {
                         work.extend(s.m.handle(Instant::now(), Input::PttFailed));
                     }
                 },
-                Action::Unkey => self.unkey(),
+                Action::Unkey => {
+                    s.watch.unkeyed();
+                    self.unkey();
+                }
                 Action::PlayBegin { stream_id } => {
+                    let unkeyed_before = s.watch.unkeyed_so_far(Instant::now());
                     let Some(inc) = s.incoming.get_mut(&stream_id) else {
                         // Nothing known of it: let the machine move on.
                         work.extend(
@@ -201,6 +234,7 @@ impl Bridge {
                         );
                         continue;
                     };
+                    inc.unkeyed_before = unkeyed_before;
                     self.engine(EngineCommand::PlayBegin {
                         stream_id,
                         header: inc.header,
@@ -280,6 +314,73 @@ impl Bridge {
                 });
             }
             _ => {}
+        }
+    }
+
+    /// Reads the PTT state back on a blocking thread; the reading comes back to the loop.
+    fn read_back(&self, s: &mut State) {
+        let Some(mut reader) = s.readback.take() else {
+            return;
+        };
+        s.watch.reading();
+        let tx = s.readings_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let reading = reader.keyed().map_err(|e| e.to_string());
+            let _ = tx.blocking_send((reader, reading));
+        });
+    }
+
+    /// Acts on a reading of the PTT state during a transmission: keys the transmitter again
+    /// if it dropped, and gives the transmission up when that cannot be done.
+    async fn on_reading(&mut self, s: &mut State, reading: Result<bool, String>) {
+        if !self.ptt.is_keyed() {
+            s.watch.unkeyed();
+            return;
+        }
+        let now = Instant::now();
+        let radio = &self.name;
+        let stream_id = s.m.playing().unwrap_or(0);
+        let lost = |unkeyed: std::time::Duration, what: &str| {
+            warn!(event = "ptt_lost", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
+                "the transmitter was found unkeyed during a transmission (rigctld restarted?): {what}");
+        };
+        match ptt_watch::confirm(&mut s.watch, &mut self.ptt, now, reading) {
+            Outcome::Fine => {}
+            Outcome::Unreadable { first, error } => {
+                if first {
+                    debug!(radio = %radio, error = %error, "cannot read the PTT state back; trying again");
+                }
+            }
+            Outcome::Restored { first, unkeyed } => {
+                if first {
+                    lost(unkeyed, "keying it again");
+                }
+                warn!(event = "ptt_restored", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
+                    "transmitter keyed again; it was unkeyed for up to {} ms", unkeyed.as_millis());
+            }
+            Outcome::BackByItself { unkeyed } => {
+                warn!(event = "ptt_restored", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
+                    "transmitter keyed again; it was unkeyed for up to {} ms", unkeyed.as_millis());
+            }
+            Outcome::StillLost {
+                first,
+                unkeyed,
+                error,
+            } => {
+                if first {
+                    lost(unkeyed, &format!("cannot key it again yet ({error})"));
+                }
+            }
+            Outcome::Expired { unkeyed } => {
+                lost(unkeyed, "past the time-out timer, so it stays unkeyed");
+            }
+            Outcome::GiveUp { error } => {
+                error!(event = "ptt_failed", radio = %radio, error = %error,
+                    "cannot keep the transmitter keyed: transmission stopped");
+                s.watch.unkeyed();
+                self.ptt_health(s, Err(error));
+                self.feed(s, Input::PttFailed).await;
+            }
         }
     }
 
@@ -403,10 +504,24 @@ impl Bridge {
                 let from = inc.as_ref().map(|i| i.from.clone()).unwrap_or_default();
                 // Late, duplicate and flooded packets, in the playout buffer or before it.
                 let dropped = dropped + inc.as_ref().map_or(0, |i| i.dropped);
+                let unkeyed_before = inc
+                    .as_ref()
+                    .map_or(Default::default(), |i| i.unkeyed_before);
                 let packet_ms = inc.map(|i| i.header.packet_ms()).unwrap_or(60) as u64;
-                info!(event = "message_from_channel", radio = %self.name, channel = %self.channel, from = %from, stream_id,
-                    duration_ms = packets * packet_ms, packets, concealed, dropped,
-                    "zello -> radio: message played");
+                let unkeyed_ms = s
+                    .watch
+                    .unkeyed_so_far(Instant::now())
+                    .saturating_sub(unkeyed_before)
+                    .as_millis() as u64;
+                if unkeyed_ms == 0 {
+                    info!(event = "message_from_channel", radio = %self.name, channel = %self.channel, from = %from, stream_id,
+                        duration_ms = packets * packet_ms, packets, concealed, dropped,
+                        "zello -> radio: message played");
+                } else {
+                    warn!(event = "message_from_channel", outcome = "interrupted", radio = %self.name, channel = %self.channel,
+                        from = %from, stream_id, duration_ms = packets * packet_ms, packets, concealed, dropped, unkeyed_ms,
+                        "zello -> radio: message played, but the transmitter was unkeyed for up to {unkeyed_ms} ms of it");
+                }
                 self.observe(GatewayEvent::Played {
                     radio: self.name.clone(),
                     stream_id,
@@ -414,6 +529,7 @@ impl Bridge {
                     packets,
                     concealed,
                     duration_ms: packets * packet_ms,
+                    unkeyed_ms,
                 });
                 self.feed(s, Input::PlaybackDrained { stream_id }).await;
             }
@@ -513,6 +629,7 @@ impl Bridge {
                         packets: VecDeque::new(),
                         dropped: 0,
                         ended: false,
+                        unkeyed_before: std::time::Duration::ZERO,
                     },
                 );
                 self.feed(s, Input::IncomingStart { stream_id }).await;

@@ -8,6 +8,7 @@ mod bridge;
 mod chatter;
 pub mod machine;
 pub mod parts;
+pub mod ptt_watch;
 
 use crate::alarms::AlarmsConfig;
 use crate::audio::engine::{self, Engine};
@@ -78,6 +79,10 @@ pub enum GatewayEvent {
         packets: u64,
         concealed: u64,
         duration_ms: u64,
+        /// How long the transmitter was found unkeyed while the message played (at most;
+        /// 0: it stayed keyed, or its state cannot be read back): the message was
+        /// interrupted, not played in full.
+        unkeyed_ms: u64,
     },
     PttOff {
         radio: String,
@@ -147,6 +152,11 @@ impl PttGuard {
     /// Whether we keyed it.
     pub fn is_keyed(&self) -> bool {
         self.keyed
+    }
+
+    /// A second handle reading the line's state back ([`Ptt::readback`]).
+    pub fn readback(&self) -> Option<Box<dyn crate::radio::PttReadback>> {
+        self.ptt.readback()
     }
 
     /// Checks that the interface answers ([`Ptt::check`]); only while unkeyed, so a

@@ -58,8 +58,22 @@ pub trait Ptt: Send {
     fn check(&mut self) -> Result<(), RadioError> {
         self.set(false)
     }
+    /// A second handle that reads the transmitter's state back, for confirming during a
+    /// transmission that it is still keyed (a restarted rigctld comes back unkeyed). It is
+    /// used from a blocking thread while this one keeps keying, so it has a connection of
+    /// its own. `None` (the default): the interface cannot read its state back, or a line
+    /// it holds cannot drop by itself.
+    fn readback(&self) -> Option<Box<dyn PttReadback>> {
+        None
+    }
     /// Short description for logs ("sim", "gpio 17", ...).
     fn describe(&self) -> String;
+}
+
+/// Reads whether the transmitter is keyed (see [`Ptt::readback`]).
+pub trait PttReadback: Send {
+    /// `true` while the transmitter is keyed. May block for the interface's time budget.
+    fn keyed(&mut self) -> Result<bool, RadioError>;
 }
 
 /// Tells whether the receiver hears a carrier. Called once per audio frame with the frame's

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::polled::{LineState, Polled};
-use super::{CarrierDetect, Ptt, RadioError};
+use super::{CarrierDetect, Ptt, PttReadback, RadioError};
 
 /// rigctld's default address.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4532";
@@ -420,8 +420,37 @@ impl Ptt for RigctldPtt {
         self.outcome("t", result)
     }
 
+    /// Reads `t` on a connection of its own.
+    fn readback(&self) -> Option<Box<dyn PttReadback>> {
+        Some(Box::new(RigctldReadback {
+            client: Client::new(self.client.addrs.clone(), self.client.timeout),
+            address: self.address.clone(),
+        }))
+    }
+
     fn describe(&self) -> String {
         format!("rigctld {}", self.address)
+    }
+}
+
+/// Reads the PTT state (`t`) for [`Ptt::readback`].
+struct RigctldReadback {
+    client: Client,
+    address: String,
+}
+
+impl PttReadback for RigctldReadback {
+    fn keyed(&mut self) -> Result<bool, RadioError> {
+        self.client.ask("t", parse_flag).map_err(|f| {
+            RadioError::ptt(
+                "rigctld",
+                format!(
+                    "ptt.address {}: {}",
+                    self.address,
+                    f.message("t", self.client.timeout)
+                ),
+            )
+        })
     }
 }
 

@@ -1,7 +1,9 @@
 //! VOX: carrier detect from the received audio level, for radios without a squelch or COS
 //! line.
 //!
-//! Rules, applied once per audio frame to the frame's peak level:
+//! Rules, applied once per audio frame to the frame's peak level, measured after the receive
+//! chain's high-pass ([`crate::audio::dsp::VoxFilter`]: a CTCSS tone or hum below it does not
+//! count):
 //! - Closed, it opens once the level has been at or above `open_dbfs` for `attack_ms` of
 //!   consecutive frame time (a shorter blip is ignored; a frame below `open_dbfs` starts the
 //!   count again).
@@ -353,5 +355,36 @@ mod tests {
         })
         .unwrap();
         assert_eq!(vox.describe(), "vox -32.5/-38 dBFS");
+    }
+
+    /// Whether VOX opens on `samples` (16 kHz) measured the way the engine does: 20 ms
+    /// frames through the default receive chain's high-pass.
+    fn opens_through_the_receive_filter(samples: &[i16]) -> bool {
+        let chain =
+            crate::audio::dsp::RxChain::new(&crate::audio::dsp::RxSettings::default(), 16000)
+                .unwrap();
+        let mut filter = chain.vox_filter();
+        let mut vox = vox();
+        let mut opened = false;
+        for frame in samples.chunks_exact(320) {
+            opened |= vox.update(filter.peak_dbfs(frame), 20).unwrap();
+        }
+        opened
+    }
+
+    #[test]
+    fn a_ctcss_tone_alone_never_opens_it_voice_over_it_does() {
+        use crate::audio::speech::tone;
+        let ctcss = crate::audio::dsp::fade_in(tone(16000, 100.0, 3.0, -12.0), 16000);
+        // Unfiltered, the tone is 23 dB above open_dbfs.
+        assert!(crate::audio::level::peak_dbfs(&ctcss) > -13.0);
+        assert!(!opens_through_the_receive_filter(&ctcss));
+        let voice = tone(16000, 1000.0, 3.0, -25.0);
+        let both: Vec<i16> = ctcss.iter().zip(&voice).map(|(a, b)| a + b).collect();
+        assert!(opens_through_the_receive_filter(&both));
+        // A voice just below open_dbfs stays below it with the tone under it.
+        let faint = tone(16000, 1000.0, 3.0, -38.0);
+        let both: Vec<i16> = ctcss.iter().zip(&faint).map(|(a, b)| a + b).collect();
+        assert!(!opens_through_the_receive_filter(&both));
     }
 }
