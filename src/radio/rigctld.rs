@@ -193,7 +193,7 @@ impl Failure {
         match self {
             Failure::Connect(e) => format!(
                 "cannot connect to rigctld: {e}: is rigctld running and listening there? \
-                 (see `systemctl status rigctld`)"
+                 (Debian ships no unit for rigctld: hw/rigctld.md shows one to write)"
             ),
             Failure::Timeout => format!(
                 "rigctld did not answer {command:?} within {} ms",
@@ -893,6 +893,9 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("is rigctld running"), "{e}");
+        // Debian ships rigctld without a unit: point at the guide, not at a unit.
+        assert!(!e.contains("systemctl status rigctld"), "{e}");
+        assert!(e.contains("hw/rigctld.md"), "{e}");
         assert!(force_off(&RigctldPttSettings { address }).is_err());
     }
 
