@@ -881,12 +881,11 @@ fn syntax_problem(text: &str, e: &toml::de::Error) -> String {
     let (line, column) = line_and_column(text, start);
     let mut out = format!("line {line}, column {column}");
     if let Some(key) = key_of_line(text, start) {
-        let hidden = key
-            .rsplit('.')
-            .next()
-            .is_some_and(is_secret_key)
-            .then_some(", value not shown")
-            .unwrap_or_default();
+        let hidden = if key.rsplit('.').next().is_some_and(is_secret_key) {
+            ", value not shown"
+        } else {
+            ""
+        };
         out.push_str(&format!(" (in the value of `{key}`{hidden})"));
     }
     out.push_str(&format!(": {message}"));
@@ -1009,7 +1008,11 @@ fn deserialize_lenient<T: serde::de::DeserializeOwned>(
                 Some(name) => format!("unknown field `{field}`: did you mean `{name}`?"),
                 None => message.clone(),
             }
-        } else if path.last().is_some_and(|k| is_secret_key(k)) {
+        } else if path.last().is_some_and(|k| is_secret_key(k))
+            || message.starts_with("invalid type: string")
+        {
+            // A string where something else belongs may be a secret in the wrong place
+            // (`token = "eyJ..."` for `auth_token`): the key says enough.
             hide_values(&message)
         } else {
             message.clone()
@@ -1111,6 +1114,15 @@ carrier = { type = "vox" }
             .to_string();
         assert!(e.contains("zello.password"), "{e}");
         assert!(!e.contains("73519"), "{e}");
+        // A string in the wrong place may be a secret too (a token given as `token`).
+        let e = parse(&EXAMPLE.replace(
+            "password = \"secret\"",
+            "password = \"secret\"\ntoken = \"eyJ-S3cret\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("zello.token: invalid type: string"), "{e}");
+        assert!(!e.contains("S3cret"), "{e}");
         // Other keys' wrong values are shown: they help and hide nothing.
         let e = parse(&EXAMPLE.replace("\"gateway1\"", "12345"))
             .unwrap_err()

@@ -1,7 +1,7 @@
 //! The `zello-gateway` command.
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -16,14 +16,57 @@ use zello_gateway::{
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
-    /// Configuration file (for `run`, the default command).
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "/etc/zello-gateway/gateway.toml"
-    )]
-    config: PathBuf,
+    /// Configuration file for `run`, the command when none is given
+    /// [default: /etc/zello-gateway/gateway.toml].
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Where the configuration is read from when `--config` is not given.
+const DEFAULT_CONFIG: &str = "/etc/zello-gateway/gateway.toml";
+
+/// `--config FILE`, for each command that reads the gateway's configuration (flattened
+/// into it; the commands that take none refuse the option).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct ConfigArg {
+    /// Configuration file [default: /etc/zello-gateway/gateway.toml].
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The configuration file of the command: its own `--config`, or the one given before
+    /// it (`zello-gateway --config FILE [run]`), or the default. An error for a command that
+    /// reads no configuration but was given one.
+    fn config_path(&self) -> Result<PathBuf, clap::Error> {
+        let own = match &self.command {
+            None => None,
+            Some(Cmd::Run(a) | Cmd::Check(a) | Cmd::PttOff(a)) => a.config.clone(),
+            Some(
+                Cmd::Provision { config, .. }
+                | Cmd::History { config, .. }
+                | Cmd::PttTest { config, .. },
+            ) => config.config.clone(),
+            Some(cmd @ (Cmd::Sim(_) | Cmd::Devices | Cmd::Demo(_) | Cmd::Bench(_))) => {
+                if self.config.is_some() {
+                    let name = match cmd {
+                        Cmd::Sim(_) => "sim",
+                        Cmd::Devices => "devices",
+                        Cmd::Demo(_) => "demo",
+                        _ => "bench",
+                    };
+                    return Err(Cli::command().error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!("`{name}` reads no configuration file: leave out --config"),
+                    ));
+                }
+                None
+            }
+        };
+        Ok(own
+            .or_else(|| self.config.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,7 +78,7 @@ enum Cmd {
     /// (systemctl reload) and stops within 2 s of SIGTERM with PTT released.
     ///
     /// Example: zello-gateway run --config /etc/zello-gateway/gateway.toml
-    Run,
+    Run(ConfigArg),
     /// Check the configuration and every device it names, without transmitting.
     ///
     /// Lists every problem of the configuration file (each with its key), warns about secret
@@ -49,7 +92,7 @@ enum Cmd {
     /// PTT line it has keyed would be set unkeyed.
     ///
     /// Example: zello-gateway check --config /etc/zello-gateway/gateway.toml
-    Check,
+    Check(ConfigArg),
     /// Run a local Zello-compatible server, for tests and for trying a radio offline.
     ///
     /// Example: zello-gateway sim --listen 127.0.0.1:8800 --echo
@@ -67,7 +110,7 @@ enum Cmd {
     /// Exits 1 when a PTT line could not be forced off, or none could be identified.
     ///
     /// Example: zello-gateway ptt-off --config /etc/zello-gateway/gateway.toml
-    PttOff,
+    PttOff(ConfigArg),
     /// Key one radio's transmitter for a few seconds with a test tone, for checking the PTT
     /// wiring and setting the transmit deviation.
     ///
@@ -80,7 +123,12 @@ enum Cmd {
     /// zello-gateway): the gateway holds the sound card and the PTT line.
     ///
     /// Example: zello-gateway ptt-test radio1 --config /etc/zello-gateway/gateway.toml --seconds 10 --tone 1000
-    PttTest(ptt_test::PttTestArgs),
+    PttTest {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: ptt_test::PttTestArgs,
+    },
     /// Run the self-contained demo: a local server, a gateway on a simulated radio and a
     /// simulated dispatcher talking to each other. No account, no hardware.
     ///
@@ -105,7 +153,12 @@ enum Cmd {
     /// configuration.
     ///
     /// Example: zello-gateway provision --config /etc/zello-gateway/gateway.toml --admin /etc/zello-gateway/admin.toml --dry-run
-    Provision(work::provision::ProvisionArgs),
+    Provision {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: work::provision::ProvisionArgs,
+    },
     /// List recent messages on the gateway's channels of a Zello Work network, and
     /// download their media.
     ///
@@ -116,7 +169,12 @@ enum Cmd {
     /// credentials come as for `provision`.
     ///
     /// Example: zello-gateway history --config /etc/zello-gateway/gateway.toml --admin /etc/zello-gateway/admin.toml --since 2h --type voice --download recordings
-    History(work::history::HistoryArgs),
+    History {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: work::history::HistoryArgs,
+    },
 }
 
 /// Logging to journald under systemd, stderr otherwise, at `RUST_LOG` or `level`. A bad
@@ -244,6 +302,7 @@ fn bench_command(args: &bench::BenchArgs) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let config = cli.config_path().unwrap_or_else(|e| e.exit());
     if let Some(Cmd::Bench(args)) = &cli.command {
         init_logging("warn");
         return match bench_command(args) {
@@ -256,10 +315,10 @@ fn main() -> std::process::ExitCode {
     }
     let level = match &cli.command {
         // The demo and the administration commands print what they do; the log is for trouble.
-        Some(Cmd::Demo(_) | Cmd::Provision(_)) => "warn".to_string(),
+        Some(Cmd::Demo(_) | Cmd::Provision { .. }) => "warn".to_string(),
         // The gateway's own commands log at the file's [log] level.
-        None | Some(Cmd::Run | Cmd::Check | Cmd::PttOff) => {
-            Config::peek_log_level(&cli.config).unwrap_or_else(|| "info".into())
+        None | Some(Cmd::Run(_) | Cmd::Check(_) | Cmd::PttOff(_)) => {
+            Config::peek_log_level(&config).unwrap_or_else(|| "info".into())
         }
         _ => "info".to_string(),
     };
@@ -277,8 +336,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            None | Some(Cmd::Run) => daemon::run(&cli.config).await.map_err(anyhow::Error::from),
-            Some(Cmd::Check) => check(&cli.config),
+            None | Some(Cmd::Run(_)) => daemon::run(&config).await.map_err(anyhow::Error::from),
+            Some(Cmd::Check(_)) => check(&config),
             Some(Cmd::Sim(args)) => {
                 let shutdown = CancellationToken::new();
                 stop_on_signals(shutdown.clone());
@@ -286,18 +345,18 @@ fn main() -> std::process::ExitCode {
             }
             Some(Cmd::Demo(args)) => demo::run(args).await.map_err(anyhow::Error::from),
             // Their messages already hold their causes: print them once.
-            Some(Cmd::Provision(args)) => work::provision::run(&cli.config, &args)
+            Some(Cmd::Provision { args, .. }) => work::provision::run(&config, &args)
                 .await
                 .map_err(|e| anyhow::Error::msg(e.to_string())),
-            Some(Cmd::History(args)) => work::history::run(&cli.config, &args)
+            Some(Cmd::History { args, .. }) => work::history::run(&config, &args)
                 .await
                 .map_err(|e| anyhow::Error::msg(e.to_string())),
             Some(Cmd::Bench(_)) => Ok(()), // handled above, outside this runtime
-            Some(Cmd::PttOff) => ptt_off(&cli.config),
-            Some(Cmd::PttTest(args)) => {
+            Some(Cmd::PttOff(_)) => ptt_off(&config),
+            Some(Cmd::PttTest { args, .. }) => {
                 let stop = CancellationToken::new();
                 stop_on_signals(stop.clone());
-                ptt_test::run(&cli.config, &args, stop)
+                ptt_test::run(&config, &args, stop)
                     .await
                     .map_err(anyhow::Error::from)
             }

@@ -51,6 +51,53 @@ fn version_and_help() {
 }
 
 #[test]
+fn config_belongs_to_the_commands_that_read_one() {
+    // Offered by the commands that read the configuration, and by none of the others.
+    for sub in ["run", "check", "ptt-off", "provision", "history"] {
+        let out = bin().args([sub, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("--config <FILE>"), "{sub}: {text}");
+    }
+    for sub in ["sim", "devices", "demo", "bench"] {
+        let out = bin().args([sub, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("--config"), "{sub}: {text}");
+        // Given anyway, it is refused rather than ignored.
+        let out = bin()
+            .args([sub, "--config", "/etc/zello-gateway/gateway.toml"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--config"),
+            "{sub}"
+        );
+        let out = bin()
+            .args(["--config", "/etc/zello-gateway/gateway.toml", sub])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("`{sub}` reads no configuration file")),
+            "{err}"
+        );
+    }
+    // Without a command it runs, on the file given before it or after `run`.
+    for args in [
+        &["--config", "/nonexistent/zg-a.toml"][..],
+        &["run", "--config", "/nonexistent/zg-a.toml"],
+        &["--config", "/nonexistent/zg-a.toml", "check"],
+        &["check", "-c", "/nonexistent/zg-a.toml"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("/nonexistent/zg-a.toml"), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn a_missing_or_bad_config_is_a_clear_error() {
     let out = bin()
         .args(["run", "--config", "/nonexistent/gateway.toml"])

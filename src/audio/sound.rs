@@ -1840,10 +1840,16 @@ fn describe_numbers<T: Copy + Into<u64> + PartialEq>(values: &[T]) -> String {
 
 /// A listing of the sound cards and ALSA devices, with the names to put in the configuration.
 pub fn describe_devices() -> String {
-    format_devices(&alsa_cards(), &list_devices())
+    format_devices(
+        &alsa_cards(),
+        &list_devices(),
+        crate::devices::pulse_server_running(),
+    )
 }
 
-fn format_devices(cards: &[AlsaCard], devices: &[DeviceInfo]) -> String {
+/// The listing; `pulse_running` tells whether a PulseAudio server answers, which is why
+/// ALSA's `pulse` device would not open when none does.
+fn format_devices(cards: &[AlsaCard], devices: &[DeviceInfo], pulse_running: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Sound cards (/proc/asound/cards):");
     if cards.is_empty() {
@@ -1873,7 +1879,13 @@ fn format_devices(cards: &[AlsaCard], devices: &[DeviceInfo]) -> String {
             (true, true) => "capture+playback",
             (true, false) => "capture",
             (false, true) => "playback",
-            (false, false) => "unavailable (busy?)",
+            (false, false) if d.name == "pulse" && !pulse_running => {
+                "unavailable: no PulseAudio (or PipeWire) server is running for this user; \
+                 start one, or use a card's plughw: name"
+            }
+            (false, false) => {
+                "unavailable: another program has it open (busy), or it cannot be opened"
+            }
         };
         let _ = writeln!(s, "  {}", d.name);
         let _ = writeln!(
@@ -2280,10 +2292,44 @@ mod tests {
                 sample_rates: vec![44_100, 48_000],
                 channels: vec![1, 2],
             }],
+            true,
         );
         assert!(listing.contains("plughw:CARD=Device,DEV=0"), "{listing}");
         assert!(
             listing.contains("capture+playback; rates: 44100,48000"),
+            "{listing}"
+        );
+    }
+
+    #[test]
+    fn a_pulse_device_without_a_server_is_told_from_a_busy_one() {
+        let pulse = DeviceInfo {
+            name: "pulse".into(),
+            description: "PulseAudio Sound Server".into(),
+            input: false,
+            output: false,
+            sample_rates: vec![],
+            channels: vec![],
+        };
+        let busy = DeviceInfo {
+            name: "plughw:CARD=Device,DEV=0".into(),
+            ..pulse.clone()
+        };
+        let listing = format_devices(&[], &[pulse.clone(), busy.clone()], false);
+        assert!(
+            listing.contains(
+                "pulse\n      unavailable: no PulseAudio (or PipeWire) server is running"
+            ),
+            "{listing}"
+        );
+        assert!(
+            listing.contains("DEV=0\n      unavailable: another program has it open (busy)"),
+            "{listing}"
+        );
+        assert!(!listing.contains("busy?"), "{listing}");
+        let listing = format_devices(&[], &[pulse], true);
+        assert!(
+            listing.contains("pulse\n      unavailable: another program has it open (busy)"),
             "{listing}"
         );
     }

@@ -254,13 +254,23 @@ pub fn ptt_lines_of(table: &toml::Table) -> PttLines {
     out
 }
 
-/// The PTT lines of the configuration file at `path`; when it cannot be read or is not
-/// TOML at all, those kept in `saved` at the last start.
+/// The PTT lines of the configuration file at `path`; when it cannot be read, is not TOML
+/// at all or has no PTT line that can be read, those kept in `saved` at the last start.
 pub fn read_ptt_lines(path: &std::path::Path, saved: Option<&std::path::Path>) -> PttLines {
     let why = match std::fs::read_to_string(path) {
         Err(e) => format!("cannot read {}: {e}", path.display()),
         Ok(text) => match text.parse::<toml::Table>() {
-            Ok(table) => return ptt_lines_of(&table),
+            Ok(table) => {
+                let found = ptt_lines_of(&table);
+                if !found.lines.is_empty() || saved.is_none_or(|s| !s.exists()) {
+                    return found;
+                }
+                let mut why = format!("no PTT line can be read from {}", path.display());
+                for p in &found.problems {
+                    why.push_str(&format!(" ({p})"));
+                }
+                why
+            }
             Err(e) => {
                 let (line, column) = e.span().map_or((0, 0), |s| {
                     let before = text.get(..s.start).unwrap_or("");
@@ -355,6 +365,65 @@ pub fn save_ptt_lines(table: &toml::Table, path: &std::path::Path) -> std::io::R
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod ptt_off_tests {
+    use super::*;
+
+    #[test]
+    fn each_radio_s_ptt_is_read_on_its_own() {
+        let table: toml::Table = "[zello]\npasword = 1\n\
+             [[radio]]\nname = \"vhf1\"\nptt = { type = \"gpio\", pin = 17 }\nchannel = 5\n\
+             [[radio]]\nname = \"uhf1\"\nptt = { type = \"gpio\", pinn = 17 }\n\
+             [[radio]]\nname = \"hf1\"\naudio = { backend = \"cpal\", input = \"plughw:CARD=Device,DEV=0\" }\n"
+            .parse()
+            .unwrap();
+        let found = ptt_lines_of(&table);
+        let names: Vec<&str> = found.lines.iter().map(|l| l.radio.as_str()).collect();
+        assert_eq!(names, ["vhf1", "hf1"]);
+        assert!(matches!(found.lines[0].ptt, PttConfig::Gpio(ref s) if s.pin == 17));
+        assert!(matches!(found.lines[1].ptt, PttConfig::Sim {}));
+        assert_eq!(
+            found.lines[1].card.as_deref(),
+            Some("plughw:CARD=Device,DEV=0")
+        );
+        assert_eq!(found.problems.len(), 1, "{:?}", found.problems);
+        assert!(found.problems[0].starts_with("radio[1] (uhf1).ptt: "));
+        assert!(found.problems[0].contains("pinn"));
+    }
+
+    #[test]
+    fn the_kept_settings_stand_in_for_a_file_without_a_readable_ptt() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("ptt-lines.toml");
+        let good: toml::Table =
+            "[zello]\npassword = \"pw\"\n[[radio]]\nname = \"vhf1\"\nptt = { type = \"gpio\", pin = 17 }\n"
+                .parse()
+                .unwrap();
+        save_ptt_lines(&good, &saved).unwrap();
+        assert!(!std::fs::read_to_string(&saved).unwrap().contains("pw\""));
+        let path = dir.path().join("gateway.toml");
+        for (text, why) in [
+            ("[zello\n", "is not valid TOML (line 1"),
+            ("[[radios]]\nname = \"vhf1\"\n", "no PTT line can be read"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let found = read_ptt_lines(&path, Some(&saved));
+            assert!(
+                found.from_saved.as_deref().unwrap().contains(why),
+                "{found:?}"
+            );
+            assert_eq!(found.lines.len(), 1, "{found:?}");
+            assert!(found.problems.is_empty(), "{found:?}");
+        }
+        // Nothing kept: the file's own answer.
+        let found = read_ptt_lines(&path, Some(&dir.path().join("absent")));
+        assert!(
+            found.lines.is_empty() && found.from_saved.is_none(),
+            "{found:?}"
+        );
+    }
 }
 
 /// Forces each line off: one result per radio.
