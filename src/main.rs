@@ -28,9 +28,10 @@ struct Cli {
 enum Cmd {
     /// Run the gateway (the default).
     ///
-    /// Under systemd (Type=notify) it reports READY=1 once logged on with every channel
-    /// online, keeps a status line, feeds the watchdog, rereads the configuration on SIGHUP
-    /// (systemctl reload) and stops within 2 s of SIGTERM with PTT released.
+    /// Under systemd (Type=notify) it reports READY=1 once running (connected to Zello or
+    /// not; radios whose hardware is missing wait for it), keeps a status line, feeds the
+    /// watchdog, rereads the configuration on SIGHUP (systemctl reload) and stops within
+    /// 2 s of SIGTERM with PTT released.
     ///
     /// Example: zello-gateway run --config /etc/zello-gateway/gateway.toml
     Run,
@@ -46,8 +47,17 @@ enum Cmd {
     /// Run it while the gateway is stopped: devices the gateway holds show as busy, and a
     /// PTT line it has keyed would be set unkeyed.
     ///
+    /// With --config-only, only the file and its secrets are checked and no device is
+    /// opened: what systemd runs before each start, since the gateway waits for hardware
+    /// that is not there yet (a USB sound card that enumerates late, a rigctld started
+    /// after it).
+    ///
     /// Example: zello-gateway check --config /etc/zello-gateway/gateway.toml
-    Check,
+    Check {
+        /// Check the file and its secrets only; open no device.
+        #[arg(long)]
+        config_only: bool,
+    },
     /// Run a local Zello-compatible server, for tests and for trying a radio offline.
     ///
     /// Example: zello-gateway sim --listen 127.0.0.1:8800 --echo
@@ -172,8 +182,12 @@ fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `check`: prints the report; fails when there is a problem.
-fn check(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let report = zello_gateway::check::check(config_path);
+fn check(config_path: &std::path::Path, config_only: bool) -> anyhow::Result<()> {
+    let report = if config_only {
+        zello_gateway::check::check_config_only(config_path)
+    } else {
+        zello_gateway::check::check(config_path)
+    };
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -220,7 +234,7 @@ fn main() -> std::process::ExitCode {
         // The demo and the administration commands print what they do; the log is for trouble.
         Some(Cmd::Demo(_) | Cmd::Provision(_)) => "warn".to_string(),
         // The gateway's own commands log at the file's [log] level.
-        None | Some(Cmd::Run | Cmd::Check | Cmd::PttOff) => {
+        None | Some(Cmd::Run | Cmd::Check { .. } | Cmd::PttOff) => {
             Config::peek_log_level(&cli.config).unwrap_or_else(|| "info".into())
         }
         _ => "info".to_string(),
@@ -240,7 +254,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             None | Some(Cmd::Run) => daemon::run(&cli.config).await.map_err(anyhow::Error::from),
-            Some(Cmd::Check) => check(&cli.config),
+            Some(Cmd::Check { config_only }) => check(&cli.config, config_only),
             Some(Cmd::Sim(args)) => {
                 let shutdown = CancellationToken::new();
                 stop_on_signals(shutdown.clone());
