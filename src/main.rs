@@ -41,16 +41,15 @@ enum Cmd {
     /// files others can read, and opens each radio's devices as the gateway would: the sound
     /// card, the PTT line (set unkeyed) and the carrier detect, then closes them. For the
     /// `file` audio backend it only checks that the input can be read. Prints
-    /// "configuration OK" and one line per radio, or every problem and exits 1. systemd runs
-    /// it before each start (ExecStartPre).
+    /// "configuration OK" and one line per radio, or every problem and exits 1.
     ///
     /// Run it while the gateway is stopped: devices the gateway holds show as busy, and a
     /// PTT line it has keyed would be set unkeyed.
     ///
     /// With --config-only, only the file and its secrets are checked and no device is
-    /// opened: what systemd runs before each start, since the gateway waits for hardware
-    /// that is not there yet (a USB sound card that enumerates late, a rigctld started
-    /// after it).
+    /// opened: what systemd runs before each start (ExecStartPre), since the gateway waits
+    /// for hardware that is not there yet (a USB sound card that enumerates late, a rigctld
+    /// started after it).
     ///
     /// Example: zello-gateway check --config /etc/zello-gateway/gateway.toml
     Check {

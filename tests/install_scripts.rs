@@ -412,6 +412,12 @@ fn the_debian_package_ships_what_install_sh_installs() {
     ] {
         assert!(sources.iter().any(|s| s == needed), "{needed} not packaged");
     }
+    // cargo-deb refuses to build without a maintainer.
+    let maintainer = deb["maintainer"].as_str().unwrap();
+    assert!(
+        maintainer.contains('<') && maintainer.ends_with('>'),
+        "{maintainer}"
+    );
     let depends = deb["depends"].as_str().unwrap();
     for lib in ["libopus0", "libasound2"] {
         assert!(depends.contains(lib), "{depends}");
