@@ -10,7 +10,9 @@ set -euo pipefail
 build_packages=(pkg-config libopus-dev libasound2-dev)
 # libhamlib-utils: rigctld, whose dummy rig the rigctld PTT and carrier tests run against.
 # pulseaudio, pulseaudio-utils, libasound2-plugins: null sinks behind ALSA for the sound tests.
-test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins)
+# systemd: systemd-analyze, which checks the unit and rates its sandbox (scripts/verify-unit.sh).
+# lintian: checks the Debian package (scripts/check-package.sh).
+test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins systemd lintian)
 
 case "${1:-}" in
   --build-only) packages=("${build_packages[@]}") ;;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks systemd/zello-gateway.service with `systemd-analyze verify`, failing on any warning
-# (systemd-analyze itself exits 0 on unknown keys and bad values).
+# (systemd-analyze itself exits 0 on unknown keys and bad values), and its sandbox with
+# `systemd-analyze security --offline=true`, failing when the overall exposure is above
+# MAX_EXPOSURE (3.5; 0 is the safest, 10 the most exposed).
 #
 # verify checks that every Exec command exists, and the unit names the installed binary
 # (/usr/local/bin/zello-gateway). So a copy of the unit with that path replaced by the built
@@ -69,6 +71,23 @@ verify() {
 }
 
 verify "$unit"
+
+# The sandbox's rating, listing what is left open when it is too exposed.
+max_exposure="${MAX_EXPOSURE:-3.5}"
+status=0
+security="$(cd "$work" && systemd-analyze security --offline=true --man=no "$work/$name" 2>&1)" || status=$?
+exposure="$(printf '%s\n' "$security" | sed -n 's/^.*Overall exposure level for .*: \([0-9][0-9.]*\) .*$/\1/p')"
+if [ "$status" -ne 0 ] || [ -z "$exposure" ]; then
+  printf '%s\n' "$security" | sed "s|$work/||g"
+  echo "error: systemd-analyze security could not rate $unit (exit status $status)" >&2
+  exit 1
+fi
+if ! awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }'; then
+  printf '%s\n' "$security" | grep -v '^✓' | sed "s|$work/||g"
+  echo "error: $unit is rated $exposure by systemd-analyze security; at most $max_exposure is allowed" >&2
+  exit 1
+fi
+echo "systemd-analyze security $unit: exposure $exposure (at most $max_exposure)"
 # The Debian package's drop-in, which moves the commands to /usr/bin.
 if [ $# -lt 2 ]; then
   mkdir "$work/$name.d"

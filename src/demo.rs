@@ -127,6 +127,12 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
             format!("[{radio}] audio device lost: {error}")
         }
         GatewayEvent::DeviceBack { radio } => format!("[{radio}] audio device back"),
+        GatewayEvent::HardwareWaiting { radio, error } => match error {
+            Some(e) => format!("[{radio}] waiting for its hardware: {e}"),
+            None => format!("[{radio}] hardware found"),
+        },
+        GatewayEvent::Started => return None,
+        GatewayEvent::ConnectFailed { error, .. } => format!("cannot connect: {error}"),
         GatewayEvent::CarrierFault { radio, error } => match error {
             Some(e) => format!("[{radio}] carrier detect failed: {e}"),
             None => format!("[{radio}] carrier detect back"),

@@ -41,9 +41,10 @@ impl Cli {
     fn config_path(&self) -> Result<PathBuf, clap::Error> {
         let own = match &self.command {
             None => None,
-            Some(Cmd::Run(a) | Cmd::Check(a) | Cmd::PttOff(a)) => a.config.clone(),
+            Some(Cmd::Run(a) | Cmd::PttOff(a)) => a.config.clone(),
             Some(
-                Cmd::Provision { config, .. }
+                Cmd::Check { config, .. }
+                | Cmd::Provision { config, .. }
                 | Cmd::History { config, .. }
                 | Cmd::PttTest { config, .. },
             ) => config.config.clone(),
@@ -73,9 +74,10 @@ impl Cli {
 enum Cmd {
     /// Run the gateway (the default).
     ///
-    /// Under systemd (Type=notify) it reports READY=1 once logged on with every channel
-    /// online, keeps a status line, feeds the watchdog, rereads the configuration on SIGHUP
-    /// (systemctl reload) and stops within 2 s of SIGTERM with PTT released.
+    /// Under systemd (Type=notify) it reports READY=1 once running (connected to Zello or
+    /// not; radios whose hardware is missing wait for it), keeps a status line, feeds the
+    /// watchdog, rereads the configuration on SIGHUP (systemctl reload) and stops within
+    /// 2 s of SIGTERM with PTT released.
     ///
     /// Example: zello-gateway run --config /etc/zello-gateway/gateway.toml
     Run(ConfigArg),
@@ -85,14 +87,24 @@ enum Cmd {
     /// files others can read, and opens each radio's devices as the gateway would: the sound
     /// card, the PTT line (set unkeyed) and the carrier detect, then closes them. For the
     /// `file` audio backend it only checks that the input can be read. Prints
-    /// "configuration OK" and one line per radio, or every problem and exits 1. systemd runs
-    /// it before each start (ExecStartPre).
+    /// "configuration OK" and one line per radio, or every problem and exits 1.
     ///
     /// Run it while the gateway is stopped: devices the gateway holds show as busy, and a
     /// PTT line it has keyed would be set unkeyed.
     ///
+    /// With --config-only, only the file and its secrets are checked and no device is
+    /// opened: what systemd runs before each start (ExecStartPre), since the gateway waits
+    /// for hardware that is not there yet (a USB sound card that enumerates late, a rigctld
+    /// started after it).
+    ///
     /// Example: zello-gateway check --config /etc/zello-gateway/gateway.toml
-    Check(ConfigArg),
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Check the file and its secrets only; open no device.
+        #[arg(long)]
+        config_only: bool,
+    },
     /// Run a local Zello-compatible server, for tests and for trying a radio offline.
     ///
     /// Example: zello-gateway sim --listen 127.0.0.1:8800 --echo
@@ -268,8 +280,12 @@ fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `check`: prints the report; fails when there is a problem.
-fn check(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let report = zello_gateway::check::check(config_path);
+fn check(config_path: &std::path::Path, config_only: bool) -> anyhow::Result<()> {
+    let report = if config_only {
+        zello_gateway::check::check_config_only(config_path)
+    } else {
+        zello_gateway::check::check(config_path)
+    };
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -317,7 +333,7 @@ fn main() -> std::process::ExitCode {
         // The demo and the administration commands print what they do; the log is for trouble.
         Some(Cmd::Demo(_) | Cmd::Provision { .. }) => "warn".to_string(),
         // The gateway's own commands log at the file's [log] level.
-        None | Some(Cmd::Run(_) | Cmd::Check(_) | Cmd::PttOff(_)) => {
+        None | Some(Cmd::Run(_) | Cmd::Check { .. } | Cmd::PttOff(_)) => {
             Config::peek_log_level(&config).unwrap_or_else(|| "info".into())
         }
         _ => "info".to_string(),
@@ -337,7 +353,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             None | Some(Cmd::Run(_)) => daemon::run(&config).await.map_err(anyhow::Error::from),
-            Some(Cmd::Check(_)) => check(&config),
+            Some(Cmd::Check { config_only, .. }) => check(&config, config_only),
             Some(Cmd::Sim(args)) => {
                 let shutdown = CancellationToken::new();
                 stop_on_signals(shutdown.clone());

@@ -985,3 +985,221 @@ fn a_transmission_cut_by_sigterm_is_logged() {
     assert!(cut.contains("stream_id="), "{cut}");
     assert!(cut.contains("from=echo"), "{cut}");
 }
+
+/// Starts `zello-gateway sim` on `port` (chosen beforehand) and waits until it listens.
+fn start_sim_on(port: u16) -> Reaped {
+    let sim = Reaped(
+        bin()
+            .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sim did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sim
+}
+
+/// `zello-gateway run` under a stand-in for systemd's notify socket, logging at info.
+fn run_notified(path: &std::path::Path, systemd: &NotifySocket) -> Reaped {
+    bin()
+        .args(["run", "--config"])
+        .arg(path)
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &systemd.path)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("INVOCATION_ID")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Reaped)
+        .unwrap()
+}
+
+#[test]
+fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
+    // A Pi that boots offline: nothing listens where the Zello server should be.
+    let port = free_port();
+    let dir = temp_dir("offline");
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
+            zello_section(port)
+        ),
+    )
+    .unwrap();
+    let systemd = NotifySocket::new();
+    let mut gw = run_notified(&path, &systemd);
+    let mut log = Lines::of(&mut gw);
+    // The start job completes although the server cannot be reached.
+    let within = Duration::from_secs(15);
+    let mut got = systemd.wait_for(within, |m| m == "READY=1");
+    let server = format!("ws://127.0.0.1:{port}/ws");
+    let not_connected =
+        |m: &str| m.starts_with("STATUS=") && m.contains(&format!("cannot connect to {server}"));
+    if !got.iter().any(|m| not_connected(m)) {
+        got.extend(systemd.wait_for(within, not_connected));
+    }
+    let status = got.iter().find(|m| not_connected(m)).unwrap();
+    assert!(status.contains("refused"), "why: {status}");
+    assert!(status.contains("next try in"), "{status}");
+    assert!(
+        status.ends_with("Local: offline; radio vhf1 idle"),
+        "{status}"
+    );
+    assert!(gw.try_wait().unwrap().is_none(), "still running");
+
+    // The network comes up: the status follows, READY=1 is not sent again.
+    let mut sim = start_sim_on(port);
+    let got = systemd.wait_for(Duration::from_secs(30), |m| {
+        m == "STATUS=Local: online, 1 user; radio vhf1 idle"
+    });
+    assert!(!got.iter().any(|m| m == "READY=1"), "{got:#?}");
+    log.wait_for("event=\"logged_on\"");
+
+    terminate(&gw);
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Starts Hamlib's rigctld (dummy rig) on `port` and waits until it answers.
+fn start_rigctld_on(port: u16) -> Reaped {
+    let rig = Reaped(
+        Command::new("rigctld")
+            .args([
+                "-m",
+                "1",
+                "-P",
+                "RIG",
+                "-T",
+                "127.0.0.1",
+                "-t",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start rigctld ({e}): run scripts/deps.sh (it installs libhamlib-utils)"
+                )
+            }),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "rigctld did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rig
+}
+
+#[test]
+fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
+    let (mut sim, port) = start_sim();
+    let rig_port = free_port();
+    let dir = temp_dir("late-rig");
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n\
+             ptt = {{ type = \"rigctld\", address = \"127.0.0.1:{rig_port}\" }}\n\n\
+             [[radio]]\nname = \"uhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
+            zello_section(port)
+        ),
+    )
+    .unwrap();
+    let systemd = NotifySocket::new();
+    let mut gw = run_notified(&path, &systemd);
+    let mut log = Lines::of(&mut gw);
+    let within = Duration::from_secs(15);
+    // Ready with the radio waiting for its rigctld; the other radio and Zello go on.
+    systemd.wait_for(within, |m| m == "READY=1");
+    let waiting =
+        "STATUS=Local: online, 1 user; radio vhf1 waiting for its hardware; radio uhf1 idle";
+    systemd.wait_for(within, |m| m == waiting);
+    let line = log.wait_for("event=\"hardware_waiting\"");
+    assert!(line.contains("vhf1"), "{line}");
+    assert!(line.contains(&format!("127.0.0.1:{rig_port}")), "{line}");
+    assert!(gw.try_wait().unwrap().is_none(), "still running");
+
+    // rigctld starts (after the gateway, as it may at boot): the radio starts.
+    let _rig = start_rigctld_on(rig_port);
+    systemd.wait_for(Duration::from_secs(40), |m| {
+        m == "STATUS=Local: online, 1 user; radio vhf1 idle; radio uhf1 idle"
+    });
+    log.wait_for("event=\"hardware_found\"");
+    // One line when it started waiting, one when the hardware came: not one per try.
+    let waits = log
+        .seen
+        .iter()
+        .filter(|l| l.contains("event=\"hardware_waiting\""))
+        .count();
+    assert_eq!(waits, 1, "{:#?}", log.seen);
+
+    terminate(&gw);
+    let status = wait_exit(&mut gw, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    terminate(&sim);
+    wait_exit(&mut sim, Duration::from_secs(10));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn check_config_only_passes_with_a_missing_device_that_check_reports() {
+    let dir = temp_dir("config-only");
+    let path = dir.join("gateway.toml");
+    let config = "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
+         [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n\
+         ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n";
+    std::fs::write(&path, config).unwrap();
+    // For people: every device is opened, and a missing one fails.
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("radio[0] (vhf1).ptt"),
+        "{out:?}"
+    );
+    // For systemd's ExecStartPre: the file only; the gateway waits for the device.
+    let out = bin()
+        .args(["check", "--config-only", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("configuration OK"), "{stdout}");
+    assert!(stdout.contains("devices not opened"), "{stdout}");
+    // Configuration errors still fail it.
+    std::fs::write(&path, config.replace("\"Dispatch\"", "\"\"")).unwrap();
+    let out = bin()
+        .args(["check", "--config-only", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("radio[0].channel"),
+        "{out:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -239,7 +239,12 @@ fn the_unit_check_catches_a_broken_unit() {
         .output()
         .is_err()
     {
-        eprintln!("systemd-analyze is not installed: scripts/verify-unit.sh installs it in CI");
+        // scripts/deps.sh installs it: in CI a missing one is a failure, not a skip.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "systemd-analyze is not installed: run scripts/deps.sh"
+        );
+        eprintln!("systemd-analyze is not installed: scripts/deps.sh installs it");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -250,6 +255,7 @@ fn the_unit_check_catches_a_broken_unit() {
         .arg(&good));
     assert!(ok, "{out}");
     assert!(out.contains("no problems"), "{out}");
+    let rated = out;
 
     let text = std::fs::read_to_string(&good).unwrap();
     for (from, to, needle) in [
@@ -270,6 +276,43 @@ fn the_unit_check_catches_a_broken_unit() {
         assert!(!ok, "{to} passed:\n{out}");
         assert!(out.contains(needle), "{out}");
     }
+
+    // The sandbox is rated by systemd-analyze security: without its hardening the unit is
+    // too exposed.
+    assert!(exposure_at_most_3_5(&rated), "{rated}");
+    let loose: String = text
+        .lines()
+        .filter(|l| {
+            ![
+                "CapabilityBoundingSet=",
+                "SystemCallFilter=",
+                "ProtectProc=",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let broken = dir.path().join("zello-gateway.service");
+    std::fs::write(&broken, loose).unwrap();
+    let (ok, out) = run(Command::new(script("verify-unit.sh"))
+        .arg(&binary)
+        .arg(&broken));
+    assert!(!ok, "a unit without its hardening passed:\n{out}");
+    assert!(out.contains("at most 3.5 is allowed"), "{out}");
+}
+
+/// Whether scripts/verify-unit.sh's output rates the unit at most 3.5.
+fn exposure_at_most_3_5(out: &str) -> bool {
+    out.lines().any(|l| {
+        l.starts_with("systemd-analyze security")
+            && l.ends_with("(at most 3.5)")
+            && l.split("exposure ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|x| x.parse::<f32>().ok())
+                .is_some_and(|x| x <= 3.5)
+    })
 }
 
 #[test]
@@ -281,32 +324,49 @@ fn the_unit_has_what_the_service_needs() {
         "Type=notify",
         "NotifyAccess=main",
         "WatchdogSec=30",
-        "ExecStartPre=/usr/local/bin/zello-gateway check --config /etc/zello-gateway/gateway.toml",
+        // The file only: hardware that is not there yet is waited for by the gateway.
+        "ExecStartPre=/usr/local/bin/zello-gateway check --config-only --config /etc/zello-gateway/gateway.toml",
         "ExecStart=/usr/local/bin/zello-gateway run --config /etc/zello-gateway/gateway.toml",
         "ExecStopPost=/usr/local/bin/zello-gateway ptt-off --config /etc/zello-gateway/gateway.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "TimeoutStopSec=5",
-        "TimeoutStartSec=infinity",
+        // READY=1 does not wait for Zello, so the start is bounded again.
+        "TimeoutStartSec=90",
         "User=zello-gateway",
         "SupplementaryGroups=audio gpio dialout plugdev",
         "ProtectSystem=strict",
         "DevicePolicy=auto",
         "StartLimitIntervalSec=300",
         "StartLimitBurst=10",
+        "CapabilityBoundingSet=",
+        "ProtectProc=invisible",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged",
     ] {
         assert!(has(line), "{line} missing");
     }
+    // A start that never completes holds back everything after multi-user.target.
+    assert!(!has("TimeoutStartSec=infinity"));
     // Devices must stay reachable, and audio threads may ask for real-time scheduling.
     for absent in [
         "PrivateDevices=",
         "RestrictRealtime=",
         "ProtectClock=",
         "DeviceAllow=",
+        // /proc/asound lists the sound cards.
+        "ProcSubset=",
+        // Unmaps the audio, gpio and dialout groups.
+        "PrivateUsers=",
+        // The gateway must reach Zello.
+        "PrivateNetwork=",
+        "IPAddressDeny=",
+        // sched_setscheduler for real-time audio threads.
+        "SystemCallFilter=~@resources",
     ] {
         assert!(
             !lines.iter().any(|l| l.starts_with(absent)),
-            "{absent} would cut off the radio interfaces"
+            "{absent} would cut off the radio interfaces or Zello"
         );
     }
     // The start limits belong in [Unit], where systemd reads them.
@@ -352,6 +412,12 @@ fn the_debian_package_ships_what_install_sh_installs() {
     ] {
         assert!(sources.iter().any(|s| s == needed), "{needed} not packaged");
     }
+    // cargo-deb refuses to build without a maintainer.
+    let maintainer = deb["maintainer"].as_str().unwrap();
+    assert!(
+        maintainer.contains('<') && maintainer.ends_with('>'),
+        "{maintainer}"
+    );
     let depends = deb["depends"].as_str().unwrap();
     for lib in ["libopus0", "libasound2"] {
         assert!(depends.contains(lib), "{depends}");

@@ -14,6 +14,8 @@ use tokio::time::Instant;
 /// One part of one radio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Part {
+    /// Whatever hardware did not open when the gateway started.
+    Missing,
     AudioDevice,
     Ptt,
     CarrierDetect,
@@ -22,6 +24,7 @@ pub enum Part {
 impl Part {
     fn label(self) -> &'static str {
         match self {
+            Part::Missing => "hardware missing since the start",
             Part::AudioDevice => "audio device lost",
             Part::Ptt => "PTT interface failing",
             Part::CarrierDetect => "carrier detect failing",
@@ -95,6 +98,7 @@ impl Alarms {
                 (radio, Part::AudioDevice, Some(error.clone()))
             }
             GatewayEvent::DeviceBack { radio } => (radio, Part::AudioDevice, None),
+            GatewayEvent::HardwareWaiting { radio, error } => (radio, Part::Missing, error.clone()),
             GatewayEvent::PttFault { radio, error } => (radio, Part::Ptt, error.clone()),
             GatewayEvent::CarrierFault { radio, error } => {
                 (radio, Part::CarrierDetect, error.clone())
@@ -317,6 +321,27 @@ mod tests {
             a.on_timer(t0 + GRACE).as_slice(),
             [Action::GoOffline { reason }] if reason.contains("carrier detect failing")
         ));
+    }
+
+    #[test]
+    fn hardware_missing_since_the_start_counts_until_it_appears() {
+        let t0 = Instant::now();
+        let mut a = alarms(true, false);
+        let waiting = |error: Option<&str>| GatewayEvent::HardwareWaiting {
+            radio: "vhf1".into(),
+            error: error.map(String::from),
+        };
+        assert!(a.handle(t0, &waiting(Some("rigctld refused"))).is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + GRACE));
+        assert_eq!(
+            a.on_timer(t0 + GRACE),
+            [Action::GoOffline {
+                reason: "radio vhf1: hardware missing since the start for 60 s (rigctld refused)"
+                    .into()
+            }]
+        );
+        assert_eq!(a.handle(t0 + GRACE * 2, &waiting(None)), [Action::GoOnline]);
+        assert!(!a.is_offline());
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Around [`gateway::run_with`] it adds what systemd's unit expects (see
 //! `systemd/zello-gateway.service`):
 //!
-//! - `READY=1` once logged on, every configured channel online and every radio's audio device
-//!   open, and a `STATUS=` line with each channel and radio, sent when it changes but at most
-//!   once a second ([`Supervisor`], [`status::StatusBoard`]);
+//! - `READY=1` once the gateway runs: the configuration loaded, every radio started or
+//!   waiting for its hardware, the Zello session started, connected or not (a Pi that boots
+//!   without network must still finish booting); then a `STATUS=` line with the connection,
+//!   each channel and each radio, sent when it changes but at most once a second
+//!   ([`Supervisor`], [`status::StatusBoard`]);
 //! - the watchdog, run only when systemd asks for one (`WatchdogSec=`), fed while every
 //!   radio's codec thread and the Zello session make progress;
 //! - SIGHUP (`systemctl reload`): the configuration file is reread and checked, and what
@@ -78,9 +80,10 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
     let mut session = config.session_config()?;
     session.refresh_token_file = refresh_token_file();
-    let radios = gateway::parts::build(&config)?;
-    // Every device opened: these PTT lines are the ones `ptt-off` forces off should the
-    // file become unreadable.
+    // A radio whose hardware is not there yet waits for it; only settings errors stop here.
+    let (radios, waiting) = gateway::parts::build_or_wait(&config)?;
+    // The configuration started: these PTT lines are the ones `ptt-off` forces off should
+    // the file become unreadable.
     if let Some(path) = gateway::parts::saved_ptt_lines_file()
         && let Err(e) = gateway::parts::save_ptt_lines(&running, &path)
     {
@@ -129,6 +132,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         gateway::RunOptions {
             liveness: liveness.clone(),
             alarms: Some(alarms_rx),
+            waiting,
             ..Default::default()
         },
     );
@@ -205,7 +209,7 @@ fn stop_on_panic(token: CancellationToken) {
     }));
 }
 
-/// Tells systemd how the gateway is doing: `READY=1` once it is, `STATUS=` on changes,
+/// Tells systemd how the gateway is doing: `READY=1` once it runs, `STATUS=` on changes,
 /// `RELOADING=1` / `READY=1` around a reload, `STOPPING=1` at the end. Without a notifier
 /// (not under systemd) it still reloads and logs.
 pub struct Supervisor {
@@ -213,6 +217,8 @@ pub struct Supervisor {
     board: StatusBoard,
     reloader: Reloader,
     ready_sent: bool,
+    /// Whether "bridging" was logged: logged on, every channel online, every radio up.
+    bridging_logged: bool,
     last_status: Option<String>,
     next_status: Instant,
     status_due: bool,
@@ -226,6 +232,7 @@ impl Supervisor {
             board,
             reloader,
             ready_sent: false,
+            bridging_logged: false,
             last_status: None,
             next_status: Instant::now(),
             status_due: false,
@@ -268,9 +275,13 @@ impl Supervisor {
 
     /// The board changed: `READY=1` the first time it is ready, else a status update.
     fn changed(&mut self) {
+        if !self.bridging_logged && self.board.bridging() {
+            self.bridging_logged = true;
+            info!(status = %self.board.text(), "ready: every radio bridged to its channel");
+        }
         if !self.ready_sent && self.board.ready() {
             self.ready_sent = true;
-            info!(status = %self.board.text(), "ready");
+            info!(status = %self.board.text(), "started: the Zello connection and each radio follow in the status");
             self.notify("READY=1");
             self.send_status();
             return;

@@ -7,6 +7,11 @@ use crate::gateway::GatewayEvent;
 #[derive(Debug, Clone, PartialEq)]
 enum Link {
     Connecting,
+    /// The server could not be reached: why, and when the next try is.
+    Unreachable {
+        error: String,
+        retry_in: std::time::Duration,
+    },
     LoggedOn,
     Refused(String),
     Disconnected(String),
@@ -26,6 +31,8 @@ struct Radio {
     name: String,
     carrier: bool,
     ptt: bool,
+    /// Its hardware did not open at start; it starts once it does.
+    waiting: bool,
     /// Why its audio device is lost, if it is.
     device_lost: Option<String>,
     carrier_fault: bool,
@@ -35,6 +42,10 @@ struct Radio {
 /// The state of the whole gateway as its events tell it, for `READY=1` and `STATUS=`.
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
+    /// The gateway runs: every radio started or waiting for its hardware.
+    started: bool,
+    /// The Zello server's address, for the status while not connected.
+    server: Option<String>,
     link: Link,
     /// Why the gateway left Zello on purpose, while it stays away.
     held_offline: Option<String>,
@@ -43,8 +54,8 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
-    /// A board for these channels and radios (in the configuration's order), before logon.
-    /// The radios' devices are open: the gateway opens them before it starts.
+    /// A board for these channels and radios (in the configuration's order), before the
+    /// gateway has started.
     pub fn new(
         channels: impl IntoIterator<Item = String>,
         radios: impl IntoIterator<Item = String>,
@@ -60,6 +71,8 @@ impl StatusBoard {
             }
         }
         StatusBoard {
+            started: false,
+            server: None,
             link: Link::Connecting,
             held_offline: None,
             channels: chans,
@@ -69,6 +82,7 @@ impl StatusBoard {
                     name,
                     carrier: false,
                     ptt: false,
+                    waiting: false,
                     device_lost: None,
                     carrier_fault: false,
                     ptt_fault: false,
@@ -77,12 +91,19 @@ impl StatusBoard {
         }
     }
 
-    /// The board for a configuration: each radio's channel, and the radios.
+    /// The board for a configuration: the server, each radio's channel, and the radios.
     pub fn for_config(config: &crate::config::Config) -> Self {
         Self::new(
             config.radios.iter().map(|r| r.channel.clone()),
             config.radios.iter().map(|r| r.name.clone()),
         )
+        .with_server(config.zello.server.clone())
+    }
+
+    /// Names the server in the status while it cannot be reached.
+    pub fn with_server(mut self, server: impl Into<String>) -> Self {
+        self.server = Some(server.into());
+        self
     }
 
     fn radio(&mut self, name: &str) -> Option<&mut Radio> {
@@ -92,6 +113,18 @@ impl StatusBoard {
     /// Takes in one event.
     pub fn apply(&mut self, event: &GatewayEvent) {
         match event {
+            GatewayEvent::Started => self.started = true,
+            GatewayEvent::ConnectFailed { error, retry_in } => {
+                self.link = Link::Unreachable {
+                    error: error.clone(),
+                    retry_in: *retry_in,
+                }
+            }
+            GatewayEvent::HardwareWaiting { radio, error } => {
+                if let Some(r) = self.radio(radio) {
+                    r.waiting = error.is_some();
+                }
+            }
             GatewayEvent::LoggedOn => self.link = Link::LoggedOn,
             GatewayEvent::LogonRefused(code) => self.link = Link::Refused(code.clone()),
             GatewayEvent::Disconnected(reason) => {
@@ -161,12 +194,22 @@ impl StatusBoard {
         }
     }
 
-    /// Ready to bridge: logged on, every configured channel online and every radio's audio
-    /// device open.
+    /// Ready for systemd: the gateway runs, every radio started or waiting for its
+    /// hardware. Being connected to Zello is not asked: the gateway connects by itself, and
+    /// the status tells how that goes.
     pub fn ready(&self) -> bool {
+        self.started
+    }
+
+    /// Bridging every radio: logged on, every configured channel online and every radio's
+    /// hardware there.
+    pub fn bridging(&self) -> bool {
         self.link == Link::LoggedOn
             && self.channels.iter().all(|c| c.online)
-            && self.radios.iter().all(|r| r.device_lost.is_none())
+            && self
+                .radios
+                .iter()
+                .all(|r| r.device_lost.is_none() && !r.waiting)
     }
 
     /// One line for `systemctl status`: the connection while not logged on, each channel,
@@ -180,6 +223,11 @@ impl StatusBoard {
             )),
             Link::LoggedOn => {}
             Link::Connecting => parts.push("connecting to Zello".to_string()),
+            Link::Unreachable { error, retry_in } => parts.push(format!(
+                "cannot connect to {} ({error}), next try in {} s",
+                self.server.as_deref().unwrap_or("Zello"),
+                retry_in.as_secs_f32().ceil()
+            )),
             Link::Refused(code) => parts.push(format!("logon refused ({code}), retrying")),
             Link::Disconnected(reason) => {
                 parts.push(format!("disconnected ({reason}), reconnecting"))
@@ -194,6 +242,7 @@ impl StatusBoard {
         }
         for r in &self.radios {
             let state = match (&r.device_lost, r.ptt, r.carrier) {
+                _ if r.waiting => "waiting for its hardware",
                 (Some(_), _, _) => "audio device lost",
                 (None, true, _) => "transmitting",
                 (None, false, true) => "receiving",
@@ -232,9 +281,45 @@ mod tests {
     }
 
     #[test]
-    fn ready_needs_the_logon_every_channel_and_every_device() {
-        let mut b = board();
+    fn ready_once_started_whatever_zello_and_the_hardware_do() {
+        let mut b = board().with_server("wss://zello.io/ws");
         assert!(!b.ready());
+        b.apply(&GatewayEvent::HardwareWaiting {
+            radio: "uhf1".into(),
+            error: Some("radio[1] (uhf1).audio: no such device".into()),
+        });
+        b.apply(&GatewayEvent::ConnectFailed {
+            error: "failed to lookup address information".into(),
+            retry_in: std::time::Duration::from_secs(30),
+        });
+        b.apply(&GatewayEvent::Started);
+        assert!(b.ready());
+        assert!(!b.bridging());
+        assert_eq!(
+            b.text(),
+            "cannot connect to wss://zello.io/ws (failed to lookup address information), next try in 30 s; \
+             Dispatch: offline; Ops: offline; radio vhf1 idle; radio uhf1 waiting for its hardware"
+        );
+        b.apply(&GatewayEvent::LoggedOn);
+        b.apply(&online("Dispatch", 1));
+        b.apply(&online("Ops", 1));
+        assert!(!b.bridging(), "uhf1 waits for its hardware");
+        b.apply(&GatewayEvent::HardwareWaiting {
+            radio: "uhf1".into(),
+            error: None,
+        });
+        assert!(b.bridging());
+        assert!(
+            b.text().ends_with("radio vhf1 idle; radio uhf1 idle"),
+            "{}",
+            b.text()
+        );
+    }
+
+    #[test]
+    fn bridging_needs_the_logon_every_channel_and_every_device() {
+        let mut b = board();
+        assert!(!b.bridging());
         assert_eq!(
             b.text(),
             "connecting to Zello; Dispatch: offline; Ops: offline; radio vhf1 idle; radio uhf1 idle"
@@ -242,13 +327,13 @@ mod tests {
         // A channel status can come before the logon reply.
         b.apply(&online("Dispatch", 3));
         b.apply(&GatewayEvent::LoggedOn);
-        assert!(!b.ready(), "Ops is not online yet");
+        assert!(!b.bridging(), "Ops is not online yet");
         b.apply(&GatewayEvent::DeviceLost {
             radio: "uhf1".into(),
             error: "gone".into(),
         });
         b.apply(&online("Ops", 1));
-        assert!(!b.ready(), "uhf1's sound card is lost");
+        assert!(!b.bridging(), "uhf1's sound card is lost");
         assert_eq!(
             b.text(),
             "Dispatch: online, 3 users; Ops: online, 1 user; radio vhf1 idle; radio uhf1 audio device lost"
@@ -256,7 +341,7 @@ mod tests {
         b.apply(&GatewayEvent::DeviceBack {
             radio: "uhf1".into(),
         });
-        assert!(b.ready());
+        assert!(b.bridging());
         assert_eq!(
             b.text(),
             "Dispatch: online, 3 users; Ops: online, 1 user; radio vhf1 idle; radio uhf1 idle"
@@ -327,9 +412,9 @@ mod tests {
         b.apply(&GatewayEvent::LoggedOn);
         b.apply(&online("Dispatch", 2));
         b.apply(&online("Ops", 2));
-        assert!(b.ready());
+        assert!(b.bridging());
         b.apply(&GatewayEvent::Disconnected("closed by the server".into()));
-        assert!(!b.ready());
+        assert!(!b.bridging());
         assert!(
             b.text().starts_with(
                 "disconnected (closed by the server), reconnecting; Dispatch: offline; Ops: offline"

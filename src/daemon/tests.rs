@@ -72,26 +72,27 @@ fn radio(name: &str) -> String {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ready_once_logged_on_with_every_channel_online_then_status_on_changes() {
+async fn ready_once_started_not_waiting_for_zello_then_status_on_changes() {
     let r = rig(true);
     settle().await;
     assert_eq!(
         r.systemd.received(),
         ["STATUS=connecting to Zello; Dispatch: offline; radio vhf1 idle"]
     );
+    // Running, not connected yet: ready (a Pi booting offline finishes booting).
+    r.events.send(GatewayEvent::Started).unwrap();
+    settle().await;
+    assert_eq!(r.systemd.received(), ["READY=1"]);
     r.events.send(GatewayEvent::LoggedOn).unwrap();
     settle().await;
     // Within a second of the last status: held back.
     assert!(r.systemd.received().is_empty());
     r.events.send(online(3)).unwrap();
-    settle().await;
+    tokio::time::sleep(STATUS_GAP).await;
     assert_eq!(
         r.systemd.received(),
-        [
-            "READY=1",
-            "STATUS=Dispatch: online, 3 users; radio vhf1 idle"
-        ],
-        "ready at once, with the status"
+        ["STATUS=Dispatch: online, 3 users; radio vhf1 idle"],
+        "the status once the second is over, no second READY=1"
     );
 
     // Later changes: a status each, never READY=1 again.
@@ -146,8 +147,35 @@ async fn ready_once_logged_on_with_every_channel_online_then_status_on_changes()
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_lost_sound_card_holds_readiness_back() {
+async fn missing_hardware_and_an_unreachable_server_do_not_hold_readiness_back() {
     let r = rig(true);
+    r.events
+        .send(GatewayEvent::HardwareWaiting {
+            radio: radio("vhf1"),
+            error: Some("radio[0] (vhf1).ptt: rigctld 127.0.0.1:4532: refused".into()),
+        })
+        .unwrap();
+    r.events
+        .send(GatewayEvent::ConnectFailed {
+            error: "Connection refused".into(),
+            retry_in: Duration::from_millis(7600),
+        })
+        .unwrap();
+    r.events.send(GatewayEvent::Started).unwrap();
+    tokio::time::sleep(STATUS_GAP * 2).await;
+    let got = r.systemd.received();
+    assert!(got.iter().any(|m| m == "READY=1"), "{got:?}");
+    assert_eq!(
+        got.last().unwrap(),
+        "STATUS=cannot connect to ws://127.0.0.1:8800/ws (Connection refused), next try in 8 s; Dispatch: offline; radio vhf1 waiting for its hardware"
+    );
+    // A sound card lost later shows too; readiness stays.
+    r.events
+        .send(GatewayEvent::HardwareWaiting {
+            radio: radio("vhf1"),
+            error: None,
+        })
+        .unwrap();
     r.events
         .send(GatewayEvent::DeviceLost {
             radio: radio("vhf1"),
@@ -158,11 +186,13 @@ async fn a_lost_sound_card_holds_readiness_back() {
     r.events.send(online(1)).unwrap();
     tokio::time::sleep(STATUS_GAP * 2).await;
     let got = r.systemd.received();
-    assert!(!got.iter().any(|m| m == "READY=1"), "{got:?}");
     assert_eq!(
         got.last().unwrap(),
-        "STATUS=Dispatch: online, 1 user; radio vhf1 audio device lost"
+        "STATUS=Dispatch: online, 1 user; radio vhf1 audio device lost",
+        "{got:?}"
     );
+    assert!(!got.iter().any(|m| m == "READY=1"), "{got:?}");
+    tokio::time::sleep(STATUS_GAP).await;
     r.events
         .send(GatewayEvent::DeviceBack {
             radio: radio("vhf1"),
@@ -171,10 +201,7 @@ async fn a_lost_sound_card_holds_readiness_back() {
     settle().await;
     assert_eq!(
         r.systemd.received(),
-        [
-            "READY=1",
-            "STATUS=Dispatch: online, 1 user; radio vhf1 idle"
-        ]
+        ["STATUS=Dispatch: online, 1 user; radio vhf1 idle"]
     );
     r.shutdown.cancel();
 }
@@ -233,9 +260,10 @@ async fn reload_is_announced_only_once_ready_and_keeps_running() {
     settle().await;
     assert!(r.systemd.received().is_empty());
 
+    r.events.send(GatewayEvent::Started).unwrap();
     r.events.send(GatewayEvent::LoggedOn).unwrap();
     r.events.send(online(3)).unwrap();
-    settle().await;
+    tokio::time::sleep(STATUS_GAP).await;
     let _ = r.systemd.received();
 
     // A broken file: RELOADING=1, READY=1, and the supervisor carries on.

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The name the Zello session task's heartbeat is registered under.
 pub const SESSION_PART: &str = "zello session";
@@ -30,9 +30,17 @@ pub const SESSION_PART: &str = "zello session";
 /// What the gateway did, for timelines, tests and status displays.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GatewayEvent {
+    /// Every radio has started or waits for its hardware, and the Zello session runs: the
+    /// gateway does its job from now on, connected or not.
+    Started,
     LoggedOn,
     LogonRefused(String),
     Disconnected(String),
+    /// The Zello server could not be reached; the next try is in `retry_in`.
+    ConnectFailed {
+        error: String,
+        retry_in: Duration,
+    },
     ChannelStatus {
         channel: String,
         online: bool,
@@ -107,6 +115,12 @@ pub enum GatewayEvent {
     /// The PTT interface failed (`Some`: keying failed, or its periodic check did) or
     /// works again (`None`).
     PttFault {
+        radio: String,
+        error: Option<String>,
+    },
+    /// A radio's hardware (sound device, PTT line or carrier detect) could not be opened at
+    /// start (`Some`: why): the radio waits for it and starts once it appears (`None`).
+    HardwareWaiting {
         radio: String,
         error: Option<String>,
     },
@@ -257,6 +271,29 @@ pub struct DrivenParts {
     pub session: SessionHandle,
 }
 
+/// A radio whose hardware could not be opened at start: the gateway tries again with
+/// backoff ([`HARDWARE_RETRY_FIRST`] doubling up to [`HARDWARE_RETRY_MAX`]) and starts it
+/// once its devices open, while the other radios and the Zello session run.
+pub struct WaitingRadio {
+    pub name: String,
+    pub channel: String,
+    /// Why its devices did not open (the first time).
+    pub error: String,
+    /// Opens the radio's devices again; called on a blocking thread.
+    pub open: Box<dyn FnMut() -> Result<RadioParts, String> + Send>,
+}
+
+/// The first wait before a radio's missing hardware is tried again.
+pub const HARDWARE_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between two tries: a USB card or rigctld that appears is picked up
+/// within this time.
+pub const HARDWARE_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The next wait before trying missing hardware again: doubled, capped.
+pub fn next_hardware_retry(delay: Duration) -> Duration {
+    (delay * 2).min(HARDWARE_RETRY_MAX)
+}
+
 /// What [`run_with`] does beyond [`run`]; the default is what [`run`] does.
 pub struct RunOptions {
     /// Who ticks the codec engines (default: a thread each).
@@ -267,6 +304,9 @@ pub struct RunOptions {
     /// Leaving Zello while radio hardware has failed ([`crate::alarms`]), with settings a
     /// reload may change; `None`: never.
     pub alarms: Option<tokio::sync::watch::Receiver<AlarmsConfig>>,
+    /// Radios waiting for their hardware; each gets a codec thread of its own once it
+    /// starts, whatever [`RunOptions::drive`] says.
+    pub waiting: Vec<WaitingRadio>,
 }
 
 impl Default for RunOptions {
@@ -275,6 +315,7 @@ impl Default for RunOptions {
             drive: EngineDrive::Threads,
             liveness: Liveness::new(),
             alarms: None,
+            waiting: Vec::new(),
         }
     }
 }
@@ -296,8 +337,153 @@ pub async fn run(
     .await
 }
 
-/// [`run`], with the watchdog's heartbeats, Zello Alarms, or the engines ticked by the
-/// caller (see [`RunOptions`]).
+/// What every radio's start shares.
+#[derive(Clone)]
+struct Shared {
+    session: SessionHandle,
+    observer: broadcast::Sender<GatewayEvent>,
+    liveness: Liveness,
+    engines_stop: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// A radio's codec engine and bridge, built but not started; the bridge takes the
+    /// session events of its channel from `events`.
+    fn assemble(
+        &self,
+        r: RadioParts,
+        events: mpsc::Receiver<SessionEvent>,
+    ) -> Result<(Engine, bridge::Bridge), GatewayError> {
+        let radio_err = |message: String| GatewayError::Radio {
+            radio: r.name.clone(),
+            message,
+        };
+        let (cmd_tx, cmd_rx) = mpsc::channel(2048);
+        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)
+            .and_then(|e| e.with_audio(&r.rx_audio, &r.tx_audio, r.playout))
+            .map_err(|e| radio_err(e.to_string()))?;
+        let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
+        let bridge = bridge::Bridge {
+            name: r.name,
+            channel: r.channel,
+            recipient: r.recipient,
+            header: r.header,
+            timers: r.timers,
+            courtesy_tone: r.courtesy_tone,
+            identification: r.identification,
+            session: self.session.clone(),
+            ptt,
+            engine_tx: cmd_tx,
+            engine_rx: ev_rx,
+            events,
+            observer: self.observer.clone(),
+        };
+        Ok((engine, bridge))
+    }
+
+    /// Starts a radio's codec engine on a thread of its own.
+    fn spawn_engine(
+        &self,
+        engine: Engine,
+        name: &str,
+    ) -> Result<std::thread::JoinHandle<()>, GatewayError> {
+        let beat = self.liveness.register(format!("codec {name}"));
+        engine::spawn(engine, name, self.engines_stop.clone(), Some(beat)).map_err(|e| {
+            GatewayError::Radio {
+                radio: name.to_string(),
+                message: format!("cannot start the codec thread: {e}"),
+            }
+        })
+    }
+
+    /// Waits for a radio's hardware, then runs the radio until shutdown. Returns its codec
+    /// thread, if it started.
+    async fn wait_and_run(
+        self,
+        radio: WaitingRadio,
+        mut route: mpsc::Receiver<SessionEvent>,
+    ) -> Option<std::thread::JoinHandle<()>> {
+        let WaitingRadio { name, mut open, .. } = radio;
+        let mut delay = HARDWARE_RETRY_FIRST;
+        let mut next_try = tokio::time::Instant::now() + delay;
+        // The channel's last status, for the bridge once it starts.
+        let mut channel_status = None;
+        let (bridge_tx, engine, bridge) = loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                ev = route.recv() => match ev {
+                    Some(ev @ SessionEvent::Channel { .. }) => channel_status = Some(ev),
+                    // Messages from the channel are missed while the radio is not there.
+                    Some(_) => {}
+                    None => return None,
+                },
+                _ = tokio::time::sleep_until(next_try) => {
+                    let job = tokio::task::spawn_blocking(move || {
+                        let parts = open();
+                        (open, parts)
+                    });
+                    // A slow try (a connect timing out) never holds the stop back.
+                    let tried = tokio::select! {
+                        _ = self.shutdown.cancelled() => return None,
+                        tried = job => tried,
+                    };
+                    let parts = match tried {
+                        Ok((back, parts)) => {
+                            open = back;
+                            parts
+                        }
+                        Err(e) => {
+                            error!(radio = %name, error = %e, "opening the radio's hardware failed; the radio stays stopped");
+                            return None;
+                        }
+                    };
+                    let (tx, rx) = mpsc::channel(2048);
+                    match parts.and_then(|p| self.assemble(p, rx).map_err(|e| e.to_string())) {
+                        Ok((engine, bridge)) => break (tx, engine, bridge),
+                        Err(e) => {
+                            debug!(radio = %name, error = %e, retry_in_s = delay.as_secs(), "hardware still missing");
+                            delay = next_hardware_retry(delay);
+                            next_try = tokio::time::Instant::now() + delay;
+                        }
+                    }
+                }
+            }
+        };
+        let thread = match self.spawn_engine(engine, &name) {
+            Ok(thread) => thread,
+            Err(e) => {
+                error!(radio = %name, error = %e, "the radio cannot start");
+                return None;
+            }
+        };
+        info!(event = "hardware_found", radio = %name, "hardware found: radio ready");
+        let _ = self.observer.send(GatewayEvent::HardwareWaiting {
+            radio: name.clone(),
+            error: None,
+        });
+        if let Some(status) = channel_status {
+            let _ = bridge_tx.try_send(status);
+        }
+        let bridge = tokio::spawn(bridge.run(self.shutdown.clone()));
+        let forward = tokio::spawn(async move {
+            while let Some(ev) = route.recv().await {
+                if bridge_tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+        if let Err(e) = bridge.await {
+            error!(radio = %name, error = %e, "a radio bridge failed");
+        }
+        forward.abort();
+        Some(thread)
+    }
+}
+
+/// [`run`], with the watchdog's heartbeats, Zello Alarms, radios waiting for their
+/// hardware, or the engines ticked by the caller (see [`RunOptions`]).
 pub async fn run_with(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
@@ -309,6 +495,7 @@ pub async fn run_with(
         drive,
         liveness,
         alarms,
+        waiting,
     } = options;
     let session_stop = CancellationToken::new();
     let (handle, events, session_task) = session::spawn_watched(
@@ -326,50 +513,41 @@ pub async fn run_with(
             shutdown.clone(),
         ))
     });
-    let engines_stop = CancellationToken::new();
+    let shared = Shared {
+        session: handle.clone(),
+        observer: observer.clone(),
+        liveness: liveness.clone(),
+        engines_stop: CancellationToken::new(),
+        shutdown: shutdown.clone(),
+    };
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();
     let mut threads = Vec::new();
     let mut handed = Vec::new();
     for r in radios {
-        let radio_err = |message: String| GatewayError::Radio {
-            radio: r.name.clone(),
-            message,
-        };
-        let (cmd_tx, cmd_rx) = mpsc::channel(2048);
-        let (ev_tx, ev_rx) = mpsc::channel(1024);
-        let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)
-            .and_then(|e| e.with_audio(&r.rx_audio, &r.tx_audio, r.playout))
-            .map_err(|e| radio_err(e.to_string()))?;
-        let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
-        match drive {
-            EngineDrive::Threads => {
-                let beat = liveness.register(format!("codec {}", r.name));
-                let thread = engine::spawn(engine, &r.name, engines_stop.clone(), Some(beat))
-                    .map_err(|e| radio_err(format!("cannot start the codec thread: {e}")))?;
-                threads.push(thread);
-            }
-            EngineDrive::Caller(_) => handed.push(engine),
-        }
         let (route_tx, route_rx) = mpsc::channel(2048);
         routes.push((r.channel.clone(), route_tx));
-        info!(radio = %r.name, channel = %r.channel, "radio ready");
-        let bridge = bridge::Bridge {
-            name: r.name,
-            channel: r.channel,
-            recipient: r.recipient,
-            header: r.header,
-            timers: r.timers,
-            courtesy_tone: r.courtesy_tone,
-            identification: r.identification,
-            session: handle.clone(),
-            ptt,
-            engine_tx: cmd_tx,
-            engine_rx: ev_rx,
-            events: route_rx,
-            observer: observer.clone(),
-        };
+        let (name, channel) = (r.name.clone(), r.channel.clone());
+        let (engine, bridge) = shared.assemble(r, route_rx)?;
+        match drive {
+            EngineDrive::Threads => threads.push(shared.spawn_engine(engine, &name)?),
+            EngineDrive::Caller(_) => handed.push(engine),
+        }
+        info!(radio = %name, channel = %channel, "radio ready");
         bridges.push(tokio::spawn(bridge.run(shutdown.clone())));
+    }
+    let mut waiters = Vec::new();
+    for w in waiting {
+        let (route_tx, route_rx) = mpsc::channel(2048);
+        routes.push((w.channel.clone(), route_tx));
+        warn!(event = "hardware_waiting", radio = %w.name, channel = %w.channel, error = %w.error,
+            "radio waiting for its hardware: it starts once its devices open (tried again every {} s at most); the other radios and Zello go on",
+            HARDWARE_RETRY_MAX.as_secs());
+        let _ = observer.send(GatewayEvent::HardwareWaiting {
+            radio: w.name.clone(),
+            error: Some(w.error.clone()),
+        });
+        waiters.push(tokio::spawn(shared.clone().wait_and_run(w, route_rx)));
     }
     if let EngineDrive::Caller(to) = drive {
         // A caller that went away no longer ticks: the bridges notice the engines are gone.
@@ -379,6 +557,7 @@ pub async fn run_with(
         });
     }
     let router = tokio::spawn(route(events, routes, observer.clone()));
+    let _ = observer.send(GatewayEvent::Started);
     shutdown.cancelled().await;
     if let Some(task) = alarms_task {
         let _ = tokio::time::timeout(Duration::from_millis(200), task).await;
@@ -389,10 +568,16 @@ pub async fn run_with(
             error!(error = %e, "a radio bridge failed");
         }
     }
+    for w in waiters {
+        match w.await {
+            Ok(thread) => threads.extend(thread),
+            Err(e) => error!(error = %e, "a radio waiting for its hardware failed"),
+        }
+    }
     session_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), session_task).await;
     router.abort();
-    engines_stop.cancel();
+    shared.engines_stop.cancel();
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
@@ -458,6 +643,13 @@ async fn route(
             }
             SessionEvent::Disconnected { reason } => {
                 let _ = observer.send(GatewayEvent::Disconnected(reason.clone()));
+                continue;
+            }
+            SessionEvent::ConnectFailed { error, retry_in } => {
+                let _ = observer.send(GatewayEvent::ConnectFailed {
+                    error: error.clone(),
+                    retry_in: *retry_in,
+                });
                 continue;
             }
             SessionEvent::Text(t) => {

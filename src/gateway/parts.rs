@@ -1,6 +1,6 @@
 //! Builds each radio's parts (audio, PTT, carrier detect) from the configuration.
 
-use super::RadioParts;
+use super::{RadioParts, WaitingRadio};
 use crate::audio::CODEC_RATE;
 use crate::audio::file::{FileInput, FileOutput};
 use crate::audio::opus::EncoderSettings;
@@ -447,6 +447,44 @@ pub fn build(config: &Config) -> Result<Vec<RadioParts>, PartsError> {
         .enumerate()
         .map(|(index, r)| build_one(config, index, r))
         .collect()
+}
+
+/// Builds every radio of a configuration for `run`: a radio whose devices (sound device,
+/// PTT line, carrier detect) do not open yet is handed back to wait for them (a USB card
+/// that enumerates late, a rigctld that starts after the gateway). Only what can never fix
+/// itself, an error in the radio's settings, is an error here.
+pub fn build_or_wait(config: &Config) -> Result<(Vec<RadioParts>, Vec<WaitingRadio>), PartsError> {
+    let mut ready = Vec::new();
+    let mut waiting = Vec::new();
+    for (index, r) in config.radios.iter().enumerate() {
+        settings_problem(index, r)?;
+        match build_one(config, index, r) {
+            Ok(parts) => ready.push(parts),
+            Err(e) => {
+                let (config, r) = (config.clone(), r.clone());
+                waiting.push(WaitingRadio {
+                    name: r.name.clone(),
+                    channel: r.channel.clone(),
+                    error: e.to_string(),
+                    open: Box::new(move || {
+                        build_one(&config, index, &r).map_err(|e| e.to_string())
+                    }),
+                });
+            }
+        }
+    }
+    Ok((ready, waiting))
+}
+
+/// The radio settings that no device can fix (the codec header, the VOX thresholds).
+fn settings_problem(index: usize, r: &RadioConfig) -> Result<(), PartsError> {
+    r.codec
+        .header()
+        .map_err(|e| radio_err(index, r, "codec", e))?;
+    if let CarrierConfig::Vox(v) = &r.carrier {
+        Vox::new(v.clone()).map_err(|e| radio_err(index, r, "carrier", e))?;
+    }
+    Ok(())
 }
 
 fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioParts, PartsError> {

@@ -566,3 +566,92 @@ async fn a_failed_ptt_interface_is_noticed_while_idle_and_when_keying() {
     assert!(r.ptt.is_keyed());
     r.stop().await;
 }
+
+/// A radio whose hardware is missing at start is tried again with backoff (1 s doubling,
+/// capped at 30 s: no busy loop), reported once, and started when it opens, while the
+/// Zello session runs meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_started() {
+    use super::parts::NullOutput;
+    use super::{HARDWARE_RETRY_MAX, RadioParts, RunOptions, WaitingRadio};
+    use crate::audio::file::FileInput;
+    use crate::radio::sim::FlagCarrier;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+        .await
+        .unwrap();
+    let tries = Arc::new(AtomicUsize::new(0));
+    let ptt = SimPtt::new();
+    let open = {
+        let (tries, ptt) = (tries.clone(), ptt.clone());
+        Box::new(move || {
+            let n = tries.fetch_add(1, Ordering::SeqCst) + 1;
+            if n < 8 {
+                return Err(format!("try {n}: no such device"));
+            }
+            Ok(RadioParts::new(
+                "vhf1",
+                CH,
+                Box::new(FileInput::from_samples(
+                    Vec::new(),
+                    crate::audio::CODEC_RATE,
+                )),
+                Box::new(NullOutput),
+                Box::new(FlagCarrier::fixed(false)),
+                Box::new(ptt.clone()),
+            ))
+        })
+    };
+    let (observer, mut watch) = broadcast::channel(1024);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(super::run_with(
+        cfg(&sim, "gateway1"),
+        Vec::new(),
+        stop.clone(),
+        observer,
+        RunOptions {
+            waiting: vec![WaitingRadio {
+                name: "vhf1".into(),
+                channel: CH.into(),
+                error: "no such device".into(),
+                open,
+            }],
+            ..Default::default()
+        },
+    ));
+    // Waiting is announced before the gateway says it has started.
+    let mut seen = Vec::new();
+    while !seen.contains(&GatewayEvent::Started) {
+        seen.push(watch.recv().await.unwrap());
+    }
+    assert_eq!(
+        seen[0],
+        GatewayEvent::HardwareWaiting {
+            radio: "vhf1".into(),
+            error: Some("no such device".into()),
+        }
+    );
+    // Tries at 1, 3, 7, 15 and 31 s, then every 30 s.
+    sleep(Duration::from_secs(60)).await;
+    assert_eq!(tries.load(Ordering::SeqCst), 5);
+    sleep(HARDWARE_RETRY_MAX).await;
+    assert_eq!(tries.load(Ordering::SeqCst), 6);
+    // The eighth try, at 121 s, opens it.
+    let back = tokio::time::timeout(Duration::from_secs(70), async {
+        loop {
+            if let GatewayEvent::HardwareWaiting { radio, error } = watch.recv().await.unwrap() {
+                return (radio, error);
+            }
+        }
+    })
+    .await
+    .expect("the radio starts once its hardware opens");
+    assert_eq!(back, ("vhf1".to_string(), None));
+    assert_eq!(tries.load(Ordering::SeqCst), 8);
+    assert!(!ptt.is_keyed());
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert!(!ptt.is_keyed());
+}

@@ -256,6 +256,11 @@ impl Core {
                 ConnEnd::ConnectFailed(e) => {
                     let d = self.backoff_delay();
                     warn!(event = "connect_failed", server = %self.config.server, error = %e, retry_in_s = secs(d), "cannot connect to the server");
+                    self.emit(SessionEvent::ConnectFailed {
+                        error: e,
+                        retry_in: d,
+                    })
+                    .await;
                     d
                 }
                 ConnEnd::Auth(e) => {

@@ -180,6 +180,12 @@ pub enum SessionEvent {
     Disconnected {
         reason: String,
     },
+    /// The server could not be reached (no network, refused, TLS); the session tries again
+    /// after `retry_in`.
+    ConnectFailed {
+        error: String,
+        retry_in: Duration,
+    },
     /// Our outgoing message got its stream id.
     OutgoingStarted {
         local_id: u64,
