@@ -95,6 +95,7 @@ impl Rig {
 }
 
 #[tokio::test(start_paused = true)]
+#[serial_test::serial] // log captures: no test of this file runs beside another
 async fn a_lasting_ptt_fault_takes_the_gateway_offline_until_it_is_fixed() {
     let mut r = rig(AlarmsConfig {
         text_channel: Some(CHANNEL.into()),
@@ -154,6 +155,7 @@ async fn a_lasting_ptt_fault_takes_the_gateway_offline_until_it_is_fixed() {
 }
 
 #[tokio::test(start_paused = true)]
+#[serial_test::serial] // log captures: no test of this file runs beside another
 async fn a_blip_within_the_grace_period_is_never_seen_on_zello() {
     let mut r = rig(AlarmsConfig {
         hardware_grace_s: 30,
@@ -206,6 +208,7 @@ impl std::io::Write for Captured {
 }
 
 #[tokio::test(start_paused = true)]
+#[serial_test::serial] // log captures: no test of this file runs beside another
 async fn staying_online_when_asked_to() {
     let log = Captured::default();
     let writer = log.clone();
@@ -232,20 +235,38 @@ async fn staying_online_when_asked_to() {
         text(&mut r.dispatcher).await,
         "zello-gateway: radio uhf1: carrier detect failing for 10 s (rigctld 127.0.0.1:4532 unreachable); still online"
     );
+    // The line follows the server's answer to the text, which travels over a real socket:
+    // wait for it in real time (a blocking task holds the paused clock back meanwhile).
+    let mut line = None;
+    for _ in 0..1000 {
+        let text = String::from_utf8_lossy(&log.0.lock().unwrap()).to_string();
+        line = text
+            .lines()
+            .find(|l| l.contains("alarm text sent"))
+            .map(str::to_string);
+        if line.is_some() {
+            break;
+        }
+        tokio::task::spawn_blocking(|| std::thread::sleep(std::time::Duration::from_millis(5)))
+            .await
+            .unwrap();
+    }
+    let line = line.unwrap_or_else(|| {
+        panic!(
+            "no 'alarm text sent' line in:\n{}",
+            String::from_utf8_lossy(&log.0.lock().unwrap())
+        )
+    });
+    // Sent to the channel, not to a user: no empty user field in the log line.
+    assert!(!line.contains("user="), "{line}");
     sleep(60 * S).await;
     assert!(gateway_online(&r.sim));
     r.stop.cancel();
     r.gateway.shutdown().await;
-    // Sent to the channel, not to a user: no empty user field in the log line.
-    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).to_string();
-    let line = text
-        .lines()
-        .find(|l| l.contains("alarm text sent"))
-        .unwrap_or_else(|| panic!("{text}"));
-    assert!(!line.contains("user="), "{line}");
 }
 
 #[tokio::test(start_paused = true)]
+#[serial_test::serial] // log captures: no test of this file runs beside another
 async fn reloaded_settings_apply_to_a_fault_already_timed() {
     let mut r = rig(AlarmsConfig::default()).await;
     r.faults

@@ -64,6 +64,7 @@ impl Captured {
 }
 
 #[tokio::test(start_paused = true)]
+#[serial_test::serial] // log captures: no test of this file runs beside another
 async fn a_link_dropping_every_30_s_reconnects_at_once_and_loses_no_message() {
     let log = Captured::default();
     let _log = log.start();
@@ -140,6 +141,7 @@ async fn a_link_dropping_every_30_s_reconnects_at_once_and_loses_no_message() {
 }
 
 #[tokio::test(start_paused = true)]
+#[serial_test::serial] // log captures: no test of this file runs beside another
 async fn a_server_that_refuses_the_logon_is_still_backed_off_exponentially() {
     let sim = server(SimConfig::default()).await;
     let mut gw = Client::ready(config(&sim, "gateway1")).await;

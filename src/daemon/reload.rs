@@ -298,6 +298,7 @@ audio = { backend = "file" }
     }
 
     #[test]
+    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
     fn changed_keys_name_the_setting() {
         let old = table(RUNNING);
         assert!(changed_keys(&old, &old).is_empty());
@@ -315,6 +316,7 @@ audio = { backend = "file" }
     }
 
     #[test]
+    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
     fn added_and_removed_keys_and_radios() {
         let old = table(RUNNING);
         let fewer = &RUNNING[..RUNNING.rfind("[[radio]]").unwrap()];
@@ -342,6 +344,7 @@ audio = { backend = "file" }
     }
 
     #[test]
+    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
     fn a_file_that_no_longer_validates_lists_every_problem() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
@@ -416,6 +419,7 @@ audio = { backend = "file" }
     }
 
     #[test]
+    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
     fn a_failed_reload_is_logged_once_and_never_shows_a_secret() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
@@ -440,6 +444,7 @@ audio = { backend = "file" }
     }
 
     #[test]
+    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
     fn the_log_level_is_applied_live_and_the_rest_waits_for_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
