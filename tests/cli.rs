@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::NotifySocket;
+use common::{NotifySocket, Reaped, free_port, start_rigctld_on};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -160,14 +160,6 @@ fn a_broken_password_line_is_located_but_never_printed() {
         assert!(all.contains("zello.password"), "{command}: {all}");
     }
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn terminate(child: &std::process::Child) {
@@ -518,31 +510,6 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
     assert!(!err.contains("configuration OK"), "{err}");
     assert!(out.stdout.is_empty(), "{out:?}");
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// A child process killed when the test ends, also when it fails.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl std::ops::Deref for Reaped {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reaped {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
 }
 
 /// Starts `zello-gateway sim` on a free port and waits until it listens.
@@ -1073,41 +1040,6 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Starts Hamlib's rigctld (dummy rig) on `port` and waits until it answers.
-fn start_rigctld_on(port: u16) -> Reaped {
-    let rig = Reaped(
-        Command::new("rigctld")
-            .args([
-                "-m",
-                "1",
-                "-P",
-                "RIG",
-                "-T",
-                "127.0.0.1",
-                "-t",
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start rigctld ({e}): run scripts/deps.sh (it installs libhamlib-utils)"
-                )
-            }),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "rigctld did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    rig
-}
-
 #[test]
 fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
     let (mut sim, port) = start_sim();
@@ -1139,7 +1071,7 @@ fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
     assert!(gw.try_wait().unwrap().is_none(), "still running");
 
     // rigctld starts (after the gateway, as it may at boot): the radio starts.
-    let _rig = start_rigctld_on(rig_port);
+    let (_rig, _) = start_rigctld_on(rig_port);
     systemd.wait_for(Duration::from_secs(40), |m| {
         m == "STATUS=Local: online, 1 user; radio vhf1 idle; radio uhf1 idle"
     });

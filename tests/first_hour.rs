@@ -2,6 +2,10 @@
 //! local-sim configuration does something, the demo installs only what it needs, and the
 //! install script ends with commands that work for the user who runs them.
 
+mod common;
+
+use common::{Reaped, free_port};
+
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -14,24 +18,6 @@ fn root() -> PathBuf {
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_zello-gateway"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process that is killed when the test ends, however it ends.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The loudest sample of a 16-bit WAV file, or `None` while it is not a readable WAV.

@@ -1,8 +1,12 @@
 //! `zello-gateway ptt-test` as a user runs it: against Hamlib's real rigctld (dummy rig) and
 //! the file backend; and `check`, which must never key.
 
+mod common;
+
+use common::start_rigctld;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zello_gateway::radio::rigctld::read_ptt;
@@ -18,45 +22,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// A process killed when dropped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// rigctld's dummy rig on a free port, once it answers; and its address.
-fn start_rigctld() -> (Reaped, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("rigctld")
-        .args(["-m", "1", "-P", "RIG", "-T", "127.0.0.1", "-t"])
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start rigctld ({e}): run scripts/deps.sh (it installs libhamlib-utils)")
-        });
-    let rig = Reaped(child);
-    let address = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while read_ptt(&address).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "rigctld did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (rig, address)
-}
-
 /// A configuration with one radio `hf1` (file backend, `audio` its options) keyed by `ptt`.
 fn config(dir: &std::path::Path, audio: &str, ptt: &str, timing: &str) -> std::path::PathBuf {
     let path = dir.join("gateway.toml");

@@ -4,8 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CHANNEL, Client, config, server};
-use std::process::{Child, Command, Stdio};
+use common::{CHANNEL, Client, config, free_port, server, start_rigctld, start_rigctld_on};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -16,60 +15,6 @@ use zello_gateway::gateway::{self, GatewayEvent};
 use zello_gateway::radio::rigctld::read_ptt;
 use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::sim::SimConfig;
-
-struct Rigctld(Child);
-
-impl Drop for Rigctld {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_rigctld() -> (Rigctld, String) {
-    start_rigctld_on(free_port())
-}
-
-/// rigctld's dummy rig on `port`, once it answers.
-fn start_rigctld_on(port: u16) -> (Rigctld, String) {
-    let child = Command::new("rigctld")
-        .args([
-            "-m",
-            "1",
-            "-P",
-            "RIG",
-            "-T",
-            "127.0.0.1",
-            "-t",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start rigctld ({e}): run scripts/deps.sh (it installs libhamlib-utils)")
-        });
-    let rig = Rigctld(child);
-    let address = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while read_ptt(&address).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "rigctld did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (rig, address)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rigctld_ptt_follows_a_message_from_the_channel() {

@@ -215,3 +215,68 @@ pub mod work {
         c
     }
 }
+
+/// A child process killed when the test ends, also when it fails.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// A loopback port nothing listens on (at the moment of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Hamlib's rigctld with its dummy rig (`-m 1 -P RIG`: it keys through CAT) on `port`, once
+/// it answers; and its address.
+pub fn start_rigctld_on(port: u16) -> (Reaped, String) {
+    let child = std::process::Command::new("rigctld")
+        .args(["-m", "1", "-P", "RIG", "-T", "127.0.0.1", "-t"])
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start rigctld ({e}): run scripts/deps.sh (it installs libhamlib-utils)")
+        });
+    let rig = Reaped(child);
+    let address = format!("127.0.0.1:{port}");
+    let start = std::time::Instant::now();
+    while zello_gateway::radio::rigctld::read_ptt(&address).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "rigctld did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (rig, address)
+}
+
+/// [`start_rigctld_on`] a free port.
+pub fn start_rigctld() -> (Reaped, String) {
+    start_rigctld_on(free_port())
+}
