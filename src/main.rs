@@ -117,8 +117,9 @@ enum Cmd {
     /// Force every configured PTT line off (for systemd's ExecStopPost after a crash).
     ///
     /// Each radio's `ptt` is read on its own, so a mistake elsewhere in the file does not
-    /// stop it. When the file cannot be read or is not TOML at all, it uses the PTT settings
-    /// `run` kept in the state directory ($STATE_DIRECTORY) at its last start, and says so.
+    /// stop it. The PTT settings `run` kept in the state directory ($STATE_DIRECTORY) at its
+    /// last start are forced off too (the file may have been edited since), and stand in for
+    /// the file when it cannot be read or is not TOML at all.
     /// Exits 1 when a PTT line could not be forced off, or none could be identified.
     ///
     /// Example: zello-gateway ptt-off --config /etc/zello-gateway/gateway.toml
@@ -244,7 +245,7 @@ fn stop_on_signals(token: CancellationToken) {
 }
 
 /// `ptt-off`: forces off every PTT line it can identify, whatever else is wrong with the
-/// file (or, when the file cannot be read at all, the lines the gateway last started with).
+/// file, and the lines the gateway last started with.
 fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
     let saved = gateway::parts::saved_ptt_lines_file();
     let found = gateway::parts::read_ptt_lines(config_path, saved.as_deref());

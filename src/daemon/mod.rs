@@ -149,9 +149,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
 /// `$STATE_DIRECTORY/refresh-token`: under systemd (`StateDirectory=zello-gateway`) the
 /// refresh token survives a restart there. The first folder when several are given.
 fn refresh_token_file() -> Option<std::path::PathBuf> {
-    let dirs = std::env::var_os("STATE_DIRECTORY")?;
-    let first = dirs.to_str()?.split(':').next()?.trim();
-    (!first.is_empty()).then(|| std::path::Path::new(first).join("refresh-token"))
+    crate::service::state_file("refresh-token")
 }
 
 /// Runs `gateway` until it ends by itself (an error while starting) or `shutdown` is

@@ -128,11 +128,6 @@ pub fn build_carrier(index: usize, r: &RadioConfig) -> Result<Box<dyn CarrierDet
     })
 }
 
-/// Forces one radio's PTT line off without keeping it open.
-fn force_off(r: &RadioConfig) -> Result<String, RadioError> {
-    force_off_line(&r.ptt, card_of(r))
-}
-
 /// Forces a PTT line off; `card` is the radio's sound card (for CM108 `device = "auto"`).
 fn force_off_line(ptt: &PttConfig, card: Option<String>) -> Result<String, RadioError> {
     Ok(match ptt {
@@ -165,16 +160,6 @@ fn force_off_line(ptt: &PttConfig, card: Option<String>) -> Result<String, Radio
     })
 }
 
-/// Forces every configured PTT line off (`zello-gateway ptt-off`, systemd's ExecStopPost):
-/// one result per radio.
-pub fn ptt_off(config: &Config) -> Vec<(String, Result<String, String>)> {
-    config
-        .radios
-        .iter()
-        .map(|r| (r.name.clone(), force_off(r).map_err(|e| e.to_string())))
-        .collect()
-}
-
 /// One radio's PTT line as `ptt-off` reads it: enough to force it off.
 #[derive(Debug, Clone)]
 pub struct PttLine {
@@ -200,9 +185,7 @@ pub struct PttLines {
 /// `run` keeps the PTT settings it started with, for `ptt-off` when the configuration file
 /// cannot be read.
 pub fn saved_ptt_lines_file() -> Option<std::path::PathBuf> {
-    let dirs = std::env::var_os("STATE_DIRECTORY")?;
-    let first = dirs.to_str()?.split(':').next()?.trim();
-    (!first.is_empty()).then(|| std::path::Path::new(first).join("ptt-lines.toml"))
+    crate::service::state_file("ptt-lines.toml")
 }
 
 /// Every radio's PTT line in a configuration file's table, each read on its own: whatever
@@ -254,46 +237,53 @@ pub fn ptt_lines_of(table: &toml::Table) -> PttLines {
     out
 }
 
-/// The PTT lines of the configuration file at `path`; when it cannot be read, is not TOML
-/// at all or has no PTT line that can be read, those kept in `saved` at the last start.
+/// The PTT lines of the configuration file at `path`, and those kept in `saved` at the last
+/// start: the gateway that crashed may have keyed a line the file no longer names (edited
+/// since), so both are forced off, each once. When the file cannot be read, is not TOML at
+/// all or has no PTT line that can be read, the kept ones stand in for it.
 pub fn read_ptt_lines(path: &std::path::Path, saved: Option<&std::path::Path>) -> PttLines {
-    let why = match std::fs::read_to_string(path) {
-        Err(e) => format!("cannot read {}: {e}", path.display()),
+    let (mut found, unusable) = match std::fs::read_to_string(path) {
+        Err(e) => (
+            PttLines::default(),
+            Some(format!("cannot read {}: {e}", path.display())),
+        ),
         Ok(text) => match text.parse::<toml::Table>() {
             Ok(table) => {
                 let found = ptt_lines_of(&table);
-                if !found.lines.is_empty() || saved.is_none_or(|s| !s.exists()) {
-                    return found;
-                }
-                let mut why = format!("no PTT line can be read from {}", path.display());
-                for p in &found.problems {
-                    why.push_str(&format!(" ({p})"));
-                }
-                why
+                let why = found.lines.is_empty().then(|| {
+                    let mut why = format!("no PTT line can be read from {}", path.display());
+                    for p in &found.problems {
+                        why.push_str(&format!(" ({p})"));
+                    }
+                    why
+                });
+                (found, why)
             }
             Err(e) => {
-                let (line, column) = e.span().map_or((0, 0), |s| {
-                    let before = text.get(..s.start).unwrap_or("");
-                    (
-                        before.matches('\n').count() + 1,
-                        before.rsplit('\n').next().unwrap_or("").chars().count() + 1,
-                    )
+                let (line, column) = e.span().map_or((0, 0), |span| {
+                    crate::config::line_and_column(&text, span.start)
                 });
-                format!(
-                    "{} is not valid TOML (line {line}, column {column}: {})",
-                    path.display(),
-                    e.message().trim()
+                (
+                    PttLines::default(),
+                    Some(format!(
+                        "{} is not valid TOML (line {line}, column {column}: {})",
+                        path.display(),
+                        e.message().trim()
+                    )),
                 )
             }
         },
     };
-    let Some(saved) = saved else {
-        return PttLines {
-            problems: vec![format!(
-                "{why}, and no PTT settings were kept (STATE_DIRECTORY is not set)"
-            )],
-            ..PttLines::default()
-        };
+    let Some(saved) = saved.filter(|s| s.exists()) else {
+        if let Some(why) = unusable {
+            let kept = if saved.is_some() {
+                "no PTT settings were kept at a start yet"
+            } else {
+                "no PTT settings were kept (STATE_DIRECTORY is not set)"
+            };
+            found.problems = vec![format!("{why}, and {kept}")];
+        }
+        return found;
     };
     let table = std::fs::read_to_string(saved)
         .map_err(|e| e.to_string())
@@ -301,22 +291,49 @@ pub fn read_ptt_lines(path: &std::path::Path, saved: Option<&std::path::Path>) -
             t.parse::<toml::Table>()
                 .map_err(|e| e.message().to_string())
         });
-    match table {
-        Ok(table) => PttLines {
-            from_saved: Some(format!(
+    let kept = match table {
+        Ok(table) => ptt_lines_of(&table),
+        Err(e) => {
+            let unreadable = format!(
+                "the PTT settings kept at the last start cannot be read ({}: {e})",
+                saved.display()
+            );
+            match unusable {
+                Some(why) => found.problems = vec![format!("{why}, and {unreadable}")],
+                None => found.problems.push(unreadable),
+            }
+            return found;
+        }
+    };
+    let same = |a: &PttLine, b: &PttLine| {
+        format!("{:?}{:?}", a.ptt, a.card) == format!("{:?}{:?}", b.ptt, b.card)
+    };
+    let before = found.lines.len();
+    for line in kept.lines {
+        if !found.lines.iter().any(|l| same(l, &line)) {
+            found.lines.push(line);
+        }
+    }
+    let added = found.lines.len() - before;
+    match unusable {
+        Some(why) => {
+            found.problems = kept.problems;
+            found.from_saved = Some(format!(
                 "{why}; using the PTT settings kept in {} at the last start",
                 saved.display()
-            )),
-            ..ptt_lines_of(&table)
-        },
-        Err(e) => PttLines {
-            problems: vec![format!(
-                "{why}, and the PTT settings kept at the last start cannot be read ({}: {e})",
-                saved.display()
-            )],
-            ..PttLines::default()
-        },
+            ));
+        }
+        None if added > 0 => {
+            found.from_saved = Some(format!(
+                "{added} PTT line(s) of the configuration the gateway last started with ({}) \
+                 are not in {} as it is now: forcing them off too",
+                saved.display(),
+                path.display()
+            ));
+        }
+        None => {}
     }
+    found
 }
 
 /// Keeps the `name`, `ptt` and `audio` of each radio of a configuration's `table` at `path`
@@ -423,6 +440,46 @@ mod ptt_off_tests {
             found.lines.is_empty() && found.from_saved.is_none(),
             "{found:?}"
         );
+    }
+
+    /// The file was edited after the start (another pin) and the gateway then crashed: the
+    /// line it had keyed is the kept one, so both are forced off; a line in both, once.
+    #[test]
+    fn the_kept_lines_are_forced_off_beside_the_files_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("ptt-lines.toml");
+        let started: toml::Table = "[[radio]]\nname = \"vhf1\"\nptt = { type = \"gpio\", pin = 17 }\n\
+             [[radio]]\nname = \"uhf1\"\nptt = { type = \"rigctld\", address = \"127.0.0.1:4532\" }\n"
+            .parse()
+            .unwrap();
+        save_ptt_lines(&started, &saved).unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            "[[radio]]\nname = \"vhf1\"\nptt = { type = \"gpio\", pin = 27 }\n\
+             [[radio]]\nname = \"uhf1\"\nptt = { type = \"rigctld\", address = \"127.0.0.1:4532\" }\n",
+        )
+        .unwrap();
+        let found = read_ptt_lines(&path, Some(&saved));
+        let lines: Vec<String> = found
+            .lines
+            .iter()
+            .map(|l| format!("{} {:?}", l.radio, l.ptt))
+            .collect();
+        assert_eq!(found.lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[0].contains("pin: 27") && lines[2].contains("pin: 17"),
+            "{lines:#?}"
+        );
+        assert!(lines[1].starts_with("uhf1 Rigctld"), "{lines:#?}");
+        let why = found.from_saved.expect("says it forces the kept line too");
+        assert!(why.starts_with("1 PTT line(s)"), "{why}");
+        assert!(found.problems.is_empty(), "{:?}", found.problems);
+        // Unchanged since the start: the file's lines alone, and nothing to say.
+        std::fs::write(&path, toml::to_string(&started).unwrap()).unwrap();
+        let found = read_ptt_lines(&path, Some(&saved));
+        assert_eq!(found.lines.len(), 2);
+        assert!(found.from_saved.is_none());
     }
 }
 

@@ -37,3 +37,11 @@ pub mod watchdog;
 
 pub use notify::{Notifier, NotifyError};
 pub use watchdog::{Health, Heartbeat, Liveness, Watchdog};
+
+/// A file named `name` in the service's state directory (`$STATE_DIRECTORY`, set by
+/// systemd's `StateDirectory=`: `/var/lib/zello-gateway`), or `None` when run by hand.
+pub fn state_file(name: &str) -> Option<std::path::PathBuf> {
+    let dirs = std::env::var_os("STATE_DIRECTORY")?;
+    let first = dirs.to_str()?.split(':').next()?.trim();
+    (!first.is_empty()).then(|| std::path::Path::new(first).join(name))
+}
