@@ -861,7 +861,7 @@ pub fn is_secret_key(name: &str) -> bool {
 /// A TOML syntax error as one line: where it is (line, column, and the key whose value it is
 /// in, when one can be told) and toml's message. The text of the line is never shown: it may
 /// hold a password, or a string left open may have swallowed the lines after it.
-fn syntax_problem(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn syntax_problem(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim();
     let Some(span) = e.span() else {
         return format!("not valid TOML: {message}");
@@ -969,7 +969,7 @@ fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
 /// Deserializes `table` as a `T`, listing in `problems` every unknown key and every value of
 /// the wrong kind (each key path after `prefix`): each is taken out and the rest tried again,
 /// so that one run names them all. `None` when a problem was found.
-fn deserialize_lenient<T: serde::de::DeserializeOwned>(
+pub(crate) fn deserialize_lenient<T: serde::de::DeserializeOwned>(
     mut table: toml::Table,
     prefix: &str,
     problems: &mut Vec<String>,

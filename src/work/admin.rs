@@ -250,12 +250,20 @@ impl Admin {
 }
 
 impl AdminFile {
-    /// Parses admin file text, refusing unknown keys.
+    /// Parses admin file text, refusing unknown keys. As for the gateway's configuration, an
+    /// error names the line and the key but never shows the text of the line or a secret's
+    /// value (the file holds the administrator's password and the API key).
     pub fn parse(text: &str, source_name: &str) -> Result<AdminFile, AdminError> {
-        toml::from_str(text).map_err(|e| AdminError::Parse {
+        let parse_error = |message: String| AdminError::Parse {
             path: source_name.to_string(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| parse_error(crate::config::syntax_problem(text, &e)))?;
+        let mut problems = Vec::new();
+        crate::config::deserialize_lenient::<AdminFile>(table, "", &mut problems)
+            .ok_or_else(|| parse_error(problems.join("; ")))
     }
 }
 
@@ -321,6 +329,29 @@ api_key = "KEY1"
         assert_eq!(a.username, "root");
         let e = Admin::load_with_env(None, env(&[(ENV_URL, "")])).unwrap_err();
         assert!(e.to_string().contains("4 problem(s)"), "{e}");
+    }
+
+    #[test]
+    fn a_broken_secret_line_is_located_but_never_shown() {
+        for text in [
+            "url = \"https://acme.zellowork.com\"\nusername = \"admin\"\npassword = \"Adm1n-S3cret\napi_key = \"k\"\n",
+            "url = \"https://acme.zellowork.com\"\nusername = \"admin\"\npassword = [\"Adm1n-S3cret\"]\n",
+            "url = \"https://acme.zellowork.com\"\nusername = \"admin\"\napi_key = 123456789\npasword = \"Adm1n-S3cret\"\n",
+        ] {
+            let e = AdminFile::parse(text, "admin.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("Adm1n-S3cret"), "{e}");
+            assert!(!e.contains("123456789"), "{e}");
+            assert!(e.starts_with("admin file admin.toml: "), "{e}");
+        }
+        let e = AdminFile::parse(
+            "username = \"admin\"\npassword = \"Adm1n-S3cret\n",
+            "admin.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 2") && e.contains("password"), "{e}");
     }
 
     #[test]
