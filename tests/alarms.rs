@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{CHANNEL, Client, config, server};
+use common::{CHANNEL, Captured, Client, config, server};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::sleep;
@@ -193,31 +193,11 @@ async fn a_blip_within_the_grace_period_is_never_seen_on_zello() {
     r.gateway.shutdown().await;
 }
 
-/// The log lines written on this thread (the paused-clock runtime runs every task on it).
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 #[serial_test::serial] // log captures: no test of this file runs beside another
 async fn staying_online_when_asked_to() {
     let log = Captured::default();
-    let writer = log.clone();
-    let _log = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish(),
-    );
+    let _log = log.start();
     let mut r = rig(AlarmsConfig {
         offline_on_hardware_fault: false,
         hardware_grace_s: 10,
@@ -239,7 +219,7 @@ async fn staying_online_when_asked_to() {
     // wait for it in real time (a blocking task holds the paused clock back meanwhile).
     let mut line = None;
     for _ in 0..1000 {
-        let text = String::from_utf8_lossy(&log.0.lock().unwrap()).to_string();
+        let text = log.text();
         line = text
             .lines()
             .find(|l| l.contains("alarm text sent"))
@@ -251,12 +231,7 @@ async fn staying_online_when_asked_to() {
             .await
             .unwrap();
     }
-    let line = line.unwrap_or_else(|| {
-        panic!(
-            "no 'alarm text sent' line in:\n{}",
-            String::from_utf8_lossy(&log.0.lock().unwrap())
-        )
-    });
+    let line = line.unwrap_or_else(|| panic!("no 'alarm text sent' line in:\n{}", log.text()));
     // Sent to the channel, not to a user: no empty user field in the log line.
     assert!(!line.contains("user="), "{line}");
     sleep(60 * S).await;

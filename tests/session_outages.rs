@@ -5,8 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CHANNEL, Client, config, server};
-use std::sync::{Arc, Mutex};
+use common::{CHANNEL, Captured, Client, config, server};
 use std::time::Duration;
 use tokio::time::Instant;
 use zello_gateway::zello::protocol::{CodecHeader, ErrorCode};
@@ -27,40 +26,6 @@ async fn talk(gw: &Client, packets: u8) {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     msg.finish().await;
-}
-
-/// The log lines written on this thread (the paused-clock runtime runs every task on it).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn start(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::DEBUG)
-                .with_ansi(false)
-                .with_writer(move || writer.clone())
-                .finish(),
-        )
-    }
-
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,28 +3,14 @@
 
 mod common;
 
+use common::Captured;
 use common::work::{self, API_KEY};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zello_gateway::secret::Secret;
 use zello_gateway::work::WorkClient;
 use zello_gateway::work::sim::WorkFault;
 use zello_gateway::work::types::{ChannelQuery, NewChannel, UserSave};
 use zello_gateway::work::wire::{login_hash, password_hash};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn no_secret_in_logs_errors_or_debug_output() {
@@ -98,7 +84,7 @@ async fn no_secret_in_logs_errors_or_debug_output() {
     );
     sim.shutdown(Duration::from_secs(2)).await;
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(log.contains("retrying"), "the retries were logged: {log}");
     let sid = token.sid.expose().to_string();
     let secrets = [
