@@ -4,7 +4,7 @@
 
 use super::chatter::{ChangeLog, Say};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
-use super::ptt_watch::{self, Outcome, PttWatch};
+use super::ptt_watch::{self, Outcome, PttWatch, Ticket};
 use super::{GatewayEvent, PttGuard};
 use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::radio::PttReadback;
@@ -68,6 +68,9 @@ struct Sending {
     packets: u64,
 }
 
+/// A reading of the PTT state, with the transmission it was taken for.
+type Reading = (Ticket, Result<bool, String>);
+
 struct State {
     m: Machine,
     /// Whether the engine is encoding (it starts by itself when the carrier comes up).
@@ -87,8 +90,8 @@ struct State {
     /// Reads the PTT state back (`None`: the interface cannot, or a reading is under way).
     readback: Option<Box<dyn PttReadback>>,
     /// Readings come back here from their blocking thread, with the reader.
-    readings_tx: mpsc::Sender<(Box<dyn PttReadback>, Result<bool, String>)>,
-    readings_rx: mpsc::Receiver<(Box<dyn PttReadback>, Result<bool, String>)>,
+    readings_tx: mpsc::Sender<(Box<dyn PttReadback>, Reading)>,
+    readings_rx: mpsc::Receiver<(Box<dyn PttReadback>, Reading)>,
 }
 
 impl Bridge {
@@ -115,11 +118,7 @@ impl Bridge {
             ptt_fault: None,
             next_ptt_check: Instant::now() + PTT_CHECK_EVERY,
             carrier_log: ChangeLog::new(CARRIER_LOG_MAX, CARRIER_LOG_WINDOW),
-            watch: PttWatch::new(
-                ptt_watch::READ_EVERY,
-                ptt_watch::GIVE_UP_AFTER,
-                self.timers.tot,
-            ),
+            watch: PttWatch::new(ptt_watch::READ_EVERY, ptt_watch::GIVE_UP_AFTER),
             readback: self.ptt.readback(),
             readings_tx,
             readings_rx,
@@ -322,43 +321,52 @@ impl Bridge {
         let Some(mut reader) = s.readback.take() else {
             return;
         };
-        s.watch.reading();
+        let ticket = s.watch.reading();
         let tx = s.readings_tx.clone();
         tokio::task::spawn_blocking(move || {
             let reading = reader.keyed().map_err(|e| e.to_string());
-            let _ = tx.blocking_send((reader, reading));
+            let _ = tx.blocking_send((reader, (ticket, reading)));
         });
     }
 
     /// Acts on a reading of the PTT state during a transmission: keys the transmitter again
-    /// if it dropped, and gives the transmission up when that cannot be done.
-    async fn on_reading(&mut self, s: &mut State, reading: Result<bool, String>) {
+    /// if it dropped, and gives the transmission up when that cannot be done. The machine's
+    /// due timers run first, so a time-out that has passed ends the transmission before a
+    /// reading could key it again.
+    async fn on_reading(&mut self, s: &mut State, reading: Reading) {
+        let now = Instant::now();
+        if s.m.next_deadline().is_some_and(|d| d <= now) {
+            let actions = s.m.on_timer(now);
+            self.apply(s, actions).await;
+        }
         if !self.ptt.is_keyed() {
             s.watch.unkeyed();
-            return;
         }
-        let now = Instant::now();
         let radio = &self.name;
         let stream_id = s.m.playing().unwrap_or(0);
         let lost = |unkeyed: std::time::Duration, what: &str| {
             warn!(event = "ptt_lost", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
                 "the transmitter was found unkeyed during a transmission (rigctld restarted?): {what}");
         };
-        match ptt_watch::confirm(&mut s.watch, &mut self.ptt, now, reading) {
+        let outcome = ptt_watch::confirm(&mut s.watch, &mut self.ptt, now, s.m.tot_ends(), reading);
+        let rekeyed = matches!(outcome, Outcome::Restored { .. });
+        match outcome {
             Outcome::Fine => {}
             Outcome::Unreadable { first, error } => {
                 if first {
                     debug!(radio = %radio, error = %error, "cannot read the PTT state back; trying again");
                 }
             }
-            Outcome::Restored { first, unkeyed } => {
-                if first {
+            Outcome::Restored { first, unkeyed } if !first => {
+                // Keyed again once more while no reading has found it keyed since the
+                // loss was logged; the give-up timer keeps running.
+                debug!(radio = %radio, unkeyed_ms = unkeyed.as_millis() as u64,
+                    "transmitter still reads unkeyed; keyed again");
+            }
+            Outcome::Restored { unkeyed, .. } | Outcome::BackByItself { unkeyed } => {
+                if rekeyed {
                     lost(unkeyed, "keying it again");
                 }
-                warn!(event = "ptt_restored", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
-                    "transmitter keyed again; it was unkeyed for up to {} ms", unkeyed.as_millis());
-            }
-            Outcome::BackByItself { unkeyed } => {
                 warn!(event = "ptt_restored", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
                     "transmitter keyed again; it was unkeyed for up to {} ms", unkeyed.as_millis());
             }

@@ -271,6 +271,13 @@ impl Machine {
         self.keyed_at.is_some()
     }
 
+    /// When the time-out timer ends the transmission keyed now (`None`: not keyed). It
+    /// counts from the machine's own key-up; whatever acts on the transmitter during the
+    /// transmission goes by this instant.
+    pub fn tot_ends(&self) -> Option<Instant> {
+        self.keyed_at.map(|k| k + self.t.tot)
+    }
+
     /// Whether received audio is wanted: a carrier being timed (kerchunk filter) or a message
     /// being sent (including its hang, when silence is sent).
     pub fn capturing(&self) -> bool {

@@ -94,6 +94,16 @@ fn the_time_out_timer_unkeys_and_drops_the_rest_of_the_message() {
 }
 
 #[test]
+fn the_time_out_timer_ends_where_the_machine_keyed() {
+    let mut c = Clock::new(timers());
+    assert_eq!(c.m.tot_ends(), None);
+    c.input(1000, Input::IncomingStart { stream_id: 7 });
+    assert_eq!(c.m.tot_ends(), Some(c.at(181_000)));
+    c.run_until(181_000);
+    assert_eq!(c.m.tot_ends(), None, "unkeyed by the time-out timer");
+}
+
+#[test]
 fn the_time_out_timer_also_holds_while_keying_and_in_the_tail() {
     let mut t = timers();
     t.tot = Duration::from_millis(150);
