@@ -64,6 +64,9 @@ struct Incoming {
 #[derive(Default)]
 struct Sending {
     head: Vec<Bytes>,
+    /// Packets left out because `head` was full (a wait for the channel longer than it
+    /// holds): the message sent has a gap of that many packets.
+    head_dropped: u64,
     levels: PacketLevels,
     packets: u64,
 }
@@ -485,6 +488,14 @@ impl Bridge {
                 if s.m.pending() {
                     if s.sending.head.len() < MAX_HEAD_PACKETS {
                         s.sending.head.push(data);
+                    } else {
+                        if s.sending.head_dropped == 0 {
+                            warn!(event = "message_to_channel_gap", radio = %self.name, channel = %self.channel,
+                                kept_ms = MAX_HEAD_PACKETS as u64 * u64::from(self.header.packet_ms()),
+                                "still waiting for the channel: the audio kept so far goes out first, what follows until the channel is back is left out");
+                        }
+                        s.sending.head_dropped += 1;
+                        return;
                     }
                 } else if s.m.sending() {
                     if let Some(out) = &s.outgoing {
@@ -680,7 +691,12 @@ impl Bridge {
         // packets heard under the carrier).
         let duration_ms = packets * u64::from(self.header.packet_ms());
         let (peak, rms) = (sent.levels.peak_dbfs(), sent.levels.rms_dbfs());
-        if reason == OutgoingEnd::Completed {
+        if reason == OutgoingEnd::Completed && sent.head_dropped > 0 {
+            warn!(event = "message_to_channel", radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
+                duration_ms, packets, left_out_ms = sent.head_dropped * u64::from(self.header.packet_ms()),
+                peak_dbfs = format_args!("{peak:.1}"), rms_dbfs = format_args!("{rms:.1}"), clips = sent.levels.clips,
+                "radio -> zello: message sent with a gap (audio captured while the channel was away too long)");
+        } else if reason == OutgoingEnd::Completed {
             info!(event = "message_to_channel", radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
                 duration_ms, packets, peak_dbfs = format_args!("{peak:.1}"),
                 rms_dbfs = format_args!("{rms:.1}"), clips = sent.levels.clips,
