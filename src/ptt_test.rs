@@ -4,7 +4,8 @@
 //! The tone goes through the radio's transmit chain (`tx_audio`: gain and limiter) to its
 //! audio output, as the gateway's voice does: the real sound card, or for the `file` backend
 //! the end of its WAV file. The time is bounded by the radio's time-out timer
-//! (`timing.tot_s`): a longer `--seconds` is refused. PTT is released on every way out: the
+//! (`timing.tot_s`): a longer `--seconds` is refused, and PTT drops at the time-out timer
+//! even if the sound card has not played out yet. PTT is released on every way out: the
 //! end of the time, Ctrl-C or SIGTERM, an audio or PTT error, a panic (the
 //! [`PttGuard`](crate::gateway::PttGuard) unkeys when dropped).
 
@@ -79,6 +80,9 @@ struct Plan {
     seconds: f64,
     /// Frequency and level of the tone (`None`: key only).
     tone: Option<(f32, f32)>,
+    /// The radio's time-out timer: PTT is released this long after keying, whatever the
+    /// sound card still holds.
+    tot: Duration,
 }
 
 /// Checks the arguments against the radio's settings.
@@ -118,6 +122,7 @@ fn plan(args: &PttTestArgs, r: &RadioConfig, rate: u32) -> Result<Plan, String> 
     Ok(Plan {
         seconds: args.seconds,
         tone,
+        tot: r.timers().tot,
     })
 }
 
@@ -260,16 +265,32 @@ async fn key_and_play(
     guard.key().map_err(|e| device(e.to_string()))?;
     let keyed_at = Instant::now();
     println!("PTT on");
-    let result = transmit(plan, output.as_mut(), chain, rate, stop).await;
-    // Let the card play out what it holds, then release.
-    if let Some(out) = output.as_deref_mut() {
-        let _ = out.end_of_message();
-        let drain = out.delay(0).min(MAX_DRAIN);
-        tokio::select! {
-            _ = tokio::time::sleep(drain) => {}
-            _ = stop.cancelled() => {}
+    let played = async {
+        let result = transmit(plan, output.as_mut(), chain, rate, stop).await;
+        // Let the card play out what it holds, then release.
+        if let Some(out) = output.as_deref_mut() {
+            let _ = out.end_of_message();
+            let drain = out.delay(0).min(MAX_DRAIN);
+            tokio::select! {
+                _ = tokio::time::sleep(drain) => {}
+                _ = stop.cancelled() => {}
+            }
         }
-    }
+        result
+    };
+    // The time-out timer holds whatever the card still has to play: a `--seconds` up to
+    // `tot_s` plus the card's lead-in and queue would otherwise key past it.
+    let result = tokio::select! {
+        biased;
+        result = played => result,
+        _ = tokio::time::sleep_until(keyed_at + plan.tot) => {
+            println!(
+                "radio {radio}: time-out timer ({} s, timing.tot_s): PTT released",
+                plan.tot.as_secs()
+            );
+            Ok(true)
+        }
+    };
     let unkeyed = guard.unkey();
     drop(output);
     match &unkeyed {
@@ -363,7 +384,8 @@ mod tests {
             plan(&args(30.0, 1000.0), &r, 16000).unwrap(),
             Plan {
                 seconds: 30.0,
-                tone: Some((1000.0, -10.0))
+                tone: Some((1000.0, -10.0)),
+                tot: Duration::from_secs(30),
             }
         );
         let e = plan(&args(31.0, 1000.0), &r, 16000).unwrap_err();
@@ -421,6 +443,7 @@ mod tests {
         let plan = Plan {
             seconds: 2.0,
             tone: Some((1000.0, -10.0)),
+            tot: Duration::from_secs(180),
         };
         tokio::spawn(async move {
             let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
@@ -482,6 +505,7 @@ mod tests {
         let plan = Plan {
             seconds: 2.0,
             tone: None,
+            tot: Duration::from_secs(180),
         };
         let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
         let e = key_and_play(
@@ -507,6 +531,7 @@ mod tests {
         let plan = Plan {
             seconds: 60.0,
             tone: None,
+            tot: Duration::from_secs(180),
         };
         let stop = CancellationToken::new();
         let s = stop.clone();
@@ -524,6 +549,61 @@ mod tests {
         assert!(matches!(e, PttTestError::Interrupted { .. }), "{e}");
         assert_eq!(start.elapsed(), Duration::from_secs(3));
         assert!(!sim.is_keyed());
+    }
+
+    /// A sound card whose queue never plays out.
+    struct NeverDrains;
+
+    impl AudioOutput for NeverDrains {
+        fn sample_rate(&self) -> u32 {
+            16000
+        }
+        fn write_frame(&mut self, _frame: &[i16]) -> Result<(), crate::audio::AudioError> {
+            Ok(())
+        }
+        fn delay(&self, _frame_len: usize) -> Duration {
+            Duration::from_secs(3600)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ptt_is_released_at_the_time_out_timer_however_long_the_card_drains() {
+        let sim = crate::radio::sim::SimPtt::new();
+        let mut guard = PttGuard::new(Box::new(sim.clone())).unwrap();
+        // As long as the time-out timer allows: the tone, its last frame and the card's
+        // queue would run past it.
+        let plan = Plan {
+            seconds: 2.0,
+            tone: Some((1000.0, -10.0)),
+            tot: Duration::from_secs(2),
+        };
+        let watcher = sim.clone();
+        let seen = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1990)).await;
+            watcher.is_keyed()
+        });
+        let start = Instant::now();
+        let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
+        let output: Box<dyn AudioOutput> = Box::new(NeverDrains);
+        key_and_play(
+            "hf1",
+            &plan,
+            &mut guard,
+            Some(output),
+            &mut chain,
+            16000,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert!(seen.await.unwrap(), "keyed while the tone plays");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(2),
+            "released at the TOT"
+        );
+        assert!(!sim.is_keyed());
+        assert_eq!(sim.key_count(), 1);
     }
 
     #[test]

@@ -250,6 +250,10 @@ pub enum GatewayError {
     Session(#[from] session::SessionError),
     #[error("radio {radio}: {message}")]
     Radio { radio: String, message: String },
+    /// Settings no device can fix (the codec engine's): the gateway stops rather than
+    /// trying again.
+    #[error("radio {radio}: {message}; fix the radio's settings and restart the gateway")]
+    Settings { radio: String, message: String },
 }
 
 /// Who ticks the radios' codec engines.
@@ -361,9 +365,14 @@ impl Shared {
         };
         let (cmd_tx, cmd_rx) = mpsc::channel(2048);
         let (ev_tx, ev_rx) = mpsc::channel(1024);
+        // The devices are open: what the engine refuses is its settings, which no device
+        // can fix.
         let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)
             .and_then(|e| e.with_audio(&r.rx_audio, &r.tx_audio, r.playout))
-            .map_err(|e| radio_err(e.to_string()))?;
+            .map_err(|e| GatewayError::Settings {
+                radio: r.name.clone(),
+                message: e.to_string(),
+            })?;
         let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
         let bridge = bridge::Bridge {
             name: r.name,
@@ -399,25 +408,31 @@ impl Shared {
     }
 
     /// Waits for a radio's hardware, then runs the radio until shutdown. Returns its codec
-    /// thread, if it started.
+    /// thread, if it started. Settings that no device can fix stop the gateway (`shutdown`
+    /// is cancelled) and are returned.
     async fn wait_and_run(
         self,
         radio: WaitingRadio,
         mut route: mpsc::Receiver<SessionEvent>,
-    ) -> Option<std::thread::JoinHandle<()>> {
-        let WaitingRadio { name, mut open, .. } = radio;
+    ) -> Result<Option<std::thread::JoinHandle<()>>, GatewayError> {
+        let WaitingRadio {
+            name,
+            mut open,
+            error: mut last_error,
+            ..
+        } = radio;
         let mut delay = HARDWARE_RETRY_FIRST;
         let mut next_try = tokio::time::Instant::now() + delay;
         // The channel's last status, for the bridge once it starts.
         let mut channel_status = None;
         let (bridge_tx, engine, bridge) = loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => return None,
+                _ = self.shutdown.cancelled() => return Ok(None),
                 ev = route.recv() => match ev {
                     Some(ev @ SessionEvent::Channel { .. }) => channel_status = Some(ev),
                     // Messages from the channel are missed while the radio is not there.
                     Some(_) => {}
-                    None => return None,
+                    None => return Ok(None),
                 },
                 _ = tokio::time::sleep_until(next_try) => {
                     let job = tokio::task::spawn_blocking(move || {
@@ -426,7 +441,7 @@ impl Shared {
                     });
                     // A slow try (a connect timing out) never holds the stop back.
                     let tried = tokio::select! {
-                        _ = self.shutdown.cancelled() => return None,
+                        _ = self.shutdown.cancelled() => return Ok(None),
                         tried = job => tried,
                     };
                     let parts = match tried {
@@ -436,17 +451,31 @@ impl Shared {
                         }
                         Err(e) => {
                             error!(radio = %name, error = %e, "opening the radio's hardware failed; the radio stays stopped");
-                            return None;
+                            return Ok(None);
                         }
                     };
                     let (tx, rx) = mpsc::channel(2048);
-                    match parts.and_then(|p| self.assemble(p, rx).map_err(|e| e.to_string())) {
-                        Ok((engine, bridge)) => break (tx, engine, bridge),
-                        Err(e) => {
-                            debug!(radio = %name, error = %e, retry_in_s = delay.as_secs(), "hardware still missing");
-                            delay = next_hardware_retry(delay);
-                            next_try = tokio::time::Instant::now() + delay;
-                        }
+                    let failed = match parts {
+                        Err(e) => e,
+                        Ok(p) => match self.assemble(p, rx) {
+                            Ok((engine, bridge)) => break (tx, engine, bridge),
+                            Err(e @ GatewayError::Settings { .. }) => {
+                                error!(radio = %name, error = %e, "the radio's settings cannot work with its devices: the gateway stops");
+                                self.shutdown.cancel();
+                                return Err(e);
+                            }
+                            Err(e) => e.to_string(),
+                        },
+                    };
+                    delay = next_hardware_retry(delay);
+                    next_try = tokio::time::Instant::now() + delay;
+                    // One line at warn per new error (a device that appeared but fails
+                    // otherwise), not one per try.
+                    if failed != last_error {
+                        warn!(event = "hardware_waiting", radio = %name, error = %failed, retry_in_s = delay.as_secs(), "radio still waiting for its hardware, with a new error");
+                        last_error = failed;
+                    } else {
+                        debug!(radio = %name, error = %failed, retry_in_s = delay.as_secs(), "hardware still missing");
                     }
                 }
             }
@@ -455,7 +484,7 @@ impl Shared {
             Ok(thread) => thread,
             Err(e) => {
                 error!(radio = %name, error = %e, "the radio cannot start");
-                return None;
+                return Ok(None);
             }
         };
         info!(event = "hardware_found", radio = %name, "hardware found: radio ready");
@@ -478,12 +507,14 @@ impl Shared {
             error!(radio = %name, error = %e, "a radio bridge failed");
         }
         forward.abort();
-        Some(thread)
+        Ok(Some(thread))
     }
 }
 
 /// [`run`], with the watchdog's heartbeats, Zello Alarms, radios waiting for their
-/// hardware, or the engines ticked by the caller (see [`RunOptions`]).
+/// hardware, or the engines ticked by the caller (see [`RunOptions`]). A waiting radio whose
+/// devices open but whose settings cannot work with them ([`GatewayError::Settings`]) stops
+/// the gateway with that error.
 pub async fn run_with(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
@@ -497,6 +528,8 @@ pub async fn run_with(
         alarms,
         waiting,
     } = options;
+    // The caller's shutdown, or a radio's settings that no device can fix.
+    let stop = shutdown.child_token();
     let session_stop = CancellationToken::new();
     let (handle, events, session_task) = session::spawn_watched(
         session_config,
@@ -510,7 +543,7 @@ pub async fn run_with(
             handle.clone(),
             observer.subscribe(),
             observer.clone(),
-            shutdown.clone(),
+            stop.clone(),
         ))
     });
     let shared = Shared {
@@ -518,7 +551,7 @@ pub async fn run_with(
         observer: observer.clone(),
         liveness: liveness.clone(),
         engines_stop: CancellationToken::new(),
-        shutdown: shutdown.clone(),
+        shutdown: stop.clone(),
     };
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();
@@ -534,7 +567,7 @@ pub async fn run_with(
             EngineDrive::Caller(_) => handed.push(engine),
         }
         info!(radio = %name, channel = %channel, "radio ready");
-        bridges.push(tokio::spawn(bridge.run(shutdown.clone())));
+        bridges.push(tokio::spawn(bridge.run(stop.clone())));
     }
     let mut waiters = Vec::new();
     for w in waiting {
@@ -558,7 +591,7 @@ pub async fn run_with(
     }
     let router = tokio::spawn(route(events, routes, observer.clone()));
     let _ = observer.send(GatewayEvent::Started);
-    shutdown.cancelled().await;
+    stop.cancelled().await;
     if let Some(task) = alarms_task {
         let _ = tokio::time::timeout(Duration::from_millis(200), task).await;
     }
@@ -568,9 +601,11 @@ pub async fn run_with(
             error!(error = %e, "a radio bridge failed");
         }
     }
+    let mut failed = None;
     for w in waiters {
         match w.await {
-            Ok(thread) => threads.extend(thread),
+            Ok(Ok(thread)) => threads.extend(thread),
+            Ok(Err(e)) => failed = failed.or(Some(e)),
             Err(e) => error!(error = %e, "a radio waiting for its hardware failed"),
         }
     }
@@ -582,7 +617,7 @@ pub async fn run_with(
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     info!("gateway stopped");
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Hands session events to the radios they concern.

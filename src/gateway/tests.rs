@@ -655,3 +655,162 @@ async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_star
     task.await.unwrap().unwrap();
     assert!(!ptt.is_keyed());
 }
+
+/// A radio that opens on the `opens_at`-th try; before that each try fails with
+/// `errors(n)`. The parts it opens have an input at `input_rate`.
+fn late_radio(
+    tries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    opens_at: usize,
+    errors: fn(usize) -> String,
+    input_rate: u32,
+) -> super::WaitingRadio {
+    use super::RadioParts;
+    use super::parts::NullOutput;
+    use crate::audio::file::FileInput;
+    use crate::radio::sim::FlagCarrier;
+    use std::sync::atomic::Ordering;
+    super::WaitingRadio {
+        name: "vhf1".into(),
+        channel: CH.into(),
+        error: errors(0),
+        open: Box::new(move || {
+            let n = tries.fetch_add(1, Ordering::SeqCst) + 1;
+            if n < opens_at {
+                return Err(errors(n));
+            }
+            Ok(RadioParts::new(
+                "vhf1",
+                CH,
+                Box::new(FileInput::from_samples(Vec::new(), input_rate)),
+                Box::new(NullOutput),
+                Box::new(FlagCarrier::fixed(false)),
+                Box::new(SimPtt::new()),
+            ))
+        }),
+    }
+}
+
+/// The log lines written while the returned guard lives (this thread only: the paused-clock
+/// tests run every task on it).
+fn capture_logs() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    tracing::subscriber::DefaultGuard,
+) {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (buf.0, tracing::subscriber::set_default(subscriber))
+}
+
+/// While a radio waits, a new error (the device appeared but fails otherwise) is logged at
+/// warn once, the same error again only at debug, and each line gives the wait that follows.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_radio_warns_once_per_new_error_and_logs_the_wait_that_follows() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (logs, _guard) = capture_logs();
+    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+        .await
+        .unwrap();
+    let tries = Arc::new(AtomicUsize::new(0));
+    // Missing for three tries, then there but refusing for two, then open (the sixth try).
+    let errors = |n: usize| match n {
+        0..=3 => "no such device".to_string(),
+        _ => "permission denied".to_string(),
+    };
+    let (observer, _watch) = broadcast::channel(1024);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(super::run_with(
+        cfg(&sim, "gateway1"),
+        Vec::new(),
+        stop.clone(),
+        observer,
+        super::RunOptions {
+            waiting: vec![late_radio(
+                tries.clone(),
+                6,
+                errors,
+                crate::audio::CODEC_RATE,
+            )],
+            ..Default::default()
+        },
+    ));
+    // Tries at 1, 3, 7, 15, 31 and 61 s.
+    sleep(Duration::from_secs(70)).await;
+    assert_eq!(tries.load(Ordering::SeqCst), 6);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("radio=vhf1")).collect();
+    let warned = |what: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(" WARN ") && l.contains(what))
+            .count()
+    };
+    assert_eq!(warned("no such device"), 1, "{text}");
+    assert_eq!(warned("permission denied"), 1, "{text}");
+    let waits: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.split("retry_in_s=").nth(1))
+        .map(|v| v.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(waits, [2, 4, 8, 16, 30], "{text}");
+}
+
+/// Settings that no device can fix (here the engine's: an input at another rate than the
+/// codec's) stop the gateway with an error once the radio's devices open, rather than being
+/// tried again forever.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_radio_with_a_settings_error_stops_the_gateway() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+        .await
+        .unwrap();
+    let tries = Arc::new(AtomicUsize::new(0));
+    let (observer, _watch) = broadcast::channel(1024);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(super::run_with(
+        cfg(&sim, "gateway1"),
+        Vec::new(),
+        stop.clone(),
+        observer,
+        super::RunOptions {
+            waiting: vec![late_radio(
+                tries.clone(),
+                2,
+                |_| "no such device".into(),
+                8000,
+            )],
+            ..Default::default()
+        },
+    ));
+    let e = tokio::time::timeout(Duration::from_secs(300), task)
+        .await
+        .expect("the gateway stops")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&e, super::GatewayError::Settings { radio, .. } if radio == "vhf1"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("8000 Hz"), "{e}");
+    assert_eq!(tries.load(Ordering::SeqCst), 2, "not tried again");
+    assert!(!stop.is_cancelled(), "the caller's token is the caller's");
+}
