@@ -431,3 +431,91 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
     shutdown.cancel();
     gw.await.unwrap().unwrap();
 }
+
+/// A link away longer than the start-of-message buffer holds (12 s of 60 ms packets) while
+/// the carrier stays up: the kept audio goes out first when the channel is back, and what
+/// could not be kept is said, not left out silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
+    let logs = common::Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .with_env_filter("warn")
+        .try_init()
+        .expect("the only test of this binary that sets a global subscriber");
+    let sim = server(SimConfig::default()).await;
+    let carrier = FlagCarrier::new();
+    let parts = RadioParts::new(
+        "vhf-gap",
+        CHANNEL,
+        Box::new(FileInput::from_samples(
+            speech::speech_like(CODEC_RATE, 40.0, 4),
+            CODEC_RATE,
+        )),
+        Box::new(MemoryOutput::new(CODEC_RATE)),
+        Box::new(carrier.clone()),
+        Box::new(SimPtt::new()),
+    );
+    let shutdown = CancellationToken::new();
+    let (observer, mut watch) = broadcast::channel(4096);
+    let gw = tokio::spawn(gateway::run(
+        config(&sim, "gateway1"),
+        vec![parts],
+        shutdown.clone(),
+        observer,
+    ));
+    let mut app = Client::ready(config(&sim, "dispatcher")).await;
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
+    })
+    .await;
+    carrier.set(true);
+    app.expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await;
+    // The link drops; the gateway logs on again at once but its channel stays away 14 s.
+    sim.faults().hold_channel_status();
+    assert!(sim.faults().drop_connection("gateway1"));
+    tokio::time::sleep(14 * S).await;
+    let gap = |l: &String| l.contains("radio=vhf-gap") && l.contains("message_to_channel_gap");
+    assert!(
+        logs.lines().iter().any(gap),
+        "the gap is said while it happens:\n{}",
+        logs.text()
+    );
+    sim.faults().release_channel_status();
+    app.expect(10 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await;
+    tokio::time::sleep(S).await;
+    carrier.set(false);
+    wait_for(&mut watch, 10 * S, |e| {
+        matches!(
+            e,
+            GatewayEvent::Sent {
+                outcome: zello_gateway::zello::session::OutgoingEnd::Completed,
+                ..
+            }
+        )
+    })
+    .await;
+    tokio::time::sleep(S / 2).await;
+    let summary: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("radio=vhf-gap") && l.contains("message sent with a gap"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{}", logs.text());
+    let left_out: u64 = summary[0]
+        .split("left_out_ms=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("left_out_ms");
+    // About 2 s beyond the 12 s kept, whatever the scheduling.
+    assert!(left_out >= 500, "{}", summary[0]);
+    // One warning while waiting, however long the wait.
+    assert_eq!(logs.lines().iter().filter(|l| gap(l)).count(), 1);
+    shutdown.cancel();
+    gw.await.unwrap().unwrap();
+}
