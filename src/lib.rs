@@ -28,5 +28,7 @@ pub mod ptt_test;
 pub mod radio;
 pub mod secret;
 pub mod service;
+#[cfg(test)]
+mod testing;
 pub mod work;
 pub mod zello;

@@ -298,7 +298,7 @@ audio = { backend = "file" }
     }
 
     #[test]
-    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
+    #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
     fn changed_keys_name_the_setting() {
         let old = table(RUNNING);
         assert!(changed_keys(&old, &old).is_empty());
@@ -316,7 +316,7 @@ audio = { backend = "file" }
     }
 
     #[test]
-    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
+    #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
     fn added_and_removed_keys_and_radios() {
         let old = table(RUNNING);
         let fewer = &RUNNING[..RUNNING.rfind("[[radio]]").unwrap()];
@@ -344,7 +344,7 @@ audio = { backend = "file" }
     }
 
     #[test]
-    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
+    #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
     fn a_file_that_no_longer_validates_lists_every_problem() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
@@ -396,30 +396,14 @@ audio = { backend = "file" }
 
     /// What `f` logs, as the fmt layer writes it (with the target).
     fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+        let (buf, guard) = crate::testing::capture_logs(tracing::Level::TRACE);
+        f();
+        drop(guard);
+        String::from_utf8(buf.lock().unwrap().clone()).unwrap()
     }
 
     #[test]
-    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
+    #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
     fn a_failed_reload_is_logged_once_and_never_shows_a_secret() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");
@@ -444,7 +428,7 @@ audio = { backend = "file" }
     }
 
     #[test]
-    #[serial_test::serial(reload_log)] // one log capture at a time, whatever its callsites
+    #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
     fn the_log_level_is_applied_live_and_the_rest_waits_for_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.toml");

@@ -690,40 +690,14 @@ fn late_radio(
     }
 }
 
-/// The log lines written while the returned guard lives (this thread only: the paused-clock
-/// tests run every task on it).
-fn capture_logs() -> (
-    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    tracing::subscriber::DefaultGuard,
-) {
-    #[derive(Clone, Default)]
-    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (buf.0, tracing::subscriber::set_default(subscriber))
-}
-
 /// While a radio waits, a new error (the device appeared but fails otherwise) is logged at
 /// warn once, the same error again only at debug, and each line gives the wait that follows.
 #[tokio::test(start_paused = true)]
+#[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
 async fn a_waiting_radio_warns_once_per_new_error_and_logs_the_wait_that_follows() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let (logs, _guard) = capture_logs();
+    let (logs, _guard) = crate::testing::capture_logs(tracing::Level::DEBUG);
     let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
         .await
         .unwrap();
