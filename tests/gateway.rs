@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CHANNEL, Client, config, server};
+use common::{CHANNEL, Client, config, server, wait_for};
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -26,24 +26,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("zg-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-async fn wait_for(
-    rx: &mut broadcast::Receiver<GatewayEvent>,
-    within: Duration,
-    pred: impl Fn(&GatewayEvent) -> bool,
-) -> GatewayEvent {
-    tokio::time::timeout(within, async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if pred(&e) => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("observer closed: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("event in time")
 }
 
 /// Sends `packets` 60 ms packets of speech as one message, in real time.

@@ -4,7 +4,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CHANNEL, Client, config, free_port, server, start_rigctld, start_rigctld_on};
+use common::{
+    CHANNEL, Client, config, free_port, server, start_rigctld, start_rigctld_on, wait_for,
+};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -153,25 +155,6 @@ impl std::io::Write for Logs {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Waits for the first event `pred` accepts.
-async fn wait_for(
-    rx: &mut broadcast::Receiver<GatewayEvent>,
-    within: Duration,
-    pred: impl Fn(&GatewayEvent) -> bool,
-) -> GatewayEvent {
-    tokio::time::timeout(within, async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if pred(&e) => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("observer closed: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("event in time")
 }
 
 async fn ptt_reads(address: &str) -> Option<bool> {

@@ -340,9 +340,6 @@ pub fn read_ptt_lines(path: &std::path::Path, saved: Option<&std::path::Path>) -
 /// (written to a temporary file readable by its owner only, then renamed over the old one),
 /// for `ptt-off` when the configuration file cannot be read. Nothing secret is kept.
 pub fn save_ptt_lines(table: &toml::Table, path: &std::path::Path) -> std::io::Result<()> {
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
     let radios: Vec<toml::Value> = table
         .get("radio")
         .and_then(toml::Value::as_array)
@@ -369,19 +366,7 @@ pub fn save_ptt_lines(table: &toml::Table, path: &std::path::Path) -> std::io::R
          # `zello-gateway run`.\n{}",
         toml::to_string(&kept).map_err(std::io::Error::other)?
     );
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let result = options
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::service::write_private_file(path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -45,3 +45,24 @@ pub fn state_file(name: &str) -> Option<std::path::PathBuf> {
     let first = dirs.to_str()?.split(':').next()?.trim();
     (!first.is_empty()).then(|| std::path::Path::new(first).join(name))
 }
+
+/// Writes `contents` to `path` so that it is never seen half-written and only its owner can
+/// read it: to a temporary file beside it (mode 0600), synced, then renamed over `path`.
+pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let result = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(contents).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -320,3 +320,22 @@ impl Captured {
         self.text().lines().map(str::to_string).collect()
     }
 }
+
+/// Waits for the first gateway event `pred` accepts (a lag is skipped, not fatal).
+pub async fn wait_for(
+    rx: &mut tokio::sync::broadcast::Receiver<zello_gateway::gateway::GatewayEvent>,
+    within: Duration,
+    pred: impl Fn(&zello_gateway::gateway::GatewayEvent) -> bool,
+) -> zello_gateway::gateway::GatewayEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("observer closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}

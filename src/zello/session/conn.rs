@@ -1254,23 +1254,7 @@ fn load_refresh_token(path: &std::path::Path) -> Option<Secret> {
 /// Keeps the refresh token for the next run: written to a temporary file readable by the
 /// owner only, then renamed over the old one.
 fn store_refresh_token(path: &std::path::Path, token: &Secret) {
-    use std::io::Write as _;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let result = options
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(token.expose().as_bytes())
-                .and_then(|()| f.sync_all())
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = crate::service::write_private_file(path, token.expose().as_bytes()) {
         warn!(file = %path.display(), error = %e,
             "cannot keep the refresh token for the next start (the state directory is not writable?); it stays in memory");
     }
