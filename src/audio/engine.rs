@@ -545,6 +545,10 @@ impl Engine {
         if self.play_pcm(need) {
             return;
         }
+        if self.playback.is_none() {
+            self.output.idle();
+            return;
+        }
         let frame = self.frame_duration();
         let delay = self.output.delay(need);
         let Some(pb) = self.playback.as_mut() else {
@@ -1031,6 +1035,50 @@ mod tests {
         engine.tick();
         engine.tick();
         assert_eq!(drain(&mut ev), [EngineEvent::DeviceRecovered]);
+    }
+
+    /// An output that counts the ticks it is told nothing plays.
+    struct IdleCounter(Arc<AtomicU64>);
+
+    impl AudioOutput for IdleCounter {
+        fn sample_rate(&self) -> u32 {
+            16000
+        }
+        fn write_frame(&mut self, _frame: &[i16]) -> Result<(), AudioError> {
+            Ok(())
+        }
+        fn idle(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_output_hears_of_every_tick_with_nothing_to_play_and_only_those() {
+        let idle = Arc::new(AtomicU64::new(0));
+        let (cmd, crx) = mpsc::channel(16);
+        let (etx, _ev) = mpsc::channel(64);
+        let mut engine = Engine::new(
+            Box::new(FileInput::from_samples(vec![], 16000)),
+            Box::new(IdleCounter(idle.clone())),
+            Box::new(FlagCarrier::fixed(false)),
+            &EncoderSettings::default(),
+            crx,
+            etx,
+        )
+        .unwrap();
+        engine.tick();
+        engine.tick();
+        assert_eq!(idle.load(Ordering::SeqCst), 2);
+        // Three frames of a tone: no idle ticks while it plays, then idle again.
+        let frame = engine.frame_duration().as_millis() as usize * 16;
+        cmd.try_send(EngineCommand::PlayPcm(vec![1; frame * 3]))
+            .unwrap();
+        for _ in 0..3 {
+            engine.tick();
+        }
+        assert_eq!(idle.load(Ordering::SeqCst), 2);
+        engine.tick();
+        assert_eq!(idle.load(Ordering::SeqCst), 3);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! All PCM here is mono, signed 16-bit. Backends report their own sample rate; the codec rate
 //! of outgoing messages is [`CODEC_RATE`].
 
+pub(crate) mod alsa_pcm;
 pub mod dsp;
 pub mod engine;
 pub mod file;
@@ -71,4 +72,7 @@ pub trait AudioOutput: Send {
         let _ = frame_len;
         std::time::Duration::ZERO
     }
+    /// Called once per tick while nothing plays: a sound card stops its stream once the last
+    /// message has played out, so an idle transmitter path costs nothing.
+    fn idle(&mut self) {}
 }

@@ -1,23 +1,31 @@
-//! The sound-card backend: cpal on ALSA, the radio's receiver audio in ([`CpalInput`]) and its
-//! transmitter audio out ([`CpalOutput`]).
+//! The sound-card backend: ALSA PCMs, the radio's receiver audio in ([`CpalInput`]) and its
+//! transmitter audio out ([`CpalOutput`]). (cpal lists the devices; the streams are ALSA's own,
+//! see [`super::alsa_pcm`].)
 //!
-//! # Threads
-//! Each side has a device thread of its own that opens the ALSA PCM, owns the cpal `Stream`
-//! (which is not `Send`), watches it and reopens it when it fails. The sound card's callback
-//! thread only copies samples into or out of a lock-free single-producer/single-consumer ring
-//! ([`rtrb`]) and bumps atomic counters: no allocation, lock, log call or codec work there.
-//! Everything else (downmix, resampling with [`Resampler`], sample conversion) runs on the codec
-//! engine's thread inside [`AudioInput::read_frame`] / [`AudioOutput::write_frame`], with
-//! buffers allocated up front.
+//! # Threads and wake-ups
+//! No thread waits on the device. The codec engine's thread, which ticks once per frame at
+//! absolute deadlines anyway, takes what the capture side has gathered since its last tick and
+//! queues its frame on the playback side, with non-blocking calls: capture and playback cost no
+//! wake-up of their own, and nothing polls a plugin's descriptor (PulseAudio's and PipeWire's
+//! ALSA plugins say "ready" with nothing to read, which makes a polling thread spin). Both
+//! sides ask for a small period (`audio.period_ms`, 20 ms by default), so audio reaches the
+//! engine a period after it reaches the card. The playback stream runs only while a message
+//! plays: it starts with a lead of silence and is stopped once the message has played out.
+//! Everything the engine's thread does here (downmix, resampling with [`Resampler`], sample
+//! conversion) uses buffers allocated at open.
+//!
+//! Each side also has a device thread of its own that opens the PCM, watches the counters the
+//! reader or writer keeps (a few times a second) and closes and reopens the PCM when it fails.
 //!
 //! # Device loss
-//! USB sound cards vanish and come back (RF in the cable, hot plug). When the stream reports a
-//! failure, or stops calling back, the device thread drops it, logs once that the device is lost,
-//! and tries to reopen it with a backoff of 1 s doubling up to 30 s. The next `read_frame` or
+//! USB sound cards vanish and come back (RF in the cable, hot plug). When a read or write says
+//! the device is gone, or errors go on while it moves no audio, or it moves no audio for a
+//! while though asked, the device thread closes it, logs once that the device is lost, and
+//! tries to reopen it with a backoff of 1 s doubling up to 30 s. The next `read_frame` or
 //! `write_frame` returns [`AudioError::Device`] once for that loss (the engine tells the bridge,
 //! which unkeys the transmitter); later calls deliver nothing until the device is back. When it
-//! is, the device thread hands the reader or writer a fresh ring and logs once that it is back.
-//! [`CpalInput::health`] / [`CpalOutput::health`] tell where things stand.
+//! is, the device thread hands the reader or writer the fresh PCM and logs once that it is
+//! back. [`CpalInput::health`] / [`CpalOutput::health`] tell where things stand.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -27,11 +35,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use cpal::{BufferSize, SampleFormat, StreamConfig, SupportedStreamConfigRange};
+use alsa::pcm::State;
+use cpal::traits::{DeviceTrait, HostTrait};
+use cpal::{SampleFormat, SupportedStreamConfigRange};
 use rtrb::{Consumer, Producer, RingBuffer};
 use serde::Deserialize;
 
+use super::alsa_pcm::{DEFAULT_PERIOD_MS, Direction, IoFailure, OpenFailure, PERIOD_MS_RANGE, Pcm};
 use super::resample::Resampler;
 use super::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
 
@@ -48,6 +58,8 @@ pub const INPUT_KEY: &str = "audio.input";
 pub const OUTPUT_KEY: &str = "audio.output";
 /// Configuration key of the sample rate, named in errors.
 pub const RATE_KEY: &str = "audio.sample_rate";
+/// The configuration key of the device period.
+pub const PERIOD_KEY: &str = "audio.period_ms";
 
 /// `audio = { backend = "cpal", input = "...", output = "...", sample_rate = 48000 }`: the
 /// ALSA PCM names of the radio's sound card (see [`describe_devices`] for the names that exist)
@@ -62,6 +74,14 @@ pub struct SoundSettings {
     /// Sample rate of the sound card in Hz (both directions); 48000 unless given.
     #[serde(default = "default_sample_rate")]
     pub sample_rate: u32,
+    /// The device period in ms (how much audio the card moves at a time), both directions;
+    /// 20 unless given. The device's nearest supported period is used, and said in the log.
+    #[serde(default = "default_period_ms")]
+    pub period_ms: u32,
+}
+
+fn default_period_ms() -> u32 {
+    DEFAULT_PERIOD_MS
 }
 
 fn default_sample_rate() -> u32 {
@@ -162,7 +182,11 @@ impl std::fmt::Debug for SoundMonitor {
 /// Counters and flags shared with the sound card's callbacks: atomics only.
 #[derive(Debug, Default)]
 struct Counters {
+    /// Device path: reads or writes that moved samples. Rings: callbacks.
     callbacks: AtomicU64,
+    /// Device path: reads or writes tried (a device that is asked and moves nothing for long
+    /// has stalled).
+    attempts: AtomicU64,
     overruns: AtomicU64,
     overrun_frames: AtomicU64,
     underruns: AtomicU64,
@@ -215,21 +239,14 @@ const STARVED: u8 = 3;
 const FAILURE_NONE: u8 = 0;
 const FAILURE_GONE: u8 = 1;
 const FAILURE_IO: u8 = 2;
-const FAILURE_INVALIDATED: u8 = 3;
-const FAILURE_OTHER: u8 = 4;
 
-/// Sorts a stream error: `None` for errors the stream survives, else the failure code.
-fn failure_code(kind: cpal::ErrorKind) -> Option<u8> {
-    match kind {
-        cpal::ErrorKind::Xrun
-        | cpal::ErrorKind::RealtimeDenied
-        | cpal::ErrorKind::DeviceChanged => None,
-        cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::HostUnavailable => {
-            Some(FAILURE_GONE)
-        }
-        cpal::ErrorKind::BackendError => Some(FAILURE_IO),
-        cpal::ErrorKind::StreamInvalidated => Some(FAILURE_INVALIDATED),
-        _ => Some(FAILURE_OTHER),
+/// Sorts a read or write failure: `None` for failures the stream survives, else the
+/// failure code.
+fn failure_code(f: &IoFailure) -> Option<u8> {
+    match f {
+        IoFailure::Xrun => None,
+        IoFailure::Gone(_) => Some(FAILURE_GONE),
+        IoFailure::Other(_) => Some(FAILURE_IO),
     }
 }
 
@@ -237,7 +254,6 @@ fn failure_text(code: u8) -> &'static str {
     match code {
         FAILURE_GONE => "the device disappeared (unplugged?)",
         FAILURE_IO => "the driver reported an I/O error",
-        FAILURE_INVALIDATED => "the stream was invalidated",
         _ => "the stream failed",
     }
 }
@@ -248,20 +264,20 @@ fn clear_failure(counters: &Counters) {
     counters.fatal.store(false, Ordering::Release);
 }
 
-/// The stream's error callback. Runs on the sound card's thread: atomics only.
+/// Counts a failed read or write (atomics only).
 ///
-/// A device that is gone or a stream that is invalid is lost at once. Other errors (an I/O
-/// error from a driver or plugin) are only counted: the device thread declares the device lost
-/// if they go on while the stream no longer calls back (see [`watch`]), since some drivers
-/// report a transient error and carry on.
-fn on_stream_error(counters: &Counters, kind: cpal::ErrorKind) {
-    if kind == cpal::ErrorKind::Xrun {
+/// A device that is gone is lost at once. Other errors (an I/O error from a driver or
+/// plugin) are only counted: the device thread declares the device lost if they go on while
+/// the device moves no samples (see [`watch`]), since some drivers report a transient error
+/// and carry on.
+fn on_io_failure(counters: &Counters, f: &IoFailure) {
+    if *f == IoFailure::Xrun {
         counters.xruns.fetch_add(1, Ordering::Relaxed);
     }
-    if let Some(code) = failure_code(kind) {
+    if let Some(code) = failure_code(f) {
         counters.failure.store(code, Ordering::Relaxed);
         counters.errors.fetch_add(1, Ordering::Release);
-        if matches!(code, FAILURE_GONE | FAILURE_INVALIDATED) {
+        if code == FAILURE_GONE {
             counters.fatal.store(true, Ordering::Release);
         }
     }
@@ -487,16 +503,16 @@ struct Timing {
     backoff_max: Duration,
     /// How often the device thread looks at the stream.
     poll: Duration,
-    /// A stream that reports errors and has not called back for this long is lost.
+    /// A stream that reports errors and has moved no samples for this long is lost.
     grace: Duration,
-    /// A stream that has not called back for this long is lost, errors or not.
+    /// A stream that has moved no samples for this long while asked is lost, errors or not.
     stall: Duration,
 }
 
 const TIMING: Timing = Timing {
     backoff_first: Duration::from_secs(1),
     backoff_max: Duration::from_secs(30),
-    poll: Duration::from_millis(20),
+    poll: Duration::from_millis(250),
     grace: Duration::from_millis(300),
     stall: Duration::from_secs(5),
 };
@@ -620,8 +636,11 @@ fn run_device<E, S: Send + 'static>(
 }
 
 /// Watches a running stream; returns why it is lost, or `None` when the thread should end.
+/// A stream is quiet while the reader or writer asks it for samples and it moves none; time
+/// nobody asks does not count.
 fn watch(counters: &Counters, stop: &Receiver<()>, timing: Timing) -> Option<String> {
     let mut last = counters.callbacks.load(Ordering::Relaxed);
+    let mut last_attempts = counters.attempts.load(Ordering::Relaxed);
     let mut last_change = Instant::now();
     let mut last_errors = counters.errors.load(Ordering::Acquire);
     loop {
@@ -633,10 +652,12 @@ fn watch(counters: &Counters, stop: &Receiver<()>, timing: Timing) -> Option<Str
             return Some(failure());
         }
         let now = counters.callbacks.load(Ordering::Relaxed);
-        if now != last {
-            last = now;
+        let attempts = counters.attempts.load(Ordering::Relaxed);
+        if now != last || attempts == last_attempts {
             last_change = Instant::now();
         }
+        last = now;
+        last_attempts = attempts;
         let errors = counters.errors.load(Ordering::Acquire);
         let erring = errors != last_errors;
         last_errors = errors;
@@ -646,7 +667,7 @@ fn watch(counters: &Counters, stop: &Receiver<()>, timing: Timing) -> Option<Str
         }
         if quiet >= timing.stall {
             return Some(format!(
-                "the device stopped calling back for {} s",
+                "the device moved no audio for {} s",
                 timing.stall.as_secs()
             ));
         }
@@ -1024,40 +1045,6 @@ fn samples_duration(samples: usize, rate: u32) -> Duration {
     Duration::from_secs_f64(samples as f64 / f64::from(rate.max(1)))
 }
 
-/// Pushes silence until the ring holds at least `target` samples.
-fn prefill(ring: &mut Producer<i16>, target: usize) {
-    let n = target.saturating_sub(queued(ring)).min(ring.slots());
-    if let Ok(chunk) = ring.write_chunk_uninit(n) {
-        chunk.fill_from_iter(std::iter::repeat(0));
-    }
-}
-
-/// The capture side's ring end.
-struct CaptureRing {
-    ring: Consumer<f32>,
-    channels: usize,
-}
-
-/// The playback side's ring end.
-struct PlaybackRing {
-    ring: Producer<i16>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Capture,
-    Playback,
-}
-
-impl Direction {
-    fn verb(self) -> &'static str {
-        match self {
-            Direction::Capture => "capture",
-            Direction::Playback => "play",
-        }
-    }
-}
-
 fn open_error(key: &str, device: &str, message: impl Into<String>) -> AudioError {
     AudioError::DeviceOpen {
         key: key.to_string(),
@@ -1066,24 +1053,39 @@ fn open_error(key: &str, device: &str, message: impl Into<String>) -> AudioError
     }
 }
 
-/// Words for a cpal error at open, saying what to do about it.
-fn explain(e: &cpal::Error, direction: Direction) -> String {
-    match e.kind() {
-        cpal::ErrorKind::DeviceBusy => "the device is busy: another program (or another radio \
-             of this gateway) has it open. Stop that program, or share the card through a \
-             dsnoop (capture) or dmix (playback) PCM"
-            .to_string(),
-        cpal::ErrorKind::DeviceNotAvailable => {
-            format!("the device is not available (unplugged?): {e}")
+/// Words for a PCM that did not open, saying what to do about it.
+fn explain(f: &OpenFailure, rate: u32, direction: Direction) -> String {
+    match f {
+        OpenFailure::NotFound => {
+            let names = alsa_host().map(|h| device_names(&h)).unwrap_or_default();
+            let list = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            };
+            format!(
+                "no such sound device. Devices that exist: {list} (the `devices` command \
+                 describes them)"
+            )
         }
-        cpal::ErrorKind::PermissionDenied => {
+        OpenFailure::Busy => "the device is busy: another program (or another radio of this \
+             gateway) has it open. Stop that program, or share the card through a dsnoop \
+             (capture) or dmix (playback) PCM"
+            .to_string(),
+        OpenFailure::Permission => {
             "permission denied: add the gateway's user to the `audio` group".to_string()
         }
-        cpal::ErrorKind::UnsupportedOperation => {
-            format!("the device cannot {} audio", direction.verb())
+        OpenFailure::Rate { min, max } => format!(
+            "sample rate {rate} Hz ({RATE_KEY}) is not supported; the device supports {} \
+             (a plughw: name converts any rate)",
+            describe_rates(&[(*min, *max)])
+        ),
+        OpenFailure::Format => "the device offers neither 16-bit nor float samples; use its \
+             plughw: name, which converts"
+            .to_string(),
+        OpenFailure::Other(text) => {
+            format!("the device cannot {} audio: {text}", direction.verb())
         }
-        cpal::ErrorKind::HostUnavailable => format!("ALSA is not available: {e}"),
-        _ => e.to_string(),
     }
 }
 
@@ -1126,34 +1128,6 @@ fn device_names(host: &cpal::Host) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn find_device(host: &cpal::Host, key: &str, name: &str) -> Result<cpal::Device, AudioError> {
-    if name.trim().is_empty() {
-        return Err(open_error(
-            key,
-            name,
-            "no device named; put an ALSA device name here, e.g. plughw:CARD=Device,DEV=0 (the \
-             `devices` command lists them)",
-        ));
-    }
-    let id = cpal::DeviceId::new(cpal::HostId::Alsa, name);
-    host.device_by_id(&id).ok_or_else(|| {
-        let names = device_names(host);
-        let list = if names.is_empty() {
-            "none".to_string()
-        } else {
-            names.join(", ")
-        };
-        open_error(
-            key,
-            name,
-            format!(
-                "no such sound device. Devices that exist: {list} (the `devices` command \
-                 describes them)"
-            ),
-        )
-    })
-}
-
 /// Standard rates shown for devices that take any rate in a range.
 const STANDARD_RATES: [u32; 13] = [
     8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000, 176_400,
@@ -1186,188 +1160,49 @@ fn usable_format(f: SampleFormat) -> bool {
     matches!(f, SampleFormat::I16 | SampleFormat::F32)
 }
 
-/// Picks channels and sample format for `rate`: mono if the device has it (else the fewest
-/// channels), 16-bit if it has it (else float).
-fn pick_config(
-    ranges: &[SupportedStreamConfigRange],
-    key: &str,
-    name: &str,
-    rate: u32,
-    direction: Direction,
-) -> Result<(StreamConfig, SampleFormat), AudioError> {
-    if ranges.is_empty() {
-        return Err(open_error(
-            key,
-            name,
-            format!("the device cannot {} audio", direction.verb()),
-        ));
+/// The open PCM of one side, shared by the device thread (which opens and closes it) and the
+/// reader or writer on the codec thread (which moves the samples without blocking). `None`
+/// once the device thread has closed it.
+type SharedPcm = Arc<Mutex<Option<Pcm>>>;
+
+/// What the device thread keeps of an open stream: dropping it closes the PCM (on the helper
+/// thread of [`release`], so a driver that hangs while closing cannot stop the device thread).
+struct PcmHolder(SharedPcm);
+
+impl Drop for PcmHolder {
+    fn drop(&mut self) {
+        let pcm = lock(&self.0).take();
+        drop(pcm);
     }
-    let usable: Vec<&SupportedStreamConfigRange> = ranges
-        .iter()
-        .filter(|r| usable_format(r.sample_format()))
-        .collect();
-    if usable.is_empty() {
-        return Err(open_error(
-            key,
-            name,
-            "the device offers neither 16-bit nor float samples; use its plughw: name, which \
-             converts",
-        ));
-    }
-    let best = usable
-        .iter()
-        .filter(|r| r.contains_rate(rate))
-        .min_by_key(|r| {
-            (
-                r.channels() != 1,
-                r.channels(),
-                r.sample_format() != SampleFormat::I16,
-            )
-        });
-    let Some(best) = best else {
-        let rates: Vec<(u32, u32)> = usable
-            .iter()
-            .map(|r| (r.min_sample_rate(), r.max_sample_rate()))
-            .collect();
-        return Err(open_error(
-            key,
-            name,
-            format!(
-                "sample rate {rate} Hz ({RATE_KEY}) is not supported; the device supports {} \
-                 (a plughw: name converts any rate)",
-                describe_rates(&rates)
-            ),
-        ));
-    };
-    Ok((
-        StreamConfig {
-            channels: best.channels(),
-            sample_rate: rate,
-            buffer_size: BufferSize::Default,
-        },
-        best.sample_format(),
-    ))
 }
 
-/// Opens `name` for `direction` and picks the stream configuration.
-fn prepare(
-    key: &str,
-    name: &str,
-    rate: u32,
-    direction: Direction,
-) -> Result<(cpal::Device, StreamConfig, SampleFormat), AudioError> {
-    let host = alsa_host().map_err(|e| open_error(key, name, explain(&e, direction)))?;
-    let device = find_device(&host, key, name)?;
-    let ranges: Vec<SupportedStreamConfigRange> = match direction {
-        Direction::Capture => device.supported_input_configs().map(Iterator::collect),
-        Direction::Playback => device.supported_output_configs().map(Iterator::collect),
-    }
-    .map_err(|e| open_error(key, name, explain(&e, direction)))?;
-    let (config, format) = pick_config(&ranges, key, name, rate, direction)?;
-    Ok((device, config, format))
-}
-
-/// How long a blocked ALSA poll waits before the stream checks the device's state.
-const STREAM_TIMEOUT: Duration = Duration::from_secs(1);
-
-fn describe_stream(config: &StreamConfig, format: SampleFormat, period: usize) -> String {
-    format!(
-        "{} Hz, {} channel(s), {format}, {period} frames per callback",
-        config.sample_rate, config.channels
-    )
-}
-
-fn open_capture(
+/// Opens `name` for `direction`, saying what to do when it does not open.
+fn open_pcm(
     key: &'static str,
     name: &str,
     rate: u32,
-    counters: &Arc<Counters>,
-) -> Result<Opened<CaptureRing, cpal::Stream>, AudioError> {
-    let (device, config, format) = prepare(key, name, rate, Direction::Capture)?;
-    let channels = usize::from(config.channels).max(1);
-    // One second of audio.
-    let (producer, consumer) = RingBuffer::new((rate as usize * channels).max(4096));
-    let stream = match format {
-        SampleFormat::I16 => build_capture::<i16>(&device, config, producer, counters.clone()),
-        _ => build_capture::<f32>(&device, config, producer, counters.clone()),
+    period_ms: u32,
+    direction: Direction,
+) -> Result<Opened<SharedPcm, PcmHolder>, AudioError> {
+    if name.trim().is_empty() {
+        return Err(open_error(
+            key,
+            name,
+            "no device named; put an ALSA device name here, e.g. plughw:CARD=Device,DEV=0 (the \
+             `devices` command lists them)",
+        ));
     }
-    .map_err(|e| open_error(key, name, explain(&e, Direction::Capture)))?;
-    stream
-        .play()
-        .map_err(|e| open_error(key, name, explain(&e, Direction::Capture)))?;
-    let period = stream.buffer_size().unwrap_or(0) as usize;
+    let pcm = Pcm::open(name, direction, rate, period_ms)
+        .map_err(|f| open_error(key, name, explain(&f, rate, direction)))?;
+    let period = pcm.opened.period;
+    let description = pcm.opened.describe();
+    let shared: SharedPcm = Arc::new(Mutex::new(Some(pcm)));
     Ok(Opened {
-        stream,
-        ring: CaptureRing {
-            ring: consumer,
-            channels,
-        },
+        stream: PcmHolder(shared.clone()),
+        ring: shared,
         period,
-        description: describe_stream(&config, format, period),
+        description,
     })
-}
-
-fn build_capture<T: DeviceSample>(
-    device: &cpal::Device,
-    config: StreamConfig,
-    mut ring: Producer<f32>,
-    counters: Arc<Counters>,
-) -> Result<cpal::Stream, cpal::Error> {
-    let channels = usize::from(config.channels);
-    let errors = counters.clone();
-    device.build_input_stream::<T, _, _>(
-        config,
-        move |data: &[T], _: &cpal::InputCallbackInfo| {
-            capture_callback(data, channels, &mut ring, &counters)
-        },
-        move |e: cpal::Error| on_stream_error(&errors, e.kind()),
-        Some(STREAM_TIMEOUT),
-    )
-}
-
-fn open_playback(
-    key: &'static str,
-    name: &str,
-    rate: u32,
-    counters: &Arc<Counters>,
-) -> Result<Opened<PlaybackRing, cpal::Stream>, AudioError> {
-    let (device, config, format) = prepare(key, name, rate, Direction::Playback)?;
-    // One second of audio.
-    let (producer, consumer) = RingBuffer::new((rate as usize).max(4096));
-    counters.play_state.store(IDLE, Ordering::Release);
-    let stream = match format {
-        SampleFormat::I16 => build_playback::<i16>(&device, config, consumer, counters.clone()),
-        _ => build_playback::<f32>(&device, config, consumer, counters.clone()),
-    }
-    .map_err(|e| open_error(key, name, explain(&e, Direction::Playback)))?;
-    stream
-        .play()
-        .map_err(|e| open_error(key, name, explain(&e, Direction::Playback)))?;
-    let period = stream.buffer_size().unwrap_or(0) as usize;
-    Ok(Opened {
-        stream,
-        ring: PlaybackRing { ring: producer },
-        period,
-        description: describe_stream(&config, format, period),
-    })
-}
-
-fn build_playback<T: DeviceSample>(
-    device: &cpal::Device,
-    config: StreamConfig,
-    mut ring: Consumer<i16>,
-    counters: Arc<Counters>,
-) -> Result<cpal::Stream, cpal::Error> {
-    let channels = usize::from(config.channels);
-    let errors = counters.clone();
-    device.build_output_stream::<T, _, _>(
-        config,
-        move |out: &mut [T], _: &cpal::OutputCallbackInfo| {
-            playback_callback(out, channels, &mut ring, &counters)
-        },
-        move |e: cpal::Error| on_stream_error(&errors, e.kind()),
-        Some(STREAM_TIMEOUT),
-    )
 }
 
 fn check_rate(key: &str, device: &str, rate: u32) -> Result<(), AudioError> {
@@ -1381,35 +1216,68 @@ fn check_rate(key: &str, device: &str, rate: u32) -> Result<(), AudioError> {
     Ok(())
 }
 
+fn check_period(key: &str, device: &str, period_ms: u32) -> Result<(), AudioError> {
+    if !PERIOD_MS_RANGE.contains(&period_ms) {
+        return Err(open_error(
+            key,
+            device,
+            format!(
+                "{PERIOD_KEY} = {period_ms} is out of range; use {} to {} ms (20 suits most \
+                 cards)",
+                PERIOD_MS_RANGE.start(),
+                PERIOD_MS_RANGE.end()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The radio's receiver audio from a sound card's capture side, delivered at [`CODEC_RATE`].
+///
+/// Each read takes what the device has gathered since the last one (without waiting), then
+/// hands out the next frame when there is enough: the codec thread's tick is the only wake-up
+/// capture costs.
 pub struct CpalInput {
-    thread: DeviceThread<CaptureRing>,
+    thread: DeviceThread<SharedPcm>,
     capture: Capture,
     card_rate: u32,
+    /// Samples taken from the device and not converted yet (both ends on the reading thread).
+    staged: (Producer<f32>, Consumer<f32>),
+}
+
+/// A staging ring for `channels` at `rate`: one second of audio.
+fn staging(rate: u32, channels: usize) -> (Producer<f32>, Consumer<f32>) {
+    RingBuffer::new((rate as usize * channels.max(1)).max(4096))
 }
 
 impl CpalInput {
-    /// Opens `settings.input` at `settings.sample_rate` and starts capturing. Errors name the
-    /// configuration key and the device: unknown device (with the names that exist), rate not
-    /// supported (with the rates that are), device busy.
+    /// Opens `settings.input` at `settings.sample_rate` with a period near
+    /// `settings.period_ms`. Errors name the configuration key and the device: unknown device
+    /// (with the names that exist), rate not supported (with the rates that are), device busy.
     pub fn open(settings: &SoundSettings) -> Result<Self, AudioError> {
         Self::open_with(settings, TIMING)
     }
 
     fn open_with(settings: &SoundSettings, timing: Timing) -> Result<Self, AudioError> {
-        let (name, rate) = (settings.input.clone(), settings.sample_rate);
+        let (name, rate, period_ms) = (
+            settings.input.clone(),
+            settings.sample_rate,
+            settings.period_ms,
+        );
         check_rate(INPUT_KEY, &name, rate)?;
+        check_period(INPUT_KEY, &name, period_ms)?;
         let counters = Arc::new(Counters::default());
         let link = Link::new(INPUT_KEY, &name, counters.clone());
         let capture = Capture::new(rate, 1).map_err(|e| open_error(INPUT_KEY, &name, e))?;
         let (thread, description) = DeviceThread::start(link, timing, move || {
-            open_capture(INPUT_KEY, &name, rate, &counters)
+            open_pcm(INPUT_KEY, &name, rate, period_ms, Direction::Capture)
         })?;
         tracing::info!(device = %settings.input, "sound capture open: {description}");
         Ok(Self {
             thread,
             capture,
             card_rate: rate,
+            staged: staging(rate, 1),
         })
     }
 
@@ -1431,6 +1299,12 @@ impl CpalInput {
     /// A handle on health and counters that outlives handing the input to the engine.
     pub fn monitor(&self) -> SoundMonitor {
         self.thread.monitor()
+    }
+
+    /// Frames per device period of the stream open now (the device's nearest to
+    /// `audio.period_ms`); 0 while the device is lost.
+    pub fn period_frames(&self) -> usize {
+        self.thread.end.link.period.load(Ordering::Relaxed)
     }
 }
 
@@ -1458,34 +1332,45 @@ impl AudioInput for CpalInput {
 }
 
 impl CpalInput {
-    /// Reads the next frame into `frame` (`read`), or takes it from the ring unconverted.
+    /// Takes what the device holds, then reads the next frame into `frame` (`read`), or takes
+    /// it unconverted.
     fn take(&mut self, frame: &mut [i16], read: bool) -> Result<bool, AudioError> {
         let link = self.thread.end.link.clone();
-        let ring = match self.thread.end.poll() {
+        let counters = &link.counters;
+        let shared = match self.thread.end.poll() {
             Poll::Lost(e) => {
                 self.capture.reset();
                 return Err(e);
             }
             Poll::Absent => return Ok(false),
-            Poll::Fresh(ring) => {
-                if ring.channels != self.capture.channels {
-                    self.capture = Capture::new(self.card_rate, ring.channels)
-                        .map_err(|e| open_error(INPUT_KEY, &link.device, e))?;
-                } else {
-                    self.capture.reset();
-                }
-                ring
+            Poll::Fresh(shared) => {
+                let channels = lock(shared).as_ref().map_or(1, |p| p.opened.channels);
+                self.capture = Capture::new(self.card_rate, channels)
+                    .map_err(|e| open_error(INPUT_KEY, &link.device, e))?;
+                self.staged = staging(self.card_rate, channels);
+                shared
             }
-            Poll::Ready(ring) => ring,
+            Poll::Ready(shared) => shared,
         };
-        link.counters.armed.store(true, Ordering::Relaxed);
+        counters.attempts.fetch_add(1, Ordering::Relaxed);
+        let moved = match lock(shared).as_mut() {
+            Some(pcm) => pcm.read_into(&mut self.staged.0),
+            None => return Ok(false),
+        };
+        match moved {
+            Ok(0) => {}
+            Ok(_) => {
+                counters.callbacks.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(f) => on_io_failure(counters, &f),
+        }
         let period = link.period.load(Ordering::Relaxed);
         let taken = if read {
             self.capture
-                .read(&mut ring.ring, frame, period, &link.counters)
+                .read(&mut self.staged.1, frame, period, counters)
         } else {
             self.capture
-                .skip(&mut ring.ring, frame.len(), period, &link.counters)
+                .skip(&mut self.staged.1, frame.len(), period, counters)
         };
         taken.map_err(|message| AudioError::Device {
             device: link.device.clone(),
@@ -1496,32 +1381,46 @@ impl CpalInput {
 
 /// Audio for the radio's transmitter, played on a sound card. Runs the engine at the card's
 /// rate when that is an Opus rate, else at 48 kHz with resampling to the card's rate.
+///
+/// A message starts the stream with a lead of silence ahead of its first frame; each frame
+/// is queued in the device without waiting; once the message has played out the stream is
+/// stopped, so an idle output costs nothing.
 pub struct CpalOutput {
-    thread: DeviceThread<PlaybackRing>,
+    thread: DeviceThread<SharedPcm>,
     playback: Playback,
     engine_rate: u32,
     card_rate: u32,
     /// A message is being written (since the first write after `end_of_message`).
     in_message: bool,
+    /// The last message ends playing about then: the stream is stopped after it.
+    drained_at: Option<Instant>,
 }
 
+/// Zeros for the silence queued ahead of a message.
+const SILENCE: [i16; 1024] = [0; 1024];
+
 impl CpalOutput {
-    /// Opens `settings.output` at `settings.sample_rate` and starts playing silence. Errors as
-    /// for [`CpalInput::open`].
+    /// Opens `settings.output` at `settings.sample_rate` with a period near
+    /// `settings.period_ms`. Errors as for [`CpalInput::open`].
     pub fn open(settings: &SoundSettings) -> Result<Self, AudioError> {
         Self::open_with(settings, TIMING)
     }
 
     fn open_with(settings: &SoundSettings, timing: Timing) -> Result<Self, AudioError> {
-        let (name, rate) = (settings.output.clone(), settings.sample_rate);
+        let (name, rate, period_ms) = (
+            settings.output.clone(),
+            settings.sample_rate,
+            settings.period_ms,
+        );
         check_rate(OUTPUT_KEY, &name, rate)?;
+        check_period(OUTPUT_KEY, &name, period_ms)?;
         let engine_rate = engine_rate_for(rate);
         let playback =
             Playback::new(engine_rate, rate).map_err(|e| open_error(OUTPUT_KEY, &name, e))?;
         let counters = Arc::new(Counters::default());
         let link = Link::new(OUTPUT_KEY, &name, counters.clone());
         let (thread, description) = DeviceThread::start(link, timing, move || {
-            open_playback(OUTPUT_KEY, &name, rate, &counters)
+            open_pcm(OUTPUT_KEY, &name, rate, period_ms, Direction::Playback)
         })?;
         tracing::info!(
             device = %settings.output,
@@ -1534,6 +1433,7 @@ impl CpalOutput {
             engine_rate,
             card_rate: rate,
             in_message: false,
+            drained_at: None,
         })
     }
 
@@ -1557,9 +1457,14 @@ impl CpalOutput {
         self.thread.monitor()
     }
 
-    /// Silence queued ahead of a message: two device periods (a card may take a whole buffer
-    /// at once), the frame itself and 10 ms, so the card never catches up with the engine's
-    /// once-per-frame writes.
+    /// Frames per device period of the stream open now (the device's nearest to
+    /// `audio.period_ms`); 0 while the device is lost.
+    pub fn period_frames(&self) -> usize {
+        self.thread.end.link.period.load(Ordering::Relaxed)
+    }
+
+    /// Silence queued ahead of a message: two device periods, the frame itself and 10 ms, so
+    /// the card never catches up with the engine's once-per-frame writes.
     fn lead(&self, frame_len: usize) -> usize {
         let frame_out = convert_len(frame_len, self.engine_rate, self.card_rate);
         let period = self.thread.end.link.period.load(Ordering::Relaxed);
@@ -1567,6 +1472,32 @@ impl CpalOutput {
             .saturating_mul(2)
             .saturating_add(frame_out)
             .saturating_add(self.card_rate as usize / 100)
+    }
+}
+
+/// Queues `samples` in the device; what does not fit is counted as dropped, failures as
+/// stream errors (an underrun, while a message plays, as an underrun).
+fn queue(pcm: &mut Pcm, samples: &[i16], counters: &Counters, playing: bool) {
+    match pcm.write(samples) {
+        Ok(n) => {
+            if n > 0 {
+                counters.callbacks.fetch_add(1, Ordering::Relaxed);
+            }
+            if n < samples.len() {
+                counters
+                    .dropped_samples
+                    .fetch_add((samples.len() - n) as u64, Ordering::Relaxed);
+            }
+        }
+        Err(f) => {
+            if f == IoFailure::Xrun && playing {
+                counters.underruns.fetch_add(1, Ordering::Relaxed);
+            }
+            counters
+                .dropped_samples
+                .fetch_add(samples.len() as u64, Ordering::Relaxed);
+            on_io_failure(counters, &f);
+        }
     }
 }
 
@@ -1600,9 +1531,10 @@ impl AudioOutput for CpalOutput {
         let lead = self.lead(frame.len());
         let link = self.thread.end.link.clone();
         let counters = &link.counters;
-        let ring = match self.thread.end.poll() {
+        let shared = match self.thread.end.poll() {
             Poll::Lost(e) => {
                 self.in_message = false;
+                self.drained_at = None;
                 self.playback.reset();
                 return Err(e);
             }
@@ -1612,50 +1544,84 @@ impl AudioOutput for CpalOutput {
                     .fetch_add(frame.len() as u64, Ordering::Relaxed);
                 return Ok(());
             }
-            Poll::Fresh(ring) => {
+            Poll::Fresh(shared) => {
                 self.in_message = false;
+                self.drained_at = None;
                 self.playback.reset();
-                ring
+                shared
             }
-            Poll::Ready(ring) => ring,
+            Poll::Ready(shared) => shared,
         };
-        // A new message, or one the card ran ahead of: queue a lead of silence first.
-        if !self.in_message || counters.play_state.load(Ordering::Acquire) == STARVED {
-            self.in_message = true;
-            prefill(&mut ring.ring, lead);
+        let mut guard = lock(shared);
+        let Some(pcm) = guard.as_mut() else {
+            counters
+                .dropped_samples
+                .fetch_add(frame.len() as u64, Ordering::Relaxed);
+            return Ok(());
+        };
+        counters.attempts.fetch_add(1, Ordering::Relaxed);
+        // A new message, or one the card ran ahead of: start the stream again with a lead
+        // of silence.
+        let mut state = pcm.state();
+        // A new message once the last one has played out starts from a stopped stream.
+        let ended = self.drained_at.is_none_or(|at| Instant::now() >= at);
+        if !self.in_message && ended && state == State::Running {
+            pcm.stop();
+            state = pcm.state();
         }
+        let start = state != State::Running;
+        if start {
+            if self.in_message && state == State::XRun {
+                counters.underruns.fetch_add(1, Ordering::Relaxed);
+            }
+            if state != State::Prepared
+                && let Err(f) = pcm.prepare()
+            {
+                on_io_failure(counters, &f);
+                return Ok(());
+            }
+            let mut owed = lead;
+            while owed > 0 {
+                let n = owed.min(SILENCE.len());
+                owed -= n;
+                queue(pcm, &SILENCE[..n], counters, false);
+            }
+        }
+        let playing = self.in_message && !start;
+        self.in_message = true;
+        self.drained_at = None;
         let result = self
             .playback
-            .push(frame, &mut |s| push_samples(&mut ring.ring, s, counters));
-        counters.play_state.store(PLAYING, Ordering::Release);
+            .push(frame, &mut |s| queue(pcm, s, counters, playing));
+        if start && let Err(f) = pcm.start() {
+            on_io_failure(counters, &f);
+        }
         result.map_err(|message| AudioError::Device {
             device: link.device.clone(),
             message,
         })
     }
 
-    /// What the ring holds, or the silence a new message starts with (see `write_frame`),
-    /// and the resampler's delay.
+    /// What the device holds ahead (or the silence a new message starts with, see
+    /// `write_frame`), and the resampler's delay.
     fn delay(&self, frame_len: usize) -> Duration {
-        let Some(ring) = self.thread.end.ring.as_ref() else {
-            return Duration::ZERO;
-        };
-        let mut ahead = queued(&ring.ring);
-        let starved = self
+        let queued = self
             .thread
             .end
-            .link
-            .counters
-            .play_state
-            .load(Ordering::Acquire)
-            == STARVED;
-        if !self.in_message || starved {
-            ahead = ahead.max(self.lead(frame_len));
-        }
-        samples_duration(ahead, self.card_rate) + self.playback.delay()
+            .ring
+            .as_ref()
+            .and_then(|shared| {
+                let guard = lock(shared);
+                let pcm = guard.as_ref()?;
+                (self.in_message && pcm.state() == State::Running)
+                    .then(|| pcm.delay())
+                    .flatten()
+            })
+            .unwrap_or_else(|| self.lead(frame_len));
+        samples_duration(queued, self.card_rate) + self.playback.delay()
     }
 
-    /// Plays out what was written, then lets the ring run dry without counting underruns.
+    /// Plays out what was written; the stream is stopped once it has (see `idle`).
     fn end_of_message(&mut self) -> Result<(), AudioError> {
         if !self.in_message {
             return Ok(());
@@ -1663,24 +1629,38 @@ impl AudioOutput for CpalOutput {
         self.in_message = false;
         let link = self.thread.end.link.clone();
         let counters = &link.counters;
-        let result = match self.thread.end.ring.as_mut() {
-            Some(ring) => self
-                .playback
-                .flush(&mut |s| push_samples(&mut ring.ring, s, counters)),
-            None => {
-                self.playback.reset();
-                Ok(())
-            }
+        let Some(shared) = self.thread.end.ring.as_ref() else {
+            self.playback.reset();
+            return Ok(());
         };
-        let _ = counters
-            .play_state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                matches!(s, PLAYING | STARVED).then_some(DRAINING)
-            });
+        let mut guard = lock(shared);
+        let Some(pcm) = guard.as_mut() else {
+            self.playback.reset();
+            return Ok(());
+        };
+        let result = self.playback.flush(&mut |s| queue(pcm, s, counters, false));
+        let ahead = pcm.delay().unwrap_or(0) + pcm.opened.period;
+        self.drained_at = Some(Instant::now() + samples_duration(ahead, self.card_rate));
         result.map_err(|message| AudioError::Device {
             device: link.device.clone(),
             message,
         })
+    }
+
+    /// Stops the stream once the last message has played out.
+    fn idle(&mut self) {
+        let Some(at) = self.drained_at else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        self.drained_at = None;
+        if let Some(shared) = self.thread.end.ring.as_ref()
+            && let Some(pcm) = lock(shared).as_ref()
+        {
+            pcm.stop();
+        }
     }
 }
 
@@ -1983,18 +1963,17 @@ mod tests {
     #[test]
     fn stream_errors_sorted_into_survivable_and_fatal() {
         let c = Counters::default();
-        on_stream_error(&c, cpal::ErrorKind::Xrun);
-        on_stream_error(&c, cpal::ErrorKind::RealtimeDenied);
+        on_io_failure(&c, &IoFailure::Xrun);
         assert_eq!(c.errors.load(Ordering::Relaxed), 0);
         assert_eq!(c.xruns.load(Ordering::Relaxed), 1);
-        on_stream_error(&c, cpal::ErrorKind::BackendError);
+        on_io_failure(&c, &IoFailure::Other("Input/output error".into()));
         assert!(!c.fatal.load(Ordering::Relaxed), "an I/O error may pass");
         assert_eq!(c.errors.load(Ordering::Relaxed), 1);
         assert_eq!(c.failure.load(Ordering::Relaxed), FAILURE_IO);
-        on_stream_error(&c, cpal::ErrorKind::DeviceNotAvailable);
+        on_io_failure(&c, &IoFailure::Gone("No such device".into()));
         assert!(c.fatal.load(Ordering::Relaxed));
         assert_eq!(
-            failure_code(cpal::ErrorKind::DeviceNotAvailable),
+            failure_code(&IoFailure::Gone(String::new())),
             Some(FAILURE_GONE)
         );
         assert!(failure_text(FAILURE_GONE).contains("unplugged"));
@@ -2189,18 +2168,14 @@ mod tests {
     }
 
     #[test]
-    fn prefill_and_push_count_what_does_not_fit() {
+    fn push_counts_what_does_not_fit() {
         let c = Counters::default();
         let (mut p, q) = RingBuffer::<i16>::new(10);
-        prefill(&mut p, 4);
+        push_samples(&mut p, &[1; 4], &c);
         assert_eq!(q.slots(), 4);
-        prefill(&mut p, 3);
-        assert_eq!(q.slots(), 4, "already enough queued");
         push_samples(&mut p, &[1; 8], &c);
         assert_eq!(q.slots(), 10);
         assert_eq!(c.dropped_samples.load(Ordering::Relaxed), 2);
-        prefill(&mut p, 100);
-        assert_eq!(q.slots(), 10);
     }
 
     #[test]
@@ -2217,58 +2192,34 @@ mod tests {
         assert_eq!(describe_numbers::<u32>(&[]), "-");
     }
 
-    fn range(channels: u16, lo: u32, hi: u32, f: SampleFormat) -> SupportedStreamConfigRange {
-        SupportedStreamConfigRange::new(channels, lo, hi, cpal::SupportedBufferSize::Unknown, f)
-    }
-
     #[test]
-    fn config_prefers_mono_16_bit_and_explains_rates() {
-        let ranges = [
-            range(2, 44_100, 44_100, SampleFormat::I16),
-            range(2, 48_000, 48_000, SampleFormat::I16),
-            range(1, 48_000, 48_000, SampleFormat::F32),
-            range(1, 48_000, 48_000, SampleFormat::I32),
-        ];
-        let (cfg, f) = pick_config(&ranges, INPUT_KEY, "hw:X", 48_000, Direction::Capture).unwrap();
-        assert_eq!((cfg.channels, f), (1, SampleFormat::F32));
-        let (cfg, f) = pick_config(&ranges, INPUT_KEY, "hw:X", 44_100, Direction::Capture).unwrap();
-        assert_eq!(
-            (cfg.channels, cfg.sample_rate, f),
-            (2, 44_100, SampleFormat::I16)
-        );
-        let e = pick_config(&ranges, OUTPUT_KEY, "hw:X", 16_000, Direction::Playback)
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("audio.output = \"hw:X\""), "{e}");
+    fn busy_and_missing_devices_explained() {
+        let explained = |f: OpenFailure| explain(&f, 16_000, Direction::Capture);
+        assert!(explained(OpenFailure::Busy).contains("busy"));
+        assert!(explained(OpenFailure::Permission).contains("audio` group"));
+        assert!(explained(OpenFailure::Format).contains("plughw"));
+        let e = explained(OpenFailure::Rate {
+            min: 44_100,
+            max: 48_000,
+        });
         assert!(
             e.contains("16000 Hz (audio.sample_rate) is not supported"),
             "{e}"
         );
-        assert!(e.contains("44100, 48000 Hz"), "{e}");
-        let e = pick_config(
-            &[range(2, 48_000, 48_000, SampleFormat::I32)],
-            INPUT_KEY,
-            "hw:X",
-            48_000,
-            Direction::Capture,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("plughw"), "{e}");
-        let e = pick_config(&[], INPUT_KEY, "hw:X", 48_000, Direction::Capture)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cannot capture"), "{e}");
-    }
-
-    #[test]
-    fn busy_and_missing_devices_explained() {
-        let busy = cpal::Error::new(cpal::ErrorKind::DeviceBusy);
-        assert!(explain(&busy, Direction::Capture).contains("busy"));
-        let perm = cpal::Error::new(cpal::ErrorKind::PermissionDenied);
-        assert!(explain(&perm, Direction::Playback).contains("audio` group"));
+        assert!(e.contains("44100-48000 Hz"), "{e}");
+        assert!(explained(OpenFailure::NotFound).contains("no such sound device"));
         let e = check_rate(INPUT_KEY, "x", 0).unwrap_err().to_string();
         assert!(e.contains("audio.sample_rate = 0"), "{e}");
+        for bad in [0, 1, 101, 1000] {
+            let e = check_period(INPUT_KEY, "x", bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("audio.period_ms = {bad} is out of range")),
+                "{e}"
+            );
+        }
+        for good in [2, 20, 100] {
+            assert!(check_period(INPUT_KEY, "x", good).is_ok());
+        }
     }
 
     #[test]
@@ -2334,7 +2285,7 @@ mod tests {
         );
     }
 
-    /// A stand-in for a cpal stream in device-thread tests.
+    /// A stand-in for an open PCM in device-thread tests.
     struct FakeStream;
 
     fn fast() -> Timing {
@@ -2369,13 +2320,9 @@ mod tests {
                 return Err(open_error(INPUT_KEY, "fake", "no such sound device"));
             }
             c.callbacks.fetch_add(1, Ordering::Relaxed);
-            let (_p, q) = RingBuffer::<f32>::new(16);
             Ok(Opened {
                 stream: FakeStream,
-                ring: CaptureRing {
-                    ring: q,
-                    channels: 1,
-                },
+                ring: (),
                 period: 0,
                 description: String::new(),
             })
@@ -2387,7 +2334,7 @@ mod tests {
         let beat = || counters.callbacks.fetch_add(1, Ordering::Relaxed);
         beat();
         // The stream fails.
-        on_stream_error(&counters, cpal::ErrorKind::DeviceNotAvailable);
+        on_io_failure(&counters, &IoFailure::Gone("No such device".into()));
         wait_for(|| matches!(t.health(), DeviceHealth::Lost { .. }));
         let Poll::Lost(e) = t.end.poll() else {
             panic!("loss not reported")
@@ -2407,10 +2354,11 @@ mod tests {
         assert_eq!(attempts.load(Ordering::Relaxed), 5);
         let stats = counters.snapshot();
         assert_eq!((stats.losses, stats.reopens), (1, 1));
-        // A stream that stops calling back is lost too.
-        wait_for(
-            || matches!(t.health(), DeviceHealth::Lost { ref reason, .. } if reason.contains("stopped calling back")),
-        );
+        // A stream that is asked for samples and moves none is lost too.
+        wait_for(|| {
+            counters.attempts.fetch_add(1, Ordering::Relaxed);
+            matches!(t.health(), DeviceHealth::Lost { ref reason, .. } if reason.contains("moved no audio"))
+        });
         drop(t);
     }
 
@@ -2419,31 +2367,28 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let link = Link::new(INPUT_KEY, "flaky", counters.clone());
         let (mut t, _) = DeviceThread::start(link, fast(), || {
-            let (_p, q) = RingBuffer::<f32>::new(16);
             Ok(Opened {
                 stream: FakeStream,
-                ring: CaptureRing {
-                    ring: q,
-                    channels: 1,
-                },
+                ring: (),
                 period: 0,
                 description: String::new(),
             })
         })
         .unwrap();
         assert!(matches!(t.end.poll(), Poll::Fresh(_)));
-        // Errors now and then while the stream keeps calling back: carried on.
+        // Errors now and then while the stream keeps moving samples: carried on.
         let until = Instant::now() + Duration::from_millis(400);
         while Instant::now() < until {
             counters.callbacks.fetch_add(1, Ordering::Relaxed);
-            on_stream_error(&counters, cpal::ErrorKind::BackendError);
+            on_io_failure(&counters, &IoFailure::Other("Input/output error".into()));
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(t.health(), DeviceHealth::Open);
         assert!(matches!(t.end.poll(), Poll::Ready(_)));
-        // Errors and no callbacks: lost.
+        // Errors while asked, and no samples moved: lost.
         wait_for(|| {
-            on_stream_error(&counters, cpal::ErrorKind::BackendError);
+            counters.attempts.fetch_add(1, Ordering::Relaxed);
+            on_io_failure(&counters, &IoFailure::Other("Input/output error".into()));
             matches!(t.health(), DeviceHealth::Lost { .. })
         });
         let Poll::Lost(e) = t.end.poll() else {
@@ -2474,17 +2419,19 @@ mod tests {
         let o = opens.clone();
         let (mut t, _) = DeviceThread::start(link, fast(), move || {
             o.fetch_add(1, Ordering::Relaxed);
-            let (p, _q) = RingBuffer::<i16>::new(16);
             Ok(Opened {
                 stream: HangingStream(r.clone()),
-                ring: PlaybackRing { ring: p },
+                ring: (),
                 period: 0,
                 description: String::new(),
             })
         })
         .unwrap();
         let beat = || counters.callbacks.fetch_add(1, Ordering::Relaxed);
-        on_stream_error(&counters, cpal::ErrorKind::StreamInvalidated);
+        on_io_failure(
+            &counters,
+            &IoFailure::Gone("File descriptor in bad state".into()),
+        );
         let started = Instant::now();
         wait_for(|| {
             beat();
@@ -2499,14 +2446,10 @@ mod tests {
 
     #[test]
     fn first_open_failure_is_returned() {
-        let link = Link::<CaptureRing>::new(OUTPUT_KEY, "nothing", Arc::default());
-        let e = DeviceThread::start(
-            link,
-            fast(),
-            || -> Result<Opened<CaptureRing, FakeStream>, _> {
-                Err(open_error(OUTPUT_KEY, "nothing", "no such sound device"))
-            },
-        )
+        let link = Link::<()>::new(OUTPUT_KEY, "nothing", Arc::default());
+        let e = DeviceThread::start(link, fast(), || -> Result<Opened<(), FakeStream>, _> {
+            Err(open_error(OUTPUT_KEY, "nothing", "no such sound device"))
+        })
         .err()
         .unwrap();
         assert_eq!(
