@@ -1007,3 +1007,215 @@ fn the_device_runs_at_the_period_asked_for() {
     let e = CpalInput::open(&s).unwrap_err().to_string();
     assert!(e.contains("audio.period_ms = 0 is out of range"), "{e}");
 }
+
+/// Notes when sound reaches `device`: a reader of its own with 5 ms periods (blocking reads,
+/// as a plain ALSA client does) records the instant each burst starts, a burst being the
+/// first period above a quarter of full scale after at least half a second below it.
+struct OnsetWatch {
+    onsets: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl OnsetWatch {
+    fn start(device: &str) -> OnsetWatch {
+        use alsa::pcm::{Access, Format, HwParams, PCM};
+        let pcm = PCM::new(device, alsa::Direction::Capture, false).expect("open the reference");
+        {
+            let hw = HwParams::any(&pcm).unwrap();
+            hw.set_access(Access::RWInterleaved).unwrap();
+            hw.set_format(Format::s16()).unwrap();
+            hw.set_channels(1).unwrap();
+            hw.set_rate(48_000, alsa::ValueOr::Nearest).unwrap();
+            hw.set_period_size_near(240, alsa::ValueOr::Nearest)
+                .unwrap();
+            hw.set_buffer_size_near(1920).unwrap();
+            pcm.hw_params(&hw).unwrap();
+        }
+        let onsets = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (o, s) = (onsets.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let io = pcm.io_i16().unwrap();
+            let mut buf = [0i16; 240];
+            let mut quiet_since = Some(Instant::now());
+            pcm.start().ok();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                match io.readi(&mut buf) {
+                    Ok(_) => {}
+                    Err(_) => {
+                        pcm.prepare().ok();
+                        pcm.start().ok();
+                        continue;
+                    }
+                }
+                let now = Instant::now();
+                let loud = buf.iter().any(|&x| x.unsigned_abs() > 8192);
+                match (loud, quiet_since) {
+                    (true, Some(q)) => {
+                        if now - q >= Duration::from_millis(500) {
+                            o.lock().unwrap().push(now);
+                        }
+                        quiet_since = None;
+                    }
+                    (false, None) => quiet_since = Some(now),
+                    _ => {}
+                }
+            }
+        });
+        OnsetWatch {
+            onsets,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> Vec<Instant> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.onsets.lock().unwrap().clone()
+    }
+}
+
+/// The start of a message reaches the channel within `rx_min_ms` + one frame + 20 ms of the
+/// sound reaching the card (with a device period of one frame): the card adds at most a
+/// period, the codec thread's tick at most a frame.
+#[test]
+#[serial(pulse)]
+fn a_message_starts_on_the_wire_within_rx_min_and_a_frame_of_the_sound() {
+    use zello_gateway::config::Config;
+    use zello_gateway::gateway;
+    use zello_gateway::secret::Secret;
+    use zello_gateway::zello::session::{self, SessionConfig, SessionEvent};
+    use zello_gateway::zello::sim::{SimConfig, SimServer};
+
+    setup_pulse();
+    const RX_MIN_MS: u64 = 250;
+    const FRAME_MS: u64 = 20;
+    const BURSTS: usize = 5;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (onsets, arrivals) = rt.block_on(async {
+        let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("zg-soundstart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            r#"
+[zello]
+server = "{}"
+username = "gateway1"
+password = "pw"
+
+[[radio]]
+name = "vhf1"
+channel = "Dispatch"
+audio = {{ backend = "cpal", input = "radio_mic", output = "radio_spk", sample_rate = 48000, period_ms = {FRAME_MS} }}
+ptt = {{ type = "sim" }}
+carrier = {{ type = "vox", open_dbfs = -30, close_dbfs = -40 }}
+codec = {{ frame_ms = {FRAME_MS}, complexity = 5, bitrate = 16000, fec = true }}
+timing = {{ rx_min_ms = {RX_MIN_MS} }}
+"#,
+            sim.url()
+        );
+        std::fs::write(dir.join("gateway.toml"), text).unwrap();
+        let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
+        let radios = gateway::parts::build(&cfg).unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (observer, _watch) = tokio::sync::broadcast::channel(1024);
+        let gw = tokio::spawn(gateway::run(
+            cfg.session_config().unwrap(),
+            radios,
+            shutdown.clone(),
+            observer,
+        ));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (_app, mut events, _) = session::spawn(
+            SessionConfig {
+                server: sim.url(),
+                username: "dispatcher".into(),
+                password: Secret::new("pw"),
+                channels: vec!["Dispatch".into()],
+                ..SessionConfig::default()
+            },
+            stop.clone(),
+        )
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while sim.online_users("Dispatch").len() < 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap();
+        // Bursts of a 700 Hz tone, each long enough to pass rx_min, with the squelch closed
+        // long enough between them for the message to end.
+        let mut clip = Vec::new();
+        clip.extend(std::iter::repeat_n(0i16, 48_000 / 2));
+        for _ in 0..BURSTS {
+            clip.extend(tone(48_000, 700.0, 0.8, 0.5));
+            clip.extend(std::iter::repeat_n(0i16, 48_000 * 2));
+        }
+        let wav = temp_wav("start-latency");
+        write_wav(&wav, 48_000, &clip);
+        let watch = OnsetWatch::start("radio_mic");
+        let mut player = paplay(&wav);
+        let mut arrivals = Vec::new();
+        let mut in_message = false;
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+            while arrivals.len() < BURSTS {
+                match events.recv().await {
+                    Some(SessionEvent::IncomingAudio { .. }) if !in_message => {
+                        in_message = true;
+                        arrivals.push(Instant::now());
+                    }
+                    Some(SessionEvent::IncomingEnd { .. }) => in_message = false,
+                    Some(_) => {}
+                    None => return,
+                }
+            }
+        })
+        .await;
+        let _ = player.wait();
+        std::fs::remove_file(&wav).ok();
+        let onsets = tokio::task::spawn_blocking(move || watch.stop())
+            .await
+            .unwrap();
+        shutdown.cancel();
+        stop.cancel();
+        gw.await.unwrap().unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        (onsets, arrivals)
+    });
+    // Each burst's first packet: the first arrival after its onset.
+    let mut latencies: Vec<Duration> = onsets
+        .iter()
+        .filter_map(|&on| arrivals.iter().find(|&&a| a >= on).map(|&a| a - on))
+        .collect();
+    eprintln!(
+        "start of a message on the wire after the sound: {:?} ({} onsets, {} messages)",
+        latencies
+            .iter()
+            .map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
+            .collect::<Vec<_>>(),
+        onsets.len(),
+        arrivals.len()
+    );
+    assert_eq!(onsets.len(), BURSTS, "the reference missed a burst");
+    assert_eq!(latencies.len(), BURSTS, "a burst was not sent");
+    latencies.sort();
+    let median = latencies[BURSTS / 2];
+    let budget = Duration::from_millis(RX_MIN_MS + FRAME_MS + 20);
+    assert!(
+        median <= budget,
+        "median {:.0} ms from the sound to the wire, more than rx_min + a frame + 20 ms ({} ms)",
+        median.as_secs_f64() * 1000.0,
+        budget.as_millis()
+    );
+}

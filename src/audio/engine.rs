@@ -52,8 +52,11 @@ pub enum EngineCommand {
 /// Events to the bridge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
-    /// The carrier came up (`true`) or dropped. Reported as down while transmitting.
-    Carrier(bool),
+    /// The carrier came up (`up`) or dropped. Reported as down while transmitting. `age`:
+    /// how long ago the end of the frame that showed it reached the sound card (audio still
+    /// waiting to be read after it), so the bridge times the carrier by the audio, not by
+    /// when the codec thread got to it.
+    Carrier { up: bool, age: Duration },
     /// One encoded packet, with the levels of the received audio in it.
     RxPacket { data: Bytes, levels: PacketLevels },
     /// The first samples of a message went to the output.
@@ -314,7 +317,10 @@ impl Engine {
                     self.packet_fill = 0;
                     if self.carrier {
                         self.carrier = false;
-                        self.emit(EngineEvent::Carrier(false));
+                        self.emit(EngineEvent::Carrier {
+                            up: false,
+                            age: Duration::ZERO,
+                        });
                     }
                 }
             }
@@ -399,7 +405,10 @@ impl Engine {
                 }
                 if self.carrier {
                     self.carrier = false;
-                    self.emit(EngineEvent::Carrier(false));
+                    self.emit(EngineEvent::Carrier {
+                        up: false,
+                        age: Duration::ZERO,
+                    });
                 }
                 return;
             }
@@ -425,7 +434,8 @@ impl Engine {
         }
         if carrier != self.carrier {
             self.carrier = carrier;
-            self.emit(EngineEvent::Carrier(carrier));
+            let age = self.input.age();
+            self.emit(EngineEvent::Carrier { up: carrier, age });
             if carrier && !self.encoding {
                 // Start at once so the first syllable is kept; the bridge stops it if unwanted.
                 self.encoding = true;
@@ -796,8 +806,17 @@ mod tests {
             r.engine.tick();
         }
         let events = drain(&mut r.ev);
-        assert_eq!(events.first(), Some(&EngineEvent::Carrier(true)));
-        assert!(events.contains(&EngineEvent::Carrier(false)));
+        assert_eq!(
+            events.first(),
+            Some(&EngineEvent::Carrier {
+                up: true,
+                age: Duration::ZERO
+            })
+        );
+        assert!(events.contains(&EngineEvent::Carrier {
+            up: false,
+            age: Duration::ZERO
+        }));
         let packets: Vec<&PacketLevels> = events
             .iter()
             .filter_map(|e| match e {
@@ -846,6 +865,44 @@ mod tests {
         }
     }
 
+    /// An input whose audio waited behind 30 ms more.
+    struct Aged(FileInput);
+
+    impl AudioInput for Aged {
+        fn sample_rate(&self) -> u32 {
+            self.0.sample_rate()
+        }
+        fn read_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
+            self.0.read_frame(frame)
+        }
+        fn age(&self) -> Duration {
+            Duration::from_millis(30)
+        }
+    }
+
+    #[test]
+    fn a_carrier_change_carries_the_age_of_its_audio() {
+        let (_cmd, crx) = mpsc::channel(16);
+        let (etx, mut ev) = mpsc::channel(64);
+        let mut engine = Engine::new(
+            Box::new(Aged(FileInput::from_samples(vec![0; 16_000], 16000))),
+            Box::new(MemoryOutput::new(16000)),
+            Box::new(FlagCarrier::fixed(true)),
+            &EncoderSettings::default(),
+            crx,
+            etx,
+        )
+        .unwrap();
+        engine.tick();
+        assert_eq!(
+            drain(&mut ev).first(),
+            Some(&EngineEvent::Carrier {
+                up: true,
+                age: Duration::from_millis(30)
+            })
+        );
+    }
+
     /// An engine on a counting input: (engine, commands, events, reads, skips).
     fn counting_rig(carrier: Box<dyn CarrierDetect>) -> (Rig, Arc<AtomicU64>, Arc<AtomicU64>) {
         let (reads, skips) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -888,7 +945,13 @@ mod tests {
         }
         assert_eq!(counts(), (3, 5), "carrier: every frame read");
         let events = drain(&mut r.ev);
-        assert_eq!(events[0], EngineEvent::Carrier(true));
+        assert_eq!(
+            events[0],
+            EngineEvent::Carrier {
+                up: true,
+                age: Duration::ZERO
+            }
+        );
         let voiced: Vec<u32> = events
             .iter()
             .filter_map(|e| match e {
@@ -930,7 +993,10 @@ mod tests {
         for _ in 0..50 {
             r.engine.tick();
         }
-        drain(&mut r.ev).contains(&EngineEvent::Carrier(true))
+        drain(&mut r.ev).contains(&EngineEvent::Carrier {
+            up: true,
+            age: Duration::ZERO,
+        })
     }
 
     #[test]
@@ -964,11 +1030,23 @@ mod tests {
         assert!(drain(&mut r.ev).is_empty());
         r.cmd.try_send(EngineCommand::Transmitting(false)).unwrap();
         r.engine.tick();
-        assert_eq!(drain(&mut r.ev)[0], EngineEvent::Carrier(true));
+        assert_eq!(
+            drain(&mut r.ev)[0],
+            EngineEvent::Carrier {
+                up: true,
+                age: Duration::ZERO
+            }
+        );
         // Keying while receiving reports the carrier down and stops encoding.
         r.cmd.try_send(EngineCommand::Transmitting(true)).unwrap();
         r.engine.tick();
-        assert_eq!(drain(&mut r.ev), [EngineEvent::Carrier(false)]);
+        assert_eq!(
+            drain(&mut r.ev),
+            [EngineEvent::Carrier {
+                up: false,
+                age: Duration::ZERO
+            }]
+        );
         r.engine.tick();
         assert!(drain(&mut r.ev).is_empty());
     }

@@ -52,6 +52,11 @@ pub trait AudioInput: Send {
     fn skip_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
         self.read_frame(frame)
     }
+    /// How long ago the last sample of the frame just taken reached the input: the audio
+    /// that arrived after it and waits to be read. Zero for inputs that deliver on demand.
+    fn age(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// Where audio for the radio's transmitter goes (the sound card's playback side, a file, ...).

@@ -807,12 +807,21 @@ impl Capture {
         }
     }
 
-    /// Raw samples the ring may hold before the oldest are discarded: four frames of the
-    /// engine and one device period.
+    /// The audio waiting after the frame just taken: raw samples in `ring` and converted
+    /// ones staged here.
+    fn waiting(&self, ring: &Consumer<f32>) -> Duration {
+        samples_duration(ring.slots() / self.channels, self.card_rate)
+            + samples_duration(self.staged.len(), CODEC_RATE)
+    }
+
+    /// Raw samples the ring may hold before the oldest are discarded: one frame of the
+    /// engine and one device period. Ticking once per frame, the engine finds between a
+    /// frame and a frame plus a period waiting when the card keeps pace; more than that for a
+    /// whole window (a burst the card delivered late, its clock running ahead) is latency
+    /// that would otherwise stay, since each tick takes one frame.
     fn backlog_limit(&self, frame_len: usize, period: usize) -> usize {
         let frame_in = convert_len(frame_len, CODEC_RATE, self.card_rate);
         frame_in
-            .saturating_mul(4)
             .saturating_add(period)
             .saturating_mul(self.channels)
     }
@@ -1328,6 +1337,10 @@ impl AudioInput for CpalInput {
 
     fn skip_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
         self.take(frame, false)
+    }
+
+    fn age(&self) -> Duration {
+        self.capture.waiting(&self.staged.1)
     }
 }
 
@@ -2122,18 +2135,30 @@ mod tests {
         let mut frame = vec![0i16; 960];
         p.push_entire_slice(&vec![0.1; 960]).unwrap();
         assert!(!cap.read(&mut q, &mut frame, 0, &c).unwrap());
-        // A burst (a late tick): kept, and caught up by reading.
+        // A burst (the card delivered late): kept at first...
         p.push_entire_slice(&vec![0.1; 20_000]).unwrap();
         assert!(cap.read(&mut q, &mut frame, 1024, &c).unwrap());
         assert_eq!(c.skipped_frames.load(Ordering::Relaxed), 0);
-        // A backlog that stays high for a whole window (the card's clock ran ahead): trimmed.
+        // ...but a backlog that stays above a frame and a period for a whole window is
+        // latency: trimmed.
         for _ in 0..2 * BACKLOG_WINDOW_READS {
             p.push_entire_slice(&vec![0.1; 2880]).unwrap();
             assert!(cap.read(&mut q, &mut frame, 1024, &c).unwrap());
         }
         let skipped = c.skipped_frames.load(Ordering::Relaxed);
         assert!(skipped > 5_000, "{skipped}");
+        assert_eq!(cap.backlog_limit(960, 1024), 2880 + 1024);
         assert!(q.slots() <= cap.backlog_limit(960, 1024) + 2880);
+        // A card that keeps pace (a frame arrives per read, a period apart): nothing trimmed.
+        let before = c.skipped_frames.load(Ordering::Relaxed);
+        let mut cap = Capture::new(48_000, 1).unwrap();
+        let (mut p, mut q) = RingBuffer::<f32>::new(48_000);
+        p.push_entire_slice(&vec![0.1; 1000]).unwrap();
+        for _ in 0..3 * BACKLOG_WINDOW_READS {
+            p.push_entire_slice(&vec![0.1; 2880]).unwrap();
+            assert!(cap.read(&mut q, &mut frame, 1024, &c).unwrap());
+        }
+        assert_eq!(c.skipped_frames.load(Ordering::Relaxed), before);
     }
 
     #[test]
@@ -2515,6 +2540,10 @@ pub mod rings {
             self.capture
                 .skip(&mut self.consumer, frame.len(), 0, &self.counters)
                 .map_err(AudioError::Codec)
+        }
+
+        fn age(&self) -> Duration {
+            self.capture.waiting(&self.consumer)
         }
     }
 

@@ -74,6 +74,10 @@ struct Sending {
 /// A reading of the PTT state, with the transmission it was taken for.
 type Reading = (Ticket, Result<bool, String>);
 
+/// A carrier change is timed back by its audio's age at most this much (the capture keeps
+/// about a frame and a period waiting; more is a burst being trimmed).
+const MAX_CARRIER_AGE: std::time::Duration = std::time::Duration::from_millis(500);
+
 struct State {
     m: Machine,
     /// Whether the engine is encoding (it starts by itself when the carrier comes up).
@@ -187,7 +191,13 @@ impl Bridge {
     }
 
     async fn feed(&mut self, s: &mut State, input: Input) {
-        let actions = s.m.handle(Instant::now(), input);
+        self.feed_at(s, input, Instant::now()).await;
+    }
+
+    /// Feeds the machine an input that happened at `at` (a carrier change, timed by its
+    /// audio; the machine takes instants a little out of order).
+    async fn feed_at(&mut self, s: &mut State, input: Input, at: Instant) {
+        let actions = s.m.handle(at, input);
         self.apply(s, actions).await;
     }
 
@@ -466,7 +476,7 @@ impl Bridge {
 
     async fn on_engine(&mut self, s: &mut State, ev: EngineEvent) {
         match ev {
-            EngineEvent::Carrier(up) => {
+            EngineEvent::Carrier { up, age } => {
                 self.log_carrier(s, up);
                 self.observe(if up {
                     GatewayEvent::CarrierUp {
@@ -477,11 +487,15 @@ impl Bridge {
                         radio: self.name.clone(),
                     }
                 });
+                // The change happened when its audio reached the card, not when the codec
+                // thread got to it: rx_min and the hang count from there.
+                let age = age.min(MAX_CARRIER_AGE);
+                let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
                 if up {
                     s.encoding = true; // The engine started encoding by itself.
-                    self.feed(s, Input::CarrierUp).await;
+                    self.feed_at(s, Input::CarrierUp, at).await;
                 } else {
-                    self.feed(s, Input::CarrierDown).await;
+                    self.feed_at(s, Input::CarrierDown, at).await;
                 }
             }
             EngineEvent::RxPacket { data, levels } => {

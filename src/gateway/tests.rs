@@ -129,7 +129,13 @@ impl Rig {
 
     /// The radio receives for `ms`: carrier up, one packet per 60 ms, carrier down.
     async fn receive(&self, ms: u64) {
-        self.engine.send(EngineEvent::Carrier(true)).await.unwrap();
+        self.engine
+            .send(EngineEvent::Carrier {
+                up: true,
+                age: Duration::ZERO,
+            })
+            .await
+            .unwrap();
         let level = PacketLevels {
             peak: 10000,
             sum_squares: 10.0,
@@ -146,7 +152,13 @@ impl Rig {
                 .unwrap();
             sleep(60 * MS).await;
         }
-        self.engine.send(EngineEvent::Carrier(false)).await.unwrap();
+        self.engine
+            .send(EngineEvent::Carrier {
+                up: false,
+                age: Duration::ZERO,
+            })
+            .await
+            .unwrap();
     }
 
     /// Plays the engine during a hang: silence packets every 60 ms while encoding is on.
@@ -381,13 +393,25 @@ async fn a_kerchunk_sends_nothing_and_stops_the_encoder() {
 #[tokio::test(start_paused = true)]
 async fn a_busy_frequency_queues_the_message_until_the_carrier_and_hang_end() {
     let mut r = rig(Timers::default()).await;
-    r.engine.send(EngineEvent::Carrier(true)).await.unwrap();
+    r.engine
+        .send(EngineEvent::Carrier {
+            up: true,
+            age: Duration::ZERO,
+        })
+        .await
+        .unwrap();
     sleep(Duration::from_millis(300)).await;
     r.talk(5);
     sleep(Duration::from_secs(2)).await;
     assert!(!r.ptt.is_keyed(), "never keys over an incoming carrier");
     let dropped = Instant::now();
-    r.engine.send(EngineEvent::Carrier(false)).await.unwrap();
+    r.engine
+        .send(EngineEvent::Carrier {
+            up: false,
+            age: Duration::ZERO,
+        })
+        .await
+        .unwrap();
     let keyed = r
         .observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
         .await;
@@ -514,11 +538,23 @@ async fn a_chattering_squelch_is_limited_per_window() {
 #[tokio::test(start_paused = true)]
 async fn a_queued_message_too_old_is_dropped_not_played() {
     let mut r = rig(Timers::default()).await;
-    r.engine.send(EngineEvent::Carrier(true)).await.unwrap();
+    r.engine
+        .send(EngineEvent::Carrier {
+            up: true,
+            age: Duration::ZERO,
+        })
+        .await
+        .unwrap();
     sleep(Duration::from_millis(300)).await;
     r.talk(5);
     sleep(Duration::from_secs(31)).await;
-    r.engine.send(EngineEvent::Carrier(false)).await.unwrap();
+    r.engine
+        .send(EngineEvent::Carrier {
+            up: false,
+            age: Duration::ZERO,
+        })
+        .await
+        .unwrap();
     sleep(Duration::from_secs(5)).await;
     assert_eq!(r.ptt.key_count(), 0, "queue_max_age_s passed: not played");
     while let Ok(c) = r.cmds.try_recv() {
@@ -787,4 +823,49 @@ async fn a_waiting_radio_with_a_settings_error_stops_the_gateway() {
     assert!(e.to_string().contains("8000 Hz"), "{e}");
     assert_eq!(tries.load(Ordering::SeqCst), 2, "not tried again");
     assert!(!stop.is_cancelled(), "the caller's token is the caller's");
+}
+
+/// A carrier the codec thread reports late (its audio waited behind other audio) is timed by
+/// its audio: rx_min counts from when the sound reached the card.
+#[tokio::test(start_paused = true)]
+async fn rx_min_counts_from_when_the_carrier_reached_the_card() {
+    for age in [Duration::ZERO, 200 * MS] {
+        let mut r = rig(Timers::default()).await;
+        let up = Instant::now();
+        r.engine
+            .send(EngineEvent::Carrier { up: true, age })
+            .await
+            .unwrap();
+        let engine = r.engine.clone();
+        let packets = tokio::spawn(async move {
+            for _ in 0..20 {
+                let _ = engine
+                    .send(EngineEvent::RxPacket {
+                        data: Bytes::from_static(&[0xf8, 1, 2]),
+                        levels: PacketLevels::default(),
+                    })
+                    .await;
+                sleep(60 * MS).await;
+            }
+        });
+        r.app_event(5 * MS * 1000, |e| {
+            matches!(e, SessionEvent::IncomingStart { .. })
+        })
+        .await;
+        let started = Instant::now() - up;
+        let due = Timers::default().rx_min - age;
+        assert!(
+            started >= due && started < due + 50 * MS,
+            "age {age:?}: the message started {started:?} after the carrier event, due {due:?}"
+        );
+        packets.abort();
+        r.engine
+            .send(EngineEvent::Carrier {
+                up: false,
+                age: Duration::ZERO,
+            })
+            .await
+            .unwrap();
+        r.stop().await;
+    }
 }
