@@ -373,7 +373,9 @@ pub enum AudioConfig {
         input: Option<PathBuf>,
         output: Option<PathBuf>,
     },
-    /// A sound card through ALSA (cpal), by device name (`zello-gateway devices`).
+    /// A sound card through ALSA, by device name (`zello-gateway devices`); `backend =
+    /// "cpal"` or `"alsa"`.
+    #[serde(alias = "alsa")]
     Cpal(crate::audio::sound::SoundSettings),
 }
 
@@ -635,6 +637,17 @@ impl Config {
                     "{key}.codec.complexity = {}: use 0 to 10",
                     r.codec.complexity
                 ));
+            }
+            if let AudioConfig::Cpal(a) = &r.audio {
+                let range = crate::audio::alsa_pcm::PERIOD_MS_RANGE;
+                if !range.contains(&a.period_ms) {
+                    p.push(format!(
+                        "{key}.audio.period_ms = {}: use {} to {} (20 suits most cards)",
+                        a.period_ms,
+                        range.start(),
+                        range.end()
+                    ));
+                }
             }
             if let CarrierConfig::Vox(v) = &r.carrier
                 && let Err(e) = v.validate()
@@ -1322,6 +1335,28 @@ carrier = { type = "vox" }
         ] {
             assert!(all.contains(needle), "{needle} missing in {all}");
         }
+    }
+
+    #[test]
+    fn a_sound_card_period_out_of_range_is_named_and_alsa_is_a_backend_name() {
+        let card = |extra: &str| {
+            EXAMPLE.replace(
+                "audio = { backend = \"file\", input = \"rx.wav\", output = \"tx.wav\" }",
+                &format!("audio = {{ backend = \"alsa\", input = \"a\", output = \"b\"{extra} }}"),
+            )
+        };
+        let c = parse(&card("")).unwrap();
+        let AudioConfig::Cpal(a) = &c.radios[0].audio else {
+            panic!("{:?}", c.radios[0].audio)
+        };
+        assert_eq!(a.period_ms, 20, "the default period");
+        let e = parse(&card(", period_ms = 500")).unwrap_err().to_string();
+        assert!(
+            e.contains("radio[0].audio.period_ms = 500: use 2 to 100"),
+            "{e}"
+        );
+        let e = parse(&card(", period = 20")).unwrap_err().to_string();
+        assert!(e.contains("period"), "{e}");
     }
 
     #[test]
