@@ -61,6 +61,9 @@ pub struct BenchOptions {
     pub complexity: u8,
     /// Opus bitrate in bit/s; `None` lets libopus choose, as the gateway does by default.
     pub bitrate: Option<i32>,
+    /// Opus in-band FEC, expecting 10 % packet loss (as the Zello apps' streams do); off by
+    /// default, as in the gateway.
+    pub fec: bool,
     /// Opus frame duration in ms: 10, 20, 40 or 60 (the gateway's default is 60). One frame
     /// per packet.
     pub frame_ms: u8,
@@ -89,6 +92,7 @@ impl Default for BenchOptions {
             seconds: 30.0,
             complexity: 10,
             bitrate: None,
+            fec: false,
             frame_ms: 60,
             speedup: 10.0,
             runs: 3,
@@ -111,6 +115,7 @@ impl BenchOptions {
             frames_per_packet: 1,
             bitrate: self.bitrate,
             complexity: self.complexity,
+            fec: self.fec,
             ..EncoderSettings::default()
         }
     }
@@ -160,7 +165,7 @@ impl BenchOptions {
 /// Command-line options of the `bench` subcommand.
 #[derive(clap::Args, Debug, Clone)]
 #[command(
-    after_help = "Examples:\n  zello-gateway bench\n  zello-gateway bench --json --seconds 60 --complexity 5 --bitrate 16000"
+    after_help = "Examples:\n  zello-gateway bench\n  zello-gateway bench --json --seconds 60 --complexity 5 --bitrate 16000\n  zello-gateway bench --fec --frame-ms 20 --complexity 5 --bitrate 16000"
 )]
 pub struct BenchArgs {
     /// Print one JSON object instead of a table.
@@ -179,6 +184,10 @@ pub struct BenchArgs {
     /// Opus frame duration in ms: 10, 20, 40 or 60.
     #[arg(long, default_value_t = 60)]
     pub frame_ms: u8,
+    /// Opus in-band forward error correction on, expecting 10 % packet loss as the Zello
+    /// apps' streams do, in every phase: a run with and one without say what FEC costs.
+    #[arg(long)]
+    pub fec: bool,
     /// How many times faster than real time to pace the pipeline and the paced floor (1 to
     /// 100).
     #[arg(long, default_value_t = 10.0)]
@@ -214,6 +223,7 @@ impl BenchArgs {
             seconds: self.seconds,
             complexity: self.complexity,
             bitrate: self.bitrate,
+            fec: self.fec,
             frame_ms: self.frame_ms,
             speedup: self.speedup,
             runs: self.runs,
@@ -287,6 +297,8 @@ pub struct BenchReport {
     pub complexity: u8,
     /// Opus bitrate asked for; `null`: chosen by libopus.
     pub bitrate: Option<i32>,
+    /// Whether Opus in-band FEC was on (10 % expected loss), in every phase.
+    pub fec: bool,
     /// The bitrate the encoder produced on the clip (floor run), bit/s.
     pub bitrate_measured_bps: f64,
     /// Opus frame duration (one frame per packet).
@@ -404,11 +416,16 @@ impl BenchReport {
         let _ = writeln!(
             t,
             "Opus {} Hz mono, complexity {}, bitrate {bitrate} (measured {:.0} bit/s), {} ms \
-             frames, 1 frame per packet; sound card {} Hz",
+             frames, 1 frame per packet, FEC {}; sound card {} Hz",
             self.sample_rate,
             self.complexity,
             self.bitrate_measured_bps,
             self.frame_ms,
+            if self.fec {
+                "on (10 % expected loss)"
+            } else {
+                "off"
+            },
             self.card_rate
         );
         let _ = writeln!(
@@ -851,6 +868,7 @@ fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         machine: machine(),
         complexity: settings.complexity,
         bitrate: settings.bitrate,
+        fec: settings.fec,
         bitrate_measured_bps: round(bytes as f64 * 8.0 / seconds, 0),
         frame_ms: settings.frame_ms,
         sample_rate: settings.sample_rate,
@@ -1048,6 +1066,31 @@ mod tests {
             "{table}"
         );
         assert!(line("idle gateway").contains("0.23 %"), "{table}");
+    }
+
+    #[test]
+    fn fec_is_on_where_the_options_say_and_the_report_says_so() {
+        assert!(!BenchOptions::default().encoder_settings().fec);
+        let opts = BenchOptions {
+            fec: true,
+            ..BenchOptions::default()
+        };
+        assert!(opts.encoder_settings().fec);
+        let report = report(
+            &opts,
+            &Measured {
+                floors: Vec::new(),
+                paced_floors: Vec::new(),
+                pipelines: Vec::new(),
+                latencies: latency::Latencies::default(),
+                idle: None,
+                peak_rss_mb: (None, None),
+            },
+        );
+        assert!(report.fec);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["fec"], true);
+        assert!(report.to_table().contains("FEC on (10 % expected loss)"));
     }
 
     #[test]
