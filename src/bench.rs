@@ -219,7 +219,7 @@ pub struct BenchArgs {
     /// Skip the peak-memory measurement (it starts this program again, twice).
     #[arg(long)]
     pub no_rss: bool,
-    /// Also run the gateway itself (this program, `run --config`, as a child) through real
+    /// Also run the gateway itself (this program, `zello-gateway run`, as a child) through real
     /// ALSA sound devices, against the emulator: idle cost beside arecord, CPU per audio
     /// second both ways, threads and wake-ups, start latency. Takes minutes; needs the test
     /// devices of scripts/pulse-test-env.sh (or others named below), pacat and arecord.
