@@ -350,9 +350,14 @@ pub struct IdleFigures {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DirectionFigures {
     /// The gateway's CPU seconds per second of audio carried, its idle cost (source fed in
-    /// large blocks) over the same time subtracted.
+    /// large blocks) over the same time subtracted; 0 for a turn whose message cost less
+    /// than idling did while watched.
     pub cpu_s_per_audio_s: f64,
     pub runs_cpu_s_per_audio_s: Vec<f64>,
+    /// Turns whose message cost less than idling did: the idle cost moved between the watch
+    /// and the message (a capture thread spinning, say), and the gross figure and the
+    /// threads say more than the subtraction.
+    pub turns_below_idle: usize,
     /// The same with nothing subtracted: when the gateway's idle cost moves between the
     /// idle watch and the message, this says what the message took in all.
     pub gross_cpu_s_per_audio_s: f64,
@@ -447,12 +452,12 @@ fn ratio(part: f64, whole: f64) -> f64 {
 }
 
 /// The gateway's CPU seconds per audio second in a message, its idle cost over the same
-/// time taken off (never below zero).
+/// time taken off: below zero when the message cost less than idling did while watched.
 pub(crate) fn excess_per_audio_s(message: &MessageRun, idle: &Usage, packet: Duration) -> f64 {
     let idle_rate = ratio(idle.cpu.as_secs_f64(), idle.wall.as_secs_f64());
     let excess = message.usage.cpu.as_secs_f64() - idle_rate * message.usage.wall.as_secs_f64();
     let audio = packet.as_secs_f64() * message.packets as f64;
-    ratio(excess, audio).max(0.0)
+    ratio(excess, audio)
 }
 
 fn thread_figures(u: &Usage) -> Vec<ThreadFigures> {
@@ -493,10 +498,11 @@ fn direction_figures(
     message: impl Fn(&DeviceRun) -> &MessageRun,
     floor: impl Fn(&DeviceRun) -> PacedFloor,
 ) -> DirectionFigures {
-    let per_audio: Vec<f64> = runs
+    let net: Vec<f64> = runs
         .iter()
         .map(|r| excess_per_audio_s(message(r), &r.idle[0].gateway, packet))
         .collect();
+    let per_audio: Vec<f64> = net.iter().map(|&x| x.max(0.0)).collect();
     let gross: Vec<f64> = runs
         .iter()
         .map(|r| {
@@ -527,6 +533,7 @@ fn direction_figures(
     DirectionFigures {
         cpu_s_per_audio_s: round(m(&per_audio), 6),
         runs_cpu_s_per_audio_s: six(&per_audio),
+        turns_below_idle: net.iter().filter(|&&x| x < 0.0).count(),
         gross_cpu_s_per_audio_s: round(m(&gross), 6),
         paced_floor_cpu_s_per_audio_s: round(m(&floors), 6),
         paced_floor_runs_cpu_s_per_audio_s: six(&floors),
@@ -667,12 +674,21 @@ impl DeviceReport {
                 format!("{:.5}", f.cpu_s_per_audio_s),
                 format!(
                     "CPU s per audio s (gross {:.5}), {:.2}x the paced {floor} ({:.5}); {:.1} \
-                     wake-ups per packet, {} packets",
+                     wake-ups per packet, {} packets{}",
                     f.gross_cpu_s_per_audio_s,
                     f.ratio_to_paced_floor,
                     f.paced_floor_cpu_s_per_audio_s,
                     f.wakeups_per_packet,
-                    f.packets
+                    f.packets,
+                    if f.turns_below_idle > 0 {
+                        format!(
+                            "; {} of {} turns cost less than idling did: the idle cost moved, \
+                             see gross and threads",
+                            f.turns_below_idle, self.runs
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
             );
         }
@@ -1599,8 +1615,9 @@ mod tests {
                 usage: usage(10, up_ms, 2000),
                 packets: 400,
             },
+            // Half the idle cost: the idle cost moved.
             zello_to_radio: MessageRun {
-                usage: usage(10, idle_ms, 1000),
+                usage: usage(10, idle_ms / 2, 1000),
                 packets: 400,
             },
             encoder_floor: PacedFloor {
@@ -1662,8 +1679,10 @@ mod tests {
         assert_eq!(r.radio_to_zello.wakeups_per_packet, 5.0);
         assert_eq!(r.radio_to_zello.wakeups_per_s, 200.0);
         assert_eq!(r.radio_to_zello.packets, 1200);
-        // Nothing above idle counts as zero, not less.
+        assert_eq!(r.radio_to_zello.turns_below_idle, 0);
+        // Nothing above idle counts as zero, not less, and is said.
         assert_eq!(r.zello_to_radio.cpu_s_per_audio_s, 0.0);
+        assert_eq!(r.zello_to_radio.turns_below_idle, 3);
         assert_eq!(r.zello_to_radio.paced_floor_cpu_s_per_audio_s, 0.005);
         assert_eq!(r.start_latency.median_ms, Some(300.0));
         assert_eq!(r.start_latency.min_ms, Some(280.0));
@@ -1707,6 +1726,10 @@ mod tests {
         );
         assert!(table.contains("1.78x the paced encoder"), "{table}");
         assert!(table.contains("excess +0.70 %"), "{table}");
+        assert!(
+            table.contains("3 of 3 turns cost less than idling did"),
+            "{table}"
+        );
     }
 
     #[test]
