@@ -12,7 +12,9 @@ build_packages=(pkg-config libopus-dev libasound2-dev)
 # pulseaudio, pulseaudio-utils, libasound2-plugins: null sinks behind ALSA for the sound tests.
 # systemd: systemd-analyze, which checks the unit and rates its sandbox (scripts/verify-unit.sh).
 # lintian: checks the Debian package (scripts/check-package.sh).
-test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins systemd lintian)
+# alsa-utils: arecord, the plain ALSA client `zello-gateway bench --device` compares the
+# gateway's idle cost with.
+test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins systemd lintian alsa-utils)
 
 case "${1:-}" in
   --build-only) packages=("${build_packages[@]}") ;;

@@ -30,13 +30,16 @@
 //!
 //! [`gateway::run_with`]: crate::gateway::run_with
 
+mod device;
 mod idle;
 mod latency;
 mod pipeline;
+mod procstat;
 mod rig;
 mod rss;
 mod tap;
 
+pub use device::{DeviceOptions, DeviceReport};
 pub use rss::{RssChildOptions, RssChildReport, rss_child};
 
 use crate::audio::AudioError;
@@ -61,6 +64,9 @@ pub struct BenchOptions {
     pub complexity: u8,
     /// Opus bitrate in bit/s; `None` lets libopus choose, as the gateway does by default.
     pub bitrate: Option<i32>,
+    /// Opus in-band FEC, expecting 10 % packet loss (as the Zello apps' streams do); off by
+    /// default, as in the gateway.
+    pub fec: bool,
     /// Opus frame duration in ms: 10, 20, 40 or 60 (the gateway's default is 60). One frame
     /// per packet.
     pub frame_ms: u8,
@@ -79,6 +85,9 @@ pub struct BenchOptions {
     pub rss_seconds: f32,
     /// Seconds of real time an idle gateway is watched for, 0 (no idle phase) to 600.
     pub idle_seconds: f32,
+    /// The device phase (`--device`): the gateway started as a child on real sound
+    /// devices; `None` skips it.
+    pub device: Option<DeviceOptions>,
     /// Say on standard error what is being measured.
     pub progress: bool,
 }
@@ -89,6 +98,7 @@ impl Default for BenchOptions {
             seconds: 30.0,
             complexity: 10,
             bitrate: None,
+            fec: false,
             frame_ms: 60,
             speedup: 10.0,
             runs: 3,
@@ -96,6 +106,7 @@ impl Default for BenchOptions {
             rss_exe: None,
             rss_seconds: 5.0,
             idle_seconds: 10.0,
+            device: None,
             progress: false,
         }
     }
@@ -111,6 +122,7 @@ impl BenchOptions {
             frames_per_packet: 1,
             bitrate: self.bitrate,
             complexity: self.complexity,
+            fec: self.fec,
             ..EncoderSettings::default()
         }
     }
@@ -153,14 +165,18 @@ impl BenchOptions {
         }
         self.encoder_settings()
             .validate()
-            .map_err(|e| bad("codec", e.to_string()))
+            .map_err(|e| bad("codec", e.to_string()))?;
+        match &self.device {
+            Some(d) => device::validate(self, d),
+            None => Ok(()),
+        }
     }
 }
 
 /// Command-line options of the `bench` subcommand.
 #[derive(clap::Args, Debug, Clone)]
 #[command(
-    after_help = "Examples:\n  zello-gateway bench\n  zello-gateway bench --json --seconds 60 --complexity 5 --bitrate 16000"
+    after_help = "Examples:\n  zello-gateway bench\n  zello-gateway bench --json --seconds 60 --complexity 5 --bitrate 16000\n  zello-gateway bench --fec --frame-ms 20 --complexity 5 --bitrate 16000\n  zello-gateway bench --device --frame-ms 20 --complexity 5 --bitrate 16000 --fec"
 )]
 pub struct BenchArgs {
     /// Print one JSON object instead of a table.
@@ -176,9 +192,13 @@ pub struct BenchArgs {
     /// does by default.
     #[arg(long)]
     pub bitrate: Option<i32>,
-    /// Opus frame duration in ms: 10, 20, 40 or 60.
+    /// Opus frame duration in ms: 10, 20, 40 or 60 (20, 40 or 60 with --device).
     #[arg(long, default_value_t = 60)]
     pub frame_ms: u8,
+    /// Opus in-band forward error correction on, expecting 10 % packet loss as the Zello
+    /// apps' streams do, in every phase: a run with and one without say what FEC costs.
+    #[arg(long)]
+    pub fec: bool,
     /// How many times faster than real time to pace the pipeline and the paced floor (1 to
     /// 100).
     #[arg(long, default_value_t = 10.0)]
@@ -199,6 +219,26 @@ pub struct BenchArgs {
     /// Skip the peak-memory measurement (it starts this program again, twice).
     #[arg(long)]
     pub no_rss: bool,
+    /// Also run the gateway itself (this program, `zello-gateway run`, as a child) through real
+    /// ALSA sound devices, against the emulator: idle cost beside arecord, CPU per audio
+    /// second both ways, threads and wake-ups, start latency. Takes minutes; needs the test
+    /// devices of scripts/pulse-test-env.sh (or others named below), pacat and arecord.
+    #[arg(long)]
+    pub device: bool,
+    /// With --device: the ALSA capture device (it must hear the PulseAudio sink radio_mic,
+    /// which the benchmark plays into).
+    #[arg(long, default_value = device::DEFAULT_INPUT, requires = "device")]
+    pub device_input: String,
+    /// With --device: the ALSA playback device.
+    #[arg(long, default_value = device::DEFAULT_OUTPUT, requires = "device")]
+    pub device_output: String,
+    /// With --device: the device period to ask the gateway for, in ms (its audio.period_ms);
+    /// without it, the gateway's default.
+    #[arg(long, requires = "device")]
+    pub period_ms: Option<u32>,
+    /// With --device: tone bursts for the start latency (1 to 50).
+    #[arg(long, default_value_t = device::DEFAULT_ONSETS, requires = "device")]
+    pub onsets: usize,
     /// Internal: be the peak-memory child with this many radios.
     #[arg(long, hide = true)]
     pub rss_child: Option<usize>,
@@ -214,13 +254,21 @@ impl BenchArgs {
             seconds: self.seconds,
             complexity: self.complexity,
             bitrate: self.bitrate,
+            fec: self.fec,
             frame_ms: self.frame_ms,
             speedup: self.speedup,
             runs: self.runs,
             clicks: self.clicks,
-            rss_exe: if self.no_rss { None } else { exe },
+            rss_exe: if self.no_rss { None } else { exe.clone() },
             rss_seconds: self.rss_seconds,
             idle_seconds: self.idle_seconds,
+            device: exe.filter(|_| self.device).map(|exe| DeviceOptions {
+                input: self.device_input.clone(),
+                output: self.device_output.clone(),
+                period_ms: self.period_ms,
+                onsets: self.onsets,
+                ..DeviceOptions::new(exe)
+            }),
             progress: true,
         }
     }
@@ -275,6 +323,16 @@ pub enum BenchError {
     /// A peak-RSS child process failed.
     #[error("peak RSS with {radios} radios: {message}")]
     Child { radios: usize, message: String },
+    /// A program the device phase runs is not installed.
+    #[error("{tool} is not installed: install the {package} package (scripts/deps.sh does)")]
+    Tool { tool: String, package: &'static str },
+    /// A sound device of the device phase cannot be opened.
+    #[error(
+        "cannot open the sound device {device}: {message}; run scripts/pulse-test-env.sh to \
+         create the test devices (radio_mic, radio_spk), or name others with --device-input \
+         and --device-output"
+    )]
+    Device { device: String, message: String },
 }
 
 /// The figures of one run. Times are CPU seconds (user + system) per second of audio;
@@ -287,6 +345,8 @@ pub struct BenchReport {
     pub complexity: u8,
     /// Opus bitrate asked for; `null`: chosen by libopus.
     pub bitrate: Option<i32>,
+    /// Whether Opus in-band FEC was on (10 % expected loss), in every phase.
+    pub fec: bool,
     /// The bitrate the encoder produced on the clip (floor run), bit/s.
     pub bitrate_measured_bps: f64,
     /// Opus frame duration (one frame per packet).
@@ -381,6 +441,9 @@ pub struct BenchReport {
     pub peak_rss_mb_1_radio: Option<f64>,
     /// The same with ten.
     pub peak_rss_mb_10_radios: Option<f64>,
+
+    /// The gateway itself through real sound devices (`--device`); `null` without it.
+    pub device: Option<DeviceReport>,
 }
 
 impl BenchReport {
@@ -404,11 +467,16 @@ impl BenchReport {
         let _ = writeln!(
             t,
             "Opus {} Hz mono, complexity {}, bitrate {bitrate} (measured {:.0} bit/s), {} ms \
-             frames, 1 frame per packet; sound card {} Hz",
+             frames, 1 frame per packet, FEC {}; sound card {} Hz",
             self.sample_rate,
             self.complexity,
             self.bitrate_measured_bps,
             self.frame_ms,
+            if self.fec {
+                "on (10 % expected loss)"
+            } else {
+                "off"
+            },
             self.card_rate
         );
         let _ = writeln!(
@@ -523,6 +591,9 @@ impl BenchReport {
             opt(self.peak_rss_mb_10_radios, "MiB"),
             String::new(),
         );
+        if let Some(d) = &self.device {
+            d.write_table(&mut t);
+        }
         t
     }
 }
@@ -721,6 +792,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             eprintln!("bench: {what}");
         }
     };
+    if let Some(d) = &opts.device {
+        device::preflight(opts, d)?;
+    }
     let settings = opts.encoder_settings();
     let speedup = f64::from(opts.speedup);
 
@@ -775,6 +849,11 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             *slot = Some(round(r.peak_rss_kb as f64 / 1024.0, 1));
         }
     }
+
+    let device = match &opts.device {
+        Some(d) => Some(device::run(&rt, &emulator, opts, d, &say)?),
+        None => None,
+    };
     drop(emulator);
     rt.shutdown_timeout(Duration::from_secs(2));
 
@@ -787,6 +866,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             latencies,
             idle,
             peak_rss_mb: (rss1, rss10),
+            device,
         },
     ))
 }
@@ -800,6 +880,7 @@ struct Measured {
     idle: Option<idle::IdleRun>,
     /// With 1 and with 10 radios, MiB.
     peak_rss_mb: (Option<f64>, Option<f64>),
+    device: Option<DeviceReport>,
 }
 
 /// The report: per audio second, medians of the runs, ratios of the medians.
@@ -851,6 +932,7 @@ fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         machine: machine(),
         complexity: settings.complexity,
         bitrate: settings.bitrate,
+        fec: settings.fec,
         bitrate_measured_bps: round(bytes as f64 * 8.0 / seconds, 0),
         frame_ms: settings.frame_ms,
         sample_rate: settings.sample_rate,
@@ -893,6 +975,7 @@ fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
             .map_or(0.0, |i| round(i.wall.as_secs_f64(), 1)),
         peak_rss_mb_1_radio: m.peak_rss_mb.0,
         peak_rss_mb_10_radios: m.peak_rss_mb.1,
+        device: m.device.clone(),
     }
 }
 
@@ -1014,6 +1097,7 @@ mod tests {
                     cpu: Duration::from_millis(23),
                 }),
                 peak_rss_mb: (None, None),
+                device: None,
             },
         );
         assert_eq!(report.idle_cpu_percent_of_core, Some(0.23));
@@ -1048,6 +1132,32 @@ mod tests {
             "{table}"
         );
         assert!(line("idle gateway").contains("0.23 %"), "{table}");
+    }
+
+    #[test]
+    fn fec_is_on_where_the_options_say_and_the_report_says_so() {
+        assert!(!BenchOptions::default().encoder_settings().fec);
+        let opts = BenchOptions {
+            fec: true,
+            ..BenchOptions::default()
+        };
+        assert!(opts.encoder_settings().fec);
+        let report = report(
+            &opts,
+            &Measured {
+                floors: Vec::new(),
+                paced_floors: Vec::new(),
+                pipelines: Vec::new(),
+                latencies: latency::Latencies::default(),
+                idle: None,
+                peak_rss_mb: (None, None),
+                device: None,
+            },
+        );
+        assert!(report.fec);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["fec"], true);
+        assert!(report.to_table().contains("FEC on (10 % expected loss)"));
     }
 
     #[test]

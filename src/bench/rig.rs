@@ -13,7 +13,7 @@ use crate::radio::sim::{FlagCarrier, SimPtt};
 use crate::secret::Secret;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{SessionConfig, SessionHandle};
-use crate::zello::sim::{SimConfig, SimServer};
+use crate::zello::sim::{SimConfig, SimHandle, SimServer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -58,6 +58,8 @@ pub(crate) fn bench_timers() -> Timers {
 pub(crate) struct Emulator {
     pub(crate) addr: SocketAddr,
     pub(crate) url: String,
+    /// The emulator itself: its log and who is online.
+    pub(crate) sim: SimHandle,
     commands: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<Duration>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -94,7 +96,7 @@ impl Emulator {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok((handle.local_addr(), handle.url())));
+                    let _ = ready_tx.send(Ok(handle.clone()));
                     // Every task of this runtime runs on this thread, so this thread's CPU
                     // time is the emulator's.
                     while let Some(reply) = command_rx.recv().await {
@@ -105,13 +107,14 @@ impl Emulator {
                 });
             })
             .map_err(|e| setup(e.to_string()))?;
-        let (addr, url) = ready_rx
+        let sim = ready_rx
             .recv_timeout(SETUP_TIMEOUT)
             .map_err(|e| setup(e.to_string()))?
             .map_err(setup)?;
         Ok(Emulator {
-            addr,
-            url,
+            addr: sim.local_addr(),
+            url: sim.url(),
+            sim,
             commands: Some(commands),
             thread: Some(thread),
         })

@@ -162,6 +162,9 @@ pub(crate) fn measure(
     if let Some(b) = settings.bitrate {
         command.args(["--bitrate", &b.to_string()]);
     }
+    if settings.fec {
+        command.arg("--fec");
+    }
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

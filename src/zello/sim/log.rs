@@ -174,8 +174,51 @@ impl SimLog {
         inner.entries.iter().cloned().collect()
     }
 
+    /// The entries whose index is `next` or more (those still kept), oldest first.
+    pub(crate) fn since(&self, next: u64) -> Vec<SimLogEntry> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let first = inner.entries.front().map_or(inner.next, |e| e.index);
+        let skip = usize::try_from(next.saturating_sub(first)).unwrap_or(usize::MAX);
+        inner.entries.iter().skip(skip).cloned().collect()
+    }
+
     pub(crate) fn find(&self, pred: &dyn Fn(&SimEvent) -> bool) -> Option<SimLogEntry> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.entries.iter().find(|e| pred(&e.event)).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kick(n: u64) -> SimEvent {
+        SimEvent::Kicked {
+            user: n.to_string(),
+        }
+    }
+
+    #[test]
+    fn since_gives_the_newer_entries_even_after_older_ones_were_discarded() {
+        let log = SimLog::default();
+        for n in 0..3 {
+            log.push(kick(n));
+        }
+        let indices = |v: Vec<SimLogEntry>| v.iter().map(|e| e.index).collect::<Vec<_>>();
+        assert_eq!(indices(log.since(0)), [0, 1, 2]);
+        assert_eq!(indices(log.since(2)), [2]);
+        assert!(log.since(3).is_empty());
+        assert!(log.since(u64::MAX).is_empty());
+        for n in 3..LOG_CAPACITY as u64 + 5 {
+            log.push(kick(n));
+        }
+        // Entries 0 to 4 are gone: asking for them gives what is kept.
+        let kept = log.since(1);
+        assert_eq!(kept.len(), LOG_CAPACITY);
+        assert_eq!(kept[0].index, 5);
+        assert_eq!(
+            log.since(LOG_CAPACITY as u64 + 4)[0].event,
+            kick(LOG_CAPACITY as u64 + 4)
+        );
     }
 }

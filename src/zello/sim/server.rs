@@ -181,6 +181,12 @@ impl SimHandle {
         self.shared.log.snapshot()
     }
 
+    /// The entries of [`SimHandle::log`] whose index is `next` or more, oldest first: what
+    /// happened since the caller last looked, without copying the whole log each time.
+    pub fn log_since(&self, next: u64) -> Vec<SimLogEntry> {
+        self.shared.log.since(next)
+    }
+
     /// Just the events of [`SimHandle::log`].
     pub fn events(&self) -> Vec<SimEvent> {
         self.log().into_iter().map(|e| e.event).collect()
