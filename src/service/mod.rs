@@ -38,6 +38,14 @@ pub mod watchdog;
 pub use notify::{Notifier, NotifyError};
 pub use watchdog::{Health, Heartbeat, Liveness, Watchdog};
 
+/// The tokio runtime the program's commands run on, the daemon first; `zello-gateway bench`
+/// runs its gateways on the same kind. Two worker threads.
+pub fn runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    builder
+}
+
 /// A file named `name` in the service's state directory (`$STATE_DIRECTORY`, set by
 /// systemd's `StateDirectory=`: `/var/lib/zello-gateway`), or `None` when run by hand.
 pub fn state_file(name: &str) -> Option<std::path::PathBuf> {
