@@ -220,3 +220,55 @@ pub(crate) fn run(
         wakeups,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::speech::speech_like;
+    use crate::bench::BenchOptions;
+
+    /// The network side's hand-offs, counted rather than timed: each packet wakes gateway
+    /// A's network thread once (the codec thread hands it over; bridge, session and writer
+    /// then run on that thread to the socket) and gateway B's once (it arrives on the
+    /// socket; session, router and bridge hand it to the codec thread's queue without
+    /// waking it). A runtime with worker threads, or a hop through another thread, makes
+    /// it two or more.
+    ///
+    /// Only sleeps are counted (voluntary context switches): how often a thread is
+    /// preempted depends on what else the machine runs, which a test cannot control. A
+    /// busy machine makes fewer sleeps, not more (packets that wait are taken together).
+    /// The fixed costs of a run (logon, channel status, stream start and stop) are spread
+    /// over 150 packets.
+    #[test]
+    fn each_packet_wakes_each_gateways_network_thread_at_most_once() {
+        let settings = BenchOptions {
+            frame_ms: 20,
+            complexity: 5,
+            bitrate: Some(16_000),
+            ..BenchOptions::default()
+        }
+        .encoder_settings();
+        let clip: Arc<[i16]> = speech_like(super::super::rig::CARD_RATE, 3.0, 7).into();
+        let emulator = Emulator::start().unwrap();
+        let run = run(&emulator, &settings, &clip, 2.0, 0).expect("the clip gets through");
+        assert_eq!(run.packets, 150);
+        let per_packet =
+            |groups: &[ThreadGroup]| wakeups::total(groups).voluntary as f64 / run.packets as f64;
+        let (a, b) = (
+            per_packet(&run.wakeups.radio_to_zello),
+            per_packet(&run.wakeups.zello_to_radio),
+        );
+        assert!(
+            a <= 1.4,
+            "radio -> Zello: {a:.2} per packet: {:?}",
+            run.wakeups
+        );
+        assert!(
+            b <= 1.4,
+            "Zello -> radio: {b:.2} per packet: {:?}",
+            run.wakeups
+        );
+        // It did count: every packet went through both.
+        assert!(a > 0.2 && b > 0.2, "{:?}", run.wakeups);
+    }
+}
