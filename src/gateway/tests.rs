@@ -431,8 +431,14 @@ async fn a_failed_audio_device_releases_ptt_at_once() {
         .send(EngineEvent::DeviceError("USB sound card gone".into()))
         .await
         .unwrap();
-    r.cmd(MS * 1000, |c| matches!(c, EngineCommand::PlayAbort { .. }))
+    let (_, abort) = r
+        .cmd(MS * 1000, |c| matches!(c, EngineCommand::PlayAbort { .. }))
         .await;
+    // Released with the abort, on a blocking thread: no time passes in between.
+    let off = r
+        .observed(MS * 1000, |e| matches!(e, GatewayEvent::PttOff { .. }))
+        .await;
+    assert_eq!(off, abort);
     assert!(!r.ptt.is_keyed());
     // No keying while the device is down.
     r.talk(3);
