@@ -18,6 +18,11 @@
 //!    the whole process (`getrusage(RUSAGE_SELF)`) less the emulator's thread
 //!    (`RUSAGE_THREAD` on it), per second of audio carried. Every packet A sent must have
 //!    been played by B, with nothing dropped anywhere, or the run fails.
+//!    Beside it, the **wake-ups** per packet of each gateway's network threads and of the
+//!    thread that ticks the engines: every time a thread went to sleep and was woken, or
+//!    was preempted (voluntary and involuntary context switches, from
+//!    `/proc/self/task/*/status`). Each costs tens of microseconds of CPU on a small
+//!    machine, so the hand-offs between threads are counted, not only timed.
 //! 3. **Latency**, in real time: clicks through the same pipeline, with the gateways
 //!    behind a relay that notes when each packet leaves gateway A's socket and reaches
 //!    gateway B's (see [`BenchReport`] for what each figure covers).
@@ -38,6 +43,7 @@ mod procstat;
 mod rig;
 mod rss;
 mod tap;
+mod wakeups;
 
 pub use device::{DeviceOptions, DeviceReport};
 pub use rss::{RssChildOptions, RssChildReport, rss_child};
@@ -397,6 +403,20 @@ pub struct BenchReport {
     pub concealed: u64,
     /// Times the pipeline loop waited for packets in flight (the machine fell behind).
     pub held_back: u64,
+    /// Radio -> Zello: context switches (voluntary + involuntary) of gateway A's network
+    /// threads per packet sent, from the engine's packet to the WebSocket (median of the
+    /// runs).
+    pub wakeups_radio_to_zello_per_packet: f64,
+    /// Zello -> radio: the same for gateway B's network threads, from the WebSocket to the
+    /// engine's command queue (median).
+    pub wakeups_zello_to_radio_per_packet: f64,
+    /// The thread that plays both sound cards and ticks both gateways' engines, per packet
+    /// (one sleep per frame, and the waits when held back) (median).
+    pub wakeups_engines_per_packet: f64,
+    /// The emulator's thread, per packet (median).
+    pub wakeups_emulator_per_packet: f64,
+    /// Thread by thread (threads of one name together), medians of the runs.
+    pub wakeups_threads: Vec<ThreadWakeups>,
 
     /// Clicks timed.
     pub latency_clicks: usize,
@@ -444,6 +464,22 @@ pub struct BenchReport {
 
     /// The gateway itself through real sound devices (`--device`); `null` without it.
     pub device: Option<DeviceReport>,
+}
+
+/// The wake-ups of the threads of one name in the pipeline, per packet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadWakeups {
+    /// What the threads do: `radio_to_zello` (gateway A's network side), `zello_to_radio`
+    /// (gateway B's), `engines`, `emulator`.
+    pub role: String,
+    /// The threads' name (at most 15 bytes, as the kernel keeps it).
+    pub thread: String,
+    /// How many threads had this name (most in any run).
+    pub threads: usize,
+    /// Slept and woken, per packet.
+    pub voluntary_per_packet: f64,
+    /// Preempted, per packet.
+    pub involuntary_per_packet: f64,
 }
 
 impl BenchReport {
@@ -534,6 +570,43 @@ impl BenchReport {
             format!(
                 "{} packets, {} concealed, held back {} times",
                 self.packets, self.concealed, self.held_back
+            ),
+        );
+        let threads = |role: &str| {
+            self.wakeups_threads
+                .iter()
+                .filter(|w| w.role == role)
+                .map(|w| {
+                    format!(
+                        "{} {:.2} + {:.2}",
+                        w.thread, w.voluntary_per_packet, w.involuntary_per_packet
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        row(
+            &mut t,
+            "wake-ups per packet, radio -> Zello",
+            format!("{:.2}", self.wakeups_radio_to_zello_per_packet),
+            format!(
+                "gateway A's network threads: {} (slept + preempted)",
+                threads("radio_to_zello")
+            ),
+        );
+        row(
+            &mut t,
+            "wake-ups per packet, Zello -> radio",
+            format!("{:.2}", self.wakeups_zello_to_radio_per_packet),
+            format!("gateway B's network threads: {}", threads("zello_to_radio")),
+        );
+        row(
+            &mut t,
+            "wake-ups per packet, engines and cards",
+            format!("{:.2}", self.wakeups_engines_per_packet),
+            format!(
+                "the thread ticking both engines (one sleep per frame); emulator {:.2}",
+                self.wakeups_emulator_per_packet
             ),
         );
         row(
@@ -672,18 +745,6 @@ impl Clock {
     }
 }
 
-/// The runtime the gateways run on, as in the daemon: two worker threads.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::Setup {
-            what: "the tokio runtime".into(),
-            message: e.to_string(),
-        })
-}
-
 /// The floor's result: CPU time and bytes encoded.
 struct Floor {
     cpu: Duration,
@@ -764,6 +825,66 @@ fn machine() -> String {
     m
 }
 
+/// The pipeline runs' wake-ups thread by thread: per role and thread name, the medians of
+/// the runs per packet (a run without such a thread counts as none).
+fn thread_wakeups(pipelines: &[pipeline::PipelineRun]) -> Vec<ThreadWakeups> {
+    let mut out: Vec<ThreadWakeups> = Vec::new();
+    let groups = |w: &pipeline::PipelineWakeups| -> Vec<(&'static str, wakeups::ThreadGroup)> {
+        let single = |name: &str, switches| wakeups::ThreadGroup {
+            name: name.into(),
+            threads: 1,
+            switches,
+        };
+        let mut g: Vec<(&'static str, wakeups::ThreadGroup)> = Vec::new();
+        g.extend(
+            w.radio_to_zello
+                .iter()
+                .map(|t| ("radio_to_zello", t.clone())),
+        );
+        g.extend(
+            w.zello_to_radio
+                .iter()
+                .map(|t| ("zello_to_radio", t.clone())),
+        );
+        g.push(("engines", single("engines", w.engines)));
+        g.push(("emulator", single(rig::EMULATOR_THREAD, w.emulator)));
+        g
+    };
+    for p in pipelines {
+        for (role, g) in groups(&p.wakeups) {
+            if !out.iter().any(|o| o.role == role && o.thread == g.name) {
+                out.push(ThreadWakeups {
+                    role: role.into(),
+                    thread: g.name.clone(),
+                    threads: 0,
+                    voluntary_per_packet: 0.0,
+                    involuntary_per_packet: 0.0,
+                });
+            }
+        }
+    }
+    for o in &mut out {
+        let mut voluntary = Vec::new();
+        let mut involuntary = Vec::new();
+        for p in pipelines {
+            let n = p.packets.max(1) as f64;
+            let found = groups(&p.wakeups)
+                .into_iter()
+                .find(|(role, g)| *role == o.role && g.name == o.thread)
+                .map(|(_, g)| g);
+            let (threads, s) = found.map_or((0, wakeups::Switches::default()), |g| {
+                (g.threads, g.switches)
+            });
+            o.threads = o.threads.max(threads);
+            voluntary.push(s.voluntary as f64 / n);
+            involuntary.push(s.involuntary as f64 / n);
+        }
+        o.voluntary_per_packet = round(median(&voluntary).unwrap_or(0.0), 2);
+        o.involuntary_per_packet = round(median(&involuntary).unwrap_or(0.0), 2);
+    }
+    out
+}
+
 fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
@@ -800,7 +921,6 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
 
     let clip16 = speech_like(CODEC_RATE, opts.seconds, SEED);
     let clip48: Arc<[i16]> = speech_like(rig::CARD_RATE, opts.seconds, SEED).into();
-    let rt = runtime()?;
     let emulator = rig::Emulator::start()?;
     // The floors and the pipeline in turns, so a change in the machine's load falls on all.
     let mut floors: Vec<Floor> = Vec::new();
@@ -815,15 +935,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         ));
         paced_floors.push(paced_floor(&settings, &clip16, speedup)?);
         say(&format!("the pipeline, run {}", run + 1));
-        pipelines.push(pipeline::run(
-            &rt, &emulator, &settings, &clip48, speedup, run,
-        )?);
+        pipelines.push(pipeline::run(&emulator, &settings, &clip48, speedup, run)?);
     }
     drop((clip16, clip48));
 
     let latencies = if opts.clicks > 0 {
         say("latency (real time)");
-        latency::measure(&rt, &emulator, &settings, opts.clicks)?
+        latency::measure(&emulator, &settings, opts.clicks)?
     } else {
         latency::Latencies::default()
     };
@@ -831,7 +949,6 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let idle = if opts.idle_seconds > 0.0 {
         say("an idle gateway (real time)");
         Some(idle::run(
-            &rt,
             &emulator,
             &settings,
             f64::from(opts.idle_seconds),
@@ -845,17 +962,29 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         for (n, slot) in [(1, &mut rss1), (10, &mut rss10)] {
             let radios = if n == 1 { "radio" } else { "radios" };
             say(&format!("peak RSS with {n} {radios} (real time)"));
-            let r = rss::measure(&rt, &emulator, exe, n, opts.rss_seconds, &settings)?;
+            let r = rss::measure(&emulator, exe, n, opts.rss_seconds, &settings)?;
             *slot = Some(round(r.peak_rss_kb as f64 / 1024.0, 1));
         }
     }
 
     let device = match &opts.device {
-        Some(d) => Some(device::run(&rt, &emulator, opts, d, &say)?),
+        Some(d) => {
+            // The second user on the channel runs in the background while the benchmark
+            // watches the child.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("bench-dispatcher")
+                .enable_all()
+                .build()
+                .map_err(|e| BenchError::Setup {
+                    what: "the dispatcher's runtime".into(),
+                    message: e.to_string(),
+                })?;
+            Some(device::run(&rt, &emulator, opts, d, &say)?)
+        }
         None => None,
     };
     drop(emulator);
-    rt.shutdown_timeout(Duration::from_secs(2));
 
     Ok(report(
         opts,
@@ -916,6 +1045,14 @@ fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         .iter()
         .map(|p| p.audio.as_secs_f64() / p.wall.as_secs_f64().max(1e-9))
         .collect();
+    let per_packet = |p: &pipeline::PipelineRun, n: u64| n as f64 / p.packets.max(1) as f64;
+    let wakeups = |f: &dyn Fn(&pipeline::PipelineWakeups) -> u64| -> f64 {
+        let runs: Vec<f64> = pipelines
+            .iter()
+            .map(|p| per_packet(p, f(&p.wakeups)))
+            .collect();
+        round(median(&runs).unwrap_or(0.0), 2)
+    };
     let floor_per_s = median(&floor_runs).unwrap_or(0.0);
     let paced_floor_per_s = median(&paced_floor_runs).unwrap_or(0.0);
     let pipeline_per_s = median(&pipeline_runs).unwrap_or(0.0);
@@ -955,6 +1092,11 @@ fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         packets,
         concealed: pipelines.iter().map(|p| p.concealed).sum(),
         held_back: pipelines.iter().map(|p| p.held_back).sum(),
+        wakeups_radio_to_zello_per_packet: wakeups(&|w| wakeups::total(&w.radio_to_zello).total()),
+        wakeups_zello_to_radio_per_packet: wakeups(&|w| wakeups::total(&w.zello_to_radio).total()),
+        wakeups_engines_per_packet: wakeups(&|w| w.engines.total()),
+        wakeups_emulator_per_packet: wakeups(&|w| w.emulator.total()),
+        wakeups_threads: thread_wakeups(pipelines),
         latency_clicks: lat.radio_to_zello.len(),
         latency_radio_to_zello_ms: ms(worst(&lat.radio_to_zello)),
         latency_radio_to_zello_median_ms: ms(median(&lat.radio_to_zello)),
@@ -1017,6 +1159,11 @@ mod tests {
         ] {
             assert!(v.is_finite() && v > 0.0, "{report:?}");
         }
+        // Every packet wakes A's network side (the engine hands it over) and B's (it
+        // arrives); the engines' thread sleeps once per frame.
+        assert!(report.wakeups_radio_to_zello_per_packet > 0.0, "{report:?}");
+        assert!(report.wakeups_zello_to_radio_per_packet > 0.0, "{report:?}");
+        assert!(report.wakeups_engines_per_packet > 0.5, "{report:?}");
         assert_eq!(report.latency_clicks, 3);
         for v in [
             report.latency_radio_to_zello_ms,
@@ -1052,6 +1199,10 @@ mod tests {
             "bitrate",
             "frame_ms",
             "audio_seconds",
+            "wakeups_radio_to_zello_per_packet",
+            "wakeups_zello_to_radio_per_packet",
+            "wakeups_engines_per_packet",
+            "wakeups_threads",
         ] {
             assert!(json.get(key).is_some(), "{key} missing");
         }
@@ -1067,15 +1218,34 @@ mod tests {
             cpu: cpu(ms),
             bytes: 15_000,
         };
+        let switches = |voluntary, involuntary| wakeups::Switches {
+            voluntary,
+            involuntary,
+        };
+        let group = |name: &str, threads, voluntary, involuntary| wakeups::ThreadGroup {
+            name: name.into(),
+            threads,
+            switches: switches(voluntary, involuntary),
+        };
+        // 200 packets; A's network side wakes 2, 3 and 2.5 times per packet in the runs.
         let pipeline = |ms: u64| pipeline::PipelineRun {
             audio: Duration::from_secs(10),
             wall: Duration::from_secs(1),
             cpu: cpu(ms),
             engines_cpu: cpu(ms / 2),
             emulator_cpu: cpu(10),
-            packets: 167,
+            packets: 200,
             concealed: 0,
             held_back: 0,
+            wakeups: pipeline::PipelineWakeups {
+                radio_to_zello: vec![
+                    group("gw-a-net", 1, 2, 0),
+                    group("gw-a-rt", 2, ms * 2 - 100, 98),
+                ],
+                zello_to_radio: vec![group("gw-b-rt", 2, 230, 20)],
+                engines: switches(201, 3),
+                emulator: switches(400, 0),
+            },
         };
         let opts = BenchOptions {
             seconds: 10.0,
@@ -1111,6 +1281,27 @@ mod tests {
             report.paced_floor_runs_cpu_s_per_audio_s,
             [0.013, 0.015, 0.02]
         );
+        // (2 + 300 + 98) / 200, (2 + 500 + 98) / 200, (2 + 400 + 98) / 200: median 2.5.
+        assert_eq!(report.wakeups_radio_to_zello_per_packet, 2.5);
+        assert_eq!(report.wakeups_zello_to_radio_per_packet, 1.25);
+        assert_eq!(report.wakeups_engines_per_packet, 1.02);
+        assert_eq!(report.wakeups_emulator_per_packet, 2.0);
+        let a_rt = report
+            .wakeups_threads
+            .iter()
+            .find(|w| w.thread == "gw-a-rt")
+            .unwrap();
+        assert_eq!(
+            (a_rt.role.as_str(), a_rt.threads, a_rt.voluntary_per_packet),
+            ("radio_to_zello", 2, 2.0)
+        );
+        assert_eq!(a_rt.involuntary_per_packet, 0.49);
+        assert_eq!(
+            report.wakeups_threads.len(),
+            5,
+            "{:?}",
+            report.wakeups_threads
+        );
 
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["paced_floor_cpu_s_per_audio_s"], 0.015);
@@ -1132,6 +1323,11 @@ mod tests {
             "{table}"
         );
         assert!(line("idle gateway").contains("0.23 %"), "{table}");
+        let row = line("wake-ups per packet, radio -> Zello");
+        assert!(row.contains("2.50"), "{table}");
+        assert!(row.contains("gw-a-rt 2.00 + 0.49"), "{table}");
+        assert_eq!(json["wakeups_zello_to_radio_per_packet"], 1.25);
+        assert_eq!(json["wakeups_threads"][0]["role"], "radio_to_zello");
     }
 
     #[test]

@@ -340,11 +340,7 @@ fn main() -> std::process::ExitCode {
         _ => "info".to_string(),
     };
     init_logging(&level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match service::runtime_builder().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -1,6 +1,7 @@
 //! The whole gateway (session, router, bridge, codec engine thread) with simulated radios
 //! against the emulator over loopback. These run in real time: the codec engine ticks on its
-//! own thread like it does on a Pi.
+//! own thread like it does on a Pi, and the rest on one thread, as in the daemon's runtime
+//! ([`zello_gateway::service::runtime_builder`]), so a call that blocks it would show.
 
 mod common;
 
@@ -47,7 +48,7 @@ async fn talk(client: &Client, packets: usize) {
     msg.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn the_demo_runs_end_to_end() {
     let out = temp_dir("demo");
     zello_gateway::demo::run(zello_gateway::demo::DemoArgs {
@@ -71,7 +72,7 @@ async fn the_demo_runs_end_to_end() {
     std::fs::remove_dir_all(&out).ok();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() {
     let sim = server(SimConfig::default()).await;
     let carrier = FlagCarrier::new();
@@ -166,7 +167,7 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
     long.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_configured_radio_hears_itself_through_the_echo_user() {
     // The installer's check: key the radio, talk, and hear it come back.
     let sim = server(SimConfig {
@@ -258,7 +259,7 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
     std::fs::remove_dir_all(Path::new(&dir)).ok();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back() {
     // The whole chain in real time: the bridge's periodic PTT check notices, the alarms
     // wait their grace period, the session leaves; plugged back, it returns.
@@ -333,7 +334,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message() {
     let sim = server(SimConfig::default()).await;
     let carrier = FlagCarrier::new();
@@ -417,7 +418,7 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
 /// A link away longer than the start-of-message buffer holds (12 s of 60 ms packets) while
 /// the carrier stays up: the kept audio goes out first when the channel is back, and what
 /// could not be kept is said, not left out silently.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
     let logs = common::Captured::default();
     let writer = logs.clone();

@@ -1,5 +1,6 @@
 //! A file-backed radio keyed through Hamlib's real rigctld (dummy rig): PTT reads back 1 while
-//! a Zello message plays and 0 after; the carrier comes from rigctld's DCD.
+//! a Zello message plays and 0 after; the carrier comes from rigctld's DCD. On one thread, as
+//! in the daemon's runtime: the rigctld calls go to blocking threads.
 
 mod common;
 
@@ -18,7 +19,7 @@ use zello_gateway::radio::rigctld::read_ptt;
 use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::sim::SimConfig;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn rigctld_ptt_follows_a_message_from_the_channel() {
     let (_rig, address) = start_rigctld();
     let sim = server(SimConfig::default()).await;
@@ -252,7 +253,7 @@ impl Keyed {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_rigctld_restarted_during_a_message_is_noticed_and_the_transmitter_keyed_again() {
     let logs = Logs::get();
     let (rig, address) = start_rigctld();
@@ -317,7 +318,7 @@ async fn a_rigctld_restarted_during_a_message_is_noticed_and_the_transmitter_key
     k.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_rigctld_that_stays_down_during_a_message_is_a_ptt_failure() {
     let logs = Logs::get();
     let (rig, address) = start_rigctld();
@@ -380,7 +381,7 @@ async fn dispatcher_talks(app: &Client, address: &str) -> bool {
 }
 
 /// At boot rigctld may start after the gateway: the radio waits for it, then keys.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_radio_whose_rigctld_starts_later_waits_then_keys() {
     let port = free_port();
     let address = format!("127.0.0.1:{port}");

@@ -9,7 +9,6 @@ use super::rig::{Emulator, Side, SideSpec};
 use super::{BenchError, Clock, cpu_time};
 use crate::audio::opus::EncoderSettings;
 use std::time::Duration;
-use tokio::runtime::Runtime;
 
 /// What the idle run measured.
 #[derive(Debug, Clone)]
@@ -28,20 +27,17 @@ impl IdleRun {
 
 /// Runs one idle gateway for `seconds` of real time.
 pub(crate) fn run(
-    rt: &Runtime,
     emulator: &Emulator,
     settings: &EncoderSettings,
     seconds: f64,
 ) -> Result<IdleRun, BenchError> {
-    let mut side = Side::start(
-        rt,
-        SideSpec {
-            server: emulator.url.clone(),
-            user: "bench-idle".into(),
-            radios: vec![("radio-idle".into(), "Bench-idle".into())],
-            settings: settings.clone(),
-        },
-    )?;
+    let mut side = Side::start(SideSpec {
+        threads: "gw-idle".into(),
+        server: emulator.url.clone(),
+        user: "bench-idle".into(),
+        radios: vec![("radio-idle".into(), "Bench-idle".into())],
+        settings: settings.clone(),
+    })?;
     side.wait_online()?;
     let frame = Duration::from_millis(u64::from(settings.frame_ms));
     let periods = (usize::from(settings.frame_ms) / 5).max(1);
@@ -61,7 +57,7 @@ pub(crate) fn run(
         .saturating_sub(process0)
         .saturating_sub(emulator_cpu);
     let sent = side.count(|e| matches!(e, crate::gateway::GatewayEvent::Sent { .. }));
-    side.stop(rt)?;
+    side.stop()?;
     if sent > 0 {
         return Err(BenchError::Failed {
             phase: "idle",

@@ -18,7 +18,6 @@ use super::{BenchError, Clock};
 use crate::audio::opus::{EncoderSettings, OpusDecoder, max_packet_samples};
 use crate::gateway::GatewayEvent;
 use std::time::{Duration, Instant};
-use tokio::runtime::Runtime;
 
 /// What each click took, in milliseconds.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +50,6 @@ fn ms(d: Duration) -> f64 {
 
 /// Sends `clicks` clicks through a fresh pair of gateways and times them.
 pub(crate) fn measure(
-    rt: &Runtime,
     emulator: &Emulator,
     settings: &EncoderSettings,
     clicks: usize,
@@ -62,14 +60,15 @@ pub(crate) fn measure(
     };
     let tap_a = Tap::start(emulator.addr, Watch::FromGateway).map_err(io)?;
     let tap_b = Tap::start(emulator.addr, Watch::ToGateway).map_err(io)?;
-    let spec = |server: String, user: &str, radio: &str| SideSpec {
+    let spec = |threads: &str, server: String, user: &str, radio: &str| SideSpec {
+        threads: threads.into(),
         server,
         user: user.into(),
         radios: vec![(radio.into(), "Latency".into())],
         settings: settings.clone(),
     };
-    let mut a = Side::start(rt, spec(tap_a.url(), "bench-latency-a", "radio-a"))?;
-    let mut b = Side::start(rt, spec(tap_b.url(), "bench-latency-b", "radio-b"))?;
+    let mut a = Side::start(spec("gw-a", tap_a.url(), "bench-latency-a", "radio-a"))?;
+    let mut b = Side::start(spec("gw-b", tap_b.url(), "bench-latency-b", "radio-b"))?;
     a.wait_online()?;
     b.wait_online()?;
 
@@ -150,8 +149,8 @@ pub(crate) fn measure(
         })
         .unwrap_or(0);
     let onsets = lock(&a.radios[0].watch).onsets.clone();
-    let stop_a = a.stop(rt);
-    let stop_b = b.stop(rt);
+    let stop_a = a.stop();
+    let stop_b = b.stop();
     stop_a?;
     stop_b?;
     let from_a = tap_a.passed();

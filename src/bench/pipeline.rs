@@ -7,8 +7,13 @@
 //! playback callbacks of one frame. A window on the packets in flight (encoded by A, not yet
 //! received by B's session) holds the loop back rather than let a queue overflow on a
 //! machine too busy for the pace.
+//!
+//! Each gateway runs on a runtime of its own, as a daemon would ([`super::rig::Net`]), so
+//! the wake-ups of A's network threads are those of radio -> Zello and B's those of
+//! Zello -> radio.
 
 use super::rig::{Emulator, Side, SideSpec, Source};
+use super::wakeups::{self, Switches, ThreadGroup};
 use super::{BenchError, Clock, cpu_time};
 use crate::audio::opus::EncoderSettings;
 use crate::gateway::GatewayEvent;
@@ -16,7 +21,6 @@ use crate::zello::session::{OutgoingEnd, SessionStats};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::runtime::Runtime;
 
 /// Packets allowed in flight between A's engine and B's session; well below every queue on
 /// the way (the session writer's 64 packets is the smallest).
@@ -38,6 +42,20 @@ pub(crate) struct PipelineRun {
     pub(crate) concealed: u64,
     /// Times the loop waited for packets in flight.
     pub(crate) held_back: u64,
+    pub(crate) wakeups: PipelineWakeups,
+}
+
+/// Context switches during the run, by thread.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PipelineWakeups {
+    /// Gateway A's network threads, by name: radio -> Zello.
+    pub(crate) radio_to_zello: Vec<ThreadGroup>,
+    /// Gateway B's: Zello -> radio.
+    pub(crate) zello_to_radio: Vec<ThreadGroup>,
+    /// The thread that plays the sound cards and ticks both gateways' engines.
+    pub(crate) engines: Switches,
+    /// The emulator's thread.
+    pub(crate) emulator: Switches,
 }
 
 fn failed(message: String) -> BenchError {
@@ -50,7 +68,6 @@ fn failed(message: String) -> BenchError {
 /// Runs the clip (`clip48`, at the card's rate) through the pipeline (`run` counts the runs
 /// of one benchmark).
 pub(crate) fn run(
-    rt: &Runtime,
     emulator: &Emulator,
     settings: &EncoderSettings,
     clip48: &Arc<[i16]>,
@@ -58,14 +75,15 @@ pub(crate) fn run(
     run: usize,
 ) -> Result<PipelineRun, BenchError> {
     // Users and channel of their own for each run.
-    let spec = |user: &str, radio: &str| SideSpec {
+    let spec = |threads: &str, user: &str, radio: &str| SideSpec {
+        threads: threads.into(),
         server: emulator.url.clone(),
         user: format!("{user}-{run}"),
         radios: vec![(radio.into(), format!("Bench-{run}"))],
         settings: settings.clone(),
     };
-    let mut a = Side::start(rt, spec("bench-a", "radio-a"))?;
-    let mut b = Side::start(rt, spec("bench-b", "radio-b"))?;
+    let mut a = Side::start(spec("gw-a", "bench-a", "radio-a"))?;
+    let mut b = Side::start(spec("gw-b", "bench-b", "radio-b"))?;
     a.wait_online()?;
     b.wait_online()?;
 
@@ -79,6 +97,8 @@ pub(crate) fn run(
     let mut held_back = 0;
 
     a.radios[0].source = Source::clip(clip48, clip_seconds);
+    let threads0 = wakeups::snapshot();
+    let engines0 = wakeups::this_thread();
     let process0 = cpu_time(libc::RUSAGE_SELF)?;
     let thread0 = cpu_time(libc::RUSAGE_THREAD)?;
     let emulator0 = emulator.cpu()?;
@@ -122,6 +142,18 @@ pub(crate) fn run(
     let cpu = cpu_time(libc::RUSAGE_SELF)?
         .saturating_sub(process0)
         .saturating_sub(emulator_cpu);
+    let engines_switches = wakeups::this_thread() - engines0;
+    let threads1 = wakeups::snapshot();
+    let wakeups = PipelineWakeups {
+        radio_to_zello: wakeups::between(&threads0, &threads1, &a.threads),
+        zello_to_radio: wakeups::between(&threads0, &threads1, &b.threads),
+        engines: engines_switches,
+        emulator: wakeups::total(&wakeups::between(
+            &threads0,
+            &threads1,
+            super::rig::EMULATOR_THREAD,
+        )),
+    };
 
     // Every packet A sent was received and played by B, and nothing was dropped on the way.
     let a_stats = a.session.stats();
@@ -156,8 +188,8 @@ pub(crate) fn run(
         .chain(&b.radios)
         .map(|r| r.ring_losses())
         .sum();
-    let stop_a = a.stop(rt);
-    let stop_b = b.stop(rt);
+    let stop_a = a.stop();
+    let stop_b = b.stop();
     stop_a?;
     stop_b?;
     if outcome != Some(OutgoingEnd::Completed)
@@ -185,5 +217,58 @@ pub(crate) fn run(
         packets: sent,
         concealed,
         held_back,
+        wakeups,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::speech::speech_like;
+    use crate::bench::BenchOptions;
+
+    /// The network side's hand-offs, counted rather than timed: each packet wakes gateway
+    /// A's network thread once (the codec thread hands it over; bridge, session and writer
+    /// then run on that thread to the socket) and gateway B's once (it arrives on the
+    /// socket; session, router and bridge hand it to the codec thread's queue without
+    /// waking it). A runtime with worker threads, or a hop through another thread, makes
+    /// it two or more.
+    ///
+    /// Only sleeps are counted (voluntary context switches): how often a thread is
+    /// preempted depends on what else the machine runs, which a test cannot control. A
+    /// busy machine makes fewer sleeps, not more (packets that wait are taken together).
+    /// The fixed costs of a run (logon, channel status, stream start and stop) are spread
+    /// over 150 packets.
+    #[test]
+    fn each_packet_wakes_each_gateways_network_thread_at_most_once() {
+        let settings = BenchOptions {
+            frame_ms: 20,
+            complexity: 5,
+            bitrate: Some(16_000),
+            ..BenchOptions::default()
+        }
+        .encoder_settings();
+        let clip: Arc<[i16]> = speech_like(super::super::rig::CARD_RATE, 3.0, 7).into();
+        let emulator = Emulator::start().unwrap();
+        let run = run(&emulator, &settings, &clip, 2.0, 0).expect("the clip gets through");
+        assert_eq!(run.packets, 150);
+        let per_packet =
+            |groups: &[ThreadGroup]| wakeups::total(groups).voluntary as f64 / run.packets as f64;
+        let (a, b) = (
+            per_packet(&run.wakeups.radio_to_zello),
+            per_packet(&run.wakeups.zello_to_radio),
+        );
+        assert!(
+            a <= 1.4,
+            "radio -> Zello: {a:.2} per packet: {:?}",
+            run.wakeups
+        );
+        assert!(
+            b <= 1.4,
+            "Zello -> radio: {b:.2} per packet: {:?}",
+            run.wakeups
+        );
+        // It did count: every packet went through both.
+        assert!(a > 0.2 && b > 0.2, "{:?}", run.wakeups);
+    }
 }

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +53,9 @@ pub(crate) fn bench_timers() -> Timers {
     }
 }
 
+/// The name of the emulator's thread.
+pub(crate) const EMULATOR_THREAD: &str = "bench-emulator";
+
 /// The emulator, on a single-threaded runtime of its own so its CPU time can be told apart
 /// from the gateways'.
 pub(crate) struct Emulator {
@@ -75,7 +78,7 @@ impl Emulator {
         let (commands, mut command_rx) =
             mpsc::unbounded_channel::<std::sync::mpsc::Sender<Duration>>();
         let thread = std::thread::Builder::new()
-            .name("bench-emulator".into())
+            .name(EMULATOR_THREAD.into())
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -382,8 +385,75 @@ fn click_burst() -> Vec<i16> {
         .collect()
 }
 
+/// A gateway's network side as the daemon runs it: the daemon's runtime
+/// ([`crate::service::runtime_builder`]) with its own threads. The thread named `NAME-net`
+/// stays in the runtime's `block_on` as the daemon's main thread does (on a current-thread
+/// runtime the gateway's tasks run there); the runtime's other threads, worker or blocking,
+/// are named `NAME-rt`. Names stay within the kernel's 15 bytes, so the bench finds them in
+/// `/proc`.
+pub(crate) struct Net {
+    handle: Handle,
+    stop: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Net {
+    pub(crate) fn start(name: &str) -> Result<Net, BenchError> {
+        let setup = |message: String| BenchError::Setup {
+            what: format!("the runtime of {name}"),
+            message,
+        };
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let workers = format!("{name}-rt");
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-net"))
+            .spawn(move || {
+                let rt = match crate::service::runtime_builder()
+                    .thread_name(workers)
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(rt.handle().clone()));
+                rt.block_on(stopped.cancelled());
+                rt.shutdown_timeout(Duration::from_secs(2));
+            })
+            .map_err(|e| setup(e.to_string()))?;
+        let handle = ready_rx
+            .recv_timeout(SETUP_TIMEOUT)
+            .map_err(|e| setup(e.to_string()))?
+            .map_err(setup)?;
+        Ok(Net {
+            handle,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// One gateway to set up.
 pub(crate) struct SideSpec {
+    /// The start of its threads' names (see [`Net`]), at most 8 bytes.
+    pub(crate) threads: String,
     pub(crate) server: String,
     pub(crate) user: String,
     /// (radio name, channel) of each radio.
@@ -402,11 +472,15 @@ pub(crate) struct Side {
     channels: Vec<String>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), GatewayError>>>,
+    /// The start of the names of the gateway's network threads.
+    pub(crate) threads: String,
+    /// Dropped last: the gateway's tasks stop before their runtime does.
+    net: Net,
 }
 
 impl Side {
-    /// Starts a gateway on `rt` and takes its engines.
-    pub(crate) fn start(rt: &Runtime, spec: SideSpec) -> Result<Side, BenchError> {
+    /// Starts a gateway on a runtime of its own and takes its engines.
+    pub(crate) fn start(spec: SideSpec) -> Result<Side, BenchError> {
         let setup = |message: String| BenchError::Setup {
             what: format!("gateway {}", spec.user),
             message,
@@ -466,6 +540,8 @@ impl Side {
             channels: channels.clone(),
             ..SessionConfig::default()
         };
+        let net = Net::start(&spec.threads)?;
+        let rt = net.handle();
         let shutdown = CancellationToken::new();
         let (observer_tx, observer) = broadcast::channel(4096);
         let (to, from) = oneshot::channel::<DrivenParts>();
@@ -505,6 +581,8 @@ impl Side {
             channels,
             shutdown,
             task: Some(task),
+            threads: spec.threads,
+            net,
         })
     }
 
@@ -583,9 +661,10 @@ impl Side {
         }
     }
 
-    /// Stops the gateway, then lets go of its engines.
-    pub(crate) fn stop(mut self, rt: &Runtime) -> Result<(), BenchError> {
+    /// Stops the gateway, then lets go of its engines and its runtime.
+    pub(crate) fn stop(mut self) -> Result<(), BenchError> {
         self.shutdown.cancel();
+        let rt = self.net.handle();
         let result = match self.task.take() {
             Some(task) => rt.block_on(async { tokio::time::timeout(SETUP_TIMEOUT, task).await }),
             None => return Ok(()),

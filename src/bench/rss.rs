@@ -10,7 +10,7 @@
 //! resident set (VmHWM).
 
 use super::rig::{CARD_RATE, Emulator, Side, SideSpec, Source};
-use super::{BenchError, Clock, SEED, peak_rss_kb, runtime};
+use super::{BenchError, Clock, SEED, peak_rss_kb};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::speech::speech_like;
 use crate::gateway::GatewayEvent;
@@ -20,7 +20,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::runtime::Runtime;
 
 /// What the child is asked to do (`zello-gateway bench --rss-child N`).
 #[derive(Debug, Clone)]
@@ -68,18 +67,15 @@ pub fn rss_child(opts: &RssChildOptions) -> Result<RssChildReport, BenchError> {
         radios: opts.radios,
         message,
     };
-    let rt = runtime()?;
-    let mut side = Side::start(
-        &rt,
-        SideSpec {
-            server: opts.server.clone(),
-            user: format!("bench-gateway-{}", opts.radios),
-            radios: (0..opts.radios)
-                .map(|i| (format!("radio-{i}"), channel(i)))
-                .collect(),
-            settings: opts.settings.clone(),
-        },
-    )?;
+    let mut side = Side::start(SideSpec {
+        threads: "gw".into(),
+        server: opts.server.clone(),
+        user: format!("bench-gateway-{}", opts.radios),
+        radios: (0..opts.radios)
+            .map(|i| (format!("radio-{i}"), channel(i)))
+            .collect(),
+        settings: opts.settings.clone(),
+    })?;
     side.wait_online()?;
     let clip = speech_loop();
     for r in &mut side.radios {
@@ -119,7 +115,7 @@ pub fn rss_child(opts: &RssChildOptions) -> Result<RssChildReport, BenchError> {
         }
         clock.wait(k + 1);
     }
-    side.stop(&rt)?;
+    side.stop()?;
     Ok(RssChildReport {
         radios: opts.radios,
         peak_rss_kb: peak_rss_kb().ok_or_else(|| failed("cannot read VmHWM".into()))?,
@@ -131,7 +127,6 @@ pub fn rss_child(opts: &RssChildOptions) -> Result<RssChildReport, BenchError> {
 /// Runs a child with `radios` radios against `emulator`, answers its messages, and returns
 /// its report.
 pub(crate) fn measure(
-    rt: &Runtime,
     emulator: &Emulator,
     exe: &Path,
     radios: usize,
@@ -139,17 +134,15 @@ pub(crate) fn measure(
     settings: &EncoderSettings,
 ) -> Result<RssChildReport, BenchError> {
     let failed = |message: String| BenchError::Child { radios, message };
-    let mut peer = Side::start(
-        rt,
-        SideSpec {
-            server: emulator.url.clone(),
-            user: format!("bench-peer-{radios}"),
-            radios: (0..radios)
-                .map(|i| (format!("peer-{i}"), channel(i)))
-                .collect(),
-            settings: settings.clone(),
-        },
-    )?;
+    let mut peer = Side::start(SideSpec {
+        threads: "gw-peer".into(),
+        server: emulator.url.clone(),
+        user: format!("bench-peer-{radios}"),
+        radios: (0..radios)
+            .map(|i| (format!("peer-{i}"), channel(i)))
+            .collect(),
+        settings: settings.clone(),
+    })?;
     peer.wait_online()?;
     let mut command = Command::new(exe);
     command
@@ -207,7 +200,7 @@ pub(crate) fn measure(
         }
         clock.wait(k + 1);
     }
-    peer.stop(rt)?;
+    peer.stop()?;
     let output = child
         .wait_with_output()
         .map_err(|e| failed(e.to_string()))?;

@@ -4,8 +4,8 @@
 
 use super::chatter::{ChangeLog, Say};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
-use super::ptt_watch::{self, Outcome, PttWatch, Ticket};
-use super::{GatewayEvent, PttGuard};
+use super::ptt_watch::{self, Judged, Outcome, PttWatch, Ticket};
+use super::{AsyncPtt, GatewayEvent};
 use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::radio::PttReadback;
 use crate::zello::protocol::CodecHeader;
@@ -40,7 +40,9 @@ pub(crate) struct Bridge {
     pub courtesy_tone: Option<Vec<i16>>,
     pub identification: Option<Vec<i16>>,
     pub session: SessionHandle,
-    pub ptt: PttGuard,
+    /// Keyed and unkeyed from blocking threads: the bridge runs on the thread that carries
+    /// every radio's packets.
+    pub ptt: AsyncPtt,
     pub engine_tx: mpsc::Sender<EngineCommand>,
     pub engine_rx: mpsc::Receiver<EngineEvent>,
     pub events: mpsc::Receiver<SessionEvent>,
@@ -160,7 +162,7 @@ impl Bridge {
                 _ = sleep_until(s.next_ptt_check) => {
                     s.next_ptt_check = Instant::now() + PTT_CHECK_EVERY;
                     if !self.ptt.is_keyed() {
-                        let result = self.ptt.check();
+                        let result = self.ptt.check().await;
                         self.ptt_health(&mut s, result.map_err(|e| e.to_string()));
                     }
                 }
@@ -181,7 +183,7 @@ impl Bridge {
                 "shutting down while transmitting (key-up, tone or tail): transmitter released");
         }
         if self.ptt.is_keyed() {
-            self.unkey();
+            self.unkey().await;
         }
         if let Some(out) = s.outgoing.take() {
             info!(event = "message_to_channel_cut", radio = %self.name, channel = %self.channel, packets = s.sending.packets,
@@ -216,7 +218,7 @@ impl Bridge {
                         s.finished.insert(id, std::mem::take(&mut s.sending));
                     }
                 }
-                Action::Key => match self.ptt.key() {
+                Action::Key => match self.ptt.key().await {
                     Ok(()) => {
                         info!(event = "ptt_on", radio = %self.name, "PTT on");
                         s.watch.keyed(Instant::now());
@@ -235,7 +237,7 @@ impl Bridge {
                 },
                 Action::Unkey => {
                     s.watch.unkeyed();
-                    self.unkey();
+                    self.unkey().await;
                 }
                 Action::PlayBegin { stream_id } => {
                     let unkeyed_before = s.watch.unkeyed_so_far(Instant::now());
@@ -361,7 +363,13 @@ impl Bridge {
             warn!(event = "ptt_lost", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
                 "the transmitter was found unkeyed during a transmission (rigctld restarted?): {what}");
         };
-        let outcome = ptt_watch::confirm(&mut s.watch, &mut self.ptt, now, s.m.tot_ends(), reading);
+        let outcome = match ptt_watch::judge(&mut s.watch, now, s.m.tot_ends(), reading) {
+            Judged::Done(outcome) => outcome,
+            Judged::Rekey { first, unkeyed } => {
+                let keyed = self.ptt.key().await;
+                ptt_watch::rekeyed(&mut s.watch, now, first, unkeyed, keyed)
+            }
+        };
         let rekeyed = matches!(outcome, Outcome::Restored { .. });
         match outcome {
             Outcome::Fine => {}
@@ -447,8 +455,8 @@ impl Bridge {
         }
     }
 
-    fn unkey(&mut self) {
-        match self.ptt.unkey() {
+    async fn unkey(&mut self) {
+        match self.ptt.unkey().await {
             Ok(()) => info!(event = "ptt_off", radio = %self.name, "PTT off"),
             Err(e) => error!(radio = %self.name, error = %e, "cannot unkey the transmitter"),
         }

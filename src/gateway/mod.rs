@@ -181,6 +181,94 @@ impl PttGuard {
         }
         self.ptt.check()
     }
+
+    /// The line, for log lines ("gpio 17", "rigctld 127.0.0.1:4532", ...).
+    pub fn describe(&self) -> String {
+        self.ptt.describe()
+    }
+}
+
+/// A [`PttGuard`] for async code: every call to the line runs on one of tokio's blocking
+/// threads, so an interface that takes its time (rigctld has 300 ms to answer) never holds
+/// the runtime's thread, which carries every radio's audio and the Zello session. The guard
+/// goes to that thread with the call and comes back with the result; should the caller go
+/// away meanwhile, the guard is dropped there, which unkeys.
+pub(crate) struct AsyncPtt {
+    /// `None` only once a call could not run: the runtime is shutting down (the guard was
+    /// dropped, unkeying), or the interface panicked (dropped while unwinding).
+    guard: Option<PttGuard>,
+    describe: String,
+}
+
+impl From<PttGuard> for AsyncPtt {
+    fn from(guard: PttGuard) -> Self {
+        AsyncPtt {
+            describe: guard.describe(),
+            guard: Some(guard),
+        }
+    }
+}
+
+impl AsyncPtt {
+    /// Runs `f` on the guard on a blocking thread; `None` when the guard is gone.
+    pub(crate) async fn with<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut PttGuard) -> R + Send + 'static,
+    ) -> Option<R> {
+        let mut guard = self.guard.take()?;
+        let job = tokio::task::spawn_blocking(move || {
+            let r = f(&mut guard);
+            (guard, r)
+        });
+        match job.await {
+            Ok((guard, r)) => {
+                self.guard = Some(guard);
+                Some(r)
+            }
+            // The panic unwound through the guard, which unkeyed: carry it on to the
+            // caller, as if the call had been made here.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
+    }
+
+    fn gone(&self) -> RadioError {
+        RadioError::ptt(
+            self.describe.clone(),
+            "the line was let go: the gateway is stopping",
+        )
+    }
+
+    /// [`PttGuard::key`].
+    pub(crate) async fn key(&mut self) -> Result<(), RadioError> {
+        self.with(PttGuard::key)
+            .await
+            .unwrap_or_else(|| Err(self.gone()))
+    }
+
+    /// [`PttGuard::unkey`].
+    pub(crate) async fn unkey(&mut self) -> Result<(), RadioError> {
+        self.with(PttGuard::unkey)
+            .await
+            .unwrap_or_else(|| Err(self.gone()))
+    }
+
+    /// [`PttGuard::check`].
+    pub(crate) async fn check(&mut self) -> Result<(), RadioError> {
+        self.with(PttGuard::check)
+            .await
+            .unwrap_or_else(|| Err(self.gone()))
+    }
+
+    /// [`PttGuard::is_keyed`].
+    pub(crate) fn is_keyed(&self) -> bool {
+        self.guard.as_ref().is_some_and(PttGuard::is_keyed)
+    }
+
+    /// [`PttGuard::readback`].
+    pub(crate) fn readback(&self) -> Option<Box<dyn crate::radio::PttReadback>> {
+        self.guard.as_ref().and_then(PttGuard::readback)
+    }
 }
 
 impl Drop for PttGuard {
@@ -383,7 +471,7 @@ impl Shared {
             courtesy_tone: r.courtesy_tone,
             identification: r.identification,
             session: self.session.clone(),
-            ptt,
+            ptt: ptt.into(),
             engine_tx: cmd_tx,
             engine_rx: ev_rx,
             events,
@@ -435,37 +523,39 @@ impl Shared {
                     None => return Ok(None),
                 },
                 _ = tokio::time::sleep_until(next_try) => {
+                    let (tx, rx) = mpsc::channel(2048);
+                    // Opening the devices and setting the PTT line unkeyed can block (a
+                    // rigctld that does not answer), so it is done off the runtime's
+                    // thread, which carries the other radios' audio meanwhile.
+                    let shared = self.clone();
                     let job = tokio::task::spawn_blocking(move || {
-                        let parts = open();
-                        (open, parts)
+                        let assembled = open().map(|p| shared.assemble(p, rx));
+                        (open, assembled)
                     });
                     // A slow try (a connect timing out) never holds the stop back.
                     let tried = tokio::select! {
                         _ = self.shutdown.cancelled() => return Ok(None),
                         tried = job => tried,
                     };
-                    let parts = match tried {
-                        Ok((back, parts)) => {
+                    let assembled = match tried {
+                        Ok((back, assembled)) => {
                             open = back;
-                            parts
+                            assembled
                         }
                         Err(e) => {
                             error!(radio = %name, error = %e, "opening the radio's hardware failed; the radio stays stopped");
                             return Ok(None);
                         }
                     };
-                    let (tx, rx) = mpsc::channel(2048);
-                    let failed = match parts {
+                    let failed = match assembled {
                         Err(e) => e,
-                        Ok(p) => match self.assemble(p, rx) {
-                            Ok((engine, bridge)) => break (tx, engine, bridge),
-                            Err(e @ GatewayError::Settings { .. }) => {
-                                error!(radio = %name, error = %e, "the radio's settings cannot work with its devices: the gateway stops");
-                                self.shutdown.cancel();
-                                return Err(e);
-                            }
-                            Err(e) => e.to_string(),
-                        },
+                        Ok(Ok((engine, bridge))) => break (tx, engine, bridge),
+                        Ok(Err(e @ GatewayError::Settings { .. })) => {
+                            error!(radio = %name, error = %e, "the radio's settings cannot work with its devices: the gateway stops");
+                            self.shutdown.cancel();
+                            return Err(e);
+                        }
+                        Ok(Err(e)) => e.to_string(),
                     };
                     delay = next_hardware_retry(delay);
                     next_try = tokio::time::Instant::now() + delay;

@@ -252,16 +252,42 @@ pub enum Outcome {
 }
 
 /// Applies a reading taken at `now` to `ptt`: keys it again when it was found unkeyed before
-/// the state machine's time-out timer ends the transmission at `tot_ends`.
+/// the state machine's time-out timer ends the transmission at `tot_ends`. ([`judge`], then
+/// [`rekeyed`] with the line's answer when it is to be keyed again.)
 pub fn confirm(
     watch: &mut PttWatch,
     ptt: &mut PttGuard,
     now: Instant,
     tot_ends: Option<Instant>,
-    (ticket, reading): (Ticket, Result<bool, String>),
+    reading: (Ticket, Result<bool, String>),
 ) -> Outcome {
+    match judge(watch, now, tot_ends, reading) {
+        Judged::Done(outcome) => outcome,
+        Judged::Rekey { first, unkeyed } => rekeyed(watch, now, first, unkeyed, ptt.key()),
+    }
+}
+
+/// What a reading calls for: nothing more, or keying the line again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judged {
+    Done(Outcome),
+    /// Found unkeyed (`first`: newly noticed; for at most `unkeyed` so far): key it again,
+    /// then tell [`rekeyed`] how that went.
+    Rekey {
+        first: bool,
+        unkeyed: Duration,
+    },
+}
+
+/// The first half of [`confirm`], which never touches the line.
+pub fn judge(
+    watch: &mut PttWatch,
+    now: Instant,
+    tot_ends: Option<Instant>,
+    (ticket, reading): (Ticket, Result<bool, String>),
+) -> Judged {
     let error = reading.as_ref().err().cloned().unwrap_or_default();
-    match watch.on_read(now, tot_ends, ticket, reading) {
+    Judged::Done(match watch.on_read(now, tot_ends, ticket, reading) {
         None | Some(Verdict::Keyed) => Outcome::Fine,
         Some(Verdict::BackByItself { unkeyed }) => Outcome::BackByItself { unkeyed },
         Some(Verdict::Unreadable { first }) => Outcome::Unreadable { first, error },
@@ -273,19 +299,31 @@ pub fn confirm(
                 error
             },
         },
-        Some(Verdict::Rekey { first, unkeyed }) => match ptt.key() {
-            Ok(()) => Outcome::Restored {
-                first,
-                unkeyed: watch.rekeyed(now),
-            },
-            Err(e) if watch.rekey_failed(now) => Outcome::GiveUp {
-                error: e.to_string(),
-            },
-            Err(e) => Outcome::StillLost {
-                first,
-                unkeyed,
-                error: e.to_string(),
-            },
+        Some(Verdict::Rekey { first, unkeyed }) => return Judged::Rekey { first, unkeyed },
+    })
+}
+
+/// The second half of [`confirm`]: the line was keyed again at `now` after [`judge`] said
+/// [`Judged::Rekey`], with this result.
+pub fn rekeyed(
+    watch: &mut PttWatch,
+    now: Instant,
+    first: bool,
+    unkeyed: Duration,
+    keyed: Result<(), crate::radio::RadioError>,
+) -> Outcome {
+    match keyed {
+        Ok(()) => Outcome::Restored {
+            first,
+            unkeyed: watch.rekeyed(now),
+        },
+        Err(e) if watch.rekey_failed(now) => Outcome::GiveUp {
+            error: e.to_string(),
+        },
+        Err(e) => Outcome::StillLost {
+            first,
+            unkeyed,
+            error: e.to_string(),
         },
     }
 }

@@ -38,6 +38,23 @@ pub mod watchdog;
 pub use notify::{Notifier, NotifyError};
 pub use watchdog::{Health, Heartbeat, Liveness, Watchdog};
 
+/// The tokio runtime the program's commands run on, the daemon first; `zello-gateway bench`
+/// runs its gateways on the same kind.
+///
+/// One thread: the Zello session, the router and every radio's bridge run on the thread
+/// that starts the runtime. A packet from a codec thread then wakes that one thread, which
+/// carries it through the bridge and the session to the socket, and a packet from the
+/// socket reaches the codec thread's queue without waking another thread. (With worker
+/// threads, tokio wakes a second one for most hand-offs; each wake-up costs tens of
+/// microseconds on a small machine.) So nothing that blocks runs on it: PTT lines are keyed
+/// on tokio's blocking threads ([`crate::gateway::PttGuard`] through the bridge), and so
+/// are hardware opens while the gateway runs and PTT read-backs.
+pub fn runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    builder
+}
+
 /// A file named `name` in the service's state directory (`$STATE_DIRECTORY`, set by
 /// systemd's `StateDirectory=`: `/var/lib/zello-gateway`), or `None` when run by hand.
 pub fn state_file(name: &str) -> Option<std::path::PathBuf> {
