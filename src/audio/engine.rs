@@ -292,6 +292,16 @@ impl Engine {
         }
     }
 
+    /// Nothing is happening: no carrier, nothing encoded, played or transmitted. The engine's
+    /// thread then takes several short frames per wake-up (see [`spawn`]).
+    pub fn is_idle(&self) -> bool {
+        !self.carrier
+            && !self.encoding
+            && !self.transmitting
+            && self.playback.is_none()
+            && self.pcm.is_none()
+    }
+
     /// One frame of work.
     pub fn tick(&mut self) {
         self.tick_at(Instant::now());
@@ -685,8 +695,21 @@ fn conceal(pb: &mut Playback, decoded: &mut [i16], stats: &EngineStats) {
     }
 }
 
+/// Audio an idle engine takes per wake-up, at least (in whole frames, at least one).
+const IDLE_WAKE: Duration = Duration::from_millis(40);
+
+/// How many frames an idle engine ticks per wake-up, for frames of `frame`.
+fn idle_frames(frame: Duration) -> u32 {
+    let frame = frame.as_micros().max(1);
+    (IDLE_WAKE.as_micros() / frame).clamp(1, 8) as u32
+}
+
 /// Runs an engine on its own thread, one tick per frame at absolute deadlines, until
-/// `stop` is cancelled.
+/// `stop` is cancelled. While the engine is idle (squelch closed, nothing playing) and its
+/// frames are short, it ticks for two frames (40 ms of audio) per wake-up: each wake-up of a
+/// thread costs tens of microseconds, as much as the idle tick itself. The frame that brings
+/// the carrier is at most 20 ms later for it, and the bridge times the carrier by its audio
+/// anyway ([`EngineEvent::Carrier`]'s `age`).
 ///
 /// With a `heartbeat` (registered in the service's [`Liveness`](crate::service::Liveness)),
 /// the thread beats it once per tick, so systemd's watchdog is fed only while the codec keeps
@@ -703,14 +726,18 @@ pub fn spawn(
         .name(format!("codec-{name}"))
         .spawn(move || {
             let period = engine.frame_duration();
+            let per_idle_wake = idle_frames(period);
             let stats = engine.stats();
             let mut deadline = Instant::now();
             while !stop.is_cancelled() {
-                engine.tick();
+                let frames = if engine.is_idle() { per_idle_wake } else { 1 };
+                for _ in 0..frames {
+                    engine.tick();
+                }
                 if let Some(beat) = &heartbeat {
                     beat.beat();
                 }
-                deadline += period;
+                deadline += period * frames;
                 let now = Instant::now();
                 if deadline > now {
                     std::thread::sleep(deadline - now);
@@ -878,6 +905,49 @@ mod tests {
         fn age(&self) -> Duration {
             Duration::from_millis(30)
         }
+    }
+
+    #[test]
+    fn idle_wakes_take_forty_ms_of_short_frames() {
+        assert_eq!(idle_frames(Duration::from_millis(10)), 4);
+        assert_eq!(idle_frames(Duration::from_millis(20)), 2);
+        assert_eq!(idle_frames(Duration::from_millis(40)), 1);
+        assert_eq!(idle_frames(Duration::from_millis(60)), 1);
+        assert_eq!(idle_frames(Duration::ZERO), 8);
+    }
+
+    #[test]
+    fn the_engine_is_idle_only_with_nothing_to_do() {
+        let (cmd, crx) = mpsc::channel(16);
+        let (etx, _ev) = mpsc::channel(64);
+        let carrier = FlagCarrier::new();
+        let mut engine = Engine::new(
+            Box::new(FileInput::from_samples(vec![1000; 16_000], 16000)),
+            Box::new(MemoryOutput::new(16000)),
+            Box::new(carrier.clone()),
+            &EncoderSettings::default(),
+            crx,
+            etx,
+        )
+        .unwrap();
+        engine.tick();
+        assert!(engine.is_idle());
+        carrier.set(true);
+        engine.tick();
+        assert!(!engine.is_idle(), "a carrier");
+        carrier.set(false);
+        engine.tick();
+        assert!(!engine.is_idle(), "still encoding until the bridge says");
+        cmd.try_send(EngineCommand::KeepEncoding(false)).unwrap();
+        engine.tick();
+        assert!(engine.is_idle());
+        cmd.try_send(EngineCommand::PlayPcm(vec![1; 16_000]))
+            .unwrap();
+        engine.tick();
+        assert!(!engine.is_idle(), "playing");
+        cmd.try_send(EngineCommand::Transmitting(true)).unwrap();
+        engine.tick();
+        assert!(!engine.is_idle(), "transmitting");
     }
 
     #[test]
