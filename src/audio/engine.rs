@@ -696,7 +696,7 @@ fn conceal(pb: &mut Playback, decoded: &mut [i16], stats: &EngineStats) {
 }
 
 /// Audio an idle engine takes per wake-up, at least (in whole frames, at least one).
-const IDLE_WAKE: Duration = Duration::from_millis(40);
+const IDLE_WAKE: Duration = Duration::from_millis(60);
 
 /// How many frames an idle engine ticks per wake-up, for frames of `frame`.
 fn idle_frames(frame: Duration) -> u32 {
@@ -706,10 +706,11 @@ fn idle_frames(frame: Duration) -> u32 {
 
 /// Runs an engine on its own thread, one tick per frame at absolute deadlines, until
 /// `stop` is cancelled. While the engine is idle (squelch closed, nothing playing) and its
-/// frames are short, it ticks for two frames (40 ms of audio) per wake-up: each wake-up of a
-/// thread costs tens of microseconds, as much as the idle tick itself. The frame that brings
-/// the carrier is at most 20 ms later for it, and the bridge times the carrier by its audio
-/// anyway ([`EngineEvent::Carrier`]'s `age`).
+/// frames are short, it ticks for 60 ms of frames per wake-up: each wake-up of a thread costs
+/// tens of microseconds, as much as an idle tick's own work. The frame that brings the
+/// carrier is then up to 40 ms later than at one frame per wake-up; the bridge times the
+/// carrier by its audio ([`EngineEvent::Carrier`]'s `age`), so rx_min and the start of the
+/// message on the wire do not move.
 ///
 /// With a `heartbeat` (registered in the service's [`Liveness`](crate::service::Liveness)),
 /// the thread beats it once per tick, so systemd's watchdog is fed only while the codec keeps
@@ -908,9 +909,9 @@ mod tests {
     }
 
     #[test]
-    fn idle_wakes_take_forty_ms_of_short_frames() {
-        assert_eq!(idle_frames(Duration::from_millis(10)), 4);
-        assert_eq!(idle_frames(Duration::from_millis(20)), 2);
+    fn idle_wakes_take_sixty_ms_of_short_frames() {
+        assert_eq!(idle_frames(Duration::from_millis(10)), 6);
+        assert_eq!(idle_frames(Duration::from_millis(20)), 3);
         assert_eq!(idle_frames(Duration::from_millis(40)), 1);
         assert_eq!(idle_frames(Duration::from_millis(60)), 1);
         assert_eq!(idle_frames(Duration::ZERO), 8);
