@@ -18,10 +18,14 @@ use rtrb::Producer;
 pub const DEFAULT_PERIOD_MS: u32 = 20;
 /// Periods outside this range are refused at load (ms).
 pub const PERIOD_MS_RANGE: std::ops::RangeInclusive<u32> = 2..=100;
-/// Audio the device's buffer holds, at least (ms): room for a frame of up to 60 ms, a late
-/// tick, and the silence ahead of a message, without adding latency (the codec thread takes
-/// whatever is there on each tick, and queues ahead only the silence it means to).
+/// Audio the playback buffer holds, at least (ms): room for a frame of up to 60 ms, a late
+/// tick, and the silence ahead of a message, without adding latency (the codec thread queues
+/// ahead only the silence it means to).
 const BUFFER_MS: u32 = 250;
+/// Audio the capture buffer holds, at least (ms): a sound server may hand over a large block
+/// at once (PulseAudio after idling); the codec thread takes whatever is there on each tick,
+/// and trims a backlog that stays, so a large buffer adds no latency.
+const CAPTURE_BUFFER_MS: u32 = 1000;
 /// The buffer holds at least this many periods.
 const MIN_PERIODS: usize = 4;
 /// Frames moved per call at most (bounds the conversion buffer).
@@ -125,9 +129,14 @@ pub(crate) fn frames_ms(frames: usize, rate: u32) -> f64 {
     frames as f64 * 1000.0 / f64::from(rate.max(1))
 }
 
-/// The buffer to ask for: [`BUFFER_MS`], and at least [`MIN_PERIODS`] periods.
-pub(crate) fn buffer_frames(rate: u32, period: usize) -> usize {
-    frames_for_ms(rate, BUFFER_MS).max(period.saturating_mul(MIN_PERIODS))
+/// The buffer to ask for: [`BUFFER_MS`] ([`CAPTURE_BUFFER_MS`] for capture), and at least
+/// [`MIN_PERIODS`] periods.
+pub(crate) fn buffer_frames(rate: u32, period: usize, direction: Direction) -> usize {
+    let ms = match direction {
+        Direction::Capture => CAPTURE_BUFFER_MS,
+        Direction::Playback => BUFFER_MS,
+    };
+    frames_for_ms(rate, ms).max(period.saturating_mul(MIN_PERIODS))
 }
 
 /// The PCM's settings as opened.
@@ -189,6 +198,7 @@ fn configure(
     hw: &HwParams<'_>,
     rate: u32,
     period_ms: u32,
+    direction: Direction,
 ) -> Result<(usize, SampleKind, usize), OpenFailure> {
     hw.set_access(Access::RWInterleaved)
         .map_err(|e| other(&e))?;
@@ -210,7 +220,7 @@ fn configure(
         .set_period_size_near(asked as alsa::pcm::Frames, ValueOr::Nearest)
         .map_err(|e| other(&e))?;
     let period = usize::try_from(period).unwrap_or(asked).max(1);
-    hw.set_buffer_size_near(buffer_frames(rate, period) as alsa::pcm::Frames)
+    hw.set_buffer_size_near(buffer_frames(rate, period, direction) as alsa::pcm::Frames)
         .map_err(|e| other(&e))?;
     Ok((channels.max(1) as usize, kind, asked))
 }
@@ -227,7 +237,7 @@ impl Pcm {
         let pcm = PCM::new(name, direction.alsa(), true).map_err(|e| other(&e))?;
         let (channels, kind, asked) = {
             let hw = HwParams::any(&pcm).map_err(|e| other(&e))?;
-            let set = configure(&hw, rate, period_ms)?;
+            let set = configure(&hw, rate, period_ms, direction)?;
             pcm.hw_params(&hw).map_err(|e| other(&e))?;
             set
         };
@@ -427,8 +437,9 @@ mod tests {
         assert_eq!(frames_for_ms(44_100, 20), 882);
         assert_eq!(frames_for_ms(8_000, 0), 1);
         // A quarter second, or four periods when those are longer.
-        assert_eq!(buffer_frames(48_000, 960), 12_000);
-        assert_eq!(buffer_frames(48_000, 4800), 19_200);
+        assert_eq!(buffer_frames(48_000, 960, Direction::Playback), 12_000);
+        assert_eq!(buffer_frames(48_000, 4800, Direction::Playback), 19_200);
+        assert_eq!(buffer_frames(48_000, 960, Direction::Capture), 48_000);
         assert!((frames_ms(960, 48_000) - 20.0).abs() < 1e-9);
     }
 

@@ -763,6 +763,14 @@ mod tests {
     use crate::audio::speech::speech_like;
     use crate::radio::sim::{FlagCarrier, ScheduleCarrier};
 
+    /// A carrier change whose audio waited for nothing.
+    fn carrier(up: bool) -> EngineEvent {
+        EngineEvent::Carrier {
+            up,
+            age: Duration::ZERO,
+        }
+    }
+
     struct Rig {
         engine: Engine,
         cmd: mpsc::Sender<EngineCommand>,
@@ -834,17 +842,8 @@ mod tests {
             r.engine.tick();
         }
         let events = drain(&mut r.ev);
-        assert_eq!(
-            events.first(),
-            Some(&EngineEvent::Carrier {
-                up: true,
-                age: Duration::ZERO
-            })
-        );
-        assert!(events.contains(&EngineEvent::Carrier {
-            up: false,
-            age: Duration::ZERO
-        }));
+        assert_eq!(events.first(), Some(&carrier(true)));
+        assert!(events.contains(&carrier(false)));
         let packets: Vec<&PacketLevels> = events
             .iter()
             .filter_map(|e| match e {
@@ -1016,13 +1015,7 @@ mod tests {
         }
         assert_eq!(counts(), (3, 5), "carrier: every frame read");
         let events = drain(&mut r.ev);
-        assert_eq!(
-            events[0],
-            EngineEvent::Carrier {
-                up: true,
-                age: Duration::ZERO
-            }
-        );
+        assert_eq!(events[0], carrier(true));
         let voiced: Vec<u32> = events
             .iter()
             .filter_map(|e| match e {
@@ -1064,10 +1057,7 @@ mod tests {
         for _ in 0..50 {
             r.engine.tick();
         }
-        drain(&mut r.ev).contains(&EngineEvent::Carrier {
-            up: true,
-            age: Duration::ZERO,
-        })
+        drain(&mut r.ev).contains(&carrier(true))
     }
 
     #[test]
@@ -1101,23 +1091,11 @@ mod tests {
         assert!(drain(&mut r.ev).is_empty());
         r.cmd.try_send(EngineCommand::Transmitting(false)).unwrap();
         r.engine.tick();
-        assert_eq!(
-            drain(&mut r.ev)[0],
-            EngineEvent::Carrier {
-                up: true,
-                age: Duration::ZERO
-            }
-        );
+        assert_eq!(drain(&mut r.ev)[0], carrier(true));
         // Keying while receiving reports the carrier down and stops encoding.
         r.cmd.try_send(EngineCommand::Transmitting(true)).unwrap();
         r.engine.tick();
-        assert_eq!(
-            drain(&mut r.ev),
-            [EngineEvent::Carrier {
-                up: false,
-                age: Duration::ZERO
-            }]
-        );
+        assert_eq!(drain(&mut r.ev), [carrier(false)]);
         r.engine.tick();
         assert!(drain(&mut r.ev).is_empty());
     }

@@ -779,6 +779,9 @@ struct Capture {
 
 /// Reads per backlog window (about 1 to 3 s at 20 to 60 ms frames).
 const BACKLOG_WINDOW_READS: u32 = 50;
+/// A fresh stream's first window is 5 reads long: a sound server that hands over a large
+/// first block (PulseAudio and PipeWire do, after idling) is latency from the start.
+const FIRST_WINDOW_START: u32 = BACKLOG_WINDOW_READS - 5;
 
 impl Capture {
     fn new(card_rate: u32, channels: usize) -> Result<Self, String> {
@@ -796,7 +799,7 @@ impl Capture {
             mono: vec![0.0; CHUNK_FRAMES],
             staged: VecDeque::with_capacity(CODEC_RATE as usize),
             window_min: usize::MAX,
-            window_reads: 0,
+            window_reads: FIRST_WINDOW_START,
         })
     }
 
@@ -805,6 +808,8 @@ impl Capture {
         if let Some(r) = self.resampler.as_mut() {
             r.reset();
         }
+        self.window_min = usize::MAX;
+        self.window_reads = FIRST_WINDOW_START;
     }
 
     /// The audio waiting after the frame just taken: raw samples in `ring` and converted
@@ -814,14 +819,19 @@ impl Capture {
             + samples_duration(self.staged.len(), CODEC_RATE)
     }
 
-    /// Raw samples the ring may hold before the oldest are discarded: one frame of the
-    /// engine and one device period. Ticking once per frame, the engine finds between a
-    /// frame and a frame plus a period waiting when the card keeps pace; more than that for a
-    /// whole window (a burst the card delivered late, its clock running ahead) is latency
-    /// that would otherwise stay, since each tick takes one frame.
-    fn backlog_limit(&self, frame_len: usize, period: usize) -> usize {
+    /// Raw samples the ring may hold before the oldest are discarded. Ticking once per
+    /// frame, the engine finds between a frame and a frame plus a period waiting when the
+    /// card keeps pace; more than that for a whole window (a burst the card delivered late,
+    /// its clock running ahead) is latency that would otherwise stay, since each tick takes
+    /// one frame. While the audio is skipped (squelch closed) that is the limit; while it is
+    /// read, four frames and a period, so a message loses audio only to a backlog that
+    /// would otherwise grow (the carrier is timed by its audio, so a backlog does not delay
+    /// the start of a message on the wire).
+    fn backlog_limit(&self, frame_len: usize, period: usize, reading: bool) -> usize {
         let frame_in = convert_len(frame_len, CODEC_RATE, self.card_rate);
+        let frames = if reading { 4 } else { 1 };
         frame_in
+            .saturating_mul(frames)
             .saturating_add(period)
             .saturating_mul(self.channels)
     }
@@ -859,7 +869,7 @@ impl Capture {
         period: usize,
         counters: &Counters,
     ) -> Result<bool, String> {
-        let limit = self.backlog_limit(len, period);
+        let limit = self.backlog_limit(len, period, frame.is_some());
         let backlog = ring.slots();
         self.window_min = self.window_min.min(backlog);
         self.window_reads += 1;
@@ -1412,6 +1422,9 @@ pub struct CpalOutput {
 /// Zeros for the silence queued ahead of a message.
 const SILENCE: [i16; 1024] = [0; 1024];
 
+/// How long the playback stream runs on silence after a message before it is stopped.
+const KEEP_WARM: Duration = Duration::from_secs(2);
+
 impl CpalOutput {
     /// Opens `settings.output` at `settings.sample_rate` with a period near
     /// `settings.period_ms`. Errors as for [`CpalInput::open`].
@@ -1575,13 +1588,8 @@ impl AudioOutput for CpalOutput {
         counters.attempts.fetch_add(1, Ordering::Relaxed);
         // A new message, or one the card ran ahead of: start the stream again with a lead
         // of silence.
-        let mut state = pcm.state();
-        // A new message once the last one has played out starts from a stopped stream.
-        let ended = self.drained_at.is_none_or(|at| Instant::now() >= at);
-        if !self.in_message && ended && state == State::Running {
-            pcm.stop();
-            state = pcm.state();
-        }
+        // A stream kept warm after the last message (see `idle`) runs on into this one.
+        let state = pcm.state();
         let start = state != State::Running;
         if start {
             if self.in_message && state == State::XRun {
@@ -1661,18 +1669,40 @@ impl AudioOutput for CpalOutput {
     }
 
     /// Stops the stream once the last message has played out.
+    /// For [`KEEP_WARM`] after the last message has played out, keeps the stream running on
+    /// silence (an answer soon after finds it running: a sound server that has to wake a
+    /// sink first can take a while to take a new stream's first audio); then stops it.
     fn idle(&mut self) {
         let Some(at) = self.drained_at else {
             return;
         };
-        if Instant::now() < at {
+        let now = Instant::now();
+        if now < at {
             return;
         }
-        self.drained_at = None;
-        if let Some(shared) = self.thread.end.ring.as_ref()
-            && let Some(pcm) = lock(shared).as_ref()
-        {
+        let Some(shared) = self.thread.end.ring.as_ref() else {
+            self.drained_at = None;
+            return;
+        };
+        let mut guard = lock(shared);
+        let Some(pcm) = guard.as_mut() else {
+            self.drained_at = None;
+            return;
+        };
+        if now >= at + KEEP_WARM || pcm.state() != State::Running {
+            self.drained_at = None;
             pcm.stop();
+            return;
+        }
+        // Enough silence queued to last until the idle engine's next wake-up.
+        let period = self.thread.end.link.period.load(Ordering::Relaxed);
+        let target = period.saturating_mul(2) + self.card_rate as usize * 8 / 100;
+        let mut owed = target.saturating_sub(pcm.delay().unwrap_or(0));
+        let counters = &self.thread.end.link.counters;
+        while owed > 0 {
+            let n = owed.min(SILENCE.len());
+            owed -= n;
+            queue(pcm, &SILENCE[..n], counters, false);
         }
     }
 }
@@ -2128,6 +2158,26 @@ mod tests {
     }
 
     #[test]
+    fn a_large_first_block_is_trimmed_within_a_few_reads() {
+        let c = Counters::default();
+        let mut cap = Capture::new(48_000, 1).unwrap();
+        let (mut p, mut q) = RingBuffer::<f32>::new(96_000);
+        let mut frame = vec![0i16; 960];
+        // A second of audio at once, then a frame per read.
+        p.push_entire_slice(&vec![0.1; 48_000]).unwrap();
+        for _ in 0..5 {
+            p.push_entire_slice(&vec![0.1; 2880]).unwrap();
+            assert!(cap.read(&mut q, &mut frame, 960, &c).unwrap());
+        }
+        assert!(c.skipped_frames.load(Ordering::Relaxed) > 30_000);
+        assert!(
+            q.slots() <= cap.backlog_limit(960, 960, true),
+            "{}",
+            q.slots()
+        );
+    }
+
+    #[test]
     fn capture_waits_for_a_whole_frame_and_bounds_the_backlog() {
         let c = Counters::default();
         let mut cap = Capture::new(48_000, 1).unwrap();
@@ -2147,8 +2197,9 @@ mod tests {
         }
         let skipped = c.skipped_frames.load(Ordering::Relaxed);
         assert!(skipped > 5_000, "{skipped}");
-        assert_eq!(cap.backlog_limit(960, 1024), 2880 + 1024);
-        assert!(q.slots() <= cap.backlog_limit(960, 1024) + 2880);
+        assert_eq!(cap.backlog_limit(960, 1024, true), 4 * 2880 + 1024);
+        assert_eq!(cap.backlog_limit(960, 1024, false), 2880 + 1024);
+        assert!(q.slots() <= cap.backlog_limit(960, 1024, true) + 2880);
         // A card that keeps pace (a frame arrives per read, a period apart): nothing trimmed.
         let before = c.skipped_frames.load(Ordering::Relaxed);
         let mut cap = Capture::new(48_000, 1).unwrap();

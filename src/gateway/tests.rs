@@ -17,6 +17,14 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
+/// A carrier change whose audio waited for nothing.
+fn carrier(up: bool) -> EngineEvent {
+    EngineEvent::Carrier {
+        up,
+        age: Duration::ZERO,
+    }
+}
+
 const CH: &str = "Dispatch";
 const MS: Duration = Duration::from_millis(1);
 
@@ -129,13 +137,7 @@ impl Rig {
 
     /// The radio receives for `ms`: carrier up, one packet per 60 ms, carrier down.
     async fn receive(&self, ms: u64) {
-        self.engine
-            .send(EngineEvent::Carrier {
-                up: true,
-                age: Duration::ZERO,
-            })
-            .await
-            .unwrap();
+        self.engine.send(carrier(true)).await.unwrap();
         let level = PacketLevels {
             peak: 10000,
             sum_squares: 10.0,
@@ -152,13 +154,7 @@ impl Rig {
                 .unwrap();
             sleep(60 * MS).await;
         }
-        self.engine
-            .send(EngineEvent::Carrier {
-                up: false,
-                age: Duration::ZERO,
-            })
-            .await
-            .unwrap();
+        self.engine.send(carrier(false)).await.unwrap();
     }
 
     /// Plays the engine during a hang: silence packets every 60 ms while encoding is on.
@@ -393,25 +389,13 @@ async fn a_kerchunk_sends_nothing_and_stops_the_encoder() {
 #[tokio::test(start_paused = true)]
 async fn a_busy_frequency_queues_the_message_until_the_carrier_and_hang_end() {
     let mut r = rig(Timers::default()).await;
-    r.engine
-        .send(EngineEvent::Carrier {
-            up: true,
-            age: Duration::ZERO,
-        })
-        .await
-        .unwrap();
+    r.engine.send(carrier(true)).await.unwrap();
     sleep(Duration::from_millis(300)).await;
     r.talk(5);
     sleep(Duration::from_secs(2)).await;
     assert!(!r.ptt.is_keyed(), "never keys over an incoming carrier");
     let dropped = Instant::now();
-    r.engine
-        .send(EngineEvent::Carrier {
-            up: false,
-            age: Duration::ZERO,
-        })
-        .await
-        .unwrap();
+    r.engine.send(carrier(false)).await.unwrap();
     let keyed = r
         .observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
         .await;
@@ -544,23 +528,11 @@ async fn a_chattering_squelch_is_limited_per_window() {
 #[tokio::test(start_paused = true)]
 async fn a_queued_message_too_old_is_dropped_not_played() {
     let mut r = rig(Timers::default()).await;
-    r.engine
-        .send(EngineEvent::Carrier {
-            up: true,
-            age: Duration::ZERO,
-        })
-        .await
-        .unwrap();
+    r.engine.send(carrier(true)).await.unwrap();
     sleep(Duration::from_millis(300)).await;
     r.talk(5);
     sleep(Duration::from_secs(31)).await;
-    r.engine
-        .send(EngineEvent::Carrier {
-            up: false,
-            age: Duration::ZERO,
-        })
-        .await
-        .unwrap();
+    r.engine.send(carrier(false)).await.unwrap();
     sleep(Duration::from_secs(5)).await;
     assert_eq!(r.ptt.key_count(), 0, "queue_max_age_s passed: not played");
     while let Ok(c) = r.cmds.try_recv() {
@@ -865,13 +837,7 @@ async fn rx_min_counts_from_when_the_carrier_reached_the_card() {
             "age {age:?}: the message started {started:?} after the carrier event, due {due:?}"
         );
         packets.abort();
-        r.engine
-            .send(EngineEvent::Carrier {
-                up: false,
-                age: Duration::ZERO,
-            })
-            .await
-            .unwrap();
+        r.engine.send(carrier(false)).await.unwrap();
         r.stop().await;
     }
 }
