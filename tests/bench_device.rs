@@ -5,21 +5,10 @@
 //! No figure is held to a speed: the machine running the tests is shared. The tests share
 //! the sound server, so they run one at a time.
 
+mod common;
+use common::setup_pulse;
 use serial_test::serial;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn setup_pulse() {
-    let status = Command::new(repo().join("scripts/pulse-test-env.sh"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("run scripts/pulse-test-env.sh");
-    assert!(status.success(), "scripts/pulse-test-env.sh failed");
-}
+use std::process::Command;
 
 /// `bench` with the other phases as short as they go.
 fn bench(extra: &[&str]) -> Command {

@@ -9,6 +9,8 @@
 //! The tests share one sound server, so they run one at a time (`serial`). Without the server
 //! they fail and say how to start it.
 
+mod common;
+use common::setup_pulse;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -78,19 +80,6 @@ fn require_pulse() {
             "the PulseAudio null sink {sink} is missing; {SETUP}"
         );
     }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs the set-up script again (starts the server after a test stopped it).
-fn setup_pulse() {
-    let status = Command::new(repo().join("scripts/pulse-test-env.sh"))
-        .stdout(Stdio::null())
-        .status()
-        .expect("run scripts/pulse-test-env.sh");
-    assert!(status.success(), "scripts/pulse-test-env.sh failed");
 }
 
 fn settings(rate: u32) -> SoundSettings {

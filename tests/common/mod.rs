@@ -339,3 +339,14 @@ pub async fn wait_for(
     .await
     .expect("event in time")
 }
+
+/// Runs `scripts/pulse-test-env.sh`: the private PulseAudio server and the ALSA devices the
+/// sound-card tests use (again after a test stopped the server).
+pub fn setup_pulse() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pulse-test-env.sh");
+    let status = std::process::Command::new(script)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run scripts/pulse-test-env.sh");
+    assert!(status.success(), "scripts/pulse-test-env.sh failed");
+}
