@@ -13,6 +13,7 @@
 //! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation
 //! - [`demo`]: the embedded, self-contained demonstration
 //! - [`bench`](mod@bench): what the gateway costs on this machine (`zello-gateway bench`)
+//! - [`sync`]: locks that survive a panic elsewhere
 //! - [`work`]: Zello Work administration (`provision`, `history`) and its API emulator
 
 pub mod alarms;
@@ -28,6 +29,7 @@ pub mod ptt_test;
 pub mod radio;
 pub mod secret;
 pub mod service;
+pub mod sync;
 #[cfg(test)]
 mod testing;
 pub mod work;

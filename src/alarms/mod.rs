@@ -11,6 +11,7 @@
 pub mod machine;
 
 use crate::gateway::GatewayEvent;
+use crate::zello::backoff::Backoff;
 use crate::zello::session::SessionHandle;
 use machine::{Action, Alarms};
 use serde::Deserialize;
@@ -179,7 +180,8 @@ async fn send_text(
     text: String,
     mut events: broadcast::Receiver<GatewayEvent>,
 ) {
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut delay = backoff.next_delay(0.0);
     let until = Instant::now() + TEXT_WAIT;
     loop {
         match session.send_text(&channel, &text, user.clone()).await {
@@ -209,7 +211,7 @@ async fn send_text(
                     }
                 };
                 let _ = timeout(delay, wait).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                delay = backoff.next_delay(0.0);
             }
         }
     }

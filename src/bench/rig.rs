@@ -15,7 +15,7 @@ use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{SessionConfig, SessionHandle};
 use crate::zello::sim::{SimConfig, SimHandle, SimServer};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -33,9 +33,7 @@ pub(crate) const CLICK_THRESHOLD: u16 = 8192;
 /// How long setting up a gateway (connect, log on, channel online) may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(crate) use crate::sync::lock;
 
 /// The bridge's timers for the benchmark: messages start and end with the carrier and
 /// play at once (no kerchunk filter, hang, transmitter lead or tail), and no timer cuts a

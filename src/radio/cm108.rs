@@ -34,7 +34,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -42,6 +42,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, Polled};
 use super::{CarrierDetect, Ptt, RadioError};
+use crate::sync::lock;
 
 /// The `device` value that finds the node from the sound card.
 pub const AUTO: &str = "auto";
@@ -432,13 +433,9 @@ impl HidNode {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, NodeState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The path opened last.
     fn path(&self) -> PathBuf {
-        self.lock().path.clone()
+        lock(&self.state).path.clone()
     }
 
     /// Opens the node if it is closed, and puts every driven pin at its unkeyed level at
@@ -465,7 +462,7 @@ impl HidNode {
     /// joins the output mask. `AlreadyExists` if another PTT has it.
     fn claim(&self, gpio: u8, idle_high: bool) -> io::Result<()> {
         let bit = 1u8 << (gpio - 1);
-        let mut st = self.lock();
+        let mut st = lock(&self.state);
         if st.owners & bit != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -486,14 +483,14 @@ impl HidNode {
 
     fn release(&self, gpio: u8) {
         let bit = 1u8 << (gpio - 1);
-        self.lock().owners &= !bit;
+        lock(&self.state).owners &= !bit;
     }
 
     /// Drives claimed pin `gpio` (1 to 8) high or low, keeping every other driven pin's
     /// level. A closed node is reopened first. A failure closes the node.
     fn write_pin(&self, gpio: u8, high: bool) -> io::Result<()> {
         let bit = 1u8 << (gpio - 1);
-        let mut st = self.lock();
+        let mut st = lock(&self.state);
         self.ensure_open(&mut st)?;
         let data = if high { st.data | bit } else { st.data & !bit };
         let mask = st.mask | bit;
@@ -516,7 +513,7 @@ impl HidNode {
 
     /// A handle to read input reports from, and the generation it belongs to.
     fn reader(&self) -> io::Result<(File, u64)> {
-        let mut st = self.lock();
+        let mut st = lock(&self.state);
         self.ensure_open(&mut st)?;
         match &st.file {
             Some(f) => Ok((f.try_clone()?, st.generation)),
@@ -526,7 +523,7 @@ impl HidNode {
 
     /// Closes the node after a read failure, unless it was reopened since.
     fn invalidate(&self, generation: u64) {
-        let mut st = self.lock();
+        let mut st = lock(&self.state);
         if st.generation == generation {
             st.file = None;
             st.writer = None;
@@ -596,7 +593,7 @@ fn open_shared(
     advice: impl Fn(&io::Error) -> String,
 ) -> Result<Arc<HidNode>, String> {
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut map = nodes().lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(nodes());
     map.retain(|_, w| w.strong_count() > 0);
     if !path.as_os_str().is_empty()
         && let Some(node) = map.get(&key).and_then(Weak::upgrade)

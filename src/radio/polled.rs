@@ -4,6 +4,7 @@
 //! thread; `update` on the codec thread only loads what the thread stored, never waits.
 
 use super::RadioError;
+use crate::sync::lock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ impl LineState {
 
     /// Reading fails with `message` (what `update` returns until the next [`Self::set`]).
     pub(crate) fn fail(&self, message: String) {
-        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = message;
+        *lock(&self.error) = message;
         self.state.store(FAILED, Ordering::Release);
         self.failures.fetch_add(1, Ordering::AcqRel);
         self.read.store(true, Ordering::Release);
@@ -114,12 +115,7 @@ impl Polled {
         let start = Instant::now();
         loop {
             if self.shared.failures.load(Ordering::Acquire) > 0 {
-                let message = self
-                    .shared
-                    .error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let message = lock(&self.shared.error).clone();
                 return Err(RadioError::carrier(self.interface, message));
             }
             let waited = start.elapsed();

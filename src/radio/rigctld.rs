@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, Polled};
 use super::{CarrierDetect, Ptt, PttReadback, RadioError};
+use crate::zello::backoff::Backoff;
 
 /// rigctld's default address.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4532";
@@ -566,7 +567,7 @@ fn poll_dcd(
 ) {
     let command = "\\get_dcd";
     let mut health = Health::Fine;
-    let mut backoff = poll;
+    let mut backoff = Backoff::new(poll, MAX_BACKOFF);
     while !state.stopped() {
         let wait = match client.ask(command, parse_flag) {
             Ok(up) => {
@@ -575,7 +576,7 @@ fn poll_dcd(
                     info!(carrier = %label, "rigctld back");
                     health = Health::Fine;
                 }
-                backoff = poll;
+                backoff.reset();
                 poll
             }
             Err(f) => {
@@ -595,9 +596,8 @@ fn poll_dcd(
                     health = now;
                 }
                 state.fail(format!("carrier.address {address}: {message}"));
-                let wait = backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                wait
+                // rigctld runs on this machine: no jitter needed, back off evenly.
+                backoff.next_delay(0.0)
             }
         };
         if !state.sleep(wait) {

@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -36,6 +36,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, Polled};
 use super::{CarrierDetect, Ptt, RadioError};
+use crate::sync::lock;
 
 /// The modem-control lines of a serial port.
 pub trait ModemLines: Send {
@@ -337,10 +338,6 @@ impl SharedPort {
     }
 }
 
-fn lock(port: &Mutex<SharedPort>) -> MutexGuard<'_, SharedPort> {
-    port.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The serial ports in use, by device path, so a PTT and a carrier detect on one device share
 /// one open port. A port closes when its last user is dropped.
 pub struct PortRegistry {
@@ -373,10 +370,7 @@ impl PortRegistry {
         claim: &[(ModemOutput, bool)],
     ) -> io::Result<Arc<Mutex<SharedPort>>> {
         let key = std::fs::canonicalize(device).unwrap_or_else(|_| device.to_path_buf());
-        let mut ports = self
-            .ports
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ports = lock(&self.ports);
         ports.retain(|_, weak| weak.strong_count() > 0);
         if let Some(shared) = ports.get(&key).and_then(Weak::upgrade) {
             let mut port = lock(&shared);

@@ -14,9 +14,10 @@
 //! dies without retiring (a panicked thread) stops beating and is reported as stuck.
 
 use super::notify::Notifier;
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -73,7 +74,7 @@ impl Liveness {
     /// Registers a part under `name` (shown in the log when it gets stuck). The part gets
     /// one full check period after the next check before it is judged.
     pub fn register(&self, name: impl Into<String>) -> Arc<Heartbeat> {
-        let mut registry = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut registry = lock(&self.inner);
         let id = registry.next_id;
         registry.next_id += 1;
         let beat = Arc::new(Heartbeat {
@@ -93,7 +94,7 @@ impl Liveness {
 
     /// The heartbeats watched now, with retired ones removed from the registry.
     fn snapshot(&self) -> Vec<Arc<Heartbeat>> {
-        let mut registry = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut registry = lock(&self.inner);
         registry
             .beats
             .retain(|b| !b.retired.load(Ordering::Relaxed));

@@ -11,6 +11,7 @@
 //! beyond the one rustls builds anyway.
 
 use crate::secret::Secret;
+use crate::sync::lock;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SystemRandom;
@@ -18,7 +19,7 @@ use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a signed token is valid.
@@ -246,11 +247,7 @@ impl TokenSigner {
         if now < CLOCK_SET_AFTER {
             return Err(AuthError::ClockNotSet { unix_seconds: now });
         }
-        let mut cached = self
-            .inner
-            .cached
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut cached = lock(&self.inner.cached);
         if let Some(c) = cached.as_ref() {
             let left = c.exp.saturating_sub(now);
             if left >= RENEW_BEFORE.as_secs() && left <= TOKEN_LIFETIME.as_secs() {

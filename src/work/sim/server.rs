@@ -2,6 +2,7 @@
 //! while "converting", and serves media files.
 
 use super::state::{ApiFailure, Request, WRITES, WorkData, WorkState};
+use crate::sync::lock;
 use crate::work::wire::{ParsedForm, percent_decode};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -9,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
@@ -67,10 +68,6 @@ struct Shared {
     faults: Mutex<Vec<(String, WorkFault, u32)>>,
     calls: Mutex<Vec<WorkCall>>,
     media_hold: Duration,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
