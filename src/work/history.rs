@@ -7,6 +7,9 @@ use super::client::{ClientOptions, MediaProgress, WorkClient};
 use super::error::WorkError;
 use super::types::{MediaType, Message, MetadataQuery};
 use crate::config::{Config, ConfigError};
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use jiff::tz::Offset;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -56,14 +59,15 @@ pub enum HistoryError {
     #[error(transparent)]
     Work(#[from] WorkError),
     /// A time option cannot be read.
-    #[error("{option} {value:?}: {message}")]
+    #[error("{option} {value:?}: {cause}")]
     Time {
         /// `--since` or `--until`.
         option: &'static str,
         /// What was given.
         value: String,
-        /// What to give instead.
-        message: String,
+        /// Why, and what to give instead.
+        #[source]
+        cause: TimeError,
     },
     /// The download folder cannot be made.
     #[error("cannot create the download folder {path}: {cause}")]
@@ -75,101 +79,88 @@ pub enum HistoryError {
     },
 }
 
-/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// `ts` (Unix seconds) as `YYYY-MM-DD HH:MM:SS`, UTC.
 pub fn format_utc(ts: u64) -> String {
-    let ts = ts as i64;
-    let (y, m, d) = civil_from_days(ts.div_euclid(86_400));
-    let s = ts.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    match i64::try_from(ts).map(Timestamp::from_second) {
+        Ok(Ok(t)) => t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        // Past the year 9999: no message is that late, show the number.
+        _ => ts.to_string(),
+    }
+}
+
+/// What `--since`/`--until` accept, said in every error.
+const TIME_FORMS: &str = "use Unix seconds, a UTC date and time like 2024-05-01T12:00:00Z or 2024-05-01, or an age like 90m, 2h, 7d";
+
+/// Why a time given to `--since`/`--until` cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    /// Not in one of the accepted forms.
+    #[error("{TIME_FORMS}")]
+    Form,
+    /// A number too large for a time.
+    #[error("too large; {TIME_FORMS}")]
+    TooLarge,
+    /// In the form of a date, but no day of the calendar (2024-02-31, 25:00).
+    #[error("not a date and time of the calendar ({0}); {TIME_FORMS}")]
+    Calendar(#[source] jiff::Error),
 }
 
 /// Reads a time given to `--since`/`--until`: Unix seconds, a UTC date (and time), or an
 /// age (`90m`, `2h`, `7d`, `30s`) before `now`.
-pub fn parse_time(text: &str, now: u64) -> Result<u64, String> {
+pub fn parse_time(text: &str, now: u64) -> Result<u64, TimeError> {
     let t = text.trim();
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse().map_err(|_| "too large".to_string());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(t) {
+        return t.parse().map_err(|_| TimeError::TooLarge);
     }
-    if let Some(unit) = t.chars().last().filter(|c| "smhd".contains(*c)) {
-        let n = &t[..t.len() - 1];
-        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-            let n: u64 = n.parse().map_err(|_| "too large".to_string())?;
-            let seconds = match unit {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                _ => 86_400,
-            };
-            return Ok(now.saturating_sub(n.saturating_mul(seconds)));
-        }
+    // One number and one unit: "2h30m" is refused, as the forms above say.
+    if t.ends_with(['s', 'm', 'h', 'd']) && digits(&t[..t.len() - 1]) {
+        let age = humantime::parse_duration(t).map_err(|_| TimeError::TooLarge)?;
+        return Ok(now.saturating_sub(age.as_secs()));
     }
-    let bad = || {
-        "use Unix seconds, a UTC date and time like 2024-05-01T12:00:00Z or 2024-05-01, or an age like 90m, 2h, 7d".to_string()
-    };
     let t = t.strip_suffix('Z').unwrap_or(t);
     let (date, time) = match t.split_once(['T', ' ']) {
         Some((d, tm)) => (d, Some(tm)),
         None => (t, None),
     };
-    let num = |s: &str| -> Result<u32, String> {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        s.parse().map_err(|_| bad())
+    let fields = |s: &str, sep: char| -> Result<Vec<i64>, TimeError> {
+        s.split(sep)
+            .map(|n| {
+                if !digits(n) || n.len() > 4 {
+                    return Err(TimeError::Form);
+                }
+                n.parse().map_err(|_| TimeError::Form)
+            })
+            .collect()
     };
-    let parts: Vec<&str> = date.split('-').collect();
-    let [y, m, d] = parts.as_slice() else {
-        return Err(bad());
+    let [y, m, d] = fields(date, '-')?[..] else {
+        return Err(TimeError::Form);
     };
-    let (y, m, d) = (num(y)?, num(m)?, num(d)?);
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return Err(bad());
+    let (h, min, sec) = match time.map(|tm| fields(tm, ':')).transpose()?.as_deref() {
+        None => (0, 0, 0),
+        Some(&[h, min]) => (h, min, 0),
+        // A leap second counts as the second before it.
+        Some(&[h, min, sec]) => (h, min, sec.min(59)),
+        Some(_) => return Err(TimeError::Form),
+    };
+    if y < 1970 {
+        return Err(TimeError::Form);
     }
-    let mut seconds = 0u32;
-    if let Some(time) = time {
-        let parts: Vec<u32> = time.split(':').map(num).collect::<Result<_, _>>()?;
-        let (h, min, s) = match parts.as_slice() {
-            [h, min] => (*h, *min, 0),
-            [h, min, s] => (*h, *min, *s),
-            _ => return Err(bad()),
-        };
-        if h > 23 || min > 59 || s > 60 {
-            return Err(bad());
-        }
-        seconds = h * 3600 + min * 60 + s;
-    }
-    let days = days_from_civil(i64::from(y), m, d);
-    Ok((days * 86_400) as u64 + u64::from(seconds))
+    let small = |n: i64| i8::try_from(n).unwrap_or(i8::MAX);
+    let civil = DateTime::new(
+        i16::try_from(y).map_err(|_| TimeError::Form)?,
+        small(m),
+        small(d),
+        small(h),
+        small(min),
+        small(sec),
+        0,
+    )
+    .map_err(TimeError::Calendar)?;
+    let ts = Offset::UTC
+        .to_timestamp(civil)
+        .map_err(TimeError::Calendar)?;
+    u64::try_from(ts.as_second()).map_err(|_| TimeError::Form)
 }
 
 /// What to list.
@@ -446,10 +437,10 @@ impl HistoryArgs {
             value
                 .as_ref()
                 .map(|v| {
-                    parse_time(v, now).map_err(|message| HistoryError::Time {
+                    parse_time(v, now).map_err(|cause| HistoryError::Time {
                         option,
                         value: v.clone(),
-                        message,
+                        cause,
                     })
                 })
                 .transpose()
@@ -532,20 +523,20 @@ mod tests {
         assert_eq!(format_utc(4_102_444_799), "2099-12-31 23:59:59");
         for ts in [0, 59, 86_399, 951_782_400, NOW, NOW + 12_345, 4_102_444_799] {
             let text = format_utc(ts).replace(' ', "T") + "Z";
-            assert_eq!(parse_time(&text, 0), Ok(ts), "{text}");
+            assert_eq!(parse_time(&text, 0).ok(), Some(ts), "{text}");
         }
     }
 
     #[test]
     fn times_in_every_form() {
-        assert_eq!(parse_time("1714564800", 0), Ok(NOW));
-        assert_eq!(parse_time("2024-05-01", 0), Ok(NOW - 12 * 3600));
-        assert_eq!(parse_time("2024-05-01 12:00", 0), Ok(NOW));
-        assert_eq!(parse_time("2024-05-01T12:00:07", 0), Ok(NOW + 7));
-        assert_eq!(parse_time("90m", NOW), Ok(NOW - 5400));
-        assert_eq!(parse_time("2h", NOW), Ok(NOW - 7200));
-        assert_eq!(parse_time("7d", NOW), Ok(NOW - 7 * 86_400));
-        assert_eq!(parse_time("30s", NOW), Ok(NOW - 30));
+        assert_eq!(parse_time("1714564800", 0).ok(), Some(NOW));
+        assert_eq!(parse_time("2024-05-01", 0).ok(), Some(NOW - 12 * 3600));
+        assert_eq!(parse_time("2024-05-01 12:00", 0).ok(), Some(NOW));
+        assert_eq!(parse_time("2024-05-01T12:00:07", 0).ok(), Some(NOW + 7));
+        assert_eq!(parse_time("90m", NOW).ok(), Some(NOW - 5400));
+        assert_eq!(parse_time("2h", NOW).ok(), Some(NOW - 7200));
+        assert_eq!(parse_time("7d", NOW).ok(), Some(NOW - 7 * 86_400));
+        assert_eq!(parse_time("30s", NOW).ok(), Some(NOW - 30));
         for bad in [
             "",
             "yesterday",
@@ -555,9 +546,32 @@ mod tests {
             "-5m",
             "m",
         ] {
-            let e = parse_time(bad, NOW).unwrap_err();
+            let e = parse_time(bad, NOW).unwrap_err().to_string();
             assert!(e.contains("like 90m"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn days_past_the_end_of_the_month_are_refused() {
+        for bad in ["2024-02-31", "2023-02-29T12:00", "2024-04-31 00:00:00Z"] {
+            let e = parse_time(bad, NOW).unwrap_err();
+            assert!(matches!(e, TimeError::Calendar(_)), "{bad}: {e:?}");
+            let e = e.to_string();
+            assert!(
+                e.starts_with("not a date and time of the calendar (")
+                    && e.contains("day")
+                    && e.contains("like 2024-05-01T12:00:00Z"),
+                "{bad}: {e}"
+            );
+        }
+        // The last day of each month is still a date, a leap year's 29 February too.
+        assert_eq!(parse_time("2024-02-29", 0).ok(), Some(1_709_164_800));
+        assert_eq!(
+            parse_time("2024-04-30T23:59:59Z", 0).ok(),
+            Some(1_714_521_599)
+        );
+        // And ages are read by their unit.
+        assert_eq!(parse_time("1d", NOW).ok(), Some(NOW - 86_400));
     }
 
     fn message(id: u64, kind: &str) -> Message {

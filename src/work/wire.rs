@@ -2,6 +2,7 @@
 //! `name[]=` arrays, URL-encoded path segments, and their decoding (for the emulator).
 
 use md5::{Digest as _, Md5};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// The lowercase hex md5 of `data`.
 pub fn md5_hex(data: &[u8]) -> String {
@@ -24,39 +25,22 @@ pub fn password_hash(password: &str) -> String {
     md5_hex(password.as_bytes())
 }
 
+/// What a path segment keeps as it is: `A-Z a-z 0-9 - . _ ~` (RFC 3986's unreserved set).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes `s` for one path segment: everything but `A-Z a-z 0-9 - . _ ~`.
 pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Decodes `%XX` escapes of a path segment (a `+` stays a `+`). Bad escapes are kept as
 /// they are; invalid UTF-8 is replaced.
 pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// An `application/x-www-form-urlencoded` body (or query) in the order fields are added.

@@ -14,6 +14,8 @@ mod seed;
 mod server;
 mod state;
 
-pub use seed::{DEMO_SEED, SeedChannel, SeedLocation, SeedMessage, SeedRole, SeedUser, WorkSeed};
+pub use seed::{
+    DEMO_SEED, SeedChannel, SeedError, SeedLocation, SeedMessage, SeedRole, SeedUser, WorkSeed,
+};
 pub use server::{WorkCall, WorkFault, WorkSim, WorkSimConfig, WorkSimHandle};
 pub use state::{SimChannel, SimMedia, SimReport, SimUser, WRITES, WorkData};

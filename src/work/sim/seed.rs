@@ -361,18 +361,49 @@ fn voice_wav(ms: u64, seed: u64) -> Bytes {
     Bytes::from(out.into_inner())
 }
 
+/// Why a seed file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not a seed (bad TOML, an unknown key).
+    #[error("{}{source}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Parse {
+        /// The file, when the text came from one.
+        path: Option<PathBuf>,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The network it describes does not hold together: every problem, each naming its key.
+    #[error("{}", problems.join("; "))]
+    Inconsistent { problems: Vec<String> },
+}
+
 impl WorkSeed {
     /// Reads a seed file.
-    pub fn load(path: &Path) -> Result<(WorkSeed, PathBuf), String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let seed = WorkSeed::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<(WorkSeed, PathBuf), SeedError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SeedError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let seed = WorkSeed::parse(&text).map_err(|e| match e {
+            SeedError::Parse { source, .. } => SeedError::Parse {
+                path: Some(path.to_path_buf()),
+                source,
+            },
+            other => other,
+        })?;
         Ok((seed, path.parent().unwrap_or(Path::new(".")).to_path_buf()))
     }
 
     /// Parses seed text.
-    pub fn parse(text: &str) -> Result<WorkSeed, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<WorkSeed, SeedError> {
+        toml::from_str(text).map_err(|source| SeedError::Parse { path: None, source })
     }
 
     /// The built-in demo network.
@@ -382,7 +413,7 @@ impl WorkSeed {
 
     /// The network this seed describes at time `now` (Unix seconds); media files are read
     /// relative to `base_dir`. Every inconsistency is listed.
-    pub fn build(&self, now: u64, base_dir: &Path) -> Result<WorkData, String> {
+    pub fn build(&self, now: u64, base_dir: &Path) -> Result<WorkData, SeedError> {
         let mut problems = Vec::new();
         let mut data = WorkData {
             api_key: self.api_key.clone(),
@@ -564,7 +595,7 @@ impl WorkSeed {
         if problems.is_empty() {
             Ok(data)
         } else {
-            Err(problems.join("; "))
+            Err(SeedError::Inconsistent { problems })
         }
     }
 }
@@ -601,7 +632,7 @@ mod tests {
              [[message]]\ntype = \"fax\"\nsender = \"b\"\nto = \"a\"\n",
         )
         .unwrap();
-        let e = seed.build(0, Path::new(".")).unwrap_err();
+        let e = seed.build(0, Path::new(".")).unwrap_err().to_string();
         for needle in [
             "no channel \"Nope\"",
             "message[0].sender",

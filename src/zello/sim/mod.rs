@@ -244,7 +244,7 @@ async fn start_work(
 ) -> Result<crate::work::sim::WorkSimHandle, SimError> {
     use crate::work::sim::{WorkSeed, WorkSim, WorkSimConfig};
     let (seed, base) = match seed {
-        Some(path) => WorkSeed::load(path).map_err(SimError::WorkSeed)?,
+        Some(path) => WorkSeed::load(path).map_err(|e| SimError::WorkSeed(e.to_string()))?,
         None => (WorkSeed::demo(), PathBuf::from(".")),
     };
     let now = std::time::SystemTime::now()
