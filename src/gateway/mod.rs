@@ -14,7 +14,7 @@ use crate::alarms::AlarmsConfig;
 use crate::audio::engine::{self, Engine};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::{AudioInput, AudioOutput};
-use crate::radio::{CarrierDetect, Ptt, RadioError};
+use crate::radio::{CarrierDetect, Fault, Ptt, RadioError};
 use crate::service::Liveness;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent, SessionHandle};
@@ -235,7 +235,7 @@ impl AsyncPtt {
     fn gone(&self) -> RadioError {
         RadioError::ptt(
             self.describe.clone(),
-            "the line was let go: the gateway is stopping",
+            Fault::Device("the line was let go: the gateway is stopping".into()),
         )
     }
 

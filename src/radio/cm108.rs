@@ -40,8 +40,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::polled::{LineState, Polled};
-use super::{CarrierDetect, Ptt, RadioError};
+use super::polled::{LineState, PolledCarrier};
+use super::{Fault, Ptt, RadioError};
 use crate::sync::lock;
 
 /// The `device` value that finds the node from the sound card.
@@ -308,16 +308,16 @@ fn describe_candidates(list: &[HidrawCard]) -> String {
 }
 
 /// Finds the hidraw node of a sound card; the error says which cards are there.
-pub fn find_hidraw(d: &Discovery, card: Option<&str>) -> Result<HidrawCard, String> {
+pub fn find_hidraw(d: &Discovery, card: Option<&str>) -> Result<HidrawCard, Fault> {
     let list = list_in(d);
     let Some(spec) = card else {
         return match list.as_slice() {
             [one] => Ok(one.clone()),
-            _ => Err(format!(
+            _ => Err(Fault::Setting(format!(
                 "no sound card named for \"auto\": set card (the radio's sound card, see \
                  `aplay -l`) or device = \"/dev/hidrawN\"; {}",
                 describe_candidates(&list)
-            )),
+            ))),
         };
     };
     let wanted = parse_card(spec);
@@ -332,15 +332,19 @@ pub fn find_hidraw(d: &Discovery, card: Option<&str>) -> Result<HidrawCard, Stri
         .into_iter()
         .find(|(index, id, _)| matches(*index, id))
     {
-        return Err(format!(
+        return Err(Fault::Device(format!(
             "sound card \"{id}\" (card {index}) has no hidraw node on its USB device: it is \
              not a CM108-family card, or its HID interface is missing; {}",
             describe_candidates(&list)
-        ));
+        )));
     }
-    Err(format!(
-        "no sound card {spec:?} (see `aplay -l`); {}",
-        describe_candidates(&list)
+    // Not plugged in (yet): a USB card may enumerate late.
+    Err(Fault::io(
+        format!(
+            "no sound card {spec:?} (see `aplay -l`); {}",
+            describe_candidates(&list)
+        ),
+        io::Error::from(io::ErrorKind::NotFound),
     ))
 }
 
@@ -381,7 +385,7 @@ impl Source {
             Source::Path(p) => p.clone(),
             Source::Auto { card, discovery } => {
                 let found = find_hidraw(discovery, card.as_deref())
-                    .map_err(|m| io::Error::new(io::ErrorKind::NotFound, m))?;
+                    .map_err(|f| io::Error::new(io::ErrorKind::NotFound, f))?;
                 found.hidraw
             }
             #[cfg(test)]
@@ -544,15 +548,15 @@ fn open_node(
     device: &str,
     card: Option<&str>,
     d: &Discovery,
-) -> Result<Arc<HidNode>, String> {
+) -> Result<Arc<HidNode>, Fault> {
     let device = device.trim();
     if device.is_empty() {
-        return Err(format!(
+        return Err(Fault::Setting(format!(
             "{key}.device is empty: use \"auto\" or a path such as /dev/hidraw0"
-        ));
+        )));
     }
     let (source, label, found) = if device.eq_ignore_ascii_case(AUTO) {
-        let found = find_hidraw(d, card).map_err(|m| format!("{key}.device auto: {m}"))?;
+        let found = find_hidraw(d, card).map_err(|f| f.within(&format!("{key}.device auto")))?;
         let source = Source::Auto {
             card: card.map(str::to_string),
             discovery: d.clone(),
@@ -591,7 +595,7 @@ fn open_shared(
     source: Source,
     path: &Path,
     advice: impl Fn(&io::Error) -> String,
-) -> Result<Arc<HidNode>, String> {
+) -> Result<Arc<HidNode>, Fault> {
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut map = lock(nodes());
     map.retain(|_, w| w.strong_count() > 0);
@@ -600,8 +604,8 @@ fn open_shared(
     {
         return Ok(node);
     }
-    let (opened, file) = source.open().map_err(|e| advice(&e))?;
-    let node = Arc::new(HidNode::new(source, opened, file).map_err(|e| advice(&e))?);
+    let (opened, file) = source.open().map_err(|e| Fault::io(advice(&e), e))?;
+    let node = Arc::new(HidNode::new(source, opened, file).map_err(|e| Fault::io(advice(&e), e))?);
     if !path.as_os_str().is_empty() {
         map.insert(key, Arc::downgrade(&node));
     }
@@ -647,12 +651,12 @@ impl std::fmt::Debug for Cm108Ptt {
     }
 }
 
-fn check_gpio(gpio: u8) -> Result<(), String> {
+fn check_gpio(gpio: u8) -> Result<(), Fault> {
     if !(1..=8).contains(&gpio) {
-        return Err(format!(
+        return Err(Fault::Setting(format!(
             "ptt.gpio = {gpio}: CM108-family chips have GPIO1 to GPIO8 (the CM108 has 1 to \
              4); the PTT is usually GPIO3"
-        ));
+        )));
     }
     Ok(())
 }
@@ -666,19 +670,17 @@ impl Cm108Ptt {
 
     /// [`Cm108Ptt::open`] looking for `"auto"` nodes in the given places.
     pub fn open_with(s: &Cm108PttSettings, d: &Discovery) -> Result<Self, RadioError> {
-        check_gpio(s.gpio).map_err(|m| RadioError::ptt("cm108", m))?;
+        check_gpio(s.gpio).map_err(|f| RadioError::ptt("cm108", f))?;
         let node = open_node("ptt", &s.device, s.card.as_deref(), d)
-            .map_err(|m| RadioError::ptt("cm108", m))?;
+            .map_err(|f| RadioError::ptt("cm108", f))?;
         Self::on_node(node, s.gpio, s.invert)
     }
 
     fn on_node(node: Arc<HidNode>, gpio: u8, invert: bool) -> Result<Self, RadioError> {
         let path = node.path();
         node.claim(gpio, invert).map_err(|e| {
-            RadioError::ptt(
-                "cm108",
-                format!("ptt.gpio = {gpio} on {}: {e}", path.display()),
-            )
+            let message = format!("ptt.gpio = {gpio} on {}: {e}", path.display());
+            RadioError::ptt("cm108", Fault::io(message, e))
         })?;
         let mut ptt = Cm108Ptt {
             node,
@@ -705,15 +707,13 @@ impl Ptt for Cm108Ptt {
             }
             Err(e) => {
                 self.failed = true;
-                Err(RadioError::ptt(
-                    "cm108",
-                    format!(
-                        "ptt.device {}: cannot {}: {e}; if the sound card was unplugged, it is \
-                         reopened on the next attempt",
-                        self.node.path().display(),
-                        if keyed { "key" } else { "unkey" }
-                    ),
-                ))
+                let message = format!(
+                    "ptt.device {}: cannot {}: {e}; if the sound card was unplugged, it is \
+                     reopened on the next attempt",
+                    self.node.path().display(),
+                    if keyed { "key" } else { "unkey" }
+                );
+                Err(RadioError::ptt("cm108", Fault::io(message, e)))
             }
         }
     }
@@ -743,18 +743,11 @@ const WAIT: Duration = Duration::from_millis(200);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Carrier detect on an input bit of a CM108-family chip.
-pub struct Cm108Carrier {
-    polled: Polled,
-    label: String,
-}
+pub type Cm108Carrier = PolledCarrier<Cm108>;
 
-impl std::fmt::Debug for Cm108Carrier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cm108Carrier")
-            .field("label", &self.label)
-            .finish()
-    }
-}
+/// Marks the CM108 card's [`PolledCarrier`].
+#[derive(Debug)]
+pub enum Cm108 {}
 
 impl Cm108Carrier {
     /// Opens (or shares) the node and starts reading its input reports.
@@ -767,15 +760,15 @@ impl Cm108Carrier {
         let mask = parse_bit(&s.bit).ok_or_else(|| {
             RadioError::carrier(
                 "cm108",
-                format!(
+                Fault::Setting(format!(
                     "carrier.bit = {:?}: unknown input; use \"VOL_UP\", \"VOL_DN\" (the usual \
                      COS input), \"MUTE_PLAY\" or \"MUTE_REC\"",
                     s.bit
-                ),
+                )),
             )
         })?;
         let node = open_node("carrier", &s.device, s.card.as_deref(), d)
-            .map_err(|m| RadioError::carrier("cm108", m))?;
+            .map_err(|f| RadioError::carrier("cm108", f))?;
         Self::on_node(node, mask, s.invert, s.bit.trim().to_ascii_uppercase())
     }
 
@@ -790,18 +783,17 @@ impl Cm108Carrier {
             node.path().display(),
             if invert { "!" } else { "" }
         );
-        // Down until the first report (see the module documentation).
-        let polled = Polled::new("cm108", false);
-        let thread_state = polled.share();
-        let thread_label = label.clone();
-        std::thread::Builder::new()
-            .name("cm108-carrier".into())
-            .spawn(move || read_reports(node, mask, invert, thread_state, thread_label))
-            .map_err(|e| {
-                RadioError::carrier("cm108", format!("cannot start the reading thread: {e}"))
-            })?;
-        info!(carrier = %label, "carrier detect ready");
-        Ok(Cm108Carrier { polled, label })
+        // Down until the first report (see the module documentation). `verify`: the node
+        // opened for reading and no read failed for a while (a card sends no report until an
+        // input changes, so a silent node is a working one).
+        PolledCarrier::start(
+            "cm108",
+            false,
+            label,
+            "cm108-carrier",
+            Some((Duration::from_millis(300), Duration::from_secs(3))),
+            move |state, label| read_reports(node, mask, invert, state, label),
+        )
     }
 }
 
@@ -847,7 +839,7 @@ fn read_reports(node: Arc<HidNode>, mask: u8, invert: bool, state: Arc<LineState
             *failing = true;
             warn!(carrier = %label, error = %e, "hidraw node unavailable, retrying every second");
         }
-        state.fail(format!("{label}: cannot read: {e}"));
+        state.fail(Fault::io(format!("{label}: cannot read: {e}"), e));
     };
     while !state.stopped() {
         let (mut file, generation) = match node.reader() {
@@ -900,32 +892,10 @@ fn read_reports(node: Arc<HidNode>, mask: u8, invert: bool, state: Arc<LineState
     }
 }
 
-impl CarrierDetect for Cm108Carrier {
-    /// Loads the last state read; never waits. While the node cannot be read it returns
-    /// the error.
-    fn update(&mut self, _level_dbfs: f32, _frame_ms: u32) -> Result<bool, RadioError> {
-        self.polled.read(|| format!("{}: cannot read", self.label))
-    }
-
-    fn needs_level(&self) -> bool {
-        false
-    }
-
-    fn describe(&self) -> String {
-        self.label.clone()
-    }
-
-    /// The node opened for reading and no read failed for a while (a card sends no report
-    /// until an input changes, so a silent node is a working one).
-    fn verify(&mut self) -> Result<(), RadioError> {
-        self.polled
-            .first_reading(Duration::from_millis(300), Duration::from_secs(3))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::radio::CarrierDetect as _;
     use std::os::unix::fs::symlink;
     use std::time::Instant;
 
@@ -1319,7 +1289,11 @@ mod tests {
     fn finds_a_card_by_any_of_its_names() {
         let dir = tempfile::tempdir().unwrap();
         let d = discovery(dir.path());
-        let node = |spec: &str| find_hidraw(&d, Some(spec)).map(|c| c.hidraw);
+        let node = |spec: &str| {
+            find_hidraw(&d, Some(spec))
+                .map(|c| c.hidraw)
+                .map_err(|e| e.to_string())
+        };
         let hid3 = d.dev.join("hidraw3");
         let hid0 = d.dev.join("hidraw0");
         for spec in [
@@ -1356,7 +1330,7 @@ mod tests {
         // Case matters, as in ALSA.
         assert!(node("device").is_err());
         // Unset with two candidates: ambiguous.
-        let e = find_hidraw(&d, None).unwrap_err();
+        let e = find_hidraw(&d, None).unwrap_err().to_string();
         assert!(e.contains("set card"), "{e}");
     }
 

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tracing::info;
 
-use super::{CarrierDetect, Ptt, RadioError};
+use super::{CarrierDetect, Fault, Ptt, RadioError};
 
 /// The highest BCM GPIO number on the Raspberry Pi's 40-pin header.
 pub const MAX_BCM_PIN: u8 = 27;
@@ -128,32 +128,56 @@ pub struct GpioChipCarrierSettings {
 /// Upper bound for `debounce_ms`: beyond this the squelch would lag by seconds.
 const MAX_DEBOUNCE_MS: u32 = 2000;
 
-fn check_debounce(debounce_ms: u32) -> Result<(), String> {
+fn check_debounce(debounce_ms: u32) -> Result<(), Fault> {
     if debounce_ms > MAX_DEBOUNCE_MS {
-        return Err(format!(
+        return Err(Fault::Setting(format!(
             "carrier.debounce_ms = {debounce_ms}: at most {MAX_DEBOUNCE_MS} ms (a few tens \
              of ms is usual)"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Checks a BCM pin number.
-fn check_pin(key: &str, pin: u8) -> Result<(), String> {
+fn check_pin(key: &str, pin: u8) -> Result<(), Fault> {
     if pin > MAX_BCM_PIN {
-        return Err(format!(
+        return Err(Fault::Setting(format!(
             "{key} = {pin}: not a GPIO of the 40-pin header; use a BCM GPIO number from 0 to \
              {MAX_BCM_PIN} (BCM numbering, not the physical pin number: physical pin 11 is \
              GPIO 17)"
-        ));
+        )));
     }
     Ok(())
 }
 
 // --- Raspberry Pi pins (rppal) ---
 
+/// The GPIO library's error behind a [`Fault::Gpio`].
+#[derive(Debug, thiserror::Error)]
+pub enum GpioError {
+    /// A Raspberry Pi pin (rppal).
+    #[error(transparent)]
+    Rppal(#[from] rppal::gpio::Error),
+    /// A line of a GPIO character device (gpiocdev).
+    #[error(transparent)]
+    Cdev(#[from] gpiocdev::Error),
+}
+
+/// A GPIO error with the message that explains it.
+fn gpio_fault(message: String, source: impl Into<GpioError>) -> Fault {
+    Fault::Gpio {
+        message,
+        source: source.into(),
+    }
+}
+
 /// Why a Raspberry Pi pin could not be opened, with what to do about it.
-fn rppal_message(key: &str, pin: u8, e: rppal::gpio::Error) -> String {
+fn rppal_fault(key: &str, pin: u8, e: rppal::gpio::Error) -> Fault {
+    gpio_fault(rppal_message(key, pin, &e), e)
+}
+
+/// What [`rppal_fault`] says.
+fn rppal_message(key: &str, pin: u8, e: &rppal::gpio::Error) -> String {
     use rppal::gpio::Error as E;
     match e {
         E::UnknownModel => format!(
@@ -189,10 +213,10 @@ impl RppalOutput {
     /// Opens BCM pin `pin` as an output whose first level is `initial_high`: the pin is
     /// set to that level before it becomes an output, so it never shows another one.
     /// `key` names the setting in errors.
-    pub fn open(key: &str, pin: u8, initial_high: bool) -> Result<Self, String> {
+    pub fn open(key: &str, pin: u8, initial_high: bool) -> Result<Self, Fault> {
         check_pin(key, pin)?;
-        let gpio = rppal::gpio::Gpio::new().map_err(|e| rppal_message(key, pin, e))?;
-        let p = gpio.get(pin).map_err(|e| rppal_message(key, pin, e))?;
+        let gpio = rppal::gpio::Gpio::new().map_err(|e| rppal_fault(key, pin, e))?;
+        let p = gpio.get(pin).map_err(|e| rppal_fault(key, pin, e))?;
         let mut out = if initial_high {
             p.into_output_high()
         } else {
@@ -221,10 +245,10 @@ pub struct RppalInput(rppal::gpio::InputPin);
 
 impl RppalInput {
     /// Opens BCM pin `pin` as an input with the given pull resistor.
-    pub fn open(key: &str, pin: u8, pull: Pull) -> Result<Self, String> {
+    pub fn open(key: &str, pin: u8, pull: Pull) -> Result<Self, Fault> {
         check_pin(key, pin)?;
-        let gpio = rppal::gpio::Gpio::new().map_err(|e| rppal_message(key, pin, e))?;
-        let p = gpio.get(pin).map_err(|e| rppal_message(key, pin, e))?;
+        let gpio = rppal::gpio::Gpio::new().map_err(|e| rppal_fault(key, pin, e))?;
+        let p = gpio.get(pin).map_err(|e| rppal_fault(key, pin, e))?;
         Ok(RppalInput(match pull {
             Pull::Up => p.into_input_pullup(),
             Pull::Down => p.into_input_pulldown(),
@@ -242,10 +266,10 @@ impl InputLine for RppalInput {
 // --- GPIO character device lines (gpiocdev) ---
 
 /// Checks that `chip` can be opened and has line `line`, free; the error says what to do.
-fn check_chip_line(prefix: &str, chip: &Path, line: u32) -> Result<(), String> {
+fn check_chip_line(prefix: &str, chip: &Path, line: u32) -> Result<(), Fault> {
     let chip_key = format!("{prefix}.chip {}", chip.display());
     if let Err(e) = std::fs::File::open(chip) {
-        return Err(match e.kind() {
+        let message = match e.kind() {
             io::ErrorKind::NotFound => format!(
                 "{chip_key}: no such GPIO chip; list the chips with `gpiodetect` (package \
                  gpiod) or `ls /dev/gpiochip*`"
@@ -255,22 +279,22 @@ fn check_chip_line(prefix: &str, chip: &Path, line: u32) -> Result<(), String> {
                  hw/99-zello-gateway.rules), then log in again or restart the service"
             ),
             _ => format!("{chip_key}: cannot open: {e}"),
-        });
+        };
+        return Err(Fault::io(message, e));
     }
-    let c = gpiocdev::Chip::from_path(chip)
-        .map_err(|e| format!("{chip_key}: not a usable GPIO chip: {e}"))?;
-    let info = c
-        .info()
-        .map_err(|e| format!("{chip_key}: not a usable GPIO chip: {e}"))?;
+    let unusable =
+        |e: gpiocdev::Error| gpio_fault(format!("{chip_key}: not a usable GPIO chip: {e}"), e);
+    let c = gpiocdev::Chip::from_path(chip).map_err(unusable)?;
+    let info = c.info().map_err(unusable)?;
     if line >= info.num_lines {
-        return Err(format!(
+        return Err(Fault::Setting(format!(
             "{prefix}.line = {line}: {} ({}) has {} lines, 0 to {}; see `gpioinfo {}`",
             chip.display(),
             info.label,
             info.num_lines,
             info.num_lines.saturating_sub(1),
             info.name
-        ));
+        )));
     }
     if let Ok(li) = c.line_info(line)
         && li.used
@@ -280,21 +304,22 @@ fn check_chip_line(prefix: &str, chip: &Path, line: u32) -> Result<(), String> {
         } else {
             format!("\"{}\"", li.consumer)
         };
-        return Err(format!(
+        return Err(Fault::Device(format!(
             "{prefix}.line = {line} on {}: the line is in use by {by}; free it or pick \
              another line",
             chip.display()
-        ));
+        )));
     }
     Ok(())
 }
 
-fn cdev_request_error(prefix: &str, chip: &Path, line: u32, e: gpiocdev::Error) -> String {
-    format!(
+fn cdev_request_error(prefix: &str, chip: &Path, line: u32, e: gpiocdev::Error) -> Fault {
+    let message = format!(
         "{prefix}.chip {} line {line}: cannot request the line: {e}; check that no other \
          program holds it (`gpioinfo`) and that the user is in the gpio group",
         chip.display()
-    )
+    );
+    gpio_fault(message, e)
 }
 
 /// An output line of a GPIO character device.
@@ -315,7 +340,7 @@ impl std::fmt::Debug for CdevOutput {
 impl CdevOutput {
     /// Requests `line` of `chip` as an output whose initial level, set by the kernel in the
     /// same request, is `initial_high`. `prefix` is the setting's section ("ptt").
-    pub fn open(prefix: &str, chip: &Path, line: u32, initial_high: bool) -> Result<Self, String> {
+    pub fn open(prefix: &str, chip: &Path, line: u32, initial_high: bool) -> Result<Self, Fault> {
         check_chip_line(prefix, chip, line)?;
         let value = if initial_high {
             gpiocdev::line::Value::Active
@@ -363,7 +388,7 @@ impl std::fmt::Debug for CdevInput {
 
 impl CdevInput {
     /// Requests `line` of `chip` as an input with the given pull resistor.
-    pub fn open(prefix: &str, chip: &Path, line: u32, pull: Pull) -> Result<Self, String> {
+    pub fn open(prefix: &str, chip: &Path, line: u32, pull: Pull) -> Result<Self, Fault> {
         check_chip_line(prefix, chip, line)?;
         let bias = match pull {
             Pull::Up => gpiocdev::line::Bias::PullUp,
@@ -413,7 +438,7 @@ impl GpioPtt {
     /// Opens a Raspberry Pi pin, already at the unkeyed level.
     pub fn open(s: &GpioPttSettings) -> Result<Self, RadioError> {
         let line = RppalOutput::open("ptt.pin", s.pin, s.active_low)
-            .map_err(|m| RadioError::ptt("gpio", m))?;
+            .map_err(|f| RadioError::ptt("gpio", f))?;
         let ptt = Self::from_line(Box::new(line), s.active_low, format!("gpio {}", s.pin))?;
         info!(ptt = %ptt.describe(), active_low = s.active_low, "PTT ready, unkeyed");
         Ok(ptt)
@@ -422,7 +447,7 @@ impl GpioPtt {
     /// Opens a line of a GPIO character device, requested at the unkeyed level.
     pub fn open_chip(s: &GpioChipPttSettings) -> Result<Self, RadioError> {
         let line = CdevOutput::open("ptt", &s.chip, s.line, s.active_low)
-            .map_err(|m| RadioError::ptt("gpiochip", m))?;
+            .map_err(|f| RadioError::ptt("gpiochip", f))?;
         let ptt = Self::from_line(
             Box::new(line),
             s.active_low,
@@ -452,14 +477,12 @@ impl Ptt for GpioPtt {
     fn set(&mut self, keyed: bool) -> Result<(), RadioError> {
         let high = keyed != self.active_low;
         self.line.set(high).map_err(|e| {
-            RadioError::ptt(
-                "gpio",
-                format!(
-                    "{}: cannot {}: {e}",
-                    self.label,
-                    if keyed { "key" } else { "unkey" }
-                ),
-            )
+            let message = format!(
+                "{}: cannot {}: {e}",
+                self.label,
+                if keyed { "key" } else { "unkey" }
+            );
+            RadioError::ptt("gpio", Fault::io(message, e))
         })
     }
 
@@ -556,9 +579,9 @@ impl std::fmt::Debug for GpioCarrier {
 impl GpioCarrier {
     /// Opens a Raspberry Pi pin as the carrier input.
     pub fn open(s: &GpioCarrierSettings) -> Result<Self, RadioError> {
-        check_debounce(s.debounce_ms).map_err(|m| RadioError::carrier("gpio", m))?;
+        check_debounce(s.debounce_ms).map_err(|f| RadioError::carrier("gpio", f))?;
         let line = RppalInput::open("carrier.pin", s.pin, s.pull)
-            .map_err(|m| RadioError::carrier("gpio", m))?;
+            .map_err(|f| RadioError::carrier("gpio", f))?;
         let c = Self::from_line(
             Box::new(line),
             s.active_low,
@@ -571,9 +594,9 @@ impl GpioCarrier {
 
     /// Opens a line of a GPIO character device as the carrier input.
     pub fn open_chip(s: &GpioChipCarrierSettings) -> Result<Self, RadioError> {
-        check_debounce(s.debounce_ms).map_err(|m| RadioError::carrier("gpiochip", m))?;
+        check_debounce(s.debounce_ms).map_err(|f| RadioError::carrier("gpiochip", f))?;
         let line = CdevInput::open("carrier", &s.chip, s.line, s.pull)
-            .map_err(|m| RadioError::carrier("gpiochip", m))?;
+            .map_err(|f| RadioError::carrier("gpiochip", f))?;
         let c = Self::from_line(
             Box::new(line),
             s.active_low,
@@ -604,7 +627,10 @@ impl CarrierDetect for GpioCarrier {
     /// A read error is returned as is; the debounced state is kept for the next frame.
     fn update(&mut self, _level_dbfs: f32, frame_ms: u32) -> Result<bool, RadioError> {
         let high = self.line.get().map_err(|e| {
-            RadioError::carrier("gpio", format!("{}: cannot read: {e}", self.label))
+            RadioError::carrier(
+                "gpio",
+                Fault::io(format!("{}: cannot read: {e}", self.label), e),
+            )
         })?;
         Ok(self.debounce.feed(high != self.active_low, frame_ms))
     }

@@ -20,30 +20,165 @@ pub mod serial;
 pub mod sim;
 pub mod vox;
 
-/// Errors of the PTT and carrier-detect interfaces.
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to do about a [`RadioError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// Passing: the device was unplugged, rigctld is restarting, an answer came late. Try
+    /// again or reopen the device; the gateway does so by itself.
+    Retry,
+    /// A setting is wrong: fix the configuration key the message names.
+    FixSettings,
+    /// The device, its wiring or its permissions are not as the settings need (no such
+    /// chip, no access, a line held by another program, a rig that cannot do it).
+    FixHardware,
+}
+
+/// What went wrong with an interface, said without knowing which line (PTT or carrier
+/// detect) it serves; [`RadioError`] adds that.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    /// A setting is out of range or malformed.
+    #[error("{0}")]
+    Setting(String),
+    /// The device is not what the settings need, or is held elsewhere.
+    #[error("{0}")]
+    Device(String),
+    /// The operating system refused an open, a read or a write.
+    #[error("{message}")]
+    Io {
+        /// What failed and what to check (it names the error).
+        message: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A GPIO could not be opened.
+    #[error("{message}")]
+    Gpio {
+        /// What failed and what to check (it names the error).
+        message: String,
+        #[source]
+        source: gpio::GpioError,
+    },
+    /// An exchange with rigctld failed.
+    #[error("{message}")]
+    Rigctld {
+        /// The setting and what rigctld did (it names the error).
+        message: String,
+        #[source]
+        source: rigctld::RigctldError,
+    },
+    /// A line read on a thread of its own gave no reading in time.
+    #[error("no reading within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The last failure of a line read on a thread of its own, as that thread stored it.
+    #[error(transparent)]
+    Reading(Arc<Fault>),
+}
+
+impl Fault {
+    /// An operating-system error with the message that explains it.
+    pub fn io(message: impl Into<String>, source: io::Error) -> Self {
+        Fault::Io {
+            message: message.into(),
+            source,
+        }
+    }
+
+    /// The same fault, its message prefixed with `what` (`ptt.device auto: ...`).
+    pub fn within(self, what: &str) -> Fault {
+        match self {
+            Fault::Setting(m) => Fault::Setting(format!("{what}: {m}")),
+            Fault::Device(m) => Fault::Device(format!("{what}: {m}")),
+            Fault::Io { message, source } => Fault::Io {
+                message: format!("{what}: {message}"),
+                source,
+            },
+            Fault::Gpio { message, source } => Fault::Gpio {
+                message: format!("{what}: {message}"),
+                source,
+            },
+            Fault::Rigctld { message, source } => Fault::Rigctld {
+                message: format!("{what}: {message}"),
+                source,
+            },
+            other @ (Fault::Timeout(_) | Fault::Reading(_)) => other,
+        }
+    }
+
+    /// What to do about it.
+    pub fn remedy(&self) -> Remedy {
+        match self {
+            Fault::Setting(_) => Remedy::FixSettings,
+            Fault::Device(_) | Fault::Gpio { .. } => Remedy::FixHardware,
+            Fault::Io { source, .. } => match source.kind() {
+                io::ErrorKind::PermissionDenied
+                | io::ErrorKind::InvalidInput
+                | io::ErrorKind::Unsupported
+                | io::ErrorKind::AlreadyExists
+                | io::ErrorKind::ResourceBusy => Remedy::FixHardware,
+                _ => Remedy::Retry,
+            },
+            Fault::Rigctld { source, .. } => source.remedy(),
+            Fault::Timeout(_) => Remedy::Retry,
+            Fault::Reading(f) => f.remedy(),
+        }
+    }
+}
+
+/// Errors of the PTT and carrier-detect interfaces: the line, the interface ("gpio",
+/// "serial", ...) and what went wrong, with its source.
 #[derive(Debug, thiserror::Error)]
 pub enum RadioError {
-    #[error("PTT {interface}: {message}")]
-    Ptt { interface: String, message: String },
-    #[error("carrier detect {interface}: {message}")]
-    Carrier { interface: String, message: String },
+    #[error("PTT {interface}: {source}")]
+    Ptt {
+        interface: String,
+        #[source]
+        source: Fault,
+    },
+    #[error("carrier detect {interface}: {source}")]
+    Carrier {
+        interface: String,
+        #[source]
+        source: Fault,
+    },
 }
 
 impl RadioError {
     /// A PTT error of `interface` ("gpio", "serial", ...).
-    pub fn ptt(interface: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn ptt(interface: impl Into<String>, source: Fault) -> Self {
         RadioError::Ptt {
             interface: interface.into(),
-            message: message.into(),
+            source,
         }
     }
 
     /// A carrier-detect error of `interface`.
-    pub fn carrier(interface: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn carrier(interface: impl Into<String>, source: Fault) -> Self {
         RadioError::Carrier {
             interface: interface.into(),
-            message: message.into(),
+            source,
         }
+    }
+
+    /// What went wrong, without the line.
+    pub fn fault(&self) -> &Fault {
+        match self {
+            RadioError::Ptt { source, .. } | RadioError::Carrier { source, .. } => source,
+        }
+    }
+
+    /// What to do about it: retry (the gateway does), or fix the settings or the hardware.
+    pub fn remedy(&self) -> Remedy {
+        self.fault().remedy()
+    }
+
+    /// Whether trying again (or reopening the device) may work without anyone's help.
+    pub fn is_transient(&self) -> bool {
+        self.remedy() == Remedy::Retry
     }
 }
 
@@ -132,8 +267,8 @@ mod tests {
         carrier: CarrierConfig,
     }
 
-    fn parse(ptt: &str, carrier: &str) -> Result<Radio, String> {
-        toml::from_str(&format!("ptt = {ptt}\ncarrier = {carrier}")).map_err(|e| e.to_string())
+    fn parse(ptt: &str, carrier: &str) -> Result<Radio, toml::de::Error> {
+        toml::from_str(&format!("ptt = {ptt}\ncarrier = {carrier}"))
     }
 
     #[test]
@@ -210,8 +345,53 @@ mod tests {
                 r#"{ type = "gpio", pin = 27, debounce = 20 }"#,
             ),
         ] {
-            let e = parse(ptt, carrier).unwrap_err();
+            let e = parse(ptt, carrier).unwrap_err().to_string();
             assert!(e.contains("unknown field"), "{ptt} / {carrier}: {e}");
         }
+    }
+
+    #[test]
+    fn an_io_error_is_transient_and_says_what_failed() {
+        let e = RadioError::carrier(
+            "serial",
+            Fault::io(
+                "serial /dev/ttyUSB0: cannot read DCD: gone",
+                io::Error::new(io::ErrorKind::BrokenPipe, "gone"),
+            ),
+        );
+        assert!(e.is_transient());
+        assert_eq!(e.remedy(), Remedy::Retry);
+        assert_eq!(
+            e.to_string(),
+            "carrier detect serial: serial /dev/ttyUSB0: cannot read DCD: gone"
+        );
+        let source = std::error::Error::source(&e).and_then(std::error::Error::source);
+        let io = source.and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(io.map(io::Error::kind), Some(io::ErrorKind::BrokenPipe));
+        // Kept across the thread that read the line, too.
+        let stored = Fault::io("gone", io::Error::from(io::ErrorKind::NotFound));
+        let stored = RadioError::carrier("serial", Fault::Reading(Arc::new(stored)));
+        assert!(stored.is_transient());
+        // No reading in time is passing as well.
+        assert!(
+            RadioError::carrier("rigctld", Fault::Timeout(Duration::from_secs(1))).is_transient()
+        );
+    }
+
+    #[test]
+    fn a_bad_setting_or_a_missing_permission_is_not_transient() {
+        let e = RadioError::ptt("gpio", Fault::Setting("ptt.pin = 99: use 0 to 27".into()));
+        assert!(!e.is_transient());
+        assert_eq!(e.remedy(), Remedy::FixSettings);
+        assert_eq!(e.to_string(), "PTT gpio: ptt.pin = 99: use 0 to 27");
+        let e = RadioError::ptt(
+            "cm108",
+            Fault::io(
+                "permission denied",
+                io::Error::from(io::ErrorKind::PermissionDenied),
+            ),
+        );
+        assert_eq!(e.remedy(), Remedy::FixHardware);
+        assert!(!e.is_transient());
     }
 }

@@ -2,12 +2,15 @@
 //! last state read, the error while reading fails, and the request to stop. Line reads that
 //! can block (a USB transfer, a TCP exchange with rigctld, a hidraw report) happen on the
 //! thread; `update` on the codec thread only loads what the thread stored, never waits.
+//! [`PolledCarrier`] is the carrier detect of every such interface (serial, rigctld, cm108).
 
-use super::RadioError;
+use super::{CarrierDetect, Fault, RadioError};
 use crate::sync::lock;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::info;
 
 const DOWN: u8 = 0;
 const UP: u8 = 1;
@@ -16,7 +19,7 @@ const FAILED: u8 = 2;
 /// The thread's side: stores what it reads and learns when to stop.
 pub(crate) struct LineState {
     state: AtomicU8,
-    error: Mutex<String>,
+    error: Mutex<Option<Arc<Fault>>>,
     stop: AtomicBool,
     /// Whether the thread has stored a reading (or a failure) yet.
     read: AtomicBool,
@@ -32,9 +35,9 @@ impl LineState {
         self.read.store(true, Ordering::Release);
     }
 
-    /// Reading fails with `message` (what `update` returns until the next [`Self::set`]).
-    pub(crate) fn fail(&self, message: String) {
-        *lock(&self.error) = message;
+    /// Reading fails with `fault` (what `update` returns until the next [`Self::set`]).
+    pub(crate) fn fail(&self, fault: Fault) {
+        *lock(&self.error) = Some(Arc::new(fault));
         self.state.store(FAILED, Ordering::Release);
         self.failures.fetch_add(1, Ordering::AcqRel);
         self.read.store(true, Ordering::Release);
@@ -72,7 +75,7 @@ impl Polled {
     pub(crate) fn new(interface: &'static str, up: bool) -> Self {
         let shared = Arc::new(LineState {
             state: AtomicU8::new(if up { UP } else { DOWN }),
-            error: Mutex::new(String::new()),
+            error: Mutex::new(None),
             stop: AtomicBool::new(false),
             read: AtomicBool::new(false),
             failures: AtomicU32::new(0),
@@ -86,17 +89,20 @@ impl Polled {
     }
 
     /// The last state stored; never waits. While reading fails, the error (or `fallback`
-    /// when the thread holds the message at this instant).
-    pub(crate) fn read(&self, fallback: impl FnOnce() -> String) -> Result<bool, RadioError> {
+    /// when the thread holds the error at this instant).
+    pub(crate) fn read(&self, fallback: impl FnOnce() -> Fault) -> Result<bool, RadioError> {
         match self.shared.state.load(Ordering::Acquire) {
             UP => Ok(true),
             DOWN => Ok(false),
             _ => {
-                let message = match self.shared.error.try_lock() {
-                    Ok(m) if !m.is_empty() => m.clone(),
-                    _ => fallback(),
+                let fault = match self.shared.error.try_lock() {
+                    Ok(f) => f.clone().map(Fault::Reading),
+                    Err(_) => None,
                 };
-                Err(RadioError::carrier(self.interface, message))
+                Err(RadioError::carrier(
+                    self.interface,
+                    fault.unwrap_or_else(fallback),
+                ))
             }
         }
     }
@@ -115,18 +121,18 @@ impl Polled {
         let start = Instant::now();
         loop {
             if self.shared.failures.load(Ordering::Acquire) > 0 {
-                let message = lock(&self.shared.error).clone();
-                return Err(RadioError::carrier(self.interface, message));
+                let fault = match lock(&self.shared.error).clone() {
+                    Some(f) => Fault::Reading(f),
+                    None => Fault::Device("reading failed".into()),
+                };
+                return Err(RadioError::carrier(self.interface, fault));
             }
             let waited = start.elapsed();
             if waited >= settle && self.shared.read.load(Ordering::Acquire) {
                 return Ok(());
             }
             if waited >= within {
-                return Err(RadioError::carrier(
-                    self.interface,
-                    format!("no reading within {} ms", within.as_millis()),
-                ));
+                return Err(RadioError::carrier(self.interface, Fault::Timeout(within)));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -139,6 +145,83 @@ impl Drop for Polled {
     }
 }
 
+/// A carrier detect whose line a thread of its own reads: `I` marks the interface, whose
+/// module gives it its `open`.
+pub struct PolledCarrier<I> {
+    polled: Polled,
+    label: String,
+    /// What `verify` waits for (see [`Polled::first_reading`]); `None`: the first state was
+    /// read before the thread started.
+    verify: Option<(Duration, Duration)>,
+    interface: PhantomData<fn() -> I>,
+}
+
+impl<I> std::fmt::Debug for PolledCarrier<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolledCarrier")
+            .field("interface", &self.polled.interface)
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+impl<I> PolledCarrier<I> {
+    /// Starts `read` on a thread named `thread` for `interface` ("serial", ...), the carrier
+    /// `up` until it reads otherwise; `label` names the line in logs.
+    pub(crate) fn start(
+        interface: &'static str,
+        up: bool,
+        label: String,
+        thread: &str,
+        verify: Option<(Duration, Duration)>,
+        read: impl FnOnce(Arc<LineState>, String) + Send + 'static,
+    ) -> Result<Self, RadioError> {
+        let polled = Polled::new(interface, up);
+        let state = polled.share();
+        let thread_label = label.clone();
+        std::thread::Builder::new()
+            .name(thread.into())
+            .spawn(move || read(state, thread_label))
+            .map_err(|e| {
+                RadioError::carrier(
+                    interface,
+                    Fault::io(format!("cannot start the reading thread: {e}"), e),
+                )
+            })?;
+        info!(carrier = %label, "carrier detect ready");
+        Ok(PolledCarrier {
+            polled,
+            label,
+            verify,
+            interface: PhantomData,
+        })
+    }
+}
+
+impl<I> CarrierDetect for PolledCarrier<I> {
+    /// Loads the last state read; never waits. While the line cannot be read it returns the
+    /// error.
+    fn update(&mut self, _level_dbfs: f32, _frame_ms: u32) -> Result<bool, RadioError> {
+        self.polled
+            .read(|| Fault::Device(format!("{}: cannot read", self.label)))
+    }
+
+    fn needs_level(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+
+    fn verify(&mut self) -> Result<(), RadioError> {
+        match self.verify {
+            Some((settle, within)) => self.polled.first_reading(settle, within),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,14 +230,22 @@ mod tests {
     fn the_reader_sees_what_the_thread_stores_and_stops_it_when_dropped() {
         let polled = Polled::new("serial", false);
         let line = polled.share();
-        assert!(matches!(polled.read(|| "x".into()), Ok(false)));
+        let x = || Fault::Device("x".into());
+        assert!(matches!(polled.read(x), Ok(false)));
         line.set(true);
-        assert!(matches!(polled.read(|| "x".into()), Ok(true)));
-        line.fail("serial /dev/ttyUSB0: cannot read DCD: gone".into());
-        let e = polled.read(|| "fallback".into()).unwrap_err().to_string();
+        assert!(matches!(polled.read(x), Ok(true)));
+        line.fail(Fault::io(
+            "serial /dev/ttyUSB0: cannot read DCD: gone",
+            std::io::Error::other("gone"),
+        ));
+        let e = polled
+            .read(|| Fault::Device("fallback".into()))
+            .unwrap_err();
+        assert!(e.is_transient(), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("cannot read DCD: gone"), "{e}");
         line.set(false);
-        assert!(matches!(polled.read(|| "x".into()), Ok(false)));
+        assert!(matches!(polled.read(x), Ok(false)));
         assert!(line.sleep(Duration::from_millis(30)));
         drop(polled);
         assert!(line.stopped());

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::polled::{LineState, Polled};
-use super::{CarrierDetect, Ptt, PttReadback, RadioError};
+use super::polled::{LineState, PolledCarrier};
+use super::{Fault, Ptt, PttReadback, RadioError, Remedy};
 use crate::zello::backoff::Backoff;
 
 /// rigctld's default address.
@@ -127,12 +127,12 @@ fn rprt_advice(code: i32, command: &str) -> &'static str {
 }
 
 /// Checks and resolves an address; `key` names the setting in errors.
-pub fn parse_address(key: &str, address: &str) -> Result<Vec<SocketAddr>, String> {
+pub fn parse_address(key: &str, address: &str) -> Result<Vec<SocketAddr>, Fault> {
     let a = address.trim();
     if a.is_empty() {
-        return Err(format!(
+        return Err(Fault::Setting(format!(
             "{key} is empty: use host:port, such as {DEFAULT_ADDRESS}"
-        ));
+        )));
     }
     // A bare host or IP address gets the default port.
     let with_port = if let Ok(ip) = a.parse::<std::net::IpAddr>() {
@@ -145,13 +145,61 @@ pub fn parse_address(key: &str, address: &str) -> Result<Vec<SocketAddr>, String
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
         .map_err(|e| {
-            format!("{key} {address:?}: not a usable address ({e}); use host:port, such as {DEFAULT_ADDRESS}")
+            Fault::Setting(format!("{key} {address:?}: not a usable address ({e}); use host:port, such as {DEFAULT_ADDRESS}"))
         })?
         .collect();
     if addrs.is_empty() {
-        return Err(format!("{key} {address:?}: the host name has no address"));
+        return Err(Fault::Setting(format!(
+            "{key} {address:?}: the host name has no address"
+        )));
     }
     Ok(addrs)
+}
+
+/// Why an exchange with rigctld failed, with the command it was about.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", failure.message(command, *timeout))]
+pub struct RigctldError {
+    failure: Failure,
+    command: String,
+    timeout: Duration,
+}
+
+impl RigctldError {
+    fn new(failure: Failure, command: &str, timeout: Duration) -> Self {
+        RigctldError {
+            failure,
+            command: command.to_string(),
+            timeout,
+        }
+    }
+
+    /// What to do about it: rigctld not reachable or not answering in time passes (it is
+    /// starting, or restarting); an answer that is not rigctld's, or a command the rig
+    /// refuses, needs the settings or the rig looked at.
+    pub fn remedy(&self) -> Remedy {
+        match &self.failure {
+            Failure::Connect(_) | Failure::Timeout | Failure::Closed | Failure::Io(_) => {
+                Remedy::Retry
+            }
+            Failure::TooLong | Failure::Garbage(_) => Remedy::FixSettings,
+            Failure::Rprt(code) => match code.unsigned_abs() {
+                // Timed out, an I/O or bus error between rigctld and the radio.
+                5 | 6 | 8 | 13 | 14 => Remedy::Retry,
+                // Not implemented or rejected: rigctld's PTT type, or the rig's model.
+                1 | 2 | 4 | 11 | 15 => Remedy::FixSettings,
+                _ => Remedy::FixHardware,
+            },
+        }
+    }
+
+    /// The Hamlib error code rigctld answered with (`RPRT -n`), if that was the failure.
+    pub fn rprt(&self) -> Option<i32> {
+        match self.failure {
+            Failure::Rprt(code) => Some(code),
+            _ => None,
+        }
+    }
 }
 
 /// Why an exchange failed.
@@ -395,7 +443,7 @@ impl RigctldPtt {
 
     fn open_with_timeout(s: &RigctldPttSettings, timeout: Duration) -> Result<Self, RadioError> {
         let addrs =
-            parse_address("ptt.address", &s.address).map_err(|m| RadioError::ptt("rigctld", m))?;
+            parse_address("ptt.address", &s.address).map_err(|f| RadioError::ptt("rigctld", f))?;
         let mut ptt = RigctldPtt {
             client: Client::new(addrs, timeout),
             address: s.address.trim().to_string(),
@@ -443,14 +491,8 @@ struct RigctldReadback {
 impl PttReadback for RigctldReadback {
     fn keyed(&mut self) -> Result<bool, RadioError> {
         self.client.ask("t", parse_flag).map_err(|f| {
-            RadioError::ptt(
-                "rigctld",
-                format!(
-                    "ptt.address {}: {}",
-                    self.address,
-                    f.message("t", self.client.timeout)
-                ),
-            )
+            let what = format!("ptt.address {}", self.address);
+            RadioError::ptt("rigctld", rigctld_fault(&what, f, "t", self.client.timeout))
         })
     }
 }
@@ -471,14 +513,9 @@ impl RigctldPtt {
                     warn!(ptt = %self.describe(), "rigctld unreachable");
                 }
                 self.failed = true;
-                Err(RadioError::ptt(
-                    "rigctld",
-                    format!(
-                        "ptt.address {}: {}",
-                        self.address,
-                        f.message(command, self.client.timeout)
-                    ),
-                ))
+                let what = format!("ptt.address {}", self.address);
+                let fault = rigctld_fault(&what, f, command, self.client.timeout);
+                Err(RadioError::ptt("rigctld", fault))
             }
         }
     }
@@ -492,10 +529,19 @@ pub fn force_off(s: &RigctldPttSettings) -> Result<(), RadioError> {
 
 /// Asks rigctld at `address` whether the transmitter is keyed (`t`), for checks and tests.
 pub fn read_ptt(address: &str) -> Result<bool, RadioError> {
-    let addrs = parse_address("address", address).map_err(|m| RadioError::ptt("rigctld", m))?;
+    let addrs = parse_address("address", address).map_err(|f| RadioError::ptt("rigctld", f))?;
     Client::new(addrs, TIMEOUT)
         .ask("t", parse_flag)
-        .map_err(|f| RadioError::ptt("rigctld", format!("{address}: {}", f.message("t", TIMEOUT))))
+        .map_err(|f| RadioError::ptt("rigctld", rigctld_fault(address, f, "t", TIMEOUT)))
+}
+
+/// A failed exchange about `what` (the setting and address) as a [`Fault`].
+fn rigctld_fault(what: &str, failure: Failure, command: &str, timeout: Duration) -> Fault {
+    let source = RigctldError::new(failure, command, timeout);
+    Fault::Rigctld {
+        message: format!("{what}: {source}"),
+        source,
+    }
 }
 
 // --- Carrier detect ---
@@ -504,18 +550,11 @@ pub fn read_ptt(address: &str) -> Result<bool, RadioError> {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Carrier detect from rigctld's DCD (`\get_dcd`).
-pub struct RigctldCarrier {
-    polled: Polled,
-    label: String,
-}
+pub type RigctldCarrier = PolledCarrier<Rigctld>;
 
-impl std::fmt::Debug for RigctldCarrier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RigctldCarrier")
-            .field("label", &self.label)
-            .finish()
-    }
-}
+/// Marks rigctld's [`PolledCarrier`].
+#[derive(Debug)]
+pub enum Rigctld {}
 
 impl RigctldCarrier {
     /// Checks the settings and starts polling. rigctld need not be reachable yet: until it
@@ -524,29 +563,27 @@ impl RigctldCarrier {
         if !(10..=10_000).contains(&s.poll_ms) {
             return Err(RadioError::carrier(
                 "rigctld",
-                format!(
+                Fault::Setting(format!(
                     "carrier.poll_ms = {}: use 10 to 10000 ms (100 is usual)",
                     s.poll_ms
-                ),
+                )),
             ));
         }
         let addrs = parse_address("carrier.address", &s.address)
-            .map_err(|m| RadioError::carrier("rigctld", m))?;
+            .map_err(|f| RadioError::carrier("rigctld", f))?;
         let label = format!("rigctld {}", s.address.trim());
-        let polled = Polled::new("rigctld", false);
         let poll = Duration::from_millis(u64::from(s.poll_ms));
-        let thread_state = polled.share();
-        let thread_label = label.clone();
         let address = s.address.trim().to_string();
         let client = Client::new(addrs, TIMEOUT);
-        std::thread::Builder::new()
-            .name("rigctld-carrier".into())
-            .spawn(move || poll_dcd(client, poll, thread_state, thread_label, address))
-            .map_err(|e| {
-                RadioError::carrier("rigctld", format!("cannot start the polling thread: {e}"))
-            })?;
-        info!(carrier = %label, "carrier detect ready");
-        Ok(RigctldCarrier { polled, label })
+        // `verify`: the first `get_dcd` answer (or the error of the first that failed).
+        PolledCarrier::start(
+            "rigctld",
+            false,
+            label,
+            "rigctld-carrier",
+            Some((Duration::ZERO, TIMEOUT * 4 + Duration::from_secs(1))),
+            move |state, label| poll_dcd(client, poll, state, label, address),
+        )
     }
 }
 
@@ -586,6 +623,7 @@ fn poll_dcd(
                     Health::Refused
                 };
                 let message = f.message(command, TIMEOUT);
+                let what = format!("carrier.address {address}");
                 if now != health {
                     match now {
                         Health::Unreachable => {
@@ -595,7 +633,7 @@ fn poll_dcd(
                     }
                     health = now;
                 }
-                state.fail(format!("carrier.address {address}: {message}"));
+                state.fail(rigctld_fault(&what, f, command, TIMEOUT));
                 // rigctld runs on this machine: no jitter needed, back off evenly.
                 backoff.next_delay(0.0)
             }
@@ -606,31 +644,10 @@ fn poll_dcd(
     }
 }
 
-impl CarrierDetect for RigctldCarrier {
-    /// Loads the last DCD value; never waits. While rigctld cannot be reached or cannot
-    /// report DCD it returns the error.
-    fn update(&mut self, _level_dbfs: f32, _frame_ms: u32) -> Result<bool, RadioError> {
-        self.polled.read(|| format!("{}: unreachable", self.label))
-    }
-
-    fn needs_level(&self) -> bool {
-        false
-    }
-
-    fn describe(&self) -> String {
-        self.label.clone()
-    }
-
-    /// The first `get_dcd` answer (or the error of the first that failed).
-    fn verify(&mut self) -> Result<(), RadioError> {
-        self.polled
-            .first_reading(Duration::ZERO, TIMEOUT * 4 + Duration::from_secs(1))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::radio::CarrierDetect as _;
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
@@ -925,9 +942,12 @@ mod tests {
         assert!(
             parse_address("ptt.address", "")
                 .unwrap_err()
+                .to_string()
                 .contains("ptt.address is empty")
         );
-        let e = parse_address("ptt.address", "localhost:radio").unwrap_err();
+        let e = parse_address("ptt.address", "localhost:radio")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("ptt.address \"localhost:radio\": not a usable address"),
             "{e}"

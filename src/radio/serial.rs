@@ -34,8 +34,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::polled::{LineState, Polled};
-use super::{CarrierDetect, Ptt, RadioError};
+use super::polled::{LineState, PolledCarrier};
+use super::{Fault, Ptt, RadioError};
 use crate::sync::lock;
 
 /// The modem-control lines of a serial port.
@@ -201,13 +201,13 @@ impl std::fmt::Display for KeyLine {
 }
 
 /// Parses and checks `ptt.lines`; the error names the entry and what is accepted.
-pub fn parse_lines(lines: &[String]) -> Result<Vec<KeyLine>, String> {
+pub fn parse_lines(lines: &[String]) -> Result<Vec<KeyLine>, Fault> {
     if lines.is_empty() {
-        return Err(
+        return Err(Fault::Setting(
             "ptt.lines is empty: list the line(s) that key the transmitter, such as \
                     [\"RTS\"], or [\"DTR\", \"!RTS\"] for an AIOC"
                 .into(),
-        );
+        ));
     }
     let mut out: Vec<KeyLine> = Vec::with_capacity(lines.len());
     for (i, entry) in lines.iter().enumerate() {
@@ -220,19 +220,19 @@ pub fn parse_lines(lines: &[String]) -> Result<Vec<KeyLine>, String> {
             "RTS" => ModemOutput::Rts,
             "DTR" => ModemOutput::Dtr,
             _ => {
-                return Err(format!(
+                return Err(Fault::Setting(format!(
                     "ptt.lines[{i}] = {entry:?}: unknown line; use \"RTS\" or \"DTR\", with a \
                      leading \"!\" for a line that is off while keyed (CTS, DSR and DCD are \
                      inputs, for carrier detect)"
-                ));
+                )));
             }
         };
         if let Some(prev) = out.iter().position(|k| k.line == line) {
-            return Err(format!(
+            return Err(Fault::Setting(format!(
                 "ptt.lines: {} is listed twice ({:?} and {entry:?}); list each line once",
                 line.name(),
                 lines[prev]
-            ));
+            )));
         }
         out.push(KeyLine { line, inverted });
     }
@@ -437,7 +437,7 @@ impl SerialPtt {
 
     /// [`SerialPtt::open`] with a given registry.
     pub fn open_in(registry: &PortRegistry, s: &SerialPttSettings) -> Result<Self, RadioError> {
-        let lines = parse_lines(&s.lines).map_err(|m| RadioError::ptt("serial", m))?;
+        let lines = parse_lines(&s.lines).map_err(|f| RadioError::ptt("serial", f))?;
         let claim: Vec<(ModemOutput, bool)> =
             lines.iter().map(|k| (k.line, k.level(false))).collect();
         let port = registry.attach(&s.device, &claim).map_err(|e| {
@@ -449,7 +449,7 @@ impl SerialPtt {
             } else {
                 open_advice("ptt.device", &s.device, &e)
             };
-            RadioError::ptt("serial", m)
+            RadioError::ptt("serial", Fault::io(m, e))
         })?;
         let names: Vec<String> = lines.iter().map(|k| k.to_string()).collect();
         let ptt = SerialPtt {
@@ -483,15 +483,13 @@ impl Ptt for SerialPtt {
             Err(e) => {
                 shared.fail();
                 self.failed = true;
-                Err(RadioError::ptt(
-                    "serial",
-                    format!(
-                        "ptt.device {}: cannot {}: {e}; if the adapter was unplugged, it is \
-                         reopened on the next attempt",
-                        shared.device.display(),
-                        if keyed { "key" } else { "unkey" }
-                    ),
-                ))
+                let message = format!(
+                    "ptt.device {}: cannot {}: {e}; if the adapter was unplugged, it is \
+                     reopened on the next attempt",
+                    shared.device.display(),
+                    if keyed { "key" } else { "unkey" }
+                );
+                Err(RadioError::ptt("serial", Fault::io(message, e)))
             }
         }
     }
@@ -525,18 +523,11 @@ const RETRY: Duration = Duration::from_secs(1);
 ///
 /// Reading a modem line of a USB-serial adapter can wait on a USB transfer, so a thread reads
 /// it every 10 ms and `update` only loads the last value.
-pub struct SerialCarrier {
-    polled: Polled,
-    label: String,
-}
+pub type SerialCarrier = PolledCarrier<Serial>;
 
-impl std::fmt::Debug for SerialCarrier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SerialCarrier")
-            .field("label", &self.label)
-            .finish()
-    }
-}
+/// Marks the serial port's [`PolledCarrier`].
+#[derive(Debug)]
+pub enum Serial {}
 
 impl SerialCarrier {
     /// Opens (or shares) the port and starts reading the line.
@@ -549,15 +540,18 @@ impl SerialCarrier {
         let line = ModemInput::parse(&s.line).ok_or_else(|| {
             RadioError::carrier(
                 "serial",
-                format!(
+                Fault::Setting(format!(
                     "carrier.line = {:?}: unknown line; use \"CTS\", \"DSR\" or \"DCD\" (RTS \
                      and DTR are outputs, for PTT)",
                     s.line
-                ),
+                )),
             )
         })?;
         let port = registry.attach(&s.device, &[]).map_err(|e| {
-            RadioError::carrier("serial", open_advice("carrier.device", &s.device, &e))
+            RadioError::carrier(
+                "serial",
+                Fault::io(open_advice("carrier.device", &s.device, &e), e),
+            )
         })?;
         let label = format!(
             "serial {} {}{}",
@@ -571,27 +565,22 @@ impl SerialCarrier {
             shared.port().and_then(|p| line.read(p))
         };
         let on = first.map_err(|e| {
-            RadioError::carrier(
-                "serial",
-                format!(
-                    "carrier.device {}: cannot read {}: {e}",
-                    s.device.display(),
-                    line.name()
-                ),
-            )
+            let message = format!(
+                "carrier.device {}: cannot read {}: {e}",
+                s.device.display(),
+                line.name()
+            );
+            RadioError::carrier("serial", Fault::io(message, e))
         })?;
-        let polled = Polled::new("serial", on != s.invert);
-        let thread_state = polled.share();
-        let thread_label = label.clone();
         let invert = s.invert;
-        std::thread::Builder::new()
-            .name("serial-carrier".into())
-            .spawn(move || poll(port, line, invert, thread_state, thread_label))
-            .map_err(|e| {
-                RadioError::carrier("serial", format!("cannot start the reading thread: {e}"))
-            })?;
-        info!(carrier = %label, "carrier detect ready");
-        Ok(SerialCarrier { polled, label })
+        PolledCarrier::start(
+            "serial",
+            on != invert,
+            label,
+            "serial-carrier",
+            None,
+            move |state, label| poll(port, line, invert, state, label),
+        )
     }
 }
 
@@ -629,7 +618,7 @@ fn poll(
                     failing = true;
                     warn!(carrier = %label, error = %e, "serial port unavailable, retrying every second");
                 }
-                state.fail(message);
+                state.fail(Fault::io(message, e));
                 if !state.sleep(RETRY) {
                     break;
                 }
@@ -638,26 +627,10 @@ fn poll(
     }
 }
 
-impl CarrierDetect for SerialCarrier {
-    /// Loads the last value read; never waits. While the port cannot be read it returns the
-    /// error.
-    fn update(&mut self, _level_dbfs: f32, _frame_ms: u32) -> Result<bool, RadioError> {
-        self.polled
-            .read(|| format!("{}: cannot read the line", self.label))
-    }
-
-    fn needs_level(&self) -> bool {
-        false
-    }
-
-    fn describe(&self) -> String {
-        self.label.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::radio::CarrierDetect as _;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;
 
@@ -787,7 +760,7 @@ mod tests {
     fn lines_are_validated() {
         let err = |lines: &[&str]| {
             let v: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
-            parse_lines(&v).unwrap_err()
+            parse_lines(&v).unwrap_err().to_string()
         };
         assert!(err(&[]).contains("ptt.lines is empty"));
         let e = err(&["RTS", "CTS"]);

@@ -1,7 +1,7 @@
 //! The simulated radio's control lines: in-process signals that tests and the demo can read
 //! and drive.
 
-use super::{CarrierDetect, Ptt, RadioError};
+use super::{CarrierDetect, Fault, Ptt, RadioError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -42,7 +42,13 @@ impl SimPtt {
 impl Ptt for SimPtt {
     fn set(&mut self, keyed: bool) -> Result<(), RadioError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(RadioError::ptt("sim", "the simulated interface is failing"));
+            return Err(RadioError::ptt(
+                "sim",
+                Fault::io(
+                    "the simulated interface is failing",
+                    std::io::Error::from(std::io::ErrorKind::BrokenPipe),
+                ),
+            ));
         }
         let was = self.keyed.swap(keyed, Ordering::SeqCst);
         if keyed && !was {

@@ -14,7 +14,7 @@
 
 use serde::Deserialize;
 
-use super::{CarrierDetect, RadioError};
+use super::{CarrierDetect, Fault, RadioError};
 
 /// VOX thresholds and timings (the `[radio.vox]` section of the configuration).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -46,26 +46,28 @@ impl Default for VoxSettings {
 
 impl VoxSettings {
     /// Checks the settings; the error says which value is wrong and what is accepted.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Fault> {
         for (name, value) in [
             ("open_dbfs", self.open_dbfs),
             ("close_dbfs", self.close_dbfs),
         ] {
             if !value.is_finite() {
-                return Err(format!("vox {name} must be a number, not {value}"));
+                return Err(Fault::Setting(format!(
+                    "vox {name} must be a number, not {value}"
+                )));
             }
             if !(-96.0..=0.0).contains(&value) {
-                return Err(format!(
+                return Err(Fault::Setting(format!(
                     "vox {name} = {value} is outside -96 ..= 0 dBFS (0 dBFS is full scale)"
-                ));
+                )));
             }
         }
         if self.close_dbfs > self.open_dbfs {
-            return Err(format!(
+            return Err(Fault::Setting(format!(
                 "vox close_dbfs ({}) must not be above open_dbfs ({}): the VOX would never \
                  close once open",
                 self.close_dbfs, self.open_dbfs
-            ));
+            )));
         }
         Ok(())
     }
@@ -85,10 +87,9 @@ pub struct Vox {
 impl Vox {
     /// A closed VOX with these settings, which must pass [`VoxSettings::validate`].
     pub fn new(settings: VoxSettings) -> Result<Self, RadioError> {
-        settings.validate().map_err(|message| RadioError::Carrier {
-            interface: "vox".to_string(),
-            message,
-        })?;
+        settings
+            .validate()
+            .map_err(|source| RadioError::carrier("vox", source))?;
         Ok(Self {
             settings,
             open: false,
@@ -293,7 +294,7 @@ mod tests {
             close_dbfs: -35.0,
             ..VoxSettings::default()
         };
-        let message = bad.validate().unwrap_err();
+        let message = bad.validate().unwrap_err().to_string();
         assert!(message.contains("close_dbfs (-35)"), "{message}");
         assert!(message.contains("open_dbfs (-40)"), "{message}");
         let err = Vox::new(bad).unwrap_err().to_string();
@@ -310,12 +311,23 @@ mod tests {
             open_dbfs: f32::NAN,
             ..VoxSettings::default()
         };
-        assert!(nan.validate().unwrap_err().contains("open_dbfs"));
+        assert!(
+            nan.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("open_dbfs")
+        );
         let positive = VoxSettings {
             open_dbfs: 3.0,
             ..VoxSettings::default()
         };
-        assert!(positive.validate().unwrap_err().contains("open_dbfs = 3"));
+        assert!(
+            positive
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("open_dbfs = 3")
+        );
         let too_low = VoxSettings {
             close_dbfs: -120.0,
             ..VoxSettings::default()
@@ -324,6 +336,7 @@ mod tests {
             too_low
                 .validate()
                 .unwrap_err()
+                .to_string()
                 .contains("close_dbfs = -120")
         );
     }
