@@ -25,7 +25,7 @@ use crate::radio::serial::{SerialCarrierSettings, SerialPttSettings};
 use crate::radio::vox::VoxSettings;
 use crate::secret::Secret;
 use crate::zello::auth::{AuthError, PrivateKey, TokenSigner, TokenSource};
-use crate::zello::protocol::CodecHeader;
+use crate::zello::protocol::{CodecHeader, CodecHeaderError};
 use crate::zello::session::{DEFAULT_PLATFORM_NAME, SessionConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -468,13 +468,12 @@ impl Default for CodecConfig {
 
 impl CodecConfig {
     /// The codec header this radio's messages carry.
-    pub fn header(&self) -> Result<CodecHeader, String> {
+    pub fn header(&self) -> Result<CodecHeader, CodecHeaderError> {
         CodecHeader::new(
             crate::audio::CODEC_RATE,
             self.frames_per_packet,
             self.frame_ms,
         )
-        .map_err(|e| e.to_string())
     }
 }
 

@@ -7,7 +7,7 @@ use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
 use super::ptt_watch::{self, Judged, Outcome, PttWatch, Ticket};
 use super::{AsyncPtt, GatewayEvent};
 use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
-use crate::radio::PttReadback;
+use crate::radio::{PttReadback, RadioError};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{OutgoingEnd, OutgoingMessage, SessionEvent, SessionHandle};
 use bytes::Bytes;
@@ -74,7 +74,7 @@ struct Sending {
 }
 
 /// A reading of the PTT state, with the transmission it was taken for.
-type Reading = (Ticket, Result<bool, String>);
+type Reading = (Ticket, Result<bool, RadioError>);
 
 /// A carrier change is timed back by its audio's age at most this much (the capture keeps
 /// about a frame and a period waiting; more is a burst being trimmed).
@@ -339,7 +339,7 @@ impl Bridge {
         let ticket = s.watch.reading();
         let tx = s.readings_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let reading = reader.keyed().map_err(|e| e.to_string());
+            let reading = reader.keyed();
             let _ = tx.blocking_send((reader, (ticket, reading)));
         });
     }

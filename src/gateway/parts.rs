@@ -5,20 +5,64 @@ use crate::audio::CODEC_RATE;
 use crate::audio::file::{FileInput, FileOutput};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::sound::{CpalInput, CpalOutput};
-use crate::audio::{AudioInput, AudioOutput};
+use crate::audio::{AudioError, AudioInput, AudioOutput};
 use crate::config::{AudioConfig, CarrierConfig, Config, PttConfig, RadioConfig};
 use crate::radio::sim::{FlagCarrier, ScheduleCarrier, SimPtt};
 use crate::radio::vox::Vox;
-use crate::radio::{CarrierDetect, Ptt, RadioError, cm108, gpio, rigctld, serial};
+use crate::radio::{CarrierDetect, Ptt, RadioError, Remedy, cm108, gpio, rigctld, serial};
+use crate::zello::protocol::CodecHeaderError;
+use std::path::PathBuf;
 
-/// A radio that could not be set up.
+/// A radio that could not be set up: the radio, the key of the part and why.
 #[derive(Debug, thiserror::Error)]
-#[error("radio[{index}] ({name}).{key}: {message}")]
+#[error("radio[{index}] ({name}).{key}: {source}")]
 pub struct PartsError {
     pub index: usize,
     pub name: String,
     pub key: String,
-    pub message: String,
+    /// Boxed: the radio errors it can hold are large, and it travels through every
+    /// `Result` of the start.
+    #[source]
+    pub source: Box<PartFault>,
+}
+
+/// Why one part of a radio could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PartFault {
+    /// The PTT line or the carrier detect.
+    #[error(transparent)]
+    Radio(#[from] RadioError),
+    /// The sound card or a sound file.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    /// The codec settings.
+    #[error(transparent)]
+    Codec(#[from] CodecHeaderError),
+    /// An input file of the `file` backend that is not a WAV file.
+    #[error("cannot read {} as a WAV file: {source}", path.display())]
+    Wav {
+        path: PathBuf,
+        #[source]
+        source: hound::Error,
+    },
+    /// An output file of the `file` backend whose folder is missing.
+    #[error("{}: the folder {} does not exist", path.display(), folder.display())]
+    NoFolder { path: PathBuf, folder: PathBuf },
+}
+
+impl PartsError {
+    /// What to do about it: a device that may yet open (a USB card enumerating late, a
+    /// rigctld starting after the gateway) is waited for; a wrong setting is not.
+    pub fn remedy(&self) -> Remedy {
+        match &*self.source {
+            PartFault::Radio(e) => e.remedy(),
+            // A sound card that is not there (yet) is waited for, whatever the reason.
+            PartFault::Audio(_) => Remedy::Retry,
+            PartFault::Codec(_) | PartFault::Wav { .. } | PartFault::NoFolder { .. } => {
+                Remedy::FixSettings
+            }
+        }
+    }
 }
 
 /// A PTT line that does nothing: radios keyed by their own VOX.
@@ -75,12 +119,12 @@ fn card_of(r: &RadioConfig) -> Option<String> {
     }
 }
 
-fn radio_err(index: usize, r: &RadioConfig, key: &str, e: impl std::fmt::Display) -> PartsError {
+fn radio_err(index: usize, r: &RadioConfig, key: &str, e: impl Into<PartFault>) -> PartsError {
     PartsError {
         index,
         name: r.name.clone(),
         key: key.to_string(),
-        message: e.to_string(),
+        source: Box::new(e.into()),
     }
 }
 
@@ -373,6 +417,43 @@ pub fn save_ptt_lines(table: &toml::Table, path: &std::path::Path) -> std::io::R
 mod ptt_off_tests {
     use super::*;
 
+    /// A configuration with one radio whose PTT is `ptt`.
+    fn one_radio(ptt: &str) -> Config {
+        let text = format!(
+            "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gw\"\npassword = \"pw\"\n\
+             [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = {{ backend = \"file\" }}\n\
+             carrier = {{ type = \"none\" }}\nptt = {ptt}\n"
+        );
+        Config::parse(&text, "test.toml", std::path::Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn a_wrong_setting_stops_the_start_a_device_not_there_yet_is_waited_for() {
+        // rigctld not listening (yet): passing, so the radio waits for it.
+        let late = one_radio("{ type = \"rigctld\", address = \"127.0.0.1:1\" }");
+        let e = build(&late).err().expect("nothing listens on port 1");
+        assert!(e.remedy() == Remedy::Retry, "{e}");
+        let (ready, waiting) = build_or_wait(&late).unwrap();
+        assert!(ready.is_empty());
+        assert_eq!(waiting.len(), 1);
+        assert!(
+            waiting[0].error.contains("cannot connect to rigctld"),
+            "{}",
+            waiting[0].error
+        );
+        // A line listed twice: no device can fix that.
+        let wrong =
+            one_radio("{ type = \"serial\", device = \"/dev/null\", lines = [\"RTS\", \"!rts\"] }");
+        let e = build_or_wait(&wrong).err().expect("refused at once");
+        assert_eq!(e.remedy(), Remedy::FixSettings);
+        assert_eq!(e.key, "ptt");
+        assert!(
+            e.to_string()
+                .starts_with("radio[0] (vhf1).ptt: PTT serial: ptt.lines: RTS is listed twice"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn each_radio_s_ptt_is_read_on_its_own() {
         let table: toml::Table = "[zello]\npasword = 1\n\
@@ -469,15 +550,10 @@ mod ptt_off_tests {
 }
 
 /// Forces each line off: one result per radio.
-pub fn force_off_lines(lines: &[PttLine]) -> Vec<(String, Result<String, String>)> {
+pub fn force_off_lines(lines: &[PttLine]) -> Vec<(String, Result<String, RadioError>)> {
     lines
         .iter()
-        .map(|l| {
-            (
-                l.radio.clone(),
-                force_off_line(&l.ptt, l.card.clone()).map_err(|e| e.to_string()),
-            )
-        })
+        .map(|l| (l.radio.clone(), force_off_line(&l.ptt, l.card.clone())))
         .collect()
 }
 
@@ -502,6 +578,8 @@ pub fn build_or_wait(config: &Config) -> Result<(Vec<RadioParts>, Vec<WaitingRad
         settings_problem(index, r)?;
         match build_one(config, index, r) {
             Ok(parts) => ready.push(parts),
+            // No device can fix a wrong setting (a pin out of range, a PTT line listed twice).
+            Err(e) if e.remedy() == Remedy::FixSettings => return Err(e),
             Err(e) => {
                 let (config, r) = (config.clone(), r.clone());
                 waiting.push(WaitingRadio {
@@ -530,34 +608,32 @@ fn settings_problem(index: usize, r: &RadioConfig) -> Result<(), PartsError> {
 }
 
 fn build_one(config: &Config, index: usize, r: &RadioConfig) -> Result<RadioParts, PartsError> {
-    let err = |key: &str, message: String| PartsError {
-        index,
-        name: r.name.clone(),
-        key: key.to_string(),
-        message,
-    };
-    let header = r.codec.header().map_err(|e| err("codec", e))?;
+    let err = |key: &str, e: AudioError| radio_err(index, r, key, e);
+    let header = r
+        .codec
+        .header()
+        .map_err(|e| radio_err(index, r, "codec", e))?;
     let (input, output): (Box<dyn AudioInput>, Box<dyn AudioOutput>) = match &r.audio {
         AudioConfig::File { input, output } => {
             let input = match input {
                 Some(p) => Box::new(
                     FileInput::open(&config.resolve(p), CODEC_RATE)
-                        .map_err(|e| err("audio.input", e.to_string()))?,
+                        .map_err(|e| err("audio.input", e))?,
                 ) as Box<dyn AudioInput>,
                 None => silence(),
             };
             let output = match output {
                 Some(p) => Box::new(
                     FileOutput::create(&config.resolve(p), CODEC_RATE)
-                        .map_err(|e| err("audio.output", e.to_string()))?,
+                        .map_err(|e| err("audio.output", e))?,
                 ) as Box<dyn AudioOutput>,
                 None => Box::new(NullOutput),
             };
             (input, output)
         }
         AudioConfig::Cpal(settings) => {
-            let input = CpalInput::open(settings).map_err(|e| err("audio", e.to_string()))?;
-            let output = CpalOutput::open(settings).map_err(|e| err("audio", e.to_string()))?;
+            let input = CpalInput::open(settings).map_err(|e| err("audio", e))?;
+            let output = CpalOutput::open(settings).map_err(|e| err("audio", e))?;
             (Box::new(input), Box::new(output))
         }
     };
@@ -622,7 +698,10 @@ fn probe_one(config: &Config, index: usize, r: &RadioConfig) -> Probe {
                             index,
                             r,
                             "audio.input",
-                            format!("cannot read {} as a WAV file: {e}", path.display()),
+                            PartFault::Wav {
+                                path: path.clone(),
+                                source: e,
+                            },
                         ));
                     }
                     path.display().to_string()
@@ -641,11 +720,10 @@ fn probe_one(config: &Config, index: usize, r: &RadioConfig) -> Probe {
                             index,
                             r,
                             "audio.output",
-                            format!(
-                                "{}: the folder {} does not exist",
-                                path.display(),
-                                folder.display()
-                            ),
+                            PartFault::NoFolder {
+                                path: path.clone(),
+                                folder,
+                            },
                         ));
                     }
                     path.display().to_string()

@@ -22,6 +22,7 @@
 //! Pure logic with made-up instants in tests; [`confirm`] applies a reading to a PTT line.
 
 use super::PttGuard;
+use crate::radio::RadioError;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -259,7 +260,7 @@ pub fn confirm(
     ptt: &mut PttGuard,
     now: Instant,
     tot_ends: Option<Instant>,
-    reading: (Ticket, Result<bool, String>),
+    reading: (Ticket, Result<bool, RadioError>),
 ) -> Outcome {
     match judge(watch, now, tot_ends, reading) {
         Judged::Done(outcome) => outcome,
@@ -284,9 +285,13 @@ pub fn judge(
     watch: &mut PttWatch,
     now: Instant,
     tot_ends: Option<Instant>,
-    (ticket, reading): (Ticket, Result<bool, String>),
+    (ticket, reading): (Ticket, Result<bool, RadioError>),
 ) -> Judged {
-    let error = reading.as_ref().err().cloned().unwrap_or_default();
+    let error = reading
+        .as_ref()
+        .err()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     Judged::Done(match watch.on_read(now, tot_ends, ticket, reading) {
         None | Some(Verdict::Keyed) => Outcome::Fine,
         Some(Verdict::BackByItself { unkeyed }) => Outcome::BackByItself { unkeyed },
@@ -310,7 +315,7 @@ pub fn rekeyed(
     now: Instant,
     first: bool,
     unkeyed: Duration,
-    keyed: Result<(), crate::radio::RadioError>,
+    keyed: Result<(), RadioError>,
 ) -> Outcome {
     match keyed {
         Ok(()) => Outcome::Restored {
@@ -336,6 +341,12 @@ mod tests {
     const S: Duration = Duration::from_secs(1);
     const MS: Duration = Duration::from_millis(1);
 
+    /// A reading that failed with `message`.
+    fn failed(message: &str) -> RadioError {
+        let e = std::io::Error::other(message.to_string());
+        RadioError::ptt("rigctld", crate::radio::Fault::io(message, e))
+    }
+
     fn watch() -> PttWatch {
         PttWatch::new(READ_EVERY, GIVE_UP_AFTER)
     }
@@ -347,7 +358,7 @@ mod tests {
         ptt: &mut PttGuard,
         tot_ends: Instant,
         now: Instant,
-        reading: Result<bool, String>,
+        reading: Result<bool, RadioError>,
     ) -> Outcome {
         let ticket = w.reading();
         confirm(w, ptt, now, Some(tot_ends), (ticket, reading))
@@ -404,10 +415,10 @@ mod tests {
         // the new rigctld unkeyed.
         sim.set_failing(true);
         assert_eq!(
-            read(&mut w, &mut ptt, end, t0 + 2 * S, Err("refused".into())),
+            read(&mut w, &mut ptt, end, t0 + 2 * S, Err(failed("refused"))),
             Outcome::Unreadable {
                 first: true,
-                error: "refused".into()
+                error: failed("refused").to_string()
             }
         );
         sim.set_failing(false);
@@ -480,7 +491,7 @@ mod tests {
         let mut w = watch();
         let (mut ptt, _sim) = keyed_line();
         w.keyed(t0);
-        let err = || Err("rigctld unreachable".to_string());
+        let err = || Err(failed("rigctld unreachable"));
         assert!(matches!(
             read(&mut w, &mut ptt, end, t0 + S, err()),
             Outcome::Unreadable { first: true, .. }
@@ -496,7 +507,7 @@ mod tests {
         assert_eq!(
             read(&mut w, &mut ptt, end, t0 + 4 * S, err()),
             Outcome::GiveUp {
-                error: "rigctld unreachable".into()
+                error: failed("rigctld unreachable").to_string()
             }
         );
         // A reading that works in between starts the count again.

@@ -311,13 +311,16 @@ fn describe_candidates(list: &[HidrawCard]) -> String {
 pub fn find_hidraw(d: &Discovery, card: Option<&str>) -> Result<HidrawCard, Fault> {
     let list = list_in(d);
     let Some(spec) = card else {
+        let advice = format!(
+            "no sound card named for \"auto\": set card (the radio's sound card, see \
+             `aplay -l`) or device = \"/dev/hidrawN\"; {}",
+            describe_candidates(&list)
+        );
         return match list.as_slice() {
             [one] => Ok(one.clone()),
-            _ => Err(Fault::Setting(format!(
-                "no sound card named for \"auto\": set card (the radio's sound card, see \
-                 `aplay -l`) or device = \"/dev/hidrawN\"; {}",
-                describe_candidates(&list)
-            ))),
+            // None plugged in (yet): a USB card may enumerate late.
+            [] => Err(Fault::io(advice, io::Error::from(io::ErrorKind::NotFound))),
+            _ => Err(Fault::Setting(advice)),
         };
     };
     let wanted = parse_card(spec);

@@ -145,7 +145,9 @@ pub fn parse_address(key: &str, address: &str) -> Result<Vec<SocketAddr>, Fault>
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
         .map_err(|e| {
-            Fault::Setting(format!("{key} {address:?}: not a usable address ({e}); use host:port, such as {DEFAULT_ADDRESS}"))
+            // A name that does not resolve yet (no network at boot) is waited for.
+            let message = format!("{key} {address:?}: not a usable address ({e}); use host:port, such as {DEFAULT_ADDRESS}");
+            Fault::io(message, e)
         })?
         .collect();
     if addrs.is_empty() {
