@@ -865,7 +865,7 @@ impl WorkClient {
                     return Ok(n);
                 }
                 Ok(Err(e)) => return Err(e),
-                Err(e) => e,
+                Err(e) => describe(e),
             };
             if backoff.attempts() >= self.options.retries {
                 let _ = tokio::fs::remove_file(&part).await;
@@ -891,14 +891,13 @@ impl WorkClient {
         url: &url::Url,
         part: &Path,
         progress: &mut impl FnMut(u64, Option<u64>),
-    ) -> Result<Result<u64, WorkError>, String> {
+    ) -> Result<Result<u64, WorkError>, reqwest::Error> {
         let mut response = self
             .http
             .get(url.clone())
             .timeout(self.options.media_poll_timeout.max(self.options.timeout) * 4)
             .send()
-            .await
-            .map_err(describe)?;
+            .await?;
         let status = response.status();
         if !status.is_success() {
             return Ok(Err(WorkError::Http {
@@ -917,7 +916,7 @@ impl WorkClient {
         };
         let mut n = 0u64;
         progress(0, total);
-        while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        while let Some(chunk) = response.chunk().await? {
             if let Err(e) = file.write_all(&chunk).await {
                 return Ok(Err(write_err(e)));
             }

@@ -161,6 +161,34 @@ impl std::fmt::Debug for TokenSigner {
     }
 }
 
+/// What in the key itself makes ring refuse it for RS256, read from its DER form: an
+/// algorithm other than RSA, or a modulus outside ring's 2048 to 8192 bits. `None` when the
+/// key looks right (ring's own error then says why).
+fn rsa_key_problem(der: &PrivateKeyDer<'_>) -> Option<String> {
+    let rsa_der = match der {
+        PrivateKeyDer::Pkcs8(k) => {
+            let info = pkcs8::PrivateKeyInfo::try_from(k.secret_pkcs8_der()).ok()?;
+            if info.algorithm.oid != pkcs1::ALGORITHM_OID {
+                return Some("it is not an RSA key".into());
+            }
+            info.private_key
+        }
+        PrivateKeyDer::Pkcs1(k) => k.secret_pkcs1_der(),
+        _ => return None,
+    };
+    let key = pkcs1::RsaPrivateKey::try_from(rsa_der).ok()?;
+    let modulus = key.modulus.as_bytes();
+    let bits = (modulus.len() * 8)
+        .saturating_sub(modulus.first().map_or(0, |b| b.leading_zeros() as usize));
+    if bits < 2048 {
+        Some("the key is shorter than 2048 bits".into())
+    } else if bits > 8192 {
+        Some("the key is longer than 8192 bits".into())
+    } else {
+        None
+    }
+}
+
 impl TokenSigner {
     /// A signer for `issuer` with its private key. Fails, naming the key's file, when the key
     /// cannot be read or is not an RSA key of 2048 to 8192 bits.
@@ -206,14 +234,7 @@ impl TokenSigner {
             }
             _ => return Err(invalid("an unknown kind of private key".into())),
         }
-        .map_err(|e| {
-            invalid(match e.to_string().as_str() {
-                "TooSmall" => "the key is shorter than 2048 bits".to_string(),
-                "TooLarge" => "the key is longer than 8192 bits".to_string(),
-                "WrongAlgorithm" => "it is not an RSA key".to_string(),
-                other => format!("rejected ({other})"),
-            })
-        })?;
+        .map_err(|e| invalid(rsa_key_problem(&der).unwrap_or_else(|| format!("rejected ({e})"))))?;
         Ok(TokenSigner {
             inner: Arc::new(SignerInner {
                 issuer,
