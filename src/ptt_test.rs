@@ -12,7 +12,7 @@
 use crate::audio::dsp::TxChain;
 use crate::audio::file::FileOutput;
 use crate::audio::sound::CpalOutput;
-use crate::audio::{AudioOutput, CODEC_RATE};
+use crate::audio::{AudioError, AudioOutput, CODEC_RATE};
 use crate::config::{AudioConfig, Config, RadioConfig};
 use crate::gateway::PttGuard;
 use crate::gateway::parts::build_ptt;
@@ -86,36 +86,36 @@ struct Plan {
 }
 
 /// Checks the arguments against the radio's settings.
-fn plan(args: &PttTestArgs, r: &RadioConfig, rate: u32) -> Result<Plan, String> {
+fn plan(args: &PttTestArgs, r: &RadioConfig, rate: u32) -> Result<Plan, PttTestError> {
     let tot = r.timers().tot.as_secs_f64();
     if !args.seconds.is_finite() || args.seconds <= 0.0 {
-        return Err(format!(
+        return Err(PttTestError::Refused(format!(
             "--seconds {}: use a time above 0 (default {DEFAULT_SECONDS})",
             args.seconds
-        ));
+        )));
     }
     if args.seconds > tot {
-        return Err(format!(
+        return Err(PttTestError::Refused(format!(
             "--seconds {} is longer than radio {:?}'s time-out timer (timing.tot_s = {tot}): \
              use at most {tot}",
             args.seconds, r.name
-        ));
+        )));
     }
     let tone = if args.no_tone || args.tone == 0.0 {
         None
     } else {
         let max = (rate as f32 * 0.45).floor();
         if !args.tone.is_finite() || !(20.0..=max).contains(&args.tone) {
-            return Err(format!(
+            return Err(PttTestError::Refused(format!(
                 "--tone {}: use 0 (no tone) or 20 to {max} Hz",
                 args.tone
-            ));
+            )));
         }
         if !args.level_dbfs.is_finite() || !(-60.0..=0.0).contains(&args.level_dbfs) {
-            return Err(format!(
+            return Err(PttTestError::Refused(format!(
                 "--level-dbfs {}: use -60 to 0 (0 is full scale)",
                 args.level_dbfs
-            ));
+            )));
         }
         Some((args.tone, args.level_dbfs))
     };
@@ -169,17 +169,19 @@ impl ToneSource {
 }
 
 /// Opens the radio's audio output: the sound card, or the end of its WAV file.
-fn open_output(config: &Config, r: &RadioConfig) -> Result<Option<Box<dyn AudioOutput>>, String> {
+fn open_output(
+    config: &Config,
+    r: &RadioConfig,
+) -> Result<Option<Box<dyn AudioOutput>>, AudioError> {
     Ok(match &r.audio {
         AudioConfig::File { output: None, .. } => None,
         AudioConfig::File {
             output: Some(p), ..
-        } => Some(Box::new(
-            FileOutput::append(&config.resolve(p), CODEC_RATE).map_err(|e| e.to_string())?,
-        )),
-        AudioConfig::Cpal(settings) => Some(Box::new(
-            CpalOutput::open(settings).map_err(|e| format!("{e}; {BUSY_HINT}"))?,
-        )),
+        } => Some(Box::new(FileOutput::append(
+            &config.resolve(p),
+            CODEC_RATE,
+        )?)),
+        AudioConfig::Cpal(settings) => Some(Box::new(CpalOutput::open(settings)?)),
     })
 }
 
@@ -217,9 +219,12 @@ pub async fn run(
         message,
     };
     // The output's rate is the file's or the card's engine rate; checked again below.
-    let mut plan = plan(args, r, CODEC_RATE).map_err(PttTestError::Refused)?;
+    let mut plan = plan(args, r, CODEC_RATE)?;
     let output = match plan.tone {
-        Some(_) => open_output(&config, r).map_err(device)?,
+        Some(_) => open_output(&config, r).map_err(|e| match r.audio {
+            AudioConfig::Cpal(_) => device(format!("{e}; {BUSY_HINT}")),
+            AudioConfig::File { .. } => device(e.to_string()),
+        })?,
         None => None,
     };
     if plan.tone.is_some() && output.is_none() {
@@ -298,7 +303,7 @@ async fn key_and_play(
         Err(e) => eprintln!("radio {radio}: cannot unkey the transmitter: {e}"),
     }
     match result {
-        Err(e) => Err(device(e)),
+        Err(e) => Err(device(e.to_string())),
         Ok(false) => Err(PttTestError::Interrupted {
             radio: radio.to_string(),
             seconds: keyed_at.elapsed().as_secs_f64(),
@@ -314,7 +319,7 @@ async fn transmit(
     chain: &mut TxChain,
     rate: u32,
     stop: &CancellationToken,
-) -> Result<bool, String> {
+) -> Result<bool, AudioError> {
     let length = Duration::from_secs_f64(plan.seconds);
     let (Some((hz, dbfs)), Some(out)) = (plan.tone, output) else {
         tokio::select! {
@@ -337,7 +342,7 @@ async fn transmit(
         let n = frame_len.min(total - written);
         source.fill(&mut frame[..n]);
         chain.process(&mut frame[..n]);
-        out.write_frame(&frame[..n]).map_err(|e| e.to_string())?;
+        out.write_frame(&frame[..n])?;
         written += n;
     }
     // The last frame written plays for 20 ms more.
@@ -388,7 +393,9 @@ mod tests {
                 tot: Duration::from_secs(30),
             }
         );
-        let e = plan(&args(31.0, 1000.0), &r, 16000).unwrap_err();
+        let e = plan(&args(31.0, 1000.0), &r, 16000)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timing.tot_s = 30"), "{e}");
         assert!(e.contains("use at most 30"), "{e}");
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
@@ -404,12 +411,17 @@ mod tests {
         a.no_tone = true;
         assert_eq!(plan(&a, &r, 16000).unwrap().tone, None);
         for bad in [10.0, 7300.0, f32::NAN] {
-            let e = plan(&args(5.0, bad), &r, 16000).unwrap_err();
+            let e = plan(&args(5.0, bad), &r, 16000).unwrap_err().to_string();
             assert!(e.contains("use 0 (no tone) or 20 to 7200 Hz"), "{e}");
         }
         let mut a = args(5.0, 1000.0);
         a.level_dbfs = 3.0;
-        assert!(plan(&a, &r, 16000).unwrap_err().contains("--level-dbfs 3"));
+        assert!(
+            plan(&a, &r, 16000)
+                .unwrap_err()
+                .to_string()
+                .contains("--level-dbfs 3")
+        );
     }
 
     /// An output that fails, or panics, after `frames` frames.

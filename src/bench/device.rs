@@ -839,15 +839,15 @@ pub(crate) fn preflight(opts: &BenchOptions, d: &DeviceOptions) -> Result<(), Be
 
 /// Fails unless both devices open.
 fn check_devices(d: &DeviceOptions) -> Result<(), BenchError> {
-    onset::open_capture(&d.input, CARD_RATE, Duration::from_millis(20)).map_err(|message| {
+    onset::open_capture(&d.input, CARD_RATE, Duration::from_millis(20)).map_err(|e| {
         BenchError::Device {
             device: d.input.clone(),
-            message,
+            message: e.to_string(),
         }
     })?;
-    onset::check_playback(&d.output).map_err(|message| BenchError::Device {
+    onset::check_playback(&d.output).map_err(|e| BenchError::Device {
         device: d.output.clone(),
-        message,
+        message: e.to_string(),
     })
 }
 
@@ -1275,9 +1275,9 @@ fn start_latencies(
     bursts: &Path,
 ) -> Result<Vec<f64>, BenchError> {
     let reader =
-        onset::OnsetReader::start(&d.input, CARD_RATE).map_err(|message| BenchError::Device {
+        onset::OnsetReader::start(&d.input, CARD_RATE).map_err(|e| BenchError::Device {
             device: d.input.clone(),
-            message,
+            message: e.to_string(),
         })?;
     std::thread::sleep(Duration::from_millis(500));
     streams.poll(&emulator.sim);

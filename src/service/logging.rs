@@ -125,7 +125,7 @@ pub fn level_directives(
     check_directives(value).map_err(|reason| LoggingError::BadLevel {
         source_name,
         value: value.to_string(),
-        reason,
+        reason: reason.to_string(),
     })?;
     Ok((value.to_string(), source_name))
 }
@@ -243,9 +243,18 @@ fn note_capped(directives: &str) {
     }
 }
 
+/// A directive of a log level that is not one.
+#[derive(Debug, thiserror::Error)]
+enum DirectiveError {
+    #[error("{0:?} names no module before '='")]
+    NoTarget(String),
+    #[error("{0:?} is not a level")]
+    NotALevel(String),
+}
+
 /// Checks that every directive is a level or `target=level` (or a span filter in brackets,
 /// left to tracing-subscriber to judge), so that a mistyped level is not taken for a target.
-fn check_directives(value: &str) -> Result<(), String> {
+fn check_directives(value: &str) -> Result<(), DirectiveError> {
     for directive in value.split(',').map(str::trim) {
         if directive.is_empty() || directive.contains('[') {
             continue;
@@ -253,14 +262,14 @@ fn check_directives(value: &str) -> Result<(), String> {
         let level = match directive.rsplit_once('=') {
             Some((target, level)) => {
                 if target.trim().is_empty() {
-                    return Err(format!("{directive:?} names no module before '='"));
+                    return Err(DirectiveError::NoTarget(directive.to_string()));
                 }
                 level.trim()
             }
             None => directive,
         };
         if level.parse::<LevelFilter>().is_err() {
-            return Err(format!("{level:?} is not a level"));
+            return Err(DirectiveError::NotALevel(level.to_string()));
         }
     }
     Ok(())

@@ -18,35 +18,60 @@ pub(crate) const PERIOD: Duration = Duration::from_millis(5);
 /// The longest wait for a period before the reader looks at its stop flag again.
 const WAIT_MS: u32 = 200;
 
+/// What ALSA refused, and at which step (empty for the open itself).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OnsetError {
+    #[error("{context}{source}")]
+    Alsa {
+        /// The step and a colon ("mono: "), or nothing.
+        context: String,
+        #[source]
+        source: alsa::Error,
+    },
+    #[error("{0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// ALSA's error at `step` ("" for none).
+fn alsa(step: impl Into<String>) -> impl FnOnce(alsa::Error) -> OnsetError {
+    let step = step.into();
+    move |source| OnsetError::Alsa {
+        context: if step.is_empty() {
+            step
+        } else {
+            format!("{step}: ")
+        },
+        source,
+    }
+}
+
 /// Opens `device` for capture at `rate`, mono, 16 bit, with `period` and four periods of
 /// buffer, in non-blocking mode; the error says what ALSA said.
-pub(crate) fn open_capture(device: &str, rate: u32, period: Duration) -> Result<PCM, String> {
-    let pcm = PCM::new(device, Direction::Capture, true).map_err(|e| e.to_string())?;
+pub(crate) fn open_capture(device: &str, rate: u32, period: Duration) -> Result<PCM, OnsetError> {
+    let pcm = PCM::new(device, Direction::Capture, true).map_err(alsa(""))?;
     {
-        let hw = HwParams::any(&pcm).map_err(|e| e.to_string())?;
-        hw.set_channels(1).map_err(|e| format!("mono: {e}"))?;
+        let hw = HwParams::any(&pcm).map_err(alsa(""))?;
+        hw.set_channels(1).map_err(alsa("mono"))?;
         hw.set_rate(rate, ValueOr::Nearest)
-            .map_err(|e| format!("{rate} Hz: {e}"))?;
-        hw.set_format(Format::s16())
-            .map_err(|e| format!("16 bit: {e}"))?;
-        hw.set_access(Access::RWInterleaved)
-            .map_err(|e| e.to_string())?;
+            .map_err(alsa(format!("{rate} Hz")))?;
+        hw.set_format(Format::s16()).map_err(alsa("16 bit"))?;
+        hw.set_access(Access::RWInterleaved).map_err(alsa(""))?;
         let frames =
             (u128::from(rate) * period.as_micros() / 1_000_000).max(1) as alsa::pcm::Frames;
         hw.set_period_size_near(frames, ValueOr::Nearest)
-            .map_err(|e| format!("period of {frames} frames: {e}"))?;
+            .map_err(alsa(format!("period of {frames} frames")))?;
         hw.set_buffer_size_near(frames * 4)
-            .map_err(|e| format!("buffer of {} frames: {e}", frames * 4))?;
-        pcm.hw_params(&hw).map_err(|e| e.to_string())?;
+            .map_err(alsa(format!("buffer of {} frames", frames * 4)))?;
+        pcm.hw_params(&hw).map_err(alsa(""))?;
     }
     Ok(pcm)
 }
 
 /// Checks that `device` opens for playback; the error says what ALSA said.
-pub(crate) fn check_playback(device: &str) -> Result<(), String> {
+pub(crate) fn check_playback(device: &str) -> Result<(), OnsetError> {
     PCM::new(device, Direction::Playback, false)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(alsa(""))
 }
 
 /// A running reader.
@@ -59,7 +84,7 @@ pub(crate) struct OnsetReader {
 
 impl OnsetReader {
     /// Opens `device` and starts reading it on a thread of its own.
-    pub(crate) fn start(device: &str, rate: u32) -> Result<OnsetReader, String> {
+    pub(crate) fn start(device: &str, rate: u32) -> Result<OnsetReader, OnsetError> {
         let pcm = open_capture(device, rate, PERIOD)?;
         let stop = Arc::new(AtomicBool::new(false));
         let onsets: Arc<Mutex<Vec<Instant>>> = Arc::default();
@@ -70,10 +95,10 @@ impl OnsetReader {
                 .name("bench-onsets".into())
                 .spawn(move || {
                     if let Err(e) = read(&pcm, rate, &stop, &onsets) {
-                        *crate::bench::rig::lock(&failure) = Some(e);
+                        *crate::bench::rig::lock(&failure) = Some(e.to_string());
                     }
                 })
-                .map_err(|e| e.to_string())?
+                .map_err(OnsetError::Thread)?
         };
         Ok(OnsetReader {
             stop,
@@ -109,8 +134,8 @@ fn read(
     rate: u32,
     stop: &AtomicBool,
     onsets: &Mutex<Vec<Instant>>,
-) -> Result<(), String> {
-    let io = pcm.io_i16().map_err(|e| e.to_string())?;
+) -> Result<(), OnsetError> {
+    let io = pcm.io_i16().map_err(alsa(""))?;
     let frames = (u128::from(rate) * PERIOD.as_micros() / 1_000_000).max(1) as usize;
     let mut buf = vec![0i16; frames];
     let mut detector = Onsets::new(rate);
@@ -132,10 +157,10 @@ fn read(
                 // An overrun: start again (many in a row mean the device is gone).
                 errors += 1;
                 if errors > 10 {
-                    return Err(format!("reading the device failed: {e}"));
+                    return Err(alsa("reading the device failed")(e));
                 }
                 pcm.try_recover(e, true)
-                    .map_err(|e| format!("reading the device failed: {e}"))?;
+                    .map_err(alsa("reading the device failed"))?;
                 pcm.start().ok();
                 continue;
             }

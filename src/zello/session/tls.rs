@@ -36,39 +36,69 @@ pub(crate) fn is_loopback(host: &str) -> bool {
             .unwrap_or(false)
 }
 
+/// Why the TLS client settings cannot be made; each names the `ca_file` at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// The file cannot be read, or is not PEM.
+    #[error("ca_file {}: {source}", path.display())]
+    Pem {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The file holds no certificate.
+    #[error("ca_file {} holds no PEM certificate", path.display())]
+    Empty { path: std::path::PathBuf },
+    /// A certificate of the file is refused as a root.
+    #[error("ca_file {}: {source}", path.display())]
+    Rejected {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    /// The TLS library refuses its own defaults (a build without TLS 1.2 or 1.3).
+    #[error(transparent)]
+    Protocols(rustls::Error),
+}
+
 /// A rustls client configuration (ring) trusting the web PKI roots plus the certificates in
 /// `ca_file`; the error names the file.
-pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsSetupError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let bad = |e: &dyn std::fmt::Display| format!("ca_file {}: {e}", path.display());
+        let pem = |source| TlsSetupError::Pem {
+            path: path.to_path_buf(),
+            source,
+        };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(&e))?
+            .map_err(pem)?
             .collect::<Result<_, _>>()
-            .map_err(|e| bad(&e))?;
+            .map_err(pem)?;
         if certs.is_empty() {
-            return Err(format!(
-                "ca_file {} holds no PEM certificate",
-                path.display()
-            ));
+            return Err(TlsSetupError::Empty {
+                path: path.to_path_buf(),
+            });
         }
         for cert in certs {
-            roots.add(cert).map_err(|e| bad(&e))?;
+            roots.add(cert).map_err(|source| TlsSetupError::Rejected {
+                path: path.to_path_buf(),
+                source,
+            })?;
         }
     }
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(TlsSetupError::Protocols)?
     .with_root_certificates(roots)
     .with_no_client_auth())
 }
 
 /// A rustls connector trusting the web PKI roots plus the certificates in `ca_file`.
 pub(crate) fn connector(ca_file: Option<&Path>) -> Result<Connector, SessionError> {
-    let config = client_config(ca_file).map_err(SessionError::Tls)?;
+    let config = client_config(ca_file).map_err(|e| SessionError::Tls(e.to_string()))?;
     Ok(Connector::Rustls(Arc::new(config)))
 }
 
