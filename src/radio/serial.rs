@@ -27,6 +27,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsRawFd as _, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -52,10 +53,9 @@ pub trait ModemLines: Send {
     fn dcd(&mut self) -> io::Result<bool>;
 }
 
-/// An I/O error from a modem-line call of a real port.
-fn line_error(e: serialport::Error) -> io::Error {
-    if e.kind == serialport::ErrorKind::Unknown && e.description.contains("typewriter") {
-        // ENOTTY from the modem-control ioctls: a pseudo-terminal, or a driver without them.
+/// An I/O error from a modem-line call of `port`.
+fn line_error(port: &serialport::TTYPort, e: serialport::Error) -> io::Error {
+    if e.kind == serialport::ErrorKind::Unknown && !has_modem_lines(port.as_raw_fd()) {
         return io::Error::new(
             io::ErrorKind::Unsupported,
             "this port has no modem-control lines",
@@ -64,25 +64,51 @@ fn line_error(e: serialport::Error) -> io::Error {
     io::Error::from(e)
 }
 
+/// Whether the modem-control ioctls work on `fd`: they fail with ENOTTY on a
+/// pseudo-terminal, or with a driver without them.
+fn has_modem_lines(fd: RawFd) -> bool {
+    let mut bits: libc::c_int = 0;
+    // SAFETY: TIOCMGET writes one c_int through the pointer, valid for the whole call.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCMGET, &mut bits) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOTTY)
+}
+
+/// Whether `device` opens but is no terminal (ENOTTY): a character device that is not a
+/// serial port.
+fn not_a_terminal(device: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(device)
+    else {
+        return false;
+    };
+    // SAFETY: the descriptor stays open for the whole call.
+    let tty = unsafe { libc::isatty(file.as_raw_fd()) } == 1;
+    !tty && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTTY)
+}
+
 impl ModemLines for serialport::TTYPort {
     fn set_rts(&mut self, on: bool) -> io::Result<()> {
-        serialport::SerialPort::write_request_to_send(self, on).map_err(line_error)
+        serialport::SerialPort::write_request_to_send(self, on).map_err(|e| line_error(self, e))
     }
 
     fn set_dtr(&mut self, on: bool) -> io::Result<()> {
-        serialport::SerialPort::write_data_terminal_ready(self, on).map_err(line_error)
+        serialport::SerialPort::write_data_terminal_ready(self, on).map_err(|e| line_error(self, e))
     }
 
     fn cts(&mut self) -> io::Result<bool> {
-        serialport::SerialPort::read_clear_to_send(self).map_err(line_error)
+        serialport::SerialPort::read_clear_to_send(self).map_err(|e| line_error(self, e))
     }
 
     fn dsr(&mut self) -> io::Result<bool> {
-        serialport::SerialPort::read_data_set_ready(self).map_err(line_error)
+        serialport::SerialPort::read_data_set_ready(self).map_err(|e| line_error(self, e))
     }
 
     fn dcd(&mut self) -> io::Result<bool> {
-        serialport::SerialPort::read_carrier_detect(self).map_err(line_error)
+        serialport::SerialPort::read_carrier_detect(self).map_err(|e| line_error(self, e))
     }
 }
 
@@ -266,7 +292,7 @@ pub fn open_tty(device: &Path) -> io::Result<Box<dyn ModemLines>> {
                 io::Error::new(io::ErrorKind::ResourceBusy, e.description)
             }
             // ENOTTY: a character device that is not a terminal.
-            serialport::ErrorKind::Unknown if e.description.contains("typewriter") => {
+            serialport::ErrorKind::Unknown if not_a_terminal(device) => {
                 io::Error::new(io::ErrorKind::InvalidInput, "not a serial port")
             }
             _ => io::Error::from(e),
