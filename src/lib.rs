@@ -2,9 +2,11 @@
 //!
 //! Layout, one module per concern:
 //! - [`zello`]: the Channel API (pure protocol types, the WebSocket session, the local emulator)
-//! - [`audio`]: audio backends, Opus, WAV files and the per-radio codec engine
+//! - [`audio`]: audio primitives: sound-card and file backends, DSP, Opus, the playout buffer
 //! - [`radio`]: the PTT and carrier-detect seams and their implementations
-//! - [`gateway`]: the bridge between a radio and its channel
+//! - [`gateway`]: the per-radio pipeline (codec engine thread, bridge task, state machine)
+//! - [`parts`]: the composition root: builds each radio's devices from the configuration
+//! - [`net`]: the reconnect backoff and TLS set-up shared by the Zello and Zello Work clients
 //! - [`alarms`]: leaving Zello on purpose while radio hardware has failed (Zello Alarms)
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
@@ -24,6 +26,8 @@ pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod gateway;
+pub mod net;
+pub mod parts;
 pub mod ptt_test;
 pub mod radio;
 pub mod secret;

@@ -15,7 +15,7 @@ use crate::audio::sound::CpalOutput;
 use crate::audio::{AudioOutput, CODEC_RATE};
 use crate::config::{AudioConfig, Config, RadioConfig};
 use crate::gateway::PttGuard;
-use crate::gateway::parts::build_ptt;
+use crate::parts::build_ptt;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;

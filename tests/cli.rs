@@ -311,11 +311,8 @@ fn ptt_off_uses_the_settings_kept_at_the_last_start_when_the_file_is_unusable() 
         "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\npassword = \"Pw-S3cret\"\n\n{}",
         cm108_radio("vhf1", &node)
     );
-    zello_gateway::gateway::parts::save_ptt_lines(
-        &good.parse().unwrap(),
-        &state.join("ptt-lines.toml"),
-    )
-    .unwrap();
+    zello_gateway::parts::save_ptt_lines(&good.parse().unwrap(), &state.join("ptt-lines.toml"))
+        .unwrap();
     let kept = std::fs::read_to_string(state.join("ptt-lines.toml")).unwrap();
     assert!(!kept.contains("S3cret"), "{kept}");
     #[cfg(unix)]

@@ -16,6 +16,7 @@ use zello_gateway::audio::opus::{EncoderSettings, OpusEncoder};
 use zello_gateway::audio::{CODEC_RATE, speech, wav};
 use zello_gateway::config::Config;
 use zello_gateway::gateway::{self, GatewayEvent, RadioParts};
+use zello_gateway::parts;
 use zello_gateway::radio::sim::{FlagCarrier, SimPtt};
 use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::session::SessionEvent;
@@ -201,7 +202,7 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
     );
     std::fs::write(dir.join("gateway.toml"), text).unwrap();
     let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-    let radios = gateway::parts::build(&cfg).unwrap();
+    let radios = parts::build(&cfg).unwrap();
     let shutdown = CancellationToken::new();
     let (observer, mut watch) = broadcast::channel(1024);
     let gw = tokio::spawn(gateway::run(

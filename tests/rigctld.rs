@@ -15,6 +15,7 @@ use zello_gateway::audio::CODEC_RATE;
 use zello_gateway::audio::opus::{EncoderSettings, OpusEncoder};
 use zello_gateway::config::Config;
 use zello_gateway::gateway::{self, GatewayEvent};
+use zello_gateway::parts;
 use zello_gateway::radio::rigctld::read_ptt;
 use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::sim::SimConfig;
@@ -44,7 +45,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     );
     std::fs::write(dir.join("gateway.toml"), text).unwrap();
     let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-    let radios = gateway::parts::build(&cfg).unwrap();
+    let radios = parts::build(&cfg).unwrap();
     let shutdown = CancellationToken::new();
     let (observer, mut watch) = broadcast::channel(1024);
     let gw = tokio::spawn(gateway::run(
@@ -199,7 +200,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     );
     std::fs::write(dir.join("gateway.toml"), text).unwrap();
     let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-    let radios = gateway::parts::build(&cfg).unwrap();
+    let radios = parts::build(&cfg).unwrap();
     let shutdown = CancellationToken::new();
     let (observer, watch) = broadcast::channel(1024);
     let gw = tokio::spawn(gateway::run(
@@ -407,7 +408,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     );
     std::fs::write(dir.join("gateway.toml"), text).unwrap();
     let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-    let (radios, waiting) = gateway::parts::build_or_wait(&cfg).unwrap();
+    let (radios, waiting) = parts::build_or_wait(&cfg).unwrap();
     assert!(radios.is_empty());
     assert_eq!(waiting.len(), 1);
     assert!(waiting[0].error.contains(&address), "{}", waiting[0].error);

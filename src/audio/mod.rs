@@ -6,8 +6,8 @@
 
 pub(crate) mod alsa_pcm;
 pub mod dsp;
-pub mod engine;
 pub mod file;
+pub use file::NullOutput;
 pub mod level;
 pub mod opus;
 pub mod playout;

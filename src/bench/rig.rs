@@ -3,10 +3,10 @@
 //! rings ([`RingCapture`], [`RingPlayback`]) with the benchmark playing the sound card.
 
 use super::{BenchError, cpu_time};
-use crate::audio::engine::Engine;
 use crate::audio::opus::EncoderSettings;
 use crate::audio::sound::rings::{RingCapture, RingPlayback};
 use crate::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
+use crate::gateway::engine::Engine;
 use crate::gateway::machine::Timers;
 use crate::gateway::{self, DrivenParts, EngineDrive, GatewayError, GatewayEvent, RadioParts};
 use crate::radio::sim::{FlagCarrier, SimPtt};

@@ -21,6 +21,7 @@ pub mod reload;
 pub mod status;
 
 use crate::gateway::{self, GatewayError, GatewayEvent};
+use crate::parts;
 use crate::service::{Liveness, Notifier, NotifyError, Watchdog};
 use reload::Reloader;
 use status::StatusBoard;
@@ -50,7 +51,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Parts(#[from] crate::gateway::parts::PartsError),
+    Parts(#[from] crate::parts::PartsError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
     #[error(transparent)]
@@ -81,11 +82,11 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let mut session = config.session_config()?;
     session.refresh_token_file = refresh_token_file();
     // A radio whose hardware is not there yet waits for it; only settings errors stop here.
-    let (radios, waiting) = gateway::parts::build_or_wait(&config)?;
+    let (radios, waiting) = parts::build_or_wait(&config)?;
     // The configuration started: these PTT lines are the ones `ptt-off` forces off should
     // the file become unreadable.
-    if let Some(path) = gateway::parts::saved_ptt_lines_file()
-        && let Err(e) = gateway::parts::save_ptt_lines(&running, &path)
+    if let Some(path) = parts::saved_ptt_lines_file()
+        && let Err(e) = parts::save_ptt_lines(&running, &path)
     {
         warn!(file = %path.display(), error = %e, "cannot keep the PTT settings for ptt-off (the state directory is not writable?)");
     }

@@ -6,7 +6,7 @@ use super::chatter::{ChangeLog, Say};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
 use super::ptt_watch::{self, Judged, Outcome, PttWatch, Ticket};
 use super::{AsyncPtt, GatewayEvent};
-use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
+use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::radio::PttReadback;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{OutgoingEnd, OutgoingMessage, SessionEvent, SessionHandle};

@@ -1,23 +1,23 @@
 //! The bridge between radios and their Zello channels.
 //!
 //! One session serves every radio; a router hands each radio the session events of its
-//! channel. Each radio has a codec engine thread ([`crate::audio::engine`]) and a bridge task
+//! channel. Each radio has a codec engine thread ([`engine`]) and a bridge task
 //! (`bridge`) that keys PTT, starts and ends messages, and keeps half duplex.
 
 mod bridge;
 mod chatter;
+pub mod engine;
 pub mod machine;
-pub mod parts;
 pub mod ptt_watch;
 
 use crate::alarms::AlarmsConfig;
-use crate::audio::engine::{self, Engine};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::{AudioInput, AudioOutput};
 use crate::radio::{CarrierDetect, Ptt, RadioError};
 use crate::service::Liveness;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent, SessionHandle};
+use engine::Engine;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};

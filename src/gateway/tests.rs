@@ -5,7 +5,7 @@
 use super::bridge::Bridge;
 use super::machine::Timers;
 use super::{GatewayEvent, PttGuard};
-use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
+use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::radio::sim::SimPtt;
 use crate::secret::Secret;
 use crate::zello::protocol::CodecHeader;
@@ -586,8 +586,8 @@ async fn a_failed_ptt_interface_is_noticed_while_idle_and_when_keying() {
 /// Zello session runs meanwhile.
 #[tokio::test(start_paused = true)]
 async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_started() {
-    use super::parts::NullOutput;
     use super::{HARDWARE_RETRY_MAX, RadioParts, RunOptions, WaitingRadio};
+    use crate::audio::NullOutput;
     use crate::audio::file::FileInput;
     use crate::radio::sim::FlagCarrier;
     use std::sync::Arc;
@@ -679,7 +679,7 @@ fn late_radio(
     input_rate: u32,
 ) -> super::WaitingRadio {
     use super::RadioParts;
-    use super::parts::NullOutput;
+    use crate::audio::NullOutput;
     use crate::audio::file::FileInput;
     use crate::radio::sim::FlagCarrier;
     use std::sync::atomic::Ordering;

@@ -8,9 +8,9 @@
 use super::error::{ApiCode, Delivery, WorkError};
 use super::types::*;
 use super::wire::{Form, login_hash, password_hash, path_segment};
+use crate::net::Backoff;
+use crate::net::tls::{client_config, is_loopback};
 use crate::secret::Secret;
-use crate::zello::backoff::Backoff;
-use crate::zello::session::tls::{client_config, is_loopback};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -171,7 +171,8 @@ impl WorkClient {
     /// A client for the network at `base` (like `https://acme.zellowork.com`), not logged in.
     pub fn new(base: &str, options: ClientOptions) -> Result<WorkClient, WorkError> {
         let base = check_base_url(base)?;
-        let tls = client_config(options.ca_file.as_deref()).map_err(WorkError::Tls)?;
+        let tls =
+            client_config(options.ca_file.as_deref()).map_err(|e| WorkError::Tls(e.to_string()))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(10))

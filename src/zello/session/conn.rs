@@ -4,9 +4,9 @@ use super::{
     IncomingEnd, OutgoingEnd, Request, SessionConfig, SessionError, SessionEvent, SessionStats,
     refused_delay,
 };
+use crate::net::Backoff;
 use crate::secret::Secret;
 use crate::service::Heartbeat;
-use crate::zello::backoff::Backoff;
 use crate::zello::protocol::{
     ChannelState, CodecHeader, Command, ErrorClass, ErrorCode, Event, Image, ImageKind, Logon,
     Packet, Reply, ServerMessage, StartStream, StopStream, audio_packet,

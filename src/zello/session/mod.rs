@@ -6,7 +6,6 @@
 //! a writer task owns the sink, so server pings are answered during long transmissions.
 
 mod conn;
-pub(crate) mod tls;
 
 use super::auth::{AuthError, TokenSource};
 use super::protocol::{
@@ -102,10 +101,10 @@ pub const DEFAULT_PLATFORM_NAME: &str = "Zello Radio Gateway";
 /// Errors of the session.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("server URL {url:?}: {message}")]
-    BadUrl { url: String, message: String },
+    #[error(transparent)]
+    BadUrl(#[from] crate::net::tls::UrlError),
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::net::tls::TlsError),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("not connected to the server; the session is reconnecting")]
@@ -129,7 +128,8 @@ impl SessionConfig {
 
     /// Checks a server URL: `wss://` anywhere, `ws://` to loopback or with `allow_insecure`.
     pub fn check_server(server: &str, allow_insecure: bool) -> Result<(), SessionError> {
-        tls::check_url(server, allow_insecure).map(|_| ())
+        crate::net::tls::check_url(server, allow_insecure)?;
+        Ok(())
     }
 }
 
@@ -313,7 +313,7 @@ pub fn spawn_watched(
     SessionError,
 > {
     config.validate()?;
-    let connector = tls::connector(config.ca_file.as_deref())?;
+    let connector = crate::net::tls::connector(config.ca_file.as_deref())?;
     let (tx, rx) = mpsc::channel(512);
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let stats = Arc::new(SessionStats::default());

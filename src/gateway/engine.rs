@@ -6,11 +6,11 @@
 //! events out (`try_send`, drops counted). [`Engine::tick`] does one frame of work, so tests
 //! and benchmarks drive it by hand without real time passing.
 
-use super::dsp::{RxChain, RxSettings, TxChain, TxSettings, VoxFilter};
-use super::level::SILENCE_DBFS;
-use super::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
-use super::playout::{PlayoutBuffer, PlayoutSettings, Pop};
-use super::{AudioError, AudioInput, AudioOutput};
+use crate::audio::dsp::{RxChain, RxSettings, TxChain, TxSettings, VoxFilter};
+use crate::audio::level::SILENCE_DBFS;
+use crate::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
+use crate::audio::playout::{PlayoutBuffer, PlayoutSettings, Pop};
+use crate::audio::{AudioError, AudioInput, AudioOutput};
 use crate::radio::CarrierDetect;
 use crate::zello::protocol::CodecHeader;
 use bytes::Bytes;
@@ -124,18 +124,18 @@ impl PacketLevels {
     /// Peak level in dBFS (-96 for silence).
     pub fn peak_dbfs(&self) -> f32 {
         if self.peak == 0 {
-            return super::level::SILENCE_DBFS;
+            return SILENCE_DBFS;
         }
-        (20.0 * (self.peak as f64 / 32768.0).log10()).max(super::level::SILENCE_DBFS as f64) as f32
+        (20.0 * (self.peak as f64 / 32768.0).log10()).max(SILENCE_DBFS as f64) as f32
     }
 
     /// RMS level in dBFS (-96 for silence).
     pub fn rms_dbfs(&self) -> f32 {
         if self.samples == 0 || self.sum_squares <= 0.0 {
-            return super::level::SILENCE_DBFS;
+            return SILENCE_DBFS;
         }
         let rms = (self.sum_squares / self.samples as f64).sqrt();
-        (20.0 * rms.log10()).max(super::level::SILENCE_DBFS as f64) as f32
+        (20.0 * rms.log10()).max(SILENCE_DBFS as f64) as f32
     }
 }
 
