@@ -94,6 +94,9 @@ pub struct BenchOptions {
     /// The device phase (`--device`): the gateway started as a child on real sound
     /// devices; `None` skips it.
     pub device: Option<DeviceOptions>,
+    /// Worker threads of each gateway's runtime in the pipeline, latency, idle and memory
+    /// phases: 0 (the default) is the daemon's own current-thread runtime.
+    pub runtime_workers: usize,
     /// Say on standard error what is being measured.
     pub progress: bool,
 }
@@ -113,6 +116,7 @@ impl Default for BenchOptions {
             rss_seconds: 5.0,
             idle_seconds: 10.0,
             device: None,
+            runtime_workers: 0,
             progress: false,
         }
     }
@@ -152,6 +156,15 @@ impl BenchOptions {
             return Err(bad(
                 "--rss-seconds",
                 format!("{} (use 1 to 60)", self.rss_seconds),
+            ));
+        }
+        if self.runtime_workers > 8 {
+            return Err(bad(
+                "--runtime-workers",
+                format!(
+                    "{} (use 0 to 8; 0 is the daemon's current-thread runtime)",
+                    self.runtime_workers
+                ),
             ));
         }
         if !(self.idle_seconds.is_finite() && (0.0..=600.0).contains(&self.idle_seconds)) {
@@ -245,6 +258,10 @@ pub struct BenchArgs {
     /// With --device: tone bursts for the start latency (1 to 50).
     #[arg(long, default_value_t = device::DEFAULT_ONSETS, requires = "device")]
     pub onsets: usize,
+    /// Worker threads of the gateway's runtime (0 to 8): 0, the default, is the daemon's
+    /// current-thread runtime; more compares a multi-thread runtime with that many workers.
+    #[arg(long, default_value_t = 0)]
+    pub runtime_workers: usize,
     /// Internal: be the peak-memory child with this many radios.
     #[arg(long, hide = true)]
     pub rss_child: Option<usize>,
@@ -275,6 +292,7 @@ impl BenchArgs {
                 onsets: self.onsets,
                 ..DeviceOptions::new(exe)
             }),
+            runtime_workers: self.runtime_workers,
             progress: true,
         }
     }
@@ -353,6 +371,8 @@ pub struct BenchReport {
     pub bitrate: Option<i32>,
     /// Whether Opus in-band FEC was on (10 % expected loss), in every phase.
     pub fec: bool,
+    /// Worker threads of the gateways' runtimes (0: the daemon's current-thread runtime).
+    pub runtime_workers: usize,
     /// The bitrate the encoder produced on the clip (floor run), bit/s.
     pub bitrate_measured_bps: f64,
     /// Opus frame duration (one frame per packet).
@@ -503,7 +523,7 @@ impl BenchReport {
         let _ = writeln!(
             t,
             "Opus {} Hz mono, complexity {}, bitrate {bitrate} (measured {:.0} bit/s), {} ms \
-             frames, 1 frame per packet, FEC {}; sound card {} Hz",
+             frames, 1 frame per packet, FEC {}; sound card {} Hz; runtime {}",
             self.sample_rate,
             self.complexity,
             self.bitrate_measured_bps,
@@ -513,7 +533,11 @@ impl BenchReport {
             } else {
                 "off"
             },
-            self.card_rate
+            self.card_rate,
+            match self.runtime_workers {
+                0 => "current-thread".to_string(),
+                n => format!("{n} worker(s)"),
+            }
         );
         let _ = writeln!(
             t,
@@ -908,6 +932,7 @@ fn worst(v: &[f64]) -> Option<f64> {
 /// Runs every phase and puts the figures together.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     opts.validate()?;
+    rig::RUNTIME_WORKERS.store(opts.runtime_workers, std::sync::atomic::Ordering::Relaxed);
     let say = |what: &str| {
         if opts.progress {
             eprintln!("bench: {what}");
@@ -1070,6 +1095,7 @@ fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         complexity: settings.complexity,
         bitrate: settings.bitrate,
         fec: settings.fec,
+        runtime_workers: opts.runtime_workers,
         bitrate_measured_bps: round(bytes as f64 * 8.0 / seconds, 0),
         frame_ms: settings.frame_ms,
         sample_rate: settings.sample_rate,
@@ -1407,6 +1433,13 @@ mod tests {
                 ..d()
             },
             "--frame-ms",
+        );
+        refused(
+            BenchOptions {
+                runtime_workers: 9,
+                ..d()
+            },
+            "--runtime-workers",
         );
         refused(
             BenchOptions {

@@ -16,6 +16,7 @@
 //! - [`demo`]: the embedded, self-contained demonstration
 //! - [`bench`](mod@bench): what the gateway costs on this machine (`zello-gateway bench`)
 //! - [`work`]: Zello Work administration (`provision`, `history`) and its API emulator
+//! - [`sim`](mod@sim): `sim`, the Zello emulator with the Zello Work API emulator beside it
 
 pub mod alarms;
 pub mod audio;
@@ -32,6 +33,7 @@ pub mod ptt_test;
 pub mod radio;
 pub mod secret;
 pub mod service;
+pub mod sim;
 #[cfg(test)]
 mod testing;
 pub mod work;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use zello_gateway::{
-    bench, config::Config, daemon, demo, parts, ptt_test, service, work, zello::sim,
+    bench, config::Config, daemon, demo, parts, ptt_test, service, sim, work,
 };
 
 /// Bridges a two-way radio to Zello push-to-talk channels.

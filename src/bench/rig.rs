@@ -391,6 +391,11 @@ fn click_burst() -> Vec<i16> {
 /// runtime the gateway's tasks run there); the runtime's other threads, worker or blocking,
 /// are named `NAME-rt`. Names stay within the kernel's 15 bytes, so the bench finds them in
 /// `/proc`.
+/// Worker threads of the runtimes [`Net::start`] builds (0: the daemon's current-thread
+/// runtime), set once per `bench` run from `--runtime-workers`.
+pub(crate) static RUNTIME_WORKERS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 pub(crate) struct Net {
     handle: Handle,
     stop: CancellationToken,
@@ -410,7 +415,8 @@ impl Net {
         let thread = std::thread::Builder::new()
             .name(format!("{name}-net"))
             .spawn(move || {
-                let rt = match crate::service::runtime_builder()
+                let workers_wanted = RUNTIME_WORKERS.load(std::sync::atomic::Ordering::Relaxed);
+                let rt = match crate::service::runtime_builder_with(workers_wanted)
                     .thread_name(workers)
                     .build()
                 {
