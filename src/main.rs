@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use zello_gateway::{
-    bench, config::Config, daemon, demo, parts, ptt_test, service, sim, work,
-};
+use zello_gateway::{bench, config::Config, daemon, demo, parts, ptt_test, service, sim, work};
 
 /// Bridges a two-way radio to Zello push-to-talk channels.
 #[derive(Parser, Debug)]

@@ -42,7 +42,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// The name of the built-in user that replays messages when [`SimConfig::echo`] is on.
 pub const ECHO_USER: &str = "echo";
@@ -141,4 +140,3 @@ pub enum SimError {
         message: String,
     },
 }
-
