@@ -2,20 +2,13 @@
 
 mod common;
 
+use common::cli::{
+    Lines, assert_contains_all, bin, hang_up, silent_wav, sim_url, start_sim, start_sim_on,
+    start_sim_with, stop, temp_dir, terminate, text, wait_exit, zello_section,
+};
 use common::{NotifySocket, Reaped, free_port, start_rigctld_on};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_zello-gateway"))
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("zg-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::process::Stdio;
+use std::time::Duration;
 
 #[test]
 fn version_and_help() {
@@ -45,9 +38,7 @@ fn version_and_help() {
     );
     let out = bin().args(["provision", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--admin", "--dry-run", "--role", "ZELLO_API_KEY"] {
-        assert!(text.contains(needle), "{needle} missing in {text}");
-    }
+    assert_contains_all(&text, &["--admin", "--dry-run", "--role", "ZELLO_API_KEY"]);
 }
 
 #[test]
@@ -119,14 +110,15 @@ fn a_missing_or_bad_config_is_a_clear_error() {
     let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for needle in [
-        "3 problem(s)",
-        "zello.platform_name",
-        "zello.server",
-        "[[radio]]",
-    ] {
-        assert!(err.contains(needle), "{needle} missing in {err}");
-    }
+    assert_contains_all(
+        &err,
+        &[
+            "3 problem(s)",
+            "zello.platform_name",
+            "zello.server",
+            "[[radio]]",
+        ],
+    );
     assert!(!err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -150,36 +142,13 @@ fn a_broken_password_line_is_located_but_never_printed() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (stdout, stderr) = text(&out);
+        let all = stdout + &stderr;
         assert!(!all.contains("S3cret"), "{command}: {all}");
         assert!(all.contains("line 4"), "{command}: {all}");
         assert!(all.contains("zello.password"), "{command}: {all}");
     }
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn terminate(child: &std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-}
-
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > within {
-            let _ = child.kill();
-            panic!("did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -191,7 +160,7 @@ fn sim_and_run_talk_and_stop_on_sigterm() {
         &path,
         format!(
             "{}[[radio]]\nname = \"radio1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\", output = \"tx.wav\" }}\n",
-            zello_section(port)
+            zello_section(&sim_url(port))
         ),
     )
     .unwrap();
@@ -210,9 +179,7 @@ fn sim_and_run_talk_and_stop_on_sigterm() {
         !lines.iter().any(|l| l.contains("pw")),
         "no secret in the log: {lines:#?}"
     );
-    terminate(&gw);
-    let status = wait_exit(&mut gw, Duration::from_secs(3));
-    assert!(status.success(), "{status:?}");
+    stop(&mut gw, Duration::from_secs(3), &[]);
     terminate(&sim);
     let status = wait_exit(&mut sim, Duration::from_secs(3));
     assert!(status.success(), "{status:?}");
@@ -421,21 +388,6 @@ fn bench_prints_one_json_object_with_every_figure() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"));
 }
 
-/// A WAV file of `ms` milliseconds of silence.
-fn silent_wav(path: &std::path::Path, ms: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for _ in 0..16 * ms {
-        w.write_sample(0i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 #[test]
 fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
     let out = bin().args(["check", "--help"]).output().unwrap();
@@ -493,98 +445,21 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     // The configuration's problems and the devices' under their own headings.
-    for needle in [
-        "has 3 problem(s)",
-        "devices: 2 problem(s)",
-        "zello.platform_name",
-        "zello.server",
-        "radio[0].channel",
-        "radio[0] (vhf1).audio.input",
-        "radio[0] (vhf1).ptt",
-    ] {
-        assert!(err.contains(needle), "{needle} missing in {err}");
-    }
+    assert_contains_all(
+        &err,
+        &[
+            "has 3 problem(s)",
+            "devices: 2 problem(s)",
+            "zello.platform_name",
+            "zello.server",
+            "radio[0].channel",
+            "radio[0] (vhf1).audio.input",
+            "radio[0] (vhf1).ptt",
+        ],
+    );
     assert!(!err.contains("configuration OK"), "{err}");
     assert!(out.stdout.is_empty(), "{out:?}");
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Starts `zello-gateway sim` on a free port and waits until it listens.
-fn start_sim() -> (Reaped, u16) {
-    start_sim_with(&[])
-}
-
-/// [`start_sim`] with more arguments for `sim`.
-fn start_sim_with(args: &[&str]) -> (Reaped, u16) {
-    let port = free_port();
-    let sim = Reaped(
-        bin()
-            .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "sim did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (sim, port)
-}
-
-/// The `[zello]` table of a gateway configuration for the sim on `port`, then a blank line.
-fn zello_section(port: u16) -> String {
-    format!(
-        "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n"
-    )
-}
-
-/// The lines a child writes to stderr, read on a thread.
-struct Lines {
-    rx: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Lines {
-    fn of(child: &mut std::process::Child) -> Lines {
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Lines {
-            rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The lines written so far and not yet seen.
-    fn drain(&mut self) -> Vec<String> {
-        let new: Vec<String> = self.rx.try_iter().collect();
-        self.seen.extend(new.iter().cloned());
-        new
-    }
-
-    /// Waits for a line containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let line = self
-                .rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no line with {needle:?}; got {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
 }
 
 #[test]
@@ -594,7 +469,7 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
     let path = dir.join("gateway.toml");
     let config = format!(
         "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-        zello_section(port)
+        zello_section(&sim_url(port))
     );
     std::fs::write(&path, &config).unwrap();
     let systemd = NotifySocket::new();
@@ -638,13 +513,7 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
         ),
     )
     .unwrap();
-    let hup = |child: &std::process::Child| {
-        Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap()
-    };
-    hup(&gw);
+    hang_up(&gw);
     let line = log.wait_for("reloaded");
     assert!(line.contains("radio[0].timing"), "{line}");
     assert!(line.contains("after a restart"), "{line}");
@@ -663,7 +532,7 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
             .replace("channel = \"Local\"", "channel = \"\""),
     )
     .unwrap();
-    hup(&gw);
+    hang_up(&gw);
     log.wait_for("radio[0].channel");
     log.wait_for("not reloaded");
     systemd.wait_for(within, |m| m == "READY=1");
@@ -688,7 +557,7 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
         &path,
         format!(
             "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(port)
+            zello_section(&sim_url(port))
         ),
     )
     .unwrap();
@@ -716,15 +585,10 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
     assert!(kept.contains("vhf1"), "{kept}");
     assert!(!kept.contains("pw"), "{kept}");
     // SIGHUP outside systemd: a reload, not the end of the process.
-    Command::new("kill")
-        .args(["-HUP", &gw.id().to_string()])
-        .status()
-        .unwrap();
+    hang_up(&gw);
     log.wait_for("no change from the running configuration");
     assert!(gw.try_wait().unwrap().is_none());
-    terminate(&gw);
-    let status = wait_exit(&mut gw, Duration::from_secs(10));
-    assert!(status.success(), "{status:?}");
+    stop(&mut gw, Duration::from_secs(10), &[]);
     terminate(&sim);
     wait_exit(&mut sim, Duration::from_secs(10));
     std::fs::remove_dir_all(&dir).ok();
@@ -739,7 +603,7 @@ fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
         format!(
             "{}[log]\nlevel = \"{level}\"\n\n\
              [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(port)
+            zello_section(&sim_url(port))
         )
     };
     std::fs::write(&path, config("warn")).unwrap();
@@ -768,10 +632,7 @@ fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
 
     // systemctl reload after setting info: applied at once, said at the new level.
     std::fs::write(&path, config("info")).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &gw.id().to_string()])
-        .status()
-        .unwrap();
+    hang_up(&gw);
     let line = log.wait_for("log level now");
     assert!(line.contains("\"info\""), "{line}");
     let line = log.wait_for("applied now");
@@ -950,26 +811,6 @@ fn a_transmission_cut_by_sigterm_is_logged() {
     assert!(cut.contains("from=echo"), "{cut}");
 }
 
-/// Starts `zello-gateway sim` on `port` (chosen beforehand) and waits until it listens.
-fn start_sim_on(port: u16) -> Reaped {
-    let sim = Reaped(
-        bin()
-            .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "sim did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    sim
-}
-
 /// `zello-gateway run` under a stand-in for systemd's notify socket, logging at info.
 fn run_notified(path: &std::path::Path, systemd: &NotifySocket) -> Reaped {
     bin()
@@ -996,7 +837,7 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
         &path,
         format!(
             "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(port)
+            zello_section(&sim_url(port))
         ),
     )
     .unwrap();
@@ -1006,7 +847,7 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
     // The start job completes although the server cannot be reached.
     let within = Duration::from_secs(15);
     let mut got = systemd.wait_for(within, |m| m == "READY=1");
-    let server = format!("ws://127.0.0.1:{port}/ws");
+    let server = sim_url(port);
     let not_connected =
         |m: &str| m.starts_with("STATUS=") && m.contains(&format!("cannot connect to {server}"));
     if !got.iter().any(|m| not_connected(m)) {
@@ -1022,16 +863,14 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
     assert!(gw.try_wait().unwrap().is_none(), "still running");
 
     // The network comes up: the status follows, READY=1 is not sent again.
-    let mut sim = start_sim_on(port);
+    let mut sim = start_sim_on(port, &[]);
     let got = systemd.wait_for(Duration::from_secs(30), |m| {
         m == "STATUS=Local: online, 1 user; radio vhf1 idle"
     });
     assert!(!got.iter().any(|m| m == "READY=1"), "{got:#?}");
     log.wait_for("event=\"logged_on\"");
 
-    terminate(&gw);
-    let status = wait_exit(&mut gw, Duration::from_secs(10));
-    assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    stop(&mut gw, Duration::from_secs(10), &log.seen);
     terminate(&sim);
     wait_exit(&mut sim, Duration::from_secs(10));
     std::fs::remove_dir_all(&dir).ok();
@@ -1049,7 +888,7 @@ fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
             "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n\
              ptt = {{ type = \"rigctld\", address = \"127.0.0.1:{rig_port}\" }}\n\n\
              [[radio]]\nname = \"uhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(port)
+            zello_section(&sim_url(port))
         ),
     )
     .unwrap();
@@ -1081,9 +920,7 @@ fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
         .count();
     assert_eq!(waits, 1, "{:#?}", log.seen);
 
-    terminate(&gw);
-    let status = wait_exit(&mut gw, Duration::from_secs(10));
-    assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    stop(&mut gw, Duration::from_secs(10), &log.seen);
     terminate(&sim);
     wait_exit(&mut sim, Duration::from_secs(10));
     std::fs::remove_dir_all(&dir).ok();
