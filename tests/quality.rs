@@ -5,13 +5,12 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CHANNEL, Client, config, server};
+use common::{Client, config, server};
 use std::time::Duration;
 use zello_gateway::audio::CODEC_RATE;
 use zello_gateway::audio::dsp::{RxChain, RxSettings};
 use zello_gateway::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder};
 use zello_gateway::audio::speech::{speech_like, tone};
-use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::session::SessionEvent;
 use zello_gateway::zello::sim::SimConfig;
 
@@ -64,11 +63,7 @@ async fn speech_survives_the_chain_the_codec_and_the_emulator() {
         .collect();
     let mut chain = RxChain::new(&RxSettings::default(), CODEC_RATE).unwrap();
     let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     let mut buf = Vec::new();
     for frame in rx.chunks_exact_mut(960) {
         chain.process(frame);

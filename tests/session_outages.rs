@@ -5,10 +5,10 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CHANNEL, Captured, Client, config, server};
+use common::{Captured, Client, config, server};
 use std::time::Duration;
 use tokio::time::Instant;
-use zello_gateway::zello::protocol::{CodecHeader, ErrorCode};
+use zello_gateway::zello::protocol::ErrorCode;
 use zello_gateway::zello::session::SessionEvent;
 use zello_gateway::zello::sim::SimConfig;
 
@@ -16,11 +16,7 @@ const S: Duration = Duration::from_secs(1);
 
 /// Sends one message of `packets` 60 ms packets, paced like a radio.
 async fn talk(gw: &Client, packets: u8) {
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     for i in 0..packets {
         msg.send(Bytes::from(vec![i, 0xfc, 0x00, i]));
         tokio::time::sleep(Duration::from_millis(60)).await;
