@@ -4,7 +4,8 @@ mod common;
 
 use common::cli::{
     Lines, assert_contains_all, bin, hang_up, silent_wav, sim_url, start_sim, start_sim_on,
-    start_sim_with, stop, temp_dir, terminate, text, wait_exit, zello_section,
+    start_sim_with, stop, temp_dir, terminate, text, wait_exit, with_config, write_config,
+    zello_section,
 };
 use common::{NotifySocket, Reaped, free_port, start_rigctld_on};
 use std::process::Stdio;
@@ -101,13 +102,11 @@ fn a_missing_or_bad_config_is_a_clear_error() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 
     let dir = temp_dir("bad");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
+    let path = write_config(
+        &dir,
         "[zello]\nserver = \"ws://203.0.113.9/ws\"\nplatform_name = \"Bridge\"\n",
-    )
-    .unwrap();
-    let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
+    );
+    let out = with_config("run", &path).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_contains_all(
@@ -126,18 +125,14 @@ fn a_missing_or_bad_config_is_a_clear_error() {
 #[test]
 fn a_broken_password_line_is_located_but_never_printed() {
     let dir = temp_dir("secretline");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
+    let path = write_config(
+        &dir,
         "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\n\
          password = \"Pw-S3cret-7f3a9c\n\n\
          [[radio]]\nname = \"vhf1\"\nchannel = \"A\"\naudio = { backend = \"file\" }\n",
-    )
-    .unwrap();
+    );
     for command in ["check", "run"] {
-        let out = bin()
-            .args([command, "--config"])
-            .arg(&path)
+        let out = with_config(command, &path)
             .env("RUST_LOG", "trace")
             .output()
             .unwrap();
@@ -155,18 +150,14 @@ fn a_broken_password_line_is_located_but_never_printed() {
 fn sim_and_run_talk_and_stop_on_sigterm() {
     let (mut sim, port) = start_sim_with(&["--echo"]);
     let dir = temp_dir("run");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let path = write_config(
+        &dir,
+        &format!(
             "{}[[radio]]\nname = \"radio1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\", output = \"tx.wav\" }}\n",
             zello_section(&sim_url(port))
         ),
-    )
-    .unwrap();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    );
+    let mut gw = with_config("run", &path)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -189,19 +180,13 @@ fn sim_and_run_talk_and_stop_on_sigterm() {
 #[test]
 fn ptt_off_forces_every_configured_line_off() {
     let dir = temp_dir("pttoff");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
+    let path = write_config(
+        &dir,
         "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\n\n\
          [[radio]]\nname = \"vhf1\"\nchannel = \"A\"\naudio = { backend = \"file\" }\nptt = { type = \"sim\" }\n\n\
          [[radio]]\nname = \"uhf1\"\nchannel = \"B\"\naudio = { backend = \"file\" }\nptt = { type = \"none\" }\n",
-    )
-    .unwrap();
-    let out = bin()
-        .args(["ptt-off", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    );
+    let out = with_config("ptt-off", &path).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("vhf1: PTT off (sim)"), "{text}");
@@ -224,18 +209,14 @@ fn ptt_off_forces_every_line_it_can_read_whatever_else_is_wrong() {
     let dir = temp_dir("pttoff-lenient");
     let node = dir.join("hidraw0");
     std::fs::write(&node, b"").unwrap();
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let path = write_config(
+        &dir,
+        &format!(
             "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\npasword_file = \"pw\"\n\n{}",
             cm108_radio("vhf1", &node)
         ),
-    )
-    .unwrap();
-    let out = bin()
-        .args(["ptt-off", "--config"])
-        .arg(&path)
+    );
+    let out = with_config("ptt-off", &path)
         .env_remove("STATE_DIRECTORY")
         .output()
         .unwrap();
@@ -254,9 +235,7 @@ fn ptt_off_forces_every_line_it_can_read_whatever_else_is_wrong() {
         ),
     )
     .unwrap();
-    let out = bin()
-        .args(["ptt-off", "--config"])
-        .arg(&path)
+    let out = with_config("ptt-off", &path)
         .env_remove("STATE_DIRECTORY")
         .output()
         .unwrap();
@@ -300,9 +279,7 @@ fn ptt_off_uses_the_settings_kept_at_the_last_start_when_the_file_is_unusable() 
                 let _ = std::fs::remove_file(&path);
             }
         }
-        let out = bin()
-            .args(["ptt-off", "--config"])
-            .arg(&path)
+        let out = with_config("ptt-off", &path)
             .env("STATE_DIRECTORY", &state)
             .output()
             .unwrap();
@@ -314,9 +291,7 @@ fn ptt_off_uses_the_settings_kept_at_the_last_start_when_the_file_is_unusable() 
         assert!(!std::fs::read(&node).unwrap().is_empty(), "nothing written");
     }
     // Nothing kept: nothing can be identified, which is a failure.
-    let out = bin()
-        .args(["ptt-off", "--config"])
-        .arg(&path)
+    let out = with_config("ptt-off", &path)
         .env("STATE_DIRECTORY", dir.join("empty"))
         .output()
         .unwrap();
@@ -402,19 +377,15 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
     let good = dir.join("good.toml");
     std::fs::write(
         &good,
-        "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
-         [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\n\
+        zello_section(&sim_url(8800))
+            + "[[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\n\
          audio = { backend = \"file\", input = \"rx.wav\", output = \"tx.wav\" }\n\
          ptt = { type = \"sim\" }\ncarrier = { type = \"vox\" }\n\n\
          [[radio]]\nname = \"uhf1\"\nchannel = \"Ops\"\naudio = { backend = \"file\" }\n\
          ptt = { type = \"none\" }\ncarrier = { type = \"schedule\", on = [[1.0, 2.0]] }\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = with_config("check", &good).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -437,11 +408,7 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
          ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = with_config("check", &bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     // The configuration's problems and the devices' under their own headings.
@@ -464,18 +431,12 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
 
 #[test]
 fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
-    let (mut sim, port) = start_sim();
+    let (sim, port) = start_sim();
     let dir = temp_dir("notify");
-    let path = dir.join("gateway.toml");
-    let config = format!(
-        "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-        zello_section(&sim_url(port))
-    );
-    std::fs::write(&path, &config).unwrap();
+    let config = one_radio(port, "");
+    let path = write_config(&dir, &config);
     let systemd = NotifySocket::new();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    let mut gw = with_config("run", &path)
         .env("RUST_LOG", "info")
         .env("NOTIFY_SOCKET", &systemd.path)
         // A short watchdog, so that a ping comes soon.
@@ -525,13 +486,11 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
     );
 
     // A broken file: every problem logged, the old configuration kept.
-    std::fs::write(
-        &path,
-        config
-            .replace("gateway1", "")
-            .replace("channel = \"Local\"", "channel = \"\""),
-    )
-    .unwrap();
+    let broken = config.replace("gateway1", "");
+    write_config(
+        &dir,
+        &broken.replace("channel = \"Local\"", "channel = \"\""),
+    );
     hang_up(&gw);
     log.wait_for("radio[0].channel");
     log.wait_for("not reloaded");
@@ -542,30 +501,19 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
     systemd.wait_for(within, |m| m.starts_with("STOPPING=1"));
     let status = wait_exit(&mut gw, Duration::from_secs(10));
     assert!(status.success(), "{status:?}; {:#?}", log.seen);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn without_notify_socket_run_sends_nothing_and_still_stops() {
     // The run test above covers stderr logging; here only that nothing needs systemd.
-    let (mut sim, port) = start_sim();
+    let (sim, port) = start_sim();
     let dir = temp_dir("plain");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(&sim_url(port))
-        ),
-    )
-    .unwrap();
+    let path = write_config(&dir, &one_radio(port, ""));
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    let mut gw = with_config("run", &path)
         .env("RUST_LOG", "info")
         .env("STATE_DIRECTORY", &state)
         .env_remove("NOTIFY_SOCKET")
@@ -589,28 +537,18 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
     log.wait_for("no change from the running configuration");
     assert!(gw.try_wait().unwrap().is_none());
     stop(&mut gw, Duration::from_secs(10), &[]);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
-    let (mut sim, port) = start_sim();
+    let (sim, port) = start_sim();
     let dir = temp_dir("loglevel");
-    let path = dir.join("gateway.toml");
-    let config = |level: &str| {
-        format!(
-            "{}[log]\nlevel = \"{level}\"\n\n\
-             [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(&sim_url(port))
-        )
-    };
-    std::fs::write(&path, config("warn")).unwrap();
+    let config = |level: &str| one_radio(port, &format!("\n[log]\nlevel = \"{level}\"\n"));
+    let path = write_config(&dir, &config("warn"));
     let systemd = NotifySocket::new();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    let mut gw = with_config("run", &path)
         .env_remove("RUST_LOG")
         .env("NOTIFY_SOCKET", &systemd.path)
         .env_remove("WATCHDOG_USEC")
@@ -641,9 +579,23 @@ fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
     log.wait_for("stopping");
     let status = wait_exit(&mut gw, Duration::from_secs(10));
     assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    stop_sim(sim);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Stops `zello-gateway sim` (SIGTERM) and waits up to 10 s for it to exit.
+fn stop_sim(mut sim: Reaped) {
     terminate(&sim);
     wait_exit(&mut sim, Duration::from_secs(10));
-    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A configuration with the `[zello]` table for the sim on `port` and one radio `vhf1`
+/// on channel `Local` (the file backend), then `more`.
+fn one_radio(port: u16, more: &str) -> String {
+    format!(
+        "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n{more}",
+        zello_section(&sim_url(port))
+    )
 }
 
 /// The password of the gateways [`run_gateway`] starts: easy to spot in a log.
@@ -659,7 +611,7 @@ fn run_gateway(
     carrier_on: &str,
     during: impl FnOnce(&mut Lines),
 ) -> Vec<String> {
-    let (mut sim, port) = start_sim_with(&["--echo"]);
+    let (sim, port) = start_sim_with(&["--echo"]);
     let dir = temp_dir(name);
     let path = dir.join("gateway.toml");
     silent_wav(&dir.join("rx.wav"), 4000);
@@ -673,9 +625,7 @@ fn run_gateway(
         ),
     )
     .unwrap();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    let mut gw = with_config("run", &path)
         .env("RUST_LOG", rust_log)
         .env_remove("INVOCATION_ID")
         .env_remove("JOURNAL_STREAM")
@@ -691,8 +641,7 @@ fn run_gateway(
     std::thread::sleep(Duration::from_millis(200));
     log.drain();
     assert!(status.success(), "{status:?}; {:#?}", log.seen);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
     let seen = std::mem::take(&mut log.seen);
     let leaks: Vec<&String> = seen.iter().filter(|l| l.contains(PASSWORD)).collect();
@@ -813,9 +762,7 @@ fn a_transmission_cut_by_sigterm_is_logged() {
 
 /// `zello-gateway run` under a stand-in for systemd's notify socket, logging at info.
 fn run_notified(path: &std::path::Path, systemd: &NotifySocket) -> Reaped {
-    bin()
-        .args(["run", "--config"])
-        .arg(path)
+    with_config("run", path)
         .env("RUST_LOG", "info")
         .env("NOTIFY_SOCKET", &systemd.path)
         .env_remove("WATCHDOG_USEC")
@@ -832,15 +779,7 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
     // A Pi that boots offline: nothing listens where the Zello server should be.
     let port = free_port();
     let dir = temp_dir("offline");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(&sim_url(port))
-        ),
-    )
-    .unwrap();
+    let path = write_config(&dir, &one_radio(port, ""));
     let systemd = NotifySocket::new();
     let mut gw = run_notified(&path, &systemd);
     let mut log = Lines::of(&mut gw);
@@ -863,7 +802,7 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
     assert!(gw.try_wait().unwrap().is_none(), "still running");
 
     // The network comes up: the status follows, READY=1 is not sent again.
-    let mut sim = start_sim_on(port, &[]);
+    let sim = start_sim_on(port, &[]);
     let got = systemd.wait_for(Duration::from_secs(30), |m| {
         m == "STATUS=Local: online, 1 user; radio vhf1 idle"
     });
@@ -871,27 +810,25 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
     log.wait_for("event=\"logged_on\"");
 
     stop(&mut gw, Duration::from_secs(10), &log.seen);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
-    let (mut sim, port) = start_sim();
+    let (sim, port) = start_sim();
     let rig_port = free_port();
     let dir = temp_dir("late-rig");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n\
-             ptt = {{ type = \"rigctld\", address = \"127.0.0.1:{rig_port}\" }}\n\n\
-             [[radio]]\nname = \"uhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(&sim_url(port))
+    let path = write_config(
+        &dir,
+        &one_radio(
+            port,
+            &format!(
+                "ptt = {{ type = \"rigctld\", address = \"127.0.0.1:{rig_port}\" }}\n\n\
+                 [[radio]]\nname = \"uhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+            ),
         ),
-    )
-    .unwrap();
+    );
     let systemd = NotifySocket::new();
     let mut gw = run_notified(&path, &systemd);
     let mut log = Lines::of(&mut gw);
@@ -921,25 +858,19 @@ fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
     assert_eq!(waits, 1, "{:#?}", log.seen);
 
     stop(&mut gw, Duration::from_secs(10), &log.seen);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn check_config_only_passes_with_a_missing_device_that_check_reports() {
     let dir = temp_dir("config-only");
-    let path = dir.join("gateway.toml");
-    let config = "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
-         [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n\
-         ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n";
-    std::fs::write(&path, config).unwrap();
+    let config = zello_section(&sim_url(8800))
+        + "[[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n\
+           ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n";
+    let path = write_config(&dir, &config);
     // For people: every device is opened, and a missing one fails.
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = with_config("check", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("radio[0] (vhf1).ptt"),

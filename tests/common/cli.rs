@@ -26,6 +26,20 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes `text` as `gateway.toml` in `dir`, and returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `zello-gateway COMMAND --config PATH`.
+pub fn with_config(command: &str, path: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.args([command, "--config"]).arg(path);
+    cmd
+}
+
 /// A stand-in for the built binary in `dir` that does nothing, so no release build is
 /// needed to install it.
 pub fn fake_binary(dir: &Path) -> PathBuf {
