@@ -4,6 +4,7 @@
 mod common;
 
 use common::cli::{bin, temp_dir, text};
+use common::signal::goertzel;
 use common::start_rigctld;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,18 +79,6 @@ fn ptt_test_keys_a_real_rigctld_for_the_time_asked_then_releases() {
     );
     assert!(stdout.contains(&format!("rigctld {address}")), "{stdout}");
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Amplitude of the component of `samples` at `hz` (Goertzel).
-fn goertzel(samples: &[i16], rate: f64, hz: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / rate).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2).max(0.0).sqrt() / samples.len() as f64
 }
 
 #[test]

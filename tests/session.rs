@@ -4,6 +4,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::emulator::{with_gateway, with_gateway_and};
 use common::{CHANNEL, Client, config, server};
 use std::time::Duration;
 use zello_gateway::zello::protocol::{CodecHeader, ErrorCode, SendImage, SendLocation};
@@ -50,9 +51,7 @@ async fn logon_readiness_and_platform_name() {
 
 #[tokio::test(start_paused = true)]
 async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut app = Client::ready(config(&sim, "alice")).await;
+    let (_sim, mut gw, mut app) = with_gateway_and("alice").await;
     let header = CodecHeader::new(16000, 1, 20).unwrap();
     let msg = gw
         .handle
@@ -130,9 +129,7 @@ async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
 
 #[tokio::test(start_paused = true)]
 async fn for_routing_reaches_only_the_recipient() {
-    let sim = server(SimConfig::default()).await;
-    let gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut bob = Client::ready(config(&sim, "bob")).await;
+    let (sim, gw, mut bob) = with_gateway_and("bob").await;
     let mut carol = Client::ready(config(&sim, "carol")).await;
     let msg = gw
         .handle
@@ -191,9 +188,7 @@ async fn listen_only_connection_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn text_location_and_image_relay() {
-    let sim = server(SimConfig::default()).await;
-    let gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut app = Client::ready(config(&sim, "alice")).await;
+    let (_sim, gw, mut app) = with_gateway_and("alice").await;
     gw.handle
         .send_text(CHANNEL, "Radio check", None)
         .await
@@ -318,8 +313,7 @@ async fn pings_are_answered_during_a_long_transmission() {
 
 #[tokio::test(start_paused = true)]
 async fn silence_is_not_death_but_a_frozen_server_is() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     // Ten idle minutes with pings every 30 s: no reconnect.
     gw.expect_none(Duration::from_secs(600), |e| {
         matches!(e, SessionEvent::Disconnected { .. })
@@ -348,8 +342,7 @@ async fn silence_is_not_death_but_a_frozen_server_is() {
 
 #[tokio::test(start_paused = true)]
 async fn reconnects_with_the_refresh_token_then_full_credentials() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     assert!(sim.faults().drop_connection("gateway1"));
     gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
         .await;
@@ -408,8 +401,7 @@ async fn bad_credentials_are_retried_only_slowly() {
 
 #[tokio::test(start_paused = true)]
 async fn kicked_gets_a_longer_delay() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     assert!(sim.faults().kick("gateway1"));
     gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
         .await;
@@ -428,9 +420,7 @@ async fn kicked_gets_a_longer_delay() {
 
 #[tokio::test(start_paused = true)]
 async fn delayed_start_stream_keeps_the_leading_audio() {
-    let sim = server(SimConfig::default()).await;
-    let gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut app = Client::ready(config(&sim, "alice")).await;
+    let (sim, gw, mut app) = with_gateway_and("alice").await;
     sim.faults().delay_start_stream(Duration::from_millis(500));
     let msg = gw.start_message().await;
     // Six packets (360 ms) captured before the stream id arrives, then four more.
@@ -453,8 +443,7 @@ async fn delayed_start_stream_keeps_the_leading_audio() {
 
 #[tokio::test(start_paused = true)]
 async fn rejected_or_unanswered_start_stream_ends_cleanly() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     sim.faults()
         .reject_start_stream_once(ErrorCode::FailedToStartStream);
     let msg = gw.start_message().await;
@@ -506,8 +495,7 @@ async fn rejected_or_unanswered_start_stream_ends_cleanly() {
 
 #[tokio::test(start_paused = true)]
 async fn the_server_can_stop_our_stream() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     let msg = gw.start_message().await;
     msg.send(packet(1));
     gw.expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
@@ -558,9 +546,7 @@ async fn echo_user_replays_a_message() {
 
 #[tokio::test(start_paused = true)]
 async fn held_offline_on_purpose_then_online_again() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
-    let _dispatcher = Client::ready(config(&sim, "dispatcher")).await;
+    let (sim, mut gw, _dispatcher) = with_gateway_and("dispatcher").await;
     assert!(sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
 
     // A message is going out when the session is asked to leave: it ends properly.

@@ -109,9 +109,10 @@ pub fn hang_up(child: &Child) {
 }
 
 fn signal(child: &Child, which: &str) {
-    let _ = Command::new("kill")
+    Command::new("kill")
         .args([which, &child.id().to_string()])
-        .status();
+        .status()
+        .expect("kill runs");
 }
 
 /// Waits for `child` to exit, killing it and failing after `within`.

@@ -34,6 +34,20 @@ pub async fn echo_server() -> SimHandle {
     .await
 }
 
+/// An emulator with the gateway's session (`gateway1`) ready on `CHANNEL`.
+pub async fn with_gateway() -> (SimHandle, Client) {
+    let sim = server(SimConfig::default()).await;
+    let gw = Client::ready(config(&sim, "gateway1")).await;
+    (sim, gw)
+}
+
+/// [`with_gateway`], and `user` (an app) ready on `CHANNEL` after it.
+pub async fn with_gateway_and(user: &str) -> (SimHandle, Client, Client) {
+    let (sim, gw) = with_gateway().await;
+    let app = Client::ready(config(&sim, user)).await;
+    (sim, gw, app)
+}
+
 /// Session settings for `user` on `CHANNEL` of `server`.
 pub fn config(server: &SimHandle, user: &str) -> SessionConfig {
     SessionConfig {

@@ -1,11 +1,13 @@
 //! What the integration tests set up again and again, by concern: the binary and its files
 //! ([`cli`]), the Zello emulator, sessions and the gateway on it ([`emulator`]), Hamlib's
-//! rigctld ([`rig`]), the Zello Work emulator ([`work`]); here, what several of those use.
+//! rigctld ([`rig`]), measurements on audio ([`signal`]), the Zello Work emulator ([`work`]);
+//! here, what several of those use.
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
 pub mod emulator;
 pub mod rig;
+pub mod signal;
 pub mod work;
 
 pub use emulator::{CHANNEL, Client, config, server, wait_for};
