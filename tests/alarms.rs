@@ -34,12 +34,7 @@ async fn until_shown(sim: &SimHandle, online: bool) {
 
 /// The next text the dispatcher receives.
 async fn text(dispatcher: &mut Client) -> String {
-    let SessionEvent::Text(t) = dispatcher
-        .expect(30 * S, |e| matches!(e, SessionEvent::Text(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    let t = dispatcher.expect_text(30 * S).await;
     assert_eq!(t.from, "gateway1");
     t.text
 }
@@ -81,6 +76,15 @@ async fn rig(config_alarms: AlarmsConfig) -> Rig {
 }
 
 impl Rig {
+    /// Radio vhf1's USB sound card is unplugged.
+    fn sound_card_gone(&self) {
+        let lost = GatewayEvent::DeviceLost {
+            radio: "vhf1".into(),
+            error: "USB sound card gone".into(),
+        };
+        self.faults.send(lost).unwrap();
+    }
+
     async fn held_offline(&mut self, within: Duration) -> Option<String> {
         tokio::time::timeout(within, async {
             loop {
@@ -163,12 +167,7 @@ async fn a_blip_within_the_grace_period_is_never_seen_on_zello() {
         ..AlarmsConfig::default()
     })
     .await;
-    r.faults
-        .send(GatewayEvent::DeviceLost {
-            radio: "vhf1".into(),
-            error: "USB sound card gone".into(),
-        })
-        .unwrap();
+    r.sound_card_gone();
     sleep(20 * S).await;
     r.faults
         .send(GatewayEvent::DeviceBack {
@@ -244,12 +243,7 @@ async fn staying_online_when_asked_to() {
 #[serial_test::serial] // log captures: no test of this file runs beside another
 async fn reloaded_settings_apply_to_a_fault_already_timed() {
     let mut r = rig(AlarmsConfig::default()).await;
-    r.faults
-        .send(GatewayEvent::DeviceLost {
-            radio: "vhf1".into(),
-            error: "USB sound card gone".into(),
-        })
-        .unwrap();
+    r.sound_card_gone();
     sleep(10 * S).await;
     // systemctl reload with a 20 s grace: the fault, 10 s old, leaves 10 s later.
     r.settings.send_replace(AlarmsConfig {
