@@ -9,7 +9,6 @@ use bytes::Bytes;
 use common::{CHANNEL, Client, config, server, wait_for};
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use zello_gateway::audio::file::{FileInput, MemoryOutput};
 use zello_gateway::audio::opus::{EncoderSettings, OpusEncoder};
@@ -92,7 +91,7 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
         Box::new(ptt.clone()),
     );
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = tokio::spawn(gateway::run(
         config(&sim, "gateway1"),
         vec![parts],
@@ -204,7 +203,7 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
     let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
     let radios = parts::build(&cfg).unwrap();
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = tokio::spawn(gateway::run(
         cfg.session_config().unwrap(),
         radios,
@@ -275,7 +274,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
         Box::new(ptt.clone()),
     );
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let alarms = zello_gateway::alarms::AlarmsConfig {
         hardware_grace_s: 1,
         ..Default::default()
@@ -290,7 +289,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
             stop,
             observer,
             gateway::RunOptions {
-                alarms: Some(alarms),
+                on_session: Some(zello_gateway::alarms::on_session(alarms)),
                 ..Default::default()
             },
         )
@@ -351,7 +350,7 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
         Box::new(SimPtt::new()),
     );
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = tokio::spawn(gateway::run(
         config(&sim, "gateway1"),
         vec![parts],
@@ -391,7 +390,7 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
         matches!(
             e,
             GatewayEvent::Sent {
-                outcome: zello_gateway::zello::session::OutgoingEnd::Completed,
+                outcome: zello_gateway::state::MessageOutcome::Completed,
                 ..
             }
         )
@@ -443,7 +442,7 @@ async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
         Box::new(SimPtt::new()),
     );
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(4096);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(4096);
     let gw = tokio::spawn(gateway::run(
         config(&sim, "gateway1"),
         vec![parts],
@@ -477,7 +476,7 @@ async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
         matches!(
             e,
             GatewayEvent::Sent {
-                outcome: zello_gateway::zello::session::OutgoingEnd::Completed,
+                outcome: zello_gateway::state::MessageOutcome::Completed,
                 ..
             }
         )

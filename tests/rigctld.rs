@@ -47,7 +47,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
     let radios = parts::build(&cfg).unwrap();
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = tokio::spawn(gateway::run(
         cfg.session_config().unwrap(),
         radios,
@@ -202,7 +202,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
     let radios = parts::build(&cfg).unwrap();
     let shutdown = CancellationToken::new();
-    let (observer, watch) = broadcast::channel(1024);
+    let (observer, watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = tokio::spawn(gateway::run(
         cfg.session_config().unwrap(),
         radios,
@@ -413,7 +413,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
     assert_eq!(waiting.len(), 1);
     assert!(waiting[0].error.contains(&address), "{}", waiting[0].error);
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = tokio::spawn(gateway::run_with(
         cfg.session_config().unwrap(),
         radios,

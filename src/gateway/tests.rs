@@ -88,7 +88,7 @@ async fn rig(timers: Timers) -> Rig {
     let ptt = SimPtt::new();
     let (cmd_tx, cmds) = mpsc::channel(4096);
     let (engine, engine_rx) = mpsc::channel(4096);
-    let (obs_tx, observer) = broadcast::channel(1024);
+    let (obs_tx, observer) = crate::state::StateHub::channel(1024);
     let bridge = Bridge {
         name: "vhf1".into(),
         channel: CH.into(),
@@ -618,7 +618,7 @@ async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_star
             ))
         })
     };
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),
@@ -721,7 +721,7 @@ async fn a_waiting_radio_warns_once_per_new_error_and_logs_the_wait_that_follows
         0..=3 => "no such device".to_string(),
         _ => "permission denied".to_string(),
     };
-    let (observer, _watch) = broadcast::channel(1024);
+    let (observer, _watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),
@@ -772,7 +772,7 @@ async fn a_waiting_radio_with_a_settings_error_stops_the_gateway() {
         .await
         .unwrap();
     let tries = Arc::new(AtomicUsize::new(0));
-    let (observer, _watch) = broadcast::channel(1024);
+    let (observer, _watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),
