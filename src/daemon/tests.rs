@@ -334,3 +334,107 @@ async fn stopping_is_bounded() {
         .unwrap_err();
     assert!(e.to_string().contains("no sound card"), "{e}");
 }
+
+/// Far more events at once than an event stream holds (its reader falls behind and misses
+/// most of them): systemd's status and the Zello Alarms decisions follow the state, so both
+/// end up where the gateway stands. A fault raised and cleared inside the burst never takes
+/// the gateway off Zello; one still there at its end does, after the grace.
+#[tokio::test(start_paused = true)]
+async fn a_burst_beyond_the_event_stream_leaves_the_status_and_the_alarms_right() {
+    const BURST: usize = 100_000;
+    let r = rig(true);
+    // A reader that never reads: the stream overflows.
+    let mut behind = r.events.subscribe();
+    // The alarms, on a session whose server is not there (it only has to be wanted online
+    // or not).
+    let stop = CancellationToken::new();
+    let session = crate::zello::session::SessionConfig {
+        server: "ws://127.0.0.1:9/ws".into(),
+        ..Default::default()
+    };
+    let (handle, mut session_events, _session) =
+        crate::zello::session::spawn(session, stop.clone()).unwrap();
+    tokio::spawn(async move { while session_events.recv().await.is_some() {} });
+    let (_settings, settings) = watch::channel(crate::alarms::AlarmsConfig::default());
+    let alarms = tokio::spawn(crate::alarms::run(
+        settings,
+        handle.clone(),
+        r.events.clone(),
+        stop.clone(),
+    ));
+    settle().await;
+    let _ = r.systemd.received();
+
+    let vhf1 = || radio("vhf1");
+    let burst = |fault_left: bool| {
+        r.events.publish(GatewayEvent::Started);
+        r.events.publish(GatewayEvent::LoggedOn);
+        r.events.publish(online(3));
+        r.events.publish(GatewayEvent::PttFault {
+            radio: vhf1(),
+            error: Some("rigctld unreachable".into()),
+        });
+        for i in 0..BURST / 2 {
+            r.events.publish(if i % 2 == 0 {
+                GatewayEvent::PttOn { radio: vhf1() }
+            } else {
+                GatewayEvent::PttOff { radio: vhf1() }
+            });
+            r.events.publish(if i % 2 == 0 {
+                GatewayEvent::CarrierUp { radio: vhf1() }
+            } else {
+                GatewayEvent::CarrierDown { radio: vhf1() }
+            });
+        }
+        if !fault_left {
+            r.events.publish(GatewayEvent::PttFault {
+                radio: vhf1(),
+                error: None,
+            });
+        }
+    };
+
+    // Raised and cleared within the burst.
+    burst(false);
+    assert!(
+        matches!(
+            behind.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) if n > 90_000
+        ),
+        "the stream's reader fell behind"
+    );
+    tokio::time::sleep(STATUS_GAP * 2).await;
+    let got = r.systemd.received();
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("STATUS=Dispatch: online, 3 users; radio vhf1 idle"),
+        "PTT off, carrier down, no fault: {got:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(
+        handle.wants_online(),
+        "the cleared fault took the gateway off"
+    );
+    assert_eq!(r.events.snapshot().gateway.held_offline, None);
+    let got = r.systemd.received();
+    assert!(got.is_empty(), "{got:?}");
+
+    // Raised within the burst and still there: the alarms act on it after the grace.
+    burst(true);
+    tokio::time::sleep(STATUS_GAP * 2).await;
+    assert_eq!(
+        r.systemd.received().last().map(String::as_str),
+        Some("STATUS=Dispatch: online, 3 users; radio vhf1 idle, PTT interface failing")
+    );
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(!handle.wants_online(), "the lasting fault left Zello");
+    let held = r.events.snapshot().gateway.held_offline;
+    assert!(
+        held.as_deref()
+            .is_some_and(|h| h.starts_with("radio vhf1: PTT interface failing for 6")),
+        "{held:?}"
+    );
+    stop.cancel();
+    alarms.await.unwrap();
+    r.shutdown.cancel();
+}

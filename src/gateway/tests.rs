@@ -2,12 +2,13 @@
 //! with the test playing the codec engine (commands in, events out). Every timer rule is
 //! checked in virtual time.
 
+use super::PttGuard;
 use super::bridge::Bridge;
 use super::machine::Timers;
-use super::{GatewayEvent, PttGuard};
 use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::radio::sim::SimPtt;
 use crate::secret::Secret;
+use crate::state::GatewayEvent;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
 use crate::zello::sim::{SimConfig, SimHandle, SimServer};
