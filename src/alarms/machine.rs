@@ -435,4 +435,27 @@ mod tests {
         // The fault's end is then quiet (nothing texted, nothing to come back from).
         assert!(a.handle(t0 + GRACE, &back("vhf1")).is_empty());
     }
+
+    #[test]
+    fn a_fault_gone_before_the_state_is_looked_at_is_never_timed() {
+        let t0 = Instant::now();
+        let mut a = Alarms::new(&AlarmsConfig::default());
+        let mut state = GatewayState::default();
+        state.apply(&lost("vhf1"), 0);
+        state.apply(&back("vhf1"), 0);
+        assert!(a.observe(t0, &state).is_empty());
+        assert_eq!(a.next_deadline(), None);
+        state.apply(
+            &GatewayEvent::HardwareWaiting {
+                radio: "uhf1".into(),
+                error: Some("no such device".into()),
+            },
+            0,
+        );
+        assert!(a.observe(t0, &state).is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + GRACE));
+        // Looked at again later, still failing: timed from the first look.
+        assert!(a.observe(t0 + GRACE / 2, &state).is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + GRACE));
+    }
 }

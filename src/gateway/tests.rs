@@ -39,6 +39,8 @@ struct Rig {
     app: SessionHandle,
     app_events: mpsc::Receiver<SessionEvent>,
     observer: broadcast::Receiver<GatewayEvent>,
+    /// The state the bridge publishes into.
+    state: crate::state::StateHub,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -103,7 +105,7 @@ async fn rig(timers: Timers) -> Rig {
         engine_tx: cmd_tx,
         engine_rx,
         events: route_rx,
-        observer: obs_tx,
+        observer: obs_tx.clone(),
     };
     let task = tokio::spawn(bridge.run(stop.clone()));
     Rig {
@@ -114,6 +116,7 @@ async fn rig(timers: Timers) -> Rig {
         app,
         app_events,
         observer,
+        state: obs_tx,
         stop,
         task,
     }
@@ -284,6 +287,18 @@ async fn a_message_from_the_channel_keys_waits_plays_tails_and_unkeys() {
         .await;
     assert!(!r.ptt.is_keyed());
     assert_eq!(off - tone_done, 100 * MS, "tx_tail_ms");
+    // The state tells the same: one key-up, one message played in full, unkeyed.
+    let state = r.state.snapshot();
+    let radio = state.radio("vhf1").expect("vhf1 in the state");
+    assert!(!radio.ptt && radio.transmitting.is_none());
+    assert_eq!(radio.counters.key_ups, 1);
+    assert_eq!(radio.counters.packets_played, 10);
+    let played = radio.last_played.as_ref().expect("a message played");
+    assert_eq!(played.peer.as_deref(), Some("alice"));
+    assert_eq!(
+        played.outcome,
+        Some(crate::state::MessageOutcome::Completed)
+    );
     assert_eq!(r.stop().await.key_count(), 1);
 }
 
@@ -309,6 +324,9 @@ async fn the_time_out_timer_cuts_a_long_message() {
         .await;
     assert_eq!(off, abort);
     assert!(!r.ptt.is_keyed());
+    let state = r.state.snapshot();
+    let counters = &state.radio("vhf1").expect("vhf1").counters;
+    assert_eq!((counters.time_outs, counters.key_ups), (1, 1));
     // The rest of that message is not played and does not key again.
     sleep(Duration::from_secs(10)).await;
     while let Ok(c) = r.cmds.try_recv() {

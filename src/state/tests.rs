@@ -629,3 +629,31 @@ async fn a_reader_far_behind_loses_events_but_never_the_latest_state() {
     assert_eq!(r.counters.key_ups, 1000);
     assert_eq!(r.health.ptt.fault(), None);
 }
+
+#[test]
+fn publishers_on_several_threads_stream_in_sequence_order() {
+    const EACH: u64 = 5000;
+    let hub = StateHub::with_capacity(GatewayState::default(), 4 * EACH as usize);
+    let mut stamped = hub.subscribe_stamped();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for _ in 0..EACH {
+                    hub.publish(GatewayEvent::PttOn {
+                        radio: format!("r{i}"),
+                    });
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for seq in 1..=4 * EACH {
+        assert_eq!(stamped.try_recv().unwrap().seq, seq);
+    }
+    let s = hub.snapshot();
+    assert_eq!(s.seq, 4 * EACH);
+    assert_eq!(s.radios.len(), 4);
+}
