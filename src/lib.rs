@@ -10,6 +10,7 @@
 //! - [`alarms`]: leaving Zello on purpose while radio hardware has failed (Zello Alarms)
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
+//! - [`state`]: the gateway's one state, its events and how they are published
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation
@@ -34,6 +35,7 @@ pub mod radio;
 pub mod secret;
 pub mod service;
 pub mod sim;
+pub mod state;
 #[cfg(test)]
 mod testing;
 pub mod work;

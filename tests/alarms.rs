@@ -11,6 +11,7 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use zello_gateway::alarms::{self, AlarmsConfig};
 use zello_gateway::gateway::GatewayEvent;
+use zello_gateway::state::StateHub;
 use zello_gateway::zello::session::SessionEvent;
 use zello_gateway::zello::sim::{SimConfig, SimHandle};
 
@@ -43,7 +44,7 @@ struct Rig {
     sim: SimHandle,
     gateway: Client,
     dispatcher: Client,
-    faults: broadcast::Sender<GatewayEvent>,
+    faults: StateHub,
     watch: broadcast::Receiver<GatewayEvent>,
     settings: tokio::sync::watch::Sender<AlarmsConfig>,
     stop: CancellationToken,
@@ -53,14 +54,13 @@ async fn rig(config_alarms: AlarmsConfig) -> Rig {
     let sim = server(SimConfig::default()).await;
     let gateway = Client::ready(config(&sim, "gateway1")).await;
     let dispatcher = Client::ready(config(&sim, "dispatcher")).await;
-    let (faults, _) = broadcast::channel(64);
+    let (faults, _) = StateHub::channel(64);
     let watch = faults.subscribe();
     let stop = CancellationToken::new();
     let (settings, settings_rx) = tokio::sync::watch::channel(config_alarms);
     tokio::spawn(alarms::run(
         settings_rx,
         gateway.handle.clone(),
-        faults.subscribe(),
         faults.clone(),
         stop.clone(),
     ));
@@ -82,7 +82,7 @@ impl Rig {
             radio: "vhf1".into(),
             error: "USB sound card gone".into(),
         };
-        self.faults.send(lost).unwrap();
+        self.faults.publish(lost);
     }
 
     async fn held_offline(&mut self, within: Duration) -> Option<String> {
@@ -111,7 +111,7 @@ async fn a_lasting_ptt_fault_takes_the_gateway_offline_until_it_is_fixed() {
         radio: "vhf1".into(),
         error: Some("serial /dev/ttyUSB0: No such device".into()),
     };
-    r.faults.send(fault()).unwrap();
+    r.faults.publish(fault());
     // Within the grace period (60 s): online, nothing said.
     sleep(59 * S).await;
     assert!(gateway_online(&r.sim));
@@ -136,12 +136,10 @@ async fn a_lasting_ptt_fault_takes_the_gateway_offline_until_it_is_fixed() {
     assert!(!gateway_online(&r.sim), "{:#?}", r.sim.events());
 
     // Fixed: back online at once, and the dispatcher is told.
-    r.faults
-        .send(GatewayEvent::PttFault {
-            radio: "vhf1".into(),
-            error: None,
-        })
-        .unwrap();
+    r.faults.publish(GatewayEvent::PttFault {
+        radio: "vhf1".into(),
+        error: None,
+    });
     assert_eq!(r.held_offline(2 * S).await, None);
     r.gateway
         .expect(5 * S, |e| {
@@ -169,11 +167,9 @@ async fn a_blip_within_the_grace_period_is_never_seen_on_zello() {
     .await;
     r.sound_card_gone();
     sleep(20 * S).await;
-    r.faults
-        .send(GatewayEvent::DeviceBack {
-            radio: "vhf1".into(),
-        })
-        .unwrap();
+    r.faults.publish(GatewayEvent::DeviceBack {
+        radio: "vhf1".into(),
+    });
     sleep(10 * 60 * S).await;
     assert!(gateway_online(&r.sim));
     let seen = r.dispatcher.collect(S).await;
@@ -204,12 +200,10 @@ async fn staying_online_when_asked_to() {
         text_user: None,
     })
     .await;
-    r.faults
-        .send(GatewayEvent::CarrierFault {
-            radio: "uhf1".into(),
-            error: Some("rigctld 127.0.0.1:4532 unreachable".into()),
-        })
-        .unwrap();
+    r.faults.publish(GatewayEvent::CarrierFault {
+        radio: "uhf1".into(),
+        error: Some("rigctld 127.0.0.1:4532 unreachable".into()),
+    });
     assert_eq!(
         text(&mut r.dispatcher).await,
         "zello-gateway: radio uhf1: carrier detect failing for 10 s (rigctld 127.0.0.1:4532 unreachable); still online"

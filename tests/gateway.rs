@@ -9,7 +9,6 @@ use common::emulator::{Gateway, channel_online, gateway_config, talk_pcm};
 use common::{CHANNEL, Client, config, server, wait_for};
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use zello_gateway::audio::file::{FileInput, MemoryOutput};
 use zello_gateway::audio::{CODEC_RATE, speech, wav};
@@ -32,8 +31,8 @@ async fn carrier_up(
     sim: &SimHandle,
     name: &str,
     seconds: f32,
-    observer: broadcast::Sender<GatewayEvent>,
-    watch: &mut broadcast::Receiver<GatewayEvent>,
+    observer: zello_gateway::state::StateHub,
+    watch: &mut tokio::sync::broadcast::Receiver<GatewayEvent>,
 ) -> (Gateway, FlagCarrier, Client) {
     let carrier = FlagCarrier::new();
     let speech = speech::speech_like(CODEC_RATE, seconds, 4);
@@ -96,7 +95,7 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
         Box::new(carrier.clone()),
         Box::new(ptt.clone()),
     );
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = Gateway::start(config(&sim, "gateway1"), vec![parts], observer);
     let mut app = Client::ready(config(&sim, "dispatcher")).await;
     channel_online(&mut watch).await;
@@ -181,7 +180,7 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
 "#
     );
     let cfg = gateway_config(&sim, &dir, &radio);
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = Gateway::from_config(&cfg, observer);
     let sent = wait_for(&mut watch, 10 * S, |e| {
         matches!(e, GatewayEvent::Sent { .. })
@@ -246,7 +245,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
         Box::new(ptt.clone()),
     );
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let alarms = zello_gateway::alarms::AlarmsConfig {
         hardware_grace_s: 1,
         ..Default::default()
@@ -261,7 +260,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
             stop,
             observer,
             gateway::RunOptions {
-                alarms: Some(alarms),
+                on_session: Some(zello_gateway::alarms::on_session(alarms)),
                 ..Default::default()
             },
         )
@@ -303,7 +302,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
 #[tokio::test(flavor = "current_thread")]
 async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message() {
     let sim = server(SimConfig::default()).await;
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let (gw, carrier, mut app) = carrier_up(&sim, "vhf1", 30.0, observer, &mut watch).await;
     tokio::time::sleep(S).await;
     // The link drops in the middle of the transmission and comes back within a second or so.
@@ -327,7 +326,7 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
         matches!(
             e,
             GatewayEvent::Sent {
-                outcome: zello_gateway::zello::session::OutgoingEnd::Completed,
+                outcome: zello_gateway::state::MessageOutcome::Completed,
                 ..
             }
         )
@@ -365,7 +364,7 @@ async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
         .try_init()
         .expect("the only test of this binary that sets a global subscriber");
     let sim = server(SimConfig::default()).await;
-    let (observer, mut watch) = broadcast::channel(4096);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(4096);
     let (gw, carrier, mut app) = carrier_up(&sim, "vhf-gap", 40.0, observer, &mut watch).await;
     // The link drops; the gateway logs on again at once but its channel stays away 14 s.
     sim.faults().hold_channel_status();
@@ -386,7 +385,7 @@ async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
         matches!(
             e,
             GatewayEvent::Sent {
-                outcome: zello_gateway::zello::session::OutgoingEnd::Completed,
+                outcome: zello_gateway::state::MessageOutcome::Completed,
                 ..
             }
         )

@@ -24,7 +24,7 @@ async fn rigctld_ptt_follows_a_message_from_the_channel() {
     let sim = server(SimConfig::default()).await;
     let dir = common::cli::temp_dir("rigctld");
     let cfg = gateway_config(&sim, &dir, &hf1_on(&address));
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = Gateway::from_config(&cfg, observer);
     let app = Client::ready(config(&sim, "dispatcher")).await;
     // Wait until the gateway is online too.
@@ -132,7 +132,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
 "#
         ),
     );
-    let (observer, watch) = broadcast::channel(1024);
+    let (observer, watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = Gateway::from_config(&cfg, observer);
     let app = Client::ready(config(&sim, "dispatcher")).await;
     until_online(&sim, 2).await;
@@ -293,7 +293,7 @@ async fn a_radio_whose_rigctld_starts_later_waits_then_keys() {
     assert!(radios.is_empty());
     assert_eq!(waiting.len(), 1);
     assert!(waiting[0].error.contains(&address), "{}", waiting[0].error);
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = Gateway::start_with(
         cfg.session_config().unwrap(),
         radios,

@@ -847,7 +847,7 @@ carrier = {{ type = "vox", open_dbfs = -30, close_dbfs = -40 }}
         let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
         let radios = parts::build(&cfg).unwrap();
         let shutdown = CancellationToken::new();
-        let (observer, watch) = tokio::sync::broadcast::channel(1024);
+        let (observer, watch) = zello_gateway::state::StateHub::channel(1024);
         let gw = tokio::spawn(gateway::run(
             cfg.session_config().unwrap(),
             radios,

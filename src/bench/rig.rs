@@ -8,9 +8,10 @@ use crate::audio::sound::rings::{RingCapture, RingPlayback};
 use crate::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
 use crate::gateway::engine::Engine;
 use crate::gateway::machine::Timers;
-use crate::gateway::{self, DrivenParts, EngineDrive, GatewayError, GatewayEvent, RadioParts};
+use crate::gateway::{self, DrivenParts, EngineDrive, GatewayError, RadioParts};
 use crate::radio::sim::{FlagCarrier, SimPtt};
 use crate::secret::Secret;
+use crate::state::{GatewayEvent, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{SessionConfig, SessionHandle};
 use crate::zello::sim::{SimConfig, SimHandle, SimServer};
@@ -549,7 +550,7 @@ impl Side {
         let net = Net::start(&spec.threads)?;
         let rt = net.handle();
         let shutdown = CancellationToken::new();
-        let (observer_tx, observer) = broadcast::channel(4096);
+        let (observer_tx, observer) = StateHub::channel(4096);
         let (to, from) = oneshot::channel::<DrivenParts>();
         let task = rt.spawn(gateway::run_with(
             config,

@@ -2,17 +2,18 @@
 //! the session, the codec engine and the PTT line. All timing lives in the machine; this
 //! task only feeds it inputs, sleeps until its next deadline, and acts.
 
+use super::AsyncPtt;
 use super::chatter::{ChangeLog, Say};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
 use super::ptt_watch::{self, Judged, Outcome, PttWatch, Ticket};
-use super::{AsyncPtt, GatewayEvent};
 use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::radio::PttReadback;
+use crate::state::{GatewayEvent, MessageOutcome, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{OutgoingEnd, OutgoingMessage, SessionEvent, SessionHandle};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -46,7 +47,7 @@ pub(crate) struct Bridge {
     pub engine_tx: mpsc::Sender<EngineCommand>,
     pub engine_rx: mpsc::Receiver<EngineEvent>,
     pub events: mpsc::Receiver<SessionEvent>,
-    pub observer: broadcast::Sender<GatewayEvent>,
+    pub observer: StateHub,
 }
 
 struct Incoming {
@@ -105,7 +106,7 @@ struct State {
 
 impl Bridge {
     fn observe(&self, event: GatewayEvent) {
-        let _ = self.observer.send(event);
+        self.observer.publish(event);
     }
 
     fn engine(&self, cmd: EngineCommand) {
@@ -416,7 +417,12 @@ impl Bridge {
     fn note(&self, note: Note) {
         let radio = &self.name;
         match note {
-            Note::Kerchunk => debug!(radio = %radio, "carrier shorter than rx_min_ms ignored"),
+            Note::Kerchunk => {
+                debug!(radio = %radio, "carrier shorter than rx_min_ms ignored");
+                self.observe(GatewayEvent::Kerchunk {
+                    radio: radio.clone(),
+                });
+            }
             Note::CarrierStuck => warn!(event = "carrier_stuck", radio = %radio,
                 "carrier stuck up longer than rx_max_s: message ended, carrier ignored until it drops"),
             Note::CarrierCleared => info!(radio = %radio, "carrier dropped; receiving again"),
@@ -569,6 +575,7 @@ impl Bridge {
                     from,
                     packets,
                     concealed,
+                    dropped,
                     duration_ms: packets * packet_ms,
                     unkeyed_ms,
                 });
@@ -731,10 +738,24 @@ impl Bridge {
             radio: self.name.clone(),
             stream_id,
             packets,
+            dropped: sent.head_dropped,
             duration_ms,
             peak_dbfs: peak,
             rms_dbfs: rms,
-            outcome: reason,
+            outcome: outcome(reason),
         });
+    }
+}
+
+/// How a message to the channel ended, as the gateway's state tells it.
+fn outcome(end: OutgoingEnd) -> MessageOutcome {
+    match end {
+        OutgoingEnd::Completed => MessageOutcome::Completed,
+        OutgoingEnd::Abandoned => MessageOutcome::Abandoned,
+        OutgoingEnd::Rejected(_) => MessageOutcome::Refused,
+        OutgoingEnd::Timeout => MessageOutcome::TimedOut,
+        OutgoingEnd::StoppedByServer => MessageOutcome::Interrupted,
+        OutgoingEnd::Disconnected => MessageOutcome::Dropped,
+        OutgoingEnd::NotReady => MessageOutcome::ChannelNotReady,
     }
 }

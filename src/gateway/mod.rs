@@ -10,131 +10,23 @@ pub mod engine;
 pub mod machine;
 pub mod ptt_watch;
 
-use crate::alarms::AlarmsConfig;
 use crate::audio::opus::EncoderSettings;
 use crate::audio::{AudioInput, AudioOutput};
 use crate::radio::{CarrierDetect, Ptt, RadioError};
 use crate::service::Liveness;
+pub use crate::state::GatewayEvent;
+use crate::state::{ChannelFeatures, StateHub};
 use crate::zello::protocol::CodecHeader;
-use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent, SessionHandle};
+use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
 use engine::Engine;
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 /// The name the Zello session task's heartbeat is registered under.
 pub const SESSION_PART: &str = "zello session";
-
-/// What the gateway did, for timelines, tests and status displays.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GatewayEvent {
-    /// Every radio has started or waits for its hardware, and the Zello session runs: the
-    /// gateway does its job from now on, connected or not.
-    Started,
-    LoggedOn,
-    LogonRefused(String),
-    Disconnected(String),
-    /// The Zello server could not be reached; the next try is in `retry_in`.
-    ConnectFailed {
-        error: String,
-        retry_in: Duration,
-    },
-    ChannelStatus {
-        channel: String,
-        online: bool,
-        users_online: u32,
-    },
-    CarrierUp {
-        radio: String,
-    },
-    CarrierDown {
-        radio: String,
-    },
-    /// Our message got its stream id.
-    StreamStarted {
-        radio: String,
-        stream_id: u32,
-    },
-    /// A message from the radio ended.
-    Sent {
-        radio: String,
-        stream_id: Option<u32>,
-        packets: u64,
-        duration_ms: u64,
-        peak_dbfs: f32,
-        rms_dbfs: f32,
-        outcome: OutgoingEnd,
-    },
-    /// A message from the channel arrived for this radio.
-    Incoming {
-        radio: String,
-        stream_id: u32,
-        from: String,
-    },
-    PttOn {
-        radio: String,
-    },
-    Playing {
-        radio: String,
-        stream_id: u32,
-    },
-    Played {
-        radio: String,
-        stream_id: u32,
-        from: String,
-        packets: u64,
-        concealed: u64,
-        duration_ms: u64,
-        /// How long the transmitter was found unkeyed while the message played (at most;
-        /// 0: it stayed keyed, or its state cannot be read back): the message was
-        /// interrupted, not played in full.
-        unkeyed_ms: u64,
-    },
-    PttOff {
-        radio: String,
-    },
-    TimeOut {
-        radio: String,
-        stream_id: u32,
-    },
-    /// The radio's audio device failed (PTT released) or came back.
-    DeviceLost {
-        radio: String,
-        error: String,
-    },
-    DeviceBack {
-        radio: String,
-    },
-    /// The carrier detector failed (`Some`) or works again (`None`).
-    CarrierFault {
-        radio: String,
-        error: Option<String>,
-    },
-    /// The PTT interface failed (`Some`: keying failed, or its periodic check did) or
-    /// works again (`None`).
-    PttFault {
-        radio: String,
-        error: Option<String>,
-    },
-    /// A radio's hardware (sound device, PTT line or carrier detect) could not be opened at
-    /// start (`Some`: why): the radio waits for it and starts once it appears (`None`).
-    HardwareWaiting {
-        radio: String,
-        error: Option<String>,
-    },
-    /// The gateway left Zello on purpose because radio hardware failed for longer than
-    /// `[alarms] hardware_grace_s` (`Some`: why), or goes back online (`None`).
-    HeldOffline {
-        reason: Option<String>,
-    },
-    Text {
-        channel: String,
-        from: String,
-        text: String,
-    },
-}
 
 /// Holds a PTT line and unkeys it when dropped, so every way out of a bridge (return, error,
 /// panic unwinding) releases the transmitter.
@@ -386,6 +278,12 @@ pub fn next_hardware_retry(delay: Duration) -> Duration {
     (delay * 2).min(HARDWARE_RETRY_MAX)
 }
 
+/// A task started with the gateway's Zello session: it gets the session, the gateway's
+/// state, and a token cancelled when the gateway stops.
+pub type SessionHook = Box<
+    dyn FnOnce(SessionHandle, StateHub, CancellationToken) -> tokio::task::JoinHandle<()> + Send,
+>;
+
 /// What [`run_with`] does beyond [`run`]; the default is what [`run`] does.
 pub struct RunOptions {
     /// Who ticks the codec engines (default: a thread each).
@@ -393,9 +291,10 @@ pub struct RunOptions {
     /// Where the Zello session task (`zello session`) and each radio's codec thread
     /// (`codec NAME`) beat, for systemd's [`Watchdog`](crate::service::Watchdog).
     pub liveness: Liveness,
-    /// Leaving Zello while radio hardware has failed ([`crate::alarms`]), with settings a
-    /// reload may change; `None`: never.
-    pub alarms: Option<tokio::sync::watch::Receiver<AlarmsConfig>>,
+    /// Started with the Zello session once it exists, before any radio, and given until
+    /// the gateway stops (its token is cancelled) plus 200 ms to finish: what follows the
+    /// state and acts with the session (the daemon's Zello Alarms). `None`: nothing.
+    pub on_session: Option<SessionHook>,
     /// Radios waiting for their hardware; each gets a codec thread of its own once it
     /// starts, whatever [`RunOptions::drive`] says.
     pub waiting: Vec<WaitingRadio>,
@@ -406,24 +305,24 @@ impl Default for RunOptions {
         RunOptions {
             drive: EngineDrive::Threads,
             liveness: Liveness::new(),
-            alarms: None,
+            on_session: None,
             waiting: Vec::new(),
         }
     }
 }
 
-/// Runs the gateway until `shutdown` is cancelled. `observer` receives what happens.
+/// Runs the gateway until `shutdown` is cancelled. What happens is published to `state`.
 pub async fn run(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
     shutdown: CancellationToken,
-    observer: broadcast::Sender<GatewayEvent>,
+    state: StateHub,
 ) -> Result<(), GatewayError> {
     run_with(
         session_config,
         radios,
         shutdown,
-        observer,
+        state,
         RunOptions::default(),
     )
     .await
@@ -433,7 +332,7 @@ pub async fn run(
 #[derive(Clone)]
 struct Shared {
     session: SessionHandle,
-    observer: broadcast::Sender<GatewayEvent>,
+    observer: StateHub,
     liveness: Liveness,
     engines_stop: CancellationToken,
     shutdown: CancellationToken,
@@ -578,7 +477,7 @@ impl Shared {
             }
         };
         info!(event = "hardware_found", radio = %name, "hardware found: radio ready");
-        let _ = self.observer.send(GatewayEvent::HardwareWaiting {
+        self.observer.publish(GatewayEvent::HardwareWaiting {
             radio: name.clone(),
             error: None,
         });
@@ -601,7 +500,7 @@ impl Shared {
     }
 }
 
-/// [`run`], with the watchdog's heartbeats, Zello Alarms, radios waiting for their
+/// [`run`], with the watchdog's heartbeats, a task on the session, radios waiting for their
 /// hardware, or the engines ticked by the caller (see [`RunOptions`]). A waiting radio whose
 /// devices open but whose settings cannot work with them ([`GatewayError::Settings`]) stops
 /// the gateway with that error.
@@ -609,13 +508,13 @@ pub async fn run_with(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
     shutdown: CancellationToken,
-    observer: broadcast::Sender<GatewayEvent>,
+    observer: StateHub,
     options: RunOptions,
 ) -> Result<(), GatewayError> {
     let RunOptions {
         drive,
         liveness,
-        alarms,
+        on_session,
         waiting,
     } = options;
     // The caller's shutdown, or a radio's settings that no device can fix.
@@ -626,16 +525,7 @@ pub async fn run_with(
         session_stop.clone(),
         Some(liveness.register(SESSION_PART)),
     )?;
-    // Subscribed before any radio starts, so no fault goes unseen.
-    let alarms_task = alarms.map(|config| {
-        tokio::spawn(crate::alarms::run(
-            config,
-            handle.clone(),
-            observer.subscribe(),
-            observer.clone(),
-            stop.clone(),
-        ))
-    });
+    let hook_task = on_session.map(|hook| hook(handle.clone(), observer.clone(), stop.clone()));
     let shared = Shared {
         session: handle.clone(),
         observer: observer.clone(),
@@ -666,7 +556,7 @@ pub async fn run_with(
         warn!(event = "hardware_waiting", radio = %w.name, channel = %w.channel, error = %w.error,
             "radio waiting for its hardware: it starts once its devices open (tried again every {} s at most); the other radios and Zello go on",
             HARDWARE_RETRY_MAX.as_secs());
-        let _ = observer.send(GatewayEvent::HardwareWaiting {
+        observer.publish(GatewayEvent::HardwareWaiting {
             radio: w.name.clone(),
             error: Some(w.error.clone()),
         });
@@ -680,9 +570,9 @@ pub async fn run_with(
         });
     }
     let router = tokio::spawn(route(events, routes, observer.clone()));
-    let _ = observer.send(GatewayEvent::Started);
+    observer.publish(GatewayEvent::Started);
     stop.cancelled().await;
-    if let Some(task) = alarms_task {
+    if let Some(task) = hook_task {
         let _ = tokio::time::timeout(Duration::from_millis(200), task).await;
     }
     // Bridges unkey and end their messages first, then the session says goodbye.
@@ -714,7 +604,7 @@ pub async fn run_with(
 async fn route(
     mut events: mpsc::Receiver<SessionEvent>,
     radios: Vec<(String, mpsc::Sender<SessionEvent>)>,
-    observer: broadcast::Sender<GatewayEvent>,
+    observer: StateHub,
 ) {
     let mut streams: HashMap<u32, Vec<usize>> = HashMap::new();
     let on_channel = |channel: &str| -> Vec<usize> {
@@ -728,10 +618,15 @@ async fn route(
     while let Some(ev) = events.recv().await {
         let targets: Vec<usize> = match &ev {
             SessionEvent::Channel { status, .. } => {
-                let _ = observer.send(GatewayEvent::ChannelStatus {
+                observer.publish(GatewayEvent::ChannelStatus {
                     channel: status.channel.clone(),
                     online: status.status == crate::zello::protocol::ChannelState::Online,
                     users_online: status.users_online,
+                    features: ChannelFeatures {
+                        images: status.images_supported,
+                        texting: status.texting_supported,
+                        locations: status.locations_supported,
+                    },
                 });
                 on_channel(&status.channel)
             }
@@ -759,26 +654,26 @@ async fn route(
                 (0..radios.len()).collect()
             }
             SessionEvent::LoggedOn { .. } => {
-                let _ = observer.send(GatewayEvent::LoggedOn);
+                observer.publish(GatewayEvent::LoggedOn);
                 continue;
             }
             SessionEvent::LogonRefused { code } => {
-                let _ = observer.send(GatewayEvent::LogonRefused(code.to_string()));
+                observer.publish(GatewayEvent::LogonRefused(code.to_string()));
                 continue;
             }
             SessionEvent::Disconnected { reason } => {
-                let _ = observer.send(GatewayEvent::Disconnected(reason.clone()));
+                observer.publish(GatewayEvent::Disconnected(reason.clone()));
                 continue;
             }
             SessionEvent::ConnectFailed { error, retry_in } => {
-                let _ = observer.send(GatewayEvent::ConnectFailed {
+                observer.publish(GatewayEvent::ConnectFailed {
                     error: error.clone(),
                     retry_in: *retry_in,
                 });
                 continue;
             }
             SessionEvent::Text(t) => {
-                let _ = observer.send(GatewayEvent::Text {
+                observer.publish(GatewayEvent::Text {
                     channel: t.channel.clone(),
                     from: t.from.clone(),
                     text: t.text.clone(),

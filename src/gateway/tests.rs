@@ -2,12 +2,13 @@
 //! with the test playing the codec engine (commands in, events out). Every timer rule is
 //! checked in virtual time.
 
+use super::PttGuard;
 use super::bridge::Bridge;
 use super::machine::Timers;
-use super::{GatewayEvent, PttGuard};
 use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::radio::sim::SimPtt;
 use crate::secret::Secret;
+use crate::state::GatewayEvent;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
 use crate::zello::sim::{SimConfig, SimHandle, SimServer};
@@ -38,6 +39,8 @@ struct Rig {
     app: SessionHandle,
     app_events: mpsc::Receiver<SessionEvent>,
     observer: broadcast::Receiver<GatewayEvent>,
+    /// The state the bridge publishes into.
+    state: crate::state::StateHub,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -88,7 +91,7 @@ async fn rig(timers: Timers) -> Rig {
     let ptt = SimPtt::new();
     let (cmd_tx, cmds) = mpsc::channel(4096);
     let (engine, engine_rx) = mpsc::channel(4096);
-    let (obs_tx, observer) = broadcast::channel(1024);
+    let (obs_tx, observer) = crate::state::StateHub::channel(1024);
     let bridge = Bridge {
         name: "vhf1".into(),
         channel: CH.into(),
@@ -102,7 +105,7 @@ async fn rig(timers: Timers) -> Rig {
         engine_tx: cmd_tx,
         engine_rx,
         events: route_rx,
-        observer: obs_tx,
+        observer: obs_tx.clone(),
     };
     let task = tokio::spawn(bridge.run(stop.clone()));
     Rig {
@@ -113,6 +116,7 @@ async fn rig(timers: Timers) -> Rig {
         app,
         app_events,
         observer,
+        state: obs_tx,
         stop,
         task,
     }
@@ -283,6 +287,18 @@ async fn a_message_from_the_channel_keys_waits_plays_tails_and_unkeys() {
         .await;
     assert!(!r.ptt.is_keyed());
     assert_eq!(off - tone_done, 100 * MS, "tx_tail_ms");
+    // The state tells the same: one key-up, one message played in full, unkeyed.
+    let state = r.state.snapshot();
+    let radio = state.radio("vhf1").expect("vhf1 in the state");
+    assert!(!radio.ptt && radio.transmitting.is_none());
+    assert_eq!(radio.counters.key_ups, 1);
+    assert_eq!(radio.counters.packets_played, 10);
+    let played = radio.last_played.as_ref().expect("a message played");
+    assert_eq!(played.peer.as_deref(), Some("alice"));
+    assert_eq!(
+        played.outcome,
+        Some(crate::state::MessageOutcome::Completed)
+    );
     assert_eq!(r.stop().await.key_count(), 1);
 }
 
@@ -308,6 +324,9 @@ async fn the_time_out_timer_cuts_a_long_message() {
         .await;
     assert_eq!(off, abort);
     assert!(!r.ptt.is_keyed());
+    let state = r.state.snapshot();
+    let counters = &state.radio("vhf1").expect("vhf1").counters;
+    assert_eq!((counters.time_outs, counters.key_ups), (1, 1));
     // The rest of that message is not played and does not key again.
     sleep(Duration::from_secs(10)).await;
     while let Ok(c) = r.cmds.try_recv() {
@@ -618,7 +637,7 @@ async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_star
             ))
         })
     };
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),
@@ -721,7 +740,7 @@ async fn a_waiting_radio_warns_once_per_new_error_and_logs_the_wait_that_follows
         0..=3 => "no such device".to_string(),
         _ => "permission denied".to_string(),
     };
-    let (observer, _watch) = broadcast::channel(1024);
+    let (observer, _watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),
@@ -772,7 +791,7 @@ async fn a_waiting_radio_with_a_settings_error_stops_the_gateway() {
         .await
         .unwrap();
     let tries = Arc::new(AtomicUsize::new(0));
-    let (observer, _watch) = broadcast::channel(1024);
+    let (observer, _watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),

@@ -234,13 +234,13 @@ impl Gateway {
     pub fn start(
         session: SessionConfig,
         radios: Vec<RadioParts>,
-        observer: broadcast::Sender<GatewayEvent>,
+        observer: zello_gateway::state::StateHub,
     ) -> Gateway {
         Gateway::start_with(session, radios, observer, RunOptions::default())
     }
 
     /// [`Gateway::start`] with the radios and session `config` describes.
-    pub fn from_config(config: &Config, observer: broadcast::Sender<GatewayEvent>) -> Gateway {
+    pub fn from_config(config: &Config, observer: zello_gateway::state::StateHub) -> Gateway {
         let radios = zello_gateway::parts::build(config).unwrap();
         Gateway::start(config.session_config().unwrap(), radios, observer)
     }
@@ -249,7 +249,7 @@ impl Gateway {
     pub fn start_with(
         session: SessionConfig,
         radios: Vec<RadioParts>,
-        observer: broadcast::Sender<GatewayEvent>,
+        observer: zello_gateway::state::StateHub,
         options: RunOptions,
     ) -> Gateway {
         let shutdown = CancellationToken::new();
