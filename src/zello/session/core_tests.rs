@@ -69,6 +69,14 @@ impl Rig {
         );
     }
 
+    /// Starts message `id` (start_stream with `seq`) and has the server give it `stream_id`.
+    fn opened(&mut self, id: u64, seq: u64, stream_id: u32) {
+        self.start(0, id);
+        let reply = format!(r#"{{"seq":{seq},"success":true,"stream_id":{stream_id}}}"#);
+        self.text(10, &reply).unwrap();
+        self.take();
+    }
+
     fn finish(&mut self, ms: u64, id: u64) {
         let now = self.at(ms);
         self.link.finish(now, id, &mut self.acts);
@@ -256,10 +264,7 @@ fn a_start_stream_unanswered_in_time_is_stopped_if_its_reply_comes_late() {
 #[test]
 fn the_server_stopping_our_message_ends_it() {
     let mut r = Rig::ready();
-    r.start(0, 1);
-    r.text(10, r#"{"seq":2,"success":true,"stream_id":8}"#)
-        .unwrap();
-    r.take();
+    r.opened(1, 2, 8);
     r.text(500, r#"{"command":"on_stream_stop","stream_id":8}"#)
         .unwrap();
     assert_eq!(brief(&r.take()), ["ended 1 Some(8) StoppedByServer"]);
@@ -373,9 +378,7 @@ fn an_accepted_image_sends_its_two_parts() {
 #[test]
 fn teardown_ends_everything_that_lived_on_the_connection() {
     let mut r = Rig::ready();
-    r.start(0, 1);
-    r.text(10, r#"{"seq":2,"success":true,"stream_id":8}"#)
-        .unwrap();
+    r.opened(1, 2, 8);
     r.start(20, 2);
     r.take();
     r.link.close_gracefully(r.at(30), &mut r.acts);

@@ -283,18 +283,15 @@ pub struct SessionHandle {
     online: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+/// A started session: its handle, its events, and its task (which ends after shutdown).
+pub type Spawned = (
+    SessionHandle,
+    mpsc::Receiver<SessionEvent>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// Starts the session task.
-pub fn spawn(
-    config: SessionConfig,
-    shutdown: CancellationToken,
-) -> Result<
-    (
-        SessionHandle,
-        mpsc::Receiver<SessionEvent>,
-        tokio::task::JoinHandle<()>,
-    ),
-    SessionError,
-> {
+pub fn spawn(config: SessionConfig, shutdown: CancellationToken) -> Result<Spawned, SessionError> {
     spawn_watched(config, shutdown, None)
 }
 
@@ -306,14 +303,7 @@ pub fn spawn_watched(
     config: SessionConfig,
     shutdown: CancellationToken,
     heartbeat: Option<Arc<crate::service::Heartbeat>>,
-) -> Result<
-    (
-        SessionHandle,
-        mpsc::Receiver<SessionEvent>,
-        tokio::task::JoinHandle<()>,
-    ),
-    SessionError,
-> {
+) -> Result<Spawned, SessionError> {
     config.validate()?;
     let connector = tls::connector(config.ca_file.as_deref())?;
     let (tx, rx) = mpsc::channel(512);

@@ -76,16 +76,7 @@ impl Hub<'_> {
             .map(|(id, _)| *id)
             .collect();
         targets.sort_unstable();
-        let event = Event::ChannelStatus(ChannelStatus {
-            channel: channel.to_string(),
-            status: ChannelState::Online,
-            users_online,
-            images_supported: true,
-            texting_supported: true,
-            locations_supported: true,
-            error: None,
-            error_type: None,
-        });
+        let event = Event::ChannelStatus(ChannelStatus::online(channel, users_online));
         let msg = text_msg(&event);
         for id in targets {
             let Some(s) = st.sessions.get_mut(&id) else {

@@ -14,6 +14,18 @@ use tokio_tungstenite::tungstenite::Message;
 /// Packets the echo user keeps of one message (six minutes of 60 ms packets).
 const MAX_ECHO_PACKETS: usize = 6_000;
 
+/// An audio packet as the server relays it, numbered by the server.
+fn audio_frame(stream_id: u32, packet_id: u32, data: &[u8]) -> Bytes {
+    Bytes::from(
+        Packet::Audio {
+            stream_id,
+            packet_id,
+            data,
+        }
+        .to_vec(),
+    )
+}
+
 impl Hub<'_> {
     /// Validates and starts a stream, announcing it to its receivers.
     pub(crate) fn start_stream(
@@ -93,14 +105,7 @@ impl Hub<'_> {
         }
         let packet_id = rec.next_packet_id;
         rec.next_packet_id = rec.next_packet_id.wrapping_add(1);
-        let frame = Bytes::from(
-            Packet::Audio {
-                stream_id,
-                packet_id,
-                data,
-            }
-            .to_vec(),
-        );
+        let frame = audio_frame(stream_id, packet_id, data);
         if let Some(echo) = rec.echo.as_mut()
             && echo.len() < MAX_ECHO_PACKETS
         {
@@ -237,14 +242,7 @@ impl Hub<'_> {
         receivers: &[ConnId],
         data: &[u8],
     ) {
-        let frame = Bytes::from(
-            Packet::Audio {
-                stream_id,
-                packet_id,
-                data,
-            }
-            .to_vec(),
-        );
+        let frame = audio_frame(stream_id, packet_id, data);
         for &r in receivers {
             deliver(&mut self.st.sessions, r, Message::Binary(frame.clone()));
         }
