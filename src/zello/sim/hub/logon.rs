@@ -61,9 +61,16 @@ impl Hub<'_> {
                 (None, _) => return Err(ErrorCode::NotEnoughParams),
             }
         };
+        self.identity(user, req)
+    }
+
+    /// Who a user authenticated as is: the echo user's name is taken, an account's rights
+    /// decide which channels it may join and whether it may talk.
+    fn identity(&self, user: String, req: &Logon) -> Result<Identity, ErrorCode> {
         if self.echo_on() && user == ECHO_USER {
             return Err(ErrorCode::NotAuthorized);
         }
+        let accounts = self.sh.config.accounts.as_ref();
         let channels = req.all_channels();
         let (listen_only, allowed, denied) = match accounts {
             Some(accounts) => {
