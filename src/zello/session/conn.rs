@@ -2,7 +2,7 @@
 //! [`super::core::Link`] (what each frame and request means) and [`super::retry::Retry`]
 //! (when to connect again): this file owns the socket, the timers and the channels.
 
-use super::core::{Action, ConnEnd, Flow, Link, Timing};
+use super::core::{Action, ConnEnd, Flow, Link, LinkConfig};
 use super::outlet::Outlet;
 use super::retry::Retry;
 use super::writer::{self, Inbox, Outbox};
@@ -314,8 +314,8 @@ impl SessionTask {
         }
     }
 
-    fn timing(&self) -> Timing {
-        Timing {
+    fn link_config(&self) -> LinkConfig {
+        LinkConfig {
             user: self.config.username.clone(),
             request_timeout: self.config.request_timeout,
             incoming_idle: self.config.incoming_idle,
@@ -331,7 +331,14 @@ impl SessionTask {
         let mut acts = Vec::new();
         let stats = self.stats.clone();
         let now = Instant::now();
-        let mut link = Link::new(self.timing(), stats, now, logon, with_refresh, &mut acts);
+        let mut link = Link::new(
+            self.link_config(),
+            stats,
+            now,
+            logon,
+            with_refresh,
+            &mut acts,
+        );
         self.apply(&outbox, &mut acts).await;
         let end = loop {
             self.pulse.beat();

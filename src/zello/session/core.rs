@@ -82,9 +82,9 @@ pub(crate) enum Action {
     RefreshToken(String),
 }
 
-/// The rules of a connection.
+/// What a connection needs to know.
 #[derive(Debug, Clone)]
-pub(crate) struct Timing {
+pub(crate) struct LinkConfig {
     /// The account, for the log.
     pub user: String,
     pub request_timeout: Duration,
@@ -121,7 +121,7 @@ struct Incoming {
 
 /// The state of one connection.
 pub(crate) struct Link {
-    timing: Timing,
+    config: LinkConfig,
     stats: Arc<SessionStats>,
     seq: u64,
     pending: HashMap<u64, (Pending, Instant)>,
@@ -142,7 +142,7 @@ pub(crate) struct Link {
 impl Link {
     /// A new connection at `now`: the first thing it does is log on.
     pub(crate) fn new(
-        timing: Timing,
+        config: LinkConfig,
         stats: Arc<SessionStats>,
         now: Instant,
         logon: Logon,
@@ -150,7 +150,7 @@ impl Link {
         acts: &mut Vec<Action>,
     ) -> Link {
         let mut link = Link {
-            timing,
+            config,
             stats,
             seq: 0,
             pending: HashMap::new(),
@@ -184,7 +184,7 @@ impl Link {
         self.seq += 1;
         cmd.set_seq(self.seq);
         self.pending
-            .insert(self.seq, (pending, now + self.timing.request_timeout));
+            .insert(self.seq, (pending, now + self.config.request_timeout));
         acts.push(Action::Send(cmd));
     }
 
@@ -213,12 +213,12 @@ impl Link {
 
     /// When [`Link::on_timers`] is due next.
     pub(crate) fn next_deadline(&self) -> Instant {
-        let mut next = self.last_rx + self.timing.dead_after;
+        let mut next = self.last_rx + self.config.dead_after;
         for (_, at) in self.pending.values() {
             next = next.min(*at);
         }
         for inc in self.incoming.values() {
-            next = next.min(inc.last + self.timing.incoming_idle);
+            next = next.min(inc.last + self.config.incoming_idle);
         }
         next
     }
@@ -231,7 +231,7 @@ impl Link {
     /// Timeouts: a silent connection, commands unanswered, incoming messages gone idle.
     pub(crate) fn on_timers(&mut self, now: Instant, acts: &mut Vec<Action>) -> Flow {
         let silent = now.saturating_duration_since(self.last_rx);
-        if silent >= self.timing.dead_after {
+        if silent >= self.config.dead_after {
             return Err(ConnEnd::Dead(silent));
         }
         let mut expired: Vec<u64> = self
@@ -249,7 +249,7 @@ impl Link {
         let mut idle: Vec<u32> = self
             .incoming
             .iter()
-            .filter(|(_, inc)| inc.last + self.timing.incoming_idle <= now)
+            .filter(|(_, inc)| inc.last + self.config.incoming_idle <= now)
             .map(|(id, _)| *id)
             .collect();
         idle.sort_unstable();
@@ -271,7 +271,7 @@ impl Link {
 
     /// A command got no reply in time.
     fn expire(&mut self, seq: u64, pending: Pending, acts: &mut Vec<Action>) -> Flow {
-        let timeout = self.timing.request_timeout;
+        let timeout = self.config.request_timeout;
         match pending {
             Pending::Logon => {
                 return Err(ConnEnd::Closed(format!(
@@ -369,7 +369,7 @@ impl Link {
         if let Some(token) = reply.refresh_token.take() {
             acts.push(Action::RefreshToken(token));
         }
-        info!(event = "logged_on", user = %self.timing.user, with_refresh_token = self.with_refresh, "logged on");
+        info!(event = "logged_on", user = %self.config.user, with_refresh_token = self.with_refresh, "logged on");
         acts.push(Action::Emit(SessionEvent::LoggedOn {
             with_refresh_token: self.with_refresh,
         }));

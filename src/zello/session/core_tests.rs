@@ -11,8 +11,8 @@ struct Rig {
     acts: Vec<Action>,
 }
 
-fn timing() -> Timing {
-    Timing {
+fn link_config() -> LinkConfig {
+    LinkConfig {
         user: "gateway1".into(),
         request_timeout: 10_000 * MS,
         incoming_idle: 2_000 * MS,
@@ -26,7 +26,7 @@ impl Rig {
         let t0 = Instant::now();
         let mut acts = Vec::new();
         let stats = Arc::new(SessionStats::default());
-        let link = Link::new(timing(), stats, t0, Logon::default(), false, &mut acts);
+        let link = Link::new(link_config(), stats, t0, Logon::default(), false, &mut acts);
         Rig { link, t0, acts }
     }
 

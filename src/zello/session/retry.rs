@@ -20,9 +20,9 @@ pub(crate) fn secs(d: Duration) -> f64 {
 
 /// How long to wait after a logon was refused for a reason that more attempts will not
 /// change (bad credentials, ...); `None` for the others, which are backed off.
-pub(crate) fn refused_delay(code: &ErrorCode, config: &SessionConfig) -> Option<Duration> {
+pub(crate) fn refused_delay(code: &ErrorCode, config_retry: Duration) -> Option<Duration> {
     match code.class() {
-        ErrorClass::FatalConfig => Some(config.config_retry),
+        ErrorClass::FatalConfig => Some(config_retry),
         _ => None,
     }
 }
@@ -38,17 +38,34 @@ pub(crate) struct Next {
     pub event: Option<SessionEvent>,
 }
 
+/// What the policy takes from the session's configuration (not its credentials).
+struct Policy {
+    server: String,
+    username: String,
+    backoff_max: Duration,
+    stable_after: Duration,
+    config_retry: Duration,
+    kicked_retry: Duration,
+}
+
 /// The reconnect policy: a jittered exponential backoff that a working session resets.
 pub(crate) struct Retry {
     backoff: Backoff,
-    config: SessionConfig,
+    config: Policy,
 }
 
 impl Retry {
     pub(crate) fn new(config: &SessionConfig) -> Self {
         Retry {
             backoff: Backoff::new(config.backoff_min, config.backoff_max),
-            config: config.clone(),
+            config: Policy {
+                server: config.server.clone(),
+                username: config.username.clone(),
+                backoff_max: config.backoff_max,
+                stable_after: config.stable_after,
+                config_retry: config.config_retry,
+                kicked_retry: config.kicked_retry,
+            },
         }
     }
 
@@ -153,7 +170,7 @@ impl Retry {
                 event: None,
             };
         }
-        let delay = if let Some(d) = refused_delay(&code, &self.config) {
+        let delay = if let Some(d) = refused_delay(&code, self.config.config_retry) {
             let d = d.mul_f64(1.0 + 0.2 * jitter());
             error!(event = "logon_refused", error = %code, hint = code.hint(), retry_in_s = secs(d),
                 "logon refused: this is a configuration problem");
@@ -189,10 +206,13 @@ mod tests {
     fn refused_delays() {
         let c = SessionConfig::default();
         assert_eq!(
-            refused_delay(&ErrorCode::NotAuthorized, &c),
+            refused_delay(&ErrorCode::NotAuthorized, c.config_retry),
             Some(c.config_retry)
         );
-        assert_eq!(refused_delay(&ErrorCode::InternalServerError, &c), None);
+        assert_eq!(
+            refused_delay(&ErrorCode::InternalServerError, c.config_retry),
+            None
+        );
     }
 
     #[test]
