@@ -4,6 +4,13 @@
 //! Users talk to it through a [`SessionHandle`] (start a message, send text, ...) and read
 //! [`SessionEvent`]s from a channel. Reading and writing the socket never wait on each other:
 //! a writer task owns the sink, so server pings are answered during long transmissions.
+//!
+//! Inside: `core` decides what each frame, request and timeout means for one connection and
+//! `retry` when to connect again, both free of I/O; `conn` is the task around them (socket,
+//! timers, channels). An outgoing message's audio skips that task: `outlet` keeps it in the
+//! message's start-of-message buffer until the stream id is known, then queues it straight
+//! into `writer`'s bounded queue, where audio is dropped (and counted) when the socket falls
+//! behind and commands never are.
 
 mod conn;
 mod core;
