@@ -10,7 +10,9 @@ use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::radio::PttReadback;
 use crate::state::{GatewayEvent, MessageOutcome, StateHub};
 use crate::zello::protocol::CodecHeader;
-use crate::zello::session::{OutgoingEnd, OutgoingMessage, SessionEvent, SessionHandle};
+use crate::zello::session::{
+    MAX_HEAD_MS, MessageHead, OutgoingEnd, OutgoingMessage, Sent, SessionEvent, SessionHandle,
+};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::mpsc;
@@ -20,8 +22,6 @@ use tracing::{debug, error, info, warn};
 
 /// Packets kept for a message waiting its turn (about a minute at 60 ms).
 const MAX_QUEUED_PACKETS: usize = 1000;
-/// Packets kept while a carrier is timed by the kerchunk filter.
-const MAX_HEAD_PACKETS: usize = 200;
 /// How often the PTT interface is checked while the gateway is not transmitting, so a
 /// lost adapter or rigctld is noticed before a message needs it.
 pub(crate) const PTT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -66,10 +66,10 @@ struct Incoming {
 /// The message being sent to the channel.
 #[derive(Default)]
 struct Sending {
-    head: Vec<Bytes>,
-    /// Packets left out because `head` was full (a wait for the channel longer than it
-    /// holds): the message sent has a gap of that many packets.
-    head_dropped: u64,
+    /// The start of the message while it waits for the channel, handed to the session when
+    /// it starts; it counts the packets left out when full (a wait for the channel longer
+    /// than it holds): the message sent has a gap of that many packets.
+    head: MessageHead,
     levels: PacketLevels,
     packets: u64,
 }
@@ -473,17 +473,14 @@ impl Bridge {
     }
 
     async fn start_sending(&mut self, s: &mut State) {
+        let head = s.sending.head.hand_over();
+        let recipient = self.recipient.clone();
         match self
             .session
-            .start_message(&self.channel, self.header, self.recipient.clone())
+            .start_message_with(&self.channel, self.header, recipient, head)
             .await
         {
-            Ok(out) => {
-                for data in s.sending.head.drain(..) {
-                    out.send(data);
-                }
-                s.outgoing = Some(out);
-            }
+            Ok(out) => s.outgoing = Some(out),
             Err(e) => warn!(radio = %self.name, error = %e, "cannot start a message"),
         }
     }
@@ -513,23 +510,22 @@ impl Bridge {
                 }
             }
             EngineEvent::RxPacket { data, levels } => {
-                if s.m.pending() {
-                    if s.sending.head.len() < MAX_HEAD_PACKETS {
-                        s.sending.head.push(data);
-                    } else {
-                        if s.sending.head_dropped == 0 {
-                            warn!(event = "message_to_channel_gap", radio = %self.name, channel = %self.channel,
-                                kept_ms = MAX_HEAD_PACKETS as u64 * u64::from(self.header.packet_ms()),
-                                "still waiting for the channel: the audio kept so far goes out first, what follows until the channel is back is left out");
-                        }
-                        s.sending.head_dropped += 1;
-                        return;
-                    }
+                let sent = if s.m.pending() {
+                    s.sending.head.push(data, self.header.packet_ms())
                 } else if s.m.sending() {
-                    if let Some(out) = &s.outgoing {
-                        out.send(data);
+                    match &s.outgoing {
+                        Some(out) => out.send(data),
+                        None => Sent::Ended,
                     }
                 } else {
+                    return;
+                };
+                if let Sent::LeftOut { first } = sent {
+                    if first {
+                        warn!(event = "message_to_channel_gap", radio = %self.name, channel = %self.channel,
+                            kept_ms = MAX_HEAD_MS,
+                            "still waiting for the channel: the audio kept so far goes out first, what follows until the channel is back is left out");
+                    }
                     return;
                 }
                 s.sending.levels.merge(&levels);
@@ -720,9 +716,10 @@ impl Bridge {
         // packets heard under the carrier).
         let duration_ms = packets * u64::from(self.header.packet_ms());
         let (peak, rms) = (sent.levels.peak_dbfs(), sent.levels.rms_dbfs());
-        if reason == OutgoingEnd::Completed && sent.head_dropped > 0 {
+        let left_out = sent.head.left_out();
+        if reason == OutgoingEnd::Completed && left_out > 0 {
             warn!(event = "message_to_channel", radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
-                duration_ms, packets, left_out_ms = sent.head_dropped * u64::from(self.header.packet_ms()),
+                duration_ms, packets, left_out_ms = left_out * u64::from(self.header.packet_ms()),
                 peak_dbfs = format_args!("{peak:.1}"), rms_dbfs = format_args!("{rms:.1}"), clips = sent.levels.clips,
                 "radio -> zello: message sent with a gap (audio captured while the channel was away too long)");
         } else if reason == OutgoingEnd::Completed {
@@ -738,7 +735,7 @@ impl Bridge {
             radio: self.name.clone(),
             stream_id,
             packets,
-            dropped: sent.head_dropped,
+            dropped: left_out,
             duration_ms,
             peak_dbfs: peak,
             rms_dbfs: rms,
