@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::counters::{Counters, clear_failure, failure_text};
 use super::{DeviceHealth, SoundMonitor, lock};
 use crate::audio::AudioError;
+use crate::zello::backoff::Backoff;
 
 /// What the device thread and the reader (or writer) share. The ring end is handed over in
 /// `slot`, which the reader locks only when `epoch` has changed; the callbacks never see it.
@@ -133,6 +134,14 @@ pub(super) struct Timing {
     pub(super) stall: Duration,
 }
 
+impl Timing {
+    /// The reopen delays: `backoff_first`, doubling up to `backoff_max`, without jitter (one
+    /// gateway's sound card is not a crowd of clients reconnecting at once).
+    pub(super) fn reopen_backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_first, self.backoff_max)
+    }
+}
+
 pub(super) const TIMING: Timing = Timing {
     backoff_first: Duration::from_secs(1),
     backoff_max: Duration::from_secs(30),
@@ -222,10 +231,10 @@ fn run_device<E, S: Send + 'static>(
             "sound device lost: {reason}; reopening it in the background"
         );
         let lost_at = Instant::now();
-        let mut delay = timing.backoff_first;
+        let mut backoff = timing.reopen_backoff();
         let mut attempts = 0u32;
         opened = loop {
-            if stopped(stop, delay) {
+            if stopped(stop, backoff.next_delay(0.0)) {
                 *lock(&link.health) = DeviceHealth::Closed;
                 return;
             }
@@ -244,7 +253,6 @@ fn run_device<E, S: Send + 'static>(
                         *a = attempts;
                         *last_error = Some(e.to_string());
                     }
-                    delay = (delay * 2).min(timing.backoff_max);
                 }
             }
         };
@@ -407,6 +415,13 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out");
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    #[test]
+    fn reopen_delays_double_from_1_s_up_to_30_s() {
+        let mut backoff = TIMING.reopen_backoff();
+        let delays: Vec<u64> = (0..8).map(|_| backoff.next_delay(0.0).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 
     #[test]
