@@ -993,6 +993,7 @@ mod tests {
     use super::*;
     use crate::audio::level::{SILENCE_DBFS, peak_dbfs, rms_dbfs};
     use crate::audio::speech::{speech_like, tone};
+    use crate::audio::test_signal::goertzel;
 
     /// Samples of a 60 ms frame at `rate`.
     fn frame_len(rate: u32) -> usize {
@@ -1011,21 +1012,6 @@ mod tests {
     fn run_rx(settings: &RxSettings, rate: u32, input: &[i16]) -> Vec<i16> {
         let mut chain = RxChain::new(settings, rate).unwrap();
         run(|f| chain.process(f), rate, input)
-    }
-
-    /// Amplitude (peak, in sample units) of the component of `samples` at `hz`, by the
-    /// Goertzel algorithm. Exact for a tone with a whole number of periods in `samples`.
-    fn goertzel(samples: &[i16], rate: u32, hz: f64) -> f64 {
-        let w = 2.0 * PI * hz / f64::from(rate);
-        let coeff = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in samples {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-        2.0 * power.max(0.0).sqrt() / samples.len() as f64
     }
 
     fn db(ratio: f64) -> f64 {

@@ -14,6 +14,7 @@ pub mod playout;
 pub mod resample;
 pub mod sound;
 pub mod speech;
+pub mod test_signal;
 pub mod tones;
 pub mod wav;
 

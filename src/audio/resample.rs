@@ -300,13 +300,7 @@ fn design(up: usize, taps: usize, cutoff: f64) -> Box<[f32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tone(rate: u32, freq: f64, seconds: f64, amplitude: f64) -> Vec<f32> {
-        let n = (f64::from(rate) * seconds) as usize;
-        (0..n)
-            .map(|i| (amplitude * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32)
-            .collect()
-    }
+    use crate::audio::test_signal::{rms, tone};
 
     fn run(r: &mut Resampler, input: &[f32]) -> Vec<f32> {
         let mut out = Vec::new();
@@ -326,10 +320,6 @@ mod tests {
         }
         let (s, c) = (2.0 * s / n as f64, 2.0 * c / n as f64);
         ((s * s + c * c).sqrt(), c.atan2(s))
-    }
-
-    fn rms(x: &[f32]) -> f64 {
-        (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
     }
 
     fn db(ratio: f64) -> f64 {

@@ -341,35 +341,7 @@ impl CpalInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tone(rate: u32, freq: f32, seconds: f32, amplitude: f32) -> Vec<f32> {
-        let n = (rate as f32 * seconds) as usize;
-        (0..n)
-            .map(|i| amplitude * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin())
-            .collect()
-    }
-
-    /// Power of `freq` in `x` (Goertzel), normalised so a full-scale sine gives about 0.5.
-    fn power_at(x: &[i16], rate: u32, freq: f32) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * f64::from(freq) / f64::from(rate);
-        let c = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &v in x {
-            let s = f64::from(v) / 32768.0 + c * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        let p = s1 * s1 + s2 * s2 - c * s1 * s2;
-        2.0 * p / (x.len() as f64 * x.len() as f64)
-    }
-
-    fn rms(x: &[i16]) -> f64 {
-        (x.iter()
-            .map(|&v| (f64::from(v) / 32768.0).powi(2))
-            .sum::<f64>()
-            / x.len() as f64)
-            .sqrt()
-    }
+    use crate::audio::test_signal::{power_at, rms, tone};
 
     /// Pushes `x` (interleaved) through a capture converter and collects 20 ms frames.
     fn capture_all(card_rate: u32, channels: usize, x: &[f32]) -> (Vec<i16>, Counters) {
