@@ -11,10 +11,10 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use super::convert::{CHUNK_FRAMES, convert_len, downmix, samples_duration, to_i16};
 use super::counters::{Counters, on_io_failure};
 use super::device::{DeviceThread, Link, Poll, TIMING, Timing};
-use super::open::{SharedPcm, check_period, check_rate, open_error, open_pcm};
+use super::open::{SharedPcm, check_period, check_rate, open_pcm, rate_error};
 use super::{DeviceHealth, INPUT_KEY, SoundMonitor, SoundSettings, SoundStats, lock};
 use crate::audio::alsa_pcm::Direction;
-use crate::audio::resample::Resampler;
+use crate::audio::resample::{ResampleError, Resampler};
 use crate::audio::{AudioError, AudioInput, CODEC_RATE};
 
 /// The reading side of capture: pops from the ring exactly the samples the next frame needs,
@@ -43,7 +43,7 @@ const BACKLOG_WINDOW_READS: u32 = 50;
 const FIRST_WINDOW_START: u32 = BACKLOG_WINDOW_READS - 5;
 
 impl Capture {
-    pub(super) fn new(card_rate: u32, channels: usize) -> Result<Self, String> {
+    pub(super) fn new(card_rate: u32, channels: usize) -> Result<Self, ResampleError> {
         let channels = channels.max(1);
         let resampler = if card_rate == CODEC_RATE {
             None
@@ -95,7 +95,7 @@ impl Capture {
             .saturating_mul(self.channels)
     }
 
-    /// Fills `frame` with the next codec-rate samples; `Ok(false)` if the ring does not hold
+    /// Fills `frame` with the next codec-rate samples; false if the ring does not hold
     /// enough yet (nothing is taken from it then).
     pub(super) fn read(
         &mut self,
@@ -103,7 +103,7 @@ impl Capture {
         frame: &mut [i16],
         period: usize,
         counters: &Counters,
-    ) -> Result<bool, String> {
+    ) -> bool {
         self.take(ring, frame.len(), Some(frame), period, counters)
     }
 
@@ -116,7 +116,7 @@ impl Capture {
         len: usize,
         period: usize,
         counters: &Counters,
-    ) -> Result<bool, String> {
+    ) -> bool {
         self.take(ring, len, None, period, counters)
     }
 
@@ -127,7 +127,7 @@ impl Capture {
         frame: Option<&mut [i16]>,
         period: usize,
         counters: &Counters,
-    ) -> Result<bool, String> {
+    ) -> bool {
         let limit = self.backlog_limit(len, period, frame.is_some());
         let backlog = ring.slots();
         self.window_min = self.window_min.min(backlog);
@@ -153,7 +153,7 @@ impl Capture {
             None => missing,
         };
         if ring.slots() / self.channels < wanted {
-            return Ok(false);
+            return false;
         }
         // Skipping: what is staged goes, and the outputs still missing are not made.
         let mut skip = 0;
@@ -165,7 +165,11 @@ impl Capture {
             let n = wanted.min(CHUNK_FRAMES);
             wanted -= n;
             let raw = &mut self.raw[..n * self.channels];
-            ring.pop_entire_slice(raw).map_err(|e| e.to_string())?;
+            if ring.pop_entire_slice(raw).is_err() {
+                // Cannot happen: the ring held every frame wanted (checked above) and only
+                // this reader takes from it.
+                return false;
+            }
             let mono = &mut self.mono[..n];
             downmix(raw, self.channels, mono);
             let staged = &mut self.staged;
@@ -183,7 +187,7 @@ impl Capture {
                 *dst = src;
             }
         }
-        Ok(true)
+        true
     }
 }
 
@@ -223,7 +227,7 @@ impl CpalInput {
         check_period(INPUT_KEY, &name, period_ms)?;
         let counters = Arc::new(Counters::default());
         let link = Link::new(INPUT_KEY, &name, counters.clone());
-        let capture = Capture::new(rate, 1).map_err(|e| open_error(INPUT_KEY, &name, e))?;
+        let capture = Capture::new(rate, 1).map_err(|e| rate_error(INPUT_KEY, &name, e))?;
         let (thread, description) = DeviceThread::start(link, timing, move || {
             open_pcm(INPUT_KEY, &name, rate, period_ms, Direction::Capture)
         })?;
@@ -305,7 +309,7 @@ impl CpalInput {
             Poll::Fresh(shared) => {
                 let channels = lock(shared).as_ref().map_or(1, |p| p.opened.channels);
                 self.capture = Capture::new(self.card_rate, channels)
-                    .map_err(|e| open_error(INPUT_KEY, &link.device, e))?;
+                    .map_err(|e| rate_error(INPUT_KEY, &link.device, e))?;
                 self.staged = staging(self.card_rate, channels);
                 shared
             }
@@ -324,16 +328,12 @@ impl CpalInput {
             Err(f) => on_io_failure(counters, &f),
         }
         let period = link.period.load(Ordering::Relaxed);
-        let taken = if read {
+        Ok(if read {
             self.capture
                 .read(&mut self.staged.1, frame, period, counters)
         } else {
             self.capture
                 .skip(&mut self.staged.1, frame.len(), period, counters)
-        };
-        taken.map_err(|message| AudioError::Device {
-            device: link.device.clone(),
-            message,
         })
     }
 }
@@ -354,7 +354,7 @@ mod tests {
         let step = (card_rate as usize / 100) * channels;
         for chunk in x.chunks(step) {
             p.push_entire_slice(chunk).unwrap();
-            while cap.read(&mut q, &mut frame, 0, &c).unwrap() {
+            while cap.read(&mut q, &mut frame, 0, &c) {
                 out.extend_from_slice(&frame);
             }
         }
@@ -407,7 +407,7 @@ mod tests {
         p.push_entire_slice(&vec![0.1; 48_000]).unwrap();
         for _ in 0..5 {
             p.push_entire_slice(&vec![0.1; 2880]).unwrap();
-            assert!(cap.read(&mut q, &mut frame, 960, &c).unwrap());
+            assert!(cap.read(&mut q, &mut frame, 960, &c));
         }
         assert!(c.skipped_frames.load(Ordering::Relaxed) > 30_000);
         assert!(
@@ -424,16 +424,16 @@ mod tests {
         let (mut p, mut q) = RingBuffer::<f32>::new(48_000);
         let mut frame = vec![0i16; 960];
         p.push_entire_slice(&vec![0.1; 960]).unwrap();
-        assert!(!cap.read(&mut q, &mut frame, 0, &c).unwrap());
+        assert!(!cap.read(&mut q, &mut frame, 0, &c));
         // A burst (the card delivered late): kept at first...
         p.push_entire_slice(&vec![0.1; 20_000]).unwrap();
-        assert!(cap.read(&mut q, &mut frame, 1024, &c).unwrap());
+        assert!(cap.read(&mut q, &mut frame, 1024, &c));
         assert_eq!(c.skipped_frames.load(Ordering::Relaxed), 0);
         // ...but a backlog that stays above a frame and a period for a whole window is
         // latency: trimmed.
         for _ in 0..2 * BACKLOG_WINDOW_READS {
             p.push_entire_slice(&vec![0.1; 2880]).unwrap();
-            assert!(cap.read(&mut q, &mut frame, 1024, &c).unwrap());
+            assert!(cap.read(&mut q, &mut frame, 1024, &c));
         }
         let skipped = c.skipped_frames.load(Ordering::Relaxed);
         assert!(skipped > 5_000, "{skipped}");
@@ -447,7 +447,7 @@ mod tests {
         p.push_entire_slice(&vec![0.1; 1000]).unwrap();
         for _ in 0..3 * BACKLOG_WINDOW_READS {
             p.push_entire_slice(&vec![0.1; 2880]).unwrap();
-            assert!(cap.read(&mut q, &mut frame, 1024, &c).unwrap());
+            assert!(cap.read(&mut q, &mut frame, 1024, &c));
         }
         assert_eq!(c.skipped_frames.load(Ordering::Relaxed), before);
     }

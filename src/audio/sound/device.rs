@@ -328,9 +328,9 @@ impl<E: Send + 'static> DeviceThread<E> {
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || run_device(&thread_link, open, &stop_rx, timing, first_tx))
-            .map_err(|e| AudioError::Device {
+            .map_err(|source| AudioError::DeviceThread {
                 device: link.device.clone(),
-                message: format!("cannot start the device thread: {e}"),
+                source,
             })?;
         let description = match first_rx.recv() {
             Ok(Ok(d)) => d,

@@ -7,12 +7,48 @@ use super::list::{alsa_host, describe_rates, device_names};
 use super::{PERIOD_KEY, RATE_KEY, lock};
 use crate::audio::AudioError;
 use crate::audio::alsa_pcm::{Direction, OpenFailure, PERIOD_MS_RANGE, Pcm};
+use crate::audio::resample::ResampleError;
 
+/// A device that cannot open as configured, saying what to do in `message`.
 pub(super) fn open_error(key: &str, device: &str, message: impl Into<String>) -> AudioError {
     AudioError::DeviceOpen {
         key: key.to_string(),
         device: device.to_string(),
         message: message.into(),
+        source: None,
+        transient: false,
+    }
+}
+
+/// A device whose rate the resampler cannot convert from or to.
+pub(super) fn rate_error(key: &str, device: &str, e: ResampleError) -> AudioError {
+    AudioError::DeviceOpen {
+        key: key.to_string(),
+        device: device.to_string(),
+        message: e.to_string(),
+        source: Some(Box::new(e)),
+        transient: false,
+    }
+}
+
+/// A PCM that did not open: what to do, ALSA's own error when there is one, and whether
+/// trying later may work (a busy device).
+fn pcm_error(
+    key: &str,
+    device: &str,
+    f: OpenFailure,
+    rate: u32,
+    direction: Direction,
+) -> AudioError {
+    AudioError::DeviceOpen {
+        key: key.to_string(),
+        device: device.to_string(),
+        message: explain(&f, rate, direction),
+        transient: f == OpenFailure::Busy,
+        source: match f {
+            OpenFailure::Other(e) => Some(Box::new(e)),
+            _ => None,
+        },
     }
 }
 
@@ -46,8 +82,8 @@ fn explain(f: &OpenFailure, rate: u32, direction: Direction) -> String {
         OpenFailure::Format => "the device offers neither 16-bit nor float samples; use its \
              plughw: name, which converts"
             .to_string(),
-        OpenFailure::Other(text) => {
-            format!("the device cannot {} audio: {text}", direction.verb())
+        OpenFailure::Other(e) => {
+            format!("the device cannot {} audio: {e}", direction.verb())
         }
     }
 }
@@ -85,7 +121,7 @@ pub(super) fn open_pcm(
         ));
     }
     let pcm = Pcm::open(name, direction, rate, period_ms)
-        .map_err(|f| open_error(key, name, explain(&f, rate, direction)))?;
+        .map_err(|f| pcm_error(key, name, f, rate, direction))?;
     let period = pcm.opened.period;
     let description = pcm.opened.describe();
     let shared: SharedPcm = Arc::new(Mutex::new(Some(pcm)));

@@ -10,12 +10,12 @@ use alsa::pcm::State;
 use super::convert::{CHUNK_FRAMES, convert_len, samples_duration, to_i16};
 use super::counters::{Counters, on_io_failure};
 use super::device::{DeviceThread, Link, Poll, TIMING, Timing};
-use super::open::{SharedPcm, check_period, check_rate, open_error, open_pcm};
+use super::open::{SharedPcm, check_period, check_rate, open_pcm, rate_error};
 use super::{DeviceHealth, OPUS_RATES, OUTPUT_KEY, SoundMonitor, SoundSettings, SoundStats, lock};
 use crate::audio::AudioError;
 use crate::audio::AudioOutput;
 use crate::audio::alsa_pcm::{Direction, IoFailure, Pcm};
-use crate::audio::resample::Resampler;
+use crate::audio::resample::{ResampleError, Resampler};
 
 /// The writing side of playback: converts the engine's frames to the card's rate when the card
 /// does not run at an Opus rate.
@@ -28,7 +28,7 @@ pub(super) struct Playback {
 }
 
 impl Playback {
-    pub(super) fn new(engine_rate: u32, card_rate: u32) -> Result<Self, String> {
+    pub(super) fn new(engine_rate: u32, card_rate: u32) -> Result<Self, ResampleError> {
         let resampler = if engine_rate == card_rate {
             None
         } else {
@@ -61,14 +61,10 @@ impl Playback {
     }
 
     /// Converts `frame` and hands the card-rate samples to `sink`.
-    pub(super) fn push(
-        &mut self,
-        frame: &[i16],
-        sink: &mut dyn FnMut(&[i16]),
-    ) -> Result<(), String> {
+    pub(super) fn push(&mut self, frame: &[i16], sink: &mut dyn FnMut(&[i16])) {
         let Some(r) = self.resampler.as_mut() else {
             sink(frame);
-            return Ok(());
+            return;
         };
         self.dirty = true;
         for piece in frame.chunks(CHUNK_FRAMES) {
@@ -78,7 +74,6 @@ impl Playback {
             }
             Self::convert(r, input, &mut self.converted, sink);
         }
-        Ok(())
     }
 
     fn convert(
@@ -96,12 +91,12 @@ impl Playback {
 
     /// End of message: pushes out what the resampler still holds (its delay, as silence
     /// goes in after the message).
-    pub(super) fn flush(&mut self, sink: &mut dyn FnMut(&[i16])) -> Result<(), String> {
+    pub(super) fn flush(&mut self, sink: &mut dyn FnMut(&[i16])) {
         let Some(r) = self.resampler.as_mut() else {
-            return Ok(());
+            return;
         };
         if !self.dirty {
-            return Ok(());
+            return;
         }
         let mut owed = r.delay_in().ceil() as usize;
         while owed > 0 {
@@ -112,7 +107,6 @@ impl Playback {
             Self::convert(r, input, &mut self.converted, sink);
         }
         self.reset();
-        Ok(())
     }
 }
 
@@ -156,7 +150,7 @@ impl CpalOutput {
         check_period(OUTPUT_KEY, &name, period_ms)?;
         let engine_rate = engine_rate_for(rate);
         let playback =
-            Playback::new(engine_rate, rate).map_err(|e| open_error(OUTPUT_KEY, &name, e))?;
+            Playback::new(engine_rate, rate).map_err(|e| rate_error(OUTPUT_KEY, &name, e))?;
         let counters = Arc::new(Counters::default());
         let link = Link::new(OUTPUT_KEY, &name, counters.clone());
         let (thread, description) = DeviceThread::start(link, timing, move || {
@@ -325,16 +319,12 @@ impl AudioOutput for CpalOutput {
         let playing = self.in_message && !start;
         self.in_message = true;
         self.drained_at = None;
-        let result = self
-            .playback
+        self.playback
             .push(frame, &mut |s| queue(pcm, s, counters, playing));
         if start && let Err(f) = pcm.start() {
             on_io_failure(counters, &f);
         }
-        result.map_err(|message| AudioError::Device {
-            device: link.device.clone(),
-            message,
-        })
+        Ok(())
     }
 
     /// What the device holds ahead (or the silence a new message starts with, see
@@ -373,13 +363,10 @@ impl AudioOutput for CpalOutput {
             self.playback.reset();
             return Ok(());
         };
-        let result = self.playback.flush(&mut |s| queue(pcm, s, counters, false));
+        self.playback.flush(&mut |s| queue(pcm, s, counters, false));
         let ahead = pcm.delay().unwrap_or(0) + pcm.opened.period;
         self.drained_at = Some(Instant::now() + samples_duration(ahead, self.card_rate));
-        result.map_err(|message| AudioError::Device {
-            device: link.device.clone(),
-            message,
-        })
+        Ok(())
     }
 
     /// Stops the stream once the last message has played out.
@@ -444,9 +431,9 @@ mod tests {
             .collect();
         let mut out = Vec::new();
         for frame in t.chunks(2880) {
-            pb.push(frame, &mut |s| out.extend_from_slice(s)).unwrap();
+            pb.push(frame, &mut |s| out.extend_from_slice(s));
         }
-        pb.flush(&mut |s| out.extend_from_slice(s)).unwrap();
+        pb.flush(&mut |s| out.extend_from_slice(s));
         assert!(out.len() >= 44_100, "{}", out.len());
         assert!(out.len() <= 44_100 + 882, "{}", out.len());
         let steady = &out[2000..40_000];
@@ -454,15 +441,13 @@ mod tests {
         assert!((rms(steady) - 0.5 / 2f64.sqrt()).abs() < 0.02);
         // A second flush without new audio adds nothing.
         let n = out.len();
-        pb.flush(&mut |s| out.extend_from_slice(s)).unwrap();
+        pb.flush(&mut |s| out.extend_from_slice(s));
         assert_eq!(out.len(), n);
         // Opus-rate cards need no conversion.
         let mut direct = Playback::new(48_000, 48_000).unwrap();
         let mut got = Vec::new();
-        direct
-            .push(&[1, 2, 3], &mut |s| got.extend_from_slice(s))
-            .unwrap();
-        direct.flush(&mut |s| got.extend_from_slice(s)).unwrap();
+        direct.push(&[1, 2, 3], &mut |s| got.extend_from_slice(s));
+        direct.flush(&mut |s| got.extend_from_slice(s));
         assert_eq!(got, [1, 2, 3]);
     }
 }

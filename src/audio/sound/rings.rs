@@ -33,7 +33,7 @@ impl RingCapture {
         Ok(RingCapture {
             producer,
             consumer,
-            capture: Capture::new(card_rate, channels).map_err(AudioError::Codec)?,
+            capture: Capture::new(card_rate, channels)?,
             counters,
             channels,
         })
@@ -56,15 +56,15 @@ impl AudioInput for RingCapture {
     }
 
     fn read_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
-        self.capture
-            .read(&mut self.consumer, frame, 0, &self.counters)
-            .map_err(AudioError::Codec)
+        Ok(self
+            .capture
+            .read(&mut self.consumer, frame, 0, &self.counters))
     }
 
     fn skip_frame(&mut self, frame: &mut [i16]) -> Result<bool, AudioError> {
-        self.capture
-            .skip(&mut self.consumer, frame.len(), 0, &self.counters)
-            .map_err(AudioError::Codec)
+        Ok(self
+            .capture
+            .skip(&mut self.consumer, frame.len(), 0, &self.counters))
     }
 
     fn age(&self) -> Duration {
@@ -91,7 +91,7 @@ impl RingPlayback {
         Ok(RingPlayback {
             producer,
             consumer,
-            playback: Playback::new(engine_rate, card_rate).map_err(AudioError::Codec)?,
+            playback: Playback::new(engine_rate, card_rate)?,
             engine_rate,
             card_rate,
             counters: Counters::default(),
@@ -117,15 +117,15 @@ impl AudioOutput for RingPlayback {
     fn write_frame(&mut self, frame: &[i16]) -> Result<(), AudioError> {
         let (producer, counters) = (&mut self.producer, &self.counters);
         self.playback
-            .push(frame, &mut |s| push_samples(producer, s, counters))
-            .map_err(AudioError::Codec)
+            .push(frame, &mut |s| push_samples(producer, s, counters));
+        Ok(())
     }
 
     fn end_of_message(&mut self) -> Result<(), AudioError> {
         let (producer, counters) = (&mut self.producer, &self.counters);
         self.playback
-            .flush(&mut |s| push_samples(producer, s, counters))
-            .map_err(AudioError::Codec)
+            .flush(&mut |s| push_samples(producer, s, counters));
+        Ok(())
     }
 
     fn delay(&self, _frame_len: usize) -> Duration {
