@@ -1084,36 +1084,23 @@ mod tests {
             assert!((db(hp.magnitude_at(300.0, r)) + 3.01).abs() < 0.02);
             assert!((db(lp.magnitude_at(1000.0, r)) + 3.01).abs() < 0.02);
             for hz in [100.0f32, 300.0, 1000.0, 2500.0] {
-                let mut f = hp;
-                let gain = measured_gain(
-                    |frame| {
-                        frame
-                            .iter_mut()
-                            .for_each(|s| *s = to_sample(f.process(f64::from(*s) / SCALE)))
-                    },
-                    rate,
-                    hz,
-                );
-                let expected = db(hp.magnitude_at(f64::from(hz), r));
-                assert!(
-                    (gain - expected).abs() < 0.1,
-                    "hp {rate} {hz}: {gain} vs {expected}"
-                );
-                let mut f = lp;
-                let gain = measured_gain(
-                    |frame| {
-                        frame
-                            .iter_mut()
-                            .for_each(|s| *s = to_sample(f.process(f64::from(*s) / SCALE)))
-                    },
-                    rate,
-                    hz,
-                );
-                let expected = db(lp.magnitude_at(f64::from(hz), r));
-                assert!(
-                    (gain - expected).abs() < 0.1,
-                    "lp {rate} {hz}: {gain} vs {expected}"
-                );
+                for (name, filter) in [("hp", hp), ("lp", lp)] {
+                    let mut f = filter;
+                    let gain = measured_gain(
+                        |frame| {
+                            frame
+                                .iter_mut()
+                                .for_each(|s| *s = to_sample(f.process(f64::from(*s) / SCALE)))
+                        },
+                        rate,
+                        hz,
+                    );
+                    let expected = db(filter.magnitude_at(f64::from(hz), r));
+                    assert!(
+                        (gain - expected).abs() < 0.1,
+                        "{name} {rate} {hz}: {gain} vs {expected}"
+                    );
+                }
             }
             // A low-pass passes DC, a high-pass blocks it.
             assert!((lp.magnitude_at(0.0, r) - 1.0).abs() < 1e-9);

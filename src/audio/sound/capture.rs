@@ -240,31 +240,11 @@ impl CpalInput {
         })
     }
 
-    /// The sound card's rate (frames are delivered at [`CODEC_RATE`]).
-    pub fn card_rate(&self) -> u32 {
-        self.card_rate
-    }
-
-    /// Where the device stands.
-    pub fn health(&self) -> DeviceHealth {
-        self.thread.health()
-    }
-
-    /// Overruns, losses and the other counters so far.
-    pub fn stats(&self) -> SoundStats {
-        self.thread.counters().snapshot()
-    }
-
-    /// A handle on health and counters that outlives handing the input to the engine.
-    pub fn monitor(&self) -> SoundMonitor {
-        self.thread.monitor()
-    }
-
-    /// Frames per device period of the stream open now (the device's nearest to
-    /// `audio.period_ms`); 0 while the device is lost.
-    pub fn period_frames(&self) -> usize {
-        self.thread.end.link.period.load(Ordering::Relaxed)
-    }
+    status_accessors!(
+        "input",
+        "Overruns",
+        "The sound card's rate (frames are delivered at [`CODEC_RATE`])."
+    );
 }
 
 impl std::fmt::Debug for CpalInput {

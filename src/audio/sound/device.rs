@@ -399,6 +399,16 @@ mod tests {
     /// A stand-in for an open PCM in device-thread tests.
     struct FakeStream;
 
+    /// A stream that opened, with no ring.
+    fn opened<S>(stream: S) -> Opened<(), S> {
+        Opened {
+            stream,
+            ring: (),
+            period: 0,
+            description: String::new(),
+        }
+    }
+
     fn fast() -> Timing {
         Timing {
             backoff_first: Duration::from_millis(20),
@@ -438,12 +448,7 @@ mod tests {
                 return Err(open_error(INPUT_KEY, "fake", "no such sound device"));
             }
             c.callbacks.fetch_add(1, Ordering::Relaxed);
-            Ok(Opened {
-                stream: FakeStream,
-                ring: (),
-                period: 0,
-                description: String::new(),
-            })
+            Ok(opened(FakeStream))
         })
         .unwrap();
         assert!(matches!(t.end.poll(), Poll::Fresh(_)));
@@ -484,15 +489,7 @@ mod tests {
     fn io_errors_are_a_loss_only_when_the_stream_stops() {
         let counters = Arc::new(Counters::default());
         let link = Link::new(INPUT_KEY, "flaky", counters.clone());
-        let (mut t, _) = DeviceThread::start(link, fast(), || {
-            Ok(Opened {
-                stream: FakeStream,
-                ring: (),
-                period: 0,
-                description: String::new(),
-            })
-        })
-        .unwrap();
+        let (mut t, _) = DeviceThread::start(link, fast(), || Ok(opened(FakeStream))).unwrap();
         assert!(matches!(t.end.poll(), Poll::Fresh(_)));
         // Errors now and then while the stream keeps moving samples: carried on.
         let until = Instant::now() + Duration::from_millis(400);
@@ -537,12 +534,7 @@ mod tests {
         let o = opens.clone();
         let (mut t, _) = DeviceThread::start(link, fast(), move || {
             o.fetch_add(1, Ordering::Relaxed);
-            Ok(Opened {
-                stream: HangingStream(r.clone()),
-                ring: (),
-                period: 0,
-                description: String::new(),
-            })
+            Ok(opened(HangingStream(r.clone())))
         })
         .unwrap();
         let beat = || counters.callbacks.fetch_add(1, Ordering::Relaxed);

@@ -47,6 +47,42 @@ use serde::Deserialize;
 
 use super::alsa_pcm::DEFAULT_PERIOD_MS;
 
+/// The status accessors [`CpalInput`] and [`CpalOutput`] share: both keep their device
+/// thread in `thread` and the card's rate in `card_rate`.
+macro_rules! status_accessors {
+    ($side:literal, $counters:literal, $rate_doc:literal) => {
+        #[doc = $rate_doc]
+        pub fn card_rate(&self) -> u32 {
+            self.card_rate
+        }
+
+        /// Where the device stands.
+        pub fn health(&self) -> DeviceHealth {
+            self.thread.health()
+        }
+
+        #[doc = concat!($counters, ", losses and the other counters so far.")]
+        pub fn stats(&self) -> SoundStats {
+            self.thread.counters().snapshot()
+        }
+
+        #[doc = concat!(
+                    "A handle on health and counters that outlives handing the ",
+                    $side,
+                    " to the engine."
+                )]
+        pub fn monitor(&self) -> SoundMonitor {
+            self.thread.monitor()
+        }
+
+        /// Frames per device period of the stream open now (the device's nearest to
+        /// `audio.period_ms`); 0 while the device is lost.
+        pub fn period_frames(&self) -> usize {
+            self.thread.end.link.period.load(Ordering::Relaxed)
+        }
+    };
+}
+
 mod capture;
 mod convert;
 mod counters;

@@ -171,31 +171,11 @@ impl CpalOutput {
         })
     }
 
-    /// The sound card's rate (frames are written at [`AudioOutput::sample_rate`]).
-    pub fn card_rate(&self) -> u32 {
-        self.card_rate
-    }
-
-    /// Where the device stands.
-    pub fn health(&self) -> DeviceHealth {
-        self.thread.health()
-    }
-
-    /// Underruns, dropped samples, losses and the other counters so far.
-    pub fn stats(&self) -> SoundStats {
-        self.thread.counters().snapshot()
-    }
-
-    /// A handle on health and counters that outlives handing the output to the engine.
-    pub fn monitor(&self) -> SoundMonitor {
-        self.thread.monitor()
-    }
-
-    /// Frames per device period of the stream open now (the device's nearest to
-    /// `audio.period_ms`); 0 while the device is lost.
-    pub fn period_frames(&self) -> usize {
-        self.thread.end.link.period.load(Ordering::Relaxed)
-    }
+    status_accessors!(
+        "output",
+        "Underruns, dropped samples",
+        "The sound card's rate (frames are written at [`AudioOutput::sample_rate`])."
+    );
 
     /// Silence queued ahead of a message: two device periods, the frame itself and 10 ms, so
     /// the card never catches up with the engine's once-per-frame writes.
