@@ -776,6 +776,22 @@ impl TxSettings {
     }
 }
 
+/// The limiter at the end of a chain, when the settings ask for one.
+fn chain_limiter(enabled: bool, rate: f64) -> Result<Option<Limiter>, DspError> {
+    enabled
+        .then(|| Limiter::new(rate, LIMITER_CEILING_DBFS))
+        .transpose()
+}
+
+/// The last step of a chain: the limiter, if any, then back to a sample.
+#[inline]
+fn limit(limiter: &mut Option<Limiter>, x: f64) -> i16 {
+    match limiter {
+        Some(limiter) => to_sample(limiter.process(x)),
+        None => to_sample(x),
+    }
+}
+
 fn check_chain_rate(sample_rate: u32) -> Result<f64, DspError> {
     check_rate(f64::from(sample_rate))?;
     Ok(f64::from(sample_rate))
@@ -820,10 +836,7 @@ impl RxChain {
                 .transpose()?,
             gain: db_to_gain(f64::from(settings.gain_db)),
             agc: settings.agc.then(|| Agc::new(rate)).transpose()?,
-            limiter: settings
-                .limiter
-                .then(|| Limiter::new(rate, LIMITER_CEILING_DBFS))
-                .transpose()?,
+            limiter: chain_limiter(settings.limiter, rate)?,
         })
     }
 
@@ -841,10 +854,7 @@ impl RxChain {
             if let Some(agc) = &mut self.agc {
                 x = agc.process(x);
             }
-            if let Some(limiter) = &mut self.limiter {
-                x = limiter.process(x);
-            }
-            *sample = to_sample(x);
+            *sample = limit(&mut self.limiter, x);
         }
         self.flush_state();
     }
@@ -977,21 +987,15 @@ impl TxChain {
         let rate = check_chain_rate(sample_rate)?;
         Ok(TxChain {
             gain: db_to_gain(f64::from(settings.gain_db)),
-            limiter: settings
-                .limiter
-                .then(|| Limiter::new(rate, LIMITER_CEILING_DBFS))
-                .transpose()?,
+            limiter: chain_limiter(settings.limiter, rate)?,
         })
     }
 
     /// Processes one frame in place (any length). Never allocates.
     pub fn process(&mut self, frame: &mut [i16]) {
         for sample in frame.iter_mut() {
-            let mut x = f64::from(*sample) / SCALE * self.gain;
-            if let Some(limiter) = &mut self.limiter {
-                x = limiter.process(x);
-            }
-            *sample = to_sample(x);
+            let x = f64::from(*sample) / SCALE * self.gain;
+            *sample = limit(&mut self.limiter, x);
         }
         if let Some(limiter) = &mut self.limiter {
             limiter.flush_state();
