@@ -230,7 +230,7 @@ pub async fn run(
         plan.tone = None;
     }
     let rate = output.as_ref().map_or(CODEC_RATE, |o| o.sample_rate());
-    let mut chain = TxChain::new(&r.tx_audio, rate).map_err(device)?;
+    let mut chain = TxChain::new(&r.tx_audio, rate).map_err(|e| device(e.to_string()))?;
     let ptt = build_ptt(index, r).map_err(|e| device(format!("{e}; {BUSY_HINT}")))?;
     let line = ptt.describe();
     let mut guard = PttGuard::new(ptt).map_err(|e| device(format!("{e}; {BUSY_HINT}")))?;

@@ -211,10 +211,12 @@ impl Engine {
         events: mpsc::Sender<EngineEvent>,
     ) -> Result<Engine, AudioError> {
         if input.sample_rate() != settings.sample_rate {
-            return Err(AudioError::Codec(format!(
-                "audio input runs at {} Hz but messages are encoded at {} Hz",
-                input.sample_rate(),
-                settings.sample_rate
+            return Err(AudioError::Codec(super::opus::CodecError::Settings(
+                format!(
+                    "audio input runs at {} Hz but messages are encoded at {} Hz",
+                    input.sample_rate(),
+                    settings.sample_rate
+                ),
             )));
         }
         // Checks that the output rate is one Opus can decode to.
@@ -224,8 +226,8 @@ impl Engine {
         let frame_samples = (settings.sample_rate * frame_ms / 1000) as usize;
         let out_samples = (output.sample_rate() * frame_ms / 1000) as usize;
         let packet_samples = encoder.samples_per_packet();
-        let rx_chain = RxChain::new(&RxSettings::default(), settings.sample_rate)
-            .map_err(AudioError::Codec)?;
+        let rx_chain =
+            RxChain::new(&RxSettings::default(), settings.sample_rate).map_err(AudioError::Dsp)?;
         Ok(Engine {
             input,
             carrier_detect: carrier,
@@ -233,7 +235,7 @@ impl Engine {
             vox_filter: rx_chain.vox_filter(),
             rx_chain,
             tx_chain: TxChain::new(&TxSettings::default(), output.sample_rate())
-                .map_err(AudioError::Codec)?,
+                .map_err(AudioError::Dsp)?,
             playout: PlayoutSettings::default(),
             encoder,
             frame_ms,
@@ -268,10 +270,10 @@ impl Engine {
         playout: PlayoutSettings,
     ) -> Result<Self, AudioError> {
         self.rx_chain =
-            RxChain::new(rx, self.encoder.settings().sample_rate).map_err(AudioError::Codec)?;
+            RxChain::new(rx, self.encoder.settings().sample_rate).map_err(AudioError::Dsp)?;
         self.vox_filter = self.rx_chain.vox_filter();
-        self.tx_chain = TxChain::new(tx, self.output.sample_rate()).map_err(AudioError::Codec)?;
-        playout.validate().map_err(AudioError::Codec)?;
+        self.tx_chain = TxChain::new(tx, self.output.sample_rate()).map_err(AudioError::Dsp)?;
+        playout.validate().map_err(AudioError::Playout)?;
         self.playout = playout;
         Ok(self)
     }
