@@ -7,6 +7,7 @@ use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
 use super::ptt_watch::{self, Judged, Outcome, PttWatch, Ticket};
 use super::{AsyncPtt, GatewayEvent};
 use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
+use crate::gateway::link::{LinkReceiver, LinkSender, TrySendError};
 use crate::radio::PttReadback;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{OutgoingEnd, OutgoingMessage, SessionEvent, SessionHandle};
@@ -43,8 +44,9 @@ pub(crate) struct Bridge {
     /// Keyed and unkeyed from blocking threads: the bridge runs on the thread that carries
     /// every radio's packets.
     pub ptt: AsyncPtt,
-    pub engine_tx: mpsc::Sender<EngineCommand>,
-    pub engine_rx: mpsc::Receiver<EngineEvent>,
+    /// Audio is dropped when the engine falls behind; control never is.
+    pub engine_tx: LinkSender<EngineCommand>,
+    pub engine_rx: LinkReceiver<EngineEvent>,
     pub events: mpsc::Receiver<SessionEvent>,
     pub observer: broadcast::Sender<GatewayEvent>,
 }
@@ -109,8 +111,16 @@ impl Bridge {
     }
 
     fn engine(&self, cmd: EngineCommand) {
-        if self.engine_tx.try_send(cmd).is_err() {
-            warn!(radio = %self.name, "codec engine queue full; a command was dropped");
+        match self.engine_tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                warn!(
+                    dropped = self.engine_tx.dropped(),
+                    "codec engine queue full; a packet to play was dropped"
+                )
+            }
+            // The engine is gone: the loop hears of it from the engine's side.
+            Err(TrySendError::Closed(_)) => {}
         }
     }
 

@@ -7,6 +7,7 @@
 mod bridge;
 mod chatter;
 pub mod engine;
+pub mod link;
 pub mod machine;
 pub mod ptt_watch;
 
@@ -26,6 +27,11 @@ use tracing::{debug, error, info, warn};
 
 /// The name the Zello session task's heartbeat is registered under.
 pub const SESSION_PART: &str = "zello session";
+
+/// Packets to play queued for a codec engine at most (about two minutes at 60 ms).
+const ENGINE_AUDIO_QUEUE: usize = 2048;
+/// Encoded packets queued for a bridge at most (about a minute at 60 ms).
+const BRIDGE_AUDIO_QUEUE: usize = 1024;
 
 /// What the gateway did, for timelines, tests and status displays.
 #[derive(Debug, Clone, PartialEq)]
@@ -451,8 +457,9 @@ impl Shared {
             radio: r.name.clone(),
             message,
         };
-        let (cmd_tx, cmd_rx) = mpsc::channel(2048);
-        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        // Only audio counts against these bounds: control is never dropped.
+        let (cmd_tx, cmd_rx) = link::channel(ENGINE_AUDIO_QUEUE);
+        let (ev_tx, ev_rx) = link::channel(BRIDGE_AUDIO_QUEUE);
         // The devices are open: what the engine refuses is its settings, which no device
         // can fix.
         let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)

@@ -6,6 +6,7 @@ use super::bridge::Bridge;
 use super::machine::Timers;
 use super::{GatewayEvent, PttGuard};
 use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
+use crate::gateway::link::{self, LinkReceiver, LinkSender};
 use crate::radio::sim::SimPtt;
 use crate::secret::Secret;
 use crate::zello::protocol::CodecHeader;
@@ -32,9 +33,9 @@ struct Rig {
     sim: SimHandle,
     ptt: SimPtt,
     /// What the bridge told the engine.
-    cmds: mpsc::Receiver<EngineCommand>,
+    cmds: LinkReceiver<EngineCommand>,
     /// What the engine tells the bridge.
-    engine: mpsc::Sender<EngineEvent>,
+    engine: LinkSender<EngineEvent>,
     app: SessionHandle,
     app_events: mpsc::Receiver<SessionEvent>,
     observer: broadcast::Receiver<GatewayEvent>,
@@ -86,8 +87,8 @@ async fn rig(timers: Timers) -> Rig {
         }
     });
     let ptt = SimPtt::new();
-    let (cmd_tx, cmds) = mpsc::channel(4096);
-    let (engine, engine_rx) = mpsc::channel(4096);
+    let (cmd_tx, cmds) = link::channel(4096);
+    let (engine, engine_rx) = link::channel(4096);
     let (obs_tx, observer) = broadcast::channel(1024);
     let bridge = Bridge {
         name: "vhf1".into(),
