@@ -785,7 +785,7 @@ fn idle_frames(frame: Duration) -> u32 {
 /// carrier by its audio ([`EngineEvent::Carrier`]'s `age`), so rx_min and the start of the
 /// message on the wire do not move.
 ///
-/// With a `heartbeat` (registered in the service's [`Liveness`](crate::service::Liveness)),
+/// The thread runs in the radio's span ([`super::radio_span`]). With a `heartbeat` (registered in the service's [`Liveness`](crate::service::Liveness)),
 /// the thread beats it once per tick, so systemd's watchdog is fed only while the codec keeps
 /// ticking; a tick stuck in a device or the codec stops the beats. The heartbeat is retired
 /// when the thread ends normally; a thread that panics leaves it unretired and is reported
@@ -796,9 +796,11 @@ pub fn spawn(
     stop: CancellationToken,
     heartbeat: Option<Arc<crate::service::Heartbeat>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let span = super::radio_span(name);
     std::thread::Builder::new()
         .name(format!("codec-{name}"))
         .spawn(move || {
+            let _span = span.entered();
             let period = engine.frame_duration();
             let per_idle_wake = idle_frames(period);
             let stats = engine.stats();

@@ -2,9 +2,10 @@
 //! with the test playing the codec engine (commands in, events out). Every timer rule is
 //! checked in virtual time.
 
+use super::GatewayEvent;
 use super::bridge::Bridge;
 use super::machine::Timers;
-use super::{GatewayEvent, PttGuard};
+use super::ptt_thread::PttThread;
 use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::gateway::link::{self, LinkReceiver, LinkSender};
 use crate::radio::sim::SimPtt;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
+use tracing::Span;
 
 /// A carrier change whose audio waited for nothing.
 fn carrier(up: bool) -> EngineEvent {
@@ -99,11 +101,17 @@ async fn rig(timers: Timers) -> Rig {
         courtesy_tone: Some(vec![0; 1600]),
         identification: None,
         session: gw,
-        ptt: PttGuard::new(Box::new(ptt.clone())).unwrap().into(),
+        ptt: {
+            let (thread, first) =
+                PttThread::spawn(Box::new(ptt.clone()), "vhf1", Span::none()).unwrap();
+            first.await.unwrap().unwrap();
+            thread
+        },
         engine_tx: cmd_tx,
         engine_rx,
         events: route_rx,
         observer: obs_tx,
+        heartbeat: None,
     };
     let task = tokio::spawn(bridge.run(stop.clone()));
     Rig {
@@ -841,98 +849,4 @@ async fn rx_min_counts_from_when_the_carrier_reached_the_card() {
         r.engine.send(carrier(false)).await.unwrap();
         r.stop().await;
     }
-}
-
-/// A PTT line that takes `delay` to key (a rigctld at its time limit), and panics once
-/// keyed if told to.
-struct SlowPtt {
-    line: SimPtt,
-    delay: Duration,
-    panics: bool,
-}
-
-impl crate::radio::Ptt for SlowPtt {
-    fn set(&mut self, keyed: bool) -> Result<(), crate::radio::RadioError> {
-        if keyed {
-            std::thread::sleep(self.delay);
-        }
-        self.line.set(keyed)?;
-        assert!(!(keyed && self.panics), "the interface broke");
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        "slow".into()
-    }
-}
-
-fn slow_line(delay: Duration, panics: bool) -> (super::AsyncPtt, SimPtt) {
-    let line = SimPtt::new();
-    let ptt = SlowPtt {
-        line: line.clone(),
-        delay,
-        panics,
-    };
-    (PttGuard::new(Box::new(ptt)).unwrap().into(), line)
-}
-
-/// Keying waits on a blocking thread: the runtime's one thread goes on with the other tasks
-/// (every radio's packets) meanwhile.
-#[tokio::test(flavor = "current_thread")]
-async fn a_slow_ptt_line_never_holds_the_runtimes_thread() {
-    let (mut ptt, line) = slow_line(Duration::from_millis(300), false);
-    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let counter = ticks.clone();
-    let ticker = tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_millis(10));
-        loop {
-            every.tick().await;
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
-    tokio::task::yield_now().await;
-    let before = ticks.load(std::sync::atomic::Ordering::SeqCst);
-    ptt.key().await.unwrap();
-    let during = ticks.load(std::sync::atomic::Ordering::SeqCst) - before;
-    assert!(line.is_keyed() && ptt.is_keyed());
-    // 300 ms of 10 ms ticks; a machine this busy still gets a few in.
-    assert!(during >= 5, "{during} ticks while keying");
-    ptt.unkey().await.unwrap();
-    assert!(!line.is_keyed() && !ptt.is_keyed());
-    ptt.check().await.unwrap();
-    ticker.abort();
-}
-
-/// A bridge that goes away while its line is being keyed (shutdown, a task dropped) leaves
-/// the transmitter unkeyed: the guard is dropped on the blocking thread once the call ends.
-#[tokio::test(flavor = "current_thread")]
-async fn a_caller_gone_during_a_ptt_call_leaves_the_transmitter_unkeyed() {
-    let (mut ptt, line) = slow_line(Duration::from_millis(200), false);
-    let keying = tokio::spawn(async move {
-        let _ = ptt.key().await;
-        std::future::pending::<()>().await;
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    keying.abort();
-    let _ = keying.await;
-    let unkeyed = std::time::Instant::now() + Duration::from_secs(5);
-    while line.key_count() == 0 || line.is_keyed() {
-        assert!(std::time::Instant::now() < unkeyed, "still keyed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(line.key_count(), 1);
-}
-
-/// An interface that panics while keying: the panic reaches the bridge as it did when the
-/// call was made on its own thread, and the line is unkeyed on the way.
-#[tokio::test(flavor = "current_thread")]
-async fn a_panic_in_the_ptt_interface_reaches_the_caller_and_unkeys() {
-    let (mut ptt, line) = slow_line(Duration::from_millis(1), true);
-    let keying = tokio::spawn(async move {
-        let _ = ptt.key().await;
-    });
-    let e = keying.await.unwrap_err();
-    assert!(e.is_panic(), "{e:?}");
-    assert_eq!(line.key_count(), 1);
-    assert!(!line.is_keyed());
 }
