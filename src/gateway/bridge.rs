@@ -2,11 +2,11 @@
 //! the session, the codec engine and the PTT line. All timing lives in the machine; this
 //! task only feeds it inputs, sleeps until its next deadline, and acts.
 
-use super::GatewayEvent;
 use super::chatter::{ChangeLog, Say};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
 use super::ptt_thread::{PttAnswer, PttOp, PttThread};
 use super::ptt_watch::{self, Judged, Outcome, PttWatch, Ticket};
+use super::{GatewayEvent, message_span};
 use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::gateway::link::{LinkReceiver, LinkSender, TrySendError};
 use crate::radio::RadioError;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{Span, debug, error, info, info_span, warn};
+use tracing::{debug, error, info, warn};
 
 /// Packets kept for a message waiting its turn (about a minute at 60 ms).
 const MAX_QUEUED_PACKETS: usize = 1000;
@@ -38,11 +38,6 @@ const CARRIER_LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(3
 pub(crate) const BEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a stopping bridge waits for the PTT thread to unkey and let go of the line.
 const RELEASE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// The span of one message (from the channel or to it), for the log lines about it.
-fn message_span(stream_id: u32) -> Span {
-    info_span!("message", stream_id)
-}
 
 /// A radio's bridge task.
 pub(crate) struct Bridge {

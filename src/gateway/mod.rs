@@ -36,6 +36,12 @@ pub fn radio_span(name: &str) -> Span {
     tracing::error_span!("radio", radio = %name)
 }
 
+/// The span of one message (from the channel to the radio, or from the radio to the
+/// channel) inside a radio's: its `stream_id` reaches journald as `STREAM_ID`.
+pub fn message_span(stream_id: u32) -> Span {
+    tracing::error_span!("message", stream_id)
+}
+
 /// The name the Zello session task's heartbeat is registered under.
 pub const SESSION_PART: &str = "zello session";
 

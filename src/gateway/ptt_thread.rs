@@ -17,6 +17,8 @@
 use super::PttGuard;
 use crate::radio::{Ptt, RadioError};
 use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -56,9 +58,23 @@ enum Done {
     Panicked(Box<dyn Any + Send>),
 }
 
+/// Where answers go, in the order the thread gives them.
+type Answers = mpsc::UnboundedSender<(u64, PttOp, Done)>;
+
 struct Job {
+    id: u64,
     op: PttOp,
-    reply: std_mpsc::Sender<Done>,
+    /// Set by whoever answers first: the thread, or the wait that gave up on it.
+    answered: Arc<AtomicBool>,
+    /// Dropped once the call has returned.
+    _busy: std_mpsc::Sender<()>,
+}
+
+/// Sends an answer unless one was sent already.
+fn answer_once(answers: &Answers, answered: &AtomicBool, id: u64, op: PttOp, done: Done) {
+    if !answered.swap(true, Ordering::AcqRel) {
+        let _ = answers.send((id, op, done));
+    }
 }
 
 /// A radio's PTT interface on its own thread (see the module's documentation).
@@ -68,7 +84,7 @@ pub struct PttThread {
     describe: String,
     can_read_back: bool,
     next_id: u64,
-    answers_tx: mpsc::UnboundedSender<(u64, PttOp, Done)>,
+    answers_tx: Answers,
     answers: mpsc::UnboundedReceiver<(u64, PttOp, Done)>,
     /// Closed by the thread once it has unkeyed and let go of the interface.
     released: Option<std_mpsc::Receiver<()>>,
@@ -87,15 +103,16 @@ impl PttThread {
         let (jobs_tx, jobs) = std_mpsc::channel::<Job>();
         let (first_tx, first) = oneshot::channel();
         let (released_tx, released) = std_mpsc::channel::<()>();
+        let (answers_tx, answers) = mpsc::unbounded_channel();
+        let to_owner = answers_tx.clone();
         std::thread::Builder::new()
             .name(format!("ptt-{name}"))
             .spawn(move || {
                 let _span = span.entered();
                 // Dropped last: the owner learns the line is released once the guard is.
                 let _released = released_tx;
-                serve(ptt, jobs, first_tx);
+                serve(ptt, jobs, first_tx, to_owner);
             })?;
-        let (answers_tx, answers) = mpsc::unbounded_channel();
         Ok((
             PttThread {
                 jobs: Some(jobs_tx),
@@ -121,41 +138,47 @@ impl PttThread {
     }
 
     /// Asks the thread for `op` and returns the request's number; the answer comes on
-    /// [`answer`](Self::answer), in the order asked. Never blocks. Must be called within a
-    /// tokio runtime: the wait for the answer runs on one of its blocking threads (so the
-    /// runtime's paused clock, in tests, waits for it as it waits for other blocking work).
+    /// [`answer`](Self::answer), in the order asked (an answer given up on after
+    /// [`ANSWER_WITHIN`] comes when it is given up). Never blocks. Must be called within a
+    /// tokio runtime: one of its blocking threads follows the call (so the runtime's paused
+    /// clock, in tests, waits for it as it waits for other blocking work) and gives up on
+    /// it after [`ANSWER_WITHIN`].
     pub fn request(&mut self, op: PttOp) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let (reply, replied) = std_mpsc::channel();
+        let answered = Arc::new(AtomicBool::new(false));
+        let (busy, returned) = std_mpsc::channel::<()>();
+        let job = Job {
+            id,
+            op,
+            answered: answered.clone(),
+            _busy: busy,
+        };
         let sent = self
             .jobs
             .as_ref()
-            .is_some_and(|jobs| jobs.send(Job { op, reply }).is_ok());
+            .is_some_and(|jobs| jobs.send(job).is_ok());
         let answers = self.answers_tx.clone();
         if !sent {
             let gone = RadioError::ptt(
                 self.describe.clone(),
                 "the PTT thread has stopped (the gateway is stopping, or the interface failed)",
             );
-            let _ = answers.send((id, op, Done::Answer(Err(gone))));
+            answer_once(&answers, &answered, id, op, Done::Answer(Err(gone)));
             return id;
         }
         let describe = self.describe.clone();
         tokio::task::spawn_blocking(move || {
-            let done = replied.recv_timeout(ANSWER_WITHIN).unwrap_or_else(|e| {
-                let message = match e {
-                    std_mpsc::RecvTimeoutError::Timeout => format!(
+            if let Err(std_mpsc::RecvTimeoutError::Timeout) = returned.recv_timeout(ANSWER_WITHIN) {
+                let hangs = RadioError::ptt(
+                    describe,
+                    format!(
                         "no answer within {} s: the interface hangs",
                         ANSWER_WITHIN.as_secs()
                     ),
-                    std_mpsc::RecvTimeoutError::Disconnected => {
-                        "the PTT thread has stopped".to_string()
-                    }
-                };
-                Done::Answer(Err(RadioError::ptt(describe, message)))
-            });
-            let _ = answers.send((id, op, done));
+                );
+                answer_once(&answers, &answered, id, op, Done::Answer(Err(hangs)));
+            }
         });
         id
     }
@@ -222,6 +245,7 @@ fn serve(
     ptt: Box<dyn Ptt>,
     jobs: std_mpsc::Receiver<Job>,
     first: oneshot::Sender<Result<(), RadioError>>,
+    answers: Answers,
 ) {
     let mut guard = match PttGuard::new(ptt) {
         Ok(guard) => guard,
@@ -232,7 +256,8 @@ fn serve(
     };
     let _ = first.send(Ok(()));
     let mut reader = guard.readback();
-    while let Ok(Job { op, reply }) = jobs.recv() {
+    while let Ok(job) = jobs.recv() {
+        let op = job.op;
         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match op {
             PttOp::Key => guard.key().map(|()| true),
             PttOp::Unkey => guard.unkey().map(|()| false),
@@ -247,13 +272,13 @@ fn serve(
         }));
         match done {
             Ok(result) => {
-                let _ = reply.send(Done::Answer(result));
+                answer_once(&answers, &job.answered, job.id, op, Done::Answer(result));
             }
             Err(panic) => {
                 error!(ptt = %guard.describe(), "the PTT interface panicked: transmitter released, the line is no longer used");
                 // Unkeyed before the caller hears of it.
                 drop(guard);
-                let _ = reply.send(Done::Panicked(panic));
+                answer_once(&answers, &job.answered, job.id, op, Done::Panicked(panic));
                 return;
             }
         }
@@ -264,8 +289,7 @@ fn serve(
 mod tests {
     use super::*;
     use crate::radio::sim::SimPtt;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     /// A line that takes `delay` to key, and panics once keyed if told to.
     struct SlowPtt {

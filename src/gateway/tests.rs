@@ -10,10 +10,14 @@ use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::gateway::link::{self, LinkReceiver, LinkSender};
 use crate::radio::sim::SimPtt;
 use crate::secret::Secret;
+use crate::service::notify::tests::FakeSystemd;
+use crate::service::{Liveness, Watchdog};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
 use crate::zello::sim::{SimConfig, SimHandle, SimServer};
 use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep};
@@ -64,6 +68,36 @@ async fn ready(events: &mut mpsc::Receiver<SessionEvent>) {
 }
 
 async fn rig(timers: Timers) -> Rig {
+    rig_watched(timers, None, None).await
+}
+
+/// A future that is no longer polled once `frozen` is set: to the watchdog, a task stuck in
+/// an await that never returns.
+struct Freezable<F> {
+    inner: std::pin::Pin<Box<F>>,
+    frozen: Arc<AtomicBool>,
+}
+
+impl<F: std::future::Future> std::future::Future for Freezable<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if self.frozen.load(Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// [`rig`], with the bridge's heartbeat in `liveness` and its task frozen on `frozen`.
+async fn rig_watched(
+    timers: Timers,
+    liveness: Option<Liveness>,
+    frozen: Option<Arc<AtomicBool>>,
+) -> Rig {
     let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
         .await
         .unwrap();
@@ -111,9 +145,12 @@ async fn rig(timers: Timers) -> Rig {
         engine_rx,
         events: route_rx,
         observer: obs_tx,
-        heartbeat: None,
+        heartbeat: liveness.map(|l| l.register("bridge vhf1")),
     };
-    let task = tokio::spawn(bridge.run(stop.clone()));
+    let task = tokio::spawn(Freezable {
+        inner: Box::pin(bridge.run(stop.clone())),
+        frozen: frozen.unwrap_or_default(),
+    });
     Rig {
         sim,
         ptt,
@@ -849,4 +886,47 @@ async fn rx_min_counts_from_when_the_carrier_reached_the_card() {
         r.engine.send(carrier(false)).await.unwrap();
         r.stop().await;
     }
+}
+
+/// The bridge beats while it waits for nothing (idle for minutes), so the watchdog keeps
+/// feeding systemd; a bridge stuck in an await that never returns stops the pings.
+#[tokio::test(start_paused = true)]
+async fn a_stuck_bridge_stops_the_watchdog_and_an_idle_one_does_not() {
+    let liveness = Liveness::new();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let r = rig_watched(
+        Timers::default(),
+        Some(liveness.clone()),
+        Some(frozen.clone()),
+    )
+    .await;
+    assert_eq!(liveness.names(), ["bridge vhf1"]);
+    let systemd = FakeSystemd::new();
+    let watchdog = Watchdog::new(systemd.notifier(), liveness.clone(), 30 * MS * 1000);
+    let period = watchdog.period();
+    let stop = CancellationToken::new();
+    tokio::spawn(watchdog.run(stop.clone()));
+    // Two minutes with nothing to do: a ping after every check.
+    sleep(period / 2).await;
+    for _ in 0..8 {
+        sleep(period).await;
+    }
+    assert_eq!(systemd.received(), ["WATCHDOG=1"; 8]);
+    // It turns on a carrier, then gets stuck.
+    r.engine.send(carrier(true)).await.unwrap();
+    sleep(period).await;
+    assert_eq!(systemd.received(), ["WATCHDOG=1"]);
+    frozen.store(true, Ordering::SeqCst);
+    // The check after the freeze may still see the last beats; none after that.
+    sleep(period).await;
+    let _ = systemd.received();
+    for _ in 0..4 {
+        sleep(period).await;
+    }
+    assert!(
+        systemd.received().is_empty(),
+        "pings while the bridge is stuck"
+    );
+    stop.cancel();
+    r.stop.cancel();
 }
