@@ -445,6 +445,7 @@ impl Bridge {
             // for since follows this answer.
             if let Err(e) = result {
                 debug!(error = %e, "keying failed after the transmission had ended");
+                self.ptt_health(s, Err(e.to_string()));
             }
             return;
         }

@@ -558,6 +558,9 @@ mod tests {
             .unwrap();
         let subscriber = tracing_subscriber::registry().with(journald_layer().unwrap());
         tracing::subscriber::with_default(subscriber, || {
+            // Call sites first met by another test's thread (no subscriber there) may
+            // have been judged before this subscriber existed.
+            tracing::callsite::rebuild_interest_cache();
             let _radio = crate::gateway::radio_span("radio1").entered();
             let _message = crate::gateway::message_span(42).entered();
             tracing::warn!(event = "ptt_lost", unkeyed_ms = 300u64, "span field check");
