@@ -331,8 +331,9 @@ pub fn next_hardware_retry(delay: Duration) -> Duration {
 pub struct RunOptions {
     /// Who ticks the codec engines (default: a thread each).
     pub drive: EngineDrive,
-    /// Where the Zello session task (`zello session`) and each radio's codec thread
-    /// (`codec NAME`) beat, for systemd's [`Watchdog`](crate::service::Watchdog).
+    /// Where the Zello session task (`zello session`), each radio's codec thread
+    /// (`codec NAME`) and each radio's bridge task (`bridge NAME`) beat, for systemd's
+    /// [`Watchdog`](crate::service::Watchdog).
     pub liveness: Liveness,
     /// Leaving Zello while radio hardware has failed ([`crate::alarms`]), with settings a
     /// reload may change; `None`: never.

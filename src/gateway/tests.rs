@@ -68,7 +68,7 @@ async fn ready(events: &mut mpsc::Receiver<SessionEvent>) {
 }
 
 async fn rig(timers: Timers) -> Rig {
-    rig_watched(timers, None, None).await
+    rig_watched(timers, None, None, 4096).await
 }
 
 /// A future that is no longer polled once `frozen` is set: to the watchdog, a task stuck in
@@ -92,11 +92,13 @@ impl<F: std::future::Future> std::future::Future for Freezable<F> {
     }
 }
 
-/// [`rig`], with the bridge's heartbeat in `liveness` and its task frozen on `frozen`.
+/// [`rig`], with the bridge's heartbeat in `liveness`, its task frozen on `frozen`, and
+/// room for `audio` packets each way between the bridge and the engine.
 async fn rig_watched(
     timers: Timers,
     liveness: Option<Liveness>,
     frozen: Option<Arc<AtomicBool>>,
+    audio: usize,
 ) -> Rig {
     let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
         .await
@@ -123,8 +125,8 @@ async fn rig_watched(
         }
     });
     let ptt = SimPtt::new();
-    let (cmd_tx, cmds) = link::channel(4096);
-    let (engine, engine_rx) = link::channel(4096);
+    let (cmd_tx, cmds) = link::channel(audio);
+    let (engine, engine_rx) = link::channel(audio);
     let (obs_tx, observer) = broadcast::channel(1024);
     let bridge = Bridge {
         name: "vhf1".into(),
@@ -898,6 +900,7 @@ async fn a_stuck_bridge_stops_the_watchdog_and_an_idle_one_does_not() {
         Timers::default(),
         Some(liveness.clone()),
         Some(frozen.clone()),
+        4096,
     )
     .await;
     assert_eq!(liveness.names(), ["bridge vhf1"]);
@@ -929,4 +932,50 @@ async fn a_stuck_bridge_stops_the_watchdog_and_an_idle_one_does_not() {
     );
     stop.cancel();
     r.stop.cancel();
+}
+
+/// With the audio queues full both ways (the engine behind on the packets to play, the
+/// bridge not yet at the packets encoded for it), control still gets through: the time-out
+/// timer's abort and the end of the transmission reach the engine, a device failure reaches
+/// the bridge.
+#[tokio::test(start_paused = true)]
+async fn control_gets_through_full_audio_queues_both_ways() {
+    let timers = Timers {
+        tot: Duration::from_secs(5),
+        ..Timers::default()
+    };
+    let mut r = rig_watched(timers, None, None, 8).await;
+    r.talk(200); // 12 s
+    r.observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
+        .await;
+    // The engine takes nothing until the time-out timer has ended the transmission.
+    r.observed(6 * MS * 1000, |e| matches!(e, GatewayEvent::PttOff { .. }))
+        .await;
+    let cmds: Vec<EngineCommand> = std::iter::from_fn(|| r.cmds.try_recv().ok()).collect();
+    let packets = cmds
+        .iter()
+        .filter(|c| matches!(c, EngineCommand::PlayPacket { .. }))
+        .count();
+    assert_eq!(packets, 8, "the queue's bound");
+    assert!(r.cmds.dropped() > 50, "{} dropped", r.cmds.dropped());
+    let position = |pred: &dyn Fn(&EngineCommand) -> bool| cmds.iter().position(pred);
+    let on = position(&|c| matches!(c, EngineCommand::Transmitting(true))).expect("keyed");
+    let abort = position(&|c| matches!(c, EngineCommand::PlayAbort { .. })).expect("aborted");
+    let off = position(&|c| matches!(c, EngineCommand::Transmitting(false))).expect("unkeyed");
+    assert!(on < abort && abort < off, "{cmds:?}");
+
+    // The bridge's queue fills with encoded packets, then the sound card fails.
+    for _ in 0..100 {
+        let _ = r.engine.try_send(EngineEvent::RxPacket {
+            data: Bytes::from_static(&[0xf8, 1, 2]),
+            levels: PacketLevels::default(),
+        });
+    }
+    assert_eq!(r.engine.dropped(), 92);
+    r.engine
+        .try_send(EngineEvent::DeviceError("USB sound card gone".into()))
+        .unwrap();
+    r.observed(MS * 1000, |e| matches!(e, GatewayEvent::DeviceLost { .. }))
+        .await;
+    r.stop().await;
 }
