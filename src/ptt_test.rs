@@ -232,7 +232,12 @@ pub async fn run(
     }
     let rate = output.as_ref().map_or(CODEC_RATE, |o| o.sample_rate());
     let mut chain = TxChain::new(&r.tx_audio, rate).map_err(device)?;
-    let ptt = build_ptt(index, r).map_err(|e| device(format!("{e}; {BUSY_HINT}")))?;
+    // Opening a line may talk to it (rigctld gets `T 0`): off the runtime's thread.
+    let config_of_radio = r.clone();
+    let ptt = tokio::task::spawn_blocking(move || build_ptt(index, &config_of_radio))
+        .await
+        .map_err(|e| device(format!("opening the PTT line failed: {e}")))?
+        .map_err(|e| device(format!("{e}; {BUSY_HINT}")))?;
     let line = ptt.describe();
     let (mut ptt, first) = PttThread::spawn(ptt, &r.name, crate::gateway::radio_span(&r.name))
         .map_err(|e| device(format!("cannot start the PTT thread: {e}")))?;

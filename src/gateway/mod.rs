@@ -31,9 +31,10 @@ use tracing::{Instrument as _, Span, debug, error, info, warn};
 
 /// The span of everything one radio does (its bridge task, codec thread and PTT thread):
 /// its `radio` field is on every line written inside, and reaches journald as `RADIO`. At
-/// error level so that no log filter leaves the lines inside without it.
+/// error level so that no log filter leaves the lines inside without it; a root span, so a
+/// radio started from inside another's span (one waiting for its hardware) names it once.
 pub fn radio_span(name: &str) -> Span {
-    tracing::error_span!("radio", radio = %name)
+    tracing::error_span!(parent: None, "radio", radio = %name)
 }
 
 /// The span of one message (from the channel to the radio, or from the radio to the
