@@ -131,6 +131,17 @@ struct State {
     unkeys: u32,
 }
 
+/// Whether the engine plays `stream_id` (its packets go straight there), rather than the
+/// message waiting for its turn or for the keying to be confirmed (its packets wait in the
+/// bridge).
+fn playing_in_engine(s: &State, stream_id: u32) -> bool {
+    s.m.playing() == Some(stream_id)
+        && !s
+            .deferred
+            .iter()
+            .any(|a| matches!(a, Action::PlayBegin { stream_id: id } if *id == stream_id))
+}
+
 impl Bridge {
     fn observe(&self, event: GatewayEvent) {
         let _ = self.observer.send(event);
@@ -851,7 +862,7 @@ impl Bridge {
                 data,
             } => {
                 let arrival = std::time::Instant::now();
-                if s.m.playing() == Some(stream_id) {
+                if playing_in_engine(s, stream_id) {
                     self.engine(EngineCommand::PlayPacket {
                         stream_id,
                         packet_id,
@@ -867,7 +878,7 @@ impl Bridge {
                 }
             }
             SessionEvent::IncomingEnd { stream_id, .. } => {
-                if s.m.playing() == Some(stream_id) {
+                if playing_in_engine(s, stream_id) {
                     self.engine(EngineCommand::PlayEnd { stream_id });
                 } else if let Some(inc) = s.incoming.get_mut(&stream_id) {
                     inc.ended = true;

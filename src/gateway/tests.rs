@@ -68,7 +68,26 @@ async fn ready(events: &mut mpsc::Receiver<SessionEvent>) {
 }
 
 async fn rig(timers: Timers) -> Rig {
-    rig_watched(timers, None, None, 4096).await
+    rig_watched(timers, None, None, 4096, Duration::ZERO).await
+}
+
+/// A line that takes `delay` to key (a rigctld near its time limit).
+struct DelayedPtt {
+    line: SimPtt,
+    delay: Duration,
+}
+
+impl crate::radio::Ptt for DelayedPtt {
+    fn set(&mut self, keyed: bool) -> Result<(), crate::radio::RadioError> {
+        if keyed {
+            std::thread::sleep(self.delay);
+        }
+        self.line.set(keyed)
+    }
+
+    fn describe(&self) -> String {
+        "delayed".into()
+    }
 }
 
 /// A future that is no longer polled once `frozen` is set: to the watchdog, a task stuck in
@@ -92,13 +111,15 @@ impl<F: std::future::Future> std::future::Future for Freezable<F> {
     }
 }
 
-/// [`rig`], with the bridge's heartbeat in `liveness`, its task frozen on `frozen`, and
-/// room for `audio` packets each way between the bridge and the engine.
+/// [`rig`], with the bridge's heartbeat in `liveness`, its task frozen on `frozen`, room
+/// for `audio` packets each way between the bridge and the engine, and a line that takes
+/// `key_delay` to key.
 async fn rig_watched(
     timers: Timers,
     liveness: Option<Liveness>,
     frozen: Option<Arc<AtomicBool>>,
     audio: usize,
+    key_delay: Duration,
 ) -> Rig {
     let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
         .await
@@ -138,8 +159,15 @@ async fn rig_watched(
         identification: None,
         session: gw,
         ptt: {
-            let (thread, first) =
-                PttThread::spawn(Box::new(ptt.clone()), "vhf1", Span::none()).unwrap();
+            let line: Box<dyn crate::radio::Ptt> = if key_delay.is_zero() {
+                Box::new(ptt.clone())
+            } else {
+                Box::new(DelayedPtt {
+                    line: ptt.clone(),
+                    delay: key_delay,
+                })
+            };
+            let (thread, first) = PttThread::spawn(line, "vhf1", Span::none()).unwrap();
             first.await.unwrap().unwrap();
             thread
         },
@@ -901,6 +929,7 @@ async fn a_stuck_bridge_stops_the_watchdog_and_an_idle_one_does_not() {
         Some(liveness.clone()),
         Some(frozen.clone()),
         4096,
+        Duration::ZERO,
     )
     .await;
     assert_eq!(liveness.names(), ["bridge vhf1"]);
@@ -944,7 +973,7 @@ async fn control_gets_through_full_audio_queues_both_ways() {
         tot: Duration::from_secs(5),
         ..Timers::default()
     };
-    let mut r = rig_watched(timers, None, None, 8).await;
+    let mut r = rig_watched(timers, None, None, 8, Duration::ZERO).await;
     r.talk(200); // 12 s
     r.observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
         .await;
@@ -977,5 +1006,58 @@ async fn control_gets_through_full_audio_queues_both_ways() {
         .unwrap();
     r.observed(MS * 1000, |e| matches!(e, GatewayEvent::DeviceLost { .. }))
         .await;
+    r.stop().await;
+}
+
+/// A keying slower than tx_delay (in real time: the line's delay is real): the message
+/// starts playing once the transmitter is keyed, and its packets reach the engine after
+/// its start, none lost to the wait.
+#[tokio::test(flavor = "current_thread")]
+async fn playback_waits_for_a_slow_keying_and_keeps_its_packets() {
+    let mut r = rig_watched(
+        Timers::default(),
+        None,
+        None,
+        4096,
+        Duration::from_millis(400),
+    )
+    .await;
+    r.talk(10);
+    let mut cmds = Vec::new();
+    let mut begin = None;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let c = r.cmds.recv().await.unwrap();
+            let end = matches!(c, EngineCommand::PlayEnd { .. });
+            if let EngineCommand::PlayBegin { stream_id, .. } = c {
+                assert!(r.ptt.is_keyed(), "playing before the transmitter is keyed");
+                begin = Some((cmds.len(), stream_id));
+            }
+            cmds.push(c);
+            if end {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the message plays");
+    let (begin, stream_id) = begin.expect("played");
+    let packets: Vec<usize> = cmds
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, EngineCommand::PlayPacket { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(packets.len(), 10, "{cmds:?}");
+    assert!(packets[0] > begin, "{cmds:?}");
+    r.engine
+        .send(EngineEvent::PlaybackDrained {
+            stream_id,
+            packets: 10,
+            concealed: 0,
+            dropped: 0,
+        })
+        .await
+        .unwrap();
     r.stop().await;
 }
