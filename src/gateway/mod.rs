@@ -1,13 +1,17 @@
 //! The bridge between radios and their Zello channels.
 //!
 //! One session serves every radio; a router hands each radio the session events of its
-//! channel. Each radio has a codec engine thread ([`engine`]) and a bridge task
-//! (`bridge`) that keys PTT, starts and ends messages, and keeps half duplex.
+//! channel. Each radio has a codec engine thread ([`engine`]), a PTT thread
+//! ([`ptt_thread`]) and a bridge task (`bridge`) that keys PTT, starts and ends messages,
+//! and keeps half duplex. All three run in the radio's span ([`radio_span`]), so every log
+//! line they write names the radio.
 
 mod bridge;
 mod chatter;
 pub mod engine;
+pub mod link;
 pub mod machine;
+pub mod ptt_thread;
 pub mod ptt_watch;
 
 use crate::audio::opus::EncoderSettings;
@@ -19,17 +23,38 @@ use crate::state::{ChannelFeatures, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
 use engine::Engine;
+use ptt_thread::PttThread;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, Span, debug, error, info, warn};
+
+/// The span of everything one radio does (its bridge task, codec thread and PTT thread):
+/// its `radio` field is on every line written inside, and reaches journald as `RADIO`. At
+/// error level so that no log filter leaves the lines inside without it; a root span, so a
+/// radio started from inside another's span (one waiting for its hardware) names it once.
+pub fn radio_span(name: &str) -> Span {
+    tracing::error_span!(parent: None, "radio", radio = %name)
+}
+
+/// The span of one message (from the channel to the radio, or from the radio to the
+/// channel) inside a radio's: its `stream_id` reaches journald as `STREAM_ID`.
+pub fn message_span(stream_id: u32) -> Span {
+    tracing::error_span!("message", stream_id)
+}
 
 /// The name the Zello session task's heartbeat is registered under.
 pub const SESSION_PART: &str = "zello session";
 
-/// Holds a PTT line and unkeys it when dropped, so every way out of a bridge (return, error,
-/// panic unwinding) releases the transmitter.
+/// Packets to play queued for a codec engine at most (about two minutes at 60 ms).
+const ENGINE_AUDIO_QUEUE: usize = 2048;
+/// Encoded packets queued for a bridge at most (about a minute at 60 ms).
+const BRIDGE_AUDIO_QUEUE: usize = 1024;
+
+/// Holds a PTT line and unkeys it when dropped, so every way out (return, error, panic
+/// unwinding) releases the transmitter. The gateway's guards live on each radio's PTT
+/// thread ([`ptt_thread`]).
 pub struct PttGuard {
     ptt: Box<dyn Ptt>,
     keyed: bool,
@@ -77,89 +102,6 @@ impl PttGuard {
     /// The line, for log lines ("gpio 17", "rigctld 127.0.0.1:4532", ...).
     pub fn describe(&self) -> String {
         self.ptt.describe()
-    }
-}
-
-/// A [`PttGuard`] for async code: every call to the line runs on one of tokio's blocking
-/// threads, so an interface that takes its time (rigctld has 300 ms to answer) never holds
-/// the runtime's thread, which carries every radio's audio and the Zello session. The guard
-/// goes to that thread with the call and comes back with the result; should the caller go
-/// away meanwhile, the guard is dropped there, which unkeys.
-pub(crate) struct AsyncPtt {
-    /// `None` only once a call could not run: the runtime is shutting down (the guard was
-    /// dropped, unkeying), or the interface panicked (dropped while unwinding).
-    guard: Option<PttGuard>,
-    describe: String,
-}
-
-impl From<PttGuard> for AsyncPtt {
-    fn from(guard: PttGuard) -> Self {
-        AsyncPtt {
-            describe: guard.describe(),
-            guard: Some(guard),
-        }
-    }
-}
-
-impl AsyncPtt {
-    /// Runs `f` on the guard on a blocking thread; `None` when the guard is gone.
-    pub(crate) async fn with<R: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut PttGuard) -> R + Send + 'static,
-    ) -> Option<R> {
-        let mut guard = self.guard.take()?;
-        let job = tokio::task::spawn_blocking(move || {
-            let r = f(&mut guard);
-            (guard, r)
-        });
-        match job.await {
-            Ok((guard, r)) => {
-                self.guard = Some(guard);
-                Some(r)
-            }
-            // The panic unwound through the guard, which unkeyed: carry it on to the
-            // caller, as if the call had been made here.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => None,
-        }
-    }
-
-    fn gone(&self) -> RadioError {
-        RadioError::ptt(
-            self.describe.clone(),
-            "the line was let go: the gateway is stopping",
-        )
-    }
-
-    /// [`PttGuard::key`].
-    pub(crate) async fn key(&mut self) -> Result<(), RadioError> {
-        self.with(PttGuard::key)
-            .await
-            .unwrap_or_else(|| Err(self.gone()))
-    }
-
-    /// [`PttGuard::unkey`].
-    pub(crate) async fn unkey(&mut self) -> Result<(), RadioError> {
-        self.with(PttGuard::unkey)
-            .await
-            .unwrap_or_else(|| Err(self.gone()))
-    }
-
-    /// [`PttGuard::check`].
-    pub(crate) async fn check(&mut self) -> Result<(), RadioError> {
-        self.with(PttGuard::check)
-            .await
-            .unwrap_or_else(|| Err(self.gone()))
-    }
-
-    /// [`PttGuard::is_keyed`].
-    pub(crate) fn is_keyed(&self) -> bool {
-        self.guard.as_ref().is_some_and(PttGuard::is_keyed)
-    }
-
-    /// [`PttGuard::readback`].
-    pub(crate) fn readback(&self) -> Option<Box<dyn crate::radio::PttReadback>> {
-        self.guard.as_ref().and_then(PttGuard::readback)
     }
 }
 
@@ -288,8 +230,9 @@ pub type SessionHook = Box<
 pub struct RunOptions {
     /// Who ticks the codec engines (default: a thread each).
     pub drive: EngineDrive,
-    /// Where the Zello session task (`zello session`) and each radio's codec thread
-    /// (`codec NAME`) beat, for systemd's [`Watchdog`](crate::service::Watchdog).
+    /// Where the Zello session task (`zello session`), each radio's codec thread
+    /// (`codec NAME`) and each radio's bridge task (`bridge NAME`) beat, for systemd's
+    /// [`Watchdog`](crate::service::Watchdog).
     pub liveness: Liveness,
     /// Started with the Zello session once it exists, before any radio, and given until
     /// the gateway stops (its token is cancelled) plus 200 ms to finish: what follows the
@@ -308,6 +251,38 @@ impl Default for RunOptions {
             on_session: None,
             waiting: Vec::new(),
         }
+    }
+}
+
+/// The answer to a radio's first unkey, on its PTT thread.
+struct FirstUnkey {
+    radio: String,
+    first: oneshot::Receiver<Result<(), RadioError>>,
+}
+
+impl FirstUnkey {
+    fn into_error(
+        radio: String,
+        result: Result<Result<(), RadioError>, oneshot::error::RecvError>,
+    ) -> Result<(), GatewayError> {
+        let message = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the PTT thread stopped before unkeying the line".to_string(),
+        };
+        Err(GatewayError::Radio { radio, message })
+    }
+
+    /// Waits for it (async callers).
+    async fn done(self) -> Result<(), GatewayError> {
+        let result = self.first.await;
+        Self::into_error(self.radio, result)
+    }
+
+    /// Waits for it (blocking callers).
+    fn wait(self) -> Result<(), GatewayError> {
+        let result = self.first.blocking_recv();
+        Self::into_error(self.radio, result)
     }
 }
 
@@ -340,18 +315,20 @@ struct Shared {
 
 impl Shared {
     /// A radio's codec engine and bridge, built but not started; the bridge takes the
-    /// session events of its channel from `events`.
+    /// session events of its channel from `events`. The radio's PTT thread has started: the
+    /// receiver says whether it could unkey the line (the radio is not to start if not).
     fn assemble(
         &self,
         r: RadioParts,
         events: mpsc::Receiver<SessionEvent>,
-    ) -> Result<(Engine, bridge::Bridge), GatewayError> {
+    ) -> Result<(Engine, bridge::Bridge, FirstUnkey), GatewayError> {
         let radio_err = |message: String| GatewayError::Radio {
             radio: r.name.clone(),
             message,
         };
-        let (cmd_tx, cmd_rx) = mpsc::channel(2048);
-        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        // Only audio counts against these bounds: control is never dropped.
+        let (cmd_tx, cmd_rx) = link::channel(ENGINE_AUDIO_QUEUE);
+        let (ev_tx, ev_rx) = link::channel(BRIDGE_AUDIO_QUEUE);
         // The devices are open: what the engine refuses is its settings, which no device
         // can fix.
         let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)
@@ -360,7 +337,12 @@ impl Shared {
                 radio: r.name.clone(),
                 message: e.to_string(),
             })?;
-        let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
+        let (ptt, first) = PttThread::spawn(r.ptt, &r.name, radio_span(&r.name))
+            .map_err(|e| radio_err(format!("cannot start the PTT thread: {e}")))?;
+        let first = FirstUnkey {
+            radio: r.name.clone(),
+            first,
+        };
         let bridge = bridge::Bridge {
             name: r.name,
             channel: r.channel,
@@ -370,13 +352,21 @@ impl Shared {
             courtesy_tone: r.courtesy_tone,
             identification: r.identification,
             session: self.session.clone(),
-            ptt: ptt.into(),
+            ptt,
             engine_tx: cmd_tx,
             engine_rx: ev_rx,
             events,
             observer: self.observer.clone(),
+            heartbeat: None,
         };
-        Ok((engine, bridge))
+        Ok((engine, bridge, first))
+    }
+
+    /// Starts a radio's bridge task in the radio's span, watched as `bridge NAME`.
+    fn spawn_bridge(&self, mut bridge: bridge::Bridge) -> tokio::task::JoinHandle<()> {
+        let span = radio_span(&bridge.name);
+        bridge.heartbeat = Some(self.liveness.register(format!("bridge {}", bridge.name)));
+        tokio::spawn(bridge.run(self.shutdown.clone()).instrument(span))
     }
 
     /// Starts a radio's codec engine on a thread of its own.
@@ -428,7 +418,11 @@ impl Shared {
                     // thread, which carries the other radios' audio meanwhile.
                     let shared = self.clone();
                     let job = tokio::task::spawn_blocking(move || {
-                        let assembled = open().map(|p| shared.assemble(p, rx));
+                        let assembled = open().map(|p| {
+                            shared.assemble(p, rx).and_then(|(engine, bridge, first)| {
+                                first.wait().map(|()| (engine, bridge))
+                            })
+                        });
                         (open, assembled)
                     });
                     // A slow try (a connect timing out) never holds the stop back.
@@ -442,7 +436,7 @@ impl Shared {
                             assembled
                         }
                         Err(e) => {
-                            error!(radio = %name, error = %e, "opening the radio's hardware failed; the radio stays stopped");
+                            error!(error = %e, "opening the radio's hardware failed; the radio stays stopped");
                             return Ok(None);
                         }
                     };
@@ -450,7 +444,7 @@ impl Shared {
                         Err(e) => e,
                         Ok(Ok((engine, bridge))) => break (tx, engine, bridge),
                         Ok(Err(e @ GatewayError::Settings { .. })) => {
-                            error!(radio = %name, error = %e, "the radio's settings cannot work with its devices: the gateway stops");
+                            error!(error = %e, "the radio's settings cannot work with its devices: the gateway stops");
                             self.shutdown.cancel();
                             return Err(e);
                         }
@@ -461,10 +455,10 @@ impl Shared {
                     // One line at warn per new error (a device that appeared but fails
                     // otherwise), not one per try.
                     if failed != last_error {
-                        warn!(event = "hardware_waiting", radio = %name, error = %failed, retry_in_s = delay.as_secs(), "radio still waiting for its hardware, with a new error");
+                        warn!(event = "hardware_waiting", error = %failed, retry_in_s = delay.as_secs(), "radio still waiting for its hardware, with a new error");
                         last_error = failed;
                     } else {
-                        debug!(radio = %name, error = %failed, retry_in_s = delay.as_secs(), "hardware still missing");
+                        debug!(error = %failed, retry_in_s = delay.as_secs(), "hardware still missing");
                     }
                 }
             }
@@ -472,11 +466,11 @@ impl Shared {
         let thread = match self.spawn_engine(engine, &name) {
             Ok(thread) => thread,
             Err(e) => {
-                error!(radio = %name, error = %e, "the radio cannot start");
+                error!(error = %e, "the radio cannot start");
                 return Ok(None);
             }
         };
-        info!(event = "hardware_found", radio = %name, "hardware found: radio ready");
+        info!(event = "hardware_found", "hardware found: radio ready");
         self.observer.publish(GatewayEvent::HardwareWaiting {
             radio: name.clone(),
             error: None,
@@ -484,7 +478,7 @@ impl Shared {
         if let Some(status) = channel_status {
             let _ = bridge_tx.try_send(status);
         }
-        let bridge = tokio::spawn(bridge.run(self.shutdown.clone()));
+        let bridge = self.spawn_bridge(bridge);
         let forward = tokio::spawn(async move {
             while let Some(ev) = route.recv().await {
                 if bridge_tx.send(ev).await.is_err() {
@@ -493,7 +487,7 @@ impl Shared {
             }
         });
         if let Err(e) = bridge.await {
-            error!(radio = %name, error = %e, "a radio bridge failed");
+            error!(error = %e, "a radio bridge failed");
         }
         forward.abort();
         Ok(Some(thread))
@@ -541,13 +535,15 @@ pub async fn run_with(
         let (route_tx, route_rx) = mpsc::channel(2048);
         routes.push((r.channel.clone(), route_tx));
         let (name, channel) = (r.name.clone(), r.channel.clone());
-        let (engine, bridge) = shared.assemble(r, route_rx)?;
+        let (engine, bridge, first) = shared.assemble(r, route_rx)?;
+        // The first unkey runs on the radio's PTT thread; the runtime's thread only waits.
+        first.done().await?;
         match drive {
             EngineDrive::Threads => threads.push(shared.spawn_engine(engine, &name)?),
             EngineDrive::Caller(_) => handed.push(engine),
         }
         info!(radio = %name, channel = %channel, "radio ready");
-        bridges.push(tokio::spawn(bridge.run(stop.clone())));
+        bridges.push(shared.spawn_bridge(bridge));
     }
     let mut waiters = Vec::new();
     for w in waiting {
@@ -560,7 +556,10 @@ pub async fn run_with(
             radio: w.name.clone(),
             error: Some(w.error.clone()),
         });
-        waiters.push(tokio::spawn(shared.clone().wait_and_run(w, route_rx)));
+        let span = radio_span(&w.name);
+        waiters.push(tokio::spawn(
+            shared.clone().wait_and_run(w, route_rx).instrument(span),
+        ));
     }
     if let EngineDrive::Caller(to) = drive {
         // A caller that went away no longer ticks: the bridges notice the engines are gone.

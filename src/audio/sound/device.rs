@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::counters::{Counters, clear_failure, failure_text};
 use super::{DeviceHealth, SoundMonitor, lock};
 use crate::audio::AudioError;
-use crate::zello::backoff::Backoff;
+use crate::net::backoff::Backoff;
 
 /// What the device thread and the reader (or writer) share. The ring end is handed over in
 /// `slot`, which the reader locks only when `epoch` has changed; the callbacks never see it.

@@ -67,10 +67,10 @@ macro_rules! status_accessors {
         }
 
         #[doc = concat!(
-                            "A handle on health and counters that outlives handing the ",
-                            $side,
-                            " to the engine."
-                        )]
+                                    "A handle on health and counters that outlives handing the ",
+                                    $side,
+                                    " to the engine."
+                                )]
         pub fn monitor(&self) -> SoundMonitor {
             self.thread.monitor()
         }
