@@ -12,12 +12,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use zello_gateway::audio::engine::{Engine, EngineCommand};
+use zello_gateway::audio::NullOutput;
 use zello_gateway::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
 use zello_gateway::audio::sound::rings::{RingCapture, RingPlayback};
 use zello_gateway::audio::speech::speech_like;
 use zello_gateway::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
-use zello_gateway::gateway::parts::NullOutput;
+use zello_gateway::gateway::engine::{Engine, EngineCommand};
 use zello_gateway::radio::sim::FlagCarrier;
 use zello_gateway::zello::protocol::CodecHeader;
 

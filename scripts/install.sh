@@ -65,14 +65,9 @@ while [ $# -gt 0 ]; do
 done
 
 DESTDIR="${DESTDIR:-}"
-SUDO=""
-if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
-  if [ "$dry_run" -eq 0 ] && ! command -v sudo >/dev/null 2>&1; then
-    echo "error: the system steps need root: run as root or install sudo" >&2
-    exit 1
-  fi
-  SUDO=sudo
-fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+need_root "the system steps need root: run as root or install sudo" "$DESTDIR" "$dry_run"
 
 # shellcheck source=scripts/lib/actions.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/actions.sh"

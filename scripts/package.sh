@@ -28,17 +28,9 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 if ! command -v lintian >/dev/null 2>&1; then
   echo "Installing lintian" >&2
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=""
-  elif command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "error: lintian is missing; install it (not root, no sudo)" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends lintian >/dev/null
+  # shellcheck source=scripts/lib/apt.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+  apt_install "lintian is missing; install it (not root, no sudo)" lintian
 fi
 
 # cargo-deb prints the package's path on stdout, its progress on stderr.

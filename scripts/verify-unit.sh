@@ -22,17 +22,9 @@ name="$(basename "$unit")"
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "Installing systemd (for systemd-analyze)"
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=""
-  elif command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "error: systemd-analyze is missing; install the systemd package (not root, no sudo)" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends systemd >/dev/null
+  # shellcheck source=scripts/lib/apt.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+  apt_install "systemd-analyze is missing; install the systemd package (not root, no sudo)" systemd
 fi
 
 if [ ! -x "$binary" ]; then

@@ -40,12 +40,15 @@ mod idle;
 mod latency;
 mod pipeline;
 mod procstat;
+mod report;
 mod rig;
 mod rss;
 mod tap;
 mod wakeups;
 
 pub use device::{DeviceOptions, DeviceReport};
+pub use report::{BenchReport, ThreadWakeups};
+use report::{Measured, report};
 pub use rss::{RssChildOptions, RssChildReport, rss_child};
 
 use crate::audio::AudioError;
@@ -94,6 +97,9 @@ pub struct BenchOptions {
     /// The device phase (`--device`): the gateway started as a child on real sound
     /// devices; `None` skips it.
     pub device: Option<DeviceOptions>,
+    /// Worker threads of each gateway's runtime in the pipeline, latency, idle and memory
+    /// phases: 0 (the default) is the daemon's own current-thread runtime.
+    pub runtime_workers: usize,
     /// Say on standard error what is being measured.
     pub progress: bool,
 }
@@ -113,6 +119,7 @@ impl Default for BenchOptions {
             rss_seconds: 5.0,
             idle_seconds: 10.0,
             device: None,
+            runtime_workers: 0,
             progress: false,
         }
     }
@@ -152,6 +159,15 @@ impl BenchOptions {
             return Err(bad(
                 "--rss-seconds",
                 format!("{} (use 1 to 60)", self.rss_seconds),
+            ));
+        }
+        if self.runtime_workers > 8 {
+            return Err(bad(
+                "--runtime-workers",
+                format!(
+                    "{} (use 0 to 8; 0 is the daemon's current-thread runtime)",
+                    self.runtime_workers
+                ),
             ));
         }
         if !(self.idle_seconds.is_finite() && (0.0..=600.0).contains(&self.idle_seconds)) {
@@ -245,6 +261,10 @@ pub struct BenchArgs {
     /// With --device: tone bursts for the start latency (1 to 50).
     #[arg(long, default_value_t = device::DEFAULT_ONSETS, requires = "device")]
     pub onsets: usize,
+    /// Worker threads of the gateway's runtime (0 to 8): 0, the default, is the daemon's
+    /// current-thread runtime; more compares a multi-thread runtime with that many workers.
+    #[arg(long, default_value_t = 0)]
+    pub runtime_workers: usize,
     /// Internal: be the peak-memory child with this many radios.
     #[arg(long, hide = true)]
     pub rss_child: Option<usize>,
@@ -275,6 +295,7 @@ impl BenchArgs {
                 onsets: self.onsets,
                 ..DeviceOptions::new(exe)
             }),
+            runtime_workers: self.runtime_workers,
             progress: true,
         }
     }
@@ -339,336 +360,6 @@ pub enum BenchError {
          and --device-output"
     )]
     Device { device: String, message: String },
-}
-
-/// The figures of one run. Times are CPU seconds (user + system) per second of audio;
-/// latencies are milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BenchReport {
-    /// The machine: architecture, cores, CPU model.
-    pub machine: String,
-    /// Opus encoder complexity.
-    pub complexity: u8,
-    /// Opus bitrate asked for; `null`: chosen by libopus.
-    pub bitrate: Option<i32>,
-    /// Whether Opus in-band FEC was on (10 % expected loss), in every phase.
-    pub fec: bool,
-    /// The bitrate the encoder produced on the clip (floor run), bit/s.
-    pub bitrate_measured_bps: f64,
-    /// Opus frame duration (one frame per packet).
-    pub frame_ms: u8,
-    /// Codec rate (Hz).
-    pub sample_rate: u32,
-    /// The sound card's rate in the pipeline (Hz), both ways.
-    pub card_rate: u32,
-    /// Seconds of speech in the floors and through the pipeline.
-    pub audio_seconds: f64,
-
-    /// Times the floors and the pipeline were each measured (in turns).
-    pub runs: usize,
-    /// libopus alone: encode + decode at 16 kHz, one thread (median of the runs).
-    pub floor_cpu_s_per_audio_s: f64,
-    /// The same work paced like the pipeline: one sleep until the next deadline after every
-    /// frame, `speedup` times real time, the sleeps' CPU time included (median of the runs).
-    /// What running in real time costs on this machine before the gateway does anything.
-    pub paced_floor_cpu_s_per_audio_s: f64,
-    /// The whole duplex pipeline, both gateways, without the emulator (median of the runs).
-    pub pipeline_cpu_s_per_audio_s: f64,
-    /// `pipeline_cpu_s_per_audio_s / floor_cpu_s_per_audio_s`.
-    pub ratio_to_floor: f64,
-    /// `pipeline_cpu_s_per_audio_s / paced_floor_cpu_s_per_audio_s`: the gateway's own work
-    /// beside Opus, with the cost of pacing on both sides.
-    pub ratio_to_paced_floor: f64,
-    /// The floor, run by run.
-    pub floor_runs_cpu_s_per_audio_s: Vec<f64>,
-    /// The paced floor, run by run.
-    pub paced_floor_runs_cpu_s_per_audio_s: Vec<f64>,
-    /// The pipeline, run by run.
-    pub pipeline_runs_cpu_s_per_audio_s: Vec<f64>,
-    /// Of the pipeline: the codec engines' ticks and the sound cards' callbacks (resampling,
-    /// carrier detect, Opus, rings), on the thread that drives them (median).
-    pub pipeline_engines_cpu_s_per_audio_s: f64,
-    /// Of the pipeline: everything else (bridges, sessions, WebSocket, router, tokio)
-    /// (median).
-    pub pipeline_network_cpu_s_per_audio_s: f64,
-    /// The emulator's thread (not in the pipeline figure).
-    pub emulator_cpu_s_per_audio_s: f64,
-    /// Audio seconds carried per wall-clock second in the pipeline run.
-    pub realtime_factor: f64,
-    /// The pace the pipeline and the paced floor aimed at (times real time).
-    pub speedup: f64,
-    /// Packets A sent, all received and played by B.
-    pub packets: u64,
-    /// Packets B played late (Opus loss concealment filled in).
-    pub concealed: u64,
-    /// Times the pipeline loop waited for packets in flight (the machine fell behind).
-    pub held_back: u64,
-    /// Radio -> Zello: context switches (voluntary + involuntary) of gateway A's network
-    /// threads per packet sent, from the engine's packet to the WebSocket (median of the
-    /// runs).
-    pub wakeups_radio_to_zello_per_packet: f64,
-    /// Zello -> radio: the same for gateway B's network threads, from the WebSocket to the
-    /// engine's command queue (median).
-    pub wakeups_zello_to_radio_per_packet: f64,
-    /// The thread that plays both sound cards and ticks both gateways' engines, per packet
-    /// (one sleep per frame, and the waits when held back) (median).
-    pub wakeups_engines_per_packet: f64,
-    /// The emulator's thread, per packet (median).
-    pub wakeups_emulator_per_packet: f64,
-    /// Thread by thread (threads of one name together), medians of the runs.
-    pub wakeups_threads: Vec<ThreadWakeups>,
-
-    /// Clicks timed.
-    pub latency_clicks: usize,
-    /// Radio -> Zello, worst click: from the click entering A's capture ring (the callback
-    /// that wrote it) to the packet encoding the frame where it starts leaving A's socket.
-    pub latency_radio_to_zello_ms: Option<f64>,
-    /// Radio -> Zello, median click.
-    pub latency_radio_to_zello_median_ms: Option<f64>,
-    /// The target: one frame + 5 ms.
-    pub latency_radio_to_zello_target_ms: f64,
-    /// Zello -> radio, worst click: from the packet carrying the click arriving in B's
-    /// socket to the playback callback that took that packet's first sample out of B's
-    /// ring (found from the callback that took the click out and the click's place in its
-    /// packet's decoded audio).
-    pub latency_zello_to_radio_ms: Option<f64>,
-    /// Zello -> radio, median click.
-    pub latency_zello_to_radio_median_ms: Option<f64>,
-    /// The target: the playout depth + 10 ms.
-    pub latency_zello_to_radio_target_ms: f64,
-    /// The engine's playout depth: packets held before a message plays, in ms.
-    pub playout_depth_ms: f64,
-    /// Median time from A's socket to B's socket (the emulator and two loopback hops).
-    pub latency_server_median_ms: Option<f64>,
-    /// Median time from the click entering A's capture ring to it leaving B's playback
-    /// ring: everything above plus where the click sits in its packet and Opus's lookahead.
-    pub latency_end_to_end_median_ms: Option<f64>,
-    /// Packets B concealed during the latency run (late arrivals).
-    pub latency_concealed: u64,
-    /// Radio -> Zello, click by click (clicks at successive 5 ms phases of the frame).
-    pub latency_radio_to_zello_clicks_ms: Vec<f64>,
-    /// Zello -> radio, click by click.
-    pub latency_zello_to_radio_clicks_ms: Vec<f64>,
-
-    /// An idle gateway with one radio (logged on, squelch closed, nothing on the channel),
-    /// in real time: CPU time per wall-clock time in percent of one core, the emulator left
-    /// out. `null` when the idle phase was skipped.
-    pub idle_cpu_percent_of_core: Option<f64>,
-    /// Seconds the idle gateway was watched.
-    pub idle_seconds: f64,
-
-    /// Peak resident set of a gateway process with one active duplex radio, MiB.
-    pub peak_rss_mb_1_radio: Option<f64>,
-    /// The same with ten.
-    pub peak_rss_mb_10_radios: Option<f64>,
-
-    /// The gateway itself through real sound devices (`--device`); `null` without it.
-    pub device: Option<DeviceReport>,
-}
-
-/// The wake-ups of the threads of one name in the pipeline, per packet.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ThreadWakeups {
-    /// What the threads do: `radio_to_zello` (gateway A's network side), `zello_to_radio`
-    /// (gateway B's), `engines`, `emulator`.
-    pub role: String,
-    /// The threads' name (at most 15 bytes, as the kernel keeps it).
-    pub thread: String,
-    /// How many threads had this name (most in any run).
-    pub threads: usize,
-    /// Slept and woken, per packet.
-    pub voluntary_per_packet: f64,
-    /// Preempted, per packet.
-    pub involuntary_per_packet: f64,
-}
-
-impl BenchReport {
-    /// The report as one JSON object on one line.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-
-    /// The report as a table for people.
-    pub fn to_table(&self) -> String {
-        let mut t = String::new();
-        let bitrate = match self.bitrate {
-            Some(b) => format!("{b} bit/s"),
-            None => "auto".into(),
-        };
-        let opt = |v: Option<f64>, unit: &str| match v {
-            Some(v) => format!("{v:.1} {unit}"),
-            None => "-".into(),
-        };
-        let _ = writeln!(t, "zello-gateway bench on {}", self.machine);
-        let _ = writeln!(
-            t,
-            "Opus {} Hz mono, complexity {}, bitrate {bitrate} (measured {:.0} bit/s), {} ms \
-             frames, 1 frame per packet, FEC {}; sound card {} Hz",
-            self.sample_rate,
-            self.complexity,
-            self.bitrate_measured_bps,
-            self.frame_ms,
-            if self.fec {
-                "on (10 % expected loss)"
-            } else {
-                "off"
-            },
-            self.card_rate
-        );
-        let _ = writeln!(
-            t,
-            "{:.1} s of speech; pipeline paced at {}x real time; floors and pipeline measured \
-             {} times in turns, medians shown\n",
-            self.audio_seconds, self.speedup, self.runs
-        );
-        let row = |t: &mut String, what: &str, value: String, note: String| {
-            let _ = writeln!(t, "  {what:<44} {value:>14}  {note}");
-        };
-        row(
-            &mut t,
-            "floor: libopus encode + decode",
-            format!("{:.5}", self.floor_cpu_s_per_audio_s),
-            "CPU s per audio s".into(),
-        );
-        row(
-            &mut t,
-            "floor paced like the pipeline",
-            format!("{:.5}", self.paced_floor_cpu_s_per_audio_s),
-            "CPU s per audio s, one sleep per frame".into(),
-        );
-        row(
-            &mut t,
-            "pipeline: both gateways, duplex",
-            format!("{:.5}", self.pipeline_cpu_s_per_audio_s),
-            format!(
-                "CPU s per audio s, {:.2}x the floor, {:.2}x the paced floor",
-                self.ratio_to_floor, self.ratio_to_paced_floor
-            ),
-        );
-        row(
-            &mut t,
-            "  of which engines and sound cards",
-            format!("{:.5}", self.pipeline_engines_cpu_s_per_audio_s),
-            "codec thread: rings, resampling, carrier detect, Opus".into(),
-        );
-        row(
-            &mut t,
-            "  of which network side",
-            format!("{:.5}", self.pipeline_network_cpu_s_per_audio_s),
-            "bridges, sessions, WebSocket, tokio".into(),
-        );
-        row(
-            &mut t,
-            "emulator (not in the pipeline figure)",
-            format!("{:.5}", self.emulator_cpu_s_per_audio_s),
-            "CPU s per audio s".into(),
-        );
-        row(
-            &mut t,
-            "real-time factor",
-            format!("{:.1}x", self.realtime_factor),
-            format!(
-                "{} packets, {} concealed, held back {} times",
-                self.packets, self.concealed, self.held_back
-            ),
-        );
-        let threads = |role: &str| {
-            self.wakeups_threads
-                .iter()
-                .filter(|w| w.role == role)
-                .map(|w| {
-                    format!(
-                        "{} {:.2} + {:.2}",
-                        w.thread, w.voluntary_per_packet, w.involuntary_per_packet
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        row(
-            &mut t,
-            "wake-ups per packet, radio -> Zello",
-            format!("{:.2}", self.wakeups_radio_to_zello_per_packet),
-            format!(
-                "gateway A's network threads: {} (slept + preempted)",
-                threads("radio_to_zello")
-            ),
-        );
-        row(
-            &mut t,
-            "wake-ups per packet, Zello -> radio",
-            format!("{:.2}", self.wakeups_zello_to_radio_per_packet),
-            format!("gateway B's network threads: {}", threads("zello_to_radio")),
-        );
-        row(
-            &mut t,
-            "wake-ups per packet, engines and cards",
-            format!("{:.2}", self.wakeups_engines_per_packet),
-            format!(
-                "the thread ticking both engines (one sleep per frame); emulator {:.2}",
-                self.wakeups_emulator_per_packet
-            ),
-        );
-        row(
-            &mut t,
-            &format!("latency radio -> Zello (worst of {})", self.latency_clicks),
-            opt(self.latency_radio_to_zello_ms, "ms"),
-            format!(
-                "median {}, target <= {:.0} ms",
-                opt(self.latency_radio_to_zello_median_ms, "ms"),
-                self.latency_radio_to_zello_target_ms
-            ),
-        );
-        row(
-            &mut t,
-            &format!("latency Zello -> radio (worst of {})", self.latency_clicks),
-            opt(self.latency_zello_to_radio_ms, "ms"),
-            format!(
-                "median {}, target <= {:.0} ms (playout depth {:.0} ms)",
-                opt(self.latency_zello_to_radio_median_ms, "ms"),
-                self.latency_zello_to_radio_target_ms,
-                self.playout_depth_ms
-            ),
-        );
-        row(
-            &mut t,
-            "emulator hop, socket to socket (median)",
-            opt(self.latency_server_median_ms, "ms"),
-            String::new(),
-        );
-        row(
-            &mut t,
-            "click end to end (median)",
-            opt(self.latency_end_to_end_median_ms, "ms"),
-            format!("{} packets concealed", self.latency_concealed),
-        );
-        row(
-            &mut t,
-            "idle gateway, 1 radio, real time",
-            self.idle_cpu_percent_of_core
-                .map_or_else(|| "-".into(), |v| format!("{v:.2} %")),
-            format!(
-                "of one core over {} s: squelch closed, nothing on the channel",
-                self.idle_seconds
-            ),
-        );
-        row(
-            &mut t,
-            "peak RSS, 1 radio",
-            opt(self.peak_rss_mb_1_radio, "MiB"),
-            String::new(),
-        );
-        row(
-            &mut t,
-            "peak RSS, 10 radios",
-            opt(self.peak_rss_mb_10_radios, "MiB"),
-            String::new(),
-        );
-        if let Some(d) = &self.device {
-            d.write_table(&mut t);
-        }
-        t
-    }
 }
 
 /// CPU time (user + system) of the process (`libc::RUSAGE_SELF`) or of the calling thread
@@ -908,6 +599,7 @@ fn worst(v: &[f64]) -> Option<f64> {
 /// Runs every phase and puts the figures together.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     opts.validate()?;
+    rig::RUNTIME_WORKERS.store(opts.runtime_workers, std::sync::atomic::Ordering::Relaxed);
     let say = |what: &str| {
         if opts.progress {
             eprintln!("bench: {what}");
@@ -998,127 +690,6 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             device,
         },
     ))
-}
-
-/// What the phases measured, run by run.
-struct Measured {
-    floors: Vec<Floor>,
-    paced_floors: Vec<Floor>,
-    pipelines: Vec<pipeline::PipelineRun>,
-    latencies: latency::Latencies,
-    idle: Option<idle::IdleRun>,
-    /// With 1 and with 10 radios, MiB.
-    peak_rss_mb: (Option<f64>, Option<f64>),
-    device: Option<DeviceReport>,
-}
-
-/// The report: per audio second, medians of the runs, ratios of the medians.
-fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
-    let settings = opts.encoder_settings();
-    let seconds = f64::from(opts.seconds);
-    let floor_per_audio_s = |floors: &[Floor]| -> Vec<f64> {
-        floors
-            .iter()
-            .map(|f| f.cpu.as_secs_f64() / seconds)
-            .collect()
-    };
-    let floor_runs = floor_per_audio_s(&m.floors);
-    let paced_floor_runs = floor_per_audio_s(&m.paced_floors);
-    let pipelines = &m.pipelines;
-    let per_audio_s = |p: &pipeline::PipelineRun, cpu: Duration| {
-        cpu.as_secs_f64() / p.audio.as_secs_f64().max(f64::MIN_POSITIVE)
-    };
-    let pipeline_runs: Vec<f64> = pipelines.iter().map(|p| per_audio_s(p, p.cpu)).collect();
-    let engines_runs: Vec<f64> = pipelines
-        .iter()
-        .map(|p| per_audio_s(p, p.engines_cpu))
-        .collect();
-    let network_runs: Vec<f64> = pipelines
-        .iter()
-        .map(|p| per_audio_s(p, p.cpu.saturating_sub(p.engines_cpu)))
-        .collect();
-    let emulator_runs: Vec<f64> = pipelines
-        .iter()
-        .map(|p| per_audio_s(p, p.emulator_cpu))
-        .collect();
-    let realtime_runs: Vec<f64> = pipelines
-        .iter()
-        .map(|p| p.audio.as_secs_f64() / p.wall.as_secs_f64().max(1e-9))
-        .collect();
-    let per_packet = |p: &pipeline::PipelineRun, n: u64| n as f64 / p.packets.max(1) as f64;
-    let wakeups = |f: &dyn Fn(&pipeline::PipelineWakeups) -> u64| -> f64 {
-        let runs: Vec<f64> = pipelines
-            .iter()
-            .map(|p| per_packet(p, f(&p.wakeups)))
-            .collect();
-        round(median(&runs).unwrap_or(0.0), 2)
-    };
-    let floor_per_s = median(&floor_runs).unwrap_or(0.0);
-    let paced_floor_per_s = median(&paced_floor_runs).unwrap_or(0.0);
-    let pipeline_per_s = median(&pipeline_runs).unwrap_or(0.0);
-    let packets = pipelines.first().map_or(0, |p| p.packets);
-    let bytes = m.floors.first().map_or(0, |f| f.bytes);
-    let lat = &m.latencies;
-
-    let packet_ms = f64::from(settings.frame_ms) * f64::from(settings.frames_per_packet);
-    // The playout buffer's depth at the start of a message (it then follows the jitter).
-    let depth = f64::from(crate::audio::playout::PlayoutSettings::default().initial_depth_ms);
-    let ms = |v: Option<f64>| v.map(|x| round(x, 2));
-    let runs = |v: &[f64]| v.iter().map(|&x| round(x, 6)).collect();
-    BenchReport {
-        machine: machine(),
-        complexity: settings.complexity,
-        bitrate: settings.bitrate,
-        fec: settings.fec,
-        bitrate_measured_bps: round(bytes as f64 * 8.0 / seconds, 0),
-        frame_ms: settings.frame_ms,
-        sample_rate: settings.sample_rate,
-        card_rate: rig::CARD_RATE,
-        audio_seconds: round(seconds, 3),
-        runs: opts.runs,
-        floor_cpu_s_per_audio_s: round(floor_per_s, 6),
-        paced_floor_cpu_s_per_audio_s: round(paced_floor_per_s, 6),
-        pipeline_cpu_s_per_audio_s: round(pipeline_per_s, 6),
-        ratio_to_floor: round(pipeline_per_s / floor_per_s.max(1e-9), 2),
-        ratio_to_paced_floor: round(pipeline_per_s / paced_floor_per_s.max(1e-9), 2),
-        floor_runs_cpu_s_per_audio_s: runs(&floor_runs),
-        paced_floor_runs_cpu_s_per_audio_s: runs(&paced_floor_runs),
-        pipeline_runs_cpu_s_per_audio_s: runs(&pipeline_runs),
-        pipeline_engines_cpu_s_per_audio_s: round(median(&engines_runs).unwrap_or(0.0), 6),
-        pipeline_network_cpu_s_per_audio_s: round(median(&network_runs).unwrap_or(0.0), 6),
-        emulator_cpu_s_per_audio_s: round(median(&emulator_runs).unwrap_or(0.0), 6),
-        realtime_factor: round(median(&realtime_runs).unwrap_or(0.0), 2),
-        speedup: f64::from(opts.speedup),
-        packets,
-        concealed: pipelines.iter().map(|p| p.concealed).sum(),
-        held_back: pipelines.iter().map(|p| p.held_back).sum(),
-        wakeups_radio_to_zello_per_packet: wakeups(&|w| wakeups::total(&w.radio_to_zello).total()),
-        wakeups_zello_to_radio_per_packet: wakeups(&|w| wakeups::total(&w.zello_to_radio).total()),
-        wakeups_engines_per_packet: wakeups(&|w| w.engines.total()),
-        wakeups_emulator_per_packet: wakeups(&|w| w.emulator.total()),
-        wakeups_threads: thread_wakeups(pipelines),
-        latency_clicks: lat.radio_to_zello.len(),
-        latency_radio_to_zello_ms: ms(worst(&lat.radio_to_zello)),
-        latency_radio_to_zello_median_ms: ms(median(&lat.radio_to_zello)),
-        latency_radio_to_zello_target_ms: packet_ms + 5.0,
-        latency_zello_to_radio_ms: ms(worst(&lat.zello_to_radio)),
-        latency_zello_to_radio_median_ms: ms(median(&lat.zello_to_radio)),
-        latency_zello_to_radio_target_ms: depth + 10.0,
-        playout_depth_ms: depth,
-        latency_server_median_ms: ms(median(&lat.server)),
-        latency_end_to_end_median_ms: ms(median(&lat.end_to_end)),
-        latency_concealed: lat.concealed,
-        latency_radio_to_zello_clicks_ms: lat.radio_to_zello.iter().map(|&x| round(x, 2)).collect(),
-        latency_zello_to_radio_clicks_ms: lat.zello_to_radio.iter().map(|&x| round(x, 2)).collect(),
-        idle_cpu_percent_of_core: m.idle.as_ref().map(|i| round(i.percent_of_core(), 3)),
-        idle_seconds: m
-            .idle
-            .as_ref()
-            .map_or(0.0, |i| round(i.wall.as_secs_f64(), 1)),
-        peak_rss_mb_1_radio: m.peak_rss_mb.0,
-        peak_rss_mb_10_radios: m.peak_rss_mb.1,
-        device: m.device.clone(),
-    }
 }
 
 #[cfg(test)]
@@ -1407,6 +978,13 @@ mod tests {
                 ..d()
             },
             "--frame-ms",
+        );
+        refused(
+            BenchOptions {
+                runtime_workers: 9,
+                ..d()
+            },
+            "--runtime-workers",
         );
         refused(
             BenchOptions {

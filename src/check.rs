@@ -2,7 +2,7 @@
 //! it starts (systemd runs it as `ExecStartPre=`).
 //!
 //! It validates the configuration, reads the secret files it names, and opens every radio's
-//! devices without transmitting (see [`crate::gateway::parts::probe`]), then lists every
+//! devices without transmitting (see [`crate::parts::probe`]), then lists every
 //! problem at once, each naming its key.
 
 use crate::config::{Config, ConfigError};
@@ -146,7 +146,7 @@ fn inspect(path: &Path, open_devices: bool) -> Report {
         }));
         return report;
     }
-    for probe in crate::gateway::parts::probe(&config) {
+    for probe in crate::parts::probe(&config) {
         report
             .device_problems
             .extend(probe.problems.iter().map(ToString::to_string));

@@ -9,10 +9,11 @@ use crate::audio::file::{FileInput, FileOutput};
 use crate::audio::level::{peak_dbfs, rms_dbfs};
 use crate::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
 use crate::audio::{AudioError, CODEC_RATE, speech, wav};
-use crate::gateway::{self, GatewayEvent, RadioParts};
+use crate::gateway::{self, RadioParts};
 use crate::radio::sim::SimPtt;
 use crate::radio::vox::{Vox, VoxSettings};
 use crate::secret::Secret;
+use crate::state::{GatewayEvent, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent};
 use crate::zello::sim::{SimConfig, SimServer};
@@ -78,12 +79,14 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
             channel,
             online,
             users_online,
+            ..
         } => format!(
             "channel {channel:?} {} ({users_online} users online)",
             if *online { "online" } else { "offline" }
         ),
         GatewayEvent::CarrierUp { radio } => format!("[{radio}] carrier up (VOX)"),
         GatewayEvent::CarrierDown { radio } => format!("[{radio}] carrier down"),
+        GatewayEvent::Kerchunk { radio } => format!("[{radio}] carrier too short, ignored"),
         GatewayEvent::StreamStarted { radio, stream_id } => {
             format!("[{radio}] stream id {stream_id} assigned, sending")
         }
@@ -95,6 +98,7 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
             peak_dbfs,
             rms_dbfs,
             outcome,
+            ..
         } => format!(
             "[{radio}] message to channel: stream {} {outcome:?}, {packets} packets, {:.2} s, peak {peak_dbfs:.1} dBFS, rms {rms_dbfs:.1} dBFS",
             stream_id.map(|s| s.to_string()).unwrap_or("-".into()),
@@ -201,7 +205,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         ..SessionConfig::default()
     };
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = StateHub::channel(1024);
     let gw = tokio::spawn(gateway::run(
         gw_config,
         vec![parts],

@@ -2,12 +2,15 @@
 //!
 //! Layout, one module per concern:
 //! - [`zello`]: the Channel API (pure protocol types, the WebSocket session, the local emulator)
-//! - [`audio`]: audio backends, Opus, WAV files and the per-radio codec engine
+//! - [`audio`]: audio primitives: sound-card and file backends, DSP, Opus, the playout buffer
 //! - [`radio`]: the PTT and carrier-detect seams and their implementations
-//! - [`gateway`]: the bridge between a radio and its channel
+//! - [`gateway`]: the per-radio pipeline (codec engine thread, bridge task, state machine)
+//! - [`parts`]: the composition root: builds each radio's devices from the configuration
+//! - [`net`]: the reconnect backoff and TLS set-up shared by the Zello and Zello Work clients
 //! - [`alarms`]: leaving Zello on purpose while radio hardware has failed (Zello Alarms)
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
+//! - [`state`]: the gateway's one state, its events and how they are published
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation
@@ -15,6 +18,7 @@
 //! - [`bench`](mod@bench): what the gateway costs on this machine (`zello-gateway bench`)
 //! - [`sync`]: locks that survive a panic elsewhere
 //! - [`work`]: Zello Work administration (`provision`, `history`) and its API emulator
+//! - [`sim`](mod@sim): `sim`, the Zello emulator with the Zello Work API emulator beside it
 
 pub mod alarms;
 pub mod audio;
@@ -25,10 +29,14 @@ pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod gateway;
+pub mod net;
+pub mod parts;
 pub mod ptt_test;
 pub mod radio;
 pub mod secret;
 pub mod service;
+pub mod sim;
+pub mod state;
 pub mod sync;
 #[cfg(test)]
 mod testing;

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use zello_gateway::{
-    bench, config::Config, daemon, demo, gateway, ptt_test, service, work, zello::sim,
-};
+use zello_gateway::{bench, config::Config, daemon, demo, parts, ptt_test, service, sim, work};
 
 /// Bridges a two-way radio to Zello push-to-talk channels.
 #[derive(Parser, Debug)]
@@ -247,8 +245,8 @@ fn stop_on_signals(token: CancellationToken) {
 /// `ptt-off`: forces off every PTT line it can identify, whatever else is wrong with the
 /// file, and the lines the gateway last started with.
 fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let saved = gateway::parts::saved_ptt_lines_file();
-    let found = gateway::parts::read_ptt_lines(config_path, saved.as_deref());
+    let saved = parts::saved_ptt_lines_file();
+    let found = parts::read_ptt_lines(config_path, saved.as_deref());
     if let Some(why) = &found.from_saved {
         eprintln!("warning: {why}");
     }
@@ -262,7 +260,7 @@ fn ptt_off(config_path: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     let mut failed = 0;
-    for (radio, result) in gateway::parts::force_off_lines(&found.lines) {
+    for (radio, result) in parts::force_off_lines(&found.lines) {
         match result {
             Ok(line) => println!("{radio}: PTT off ({line})"),
             Err(e) => {

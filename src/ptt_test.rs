@@ -6,16 +6,17 @@
 //! the end of its WAV file. The time is bounded by the radio's time-out timer
 //! (`timing.tot_s`): a longer `--seconds` is refused, and PTT drops at the time-out timer
 //! even if the sound card has not played out yet. PTT is released on every way out: the
-//! end of the time, Ctrl-C or SIGTERM, an audio or PTT error, a panic (the
-//! [`PttGuard`](crate::gateway::PttGuard) unkeys when dropped).
+//! end of the time, Ctrl-C or SIGTERM, an audio or PTT error, a panic (the line lives on a
+//! [`PttThread`] of its own, which unkeys it when its owner goes away). No PTT call runs on
+//! the runtime's thread, which plays the tone.
 
 use crate::audio::dsp::TxChain;
 use crate::audio::file::FileOutput;
 use crate::audio::sound::CpalOutput;
 use crate::audio::{AudioError, AudioOutput, CODEC_RATE};
 use crate::config::{AudioConfig, Config, RadioConfig};
-use crate::gateway::PttGuard;
-use crate::gateway::parts::build_ptt;
+use crate::gateway::ptt_thread::PttThread;
+use crate::parts::build_ptt;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -235,10 +236,27 @@ pub async fn run(
         plan.tone = None;
     }
     let rate = output.as_ref().map_or(CODEC_RATE, |o| o.sample_rate());
-    let mut chain = TxChain::new(&r.tx_audio, rate).map_err(device)?;
-    let ptt = build_ptt(index, r).map_err(|e| device(format!("{e}; {BUSY_HINT}")))?;
+    let mut chain = TxChain::new(&r.tx_audio, rate).map_err(|e| device(e.to_string()))?;
+    // Opening a line may talk to it (rigctld gets `T 0`): off the runtime's thread.
+    let config_of_radio = r.clone();
+    let ptt = tokio::task::spawn_blocking(move || build_ptt(index, &config_of_radio))
+        .await
+        .map_err(|e| device(format!("opening the PTT line failed: {e}")))?
+        .map_err(|e| device(format!("{e}; {BUSY_HINT}")))?;
     let line = ptt.describe();
-    let mut guard = PttGuard::new(ptt).map_err(|e| device(format!("{e}; {BUSY_HINT}")))?;
+    let (mut ptt, first) = PttThread::spawn(ptt, &r.name, crate::gateway::radio_span(&r.name))
+        .map_err(|e| device(format!("cannot start the PTT thread: {e}")))?;
+    first
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::radio::RadioError::ptt(
+                line.clone(),
+                crate::radio::Fault::Device(
+                    "the PTT thread stopped before unkeying the line".into(),
+                ),
+            ))
+        })
+        .map_err(|e| device(format!("{e}; {BUSY_HINT}")))?;
 
     let what = match plan.tone {
         Some((hz, dbfs)) => format!("with a {hz} Hz test tone at {dbfs} dBFS"),
@@ -249,15 +267,18 @@ pub async fn run(
          allowed to transmit on its frequency (Ctrl-C stops it at once)",
         r.name, plan.seconds
     );
-    key_and_play(&r.name, &plan, &mut guard, output, &mut chain, rate, &stop).await
+    let result = key_and_play(&r.name, &plan, &mut ptt, output, &mut chain, rate, &stop).await;
+    // Unkeyed already; the thread unkeys once more as it lets the line go.
+    ptt.release(Duration::from_secs(3)).await;
+    result
 }
 
 /// Keys, plays (or waits) for the planned time, lets the output play out and unkeys; PTT is
-/// released whatever happens (on a panic, when the caller's `guard` is dropped).
+/// released whatever happens (on a panic, when the caller's `ptt` is dropped).
 async fn key_and_play(
     radio: &str,
     plan: &Plan,
-    guard: &mut PttGuard,
+    guard: &mut PttThread,
     mut output: Option<Box<dyn AudioOutput>>,
     chain: &mut TxChain,
     rate: u32,
@@ -267,7 +288,7 @@ async fn key_and_play(
         radio: radio.to_string(),
         message,
     };
-    guard.key().map_err(|e| device(e.to_string()))?;
+    guard.key().await.map_err(|e| device(e.to_string()))?;
     let keyed_at = Instant::now();
     println!("PTT on");
     let played = async {
@@ -296,7 +317,7 @@ async fn key_and_play(
             Ok(true)
         }
     };
-    let unkeyed = guard.unkey();
+    let unkeyed = guard.unkey().await;
     drop(output);
     match &unkeyed {
         Ok(()) => println!("PTT off"),
@@ -447,17 +468,26 @@ mod tests {
         }
     }
 
+    /// `sim` on a PTT thread, unkeyed.
+    async fn line(sim: &crate::radio::sim::SimPtt) -> PttThread {
+        let (ptt, first) =
+            PttThread::spawn(Box::new(sim.clone()), "hf1", tracing::Span::none()).unwrap();
+        first.await.unwrap().unwrap();
+        ptt
+    }
+
     fn keyed_run(
         sim: &crate::radio::sim::SimPtt,
         output: Breaking,
     ) -> tokio::task::JoinHandle<Result<(), PttTestError>> {
-        let mut guard = PttGuard::new(Box::new(sim.clone())).unwrap();
+        let sim = sim.clone();
         let plan = Plan {
             seconds: 2.0,
             tone: Some((1000.0, -10.0)),
             tot: Duration::from_secs(180),
         };
         tokio::spawn(async move {
+            let mut guard = line(&sim).await;
             let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
             let stop = CancellationToken::new();
             let output: Box<dyn AudioOutput> = Box::new(output);
@@ -506,13 +536,18 @@ mod tests {
         .await;
         assert!(joined.unwrap_err().is_panic());
         assert_eq!(sim.key_count(), 1);
+        // The PTT thread unkeys as the task unwinds through its handle.
+        let released = std::time::Instant::now() + Duration::from_secs(5);
+        while sim.is_keyed() && std::time::Instant::now() < released {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(!sim.is_keyed(), "the guard unkeyed on the way out");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_ptt_that_cannot_key_is_an_error_and_plays_nothing() {
         let sim = crate::radio::sim::SimPtt::new();
-        let mut guard = PttGuard::new(Box::new(sim.clone())).unwrap();
+        let mut guard = line(&sim).await;
         sim.set_failing(true);
         let plan = Plan {
             seconds: 2.0,
@@ -539,7 +574,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stop_releases_ptt_at_once() {
         let sim = crate::radio::sim::SimPtt::new();
-        let mut guard = PttGuard::new(Box::new(sim.clone())).unwrap();
+        let mut guard = line(&sim).await;
         let plan = Plan {
             seconds: 60.0,
             tone: None,
@@ -581,7 +616,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ptt_is_released_at_the_time_out_timer_however_long_the_card_drains() {
         let sim = crate::radio::sim::SimPtt::new();
-        let mut guard = PttGuard::new(Box::new(sim.clone())).unwrap();
+        let mut guard = line(&sim).await;
         // As long as the time-out timer allows: the tone, its last frame and the card's
         // queue would run past it.
         let plan = Plan {

@@ -11,11 +11,10 @@ pub(crate) fn capture_logs(
     struct Buf(Arc<Mutex<Vec<u8>>>);
     impl std::io::Write for Buf {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
+            self.0.lock().unwrap().write(b)
         }
         fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+            self.0.lock().unwrap().flush()
         }
     }
     let buf = Buf::default();

@@ -11,6 +11,7 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use zello_gateway::alarms::{self, AlarmsConfig};
 use zello_gateway::gateway::GatewayEvent;
+use zello_gateway::state::StateHub;
 use zello_gateway::zello::session::SessionEvent;
 use zello_gateway::zello::sim::{SimConfig, SimHandle};
 
@@ -34,12 +35,7 @@ async fn until_shown(sim: &SimHandle, online: bool) {
 
 /// The next text the dispatcher receives.
 async fn text(dispatcher: &mut Client) -> String {
-    let SessionEvent::Text(t) = dispatcher
-        .expect(30 * S, |e| matches!(e, SessionEvent::Text(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    let t = dispatcher.expect_text(30 * S).await;
     assert_eq!(t.from, "gateway1");
     t.text
 }
@@ -48,7 +44,7 @@ struct Rig {
     sim: SimHandle,
     gateway: Client,
     dispatcher: Client,
-    faults: broadcast::Sender<GatewayEvent>,
+    faults: StateHub,
     watch: broadcast::Receiver<GatewayEvent>,
     settings: tokio::sync::watch::Sender<AlarmsConfig>,
     stop: CancellationToken,
@@ -58,14 +54,13 @@ async fn rig(config_alarms: AlarmsConfig) -> Rig {
     let sim = server(SimConfig::default()).await;
     let gateway = Client::ready(config(&sim, "gateway1")).await;
     let dispatcher = Client::ready(config(&sim, "dispatcher")).await;
-    let (faults, _) = broadcast::channel(64);
+    let (faults, _) = StateHub::channel(64);
     let watch = faults.subscribe();
     let stop = CancellationToken::new();
     let (settings, settings_rx) = tokio::sync::watch::channel(config_alarms);
     tokio::spawn(alarms::run(
         settings_rx,
         gateway.handle.clone(),
-        faults.subscribe(),
         faults.clone(),
         stop.clone(),
     ));
@@ -81,6 +76,15 @@ async fn rig(config_alarms: AlarmsConfig) -> Rig {
 }
 
 impl Rig {
+    /// Radio vhf1's USB sound card is unplugged.
+    fn sound_card_gone(&self) {
+        let lost = GatewayEvent::DeviceLost {
+            radio: "vhf1".into(),
+            error: "USB sound card gone".into(),
+        };
+        self.faults.publish(lost);
+    }
+
     async fn held_offline(&mut self, within: Duration) -> Option<String> {
         tokio::time::timeout(within, async {
             loop {
@@ -107,7 +111,7 @@ async fn a_lasting_ptt_fault_takes_the_gateway_offline_until_it_is_fixed() {
         radio: "vhf1".into(),
         error: Some("serial /dev/ttyUSB0: No such device".into()),
     };
-    r.faults.send(fault()).unwrap();
+    r.faults.publish(fault());
     // Within the grace period (60 s): online, nothing said.
     sleep(59 * S).await;
     assert!(gateway_online(&r.sim));
@@ -132,12 +136,10 @@ async fn a_lasting_ptt_fault_takes_the_gateway_offline_until_it_is_fixed() {
     assert!(!gateway_online(&r.sim), "{:#?}", r.sim.events());
 
     // Fixed: back online at once, and the dispatcher is told.
-    r.faults
-        .send(GatewayEvent::PttFault {
-            radio: "vhf1".into(),
-            error: None,
-        })
-        .unwrap();
+    r.faults.publish(GatewayEvent::PttFault {
+        radio: "vhf1".into(),
+        error: None,
+    });
     assert_eq!(r.held_offline(2 * S).await, None);
     r.gateway
         .expect(5 * S, |e| {
@@ -163,18 +165,11 @@ async fn a_blip_within_the_grace_period_is_never_seen_on_zello() {
         ..AlarmsConfig::default()
     })
     .await;
-    r.faults
-        .send(GatewayEvent::DeviceLost {
-            radio: "vhf1".into(),
-            error: "USB sound card gone".into(),
-        })
-        .unwrap();
+    r.sound_card_gone();
     sleep(20 * S).await;
-    r.faults
-        .send(GatewayEvent::DeviceBack {
-            radio: "vhf1".into(),
-        })
-        .unwrap();
+    r.faults.publish(GatewayEvent::DeviceBack {
+        radio: "vhf1".into(),
+    });
     sleep(10 * 60 * S).await;
     assert!(gateway_online(&r.sim));
     let seen = r.dispatcher.collect(S).await;
@@ -205,12 +200,10 @@ async fn staying_online_when_asked_to() {
         text_user: None,
     })
     .await;
-    r.faults
-        .send(GatewayEvent::CarrierFault {
-            radio: "uhf1".into(),
-            error: Some("rigctld 127.0.0.1:4532 unreachable".into()),
-        })
-        .unwrap();
+    r.faults.publish(GatewayEvent::CarrierFault {
+        radio: "uhf1".into(),
+        error: Some("rigctld 127.0.0.1:4532 unreachable".into()),
+    });
     assert_eq!(
         text(&mut r.dispatcher).await,
         "zello-gateway: radio uhf1: carrier detect failing for 10 s (rigctld 127.0.0.1:4532 unreachable); still online"
@@ -244,12 +237,7 @@ async fn staying_online_when_asked_to() {
 #[serial_test::serial] // log captures: no test of this file runs beside another
 async fn reloaded_settings_apply_to_a_fault_already_timed() {
     let mut r = rig(AlarmsConfig::default()).await;
-    r.faults
-        .send(GatewayEvent::DeviceLost {
-            radio: "vhf1".into(),
-            error: "USB sound card gone".into(),
-        })
-        .unwrap();
+    r.sound_card_gone();
     sleep(10 * S).await;
     // systemctl reload with a 20 s grace: the fault, 10 s old, leaves 10 s later.
     r.settings.send_replace(AlarmsConfig {

@@ -2,20 +2,14 @@
 
 mod common;
 
+use common::cli::{
+    Lines, assert_contains_all, bin, hang_up, silent_wav, sim_url, start_sim, start_sim_on,
+    start_sim_with, stop, temp_dir, terminate, text, wait_exit, with_config, write_config,
+    zello_section,
+};
 use common::{NotifySocket, Reaped, free_port, start_rigctld_on};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_zello-gateway"))
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("zg-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::process::Stdio;
+use std::time::Duration;
 
 #[test]
 fn version_and_help() {
@@ -45,9 +39,7 @@ fn version_and_help() {
     );
     let out = bin().args(["provision", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--admin", "--dry-run", "--role", "ZELLO_API_KEY"] {
-        assert!(text.contains(needle), "{needle} missing in {text}");
-    }
+    assert_contains_all(&text, &["--admin", "--dry-run", "--role", "ZELLO_API_KEY"]);
 }
 
 #[test]
@@ -110,23 +102,22 @@ fn a_missing_or_bad_config_is_a_clear_error() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 
     let dir = temp_dir("bad");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
+    let path = write_config(
+        &dir,
         "[zello]\nserver = \"ws://203.0.113.9/ws\"\nplatform_name = \"Bridge\"\n",
-    )
-    .unwrap();
-    let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
+    );
+    let out = with_config("run", &path).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for needle in [
-        "3 problem(s)",
-        "zello.platform_name",
-        "zello.server",
-        "[[radio]]",
-    ] {
-        assert!(err.contains(needle), "{needle} missing in {err}");
-    }
+    assert_contains_all(
+        &err,
+        &[
+            "3 problem(s)",
+            "zello.platform_name",
+            "zello.server",
+            "[[radio]]",
+        ],
+    );
     assert!(!err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -134,27 +125,20 @@ fn a_missing_or_bad_config_is_a_clear_error() {
 #[test]
 fn a_broken_password_line_is_located_but_never_printed() {
     let dir = temp_dir("secretline");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
+    let path = write_config(
+        &dir,
         "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\n\
          password = \"Pw-S3cret-7f3a9c\n\n\
          [[radio]]\nname = \"vhf1\"\nchannel = \"A\"\naudio = { backend = \"file\" }\n",
-    )
-    .unwrap();
+    );
     for command in ["check", "run"] {
-        let out = bin()
-            .args([command, "--config"])
-            .arg(&path)
+        let out = with_config(command, &path)
             .env("RUST_LOG", "trace")
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (stdout, stderr) = text(&out);
+        let all = stdout + &stderr;
         assert!(!all.contains("S3cret"), "{command}: {all}");
         assert!(all.contains("line 4"), "{command}: {all}");
         assert!(all.contains("zello.password"), "{command}: {all}");
@@ -162,42 +146,18 @@ fn a_broken_password_line_is_located_but_never_printed() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn terminate(child: &std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-}
-
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > within {
-            let _ = child.kill();
-            panic!("did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn sim_and_run_talk_and_stop_on_sigterm() {
     let (mut sim, port) = start_sim_with(&["--echo"]);
     let dir = temp_dir("run");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let path = write_config(
+        &dir,
+        &format!(
             "{}[[radio]]\nname = \"radio1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\", output = \"tx.wav\" }}\n",
-            zello_section(port)
+            zello_section(&sim_url(port))
         ),
-    )
-    .unwrap();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    );
+    let mut gw = with_config("run", &path)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -210,9 +170,7 @@ fn sim_and_run_talk_and_stop_on_sigterm() {
         !lines.iter().any(|l| l.contains("pw")),
         "no secret in the log: {lines:#?}"
     );
-    terminate(&gw);
-    let status = wait_exit(&mut gw, Duration::from_secs(3));
-    assert!(status.success(), "{status:?}");
+    stop(&mut gw, Duration::from_secs(3), &[]);
     terminate(&sim);
     let status = wait_exit(&mut sim, Duration::from_secs(3));
     assert!(status.success(), "{status:?}");
@@ -222,19 +180,13 @@ fn sim_and_run_talk_and_stop_on_sigterm() {
 #[test]
 fn ptt_off_forces_every_configured_line_off() {
     let dir = temp_dir("pttoff");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
+    let path = write_config(
+        &dir,
         "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\n\n\
          [[radio]]\nname = \"vhf1\"\nchannel = \"A\"\naudio = { backend = \"file\" }\nptt = { type = \"sim\" }\n\n\
          [[radio]]\nname = \"uhf1\"\nchannel = \"B\"\naudio = { backend = \"file\" }\nptt = { type = \"none\" }\n",
-    )
-    .unwrap();
-    let out = bin()
-        .args(["ptt-off", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    );
+    let out = with_config("ptt-off", &path).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("vhf1: PTT off (sim)"), "{text}");
@@ -257,18 +209,14 @@ fn ptt_off_forces_every_line_it_can_read_whatever_else_is_wrong() {
     let dir = temp_dir("pttoff-lenient");
     let node = dir.join("hidraw0");
     std::fs::write(&node, b"").unwrap();
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let path = write_config(
+        &dir,
+        &format!(
             "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\npasword_file = \"pw\"\n\n{}",
             cm108_radio("vhf1", &node)
         ),
-    )
-    .unwrap();
-    let out = bin()
-        .args(["ptt-off", "--config"])
-        .arg(&path)
+    );
+    let out = with_config("ptt-off", &path)
         .env_remove("STATE_DIRECTORY")
         .output()
         .unwrap();
@@ -287,9 +235,7 @@ fn ptt_off_forces_every_line_it_can_read_whatever_else_is_wrong() {
         ),
     )
     .unwrap();
-    let out = bin()
-        .args(["ptt-off", "--config"])
-        .arg(&path)
+    let out = with_config("ptt-off", &path)
         .env_remove("STATE_DIRECTORY")
         .output()
         .unwrap();
@@ -311,11 +257,8 @@ fn ptt_off_uses_the_settings_kept_at_the_last_start_when_the_file_is_unusable() 
         "[zello]\nserver = \"ws://127.0.0.1:9/ws\"\nusername = \"gw\"\npassword = \"Pw-S3cret\"\n\n{}",
         cm108_radio("vhf1", &node)
     );
-    zello_gateway::gateway::parts::save_ptt_lines(
-        &good.parse().unwrap(),
-        &state.join("ptt-lines.toml"),
-    )
-    .unwrap();
+    zello_gateway::parts::save_ptt_lines(&good.parse().unwrap(), &state.join("ptt-lines.toml"))
+        .unwrap();
     let kept = std::fs::read_to_string(state.join("ptt-lines.toml")).unwrap();
     assert!(!kept.contains("S3cret"), "{kept}");
     #[cfg(unix)]
@@ -336,9 +279,7 @@ fn ptt_off_uses_the_settings_kept_at_the_last_start_when_the_file_is_unusable() 
                 let _ = std::fs::remove_file(&path);
             }
         }
-        let out = bin()
-            .args(["ptt-off", "--config"])
-            .arg(&path)
+        let out = with_config("ptt-off", &path)
             .env("STATE_DIRECTORY", &state)
             .output()
             .unwrap();
@@ -350,9 +291,7 @@ fn ptt_off_uses_the_settings_kept_at_the_last_start_when_the_file_is_unusable() 
         assert!(!std::fs::read(&node).unwrap().is_empty(), "nothing written");
     }
     // Nothing kept: nothing can be identified, which is a failure.
-    let out = bin()
-        .args(["ptt-off", "--config"])
-        .arg(&path)
+    let out = with_config("ptt-off", &path)
         .env("STATE_DIRECTORY", dir.join("empty"))
         .output()
         .unwrap();
@@ -424,21 +363,6 @@ fn bench_prints_one_json_object_with_every_figure() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"));
 }
 
-/// A WAV file of `ms` milliseconds of silence.
-fn silent_wav(path: &std::path::Path, ms: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for _ in 0..16 * ms {
-        w.write_sample(0i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 #[test]
 fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
     let out = bin().args(["check", "--help"]).output().unwrap();
@@ -453,19 +377,15 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
     let good = dir.join("good.toml");
     std::fs::write(
         &good,
-        "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
-         [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\n\
+        zello_section(&sim_url(8800))
+            + "[[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\n\
          audio = { backend = \"file\", input = \"rx.wav\", output = \"tx.wav\" }\n\
          ptt = { type = \"sim\" }\ncarrier = { type = \"vox\" }\n\n\
          [[radio]]\nname = \"uhf1\"\nchannel = \"Ops\"\naudio = { backend = \"file\" }\n\
          ptt = { type = \"none\" }\ncarrier = { type = \"schedule\", on = [[1.0, 2.0]] }\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = with_config("check", &good).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -488,122 +408,35 @@ fn check_passes_a_good_config_and_lists_every_problem_of_a_bad_one() {
          ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = with_config("check", &bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     // The configuration's problems and the devices' under their own headings.
-    for needle in [
-        "has 3 problem(s)",
-        "devices: 2 problem(s)",
-        "zello.platform_name",
-        "zello.server",
-        "radio[0].channel",
-        "radio[0] (vhf1).audio.input",
-        "radio[0] (vhf1).ptt",
-    ] {
-        assert!(err.contains(needle), "{needle} missing in {err}");
-    }
+    assert_contains_all(
+        &err,
+        &[
+            "has 3 problem(s)",
+            "devices: 2 problem(s)",
+            "zello.platform_name",
+            "zello.server",
+            "radio[0].channel",
+            "radio[0] (vhf1).audio.input",
+            "radio[0] (vhf1).ptt",
+        ],
+    );
     assert!(!err.contains("configuration OK"), "{err}");
     assert!(out.stdout.is_empty(), "{out:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Starts `zello-gateway sim` on a free port and waits until it listens.
-fn start_sim() -> (Reaped, u16) {
-    start_sim_with(&[])
-}
-
-/// [`start_sim`] with more arguments for `sim`.
-fn start_sim_with(args: &[&str]) -> (Reaped, u16) {
-    let port = free_port();
-    let sim = Reaped(
-        bin()
-            .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "sim did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (sim, port)
-}
-
-/// The `[zello]` table of a gateway configuration for the sim on `port`, then a blank line.
-fn zello_section(port: u16) -> String {
-    format!(
-        "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n"
-    )
-}
-
-/// The lines a child writes to stderr, read on a thread.
-struct Lines {
-    rx: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Lines {
-    fn of(child: &mut std::process::Child) -> Lines {
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Lines {
-            rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The lines written so far and not yet seen.
-    fn drain(&mut self) -> Vec<String> {
-        let new: Vec<String> = self.rx.try_iter().collect();
-        self.seen.extend(new.iter().cloned());
-        new
-    }
-
-    /// Waits for a line containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let line = self
-                .rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no line with {needle:?}; got {:#?}", self.seen));
-            self.seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-}
-
 #[test]
 fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
-    let (mut sim, port) = start_sim();
+    let (sim, port) = start_sim();
     let dir = temp_dir("notify");
-    let path = dir.join("gateway.toml");
-    let config = format!(
-        "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-        zello_section(port)
-    );
-    std::fs::write(&path, &config).unwrap();
+    let config = one_radio(port, "");
+    let path = write_config(&dir, &config);
     let systemd = NotifySocket::new();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    let mut gw = with_config("run", &path)
         .env("RUST_LOG", "info")
         .env("NOTIFY_SOCKET", &systemd.path)
         // A short watchdog, so that a ping comes soon.
@@ -641,13 +474,7 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
         ),
     )
     .unwrap();
-    let hup = |child: &std::process::Child| {
-        Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap()
-    };
-    hup(&gw);
+    hang_up(&gw);
     let line = log.wait_for("reloaded");
     assert!(line.contains("radio[0].timing"), "{line}");
     assert!(line.contains("after a restart"), "{line}");
@@ -659,14 +486,12 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
     );
 
     // A broken file: every problem logged, the old configuration kept.
-    std::fs::write(
-        &path,
-        config
-            .replace("gateway1", "")
-            .replace("channel = \"Local\"", "channel = \"\""),
-    )
-    .unwrap();
-    hup(&gw);
+    let broken = config.replace("gateway1", "");
+    write_config(
+        &dir,
+        &broken.replace("channel = \"Local\"", "channel = \"\""),
+    );
+    hang_up(&gw);
     log.wait_for("radio[0].channel");
     log.wait_for("not reloaded");
     systemd.wait_for(within, |m| m == "READY=1");
@@ -676,30 +501,19 @@ fn run_under_systemd_reports_ready_status_watchdog_reload_and_stopping() {
     systemd.wait_for(within, |m| m.starts_with("STOPPING=1"));
     let status = wait_exit(&mut gw, Duration::from_secs(10));
     assert!(status.success(), "{status:?}; {:#?}", log.seen);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn without_notify_socket_run_sends_nothing_and_still_stops() {
     // The run test above covers stderr logging; here only that nothing needs systemd.
-    let (mut sim, port) = start_sim();
+    let (sim, port) = start_sim();
     let dir = temp_dir("plain");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(port)
-        ),
-    )
-    .unwrap();
+    let path = write_config(&dir, &one_radio(port, ""));
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    let mut gw = with_config("run", &path)
         .env("RUST_LOG", "info")
         .env("STATE_DIRECTORY", &state)
         .env_remove("NOTIFY_SOCKET")
@@ -719,37 +533,22 @@ fn without_notify_socket_run_sends_nothing_and_still_stops() {
     assert!(kept.contains("vhf1"), "{kept}");
     assert!(!kept.contains("pw"), "{kept}");
     // SIGHUP outside systemd: a reload, not the end of the process.
-    Command::new("kill")
-        .args(["-HUP", &gw.id().to_string()])
-        .status()
-        .unwrap();
+    hang_up(&gw);
     log.wait_for("no change from the running configuration");
     assert!(gw.try_wait().unwrap().is_none());
-    terminate(&gw);
-    let status = wait_exit(&mut gw, Duration::from_secs(10));
-    assert!(status.success(), "{status:?}");
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop(&mut gw, Duration::from_secs(10), &[]);
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
-    let (mut sim, port) = start_sim();
+    let (sim, port) = start_sim();
     let dir = temp_dir("loglevel");
-    let path = dir.join("gateway.toml");
-    let config = |level: &str| {
-        format!(
-            "{}[log]\nlevel = \"{level}\"\n\n\
-             [[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(port)
-        )
-    };
-    std::fs::write(&path, config("warn")).unwrap();
+    let config = |level: &str| one_radio(port, &format!("\n[log]\nlevel = \"{level}\"\n"));
+    let path = write_config(&dir, &config("warn"));
     let systemd = NotifySocket::new();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    let mut gw = with_config("run", &path)
         .env_remove("RUST_LOG")
         .env("NOTIFY_SOCKET", &systemd.path)
         .env_remove("WATCHDOG_USEC")
@@ -771,10 +570,7 @@ fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
 
     // systemctl reload after setting info: applied at once, said at the new level.
     std::fs::write(&path, config("info")).unwrap();
-    Command::new("kill")
-        .args(["-HUP", &gw.id().to_string()])
-        .status()
-        .unwrap();
+    hang_up(&gw);
     let line = log.wait_for("log level now");
     assert!(line.contains("\"info\""), "{line}");
     let line = log.wait_for("applied now");
@@ -783,9 +579,23 @@ fn the_log_level_comes_from_the_file_and_a_reload_changes_it() {
     log.wait_for("stopping");
     let status = wait_exit(&mut gw, Duration::from_secs(10));
     assert!(status.success(), "{status:?}; {:#?}", log.seen);
+    stop_sim(sim);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Stops `zello-gateway sim` (SIGTERM) and waits up to 10 s for it to exit.
+fn stop_sim(mut sim: Reaped) {
     terminate(&sim);
     wait_exit(&mut sim, Duration::from_secs(10));
-    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A configuration with the `[zello]` table for the sim on `port` and one radio `vhf1`
+/// on channel `Local` (the file backend), then `more`.
+fn one_radio(port: u16, more: &str) -> String {
+    format!(
+        "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n{more}",
+        zello_section(&sim_url(port))
+    )
 }
 
 /// The password of the gateways [`run_gateway`] starts: easy to spot in a log.
@@ -801,7 +611,7 @@ fn run_gateway(
     carrier_on: &str,
     during: impl FnOnce(&mut Lines),
 ) -> Vec<String> {
-    let (mut sim, port) = start_sim_with(&["--echo"]);
+    let (sim, port) = start_sim_with(&["--echo"]);
     let dir = temp_dir(name);
     let path = dir.join("gateway.toml");
     silent_wav(&dir.join("rx.wav"), 4000);
@@ -815,9 +625,7 @@ fn run_gateway(
         ),
     )
     .unwrap();
-    let mut gw = bin()
-        .args(["run", "--config"])
-        .arg(&path)
+    let mut gw = with_config("run", &path)
         .env("RUST_LOG", rust_log)
         .env_remove("INVOCATION_ID")
         .env_remove("JOURNAL_STREAM")
@@ -833,8 +641,7 @@ fn run_gateway(
     std::thread::sleep(Duration::from_millis(200));
     log.drain();
     assert!(status.success(), "{status:?}; {:#?}", log.seen);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
     let seen = std::mem::take(&mut log.seen);
     let leaks: Vec<&String> = seen.iter().filter(|l| l.contains(PASSWORD)).collect();
@@ -953,31 +760,9 @@ fn a_transmission_cut_by_sigterm_is_logged() {
     assert!(cut.contains("from=echo"), "{cut}");
 }
 
-/// Starts `zello-gateway sim` on `port` (chosen beforehand) and waits until it listens.
-fn start_sim_on(port: u16) -> Reaped {
-    let sim = Reaped(
-        bin()
-            .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "sim did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    sim
-}
-
 /// `zello-gateway run` under a stand-in for systemd's notify socket, logging at info.
 fn run_notified(path: &std::path::Path, systemd: &NotifySocket) -> Reaped {
-    bin()
-        .args(["run", "--config"])
-        .arg(path)
+    with_config("run", path)
         .env("RUST_LOG", "info")
         .env("NOTIFY_SOCKET", &systemd.path)
         .env_remove("WATCHDOG_USEC")
@@ -994,22 +779,14 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
     // A Pi that boots offline: nothing listens where the Zello server should be.
     let port = free_port();
     let dir = temp_dir("offline");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(port)
-        ),
-    )
-    .unwrap();
+    let path = write_config(&dir, &one_radio(port, ""));
     let systemd = NotifySocket::new();
     let mut gw = run_notified(&path, &systemd);
     let mut log = Lines::of(&mut gw);
     // The start job completes although the server cannot be reached.
     let within = Duration::from_secs(15);
     let mut got = systemd.wait_for(within, |m| m == "READY=1");
-    let server = format!("ws://127.0.0.1:{port}/ws");
+    let server = sim_url(port);
     let not_connected =
         |m: &str| m.starts_with("STATUS=") && m.contains(&format!("cannot connect to {server}"));
     if !got.iter().any(|m| not_connected(m)) {
@@ -1025,37 +802,33 @@ fn run_without_network_is_ready_at_once_and_says_why_it_is_not_connected() {
     assert!(gw.try_wait().unwrap().is_none(), "still running");
 
     // The network comes up: the status follows, READY=1 is not sent again.
-    let mut sim = start_sim_on(port);
+    let sim = start_sim_on(port, &[]);
     let got = systemd.wait_for(Duration::from_secs(30), |m| {
         m == "STATUS=Local: online, 1 user; radio vhf1 idle"
     });
     assert!(!got.iter().any(|m| m == "READY=1"), "{got:#?}");
     log.wait_for("event=\"logged_on\"");
 
-    terminate(&gw);
-    let status = wait_exit(&mut gw, Duration::from_secs(10));
-    assert!(status.success(), "{status:?}; {:#?}", log.seen);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop(&mut gw, Duration::from_secs(10), &log.seen);
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
-    let (mut sim, port) = start_sim();
+    let (sim, port) = start_sim();
     let rig_port = free_port();
     let dir = temp_dir("late-rig");
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[[radio]]\nname = \"vhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n\
-             ptt = {{ type = \"rigctld\", address = \"127.0.0.1:{rig_port}\" }}\n\n\
-             [[radio]]\nname = \"uhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n",
-            zello_section(port)
+    let path = write_config(
+        &dir,
+        &one_radio(
+            port,
+            &format!(
+                "ptt = {{ type = \"rigctld\", address = \"127.0.0.1:{rig_port}\" }}\n\n\
+                 [[radio]]\nname = \"uhf1\"\nchannel = \"Local\"\naudio = {{ backend = \"file\" }}\n"
+            ),
         ),
-    )
-    .unwrap();
+    );
     let systemd = NotifySocket::new();
     let mut gw = run_notified(&path, &systemd);
     let mut log = Lines::of(&mut gw);
@@ -1084,28 +857,20 @@ fn run_waits_for_a_rigctld_that_starts_later_and_then_starts_the_radio() {
         .count();
     assert_eq!(waits, 1, "{:#?}", log.seen);
 
-    terminate(&gw);
-    let status = wait_exit(&mut gw, Duration::from_secs(10));
-    assert!(status.success(), "{status:?}; {:#?}", log.seen);
-    terminate(&sim);
-    wait_exit(&mut sim, Duration::from_secs(10));
+    stop(&mut gw, Duration::from_secs(10), &log.seen);
+    stop_sim(sim);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn check_config_only_passes_with_a_missing_device_that_check_reports() {
     let dir = temp_dir("config-only");
-    let path = dir.join("gateway.toml");
-    let config = "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n\
-         [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n\
-         ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n";
-    std::fs::write(&path, config).unwrap();
+    let config = zello_section(&sim_url(8800))
+        + "[[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n\
+           ptt = { type = \"serial\", device = \"/dev/zg-no-such-tty\", lines = [\"RTS\"] }\n";
+    let path = write_config(&dir, &config);
     // For people: every device is opened, and a missing one fails.
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = with_config("check", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("radio[0] (vhf1).ptt"),

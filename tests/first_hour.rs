@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::cli::{assert_success, bin, fake_binary, root, run, wait_listening};
 use common::{Reaped, free_port};
 
 use std::io::Read as _;
@@ -11,14 +12,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_zello-gateway"))
-}
 
 /// The loudest sample of a 16-bit WAV file, or `None` while it is not a readable WAV.
 fn peak(path: &Path) -> Option<(u32, i32)> {
@@ -66,11 +59,7 @@ fn the_local_sim_configuration_sends_its_clip_and_transmits_the_echo() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the emulator did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port, Duration::from_secs(5), "the emulator did not start");
     let mut gateway = Reaped(
         bin()
             .args(["run", "--config"])
@@ -137,11 +126,7 @@ fn the_demo_script_installs_only_the_build_packages() {
         .env("PATH", &path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "scripts/demo.sh");
     let installed = std::fs::read_to_string(&record).unwrap();
     assert!(installed.contains("libopus-dev"), "{installed}");
     for test_only in ["pulseaudio", "libhamlib-utils", "libasound2-plugins"] {
@@ -166,22 +151,13 @@ fn the_demo_script_installs_only_the_build_packages() {
 #[test]
 fn the_install_script_ends_with_a_check_the_user_can_run() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("zello-gateway");
-    std::fs::write(&binary, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = fake_binary(dir.path());
     let dest = dir.path().join("stage");
-    let out = Command::new(root().join("scripts/install.sh"))
+    let (ok, text) = run(Command::new(root().join("scripts/install.sh"))
         .arg("--binary")
         .arg(&binary)
-        .env("DESTDIR", &dest)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+        .env("DESTDIR", &dest));
+    assert!(ok, "{text}");
     assert!(
         text.contains(
             "sudo -u zello-gateway /usr/local/bin/zello-gateway check --config /etc/zello-gateway/gateway.toml"

@@ -5,52 +5,57 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::emulator::{Gateway, channel_online, gateway_config, talk_pcm};
 use common::{CHANNEL, Client, config, server, wait_for};
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use zello_gateway::audio::file::{FileInput, MemoryOutput};
-use zello_gateway::audio::opus::{EncoderSettings, OpusEncoder};
 use zello_gateway::audio::{CODEC_RATE, speech, wav};
-use zello_gateway::config::Config;
 use zello_gateway::gateway::{self, GatewayEvent, RadioParts};
 use zello_gateway::radio::sim::{FlagCarrier, SimPtt};
-use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::session::SessionEvent;
-use zello_gateway::zello::sim::SimConfig;
+use zello_gateway::zello::sim::{SimConfig, SimHandle};
 
 const S: Duration = Duration::from_secs(1);
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("zg-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Sends `packets` 60 ms packets of speech as one message, in real time.
 async fn talk(client: &Client, packets: usize) {
-    let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
     let pcm = speech::speech_like(CODEC_RATE, packets as f32 * 0.06, 5);
-    let msg = client
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
-    let mut tick = tokio::time::interval(Duration::from_millis(60));
-    let mut buf = Vec::new();
-    for chunk in pcm.chunks_exact(960).take(packets) {
-        tick.tick().await;
-        enc.encode_packet(chunk, &mut buf).unwrap();
-        msg.send(Bytes::copy_from_slice(&buf));
-    }
-    msg.finish().await;
+    talk_pcm(client, &pcm[..(packets * 960).min(pcm.len())]).await;
+}
+
+/// A gateway with radio `name` (its input `seconds` of speech) online, whose carrier it
+/// returns has come up: a dispatcher, returned too, hears the message start.
+async fn carrier_up(
+    sim: &SimHandle,
+    name: &str,
+    seconds: f32,
+    observer: zello_gateway::state::StateHub,
+    watch: &mut tokio::sync::broadcast::Receiver<GatewayEvent>,
+) -> (Gateway, FlagCarrier, Client) {
+    let carrier = FlagCarrier::new();
+    let speech = speech::speech_like(CODEC_RATE, seconds, 4);
+    let parts = RadioParts::new(
+        name,
+        CHANNEL,
+        Box::new(FileInput::from_samples(speech, CODEC_RATE)),
+        Box::new(MemoryOutput::new(CODEC_RATE)),
+        Box::new(carrier.clone()),
+        Box::new(SimPtt::new()),
+    );
+    let gw = Gateway::start(config(sim, "gateway1"), vec![parts], observer);
+    let mut app = Client::ready(config(sim, "dispatcher")).await;
+    channel_online(watch).await;
+    carrier.set(true);
+    app.expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await;
+    (gw, carrier, app)
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_demo_runs_end_to_end() {
-    let out = temp_dir("demo");
+    let out = common::cli::temp_dir("demo");
     zello_gateway::demo::run(zello_gateway::demo::DemoArgs {
         out: out.clone(),
         clip: None,
@@ -90,19 +95,10 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
         Box::new(carrier.clone()),
         Box::new(ptt.clone()),
     );
-    let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
-    let gw = tokio::spawn(gateway::run(
-        config(&sim, "gateway1"),
-        vec![parts],
-        shutdown.clone(),
-        observer,
-    ));
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
+    let gw = Gateway::start(config(&sim, "gateway1"), vec![parts], observer);
     let mut app = Client::ready(config(&sim, "dispatcher")).await;
-    wait_for(&mut watch, 5 * S, |e| {
-        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
-    })
-    .await;
+    channel_online(&mut watch).await;
 
     // The radio receives: the message reaches the app.
     carrier.set(true);
@@ -157,12 +153,7 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
     })
     .await;
     assert!(ptt.is_keyed());
-    shutdown.cancel();
-    tokio::time::timeout(5 * S, gw)
-        .await
-        .expect("gateway stops within 5 s")
-        .unwrap()
-        .unwrap();
+    gw.stop_within(5 * S).await;
     assert!(!ptt.is_keyed(), "PTT released on shutdown");
     long.abort();
 }
@@ -170,12 +161,8 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
 #[tokio::test(flavor = "current_thread")]
 async fn a_configured_radio_hears_itself_through_the_echo_user() {
     // The installer's check: key the radio, talk, and hear it come back.
-    let sim = server(SimConfig {
-        echo: true,
-        ..SimConfig::default()
-    })
-    .await;
-    let dir = temp_dir("echo");
+    let sim = common::emulator::echo_server().await;
+    let dir = common::cli::temp_dir("echo");
     let clip = speech::speech_like(CODEC_RATE, 2.0, 3);
     wav::write_wav_mono(
         &dir.join("rx.wav"),
@@ -183,33 +170,18 @@ async fn a_configured_radio_hears_itself_through_the_echo_user() {
         &wav::resample_linear(&clip, 16000, 48000),
     )
     .unwrap();
-    let text = format!(
-        r#"
-[zello]
-server = "{}"
-username = "gateway1"
-password = "pw"
-
-[[radio]]
+    let radio = format!(
+        r#"[[radio]]
 name = "radio1"
 channel = "{CHANNEL}"
 audio = {{ backend = "file", input = "rx.wav", output = "tx.wav" }}
 ptt = {{ type = "sim" }}
 carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
-"#,
-        sim.url()
+"#
     );
-    std::fs::write(dir.join("gateway.toml"), text).unwrap();
-    let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-    let radios = gateway::parts::build(&cfg).unwrap();
-    let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
-    let gw = tokio::spawn(gateway::run(
-        cfg.session_config().unwrap(),
-        radios,
-        shutdown.clone(),
-        observer,
-    ));
+    let cfg = gateway_config(&sim, &dir, &radio);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
+    let gw = Gateway::from_config(&cfg, observer);
     let sent = wait_for(&mut watch, 10 * S, |e| {
         matches!(e, GatewayEvent::Sent { .. })
     })
@@ -244,8 +216,7 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
         matches!(e, GatewayEvent::PttOff { .. })
     })
     .await;
-    shutdown.cancel();
-    gw.await.unwrap().unwrap();
+    gw.stop().await;
     let tx = wav::read_wav_mono(&dir.join("tx.wav"), CODEC_RATE).unwrap();
     assert_eq!(tx.len(), 27 * 960);
     // The echoed audio resembles what the radio heard (same level within a few dB).
@@ -274,7 +245,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
         Box::new(ptt.clone()),
     );
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let alarms = zello_gateway::alarms::AlarmsConfig {
         hardware_grace_s: 1,
         ..Default::default()
@@ -289,16 +260,13 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
             stop,
             observer,
             gateway::RunOptions {
-                alarms: Some(alarms),
+                on_session: Some(zello_gateway::alarms::on_session(alarms)),
                 ..Default::default()
             },
         )
         .await
     });
-    wait_for(&mut watch, 5 * S, |e| {
-        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
-    })
-    .await;
+    channel_online(&mut watch).await;
     ptt.set_failing(true);
     wait_for(&mut watch, 10 * S, |e| {
         matches!(e, GatewayEvent::PttFault { error: Some(_), .. })
@@ -321,10 +289,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
         matches!(e, GatewayEvent::HeldOffline { reason: None })
     })
     .await;
-    wait_for(&mut watch, 5 * S, |e| {
-        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
-    })
-    .await;
+    channel_online(&mut watch).await;
     assert!(sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
     shutdown.cancel();
     tokio::time::timeout(5 * S, gw)
@@ -337,41 +302,12 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
 #[tokio::test(flavor = "current_thread")]
 async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message() {
     let sim = server(SimConfig::default()).await;
-    let carrier = FlagCarrier::new();
-    let parts = RadioParts::new(
-        "vhf1",
-        CHANNEL,
-        Box::new(FileInput::from_samples(
-            speech::speech_like(CODEC_RATE, 30.0, 4),
-            CODEC_RATE,
-        )),
-        Box::new(MemoryOutput::new(CODEC_RATE)),
-        Box::new(carrier.clone()),
-        Box::new(SimPtt::new()),
-    );
-    let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
-    let gw = tokio::spawn(gateway::run(
-        config(&sim, "gateway1"),
-        vec![parts],
-        shutdown.clone(),
-        observer,
-    ));
-    let mut app = Client::ready(config(&sim, "dispatcher")).await;
-    wait_for(&mut watch, 5 * S, |e| {
-        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
-    })
-    .await;
-    carrier.set(true);
-    app.expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await;
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
+    let (gw, carrier, mut app) = carrier_up(&sim, "vhf1", 30.0, observer, &mut watch).await;
     tokio::time::sleep(S).await;
     // The link drops in the middle of the transmission and comes back within a second or so.
     assert!(sim.faults().drop_connection("gateway1"));
-    wait_for(&mut watch, 5 * S, |e| {
-        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
-    })
-    .await;
+    channel_online(&mut watch).await;
     // The carrier is still up: the rest goes out as a new message...
     let SessionEvent::IncomingStart {
         from,
@@ -390,7 +326,7 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
         matches!(
             e,
             GatewayEvent::Sent {
-                outcome: zello_gateway::zello::session::OutgoingEnd::Completed,
+                outcome: zello_gateway::state::MessageOutcome::Completed,
                 ..
             }
         )
@@ -411,8 +347,7 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
         unreachable!()
     };
     assert!(packets > 1000 / 60 + 7, "{packets} packets heard");
-    shutdown.cancel();
-    gw.await.unwrap().unwrap();
+    gw.stop().await;
 }
 
 /// A link away longer than the start-of-message buffer holds (12 s of 60 ms packets) while
@@ -429,34 +364,8 @@ async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
         .try_init()
         .expect("the only test of this binary that sets a global subscriber");
     let sim = server(SimConfig::default()).await;
-    let carrier = FlagCarrier::new();
-    let parts = RadioParts::new(
-        "vhf-gap",
-        CHANNEL,
-        Box::new(FileInput::from_samples(
-            speech::speech_like(CODEC_RATE, 40.0, 4),
-            CODEC_RATE,
-        )),
-        Box::new(MemoryOutput::new(CODEC_RATE)),
-        Box::new(carrier.clone()),
-        Box::new(SimPtt::new()),
-    );
-    let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(4096);
-    let gw = tokio::spawn(gateway::run(
-        config(&sim, "gateway1"),
-        vec![parts],
-        shutdown.clone(),
-        observer,
-    ));
-    let mut app = Client::ready(config(&sim, "dispatcher")).await;
-    wait_for(&mut watch, 5 * S, |e| {
-        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
-    })
-    .await;
-    carrier.set(true);
-    app.expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await;
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(4096);
+    let (gw, carrier, mut app) = carrier_up(&sim, "vhf-gap", 40.0, observer, &mut watch).await;
     // The link drops; the gateway logs on again at once but its channel stays away 14 s.
     sim.faults().hold_channel_status();
     assert!(sim.faults().drop_connection("gateway1"));
@@ -476,7 +385,7 @@ async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
         matches!(
             e,
             GatewayEvent::Sent {
-                outcome: zello_gateway::zello::session::OutgoingEnd::Completed,
+                outcome: zello_gateway::state::MessageOutcome::Completed,
                 ..
             }
         )
@@ -499,6 +408,5 @@ async fn a_wait_longer_than_the_buffer_is_reported_as_a_gap() {
     assert!(left_out >= 500, "{}", summary[0]);
     // One warning while waiting, however long the wait.
     assert_eq!(logs.lines().iter().filter(|l| gap(l)).count(), 1);
-    shutdown.cancel();
-    gw.await.unwrap().unwrap();
+    gw.stop().await;
 }

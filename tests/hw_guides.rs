@@ -1,6 +1,9 @@
 //! The wiring guides in hw/: each has a pin table and at least one `[[radio]]` example, and
 //! every example parses as the gateway's configuration, with no unknown key.
 
+mod common;
+
+use common::cli::{assert_contains_all, read_source};
 use std::path::Path;
 use zello_gateway::config::Config;
 
@@ -80,17 +83,16 @@ fn the_aioc_example_names_an_acm_device() {
 fn the_levels_guide_explains_the_gateways_own_gain() {
     let text = guide("levels.md");
     assert!(!text.contains("does not change levels"), "{text}");
-    for key in [
-        "rx_audio.gain_db",
-        "rx_audio.agc",
-        "tx_audio.gain_db",
-        "limiter",
-    ] {
-        assert!(text.contains(key), "{key} missing");
-    }
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    assert!(readme.contains("hw/levels.md"));
+    assert_contains_all(
+        &text,
+        &[
+            "rx_audio.gain_db",
+            "rx_audio.agc",
+            "tx_audio.gain_db",
+            "limiter",
+        ],
+    );
+    assert!(read_source("README.md").contains("hw/levels.md"));
 }
 
 /// Debian ships rigctld without a unit: the guide gives one, the dummy rig's -P RIG, and the
@@ -98,17 +100,17 @@ fn the_levels_guide_explains_the_gateways_own_gain() {
 #[test]
 fn the_rigctld_guide_gives_a_unit_the_dummy_rigs_ptt_type_and_the_ordering() {
     let text = guide("rigctld.md");
-    for needle in [
-        "/etc/systemd/system/rigctld.service",
-        "ExecStart=/usr/bin/rigctld",
-        "Wants=rigctld.service",
-        "After=rigctld.service",
-        "rigctld -m 1 -P RIG",
-        "sudo systemctl edit zello-gateway",
-    ] {
-        assert!(text.contains(needle), "{needle} missing");
-    }
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert_contains_all(
+        &text,
+        &[
+            "/etc/systemd/system/rigctld.service",
+            "ExecStart=/usr/bin/rigctld",
+            "Wants=rigctld.service",
+            "After=rigctld.service",
+            "rigctld -m 1 -P RIG",
+            "sudo systemctl edit zello-gateway",
+        ],
+    );
+    let readme = read_source("README.md");
     assert!(readme.contains("hw/rigctld.md"), "README links the guide");
 }

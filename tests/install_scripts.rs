@@ -4,38 +4,15 @@
 //! (shellcheck runs in scripts/check-scripts.sh, systemd-analyze on the real unit in
 //! scripts/verify-unit.sh.)
 
+mod common;
+
+use common::cli::{assert_contains_all, fake_binary, root, run};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::process::Command;
 
 fn script(name: &str) -> PathBuf {
     root().join("scripts").join(name)
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("bash runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr)
-    );
-    (status.success(), text)
-}
-
-/// A stand-in for the built binary, so no release build is needed.
-fn fake_binary(dir: &Path) -> PathBuf {
-    let path = dir.join("zello-gateway");
-    std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 fn mode(path: &Path) -> u32 {
@@ -79,21 +56,22 @@ fn install_dry_run_prints_every_action_and_changes_nothing() {
         .arg(&binary)
         .env_remove("DESTDIR"));
     assert!(ok, "{out}");
-    for needle in [
-        "Dry run: nothing is changed",
-        "usermod --append --groups audio,gpio,dialout,plugdev zello-gateway",
-        &format!(
-            "install -m 0755 {} /usr/local/bin/zello-gateway",
-            binary.display()
-        ),
-        "install -m 0644 systemd/zello-gateway.service /etc/systemd/system/zello-gateway.service",
-        "install -m 0644 hw/99-zello-gateway.rules /etc/udev/rules.d/99-zello-gateway.rules",
-        "systemctl daemon-reload",
-        "systemctl enable zello-gateway",
-        "Dry run complete: nothing was changed",
-    ] {
-        assert!(out.contains(needle), "{needle:?} missing in:\n{out}");
-    }
+    assert_contains_all(
+        &out,
+        &[
+            "Dry run: nothing is changed",
+            "usermod --append --groups audio,gpio,dialout,plugdev zello-gateway",
+            &format!(
+                "install -m 0755 {} /usr/local/bin/zello-gateway",
+                binary.display()
+            ),
+            "install -m 0644 systemd/zello-gateway.service /etc/systemd/system/zello-gateway.service",
+            "install -m 0644 hw/99-zello-gateway.rules /etc/udev/rules.d/99-zello-gateway.rules",
+            "systemctl daemon-reload",
+            "systemctl enable zello-gateway",
+            "Dry run complete: nothing was changed",
+        ],
+    );
     // The service user: created, or already there.
     assert!(
         out.contains("useradd --system --user-group") || !out.contains("useradd"),
@@ -165,15 +143,16 @@ fn staged_install_lays_out_the_files_and_keeps_the_configuration() {
         std::fs::read_to_string(root().join("config/gateway.example.toml")).unwrap()
     );
     // The steps that change the running system are only shown.
-    for needle in [
-        "skipped (DESTDIR is set): usermod --append --groups audio,gpio,dialout,plugdev zello-gateway",
-        "skipped (DESTDIR is set): chown root:zello-gateway /etc/zello-gateway/gateway.toml",
-        "skipped (DESTDIR is set): systemctl enable zello-gateway",
-        // The example names /etc/zello-gateway/password, which does not exist yet.
-        "install -m 600 -o zello-gateway -g zello-gateway /dev/null /etc/zello-gateway/password",
-    ] {
-        assert!(out.contains(needle), "{needle:?} missing in:\n{out}");
-    }
+    assert_contains_all(
+        &out,
+        &[
+            "skipped (DESTDIR is set): usermod --append --groups audio,gpio,dialout,plugdev zello-gateway",
+            "skipped (DESTDIR is set): chown root:zello-gateway /etc/zello-gateway/gateway.toml",
+            "skipped (DESTDIR is set): systemctl enable zello-gateway",
+            // The example names /etc/zello-gateway/password, which does not exist yet.
+            "install -m 600 -o zello-gateway -g zello-gateway /dev/null /etc/zello-gateway/password",
+        ],
+    );
 
     // Run again with an edited configuration and a password file anyone can read: the
     // configuration is kept, the password file made 0600, and the service started.

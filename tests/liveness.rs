@@ -11,10 +11,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use zello_gateway::audio::engine::{self, Engine};
+use zello_gateway::audio::NullOutput;
 use zello_gateway::audio::opus::EncoderSettings;
 use zello_gateway::audio::{AudioError, AudioInput, CODEC_RATE};
-use zello_gateway::gateway::parts::NullOutput;
+use zello_gateway::gateway::engine::{self, Engine};
 use zello_gateway::radio::sim::FlagCarrier;
 use zello_gateway::service::{Health, Heartbeat, Liveness, Watchdog};
 use zello_gateway::zello::session::{self, SessionConfig, SessionEvent};
@@ -101,25 +101,51 @@ async fn a_logged_on_session_on_a_silent_connection_keeps_the_watchdog_fed() {
 #[tokio::test(start_paused = true)]
 async fn a_session_waiting_to_reconnect_keeps_the_watchdog_fed() {
     // A port nobody listens on, and five minutes between attempts.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let cfg = SessionConfig {
         backoff_min: Duration::from_secs(300),
         backoff_max: Duration::from_secs(300),
         ..session_config(format!("ws://127.0.0.1:{port}/ws"))
     };
-    let liveness = Liveness::new();
-    let stop = CancellationToken::new();
-    let (_handle, _events, task) =
-        session::spawn_watched(cfg, stop.clone(), Some(liveness.register("zello session")))
-            .unwrap();
-    let systemd = NotifySocket::new();
-    let period = start_watchdog(&systemd, &liveness, &stop);
-    assert_eq!(over_checks(&systemd, period, 20).await, ["WATCHDOG=1"; 20]);
-    stop.cancel();
-    task.await.unwrap();
+    let watched = WatchedSession::start(cfg);
+    assert_eq!(watched.over_checks(20).await, ["WATCHDOG=1"; 20]);
+    watched.stop().await;
+}
+
+/// A session watched by a fresh [`Liveness`], the watchdog started on it.
+struct WatchedSession {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    systemd: NotifySocket,
+    period: Duration,
+}
+
+impl WatchedSession {
+    fn start(cfg: SessionConfig) -> WatchedSession {
+        let liveness = Liveness::new();
+        let stop = CancellationToken::new();
+        let heartbeat = liveness.register("zello session");
+        let (_handle, _events, task) =
+            session::spawn_watched(cfg, stop.clone(), Some(heartbeat)).unwrap();
+        let systemd = NotifySocket::new();
+        let period = start_watchdog(&systemd, &liveness, &stop);
+        WatchedSession {
+            stop,
+            task,
+            systemd,
+            period,
+        }
+    }
+
+    /// What systemd receives over `checks` watchdog periods.
+    async fn over_checks(&self, checks: u32) -> Vec<String> {
+        over_checks(&self.systemd, self.period, checks).await
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -138,18 +164,11 @@ async fn a_session_stuck_in_a_slow_handshake_keeps_the_watchdog_fed() {
         connect_timeout: Duration::from_secs(600),
         ..session_config(url)
     };
-    let liveness = Liveness::new();
-    let stop = CancellationToken::new();
-    let (_handle, _events, task) =
-        session::spawn_watched(cfg, stop.clone(), Some(liveness.register("zello session")))
-            .unwrap();
-    let systemd = NotifySocket::new();
-    let period = start_watchdog(&systemd, &liveness, &stop);
+    let watched = WatchedSession::start(cfg);
     // Two minutes inside one connection attempt.
-    assert_eq!(over_checks(&systemd, period, 8).await, ["WATCHDOG=1"; 8]);
+    assert_eq!(watched.over_checks(8).await, ["WATCHDOG=1"; 8]);
     assert_eq!(held.lock().unwrap().len(), 1, "one attempt, still waiting");
-    stop.cancel();
-    task.await.unwrap();
+    watched.stop().await;
 }
 
 /// An audio input that delivers silence until it is closed, then blocks inside `read_frame`

@@ -3,23 +3,15 @@
 
 mod common;
 
+use common::cli::{bin, temp_dir, text};
+use common::signal::goertzel;
 use common::start_rigctld;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zello_gateway::radio::rigctld::read_ptt;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_zello-gateway"))
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("zg-ptt-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A process killed when dropped.
 /// A configuration with one radio `hf1` (file backend, `audio` its options) keyed by `ptt`.
@@ -39,29 +31,22 @@ fn config(dir: &std::path::Path, audio: &str, ptt: &str, timing: &str) -> std::p
     path
 }
 
+/// The `ptt` setting of a radio keyed through rigctld at `address`.
+fn rigctld_ptt(address: &str) -> String {
+    format!("{{ type = \"rigctld\", address = \"{address}\" }}")
+}
+
 fn ptt_test(path: &std::path::Path, args: &[&str]) -> Command {
     let mut c = bin();
     c.arg("ptt-test").args(args).arg("--config").arg(path);
     c
 }
 
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn ptt_test_keys_a_real_rigctld_for_the_time_asked_then_releases() {
     let (_rig, address) = start_rigctld();
     let dir = temp_dir("rigctld");
-    let path = config(
-        &dir,
-        "",
-        &format!("{{ type = \"rigctld\", address = \"{address}\" }}"),
-        "tot_s = 30",
-    );
+    let path = config(&dir, "", &rigctld_ptt(&address), "tot_s = 30");
     let mut child = ptt_test(&path, &["hf1", "--seconds", "1.5", "--no-tone"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -96,36 +81,12 @@ fn ptt_test_keys_a_real_rigctld_for_the_time_asked_then_releases() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Amplitude of the component of `samples` at `hz` (Goertzel).
-fn goertzel(samples: &[i16], rate: f64, hz: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / rate).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    2.0 * (s1 * s1 + s2 * s2 - coeff * s1 * s2).max(0.0).sqrt() / samples.len() as f64
-}
-
 #[test]
 fn ptt_test_appends_the_test_tone_to_the_file_backends_wav() {
     let dir = temp_dir("file");
     let wav = dir.join("tx.wav");
     // What the gateway transmitted before: 0.5 s of silence, kept.
-    {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(&wav, spec).unwrap();
-        for _ in 0..8000 {
-            w.write_sample(0i16).unwrap();
-        }
-        w.finalize().unwrap();
-    }
+    common::cli::silent_wav(&wav, 500);
     let path = config(
         &dir,
         ", output = \"tx.wav\"",
@@ -170,7 +131,7 @@ fn sigint_or_sigterm_in_the_middle_releases_ptt() {
     let path = config(
         &dir,
         ", output = \"tx.wav\"",
-        &format!("{{ type = \"rigctld\", address = \"{address}\" }}"),
+        &rigctld_ptt(&address),
         "tot_s = 60",
     );
     for signal in ["-INT", "-TERM"] {
@@ -220,12 +181,7 @@ fn sigint_or_sigterm_in_the_middle_releases_ptt() {
 fn longer_than_the_time_out_timer_is_refused_before_keying() {
     let (_rig, address) = start_rigctld();
     let dir = temp_dir("tot");
-    let path = config(
-        &dir,
-        "",
-        &format!("{{ type = \"rigctld\", address = \"{address}\" }}"),
-        "tot_s = 10",
-    );
+    let path = config(&dir, "", &rigctld_ptt(&address), "tot_s = 10");
     let out = ptt_test(&path, &["hf1", "--seconds", "11"])
         .output()
         .unwrap();
@@ -299,12 +255,7 @@ fn recording_rigctld() -> (String, Arc<Mutex<Vec<String>>>) {
 fn check_never_keys() {
     let (address, commands) = recording_rigctld();
     let dir = temp_dir("check");
-    let path = config(
-        &dir,
-        "",
-        &format!("{{ type = \"rigctld\", address = \"{address}\" }}"),
-        "tot_s = 10",
-    );
+    let path = config(&dir, "", &rigctld_ptt(&address), "tot_s = 10");
     let out = bin()
         .arg("check")
         .arg("--config")

@@ -5,15 +5,13 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CHANNEL, Client, config, server};
+use common::emulator::with_gateway_and;
 use std::time::Duration;
 use zello_gateway::audio::CODEC_RATE;
 use zello_gateway::audio::dsp::{RxChain, RxSettings};
 use zello_gateway::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder};
 use zello_gateway::audio::speech::{speech_like, tone};
-use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::session::SessionEvent;
-use zello_gateway::zello::sim::SimConfig;
 
 /// Power of `freq` in `x` (Goertzel), normalised.
 fn power_at(x: &[f32], freq: f32) -> f32 {
@@ -50,9 +48,7 @@ fn best_correlation(a: &[i16], b: &[i16], max_lag: usize) -> (f64, usize) {
 
 #[tokio::test(start_paused = true)]
 async fn speech_survives_the_chain_the_codec_and_the_emulator() {
-    let sim = server(SimConfig::default()).await;
-    let gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut app = Client::ready(config(&sim, "alice")).await;
+    let (_sim, gw, mut app) = with_gateway_and("alice").await;
 
     // What the radio receives: speech plus a 100 Hz tone at -10 dBFS (CTCSS-like).
     let speech = speech_like(CODEC_RATE, 4.0, 21);
@@ -64,11 +60,7 @@ async fn speech_survives_the_chain_the_codec_and_the_emulator() {
         .collect();
     let mut chain = RxChain::new(&RxSettings::default(), CODEC_RATE).unwrap();
     let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     let mut buf = Vec::new();
     for frame in rx.chunks_exact_mut(960) {
         chain.process(frame);

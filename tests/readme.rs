@@ -1,11 +1,12 @@
 //! The README as a front door: the two commands first, then the way to a real radio, every
 //! command it shows one the program has, and no `cargo run` where an installed user types.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
+use common::cli::{assert_success, bin, read_source, root};
 
 fn readme() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
+    read_source("README.md")
 }
 
 /// The `zello-gateway SUBCOMMAND` words the README shows.
@@ -77,15 +78,9 @@ fn every_command_the_readme_shows_exists() {
         "zello-gateway",
     ];
     for word in words.iter().filter(|w| !prose.contains(&w.as_str())) {
-        let out = Command::new(env!("CARGO_BIN_EXE_zello-gateway"))
-            .args([word.as_str(), "--help"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "README shows `zello-gateway {word}`, which the program does not know:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = bin().args([word.as_str(), "--help"]).output().unwrap();
+        let what = format!("README shows `zello-gateway {word}`, which the program does not know:");
+        assert_success(&out, &what);
     }
 }
 
@@ -116,11 +111,7 @@ fn the_front_door_leads_from_the_two_commands_to_a_real_radio() {
         at += found;
     }
     // The long analysis lives in docs/, the README keeps a table.
-    assert!(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("docs/performance.md")
-            .exists()
-    );
+    assert!(root().join("docs/performance.md").exists());
     assert!(text.contains("docs/performance.md"));
     let perf = &text[text.find("## Performance").unwrap()..];
     let perf = &perf[..perf[3..].find("\n## ").map_or(perf.len(), |i| i + 3)];

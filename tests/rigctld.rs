@@ -5,156 +5,96 @@
 mod common;
 
 use bytes::Bytes;
+use common::emulator::{Gateway, gateway_config, talk_pcm, until_online};
 use common::{
     CHANNEL, Client, config, free_port, server, start_rigctld, start_rigctld_on, wait_for,
 };
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 use zello_gateway::audio::CODEC_RATE;
 use zello_gateway::audio::opus::{EncoderSettings, OpusEncoder};
-use zello_gateway::config::Config;
 use zello_gateway::gateway::{self, GatewayEvent};
+use zello_gateway::parts;
 use zello_gateway::radio::rigctld::read_ptt;
-use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::sim::SimConfig;
 
 #[tokio::test(flavor = "current_thread")]
 async fn rigctld_ptt_follows_a_message_from_the_channel() {
     let (_rig, address) = start_rigctld();
     let sim = server(SimConfig::default()).await;
-    let dir = std::env::temp_dir().join(format!("zg-rigctld-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = format!(
-        r#"
-[zello]
-server = "{}"
-username = "gateway1"
-password = "pw"
+    let dir = common::cli::temp_dir("rigctld");
+    let cfg = gateway_config(&sim, &dir, &hf1_on(&address));
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
+    let gw = Gateway::from_config(&cfg, observer);
+    let app = Client::ready(config(&sim, "dispatcher")).await;
+    // Wait until the gateway is online too.
+    until_online(&sim, 2).await;
+    assert!(!read_ptt(&address).unwrap());
 
-[[radio]]
+    assert!(
+        dispatcher_talks(&app, &address).await,
+        "rigctld reported PTT 1 while the message played"
+    );
+    ptt_released(&mut watch).await;
+    assert_eq!(
+        ptt_reads(&address).await,
+        Some(false),
+        "rigctld reports PTT 0 after the message"
+    );
+    gw.stop().await;
+    assert_eq!(ptt_reads(&address).await, Some(false));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Radio `hf1` keyed through rigctld at `address`, its carrier from rigctld's DCD.
+fn hf1_on(address: &str) -> String {
+    format!(
+        r#"[[radio]]
 name = "hf1"
 channel = "{CHANNEL}"
 audio = {{ backend = "file", output = "tx.wav" }}
 ptt = {{ type = "rigctld", address = "{address}" }}
 carrier = {{ type = "rigctld", address = "{address}", poll_ms = 50 }}
 timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
-"#,
-        sim.url()
-    );
-    std::fs::write(dir.join("gateway.toml"), text).unwrap();
-    let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-    let radios = gateway::parts::build(&cfg).unwrap();
-    let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
-    let gw = tokio::spawn(gateway::run(
-        cfg.session_config().unwrap(),
-        radios,
-        shutdown.clone(),
-        observer,
-    ));
-    let app = Client::ready(config(&sim, "dispatcher")).await;
-    // Wait until the gateway is online too.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while sim.online_users(CHANNEL).len() < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
-    assert!(!read_ptt(&address).unwrap());
+"#
+    )
+}
 
-    // The dispatcher talks for 1.2 s.
-    let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
-    let pcm = zello_gateway::audio::speech::speech_like(CODEC_RATE, 1.2, 4);
-    let msg = app
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let mut keyed_seen = false;
-    for chunk in pcm.chunks_exact(960) {
-        enc.encode_packet(chunk, &mut buf).unwrap();
-        msg.send(Bytes::copy_from_slice(&buf));
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        let addr = address.clone();
-        if tokio::task::spawn_blocking(move || read_ptt(&addr).unwrap())
-            .await
-            .unwrap()
-        {
-            keyed_seen = true;
-        }
-    }
-    msg.finish().await;
-    assert!(
-        keyed_seen,
-        "rigctld reported PTT 1 while the message played"
-    );
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(GatewayEvent::PttOff { .. }) = watch.recv().await {
-                return;
-            }
-        }
+/// Waits (up to 10 s) for the gateway to release PTT.
+async fn ptt_released(watch: &mut broadcast::Receiver<GatewayEvent>) {
+    wait_for(watch, Duration::from_secs(10), |e| {
+        matches!(e, GatewayEvent::PttOff { .. })
     })
-    .await
-    .expect("PTT released after the message");
-    let addr = address.clone();
-    assert!(
-        !tokio::task::spawn_blocking(move || read_ptt(&addr).unwrap())
-            .await
-            .unwrap(),
-        "rigctld reports PTT 0 after the message"
-    );
-    shutdown.cancel();
-    gw.await.unwrap().unwrap();
-    let addr = address.clone();
-    assert!(
-        !tokio::task::spawn_blocking(move || read_ptt(&addr).unwrap())
-            .await
-            .unwrap()
-    );
-    std::fs::remove_dir_all(&dir).ok();
+    .await;
 }
 
 /// Log lines of this test binary, captured (warnings and worse) from the first call on.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+struct Logs(common::Captured);
 
 impl Logs {
     fn get() -> Logs {
-        static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
-        LOGS.get_or_init(|| {
-            let logs = Logs::default();
-            let writer = logs.clone();
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_env_filter("warn")
-                .init();
-            logs
-        })
-        .clone()
+        static LOGS: std::sync::OnceLock<common::Captured> = std::sync::OnceLock::new();
+        Logs(
+            LOGS.get_or_init(|| {
+                let logs = common::Captured::default();
+                let writer = logs.clone();
+                tracing_subscriber::fmt()
+                    .with_writer(move || writer.clone())
+                    .with_ansi(false)
+                    .with_env_filter("warn")
+                    .init();
+                logs
+            })
+            .clone(),
+        )
     }
 
     /// The lines about radio `radio`.
     fn of(&self, radio: &str) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(&format!("radio={radio}")))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        let about = format!("radio={radio}");
+        let lines = self.0.lines();
+        let of: Vec<String> = lines.into_iter().filter(|l| l.contains(&about)).collect();
+        of.join("\n")
     }
 }
 
@@ -169,8 +109,7 @@ async fn ptt_reads(address: &str) -> Option<bool> {
 /// emulator, and a dispatcher on its channel talking for `seconds` in real time once the
 /// gateway is online.
 struct Keyed {
-    shutdown: CancellationToken,
-    gw: tokio::task::JoinHandle<Result<(), gateway::GatewayError>>,
+    gw: Gateway,
     watch: broadcast::Receiver<GatewayEvent>,
     talking: tokio::task::JoinHandle<Client>,
     dir: std::path::PathBuf,
@@ -178,65 +117,32 @@ struct Keyed {
 
 async fn keyed_through(radio: &str, address: &str, seconds: f32) -> Keyed {
     let sim = server(SimConfig::default()).await;
-    let dir = std::env::temp_dir().join(format!("zg-rigctld-{radio}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = format!(
-        r#"
-[zello]
-server = "{}"
-username = "gateway1"
-password = "pw"
-
-[[radio]]
+    let dir = common::cli::temp_dir(&format!("rigctld-{radio}"));
+    let cfg = gateway_config(
+        &sim,
+        &dir,
+        &format!(
+            r#"[[radio]]
 name = "{radio}"
 channel = "{CHANNEL}"
 audio = {{ backend = "file", output = "tx.wav" }}
 ptt = {{ type = "rigctld", address = "{address}" }}
 carrier = {{ type = "none" }}
 timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
-"#,
-        sim.url()
+"#
+        ),
     );
-    std::fs::write(dir.join("gateway.toml"), text).unwrap();
-    let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-    let radios = gateway::parts::build(&cfg).unwrap();
-    let shutdown = CancellationToken::new();
-    let (observer, watch) = broadcast::channel(1024);
-    let gw = tokio::spawn(gateway::run(
-        cfg.session_config().unwrap(),
-        radios,
-        shutdown.clone(),
-        observer,
-    ));
+    let (observer, watch) = zello_gateway::state::StateHub::channel(1024);
+    let gw = Gateway::from_config(&cfg, observer);
     let app = Client::ready(config(&sim, "dispatcher")).await;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while sim.online_users(CHANNEL).len() < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    until_online(&sim, 2).await;
     let talking = tokio::spawn(async move {
         let _sim = sim;
-        let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
         let pcm = zello_gateway::audio::speech::speech_like(CODEC_RATE, seconds, 4);
-        let msg = app
-            .handle
-            .start_message(CHANNEL, CodecHeader::default(), None)
-            .await
-            .unwrap();
-        let mut tick = tokio::time::interval(Duration::from_millis(60));
-        let mut buf = Vec::new();
-        for chunk in pcm.chunks_exact(960) {
-            tick.tick().await;
-            enc.encode_packet(chunk, &mut buf).unwrap();
-            msg.send(Bytes::copy_from_slice(&buf));
-        }
-        msg.finish().await;
+        talk_pcm(&app, &pcm).await;
         app
     });
     Keyed {
-        shutdown,
         gw,
         watch,
         talking,
@@ -247,8 +153,7 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
 impl Keyed {
     async fn stop(self) {
         let _app = self.talking.await.unwrap();
-        self.shutdown.cancel();
-        self.gw.await.unwrap().unwrap();
+        self.gw.stop().await;
         std::fs::remove_dir_all(&self.dir).ok();
     }
 }
@@ -357,11 +262,7 @@ async fn a_rigctld_that_stays_down_during_a_message_is_a_ptt_failure() {
 async fn dispatcher_talks(app: &Client, address: &str) -> bool {
     let mut enc = OpusEncoder::new(&EncoderSettings::default()).unwrap();
     let pcm = zello_gateway::audio::speech::speech_like(CODEC_RATE, 1.2, 4);
-    let msg = app
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = app.start_message().await;
     let mut buf = Vec::new();
     let mut keyed_seen = false;
     for chunk in pcm.chunks_exact(960) {
@@ -386,74 +287,42 @@ async fn a_radio_whose_rigctld_starts_later_waits_then_keys() {
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let sim = server(SimConfig::default()).await;
-    let dir = std::env::temp_dir().join(format!("zg-rigctld-late-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = format!(
-        r#"
-[zello]
-server = "{}"
-username = "gateway1"
-password = "pw"
-
-[[radio]]
-name = "hf1"
-channel = "{CHANNEL}"
-audio = {{ backend = "file", output = "tx.wav" }}
-ptt = {{ type = "rigctld", address = "{address}" }}
-carrier = {{ type = "rigctld", address = "{address}", poll_ms = 50 }}
-timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
-"#,
-        sim.url()
-    );
-    std::fs::write(dir.join("gateway.toml"), text).unwrap();
-    let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-    let (radios, waiting) = gateway::parts::build_or_wait(&cfg).unwrap();
+    let dir = common::cli::temp_dir("rigctld-late");
+    let cfg = gateway_config(&sim, &dir, &hf1_on(&address));
+    let (radios, waiting) = parts::build_or_wait(&cfg).unwrap();
     assert!(radios.is_empty());
     assert_eq!(waiting.len(), 1);
     assert!(waiting[0].error.contains(&address), "{}", waiting[0].error);
-    let shutdown = CancellationToken::new();
-    let (observer, mut watch) = broadcast::channel(1024);
-    let gw = tokio::spawn(gateway::run_with(
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
+    let gw = Gateway::start_with(
         cfg.session_config().unwrap(),
         radios,
-        shutdown.clone(),
         observer,
         gateway::RunOptions {
             waiting,
             ..Default::default()
         },
-    ));
-    let (radio, error) = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Ok(GatewayEvent::HardwareWaiting { radio, error }) = watch.recv().await {
-                return (radio, error);
-            }
-        }
-    })
-    .await
-    .expect("the radio says it waits");
+    );
+    let waits = |e: &GatewayEvent| matches!(e, GatewayEvent::HardwareWaiting { .. });
+    // The radio says it waits.
+    let GatewayEvent::HardwareWaiting { radio, error } =
+        wait_for(&mut watch, Duration::from_secs(5), waits).await
+    else {
+        unreachable!()
+    };
     assert_eq!(radio, "hf1");
     assert!(error.is_some());
     // Zello goes on meanwhile.
     let app = Client::ready(config(&sim, "dispatcher")).await;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while sim.online_users(CHANNEL).len() < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
+    until_online(&sim, 2).await;
 
     let (_rig, address) = start_rigctld_on(port);
-    let error = tokio::time::timeout(Duration::from_secs(40), async {
-        loop {
-            if let Ok(GatewayEvent::HardwareWaiting { error, .. }) = watch.recv().await {
-                return error;
-            }
-        }
-    })
-    .await
-    .expect("the radio starts once rigctld is up");
+    // The radio starts once rigctld is up.
+    let GatewayEvent::HardwareWaiting { error, .. } =
+        wait_for(&mut watch, Duration::from_secs(40), waits).await
+    else {
+        unreachable!()
+    };
     assert_eq!(error, None);
     assert!(!read_ptt(&address).unwrap());
 
@@ -461,22 +330,11 @@ timing = {{ tx_delay_ms = 100, tx_tail_ms = 100 }}
         dispatcher_talks(&app, &address).await,
         "rigctld reported PTT 1 while the message played"
     );
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(GatewayEvent::PttOff { .. }) = watch.recv().await {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("PTT released after the message");
-    shutdown.cancel();
-    gw.await.unwrap().unwrap();
-    let addr = address.clone();
-    assert!(
-        !tokio::task::spawn_blocking(move || read_ptt(&addr).unwrap())
-            .await
-            .unwrap(),
+    ptt_released(&mut watch).await;
+    gw.stop().await;
+    assert_eq!(
+        ptt_reads(&address).await,
+        Some(false),
         "PTT released at the stop"
     );
     std::fs::remove_dir_all(&dir).ok();

@@ -4,6 +4,7 @@
 mod common;
 
 use bytes::Bytes;
+use common::emulator::{with_gateway, with_gateway_and};
 use common::{CHANNEL, Client, config, server};
 use std::time::Duration;
 use zello_gateway::zello::protocol::{CodecHeader, ErrorCode, SendImage, SendLocation};
@@ -23,11 +24,7 @@ async fn logon_readiness_and_platform_name() {
     let mut gw = Client::start(config(&sim, "gateway1"));
     gw.logged_on(5 * S, false).await;
     // Logged on but the channel is not online yet: no start_stream may go out.
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     let id = msg.id();
     msg.send(packet(1));
     gw.expect(5 * S, |e| {
@@ -54,9 +51,7 @@ async fn logon_readiness_and_platform_name() {
 
 #[tokio::test(start_paused = true)]
 async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut app = Client::ready(config(&sim, "alice")).await;
+    let (_sim, mut gw, mut app) = with_gateway_and("alice").await;
     let header = CodecHeader::new(16000, 1, 20).unwrap();
     let msg = gw
         .handle
@@ -134,9 +129,7 @@ async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
 
 #[tokio::test(start_paused = true)]
 async fn for_routing_reaches_only_the_recipient() {
-    let sim = server(SimConfig::default()).await;
-    let gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut bob = Client::ready(config(&sim, "bob")).await;
+    let (sim, gw, mut bob) = with_gateway_and("bob").await;
     let mut carol = Client::ready(config(&sim, "carol")).await;
     let msg = gw
         .handle
@@ -157,14 +150,14 @@ async fn for_routing_reaches_only_the_recipient() {
         matches!(e, SessionEvent::IncomingEnd { packets: 2, .. })
     })
     .await;
-    let carol_saw = carol.collect(3 * S).await;
-    assert!(
-        !carol_saw.iter().any(|e| matches!(
-            e,
-            SessionEvent::IncomingStart { .. } | SessionEvent::IncomingAudio { .. }
-        )),
-        "{carol_saw:?}"
-    );
+    carol
+        .expect_none(3 * S, |e| {
+            matches!(
+                e,
+                SessionEvent::IncomingStart { .. } | SessionEvent::IncomingAudio { .. }
+            )
+        })
+        .await;
     gw.shutdown().await;
 }
 
@@ -174,11 +167,7 @@ async fn listen_only_connection_is_refused() {
     let mut cfg = config(&sim, "gateway1");
     cfg.listen_only = true;
     let mut gw = Client::ready(cfg).await;
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     msg.send(packet(1));
     let e = gw
         .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
@@ -199,19 +188,12 @@ async fn listen_only_connection_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn text_location_and_image_relay() {
-    let sim = server(SimConfig::default()).await;
-    let gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut app = Client::ready(config(&sim, "alice")).await;
+    let (_sim, gw, mut app) = with_gateway_and("alice").await;
     gw.handle
         .send_text(CHANNEL, "Radio check", None)
         .await
         .unwrap();
-    let SessionEvent::Text(t) = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::Text(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    let t = app.expect_text(5 * S).await;
     assert_eq!(
         (t.from.as_str(), t.text.as_str()),
         ("gateway1", "Radio check")
@@ -297,11 +279,7 @@ async fn pings_are_answered_during_a_long_transmission() {
     let mut gw = Client::ready(config(&sim, "gateway1")).await;
     let _app = Client::ready(config(&sim, "alice")).await;
     // A 20 s message at 60 ms packets, with pings every 2 s.
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     for i in 0..333u32 {
         msg.send(packet(i as u8));
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -335,16 +313,12 @@ async fn pings_are_answered_during_a_long_transmission() {
 
 #[tokio::test(start_paused = true)]
 async fn silence_is_not_death_but_a_frozen_server_is() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     // Ten idle minutes with pings every 30 s: no reconnect.
-    let idle = gw.collect(Duration::from_secs(600)).await;
-    assert!(
-        !idle
-            .iter()
-            .any(|e| matches!(e, SessionEvent::Disconnected { .. })),
-        "{idle:?}"
-    );
+    gw.expect_none(Duration::from_secs(600), |e| {
+        matches!(e, SessionEvent::Disconnected { .. })
+    })
+    .await;
     // A server that stops sending anything (no pings either) is dead after 2 x 30 s + margin.
     sim.faults().freeze("gateway1");
     let start = tokio::time::Instant::now();
@@ -368,8 +342,7 @@ async fn silence_is_not_death_but_a_frozen_server_is() {
 
 #[tokio::test(start_paused = true)]
 async fn reconnects_with_the_refresh_token_then_full_credentials() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     assert!(sim.faults().drop_connection("gateway1"));
     gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
         .await;
@@ -408,13 +381,10 @@ async fn bad_credentials_are_retried_only_slowly() {
         }
     ));
     // No second attempt within the next four minutes.
-    let quiet = gw.collect(Duration::from_secs(240)).await;
-    assert!(
-        !quiet
-            .iter()
-            .any(|e| matches!(e, SessionEvent::LogonRefused { .. })),
-        "{quiet:?}"
-    );
+    gw.expect_none(Duration::from_secs(240), |e| {
+        matches!(e, SessionEvent::LogonRefused { .. })
+    })
+    .await;
     let attempts = sim
         .events()
         .iter()
@@ -431,8 +401,7 @@ async fn bad_credentials_are_retried_only_slowly() {
 
 #[tokio::test(start_paused = true)]
 async fn kicked_gets_a_longer_delay() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     assert!(sim.faults().kick("gateway1"));
     gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
         .await;
@@ -451,15 +420,9 @@ async fn kicked_gets_a_longer_delay() {
 
 #[tokio::test(start_paused = true)]
 async fn delayed_start_stream_keeps_the_leading_audio() {
-    let sim = server(SimConfig::default()).await;
-    let gw = Client::ready(config(&sim, "gateway1")).await;
-    let mut app = Client::ready(config(&sim, "alice")).await;
+    let (sim, gw, mut app) = with_gateway_and("alice").await;
     sim.faults().delay_start_stream(Duration::from_millis(500));
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     // Six packets (360 ms) captured before the stream id arrives, then four more.
     for i in 0..10u8 {
         msg.send(packet(i));
@@ -480,15 +443,10 @@ async fn delayed_start_stream_keeps_the_leading_audio() {
 
 #[tokio::test(start_paused = true)]
 async fn rejected_or_unanswered_start_stream_ends_cleanly() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     sim.faults()
         .reject_start_stream_once(ErrorCode::FailedToStartStream);
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     msg.send(packet(1));
     msg.finish().await;
     let e = gw
@@ -506,11 +464,7 @@ async fn rejected_or_unanswered_start_stream_ends_cleanly() {
     );
     // A server that never answers start_stream: the message times out, no stop_stream.
     sim.faults().delay_start_stream(Duration::from_secs(3600));
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     msg.send(packet(2));
     let e = gw
         .expect(30 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
@@ -541,13 +495,8 @@ async fn rejected_or_unanswered_start_stream_ends_cleanly() {
 
 #[tokio::test(start_paused = true)]
 async fn the_server_can_stop_our_stream() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let (sim, mut gw) = with_gateway().await;
+    let msg = gw.start_message().await;
     msg.send(packet(1));
     gw.expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
         .await;
@@ -573,17 +522,9 @@ async fn the_server_can_stop_our_stream() {
 
 #[tokio::test(start_paused = true)]
 async fn echo_user_replays_a_message() {
-    let sim = server(SimConfig {
-        echo: true,
-        ..SimConfig::default()
-    })
-    .await;
+    let sim = common::emulator::echo_server().await;
     let mut gw = Client::ready(config(&sim, "gateway1")).await;
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     for i in 0..5u8 {
         msg.send(packet(i));
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -605,17 +546,11 @@ async fn echo_user_replays_a_message() {
 
 #[tokio::test(start_paused = true)]
 async fn held_offline_on_purpose_then_online_again() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
-    let _dispatcher = Client::ready(config(&sim, "dispatcher")).await;
+    let (sim, mut gw, _dispatcher) = with_gateway_and("dispatcher").await;
     assert!(sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
 
     // A message is going out when the session is asked to leave: it ends properly.
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     msg.send(packet(1));
     let started = sim
         .wait_for(
@@ -647,13 +582,8 @@ async fn held_offline_on_purpose_then_online_again() {
             .count()
     };
     assert_eq!(logons(&sim), 1);
-    let seen = gw.collect(600 * S).await;
-    assert!(
-        !seen
-            .iter()
-            .any(|e| matches!(e, SessionEvent::LoggedOn { .. })),
-        "{seen:?}"
-    );
+    gw.expect_none(600 * S, |e| matches!(e, SessionEvent::LoggedOn { .. }))
+        .await;
     assert_eq!(logons(&sim), 1);
     assert!(!sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
     assert!(gw.handle.send_text(CHANNEL, "hello", None).await.is_err());

@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use zello_gateway::secret::Secret;
 use zello_gateway::zello::session::{SessionConfig, SessionEvent};
@@ -44,13 +44,9 @@ async fn wss_to_the_emulator_with_a_private_certificate() {
 
     // Without it, the handshake fails and the session keeps retrying, never logging on.
     let mut untrusting = Client::start(config(&sim, "gateway2"));
-    let seen = untrusting.collect(3 * S).await;
-    assert!(
-        !seen
-            .iter()
-            .any(|e| matches!(e, SessionEvent::LoggedOn { .. })),
-        "{seen:?}"
-    );
+    untrusting
+        .expect_none(3 * S, |e| matches!(e, SessionEvent::LoggedOn { .. }))
+        .await;
     untrusting.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -62,6 +58,47 @@ async fn hostile_server(frames: Vec<Message>) -> (String, Arc<AtomicUsize>) {
 
 /// Like [`hostile_server`]; with `status_first` the channel status precedes the logon reply.
 async fn scripted_server(frames: Vec<Message>, status_first: bool) -> (String, Arc<AtomicUsize>) {
+    counting_server(move |tcp| {
+        let frames = frames.clone();
+        async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            let Some(Ok(Message::Text(logon))) = ws.next().await else {
+                return;
+            };
+            let v: serde_json::Value = serde_json::from_str(logon.as_str()).unwrap();
+            let seq = v["seq"].as_u64().unwrap();
+            let reply = Message::text(format!(r#"{{"seq":{seq},"success":true}}"#));
+            let status = Message::text(format!(
+                r#"{{"command":"on_channel_status","channel":"{CHANNEL}","status":"online","users_online":1}}"#
+            ));
+            let (first, second) = if status_first {
+                (status, reply)
+            } else {
+                (reply, status)
+            };
+            let _ = ws.send(first).await;
+            let _ = ws.send(second).await;
+            for f in frames {
+                if ws.send(f).await.is_err() {
+                    return;
+                }
+            }
+            // Keep the connection open, reading whatever comes.
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await
+}
+
+/// A server on a loopback port that hands each connection (no delay on it) to `serve` on
+/// a task of its own: its `ws://` URL, and how many connections it has accepted.
+async fn counting_server<F, Fut>(serve: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
@@ -69,36 +106,8 @@ async fn scripted_server(frames: Vec<Message>, status_first: bool) -> (String, A
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
-            let frames = frames.clone();
-            tokio::spawn(async move {
-                tcp.set_nodelay(true).ok();
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                let Some(Ok(Message::Text(logon))) = ws.next().await else {
-                    return;
-                };
-                let v: serde_json::Value = serde_json::from_str(logon.as_str()).unwrap();
-                let seq = v["seq"].as_u64().unwrap();
-                let reply = Message::text(format!(r#"{{"seq":{seq},"success":true}}"#));
-                let status = Message::text(format!(
-                    r#"{{"command":"on_channel_status","channel":"{CHANNEL}","status":"online","users_online":1}}"#
-                ));
-                let (first, second) = if status_first {
-                    (status, reply)
-                } else {
-                    (reply, status)
-                };
-                let _ = ws.send(first).await;
-                let _ = ws.send(second).await;
-                for f in frames {
-                    if ws.send(f).await.is_err() {
-                        return;
-                    }
-                }
-                // Keep the connection open, reading whatever comes.
-                while let Some(Ok(_)) = ws.next().await {}
-            });
+            tcp.set_nodelay(true).ok();
+            tokio::spawn(serve(tcp));
         }
     });
     (url, connections)
@@ -141,27 +150,20 @@ async fn garbage_from_the_server_is_survived() {
         matches!(e, SessionEvent::Channel { ready: true, .. })
     })
     .await;
-    let SessionEvent::Text(t) = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::Text(_)))
-        .await
-    else {
-        unreachable!()
-    };
-    assert_eq!(t.text, "still here");
+    assert_eq!(gw.expect_text(5 * S).await.text, "still here");
     let stats = gw.handle.stats();
     // Three undecodable text frames, two undecodable binary frames; the stream with the
     // impossible codec header is ignored, so its packet and the unknown stream's are counted.
     assert_eq!(stats.bad_frames.load(Ordering::Relaxed), 5);
     assert_eq!(stats.unknown_stream_packets.load(Ordering::Relaxed), 1);
     assert_eq!(stats.packets_received.load(Ordering::Relaxed), 0);
-    let rest = gw.collect(S).await;
-    assert!(
-        !rest.iter().any(|e| matches!(
+    gw.expect_none(S, |e| {
+        matches!(
             e,
             SessionEvent::Disconnected { .. } | SessionEvent::IncomingStart { .. }
-        )),
-        "{rest:?}"
-    );
+        )
+    })
+    .await;
     assert_eq!(connections.load(Ordering::SeqCst), 1, "no reconnect needed");
     gw.shutdown().await;
 }
@@ -180,22 +182,13 @@ async fn an_oversized_frame_drops_the_connection_and_the_session_reconnects() {
 
 #[tokio::test(start_paused = true)]
 async fn a_server_that_never_answers_the_logon_is_left_and_retried_with_backoff() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let count = attempts.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                tcp.set_nodelay(true).ok();
-                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
-                    // Read and never answer.
-                    while let Some(Ok(_)) = ws.next().await {}
-                }
-            });
+    let (url, attempts) = counting_server(|tcp| async move {
+        if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+            // Read and never answer.
+            while let Some(Ok(_)) = ws.next().await {}
         }
-    });
+    })
+    .await;
     let mut gw = Client::start(hostile_config(url));
     gw.expect(15 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
         .await;
@@ -209,18 +202,12 @@ async fn a_server_that_never_answers_the_logon_is_left_and_retried_with_backoff(
 #[tokio::test(start_paused = true)]
 async fn an_unreachable_server_is_retried_with_growing_delays() {
     // Bind and drop to get a port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let mut gw = Client::start(hostile_config(format!("ws://127.0.0.1:{port}/ws")));
-    let seen = gw.collect(Duration::from_secs(10)).await;
-    assert!(
-        !seen
-            .iter()
-            .any(|e| matches!(e, SessionEvent::LoggedOn { .. })),
-        "{seen:?}"
-    );
+    gw.expect_none(Duration::from_secs(10), |e| {
+        matches!(e, SessionEvent::LoggedOn { .. })
+    })
+    .await;
     // Requests while offline are answered at once, not queued forever.
     let e = gw.handle.send_text(CHANNEL, "x", None).await.unwrap_err();
     assert!(e.to_string().contains("not connected"), "{e}");

@@ -5,22 +5,18 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CHANNEL, Captured, Client, config, server};
+use common::emulator::{with_gateway, with_gateway_and};
+use common::{Captured, Client};
 use std::time::Duration;
 use tokio::time::Instant;
-use zello_gateway::zello::protocol::{CodecHeader, ErrorCode};
+use zello_gateway::zello::protocol::ErrorCode;
 use zello_gateway::zello::session::SessionEvent;
-use zello_gateway::zello::sim::SimConfig;
 
 const S: Duration = Duration::from_secs(1);
 
 /// Sends one message of `packets` 60 ms packets, paced like a radio.
 async fn talk(gw: &Client, packets: u8) {
-    let msg = gw
-        .handle
-        .start_message(CHANNEL, CodecHeader::default(), None)
-        .await
-        .unwrap();
+    let msg = gw.start_message().await;
     for i in 0..packets {
         msg.send(Bytes::from(vec![i, 0xfc, 0x00, i]));
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -33,9 +29,7 @@ async fn talk(gw: &Client, packets: u8) {
 async fn a_link_dropping_every_30_s_reconnects_at_once_and_loses_no_message() {
     let log = Captured::default();
     let _log = log.start();
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
-    let app = Client::ready(config(&sim, "alice")).await;
+    let (sim, mut gw, app) = with_gateway_and("alice").await;
     // The listener counts the messages that arrive from the gateway.
     let (done, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let heard = tokio::spawn(async move {
@@ -108,8 +102,7 @@ async fn a_link_dropping_every_30_s_reconnects_at_once_and_loses_no_message() {
 #[tokio::test(start_paused = true)]
 #[serial_test::serial] // log captures: no test of this file runs beside another
 async fn a_server_that_refuses_the_logon_is_still_backed_off_exponentially() {
-    let sim = server(SimConfig::default()).await;
-    let mut gw = Client::ready(config(&sim, "gateway1")).await;
+    let (sim, mut gw) = with_gateway().await;
     // The session worked; then the server refuses every logon.
     tokio::time::sleep(20 * S).await;
     sim.faults()

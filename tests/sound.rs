@@ -22,10 +22,11 @@ use bytes::Bytes;
 use serial_test::serial;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use zello_gateway::audio::engine::{self, Engine, EngineCommand, EngineEvent};
 use zello_gateway::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder};
 use zello_gateway::audio::sound::{CpalInput, CpalOutput, DeviceHealth, SoundSettings, SoundStats};
 use zello_gateway::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
+use zello_gateway::gateway::engine::{self, Engine, EngineCommand, EngineEvent};
+use zello_gateway::parts;
 use zello_gateway::radio::sim::FlagCarrier;
 use zello_gateway::zello::protocol::CodecHeader;
 
@@ -844,9 +845,9 @@ carrier = {{ type = "vox", open_dbfs = -30, close_dbfs = -40 }}
         );
         std::fs::write(dir.join("gateway.toml"), text).unwrap();
         let cfg = Config::load(&dir.join("gateway.toml")).unwrap();
-        let radios = gateway::parts::build(&cfg).unwrap();
+        let radios = parts::build(&cfg).unwrap();
         let shutdown = CancellationToken::new();
-        let (observer, watch) = tokio::sync::broadcast::channel(1024);
+        let (observer, watch) = zello_gateway::state::StateHub::channel(1024);
         let gw = tokio::spawn(gateway::run(
             cfg.session_config().unwrap(),
             radios,

@@ -1,9 +1,13 @@
 //! `zello-gateway provision` and `history` as an administrator runs them, against
 //! `zello-gateway sim --work-listen`.
 
+mod common;
+
+use common::cli::{assert_contains_all, text, wait_listening};
+use common::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zello-gateway"));
@@ -17,14 +21,6 @@ fn bin() -> Command {
         c.env_remove(var);
     }
     c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `sim` with the Zello Work API, killed when dropped.
@@ -48,14 +44,7 @@ impl Sim {
             cmd.arg("--work-seed").arg(seed);
         }
         let child = cmd.stderr(Stdio::null()).spawn().unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", work_port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "sim did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(work_port, Duration::from_secs(20), "sim did not start");
         Sim {
             child,
             url: format!("http://127.0.0.1:{work_port}"),
@@ -112,13 +101,6 @@ impl Files {
             ),
         )
     }
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Runs `command` (provision, history) with a configuration and an admin file.
@@ -227,14 +209,15 @@ fn provision_bad_credentials_rights_and_admin_files() {
     let out = provision(&config, &bad, &[]);
     assert!(!out.status.success());
     let (_, err) = text(&out);
-    for needle in [
-        "3 problem(s)",
-        "url: URL \"http://acme.zellowork.com\": plain http:// is only allowed to loopback",
-        "password: missing",
-        "api_key: missing",
-    ] {
-        assert!(err.contains(needle), "{needle} missing in {err}");
-    }
+    assert_contains_all(
+        &err,
+        &[
+            "3 problem(s)",
+            "url: URL \"http://acme.zellowork.com\": plain http:// is only allowed to loopback",
+            "password: missing",
+            "api_key: missing",
+        ],
+    );
     let unknown = files.write(
         "unknown.toml",
         "url = \"https://a.zellowork.com\"\nusr = \"x\"\n",
@@ -340,13 +323,14 @@ fn history_lists_and_downloads_with_plain_progress_off_a_terminal() {
     assert!(stdout.contains("saved "), "{stdout}");
     assert!(dir.join("2-driver1.wav").is_file());
     // The emulator converts in steps: the progress shows as lines, not a bar.
-    for needle in [
-        "2: waiting in the server's queue (0%)",
-        "2: converting (",
-        "2: downloading ",
-    ] {
-        assert!(stderr.contains(needle), "{needle} missing in {stderr}");
-    }
+    assert_contains_all(
+        &stderr,
+        &[
+            "2: waiting in the server's queue (0%)",
+            "2: converting (",
+            "2: downloading ",
+        ],
+    );
     assert!(!stderr.contains('\r'), "{stderr:?}");
 
     let line = one_line_error(&history(&config, &admin, &["--since", "yesterday"]));

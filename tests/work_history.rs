@@ -43,16 +43,27 @@ async fn lists_the_channels_messages_with_filters() {
     sim.shutdown(Duration::from_secs(2)).await;
 }
 
+/// Downloads `messages` into `dir`: how many were saved, and the progress lines.
+async fn download(
+    c: &zello_gateway::work::WorkClient,
+    messages: &[zello_gateway::work::types::Message],
+    dir: &std::path::Path,
+    progress_bar: bool,
+) -> (usize, Vec<String>) {
+    let mut lines = Vec::new();
+    let n = download_all(c, messages, dir, progress_bar, |l| lines.push(l))
+        .await
+        .unwrap();
+    (n, lines)
+}
+
 #[tokio::test]
 async fn downloads_through_the_conversion_and_keeps_what_is_there() {
     let sim = work::sim(2).await;
     let c = work::admin(&sim).await;
     let listing = list(&c, &filters(&["Dispatch"])).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut lines = Vec::new();
-    let n = download_all(&c, &listing.messages, dir.path(), false, |l| lines.push(l))
-        .await
-        .unwrap();
+    let (n, lines) = download(&c, &listing.messages, dir.path(), false).await;
     assert_eq!(n, 3);
     assert!(
         lines[0].starts_with("saved ") && lines[0].ends_with(" bytes)"),
@@ -70,10 +81,7 @@ async fn downloads_through_the_conversion_and_keeps_what_is_there() {
     let png = std::fs::read(dir.path().join("3-driver2.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     // Again, with the progress bar: nothing is written twice.
-    let mut lines = Vec::new();
-    let n = download_all(&c, &listing.messages, dir.path(), true, |l| lines.push(l))
-        .await
-        .unwrap();
+    let (n, lines) = download(&c, &listing.messages, dir.path(), true).await;
     assert_eq!(n, 0);
     assert!(
         lines.iter().all(|l| l.contains("already there")),

@@ -1,12 +1,13 @@
 //! When to leave Zello on purpose, and when to come back: pure logic on made-up instants.
 //!
-//! Each radio's parts (audio device, PTT interface, carrier detect) report failures and
-//! recoveries as [`GatewayEvent`]s. A failure that lasts the grace period makes the gateway
+//! Each radio's parts (audio device, PTT interface, carrier detect) and its hardware missing
+//! since the start show in the radio's health in the [`GatewayState`]. A failure that lasts
+//! the grace period makes the gateway
 //! leave (with [`AlarmsConfig::offline_on_hardware_fault`]) so Zello Alarms alerts the
 //! dispatcher; once every part works again it comes back. Short blips never reach Zello.
 
 use super::AlarmsConfig;
-use crate::gateway::GatewayEvent;
+use crate::state::GatewayState;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -91,30 +92,34 @@ impl Alarms {
         self.offline
     }
 
-    /// Takes in a gateway event at `now`.
-    pub fn handle(&mut self, now: Instant, event: &GatewayEvent) -> Vec<Action> {
-        let (radio, part, error) = match event {
-            GatewayEvent::DeviceLost { radio, error } => {
-                (radio, Part::AudioDevice, Some(error.clone()))
+    /// Takes in the gateway's state as it stands at `now`: a part failing that was not is
+    /// timed from `now` (one still failing keeps its start), one that works is forgotten.
+    pub fn observe(&mut self, now: Instant, state: &GatewayState) -> Vec<Action> {
+        let mut failing: BTreeMap<(&str, Part), &str> = BTreeMap::new();
+        for (radio, r) in &state.radios {
+            let h = &r.health;
+            if let Some(e) = &h.waiting_for_hardware {
+                failing.insert((radio, Part::Missing), e);
             }
-            GatewayEvent::DeviceBack { radio } => (radio, Part::AudioDevice, None),
-            GatewayEvent::HardwareWaiting { radio, error } => (radio, Part::Missing, error.clone()),
-            GatewayEvent::PttFault { radio, error } => (radio, Part::Ptt, error.clone()),
-            GatewayEvent::CarrierFault { radio, error } => {
-                (radio, Part::CarrierDetect, error.clone())
+            for (part, health) in [
+                (Part::AudioDevice, &h.audio),
+                (Part::Ptt, &h.ptt),
+                (Part::CarrierDetect, &h.carrier),
+            ] {
+                if let Some(e) = health.fault() {
+                    failing.insert((radio, part), e);
+                }
             }
-            _ => return Vec::new(),
-        };
-        let key = (radio.clone(), part);
-        match error {
-            Some(error) => {
-                self.faults
-                    .entry(key)
-                    .or_insert(Fault { since: now, error });
-            }
-            None => {
-                self.faults.remove(&key);
-            }
+        }
+        self.faults
+            .retain(|(radio, part), _| failing.contains_key(&(radio.as_str(), *part)));
+        for ((radio, part), error) in failing {
+            self.faults
+                .entry((radio.to_string(), part))
+                .or_insert_with(|| Fault {
+                    since: now,
+                    error: error.to_string(),
+                });
         }
         self.decide(now)
     }
@@ -187,16 +192,47 @@ impl Alarms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::GatewayEvent;
 
     const GRACE: Duration = Duration::from_secs(60);
 
-    fn alarms(offline: bool, texts: bool) -> Alarms {
-        Alarms::new(&AlarmsConfig {
-            offline_on_hardware_fault: offline,
-            hardware_grace_s: 60,
-            text_channel: texts.then(|| "Dispatch".into()),
-            text_user: None,
-        })
+    /// The decisions fed the way the driver feeds them: each event applied to the state,
+    /// then the state observed.
+    struct Fed {
+        alarms: Alarms,
+        state: GatewayState,
+    }
+
+    impl Fed {
+        fn handle(&mut self, now: Instant, event: &GatewayEvent) -> Vec<Action> {
+            self.state.apply(event, 0);
+            self.alarms.observe(now, &self.state)
+        }
+    }
+
+    impl std::ops::Deref for Fed {
+        type Target = Alarms;
+        fn deref(&self) -> &Alarms {
+            &self.alarms
+        }
+    }
+
+    impl std::ops::DerefMut for Fed {
+        fn deref_mut(&mut self) -> &mut Alarms {
+            &mut self.alarms
+        }
+    }
+
+    fn alarms(offline: bool, texts: bool) -> Fed {
+        Fed {
+            alarms: Alarms::new(&AlarmsConfig {
+                offline_on_hardware_fault: offline,
+                hardware_grace_s: 60,
+                text_channel: texts.then(|| "Dispatch".into()),
+                text_user: None,
+            }),
+            state: GatewayState::default(),
+        }
     }
 
     fn lost(radio: &str) -> GatewayEvent {
@@ -398,5 +434,28 @@ mod tests {
         assert!(!a.is_offline());
         // The fault's end is then quiet (nothing texted, nothing to come back from).
         assert!(a.handle(t0 + GRACE, &back("vhf1")).is_empty());
+    }
+
+    #[test]
+    fn a_fault_gone_before_the_state_is_looked_at_is_never_timed() {
+        let t0 = Instant::now();
+        let mut a = Alarms::new(&AlarmsConfig::default());
+        let mut state = GatewayState::default();
+        state.apply(&lost("vhf1"), 0);
+        state.apply(&back("vhf1"), 0);
+        assert!(a.observe(t0, &state).is_empty());
+        assert_eq!(a.next_deadline(), None);
+        state.apply(
+            &GatewayEvent::HardwareWaiting {
+                radio: "uhf1".into(),
+                error: Some("no such device".into()),
+            },
+            0,
+        );
+        assert!(a.observe(t0, &state).is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + GRACE));
+        // Looked at again later, still failing: timed from the first look.
+        assert!(a.observe(t0 + GRACE / 2, &state).is_empty());
+        assert_eq!(a.next_deadline(), Some(t0 + GRACE));
     }
 }

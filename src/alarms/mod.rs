@@ -5,18 +5,18 @@
 //! on purpose so the dispatcher is alerted, and comes back once the hardware works again.
 //! Optionally a text message on the fault and on the recovery.
 //!
-//! The decisions are pure ([`machine`]); [`run`] follows the gateway's events and carries
-//! them out with the session.
+//! The decisions are pure ([`machine`]); [`run`] follows the radios' health in the
+//! gateway's state and carries them out with the session.
 
 pub mod machine;
 
-use crate::gateway::GatewayEvent;
-use crate::zello::backoff::Backoff;
+use crate::net::backoff::Backoff;
+use crate::state::{GatewayEvent, GatewayState, StateHub};
 use crate::zello::session::SessionHandle;
 use machine::{Action, Alarms};
 use serde::Deserialize;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -92,31 +92,78 @@ impl AlarmsConfig {
     }
 }
 
-/// Follows `events` until `shutdown`, leaving and rejoining Zello through `session` and
-/// announcing it on `observer` ([`GatewayEvent::HeldOffline`]). New settings sent on
-/// `settings` (a reload) apply at once.
+/// Zello Alarms as the task [`gateway::run_with`](crate::gateway::run_with) starts with
+/// its session ([`RunOptions::on_session`](crate::gateway::RunOptions::on_session)).
+pub fn on_session(settings: watch::Receiver<AlarmsConfig>) -> crate::gateway::SessionHook {
+    Box::new(move |session, state, stop| tokio::spawn(run(settings, session, state, stop)))
+}
+
+/// Follows the radios' health in `state` until `shutdown`, leaving and rejoining Zello
+/// through `session` and announcing it in the state ([`GatewayEvent::HeldOffline`]). New
+/// settings sent on `settings` (a reload) apply at once.
 pub async fn run(
     mut settings: watch::Receiver<AlarmsConfig>,
     session: SessionHandle,
-    mut events: broadcast::Receiver<GatewayEvent>,
-    observer: broadcast::Sender<GatewayEvent>,
+    state: StateHub,
     shutdown: CancellationToken,
 ) {
     let mut config = settings.borrow_and_update().clone();
     let mut settings_open = true;
     let mut alarms = Alarms::new(&config);
     let mut texts = tokio::task::JoinSet::new();
+    let mut watch = state.watch();
+    let mut state_open = true;
+    let mut actions = {
+        let now = watch.borrow_and_update();
+        alarms.observe(Instant::now(), &now)
+    };
     loop {
+        for action in std::mem::take(&mut actions) {
+            match action {
+                Action::GoOffline { reason } => {
+                    error!(event = "alarm_offline", reason = %reason, hardware_grace_s = config.hardware_grace_s,
+                        "radio hardware failed: leaving Zello on purpose so Zello Alarms alerts; back once it works again");
+                    // A fault text queued just before goes out first.
+                    while timeout(Duration::from_secs(5), texts.join_next())
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some()
+                    {}
+                    session.set_online(false);
+                    state.publish(GatewayEvent::HeldOffline {
+                        reason: Some(reason),
+                    });
+                }
+                Action::GoOnline => {
+                    info!(
+                        event = "alarm_online",
+                        "radio hardware works again: going back online"
+                    );
+                    session.set_online(true);
+                    state.publish(GatewayEvent::HeldOffline { reason: None });
+                }
+                Action::Text(text) => {
+                    let Some(channel) = config.text_channel.clone() else {
+                        continue;
+                    };
+                    let session = session.clone();
+                    let user = config.text_user.clone();
+                    texts.spawn(send_text(session, channel, user, text, state.watch()));
+                }
+            }
+        }
         let deadline = alarms.next_deadline();
-        let actions = tokio::select! {
+        actions = tokio::select! {
             _ = shutdown.cancelled() => break,
-            ev = events.recv() => match ev {
-                Ok(ev) => alarms.handle(Instant::now(), &ev),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    warn!(missed = n, "the alarms missed {n} gateway events");
+            changed = watch.changed(), if state_open => {
+                if changed.is_err() {
+                    state_open = false;
                     continue;
                 }
-                Err(broadcast::error::RecvError::Closed) => break,
+                // The latest state, however many changes came since the last look.
+                let now = watch.borrow_and_update();
+                alarms.observe(Instant::now(), &now)
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 alarms.on_timer(Instant::now())
@@ -133,42 +180,6 @@ pub async fn run(
                 alarms.set_config(&config)
             }
         };
-        for action in actions {
-            match action {
-                Action::GoOffline { reason } => {
-                    error!(event = "alarm_offline", reason = %reason, hardware_grace_s = config.hardware_grace_s,
-                        "radio hardware failed: leaving Zello on purpose so Zello Alarms alerts; back once it works again");
-                    // A fault text queued just before goes out first.
-                    while timeout(Duration::from_secs(5), texts.join_next())
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some()
-                    {}
-                    session.set_online(false);
-                    let _ = observer.send(GatewayEvent::HeldOffline {
-                        reason: Some(reason),
-                    });
-                }
-                Action::GoOnline => {
-                    info!(
-                        event = "alarm_online",
-                        "radio hardware works again: going back online"
-                    );
-                    session.set_online(true);
-                    let _ = observer.send(GatewayEvent::HeldOffline { reason: None });
-                }
-                Action::Text(text) => {
-                    let Some(channel) = config.text_channel.clone() else {
-                        continue;
-                    };
-                    let session = session.clone();
-                    let user = config.text_user.clone();
-                    let ready = observer.subscribe();
-                    texts.spawn(send_text(session, channel, user, text, ready));
-                }
-            }
-        }
     }
 }
 
@@ -178,7 +189,7 @@ async fn send_text(
     channel: String,
     user: Option<String>,
     text: String,
-    mut events: broadcast::Receiver<GatewayEvent>,
+    mut state: watch::Receiver<GatewayState>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut delay = backoff.next_delay(0.0);
@@ -195,19 +206,18 @@ async fn send_text(
             }
             Err(_) => {
                 // Not connected (yet): try again when the channel comes online, or soon.
+                let online = |s: &GatewayState| s.channel(&channel).is_some_and(|c| c.online);
                 let wait = async {
+                    let mut was = online(&state.borrow_and_update());
                     loop {
-                        match events.recv().await {
-                            Ok(GatewayEvent::ChannelStatus {
-                                channel: c,
-                                online: true,
-                                ..
-                            }) if c == channel => return,
-                            Err(broadcast::error::RecvError::Closed) => {
-                                std::future::pending::<()>().await
-                            }
-                            _ => {}
+                        if state.changed().await.is_err() {
+                            std::future::pending::<()>().await
                         }
+                        let is = online(&state.borrow_and_update());
+                        if is && !was {
+                            return;
+                        }
+                        was = is;
                     }
                 };
                 let _ = timeout(delay, wait).await;

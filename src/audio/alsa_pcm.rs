@@ -71,7 +71,7 @@ impl std::fmt::Display for SampleKind {
 }
 
 /// Why a PCM did not open, sorted so the caller can say what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum OpenFailure {
     /// No PCM of that name.
     NotFound,
@@ -83,8 +83,8 @@ pub(crate) enum OpenFailure {
     Rate { min: u32, max: u32 },
     /// Neither 16-bit nor float samples.
     Format,
-    /// Anything else, in ALSA's words.
-    Other(String),
+    /// Anything else: ALSA's error.
+    Other(alsa::Error),
 }
 
 /// What a read or write met, other than data.
@@ -110,12 +110,12 @@ pub(crate) fn sort_io_error(errno: i32, text: &str) -> IoFailure {
 }
 
 /// Sorts an ALSA error at open by its errno.
-pub(crate) fn sort_open_error(errno: i32, text: &str) -> OpenFailure {
+pub(crate) fn sort_open_error(errno: i32, error: alsa::Error) -> OpenFailure {
     match errno {
         libc::ENOENT => OpenFailure::NotFound,
         libc::EBUSY | libc::EAGAIN => OpenFailure::Busy,
         libc::EACCES | libc::EPERM => OpenFailure::Permission,
-        _ => OpenFailure::Other(text.to_string()),
+        _ => OpenFailure::Other(error),
     }
 }
 
@@ -189,7 +189,7 @@ pub(crate) struct Pcm {
 }
 
 fn other(e: &alsa::Error) -> OpenFailure {
-    sort_open_error(e.errno(), &e.to_string())
+    sort_open_error(e.errno(), *e)
 }
 
 /// Sets channels (mono if the device has it, else the fewest), format (16-bit, else float),
@@ -459,12 +459,22 @@ mod tests {
             sort_io_error(libc::EIO, "io"),
             IoFailure::Other("io".into())
         );
-        assert_eq!(sort_open_error(libc::ENOENT, ""), OpenFailure::NotFound);
-        assert_eq!(sort_open_error(libc::EBUSY, ""), OpenFailure::Busy);
-        assert_eq!(sort_open_error(libc::EACCES, ""), OpenFailure::Permission);
         assert_eq!(
-            sort_open_error(libc::ECONNREFUSED, "refused"),
-            OpenFailure::Other("refused".into())
+            sort_open_error(libc::ENOENT, alsa::Error::new("snd_pcm_open", libc::ENOENT)),
+            OpenFailure::NotFound
+        );
+        assert_eq!(
+            sort_open_error(libc::EBUSY, alsa::Error::new("snd_pcm_open", libc::EBUSY)),
+            OpenFailure::Busy
+        );
+        assert_eq!(
+            sort_open_error(libc::EACCES, alsa::Error::new("snd_pcm_open", libc::EACCES)),
+            OpenFailure::Permission
+        );
+        let refused = alsa::Error::new("snd_pcm_open", libc::ECONNREFUSED);
+        assert_eq!(
+            sort_open_error(libc::ECONNREFUSED, refused),
+            OpenFailure::Other(refused)
         );
     }
 

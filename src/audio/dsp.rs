@@ -114,14 +114,46 @@ fn flush(x: &mut f64) {
     }
 }
 
-fn check_rate(sample_rate: f64) -> Result<(), String> {
+/// A DSP setting that cannot work: the message names the setting and the values it accepts
+/// (fix the configuration).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DspError {
+    /// The sample rate is outside what the filters are designed for.
+    #[error("sample rate {0} Hz: use {min} to {max} Hz", min = MIN_SAMPLE_RATE, max = MAX_SAMPLE_RATE)]
+    SampleRate(f64),
+    /// A filter frequency at or beyond half the sample rate, or not above 0.
+    #[error(
+        "filter frequency {hz} Hz: use more than 0 and less than {nyquist} Hz (half the sample rate)"
+    )]
+    FilterFrequency {
+        /// The frequency asked for.
+        hz: f64,
+        /// Half the sample rate.
+        nyquist: f64,
+    },
+    /// A filter Q that is not positive, or above 100.
+    #[error("filter Q {0}: use more than 0, up to 100")]
+    FilterQ(f64),
+    /// A high-pass order other than 2, 4, 6 or 8.
+    #[error("high-pass order {0}: use 2, 4, 6 or 8 (up to {max})", max = MAX_HIGHPASS_ORDER)]
+    HighpassOrder(usize),
+    /// A limiter ceiling outside -60 to 0 dBFS.
+    #[error("limiter ceiling {0} dBFS: use -60 to 0 dBFS")]
+    LimiterCeiling(f64),
+    /// `highpass_hz` outside its range.
+    #[error("highpass_hz = {0}: use 0 (off) or {min} to {max} Hz", min = MIN_HIGHPASS_HZ, max = MAX_HIGHPASS_HZ)]
+    HighpassHz(f32),
+    /// `gain_db` outside its range.
+    #[error("gain_db = {0}: use -{max} to {max} dB", max = MAX_GAIN_DB)]
+    GainDb(f32),
+}
+
+fn check_rate(sample_rate: f64) -> Result<(), DspError> {
     if !(sample_rate.is_finite()
         && sample_rate >= f64::from(MIN_SAMPLE_RATE)
         && sample_rate <= f64::from(MAX_SAMPLE_RATE))
     {
-        return Err(format!(
-            "sample rate {sample_rate} Hz: use {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"
-        ));
+        return Err(DspError::SampleRate(sample_rate));
     }
     Ok(())
 }
@@ -142,17 +174,16 @@ pub struct Biquad {
 impl Biquad {
     /// Checks a design's arguments: a supported rate, a frequency strictly between 0 and
     /// Nyquist, a positive finite Q.
-    fn check(sample_rate: f64, freq_hz: f64, q: f64) -> Result<(), String> {
+    fn check(sample_rate: f64, freq_hz: f64, q: f64) -> Result<(), DspError> {
         check_rate(sample_rate)?;
         if !(freq_hz.is_finite() && freq_hz > 0.0 && freq_hz < sample_rate / 2.0) {
-            return Err(format!(
-                "filter frequency {freq_hz} Hz: use more than 0 and less than {} Hz (half \
-                 the sample rate)",
-                sample_rate / 2.0
-            ));
+            return Err(DspError::FilterFrequency {
+                hz: freq_hz,
+                nyquist: sample_rate / 2.0,
+            });
         }
         if !(q.is_finite() && q > 0.0 && q <= 100.0) {
-            return Err(format!("filter Q {q}: use more than 0, up to 100"));
+            return Err(DspError::FilterQ(q));
         }
         Ok(())
     }
@@ -177,7 +208,7 @@ impl Biquad {
 
     /// A high-pass at `cutoff_hz` with quality `q` (0.7071 is Butterworth: -3 dB at the
     /// cutoff, no peak).
-    pub fn highpass(sample_rate: f64, cutoff_hz: f64, q: f64) -> Result<Self, String> {
+    pub fn highpass(sample_rate: f64, cutoff_hz: f64, q: f64) -> Result<Self, DspError> {
         Self::check(sample_rate, cutoff_hz, q)?;
         let (cos, alpha) = Self::angle(sample_rate, cutoff_hz, q);
         let b = (1.0 + cos) / 2.0;
@@ -188,7 +219,7 @@ impl Biquad {
     }
 
     /// A low-pass at `cutoff_hz` with quality `q`.
-    pub fn lowpass(sample_rate: f64, cutoff_hz: f64, q: f64) -> Result<Self, String> {
+    pub fn lowpass(sample_rate: f64, cutoff_hz: f64, q: f64) -> Result<Self, DspError> {
         Self::check(sample_rate, cutoff_hz, q)?;
         let (cos, alpha) = Self::angle(sample_rate, cutoff_hz, q);
         let b = (1.0 - cos) / 2.0;
@@ -247,11 +278,9 @@ pub struct ButterworthHighpass {
 
 impl ButterworthHighpass {
     /// A high-pass of `order` (2, 4, 6 or 8) at `cutoff_hz`.
-    pub fn new(sample_rate: f64, cutoff_hz: f64, order: usize) -> Result<Self, String> {
+    pub fn new(sample_rate: f64, cutoff_hz: f64, order: usize) -> Result<Self, DspError> {
         if order == 0 || !order.is_multiple_of(2) || order > MAX_HIGHPASS_ORDER {
-            return Err(format!(
-                "high-pass order {order}: use 2, 4, 6 or 8 (up to {MAX_HIGHPASS_ORDER})"
-            ));
+            return Err(DspError::HighpassOrder(order));
         }
         let count = order / 2;
         let mut sections = [Biquad::normalised([1.0, 0.0, 0.0], [1.0, 0.0, 0.0]); 4];
@@ -317,7 +346,7 @@ pub struct Deemphasis {
 
 impl Deemphasis {
     /// The 750 µs de-emphasis at `sample_rate`.
-    pub fn new(sample_rate: f64) -> Result<Self, String> {
+    pub fn new(sample_rate: f64) -> Result<Self, DspError> {
         check_rate(sample_rate)?;
         let a = (-1.0 / (DEEMPHASIS_TIME_CONSTANT_S * sample_rate)).exp();
         // |1 - a e^-jw| at the reference frequency: dividing by it gives unity gain there.
@@ -400,12 +429,10 @@ const RELEASED: f64 = 1e-9;
 
 impl Limiter {
     /// A limiter at `sample_rate` with its ceiling at `ceiling_dbfs` (at most 0).
-    pub fn new(sample_rate: f64, ceiling_dbfs: f64) -> Result<Self, String> {
+    pub fn new(sample_rate: f64, ceiling_dbfs: f64) -> Result<Self, DspError> {
         check_rate(sample_rate)?;
         if !(ceiling_dbfs.is_finite() && (-60.0..=0.0).contains(&ceiling_dbfs)) {
-            return Err(format!(
-                "limiter ceiling {ceiling_dbfs} dBFS: use -60 to 0 dBFS"
-            ));
+            return Err(DspError::LimiterCeiling(ceiling_dbfs));
         }
         let len = ((LIMITER_LOOKAHEAD_MS / 1000.0 * sample_rate).round() as usize).max(1);
         // Whole samples: rounding the output cannot go above the ceiling.
@@ -599,7 +626,7 @@ pub struct Agc {
 
 impl Agc {
     /// An AGC at `sample_rate`.
-    pub fn new(sample_rate: f64) -> Result<Self, String> {
+    pub fn new(sample_rate: f64) -> Result<Self, DspError> {
         check_rate(sample_rate)?;
         let gate = dbfs_to_amplitude(AGC_GATE_DBFS);
         let block_len = (AGC_BLOCK_MS / 1000.0 * sample_rate).round().max(1.0);
@@ -705,23 +732,19 @@ impl Default for RxSettings {
     }
 }
 
-fn check_gain(gain_db: f32) -> Result<(), String> {
+fn check_gain(gain_db: f32) -> Result<(), DspError> {
     if !(gain_db.is_finite() && (-MAX_GAIN_DB..=MAX_GAIN_DB).contains(&gain_db)) {
-        return Err(format!(
-            "gain_db = {gain_db}: use -{MAX_GAIN_DB} to {MAX_GAIN_DB} dB"
-        ));
+        return Err(DspError::GainDb(gain_db));
     }
     Ok(())
 }
 
 impl RxSettings {
     /// Checks every value; the error names the first bad field and what it accepts.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), DspError> {
         let hz = self.highpass_hz;
         if !(hz == 0.0 || (MIN_HIGHPASS_HZ..=MAX_HIGHPASS_HZ).contains(&hz)) {
-            return Err(format!(
-                "highpass_hz = {hz}: use 0 (off) or {MIN_HIGHPASS_HZ} to {MAX_HIGHPASS_HZ} Hz"
-            ));
+            return Err(DspError::HighpassHz(hz));
         }
         check_gain(self.gain_db)
     }
@@ -748,12 +771,28 @@ impl Default for TxSettings {
 
 impl TxSettings {
     /// Checks every value; the error names the first bad field and what it accepts.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), DspError> {
         check_gain(self.gain_db)
     }
 }
 
-fn check_chain_rate(sample_rate: u32) -> Result<f64, String> {
+/// The limiter at the end of a chain, when the settings ask for one.
+fn chain_limiter(enabled: bool, rate: f64) -> Result<Option<Limiter>, DspError> {
+    enabled
+        .then(|| Limiter::new(rate, LIMITER_CEILING_DBFS))
+        .transpose()
+}
+
+/// The last step of a chain: the limiter, if any, then back to a sample.
+#[inline]
+fn limit(limiter: &mut Option<Limiter>, x: f64) -> i16 {
+    match limiter {
+        Some(limiter) => to_sample(limiter.process(x)),
+        None => to_sample(x),
+    }
+}
+
+fn check_chain_rate(sample_rate: u32) -> Result<f64, DspError> {
     check_rate(f64::from(sample_rate))?;
     Ok(f64::from(sample_rate))
 }
@@ -772,7 +811,7 @@ pub struct RxChain {
 impl RxChain {
     /// A chain for audio at `sample_rate` (8000 to 192000 Hz). Fails with a message naming
     /// the bad setting.
-    pub fn new(settings: &RxSettings, sample_rate: u32) -> Result<RxChain, String> {
+    pub fn new(settings: &RxSettings, sample_rate: u32) -> Result<RxChain, DspError> {
         settings.validate()?;
         let rate = check_chain_rate(sample_rate)?;
         let highpass = if settings.highpass_hz > 0.0 {
@@ -797,10 +836,7 @@ impl RxChain {
                 .transpose()?,
             gain: db_to_gain(f64::from(settings.gain_db)),
             agc: settings.agc.then(|| Agc::new(rate)).transpose()?,
-            limiter: settings
-                .limiter
-                .then(|| Limiter::new(rate, LIMITER_CEILING_DBFS))
-                .transpose()?,
+            limiter: chain_limiter(settings.limiter, rate)?,
         })
     }
 
@@ -818,10 +854,7 @@ impl RxChain {
             if let Some(agc) = &mut self.agc {
                 x = agc.process(x);
             }
-            if let Some(limiter) = &mut self.limiter {
-                x = limiter.process(x);
-            }
-            *sample = to_sample(x);
+            *sample = limit(&mut self.limiter, x);
         }
         self.flush_state();
     }
@@ -949,26 +982,20 @@ pub struct TxChain {
 impl TxChain {
     /// A chain for audio at `sample_rate` (8000 to 192000 Hz). Fails with a message naming
     /// the bad setting.
-    pub fn new(settings: &TxSettings, sample_rate: u32) -> Result<TxChain, String> {
+    pub fn new(settings: &TxSettings, sample_rate: u32) -> Result<TxChain, DspError> {
         settings.validate()?;
         let rate = check_chain_rate(sample_rate)?;
         Ok(TxChain {
             gain: db_to_gain(f64::from(settings.gain_db)),
-            limiter: settings
-                .limiter
-                .then(|| Limiter::new(rate, LIMITER_CEILING_DBFS))
-                .transpose()?,
+            limiter: chain_limiter(settings.limiter, rate)?,
         })
     }
 
     /// Processes one frame in place (any length). Never allocates.
     pub fn process(&mut self, frame: &mut [i16]) {
         for sample in frame.iter_mut() {
-            let mut x = f64::from(*sample) / SCALE * self.gain;
-            if let Some(limiter) = &mut self.limiter {
-                x = limiter.process(x);
-            }
-            *sample = to_sample(x);
+            let x = f64::from(*sample) / SCALE * self.gain;
+            *sample = limit(&mut self.limiter, x);
         }
         if let Some(limiter) = &mut self.limiter {
             limiter.flush_state();
@@ -993,6 +1020,7 @@ mod tests {
     use super::*;
     use crate::audio::level::{SILENCE_DBFS, peak_dbfs, rms_dbfs};
     use crate::audio::speech::{speech_like, tone};
+    use crate::audio::test_signal::goertzel;
 
     /// Samples of a 60 ms frame at `rate`.
     fn frame_len(rate: u32) -> usize {
@@ -1011,21 +1039,6 @@ mod tests {
     fn run_rx(settings: &RxSettings, rate: u32, input: &[i16]) -> Vec<i16> {
         let mut chain = RxChain::new(settings, rate).unwrap();
         run(|f| chain.process(f), rate, input)
-    }
-
-    /// Amplitude (peak, in sample units) of the component of `samples` at `hz`, by the
-    /// Goertzel algorithm. Exact for a tone with a whole number of periods in `samples`.
-    fn goertzel(samples: &[i16], rate: u32, hz: f64) -> f64 {
-        let w = 2.0 * PI * hz / f64::from(rate);
-        let coeff = 2.0 * w.cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in samples {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-        2.0 * power.max(0.0).sqrt() / samples.len() as f64
     }
 
     fn db(ratio: f64) -> f64 {
@@ -1075,36 +1088,23 @@ mod tests {
             assert!((db(hp.magnitude_at(300.0, r)) + 3.01).abs() < 0.02);
             assert!((db(lp.magnitude_at(1000.0, r)) + 3.01).abs() < 0.02);
             for hz in [100.0f32, 300.0, 1000.0, 2500.0] {
-                let mut f = hp;
-                let gain = measured_gain(
-                    |frame| {
-                        frame
-                            .iter_mut()
-                            .for_each(|s| *s = to_sample(f.process(f64::from(*s) / SCALE)))
-                    },
-                    rate,
-                    hz,
-                );
-                let expected = db(hp.magnitude_at(f64::from(hz), r));
-                assert!(
-                    (gain - expected).abs() < 0.1,
-                    "hp {rate} {hz}: {gain} vs {expected}"
-                );
-                let mut f = lp;
-                let gain = measured_gain(
-                    |frame| {
-                        frame
-                            .iter_mut()
-                            .for_each(|s| *s = to_sample(f.process(f64::from(*s) / SCALE)))
-                    },
-                    rate,
-                    hz,
-                );
-                let expected = db(lp.magnitude_at(f64::from(hz), r));
-                assert!(
-                    (gain - expected).abs() < 0.1,
-                    "lp {rate} {hz}: {gain} vs {expected}"
-                );
+                for (name, filter) in [("hp", hp), ("lp", lp)] {
+                    let mut f = filter;
+                    let gain = measured_gain(
+                        |frame| {
+                            frame
+                                .iter_mut()
+                                .for_each(|s| *s = to_sample(f.process(f64::from(*s) / SCALE)))
+                        },
+                        rate,
+                        hz,
+                    );
+                    let expected = db(filter.magnitude_at(f64::from(hz), r));
+                    assert!(
+                        (gain - expected).abs() < 0.1,
+                        "{name} {rate} {hz}: {gain} vs {expected}"
+                    );
+                }
             }
             // A low-pass passes DC, a high-pass blocks it.
             assert!((lp.magnitude_at(0.0, r) - 1.0).abs() < 1e-9);
@@ -1131,7 +1131,9 @@ mod tests {
             assert!(Biquad::lowpass(rate, hz, q).is_err(), "{rate} {hz} {q}");
         }
         for order in [0, 1, 3, 10] {
-            let err = ButterworthHighpass::new(16000.0, 300.0, order).unwrap_err();
+            let err = ButterworthHighpass::new(16000.0, 300.0, order)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("order"), "{err}");
         }
     }
@@ -1883,12 +1885,12 @@ mod tests {
                 highpass_hz: hz,
                 ..RxSettings::default()
             };
-            let err = s.validate().unwrap_err();
+            let err = s.validate().unwrap_err().to_string();
             assert!(
                 err.contains("highpass_hz") && err.contains("50 to 1000"),
                 "{err}"
             );
-            assert_eq!(RxChain::new(&s, 16000).unwrap_err(), err);
+            assert_eq!(RxChain::new(&s, 16000).unwrap_err().to_string(), err);
         }
         for hz in [0.0f32, 50.0, 1000.0] {
             assert!(
@@ -1906,7 +1908,8 @@ mod tests {
                 ..RxSettings::default()
             }
             .validate()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
             assert!(
                 err.contains("gain_db") && err.contains("-40 to 40"),
                 "{err}"
@@ -1916,7 +1919,8 @@ mod tests {
                 limiter: true,
             }
             .validate()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
             assert!(
                 err.contains("gain_db") && err.contains("-40 to 40"),
                 "{err}"
@@ -1933,7 +1937,9 @@ mod tests {
             );
         }
         for rate in [0u32, 7999, 192_001, u32::MAX] {
-            let err = RxChain::new(&RxSettings::default(), rate).unwrap_err();
+            let err = RxChain::new(&RxSettings::default(), rate)
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("sample rate") && err.contains("8000 to 192000"),
                 "{err}"

@@ -215,6 +215,20 @@ impl AudioOutput for MemoryOutput {
     }
 }
 
+/// An output that discards audio, for radios configured without one.
+#[derive(Debug, Default)]
+pub struct NullOutput;
+
+impl AudioOutput for NullOutput {
+    fn sample_rate(&self) -> u32 {
+        crate::audio::CODEC_RATE
+    }
+
+    fn write_frame(&mut self, _frame: &[i16]) -> Result<(), AudioError> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,8 +44,64 @@ pub fn max_packet_samples(sample_rate: u32) -> usize {
     (u64::from(sample_rate) * u64::from(MAX_PACKET_MS) / 1000) as usize
 }
 
+/// What the encoder or decoder refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Settings Opus does not take (fix the codec settings).
+    #[error("{0}")]
+    Settings(String),
+    /// A packet that cannot be decoded, or a frame that cannot be encoded: this one is lost,
+    /// the next may pass.
+    #[error("{0}")]
+    Packet(String),
+    /// libopus refused to set the codec up.
+    #[error("{what}: {source}")]
+    OpusSetup {
+        /// What was being done, e.g. "cannot create the encoder".
+        what: String,
+        #[source]
+        source: audiopus::Error,
+    },
+    /// libopus failed on one packet or frame.
+    #[error("{what}: {source}")]
+    OpusPacket {
+        /// What was being done, e.g. "encoding failed".
+        what: String,
+        #[source]
+        source: audiopus::Error,
+    },
+}
+
+impl CodecError {
+    /// True for a failure of one packet or frame (the codec stays usable), false for
+    /// settings.
+    pub fn is_packet(&self) -> bool {
+        matches!(self, CodecError::Packet(_) | CodecError::OpusPacket { .. })
+    }
+}
+
 fn codec_error(message: impl Into<String>) -> AudioError {
-    AudioError::Codec(message.into())
+    AudioError::Codec(CodecError::Settings(message.into()))
+}
+
+fn packet_error(message: impl Into<String>) -> AudioError {
+    AudioError::Codec(CodecError::Packet(message.into()))
+}
+
+/// libopus failed at `what` while setting up.
+fn setup_error(what: impl Into<String>, source: audiopus::Error) -> AudioError {
+    AudioError::Codec(CodecError::OpusSetup {
+        what: what.into(),
+        source,
+    })
+}
+
+/// libopus failed at `what` on one packet or frame.
+fn opus_packet_error(what: impl Into<String>, source: audiopus::Error) -> AudioError {
+    AudioError::Codec(CodecError::OpusPacket {
+        what: what.into(),
+        source,
+    })
 }
 
 fn sample_rate(rate: u32) -> Result<SampleRate, AudioError> {
@@ -204,7 +260,7 @@ impl OpusEncoder {
     pub fn new(settings: &EncoderSettings) -> Result<Self, AudioError> {
         settings.validate()?;
         let rate = sample_rate(settings.sample_rate)?;
-        let setup = |what: &str, e: audiopus::Error| codec_error(format!("cannot {what}: {e}"));
+        let setup = |what: &str, e: audiopus::Error| setup_error(format!("cannot {what}"), e);
         let mut encoder = Encoder::new(rate, Channels::Mono, Application::Voip)
             .map_err(|e| setup("create the encoder", e))?;
         encoder
@@ -280,14 +336,14 @@ impl OpusEncoder {
         self.encoder
             .lookahead()
             .map(|n| n as usize)
-            .map_err(|e| codec_error(format!("cannot query the lookahead: {e}")))
+            .map_err(|e| setup_error("cannot query the lookahead", e))
     }
 
     /// Forgets the previous audio, for a new message.
     pub fn reset(&mut self) -> Result<(), AudioError> {
         self.encoder
             .reset_state()
-            .map_err(|e| codec_error(format!("cannot reset the encoder: {e}")))
+            .map_err(|e| setup_error("cannot reset the encoder", e))
     }
 
     /// Encodes exactly [`samples_per_packet`](Self::samples_per_packet) samples into one
@@ -316,7 +372,7 @@ impl OpusEncoder {
                 pcm.len()
             )));
         }
-        let encode_error = |e: audiopus::Error| codec_error(format!("encoding failed: {e}"));
+        let encode_error = |e: audiopus::Error| opus_packet_error("encoding failed", e);
 
         let Some(repacketizer) = self.repacketizer.as_ref() else {
             out.resize(MAX_FRAME_BYTES, 0);
@@ -404,7 +460,7 @@ impl OpusDecoder {
     pub fn new(sample_rate: u32) -> Result<Self, AudioError> {
         let rate = self::sample_rate(sample_rate)?;
         let decoder = Decoder::new(rate, Channels::Mono)
-            .map_err(|e| codec_error(format!("cannot create the decoder: {e}")))?;
+            .map_err(|e| setup_error("cannot create the decoder", e))?;
         Ok(Self {
             decoder,
             rate: sample_rate,
@@ -427,7 +483,7 @@ impl OpusDecoder {
     pub fn reset(&mut self) -> Result<(), AudioError> {
         self.decoder
             .reset_state()
-            .map_err(|e| codec_error(format!("cannot reset the decoder: {e}")))
+            .map_err(|e| setup_error("cannot reset the decoder", e))
     }
 
     /// Decodes one packet into `out` and returns the number of samples written.
@@ -440,14 +496,14 @@ impl OpusDecoder {
     /// [`plc_samples`](Self::plc_samples) samples (the duration of the last packet decoded,
     /// so timing is kept), which `out` must hold.
     pub fn decode(&mut self, packet: Option<&[u8]>, out: &mut [i16]) -> Result<usize, AudioError> {
-        let decode_error = |e: audiopus::Error| codec_error(format!("cannot decode: {e}"));
+        let decode_error = |e: audiopus::Error| opus_packet_error("cannot decode", e);
         match packet {
             Some(packet) => {
                 if packet.is_empty() {
-                    return Err(codec_error("empty packet"));
+                    return Err(packet_error("empty packet"));
                 }
                 if packet.len() > i32::MAX as usize {
-                    return Err(codec_error("packet too large"));
+                    return Err(packet_error("packet too large"));
                 }
                 // SAFETY: the pointer and length describe `packet`, which is not empty.
                 let samples = unsafe {
@@ -458,14 +514,14 @@ impl OpusDecoder {
                     )
                 };
                 if samples == 0 {
-                    return Err(codec_error(format!(
+                    return Err(packet_error(format!(
                         "malformed packet of {} bytes (TOC {:#04x}): it holds no frames",
                         packet.len(),
                         packet[0]
                     )));
                 }
                 if samples < 0 {
-                    return Err(codec_error(format!(
+                    return Err(packet_error(format!(
                         "malformed packet of {} bytes (TOC {:#04x}): {}",
                         packet.len(),
                         packet[0],
@@ -474,13 +530,13 @@ impl OpusDecoder {
                 }
                 let samples = samples as usize;
                 if samples > max_packet_samples(self.rate) {
-                    return Err(codec_error(format!(
+                    return Err(packet_error(format!(
                         "packet of {} ms is longer than Opus allows",
                         samples * 1000 / self.rate as usize
                     )));
                 }
                 if samples > out.len() {
-                    return Err(codec_error(format!(
+                    return Err(packet_error(format!(
                         "the packet holds {samples} samples but the buffer takes {} (size \
                          buffers with max_packet_samples)",
                         out.len()
@@ -490,11 +546,12 @@ impl OpusDecoder {
                     .decoder
                     .decode(Some(packet), &mut out[..samples], false)
                     .map_err(|e| {
-                        codec_error(format!(
-                            "cannot decode a packet of {} bytes (TOC {:#04x}): {e}",
+                        let what = format!(
+                            "cannot decode a packet of {} bytes (TOC {:#04x})",
                             packet.len(),
                             packet[0]
-                        ))
+                        );
+                        opus_packet_error(what, e)
                     })?;
                 self.plc_samples = n;
                 Ok(n)
@@ -502,7 +559,7 @@ impl OpusDecoder {
             None => {
                 let n = self.plc_samples;
                 if out.len() < n {
-                    return Err(codec_error(format!(
+                    return Err(packet_error(format!(
                         "concealing a lost packet needs {n} samples but the buffer takes {}",
                         out.len()
                     )));

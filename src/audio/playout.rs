@@ -99,32 +99,57 @@ impl Default for PlayoutSettings {
     }
 }
 
+/// A playout setting out of range: the message names the setting and what it accepts (fix
+/// the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlayoutSettingsError {
+    /// `max_packets` outside its range.
+    #[error("max_packets = {0}: use {min} to {max}", min = MIN_PACKETS_LIMIT, max = MAX_PACKETS_LIMIT)]
+    MaxPackets(usize),
+    /// `max_depth_ms` above its limit.
+    #[error("max_depth_ms = {0}: use up to {max} ms", max = MAX_DEPTH_LIMIT_MS)]
+    MaxDepth(u32),
+    /// `min_depth_ms` above `max_depth_ms`.
+    #[error("min_depth_ms = {min}: use 0 to max_depth_ms ({max} ms)")]
+    MinDepth {
+        /// `min_depth_ms`.
+        min: u32,
+        /// `max_depth_ms`.
+        max: u32,
+    },
+    /// `initial_depth_ms` outside `min_depth_ms` to `max_depth_ms`.
+    #[error("initial_depth_ms = {initial}: use min_depth_ms to max_depth_ms ({min} to {max} ms)")]
+    InitialDepth {
+        /// `initial_depth_ms`.
+        initial: u32,
+        /// `min_depth_ms`.
+        min: u32,
+        /// `max_depth_ms`.
+        max: u32,
+    },
+}
+
 impl PlayoutSettings {
     /// Checks every value; the error names the first bad field and what it accepts.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PlayoutSettingsError> {
         if !(MIN_PACKETS_LIMIT..=MAX_PACKETS_LIMIT).contains(&self.max_packets) {
-            return Err(format!(
-                "max_packets = {}: use {MIN_PACKETS_LIMIT} to {MAX_PACKETS_LIMIT}",
-                self.max_packets
-            ));
+            return Err(PlayoutSettingsError::MaxPackets(self.max_packets));
         }
         if self.max_depth_ms > MAX_DEPTH_LIMIT_MS {
-            return Err(format!(
-                "max_depth_ms = {}: use up to {MAX_DEPTH_LIMIT_MS} ms",
-                self.max_depth_ms
-            ));
+            return Err(PlayoutSettingsError::MaxDepth(self.max_depth_ms));
         }
         if self.min_depth_ms > self.max_depth_ms {
-            return Err(format!(
-                "min_depth_ms = {}: use 0 to max_depth_ms ({} ms)",
-                self.min_depth_ms, self.max_depth_ms
-            ));
+            return Err(PlayoutSettingsError::MinDepth {
+                min: self.min_depth_ms,
+                max: self.max_depth_ms,
+            });
         }
         if !(self.min_depth_ms..=self.max_depth_ms).contains(&self.initial_depth_ms) {
-            return Err(format!(
-                "initial_depth_ms = {}: use min_depth_ms to max_depth_ms ({} to {} ms)",
-                self.initial_depth_ms, self.min_depth_ms, self.max_depth_ms
-            ));
+            return Err(PlayoutSettingsError::InitialDepth {
+                initial: self.initial_depth_ms,
+                min: self.min_depth_ms,
+                max: self.max_depth_ms,
+            });
         }
         Ok(())
     }
@@ -1346,7 +1371,7 @@ mod tests {
             ),
         ];
         for (settings, message) in bad {
-            let err = settings.validate().unwrap_err();
+            let err = settings.validate().unwrap_err().to_string();
             assert!(err.contains(message), "{err}");
             // Still usable: brought into range.
             let buf = PlayoutBuffer::new(settings, 60);

@@ -119,23 +119,61 @@ pub struct Resampler {
     phase: usize,
 }
 
+/// A conversion the resampler cannot do, saying which rates would work (fix the
+/// configured rate).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResampleError {
+    /// One of the rates is 0 Hz.
+    #[error("cannot resample {from} Hz to {to} Hz: a rate of 0 Hz")]
+    ZeroRate {
+        /// The input rate.
+        from: u32,
+        /// The output rate.
+        to: u32,
+    },
+    /// The rates' ratio does not reduce enough.
+    #[error(
+        "cannot resample {from} Hz to {to} Hz: the ratio {up}/{down} needs more than {max} \
+         filter phases (use a common rate such as 48000 or 44100 Hz)",
+        max = MAX_PHASES
+    )]
+    TooManyPhases {
+        /// The input rate.
+        from: u32,
+        /// The output rate.
+        to: u32,
+        /// Output samples per `down` input samples.
+        up: usize,
+        /// Input samples per `up` output samples.
+        down: usize,
+    },
+    /// The filter for these rates would be too long.
+    #[error(
+        "cannot resample {from} Hz to {to} Hz: the filter would need {taps} taps (use a common \
+         rate such as 48000 or 44100 Hz)"
+    )]
+    TooManyTaps {
+        /// The input rate.
+        from: u32,
+        /// The output rate.
+        to: u32,
+        /// Taps the filter would need.
+        taps: usize,
+    },
+}
+
 impl Resampler {
     /// A resampler from `from` Hz to `to` Hz. Fails, saying why, for a rate of 0 or a ratio
     /// that needs more than [`MAX_PHASES`] phases.
-    pub fn new(from: u32, to: u32) -> Result<Resampler, String> {
+    pub fn new(from: u32, to: u32) -> Result<Resampler, ResampleError> {
         if from == 0 || to == 0 {
-            return Err(format!(
-                "cannot resample {from} Hz to {to} Hz: a rate of 0 Hz"
-            ));
+            return Err(ResampleError::ZeroRate { from, to });
         }
         let g = gcd(u64::from(from), u64::from(to));
         let up = (u64::from(to) / g) as usize;
         let down = (u64::from(from) / g) as usize;
         if up > MAX_PHASES {
-            return Err(format!(
-                "cannot resample {from} Hz to {to} Hz: the ratio {up}/{down} needs more than \
-                 {MAX_PHASES} filter phases (use a common rate such as 48000 or 44100 Hz)"
-            ));
+            return Err(ResampleError::TooManyPhases { from, to, up, down });
         }
         // The lower Nyquist frequency, as a fraction of the input rate.
         let nyquist = 0.5 * f64::from(from.min(to)) / f64::from(from);
@@ -145,11 +183,11 @@ impl Resampler {
         let estimate = (STOPBAND_DB - 8.0) / (2.285 * 2.0 * PI * transition);
         let taps = (estimate.ceil() as usize).max(1).next_multiple_of(LANES);
         if up.saturating_mul(taps) > MAX_TABLE {
-            return Err(format!(
-                "cannot resample {from} Hz to {to} Hz: the filter would need {} taps \
-                 (use a common rate such as 48000 or 44100 Hz)",
-                up.saturating_mul(taps)
-            ));
+            return Err(ResampleError::TooManyTaps {
+                from,
+                to,
+                taps: up.saturating_mul(taps),
+            });
         }
         let table = design(up, taps, nyquist * (PASSBAND + STOPBAND) / 2.0);
         let mut buf = Vec::with_capacity(taps - 1 + CHUNK);
@@ -300,13 +338,7 @@ fn design(up: usize, taps: usize, cutoff: f64) -> Box<[f32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tone(rate: u32, freq: f64, seconds: f64, amplitude: f64) -> Vec<f32> {
-        let n = (f64::from(rate) * seconds) as usize;
-        (0..n)
-            .map(|i| (amplitude * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32)
-            .collect()
-    }
+    use crate::audio::test_signal::{rms, tone};
 
     fn run(r: &mut Resampler, input: &[f32]) -> Vec<f32> {
         let mut out = Vec::new();
@@ -326,10 +358,6 @@ mod tests {
         }
         let (s, c) = (2.0 * s / n as f64, 2.0 * c / n as f64);
         ((s * s + c * c).sqrt(), c.atan2(s))
-    }
-
-    fn rms(x: &[f32]) -> f64 {
-        (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
     }
 
     fn db(ratio: f64) -> f64 {
@@ -535,10 +563,15 @@ mod tests {
 
     #[test]
     fn rates_it_cannot_do_are_refused_with_a_reason() {
-        assert!(Resampler::new(0, 16_000).unwrap_err().contains("0 Hz"));
+        assert!(
+            Resampler::new(0, 16_000)
+                .unwrap_err()
+                .to_string()
+                .contains("0 Hz")
+        );
         assert!(Resampler::new(16_000, 0).is_err());
         // 16000 / 44057 does not reduce: 16000 phases.
-        let e = Resampler::new(44_057, 16_000).unwrap_err();
+        let e = Resampler::new(44_057, 16_000).unwrap_err().to_string();
         assert!(e.contains("44057") && e.contains("48000"), "{e}");
         for from in [
             8_000, 11_025, 22_050, 32_000, 44_100, 48_000, 88_200, 96_000, 192_000,

@@ -18,9 +18,18 @@ fn file_error(path: &Path, message: impl Into<String>) -> AudioError {
     }
 }
 
-/// Describes a hound error raised while opening or parsing a file.
-fn describe_read_error(error: hound::Error) -> String {
-    match error {
+fn io_error(path: &Path, what: &'static str, source: hound::Error) -> AudioError {
+    AudioError::FileIo {
+        path: path.display().to_string(),
+        what,
+        source,
+    }
+}
+
+/// The error for a hound error raised while opening or parsing a file: a failed read keeps
+/// its I/O error, content that is not usable WAV says so.
+fn read_error(path: &Path, error: hound::Error) -> AudioError {
+    let message = match error {
         // hound reports a file that ends too early as `Other`.
         hound::Error::IoError(e)
             if matches!(
@@ -30,13 +39,14 @@ fn describe_read_error(error: hound::Error) -> String {
         {
             format!("not a WAV file or truncated (ends inside the header: {e})")
         }
-        hound::Error::IoError(e) => format!("cannot read: {e}"),
+        hound::Error::IoError(e) => return io_error(path, "cannot read", hound::Error::IoError(e)),
         hound::Error::FormatError(reason) => format!("not a valid WAV file: {reason}"),
         hound::Error::Unsupported => "unsupported WAV format (use PCM integer 8/16/24/32-bit \
                                       or 32-bit float)"
             .to_string(),
-        other => format!("cannot read: {other}"),
-    }
+        other => return io_error(path, "cannot read", other),
+    };
+    file_error(path, message)
 }
 
 /// Reads a WAV file as mono 16-bit samples at `target_rate`.
@@ -56,7 +66,7 @@ pub fn read_wav_mono(path: &Path, target_rate: u32) -> Result<Vec<i16>, AudioErr
         Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(file_error(path, "no such file"));
         }
-        Err(e) => return Err(file_error(path, describe_read_error(e))),
+        Err(e) => return Err(read_error(path, e)),
     };
     let spec = reader.spec();
     if spec.channels == 0 {
@@ -223,8 +233,8 @@ impl WavSink {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer = hound::WavWriter::create(path, spec)
-            .map_err(|e| file_error(path, format!("cannot create: {e}")))?;
+        let writer =
+            hound::WavWriter::create(path, spec).map_err(|e| io_error(path, "cannot create", e))?;
         Ok(Self {
             writer: Some(writer),
             path: path.to_path_buf(),
@@ -241,7 +251,7 @@ impl WavSink {
             return Self::create(path, rate);
         }
         let writer = hound::WavWriter::append(path)
-            .map_err(|e| file_error(path, format!("cannot append to it as a WAV file: {e}")))?;
+            .map_err(|e| io_error(path, "cannot append to it as a WAV file", e))?;
         let spec = writer.spec();
         if spec.channels != 1
             || spec.bits_per_sample != 16
@@ -285,7 +295,7 @@ impl WavSink {
         for &sample in samples {
             writer
                 .write_sample(sample)
-                .map_err(|e| file_error(&self.path, format!("write failed: {e}")))?;
+                .map_err(|e| io_error(&self.path, "write failed", e))?;
             self.written += 1;
         }
         Ok(())
@@ -297,7 +307,7 @@ impl WavSink {
         match self.writer.as_mut() {
             Some(writer) => writer
                 .flush()
-                .map_err(|e| file_error(&self.path, format!("flush failed: {e}"))),
+                .map_err(|e| io_error(&self.path, "flush failed", e)),
             None => Ok(()),
         }
     }
@@ -311,7 +321,7 @@ impl WavSink {
         match self.writer.take() {
             Some(writer) => writer
                 .finalize()
-                .map_err(|e| file_error(&self.path, format!("cannot complete the file: {e}"))),
+                .map_err(|e| io_error(&self.path, "cannot complete the file", e)),
             None => Ok(()),
         }
     }

@@ -56,7 +56,7 @@ pub(crate) fn run(
     let cpu = cpu_time(libc::RUSAGE_SELF)?
         .saturating_sub(process0)
         .saturating_sub(emulator_cpu);
-    let sent = side.count(|e| matches!(e, crate::gateway::GatewayEvent::Sent { .. }));
+    let sent = side.count(|e| matches!(e, crate::state::GatewayEvent::Sent { .. }));
     side.stop()?;
     if sent > 0 {
         return Err(BenchError::Failed {

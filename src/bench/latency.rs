@@ -16,7 +16,7 @@ use super::rig::{CALLBACK, CARD_RATE, Emulator, Onsets, Side, SideSpec, lock};
 use super::tap::{Passed, Tap, Watch};
 use super::{BenchError, Clock};
 use crate::audio::opus::{EncoderSettings, OpusDecoder, max_packet_samples};
-use crate::gateway::GatewayEvent;
+use crate::state::GatewayEvent;
 use std::time::{Duration, Instant};
 
 /// What each click took, in milliseconds.

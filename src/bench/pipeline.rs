@@ -16,8 +16,8 @@ use super::rig::{Emulator, Side, SideSpec, Source};
 use super::wakeups::{self, Switches, ThreadGroup};
 use super::{BenchError, Clock, cpu_time};
 use crate::audio::opus::EncoderSettings;
-use crate::gateway::GatewayEvent;
-use crate::zello::session::{OutgoingEnd, SessionStats};
+use crate::state::{GatewayEvent, MessageOutcome};
+use crate::zello::session::SessionStats;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -173,7 +173,7 @@ pub(crate) fn run(
         })
         .unwrap_or_default();
     let outcome = a.events.iter().find_map(|e| match e {
-        GatewayEvent::Sent { outcome, .. } => Some(outcome.clone()),
+        GatewayEvent::Sent { outcome, .. } => Some(*outcome),
         _ => None,
     });
     let engine_drops: u64 = a
@@ -192,7 +192,7 @@ pub(crate) fn run(
     let stop_b = b.stop();
     stop_a?;
     stop_b?;
-    if outcome != Some(OutgoingEnd::Completed)
+    if outcome != Some(MessageOutcome::Completed)
         || dropped > 0
         || engine_drops > 0
         || ring_losses > 0

@@ -3,14 +3,15 @@
 //! rings ([`RingCapture`], [`RingPlayback`]) with the benchmark playing the sound card.
 
 use super::{BenchError, cpu_time};
-use crate::audio::engine::Engine;
 use crate::audio::opus::EncoderSettings;
 use crate::audio::sound::rings::{RingCapture, RingPlayback};
 use crate::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
+use crate::gateway::engine::Engine;
 use crate::gateway::machine::Timers;
-use crate::gateway::{self, DrivenParts, EngineDrive, GatewayError, GatewayEvent, RadioParts};
+use crate::gateway::{self, DrivenParts, EngineDrive, GatewayError, RadioParts};
 use crate::radio::sim::{FlagCarrier, SimPtt};
 use crate::secret::Secret;
+use crate::state::{GatewayEvent, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{SessionConfig, SessionHandle};
 use crate::zello::sim::{SimConfig, SimHandle, SimServer};
@@ -389,6 +390,11 @@ fn click_burst() -> Vec<i16> {
 /// runtime the gateway's tasks run there); the runtime's other threads, worker or blocking,
 /// are named `NAME-rt`. Names stay within the kernel's 15 bytes, so the bench finds them in
 /// `/proc`.
+/// Worker threads of the runtimes [`Net::start`] builds (0: the daemon's current-thread
+/// runtime), set once per `bench` run from `--runtime-workers`.
+pub(crate) static RUNTIME_WORKERS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 pub(crate) struct Net {
     handle: Handle,
     stop: CancellationToken,
@@ -408,7 +414,8 @@ impl Net {
         let thread = std::thread::Builder::new()
             .name(format!("{name}-net"))
             .spawn(move || {
-                let rt = match crate::service::runtime_builder()
+                let workers_wanted = RUNTIME_WORKERS.load(std::sync::atomic::Ordering::Relaxed);
+                let rt = match crate::service::runtime_builder_with(workers_wanted)
                     .thread_name(workers)
                     .build()
                 {
@@ -541,7 +548,7 @@ impl Side {
         let net = Net::start(&spec.threads)?;
         let rt = net.handle();
         let shutdown = CancellationToken::new();
-        let (observer_tx, observer) = broadcast::channel(4096);
+        let (observer_tx, observer) = StateHub::channel(4096);
         let (to, from) = oneshot::channel::<DrivenParts>();
         let task = rt.spawn(gateway::run_with(
             config,

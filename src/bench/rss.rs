@@ -13,8 +13,7 @@ use super::rig::{CARD_RATE, Emulator, Side, SideSpec, Source};
 use super::{BenchError, Clock, SEED, peak_rss_kb};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::speech::speech_like;
-use crate::gateway::GatewayEvent;
-use crate::zello::session::OutgoingEnd;
+use crate::state::{GatewayEvent, MessageOutcome};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -98,7 +97,7 @@ pub fn rss_child(opts: &RssChildOptions) -> Result<RssChildReport, BenchError> {
             matches!(
                 e,
                 GatewayEvent::Sent {
-                    outcome: OutgoingEnd::Completed,
+                    outcome: MessageOutcome::Completed,
                     ..
                 }
             )

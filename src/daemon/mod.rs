@@ -20,14 +20,16 @@
 pub mod reload;
 pub mod status;
 
-use crate::gateway::{self, GatewayError, GatewayEvent};
+use crate::gateway::{self, GatewayError};
+use crate::parts;
 use crate::service::{Liveness, Notifier, NotifyError, Watchdog};
+use crate::state::{GatewayState, StateHub};
 use reload::Reloader;
 use status::StatusBoard;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -50,7 +52,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Parts(#[from] crate::gateway::parts::PartsError),
+    Parts(#[from] crate::parts::PartsError),
     #[error(transparent)]
     Notify(#[from] NotifyError),
     #[error(transparent)]
@@ -81,11 +83,11 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let mut session = config.session_config()?;
     session.refresh_token_file = refresh_token_file();
     // A radio whose hardware is not there yet waits for it; only settings errors stop here.
-    let (radios, waiting) = gateway::parts::build_or_wait(&config)?;
+    let (radios, waiting) = parts::build_or_wait(&config)?;
     // The configuration started: these PTT lines are the ones `ptt-off` forces off should
     // the file become unreadable.
-    if let Some(path) = gateway::parts::saved_ptt_lines_file()
-        && let Err(e) = gateway::parts::save_ptt_lines(&running, &path)
+    if let Some(path) = parts::saved_ptt_lines_file()
+        && let Err(e) = parts::save_ptt_lines(&running, &path)
     {
         warn!(file = %path.display(), error = %e, "cannot keep the PTT settings for ptt-off (the state directory is not writable?)");
     }
@@ -108,9 +110,14 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         Some(tokio::spawn(watchdog.run(shutdown.clone())))
     });
 
-    // Large enough that a burst of events never makes the status or the alarms miss a
-    // fault or a recovery.
-    let (observer, events) = broadcast::channel(4096);
+    // The status and the alarms read the state, whose latest value no burst of events can
+    // make them miss.
+    let hub = StateHub::new(GatewayState::new(
+        config
+            .radios
+            .iter()
+            .map(|r| (r.name.clone(), r.channel.clone())),
+    ));
     let first_channel = config.radios.first().map(|r| r.channel.as_str());
     let (alarms_tx, alarms_rx) = tokio::sync::watch::channel(
         config
@@ -123,15 +130,15 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         StatusBoard::for_config(&config),
         Reloader::new(config_path.to_path_buf(), running).with_alarms(alarms_tx),
     );
-    let supervisor = tokio::spawn(supervisor.run(events, hup, shutdown.clone()));
+    let supervisor = tokio::spawn(supervisor.run(hub.watch(), hup, shutdown.clone()));
     let gateway = gateway::run_with(
         session,
         radios,
         shutdown.clone(),
-        observer,
+        hub,
         gateway::RunOptions {
             liveness: liveness.clone(),
-            alarms: Some(alarms_rx),
+            on_session: Some(crate::alarms::on_session(alarms_rx)),
             waiting,
             ..Default::default()
         },
@@ -238,28 +245,27 @@ impl Supervisor {
         }
     }
 
-    /// Follows the gateway's `events` and the `reloads` (SIGHUP) until `shutdown`.
+    /// Follows the gateway's `state` and the `reloads` (SIGHUP) until `shutdown`. However
+    /// many changes come at once, the status shows the latest state.
     pub async fn run(
         mut self,
-        mut events: broadcast::Receiver<GatewayEvent>,
+        mut state: watch::Receiver<GatewayState>,
         mut reloads: mpsc::Receiver<()>,
         shutdown: CancellationToken,
     ) {
-        let mut events_open = true;
+        let mut state_open = true;
         let mut reloads_open = true;
+        self.board.show(&state.borrow_and_update());
         self.changed();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                event = events.recv(), if events_open => match event {
-                    Ok(event) => {
-                        self.board.apply(&event);
+                changed = state.changed(), if state_open => match changed {
+                    Ok(()) => {
+                        self.board.show(&state.borrow_and_update());
                         self.changed();
                     }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        warn!(missed = n, "the status missed {n} gateway events; it catches up with the next ones");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => events_open = false,
+                    Err(_) => state_open = false,
                 },
                 reload = reloads.recv(), if reloads_open => match reload {
                     Some(()) => self.reload(),

@@ -1,56 +1,18 @@
 //! What the gateway tells systemd about itself: whether it is ready, and a one-line status,
-//! both derived from the gateway's [`GatewayEvent`]s.
+//! both rendered from the gateway's [`GatewayState`].
 
-use crate::gateway::GatewayEvent;
+use crate::state::{GatewayEvent, GatewayState, Link, RadioState};
 
-/// Where the Zello session stands.
-#[derive(Debug, Clone, PartialEq)]
-enum Link {
-    Connecting,
-    /// The server could not be reached: why, and when the next try is.
-    Unreachable {
-        error: String,
-        retry_in: std::time::Duration,
-    },
-    LoggedOn,
-    Refused(String),
-    Disconnected(String),
-}
-
-/// A channel's last reported state.
-#[derive(Debug, Clone, PartialEq)]
-struct Channel {
-    name: String,
-    online: bool,
-    users: u32,
-}
-
-/// A radio's state.
-#[derive(Debug, Clone, PartialEq)]
-struct Radio {
-    name: String,
-    carrier: bool,
-    ptt: bool,
-    /// Its hardware did not open at start; it starts once it does.
-    waiting: bool,
-    /// Why its audio device is lost, if it is.
-    device_lost: Option<String>,
-    carrier_fault: bool,
-    ptt_fault: bool,
-}
-
-/// The state of the whole gateway as its events tell it, for `READY=1` and `STATUS=`.
+/// How `READY=1` and `STATUS=` show the gateway's state: the configured channels and radios
+/// in the configuration's order, and the server named while it cannot be reached.
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
-    /// The gateway runs: every radio started or waiting for its hardware.
-    started: bool,
     /// The Zello server's address, for the status while not connected.
     server: Option<String>,
-    link: Link,
-    /// Why the gateway left Zello on purpose, while it stays away.
-    held_offline: Option<String>,
-    channels: Vec<Channel>,
-    radios: Vec<Radio>,
+    channels: Vec<String>,
+    radios: Vec<String>,
+    /// The state shown.
+    state: GatewayState,
 }
 
 impl StatusBoard {
@@ -60,34 +22,17 @@ impl StatusBoard {
         channels: impl IntoIterator<Item = String>,
         radios: impl IntoIterator<Item = String>,
     ) -> Self {
-        let mut chans: Vec<Channel> = Vec::new();
+        let mut chans: Vec<String> = Vec::new();
         for name in channels {
-            if !chans.iter().any(|c| c.name == name) {
-                chans.push(Channel {
-                    name,
-                    online: false,
-                    users: 0,
-                });
+            if !chans.contains(&name) {
+                chans.push(name);
             }
         }
         StatusBoard {
-            started: false,
             server: None,
-            link: Link::Connecting,
-            held_offline: None,
             channels: chans,
-            radios: radios
-                .into_iter()
-                .map(|name| Radio {
-                    name,
-                    carrier: false,
-                    ptt: false,
-                    waiting: false,
-                    device_lost: None,
-                    carrier_fault: false,
-                    ptt_fault: false,
-                })
-                .collect(),
+            radios: radios.into_iter().collect(),
+            state: GatewayState::default(),
         }
     }
 
@@ -106,156 +51,92 @@ impl StatusBoard {
         self
     }
 
-    fn radio(&mut self, name: &str) -> Option<&mut Radio> {
-        self.radios.iter_mut().find(|r| r.name == name)
+    /// Shows `state` from now on.
+    pub fn show(&mut self, state: &GatewayState) {
+        self.state.clone_from(state);
     }
 
-    /// Takes in one event.
+    /// Takes in one event into the state shown (what the gateway's state does with it).
     pub fn apply(&mut self, event: &GatewayEvent) {
-        match event {
-            GatewayEvent::Started => self.started = true,
-            GatewayEvent::ConnectFailed { error, retry_in } => {
-                self.link = Link::Unreachable {
-                    error: error.clone(),
-                    retry_in: *retry_in,
-                }
-            }
-            GatewayEvent::HardwareWaiting { radio, error } => {
-                if let Some(r) = self.radio(radio) {
-                    r.waiting = error.is_some();
-                }
-            }
-            GatewayEvent::LoggedOn => self.link = Link::LoggedOn,
-            GatewayEvent::LogonRefused(code) => self.link = Link::Refused(code.clone()),
-            GatewayEvent::Disconnected(reason) => {
-                self.link = Link::Disconnected(reason.clone());
-                for c in &mut self.channels {
-                    c.online = false;
-                }
-            }
-            GatewayEvent::ChannelStatus {
-                channel,
-                online,
-                users_online,
-            } => {
-                if let Some(c) = self.channels.iter_mut().find(|c| &c.name == channel) {
-                    c.online = *online;
-                    c.users = *users_online;
-                }
-            }
-            GatewayEvent::CarrierUp { radio } => {
-                if let Some(r) = self.radio(radio) {
-                    r.carrier = true;
-                }
-            }
-            GatewayEvent::CarrierDown { radio } => {
-                if let Some(r) = self.radio(radio) {
-                    r.carrier = false;
-                }
-            }
-            GatewayEvent::PttOn { radio } => {
-                if let Some(r) = self.radio(radio) {
-                    r.ptt = true;
-                }
-            }
-            GatewayEvent::PttOff { radio } => {
-                if let Some(r) = self.radio(radio) {
-                    r.ptt = false;
-                }
-            }
-            GatewayEvent::DeviceLost { radio, error } => {
-                if let Some(r) = self.radio(radio) {
-                    r.device_lost = Some(error.clone());
-                }
-            }
-            GatewayEvent::DeviceBack { radio } => {
-                if let Some(r) = self.radio(radio) {
-                    r.device_lost = None;
-                }
-            }
-            GatewayEvent::CarrierFault { radio, error } => {
-                if let Some(r) = self.radio(radio) {
-                    r.carrier_fault = error.is_some();
-                }
-            }
-            GatewayEvent::PttFault { radio, error } => {
-                if let Some(r) = self.radio(radio) {
-                    r.ptt_fault = error.is_some();
-                }
-            }
-            GatewayEvent::HeldOffline { reason } => self.held_offline = reason.clone(),
-            GatewayEvent::StreamStarted { .. }
-            | GatewayEvent::Sent { .. }
-            | GatewayEvent::Incoming { .. }
-            | GatewayEvent::Playing { .. }
-            | GatewayEvent::Played { .. }
-            | GatewayEvent::TimeOut { .. }
-            | GatewayEvent::Text { .. } => {}
-        }
+        self.state.apply(event, 0);
+    }
+
+    fn radio(&self, name: &str) -> Option<&RadioState> {
+        self.state.radio(name)
+    }
+
+    fn channel_online(&self, name: &str) -> (bool, u32) {
+        self.state
+            .channel(name)
+            .map_or((false, 0), |c| (c.online, c.users_online))
     }
 
     /// Ready for systemd: the gateway runs, every radio started or waiting for its
     /// hardware. Being connected to Zello is not asked: the gateway connects by itself, and
     /// the status tells how that goes.
     pub fn ready(&self) -> bool {
-        self.started
+        self.state.gateway.started
     }
 
     /// Bridging every radio: logged on, every configured channel online and every radio's
     /// hardware there.
     pub fn bridging(&self) -> bool {
-        self.link == Link::LoggedOn
-            && self.channels.iter().all(|c| c.online)
-            && self
-                .radios
-                .iter()
-                .all(|r| r.device_lost.is_none() && !r.waiting)
+        self.state.gateway.link == Link::LoggedOn
+            && self.channels.iter().all(|c| self.channel_online(c).0)
+            && self.radios.iter().all(|r| {
+                self.radio(r).is_none_or(|r| {
+                    !r.health.audio.failing && r.health.waiting_for_hardware.is_none()
+                })
+            })
     }
 
     /// One line for `systemctl status`: the connection while not logged on, each channel,
     /// each radio. `Dispatch: online, 3 users; radio vhf1 idle`.
     pub fn text(&self) -> String {
         let mut parts = Vec::new();
-        match &self.link {
-            _ if self.held_offline.is_some() => parts.push(format!(
+        let gateway = &self.state.gateway;
+        match &gateway.link {
+            _ if gateway.held_offline.is_some() => parts.push(format!(
                 "offline on purpose for Zello Alarms ({})",
-                self.held_offline.as_deref().unwrap_or_default()
+                gateway.held_offline.as_deref().unwrap_or_default()
             )),
             Link::LoggedOn => {}
             Link::Connecting => parts.push("connecting to Zello".to_string()),
-            Link::Unreachable { error, retry_in } => parts.push(format!(
+            Link::Unreachable { error, retry_in_ms } => parts.push(format!(
                 "cannot connect to {} ({error}), next try in {} s",
                 self.server.as_deref().unwrap_or("Zello"),
-                retry_in.as_secs_f32().ceil()
+                retry_in_ms.div_ceil(1000)
             )),
-            Link::Refused(code) => parts.push(format!("logon refused ({code}), retrying")),
-            Link::Disconnected(reason) => {
+            Link::Refused { code } => parts.push(format!("logon refused ({code}), retrying")),
+            Link::Disconnected { reason } => {
                 parts.push(format!("disconnected ({reason}), reconnecting"))
             }
         }
         for c in &self.channels {
-            parts.push(match (c.online, c.users) {
-                (false, _) => format!("{}: offline", c.name),
-                (true, 1) => format!("{}: online, 1 user", c.name),
-                (true, n) => format!("{}: online, {n} users", c.name),
+            parts.push(match self.channel_online(c) {
+                (false, _) => format!("{c}: offline"),
+                (true, 1) => format!("{c}: online, 1 user"),
+                (true, n) => format!("{c}: online, {n} users"),
             });
         }
-        for r in &self.radios {
-            let state = match (&r.device_lost, r.ptt, r.carrier) {
-                _ if r.waiting => "waiting for its hardware",
-                (Some(_), _, _) => "audio device lost",
-                (None, true, _) => "transmitting",
-                (None, false, true) => "receiving",
-                (None, false, false) => "idle",
+        let idle = RadioState::default();
+        for name in &self.radios {
+            let r = self.radio(name).unwrap_or(&idle);
+            let state = match (r.health.audio.failing, r.ptt, r.carrier) {
+                _ if r.health.waiting_for_hardware.is_some() => "waiting for its hardware",
+                (true, _, _) => "audio device lost",
+                (false, true, _) => "transmitting",
+                (false, false, true) => "receiving",
+                (false, false, false) => "idle",
             };
             let mut faults = String::new();
-            if r.ptt_fault {
+            if r.health.ptt.failing {
                 faults.push_str(", PTT interface failing");
             }
-            if r.carrier_fault {
+            if r.health.carrier.failing {
                 faults.push_str(", carrier detect failing");
             }
-            parts.push(format!("radio {} {state}{faults}", r.name));
+            parts.push(format!("radio {name} {state}{faults}"));
         }
         parts.join("; ")
     }
@@ -277,6 +158,7 @@ mod tests {
             channel: channel.into(),
             online: true,
             users_online: users,
+            features: Default::default(),
         }
     }
 

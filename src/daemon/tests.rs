@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::service::notify::tests::FakeSystemd;
+use crate::state::GatewayEvent;
 
 const CONFIG: &str = r#"
 [zello]
@@ -18,7 +19,7 @@ audio = { backend = "file" }
 
 struct Rig {
     systemd: FakeSystemd,
-    events: broadcast::Sender<GatewayEvent>,
+    events: StateHub,
     reloads: mpsc::Sender<()>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -39,10 +40,10 @@ fn rig(under_systemd: bool) -> Rig {
         StatusBoard::for_config(&config),
         Reloader::new(path.clone(), running),
     );
-    let (events, rx) = broadcast::channel(256);
+    let events = StateHub::default();
     let (reloads, reload_rx) = mpsc::channel(4);
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(supervisor.run(rx, reload_rx, shutdown.clone()));
+    let task = tokio::spawn(supervisor.run(events.watch(), reload_rx, shutdown.clone()));
     Rig {
         systemd,
         events,
@@ -64,6 +65,7 @@ fn online(users: u32) -> GatewayEvent {
         channel: "Dispatch".into(),
         online: true,
         users_online: users,
+        features: Default::default(),
     }
 }
 
@@ -80,14 +82,14 @@ async fn ready_once_started_not_waiting_for_zello_then_status_on_changes() {
         ["STATUS=connecting to Zello; Dispatch: offline; radio vhf1 idle"]
     );
     // Running, not connected yet: ready (a Pi booting offline finishes booting).
-    r.events.send(GatewayEvent::Started).unwrap();
+    r.events.publish(GatewayEvent::Started);
     settle().await;
     assert_eq!(r.systemd.received(), ["READY=1"]);
-    r.events.send(GatewayEvent::LoggedOn).unwrap();
+    r.events.publish(GatewayEvent::LoggedOn);
     settle().await;
     // Within a second of the last status: held back.
     assert!(r.systemd.received().is_empty());
-    r.events.send(online(3)).unwrap();
+    r.events.publish(online(3));
     tokio::time::sleep(STATUS_GAP).await;
     assert_eq!(
         r.systemd.received(),
@@ -97,11 +99,9 @@ async fn ready_once_started_not_waiting_for_zello_then_status_on_changes() {
 
     // Later changes: a status each, never READY=1 again.
     tokio::time::sleep(STATUS_GAP).await;
-    r.events
-        .send(GatewayEvent::PttOn {
-            radio: radio("vhf1"),
-        })
-        .unwrap();
+    r.events.publish(GatewayEvent::PttOn {
+        radio: radio("vhf1"),
+    });
     settle().await;
     assert_eq!(
         r.systemd.received(),
@@ -109,27 +109,23 @@ async fn ready_once_started_not_waiting_for_zello_then_status_on_changes() {
     );
     // Events that change nothing shown send nothing.
     tokio::time::sleep(STATUS_GAP).await;
-    r.events
-        .send(GatewayEvent::Incoming {
-            radio: radio("vhf1"),
-            stream_id: 7,
-            from: "alice".into(),
-        })
-        .unwrap();
+    r.events.publish(GatewayEvent::Incoming {
+        radio: radio("vhf1"),
+        stream_id: 7,
+        from: "alice".into(),
+    });
     settle().await;
     assert!(r.systemd.received().is_empty());
 
     // Losing the connection and getting it back is a status, not a new READY=1.
     r.events
-        .send(GatewayEvent::Disconnected("closed by the server".into()))
-        .unwrap();
-    r.events.send(GatewayEvent::LoggedOn).unwrap();
-    r.events.send(online(2)).unwrap();
-    r.events
-        .send(GatewayEvent::PttOff {
-            radio: radio("vhf1"),
-        })
-        .unwrap();
+        .publish(GatewayEvent::Disconnected("closed by the server".into()));
+    settle().await;
+    r.events.publish(GatewayEvent::LoggedOn);
+    r.events.publish(online(2));
+    r.events.publish(GatewayEvent::PttOff {
+        radio: radio("vhf1"),
+    });
     tokio::time::sleep(STATUS_GAP * 2).await;
     // The first change after a quiet second goes out at once; the rest a second later, as
     // they stand by then.
@@ -149,19 +145,15 @@ async fn ready_once_started_not_waiting_for_zello_then_status_on_changes() {
 #[tokio::test(start_paused = true)]
 async fn missing_hardware_and_an_unreachable_server_do_not_hold_readiness_back() {
     let r = rig(true);
-    r.events
-        .send(GatewayEvent::HardwareWaiting {
-            radio: radio("vhf1"),
-            error: Some("radio[0] (vhf1).ptt: rigctld 127.0.0.1:4532: refused".into()),
-        })
-        .unwrap();
-    r.events
-        .send(GatewayEvent::ConnectFailed {
-            error: "Connection refused".into(),
-            retry_in: Duration::from_millis(7600),
-        })
-        .unwrap();
-    r.events.send(GatewayEvent::Started).unwrap();
+    r.events.publish(GatewayEvent::HardwareWaiting {
+        radio: radio("vhf1"),
+        error: Some("radio[0] (vhf1).ptt: rigctld 127.0.0.1:4532: refused".into()),
+    });
+    r.events.publish(GatewayEvent::ConnectFailed {
+        error: "Connection refused".into(),
+        retry_in: Duration::from_millis(7600),
+    });
+    r.events.publish(GatewayEvent::Started);
     tokio::time::sleep(STATUS_GAP * 2).await;
     let got = r.systemd.received();
     assert!(got.iter().any(|m| m == "READY=1"), "{got:?}");
@@ -170,20 +162,16 @@ async fn missing_hardware_and_an_unreachable_server_do_not_hold_readiness_back()
         "STATUS=cannot connect to ws://127.0.0.1:8800/ws (Connection refused), next try in 8 s; Dispatch: offline; radio vhf1 waiting for its hardware"
     );
     // A sound card lost later shows too; readiness stays.
-    r.events
-        .send(GatewayEvent::HardwareWaiting {
-            radio: radio("vhf1"),
-            error: None,
-        })
-        .unwrap();
-    r.events
-        .send(GatewayEvent::DeviceLost {
-            radio: radio("vhf1"),
-            error: "device gone".into(),
-        })
-        .unwrap();
-    r.events.send(GatewayEvent::LoggedOn).unwrap();
-    r.events.send(online(1)).unwrap();
+    r.events.publish(GatewayEvent::HardwareWaiting {
+        radio: radio("vhf1"),
+        error: None,
+    });
+    r.events.publish(GatewayEvent::DeviceLost {
+        radio: radio("vhf1"),
+        error: "device gone".into(),
+    });
+    r.events.publish(GatewayEvent::LoggedOn);
+    r.events.publish(online(1));
     tokio::time::sleep(STATUS_GAP * 2).await;
     let got = r.systemd.received();
     assert_eq!(
@@ -193,11 +181,9 @@ async fn missing_hardware_and_an_unreachable_server_do_not_hold_readiness_back()
     );
     assert!(!got.iter().any(|m| m == "READY=1"), "{got:?}");
     tokio::time::sleep(STATUS_GAP).await;
-    r.events
-        .send(GatewayEvent::DeviceBack {
-            radio: radio("vhf1"),
-        })
-        .unwrap();
+    r.events.publish(GatewayEvent::DeviceBack {
+        radio: radio("vhf1"),
+    });
     settle().await;
     assert_eq!(
         r.systemd.received(),
@@ -209,8 +195,8 @@ async fn missing_hardware_and_an_unreachable_server_do_not_hold_readiness_back()
 #[tokio::test(start_paused = true)]
 async fn a_chattering_squelch_does_not_flood_systemd() {
     let r = rig(true);
-    r.events.send(GatewayEvent::LoggedOn).unwrap();
-    r.events.send(online(3)).unwrap();
+    r.events.publish(GatewayEvent::LoggedOn);
+    r.events.publish(online(3));
     settle().await;
     let _ = r.systemd.received();
     // 200 carrier changes in two seconds. Everything systemd is told is kept: the state
@@ -226,18 +212,16 @@ async fn a_chattering_squelch_does_not_flood_systemd() {
                 radio: radio("vhf1"),
             }
         };
-        r.events.send(event).unwrap();
+        r.events.publish(event);
         tokio::time::sleep(Duration::from_millis(10)).await;
         if i == 100 {
             got.extend(r.systemd.received());
             assert!(got.len() <= 2, "at most one a second: {got:?}");
         }
     }
-    r.events
-        .send(GatewayEvent::CarrierUp {
-            radio: radio("vhf1"),
-        })
-        .unwrap();
+    r.events.publish(GatewayEvent::CarrierUp {
+        radio: radio("vhf1"),
+    });
     tokio::time::sleep(STATUS_GAP * 2).await;
     got.extend(r.systemd.received());
     // About three seconds have passed: one update a second at most.
@@ -260,9 +244,9 @@ async fn reload_is_announced_only_once_ready_and_keeps_running() {
     settle().await;
     assert!(r.systemd.received().is_empty());
 
-    r.events.send(GatewayEvent::Started).unwrap();
-    r.events.send(GatewayEvent::LoggedOn).unwrap();
-    r.events.send(online(3)).unwrap();
+    r.events.publish(GatewayEvent::Started);
+    r.events.publish(GatewayEvent::LoggedOn);
+    r.events.publish(online(3));
     tokio::time::sleep(STATUS_GAP).await;
     let _ = r.systemd.received();
 
@@ -289,7 +273,7 @@ async fn reload_is_announced_only_once_ready_and_keeps_running() {
 
     // Status keeps following the gateway.
     tokio::time::sleep(STATUS_GAP).await;
-    r.events.send(online(4)).unwrap();
+    r.events.publish(online(4));
     settle().await;
     assert_eq!(
         r.systemd.received(),
@@ -302,8 +286,8 @@ async fn reload_is_announced_only_once_ready_and_keeps_running() {
 #[tokio::test(start_paused = true)]
 async fn outside_systemd_nothing_is_sent() {
     let r = rig(false);
-    r.events.send(GatewayEvent::LoggedOn).unwrap();
-    r.events.send(online(3)).unwrap();
+    r.events.publish(GatewayEvent::LoggedOn);
+    r.events.publish(online(3));
     r.reloads.send(()).await.unwrap();
     tokio::time::sleep(STATUS_GAP * 2).await;
     r.shutdown.cancel();
@@ -349,4 +333,108 @@ async fn stopping_is_bounded() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("no sound card"), "{e}");
+}
+
+/// Far more events at once than an event stream holds (its reader falls behind and misses
+/// most of them): systemd's status and the Zello Alarms decisions follow the state, so both
+/// end up where the gateway stands. A fault raised and cleared inside the burst never takes
+/// the gateway off Zello; one still there at its end does, after the grace.
+#[tokio::test(start_paused = true)]
+async fn a_burst_beyond_the_event_stream_leaves_the_status_and_the_alarms_right() {
+    const BURST: usize = 100_000;
+    let r = rig(true);
+    // A reader that never reads: the stream overflows.
+    let mut behind = r.events.subscribe();
+    // The alarms, on a session whose server is not there (it only has to be wanted online
+    // or not).
+    let stop = CancellationToken::new();
+    let session = crate::zello::session::SessionConfig {
+        server: "ws://127.0.0.1:9/ws".into(),
+        ..Default::default()
+    };
+    let (handle, mut session_events, _session) =
+        crate::zello::session::spawn(session, stop.clone()).unwrap();
+    tokio::spawn(async move { while session_events.recv().await.is_some() {} });
+    let (_settings, settings) = watch::channel(crate::alarms::AlarmsConfig::default());
+    let alarms = tokio::spawn(crate::alarms::run(
+        settings,
+        handle.clone(),
+        r.events.clone(),
+        stop.clone(),
+    ));
+    settle().await;
+    let _ = r.systemd.received();
+
+    let vhf1 = || radio("vhf1");
+    let burst = |fault_left: bool| {
+        r.events.publish(GatewayEvent::Started);
+        r.events.publish(GatewayEvent::LoggedOn);
+        r.events.publish(online(3));
+        r.events.publish(GatewayEvent::PttFault {
+            radio: vhf1(),
+            error: Some("rigctld unreachable".into()),
+        });
+        for i in 0..BURST / 2 {
+            r.events.publish(if i % 2 == 0 {
+                GatewayEvent::PttOn { radio: vhf1() }
+            } else {
+                GatewayEvent::PttOff { radio: vhf1() }
+            });
+            r.events.publish(if i % 2 == 0 {
+                GatewayEvent::CarrierUp { radio: vhf1() }
+            } else {
+                GatewayEvent::CarrierDown { radio: vhf1() }
+            });
+        }
+        if !fault_left {
+            r.events.publish(GatewayEvent::PttFault {
+                radio: vhf1(),
+                error: None,
+            });
+        }
+    };
+
+    // Raised and cleared within the burst.
+    burst(false);
+    assert!(
+        matches!(
+            behind.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) if n > 90_000
+        ),
+        "the stream's reader fell behind"
+    );
+    tokio::time::sleep(STATUS_GAP * 2).await;
+    let got = r.systemd.received();
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("STATUS=Dispatch: online, 3 users; radio vhf1 idle"),
+        "PTT off, carrier down, no fault: {got:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(
+        handle.wants_online(),
+        "the cleared fault took the gateway off"
+    );
+    assert_eq!(r.events.snapshot().gateway.held_offline, None);
+    let got = r.systemd.received();
+    assert!(got.is_empty(), "{got:?}");
+
+    // Raised within the burst and still there: the alarms act on it after the grace.
+    burst(true);
+    tokio::time::sleep(STATUS_GAP * 2).await;
+    assert_eq!(
+        r.systemd.received().last().map(String::as_str),
+        Some("STATUS=Dispatch: online, 3 users; radio vhf1 idle, PTT interface failing")
+    );
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(!handle.wants_online(), "the lasting fault left Zello");
+    let held = r.events.snapshot().gateway.held_offline;
+    assert!(
+        held.as_deref()
+            .is_some_and(|h| h.starts_with("radio vhf1: PTT interface failing for 6")),
+        "{held:?}"
+    );
+    stop.cancel();
+    alarms.await.unwrap();
+    r.shutdown.cancel();
 }

@@ -4,23 +4,28 @@
 
 use super::chatter::{ChangeLog, Say};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
+use super::message_span;
+use super::ptt_thread::{PttAnswer, PttOp, PttThread};
 use super::ptt_watch::{self, Judged, Outcome, PttWatch, Ticket};
-use super::{AsyncPtt, GatewayEvent};
-use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
-use crate::radio::{PttReadback, RadioError};
+use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
+use crate::gateway::link::{LinkReceiver, LinkSender, TrySendError};
+use crate::radio::RadioError;
+use crate::service::Heartbeat;
+use crate::state::{GatewayEvent, MessageOutcome, StateHub};
 use crate::zello::protocol::CodecHeader;
-use crate::zello::session::{OutgoingEnd, OutgoingMessage, SessionEvent, SessionHandle};
+use crate::zello::session::{
+    MAX_HEAD_MS, MessageHead, OutgoingEnd, OutgoingMessage, Sent, SessionEvent, SessionHandle,
+};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
-use tokio::sync::{broadcast, mpsc};
+use std::sync::Arc;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 /// Packets kept for a message waiting its turn (about a minute at 60 ms).
 const MAX_QUEUED_PACKETS: usize = 1000;
-/// Packets kept while a carrier is timed by the kerchunk filter.
-const MAX_HEAD_PACKETS: usize = 200;
 /// How often the PTT interface is checked while the gateway is not transmitting, so a
 /// lost adapter or rigctld is noticed before a message needs it.
 pub(crate) const PTT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -28,6 +33,12 @@ pub(crate) const PTT_CHECK_EVERY: std::time::Duration = std::time::Duration::fro
 /// gets one summary line per window instead.
 const CARRIER_LOG_MAX: usize = 10;
 const CARRIER_LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest a bridge goes without beating its heartbeat while nothing happens: well
+/// within the watchdog's check period ([`crate::service::Watchdog::period`], 15 s with
+/// `WatchdogSec=30`).
+pub(crate) const BEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a stopping bridge waits for the PTT thread to unkey and let go of the line.
+const RELEASE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A radio's bridge task.
 pub(crate) struct Bridge {
@@ -40,13 +51,17 @@ pub(crate) struct Bridge {
     pub courtesy_tone: Option<Vec<i16>>,
     pub identification: Option<Vec<i16>>,
     pub session: SessionHandle,
-    /// Keyed and unkeyed from blocking threads: the bridge runs on the thread that carries
-    /// every radio's packets.
-    pub ptt: AsyncPtt,
-    pub engine_tx: mpsc::Sender<EngineCommand>,
-    pub engine_rx: mpsc::Receiver<EngineEvent>,
+    /// The PTT line, on a thread of its own: the bridge runs on the thread that carries
+    /// every radio's packets, and asks without waiting (answers come back to its loop).
+    pub ptt: PttThread,
+    /// Audio is dropped when the engine falls behind; control never is.
+    pub engine_tx: LinkSender<EngineCommand>,
+    pub engine_rx: LinkReceiver<EngineEvent>,
     pub events: mpsc::Receiver<SessionEvent>,
-    pub observer: broadcast::Sender<GatewayEvent>,
+    pub observer: StateHub,
+    /// Beaten on every turn of the loop and at least every [`BEAT_EVERY`], for systemd's
+    /// watchdog (`bridge NAME`); retired when the bridge ends.
+    pub heartbeat: Option<Arc<Heartbeat>>,
 }
 
 struct Incoming {
@@ -65,16 +80,21 @@ struct Incoming {
 /// The message being sent to the channel.
 #[derive(Default)]
 struct Sending {
-    head: Vec<Bytes>,
-    /// Packets left out because `head` was full (a wait for the channel longer than it
-    /// holds): the message sent has a gap of that many packets.
-    head_dropped: u64,
+    /// The start of the message while it waits for the channel, handed to the session when
+    /// it starts; it counts the packets left out when full (a wait for the channel longer
+    /// than it holds): the message sent has a gap of that many packets.
+    head: MessageHead,
     levels: PacketLevels,
     packets: u64,
 }
 
 /// A reading of the PTT state, with the transmission it was taken for.
 type Reading = (Ticket, Result<bool, RadioError>);
+
+/// A keying asked for by the watch ([`ptt_watch::Judged::Rekey`]): the request, when the
+/// reading was taken, whether this is the first try since the loss, and how long the
+/// transmitter had been unkeyed.
+type Rekey = (u64, Instant, bool, std::time::Duration);
 
 /// A carrier change is timed back by its audio's age at most this much (the capture keeps
 /// about a frame and a period waiting; more is a burst being trimmed).
@@ -96,27 +116,55 @@ struct State {
     carrier_log: ChangeLog,
     /// Confirms during transmissions that the transmitter stays keyed.
     watch: PttWatch,
-    /// Reads the PTT state back (`None`: the interface cannot, or a reading is under way).
-    readback: Option<Box<dyn PttReadback>>,
-    /// Readings come back here from their blocking thread, with the reader.
-    readings_tx: mpsc::Sender<(Box<dyn PttReadback>, Reading)>,
-    readings_rx: mpsc::Receiver<(Box<dyn PttReadback>, Reading)>,
+    /// The transmitter is keyed, or asked to be, as far as the bridge is concerned.
+    ptt_keyed: bool,
+    /// The keying under way (its request), while its answer has not come.
+    key_req: Option<u64>,
+    /// What waits for the keying under way: playback starts only on a keyed transmitter.
+    deferred: Vec<Action>,
+    /// The reading of the PTT state under way.
+    reading: Option<(u64, Ticket)>,
+    /// The keying the watch asked for, under way.
+    rekey: Option<Rekey>,
+    /// The interface check under way.
+    check_req: Option<u64>,
+    /// Unkeyings asked for and not yet answered.
+    unkeys: u32,
+}
+
+/// Whether the engine plays `stream_id` (its packets go straight there), rather than the
+/// message waiting for its turn or for the keying to be confirmed (its packets wait in the
+/// bridge).
+fn playing_in_engine(s: &State, stream_id: u32) -> bool {
+    s.m.playing() == Some(stream_id)
+        && !s
+            .deferred
+            .iter()
+            .any(|a| matches!(a, Action::PlayBegin { stream_id: id } if *id == stream_id))
 }
 
 impl Bridge {
     fn observe(&self, event: GatewayEvent) {
-        let _ = self.observer.send(event);
+        self.observer.publish(event);
     }
 
     fn engine(&self, cmd: EngineCommand) {
-        if self.engine_tx.try_send(cmd).is_err() {
-            warn!(radio = %self.name, "codec engine queue full; a command was dropped");
+        match self.engine_tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                warn!(
+                    dropped = self.engine_tx.dropped(),
+                    "codec engine queue full; a packet to play was dropped"
+                )
+            }
+            // The engine is gone: the loop hears of it from the engine's side.
+            Err(TrySendError::Closed(_)) => {}
         }
     }
 
-    /// Runs until shutdown; PTT is released on every way out (the guard unkeys on drop).
+    /// Runs until shutdown; PTT is released on every way out (the PTT thread unkeys when
+    /// the bridge lets it go, drops it, or unwinds through it).
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
-        let (readings_tx, readings_rx) = mpsc::channel(1);
         let mut s = State {
             m: Machine::new(self.timers),
             encoding: false,
@@ -128,19 +176,31 @@ impl Bridge {
             next_ptt_check: Instant::now() + PTT_CHECK_EVERY,
             carrier_log: ChangeLog::new(CARRIER_LOG_MAX, CARRIER_LOG_WINDOW),
             watch: PttWatch::new(ptt_watch::READ_EVERY, ptt_watch::GIVE_UP_AFTER),
-            readback: self.ptt.readback(),
-            readings_tx,
-            readings_rx,
+            ptt_keyed: false,
+            key_req: None,
+            deferred: Vec::new(),
+            reading: None,
+            rekey: None,
+            check_req: None,
+            unkeys: 0,
         };
+        let mut idle_beat = tokio::time::interval(BEAT_EVERY);
+        idle_beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if let Some(h) = &self.heartbeat {
+                h.beat();
+            }
             let deadline = s.m.next_deadline();
-            let next_read = s.watch.next_read().filter(|_| s.readback.is_some());
+            let next_read = s
+                .watch
+                .next_read()
+                .filter(|_| self.ptt.can_read_back() && s.reading.is_none());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 ev = self.engine_rx.recv() => match ev {
                     Some(ev) => self.on_engine(&mut s, ev).await,
                     None => {
-                        error!(radio = %self.name, "codec engine stopped");
+                        error!("codec engine stopped");
                         break;
                     }
                 },
@@ -155,17 +215,14 @@ impl Bridge {
                 _ = sleep_until(next_read.unwrap_or_else(Instant::now)), if next_read.is_some() => {
                     self.read_back(&mut s);
                 }
-                Some((reader, reading)) = s.readings_rx.recv() => {
-                    s.readback = Some(reader);
-                    self.on_reading(&mut s, reading).await;
-                }
+                answer = self.ptt.answer() => self.on_ptt(&mut s, answer).await,
                 _ = sleep_until(s.next_ptt_check) => {
                     s.next_ptt_check = Instant::now() + PTT_CHECK_EVERY;
-                    if !self.ptt.is_keyed() {
-                        let result = self.ptt.check().await;
-                        self.ptt_health(&mut s, result.map_err(|e| e.to_string()));
+                    if !s.ptt_keyed && s.check_req.is_none() {
+                        s.check_req = Some(self.ptt.request(PttOp::Check));
                     }
                 }
+                _ = idle_beat.tick() => {}
             }
         }
         // Shutting down: stop transmitting, end the message being sent.
@@ -175,20 +232,47 @@ impl Bridge {
                 .get(&stream_id)
                 .map(|i| i.from.clone())
                 .unwrap_or_default();
-            warn!(event = "transmission_cut", radio = %self.name, stream_id, from = %from,
-                "shutting down: transmission cut, the rest of the message from the channel is not played");
+            message_span(stream_id).in_scope(|| {
+                warn!(event = "transmission_cut", from = %from,
+                    "shutting down: transmission cut, the rest of the message from the channel is not played")
+            });
             self.engine(EngineCommand::PlayAbort { stream_id });
-        } else if self.ptt.is_keyed() {
-            warn!(event = "transmission_cut", radio = %self.name,
-                "shutting down while transmitting (key-up, tone or tail): transmitter released");
+        } else if s.ptt_keyed {
+            warn!(
+                event = "transmission_cut",
+                "shutting down while transmitting (key-up, tone or tail): transmitter released"
+            );
         }
-        if self.ptt.is_keyed() {
-            self.unkey().await;
+        if s.ptt_keyed || s.key_req.is_some() {
+            s.watch.unkeyed();
+            self.unkey(&mut s);
+        }
+        // The unkeying asked for (now or just before) is seen through, within a bound: a
+        // line that hangs is released by the PTT thread once its call returns.
+        let until = Instant::now() + RELEASE_WITHIN;
+        while s.unkeys > 0 {
+            tokio::select! {
+                answer = self.ptt.answer() => {
+                    if answer.op == PttOp::Unkey {
+                        self.on_unkeyed(&mut s, answer.result);
+                    }
+                }
+                _ = sleep_until(until) => {
+                    warn!(ptt = %self.ptt.describe(), "the PTT line did not answer the unkey in time: it is released as soon as it answers");
+                    break;
+                }
+            }
         }
         if let Some(out) = s.outgoing.take() {
-            info!(event = "message_to_channel_cut", radio = %self.name, channel = %self.channel, packets = s.sending.packets,
+            info!(event = "message_to_channel_cut", channel = %self.channel, packets = s.sending.packets,
                 "shutting down: the message from the radio to the channel ends here");
             out.finish().await;
+        }
+        if !self.ptt.release(RELEASE_WITHIN).await {
+            warn!(ptt = %self.ptt.describe(), "the PTT thread is still busy with the line: it unkeys it once the call returns");
+        }
+        if let Some(h) = &self.heartbeat {
+            h.retire();
         }
     }
 
@@ -207,6 +291,18 @@ impl Bridge {
     async fn apply(&mut self, s: &mut State, actions: Vec<Action>) {
         let mut work: VecDeque<Action> = actions.into();
         while let Some(action) = work.pop_front() {
+            // Nothing plays before the transmitter is keyed.
+            if s.key_req.is_some()
+                && matches!(
+                    action,
+                    Action::PlayBegin { .. }
+                        | Action::PlayIdentification
+                        | Action::PlayCourtesyTone
+                )
+            {
+                s.deferred.push(action);
+                continue;
+            }
             match action {
                 Action::RxBuffer => s.sending = Sending::default(),
                 Action::RxStart => self.start_sending(s).await,
@@ -218,26 +314,15 @@ impl Bridge {
                         s.finished.insert(id, std::mem::take(&mut s.sending));
                     }
                 }
-                Action::Key => match self.ptt.key().await {
-                    Ok(()) => {
-                        info!(event = "ptt_on", radio = %self.name, "PTT on");
-                        s.watch.keyed(Instant::now());
-                        self.ptt_health(s, Ok(()));
-                        self.engine(EngineCommand::Transmitting(true));
-                        s.encoding = false;
-                        self.observe(GatewayEvent::PttOn {
-                            radio: self.name.clone(),
-                        });
-                    }
-                    Err(e) => {
-                        error!(event = "ptt_failed", radio = %self.name, error = %e, "cannot key the transmitter");
-                        self.ptt_health(s, Err(e.to_string()));
-                        work.extend(s.m.handle(Instant::now(), Input::PttFailed));
-                    }
-                },
+                // Asked of the PTT thread; the answer comes back to the loop (`on_keyed`),
+                // while the machine's timers (the time-out timer among them) keep running.
+                Action::Key => {
+                    s.ptt_keyed = true;
+                    s.key_req = Some(self.ptt.request(PttOp::Key));
+                }
                 Action::Unkey => {
                     s.watch.unkeyed();
-                    self.unkey().await;
+                    self.unkey(s);
                 }
                 Action::PlayBegin { stream_id } => {
                     let unkeyed_before = s.watch.unkeyed_so_far(Instant::now());
@@ -276,8 +361,10 @@ impl Bridge {
                         .remove(&stream_id)
                         .map(|i| i.from)
                         .unwrap_or_default();
-                    warn!(event = "message_not_played", radio = %self.name, stream_id, from = %from, reason = ?reason,
-                        "zello -> radio: message not played (completely)");
+                    message_span(stream_id).in_scope(|| {
+                        warn!(event = "message_not_played", from = %from, reason = ?reason,
+                            "zello -> radio: message not played (completely)")
+                    });
                     if reason == DropReason::TimeOut {
                         self.observe(GatewayEvent::TimeOut {
                             radio: self.name.clone(),
@@ -291,7 +378,7 @@ impl Bridge {
                 },
                 Action::PlayIdentification => match &self.identification {
                     Some(t) => {
-                        info!(radio = %self.name, "station identification");
+                        info!("station identification");
                         self.engine(EngineCommand::PlayPcm(t.clone()));
                     }
                     None => work.extend(s.m.handle(Instant::now(), Input::PcmDrained)),
@@ -312,14 +399,14 @@ impl Bridge {
         match (result, s.ptt_fault.is_some()) {
             (Ok(()), true) => {
                 s.ptt_fault = None;
-                info!(event = "ptt_interface_back", radio = %self.name, "PTT interface works again");
+                info!(event = "ptt_interface_back", "PTT interface works again");
                 self.observe(GatewayEvent::PttFault {
                     radio: self.name.clone(),
                     error: None,
                 });
             }
             (Err(e), false) => {
-                warn!(event = "ptt_interface_failed", radio = %self.name, error = %e,
+                warn!(event = "ptt_interface_failed", error = %e,
                     "PTT interface failed: messages from the channel cannot be transmitted until it works again");
                 s.ptt_fault = Some(e.clone());
                 self.observe(GatewayEvent::PttFault {
@@ -331,17 +418,69 @@ impl Bridge {
         }
     }
 
-    /// Reads the PTT state back on a blocking thread; the reading comes back to the loop.
-    fn read_back(&self, s: &mut State) {
-        let Some(mut reader) = s.readback.take() else {
-            return;
-        };
+    /// Asks the PTT thread to read the state back; the reading comes back to the loop.
+    fn read_back(&mut self, s: &mut State) {
         let ticket = s.watch.reading();
-        let tx = s.readings_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let reading = reader.keyed();
-            let _ = tx.blocking_send((reader, (ticket, reading)));
-        });
+        s.reading = Some((self.ptt.request(PttOp::Read), ticket));
+    }
+
+    /// An answer of the PTT thread.
+    async fn on_ptt(&mut self, s: &mut State, answer: PttAnswer) {
+        let PttAnswer { id, op, result } = answer;
+        match op {
+            PttOp::Key => self.on_keyed(s, id, result.map(drop)).await,
+            PttOp::Unkey => self.on_unkeyed(s, result),
+            PttOp::Check => {
+                if s.check_req == Some(id) {
+                    s.check_req = None;
+                    self.ptt_health(s, result.map(drop).map_err(|e| e.to_string()));
+                }
+            }
+            PttOp::Read => {
+                if let Some((_, ticket)) = s.reading.take_if(|(asked, _)| *asked == id) {
+                    self.on_reading(s, (ticket, result)).await;
+                }
+            }
+        }
+    }
+
+    /// The answer to a keying: a transmission's, or the watch's keying again.
+    async fn on_keyed(&mut self, s: &mut State, id: u64, result: Result<(), RadioError>) {
+        if let Some((_, at, first, unkeyed)) = s.rekey.take_if(|r| r.0 == id) {
+            let outcome = ptt_watch::rekeyed(&mut s.watch, at, first, unkeyed, result);
+            self.on_outcome(s, outcome).await;
+            return;
+        }
+        if s.key_req != Some(id) {
+            // The transmission ended while the line was being keyed: the unkeying asked
+            // for since follows this answer.
+            if let Err(e) = result {
+                debug!(error = %e, "keying failed after the transmission had ended");
+                self.ptt_health(s, Err(e.to_string()));
+            }
+            return;
+        }
+        s.key_req = None;
+        match result {
+            Ok(()) => {
+                info!(event = "ptt_on", "PTT on");
+                s.watch.keyed(Instant::now());
+                self.ptt_health(s, Ok(()));
+                self.engine(EngineCommand::Transmitting(true));
+                s.encoding = false;
+                self.observe(GatewayEvent::PttOn {
+                    radio: self.name.clone(),
+                });
+                let deferred = std::mem::take(&mut s.deferred);
+                self.apply(s, deferred).await;
+            }
+            Err(e) => {
+                error!(event = "ptt_failed", error = %e, "cannot key the transmitter");
+                self.ptt_health(s, Err(e.to_string()));
+                s.deferred.clear();
+                self.feed(s, Input::PttFailed).await;
+            }
+        }
     }
 
     /// Acts on a reading of the PTT state during a transmission: keys the transmitter again
@@ -354,42 +493,60 @@ impl Bridge {
             let actions = s.m.on_timer(now);
             self.apply(s, actions).await;
         }
-        if !self.ptt.is_keyed() {
+        if !s.ptt_keyed {
             s.watch.unkeyed();
         }
-        let radio = &self.name;
-        let stream_id = s.m.playing().unwrap_or(0);
-        let lost = |unkeyed: std::time::Duration, what: &str| {
-            warn!(event = "ptt_lost", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
-                "the transmitter was found unkeyed during a transmission (rigctld restarted?): {what}");
-        };
         let outcome = match ptt_watch::judge(&mut s.watch, now, s.m.tot_ends(), reading) {
             Judged::Done(outcome) => outcome,
             Judged::Rekey { first, unkeyed } => {
-                let keyed = self.ptt.key().await;
-                ptt_watch::rekeyed(&mut s.watch, now, first, unkeyed, keyed)
+                // Asked of the PTT thread: the outcome is known once it answers.
+                s.rekey = Some((self.ptt.request(PttOp::Key), now, first, unkeyed));
+                return;
             }
         };
+        self.on_outcome(s, outcome).await;
+    }
+
+    /// Logs what a reading (and a keying again) came to, and gives the transmission up when
+    /// the transmitter cannot be kept keyed.
+    async fn on_outcome(&mut self, s: &mut State, outcome: Outcome) {
+        let stream_id = s.m.playing().unwrap_or(0);
+        let lost = |unkeyed: std::time::Duration, what: &str| {
+            warn!(
+                event = "ptt_lost",
+                unkeyed_ms = unkeyed.as_millis() as u64,
+                "the transmitter was found unkeyed during a transmission (rigctld restarted?): {what}"
+            );
+        };
         let rekeyed = matches!(outcome, Outcome::Restored { .. });
-        match outcome {
-            Outcome::Fine => {}
+        let give_up = message_span(stream_id).in_scope(|| match outcome {
+            Outcome::Fine => None,
             Outcome::Unreadable { first, error } => {
                 if first {
-                    debug!(radio = %radio, error = %error, "cannot read the PTT state back; trying again");
+                    debug!(error = %error, "cannot read the PTT state back; trying again");
                 }
+                None
             }
             Outcome::Restored { first, unkeyed } if !first => {
                 // Keyed again once more while no reading has found it keyed since the
                 // loss was logged; the give-up timer keeps running.
-                debug!(radio = %radio, unkeyed_ms = unkeyed.as_millis() as u64,
-                    "transmitter still reads unkeyed; keyed again");
+                debug!(
+                    unkeyed_ms = unkeyed.as_millis() as u64,
+                    "transmitter still reads unkeyed; keyed again"
+                );
+                None
             }
             Outcome::Restored { unkeyed, .. } | Outcome::BackByItself { unkeyed } => {
                 if rekeyed {
                     lost(unkeyed, "keying it again");
                 }
-                warn!(event = "ptt_restored", radio = %radio, stream_id, unkeyed_ms = unkeyed.as_millis() as u64,
-                    "transmitter keyed again; it was unkeyed for up to {} ms", unkeyed.as_millis());
+                warn!(
+                    event = "ptt_restored",
+                    unkeyed_ms = unkeyed.as_millis() as u64,
+                    "transmitter keyed again; it was unkeyed for up to {} ms",
+                    unkeyed.as_millis()
+                );
+                None
             }
             Outcome::StillLost {
                 first,
@@ -399,39 +556,55 @@ impl Bridge {
                 if first {
                     lost(unkeyed, &format!("cannot key it again yet ({error})"));
                 }
+                None
             }
             Outcome::Expired { unkeyed } => {
                 lost(unkeyed, "past the time-out timer, so it stays unkeyed");
+                None
             }
             Outcome::GiveUp { error } => {
-                error!(event = "ptt_failed", radio = %radio, error = %error,
+                error!(event = "ptt_failed", error = %error,
                     "cannot keep the transmitter keyed: transmission stopped");
-                s.watch.unkeyed();
-                self.ptt_health(s, Err(error));
-                self.feed(s, Input::PttFailed).await;
+                Some(error)
             }
+        });
+        if let Some(error) = give_up {
+            s.watch.unkeyed();
+            self.ptt_health(s, Err(error));
+            self.feed(s, Input::PttFailed).await;
         }
     }
 
     fn note(&self, note: Note) {
-        let radio = &self.name;
         match note {
-            Note::Kerchunk => debug!(radio = %radio, "carrier shorter than rx_min_ms ignored"),
-            Note::CarrierStuck => warn!(event = "carrier_stuck", radio = %radio,
-                "carrier stuck up longer than rx_max_s: message ended, carrier ignored until it drops"),
-            Note::CarrierCleared => info!(radio = %radio, "carrier dropped; receiving again"),
-            Note::Flapping => warn!(event = "carrier_flapping", radio = %radio,
-                "carrier flapping (too many short messages): new messages suppressed for a while"),
+            Note::Kerchunk => {
+                debug!("carrier shorter than rx_min_ms ignored");
+                self.observe(GatewayEvent::Kerchunk {
+                    radio: self.name.clone(),
+                });
+            }
+            Note::CarrierStuck => warn!(
+                event = "carrier_stuck",
+                "carrier stuck up longer than rx_max_s: message ended, carrier ignored until it drops"
+            ),
+            Note::CarrierCleared => info!("carrier dropped; receiving again"),
+            Note::Flapping => warn!(
+                event = "carrier_flapping",
+                "carrier flapping (too many short messages): new messages suppressed for a while"
+            ),
             Note::Queued => {
-                info!(radio = %radio, "frequency busy: message from the channel queued")
+                info!("frequency busy: message from the channel queued")
             }
             Note::TimeOut => {
-                warn!(event = "time_out", radio = %radio, tot_s = self.timers.tot.as_secs(),
-                "time-out timer: transmitter unkeyed, rest of the message dropped")
+                warn!(
+                    event = "time_out",
+                    tot_s = self.timers.tot.as_secs(),
+                    "time-out timer: transmitter unkeyed, rest of the message dropped"
+                )
             }
-            Note::NotReady => warn!(radio = %radio, channel = %self.channel,
+            Note::NotReady => warn!(channel = %self.channel,
                 "carrier up but the channel is not online; not sent"),
-            Note::NotResumed => warn!(radio = %radio, channel = %self.channel,
+            Note::NotResumed => warn!(channel = %self.channel,
                 "carrier dropped before the connection was back: the rest of the message cut by the drop was not sent"),
         }
     }
@@ -439,11 +612,10 @@ impl Bridge {
     /// One line per carrier change, or a summary for a chattering squelch.
     fn log_carrier(&self, s: &mut State, up: bool) {
         match s.carrier_log.record(Instant::now()) {
-            Say::Change if up => info!(event = "carrier_up", radio = %self.name, "carrier up"),
-            Say::Change => info!(event = "carrier_down", radio = %self.name, "carrier down"),
+            Say::Change if up => info!(event = "carrier_up", "carrier up"),
+            Say::Change => info!(event = "carrier_down", "carrier down"),
             Say::Flapping { changes, window } => warn!(
                 event = "carrier_chatter",
-                radio = %self.name,
                 changes,
                 window_s = window.as_secs(),
                 carrier = if up { "up" } else { "down" },
@@ -455,10 +627,24 @@ impl Bridge {
         }
     }
 
-    async fn unkey(&mut self) {
-        match self.ptt.unkey().await {
-            Ok(()) => info!(event = "ptt_off", radio = %self.name, "PTT off"),
-            Err(e) => error!(radio = %self.name, error = %e, "cannot unkey the transmitter"),
+    /// Asks the PTT thread to unkey; [`Self::on_unkeyed`] follows with its answer. What was
+    /// waiting for a keying is dropped with it.
+    fn unkey(&mut self, s: &mut State) {
+        s.ptt_keyed = false;
+        s.key_req = None;
+        s.rekey = None;
+        s.deferred.clear();
+        s.unkeys += 1;
+        self.ptt.request(PttOp::Unkey);
+    }
+
+    /// The transmitter was unkeyed (or could not be): the engine listens to the carrier
+    /// again.
+    fn on_unkeyed(&mut self, s: &mut State, result: Result<bool, RadioError>) {
+        s.unkeys = s.unkeys.saturating_sub(1);
+        match result {
+            Ok(_) => info!(event = "ptt_off", "PTT off"),
+            Err(e) => error!(error = %e, "cannot unkey the transmitter"),
         }
         self.engine(EngineCommand::Transmitting(false));
         self.observe(GatewayEvent::PttOff {
@@ -467,17 +653,14 @@ impl Bridge {
     }
 
     async fn start_sending(&mut self, s: &mut State) {
+        let head = s.sending.head.hand_over();
+        let recipient = self.recipient.clone();
         match self
             .session
-            .start_message(&self.channel, self.header, self.recipient.clone())
+            .start_message_with(&self.channel, self.header, recipient, head)
             .await
         {
-            Ok(out) => {
-                for data in s.sending.head.drain(..) {
-                    out.send(data);
-                }
-                s.outgoing = Some(out);
-            }
+            Ok(out) => s.outgoing = Some(out),
             Err(e) => warn!(radio = %self.name, error = %e, "cannot start a message"),
         }
     }
@@ -507,23 +690,22 @@ impl Bridge {
                 }
             }
             EngineEvent::RxPacket { data, levels } => {
-                if s.m.pending() {
-                    if s.sending.head.len() < MAX_HEAD_PACKETS {
-                        s.sending.head.push(data);
-                    } else {
-                        if s.sending.head_dropped == 0 {
-                            warn!(event = "message_to_channel_gap", radio = %self.name, channel = %self.channel,
-                                kept_ms = MAX_HEAD_PACKETS as u64 * u64::from(self.header.packet_ms()),
-                                "still waiting for the channel: the audio kept so far goes out first, what follows until the channel is back is left out");
-                        }
-                        s.sending.head_dropped += 1;
-                        return;
-                    }
+                let sent = if s.m.pending() {
+                    s.sending.head.push(data, self.header.packet_ms())
                 } else if s.m.sending() {
-                    if let Some(out) = &s.outgoing {
-                        out.send(data);
+                    match &s.outgoing {
+                        Some(out) => out.send(data),
+                        None => Sent::Ended,
                     }
                 } else {
+                    return;
+                };
+                if let Sent::LeftOut { first } = sent {
+                    if first {
+                        warn!(event = "message_to_channel_gap", radio = %self.name, channel = %self.channel,
+                            kept_ms = MAX_HEAD_MS,
+                            "still waiting for the channel: the audio kept so far goes out first, what follows until the channel is back is left out");
+                    }
                     return;
                 }
                 s.sending.levels.merge(&levels);
@@ -554,21 +736,22 @@ impl Bridge {
                     .unkeyed_so_far(Instant::now())
                     .saturating_sub(unkeyed_before)
                     .as_millis() as u64;
-                if unkeyed_ms == 0 {
-                    info!(event = "message_from_channel", radio = %self.name, channel = %self.channel, from = %from, stream_id,
+                message_span(stream_id).in_scope(|| if unkeyed_ms == 0 {
+                    info!(event = "message_from_channel", channel = %self.channel, from = %from,
                         duration_ms = packets * packet_ms, packets, concealed, dropped,
                         "zello -> radio: message played");
                 } else {
-                    warn!(event = "message_from_channel", outcome = "interrupted", radio = %self.name, channel = %self.channel,
-                        from = %from, stream_id, duration_ms = packets * packet_ms, packets, concealed, dropped, unkeyed_ms,
+                    warn!(event = "message_from_channel", outcome = "interrupted", channel = %self.channel,
+                        from = %from, duration_ms = packets * packet_ms, packets, concealed, dropped, unkeyed_ms,
                         "zello -> radio: message played, but the transmitter was unkeyed for up to {unkeyed_ms} ms of it");
-                }
+                });
                 self.observe(GatewayEvent::Played {
                     radio: self.name.clone(),
                     stream_id,
                     from,
                     packets,
                     concealed,
+                    dropped,
                     duration_ms: packets * packet_ms,
                     unkeyed_ms,
                 });
@@ -578,11 +761,11 @@ impl Bridge {
             EngineEvent::CarrierFault(fault) => {
                 match &fault {
                     Some(e) => {
-                        warn!(event = "carrier_detect_failed", radio = %self.name, error = %e,
+                        warn!(event = "carrier_detect_failed", error = %e,
                         "carrier detect failed: treated as no carrier until it works again")
                     }
                     None => {
-                        info!(event = "carrier_detect_back", radio = %self.name, "carrier detect works again")
+                        info!(event = "carrier_detect_back", "carrier detect works again")
                     }
                 }
                 self.observe(GatewayEvent::CarrierFault {
@@ -591,7 +774,7 @@ impl Bridge {
                 });
             }
             EngineEvent::DeviceError(e) => {
-                error!(event = "device_lost", radio = %self.name, error = %e, "audio device failed: transmitter released");
+                error!(event = "device_lost", error = %e, "audio device failed: transmitter released");
                 self.observe(GatewayEvent::DeviceLost {
                     radio: self.name.clone(),
                     error: e,
@@ -599,7 +782,7 @@ impl Bridge {
                 self.feed(s, Input::Device { ok: false }).await;
             }
             EngineEvent::DeviceRecovered => {
-                info!(event = "device_back", radio = %self.name, "audio device back");
+                info!(event = "device_back", "audio device back");
                 self.observe(GatewayEvent::DeviceBack {
                     radio: self.name.clone(),
                 });
@@ -681,7 +864,7 @@ impl Bridge {
                 data,
             } => {
                 let arrival = std::time::Instant::now();
-                if s.m.playing() == Some(stream_id) {
+                if playing_in_engine(s, stream_id) {
                     self.engine(EngineCommand::PlayPacket {
                         stream_id,
                         packet_id,
@@ -697,7 +880,7 @@ impl Bridge {
                 }
             }
             SessionEvent::IncomingEnd { stream_id, .. } => {
-                if s.m.playing() == Some(stream_id) {
+                if playing_in_engine(s, stream_id) {
                     self.engine(EngineCommand::PlayEnd { stream_id });
                 } else if let Some(inc) = s.incoming.get_mut(&stream_id) {
                     inc.ended = true;
@@ -713,28 +896,43 @@ impl Bridge {
         // packets heard under the carrier).
         let duration_ms = packets * u64::from(self.header.packet_ms());
         let (peak, rms) = (sent.levels.peak_dbfs(), sent.levels.rms_dbfs());
-        if reason == OutgoingEnd::Completed && sent.head_dropped > 0 {
-            warn!(event = "message_to_channel", radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
-                duration_ms, packets, left_out_ms = sent.head_dropped * u64::from(self.header.packet_ms()),
+        let left_out = sent.head.left_out();
+        if reason == OutgoingEnd::Completed && left_out > 0 {
+            warn!(event = "message_to_channel", channel = %self.channel, stream_id = stream_id.unwrap_or(0),
+                duration_ms, packets, left_out_ms = left_out * u64::from(self.header.packet_ms()),
                 peak_dbfs = format_args!("{peak:.1}"), rms_dbfs = format_args!("{rms:.1}"), clips = sent.levels.clips,
                 "radio -> zello: message sent with a gap (audio captured while the channel was away too long)");
         } else if reason == OutgoingEnd::Completed {
-            info!(event = "message_to_channel", radio = %self.name, channel = %self.channel, stream_id = stream_id.unwrap_or(0),
+            info!(event = "message_to_channel", channel = %self.channel, stream_id = stream_id.unwrap_or(0),
                 duration_ms, packets, peak_dbfs = format_args!("{peak:.1}"),
                 rms_dbfs = format_args!("{rms:.1}"), clips = sent.levels.clips,
                 "radio -> zello: message sent");
         } else {
-            warn!(event = "message_to_channel", radio = %self.name, channel = %self.channel, reason = ?reason, packets,
+            warn!(event = "message_to_channel", channel = %self.channel, reason = ?reason, packets,
                 "radio -> zello: message not sent completely");
         }
         self.observe(GatewayEvent::Sent {
             radio: self.name.clone(),
             stream_id,
             packets,
+            dropped: left_out,
             duration_ms,
             peak_dbfs: peak,
             rms_dbfs: rms,
-            outcome: reason,
+            outcome: outcome(reason),
         });
+    }
+}
+
+/// How a message to the channel ended, as the gateway's state tells it.
+fn outcome(end: OutgoingEnd) -> MessageOutcome {
+    match end {
+        OutgoingEnd::Completed => MessageOutcome::Completed,
+        OutgoingEnd::Abandoned => MessageOutcome::Abandoned,
+        OutgoingEnd::Rejected(_) => MessageOutcome::Refused,
+        OutgoingEnd::Timeout => MessageOutcome::TimedOut,
+        OutgoingEnd::StoppedByServer => MessageOutcome::Interrupted,
+        OutgoingEnd::Disconnected => MessageOutcome::Dropped,
+        OutgoingEnd::NotReady => MessageOutcome::ChannelNotReady,
     }
 }

@@ -1,143 +1,60 @@
 //! The bridge between radios and their Zello channels.
 //!
 //! One session serves every radio; a router hands each radio the session events of its
-//! channel. Each radio has a codec engine thread ([`crate::audio::engine`]) and a bridge task
-//! (`bridge`) that keys PTT, starts and ends messages, and keeps half duplex.
+//! channel. Each radio has a codec engine thread ([`engine`]), a PTT thread
+//! ([`ptt_thread`]) and a bridge task (`bridge`) that keys PTT, starts and ends messages,
+//! and keeps half duplex. All three run in the radio's span ([`radio_span`]), so every log
+//! line they write names the radio.
 
 mod bridge;
 mod chatter;
+pub mod engine;
+pub mod link;
 pub mod machine;
-pub mod parts;
+pub mod ptt_thread;
 pub mod ptt_watch;
 
-use crate::alarms::AlarmsConfig;
-use crate::audio::engine::{self, Engine};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::{AudioInput, AudioOutput};
-use crate::radio::{CarrierDetect, Fault, Ptt, RadioError};
+use crate::radio::{CarrierDetect, Ptt, RadioError};
 use crate::service::Liveness;
+pub use crate::state::GatewayEvent;
+use crate::state::{ChannelFeatures, StateHub};
 use crate::zello::protocol::CodecHeader;
-use crate::zello::session::{self, OutgoingEnd, SessionConfig, SessionEvent, SessionHandle};
+use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
+use engine::Engine;
+use ptt_thread::PttThread;
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, Span, debug, error, info, warn};
+
+/// The span of everything one radio does (its bridge task, codec thread and PTT thread):
+/// its `radio` field is on every line written inside, and reaches journald as `RADIO`. At
+/// error level so that no log filter leaves the lines inside without it; a root span, so a
+/// radio started from inside another's span (one waiting for its hardware) names it once.
+pub fn radio_span(name: &str) -> Span {
+    tracing::error_span!(parent: None, "radio", radio = %name)
+}
+
+/// The span of one message (from the channel to the radio, or from the radio to the
+/// channel) inside a radio's: its `stream_id` reaches journald as `STREAM_ID`.
+pub fn message_span(stream_id: u32) -> Span {
+    tracing::error_span!("message", stream_id)
+}
 
 /// The name the Zello session task's heartbeat is registered under.
 pub const SESSION_PART: &str = "zello session";
 
-/// What the gateway did, for timelines, tests and status displays.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GatewayEvent {
-    /// Every radio has started or waits for its hardware, and the Zello session runs: the
-    /// gateway does its job from now on, connected or not.
-    Started,
-    LoggedOn,
-    LogonRefused(String),
-    Disconnected(String),
-    /// The Zello server could not be reached; the next try is in `retry_in`.
-    ConnectFailed {
-        error: String,
-        retry_in: Duration,
-    },
-    ChannelStatus {
-        channel: String,
-        online: bool,
-        users_online: u32,
-    },
-    CarrierUp {
-        radio: String,
-    },
-    CarrierDown {
-        radio: String,
-    },
-    /// Our message got its stream id.
-    StreamStarted {
-        radio: String,
-        stream_id: u32,
-    },
-    /// A message from the radio ended.
-    Sent {
-        radio: String,
-        stream_id: Option<u32>,
-        packets: u64,
-        duration_ms: u64,
-        peak_dbfs: f32,
-        rms_dbfs: f32,
-        outcome: OutgoingEnd,
-    },
-    /// A message from the channel arrived for this radio.
-    Incoming {
-        radio: String,
-        stream_id: u32,
-        from: String,
-    },
-    PttOn {
-        radio: String,
-    },
-    Playing {
-        radio: String,
-        stream_id: u32,
-    },
-    Played {
-        radio: String,
-        stream_id: u32,
-        from: String,
-        packets: u64,
-        concealed: u64,
-        duration_ms: u64,
-        /// How long the transmitter was found unkeyed while the message played (at most;
-        /// 0: it stayed keyed, or its state cannot be read back): the message was
-        /// interrupted, not played in full.
-        unkeyed_ms: u64,
-    },
-    PttOff {
-        radio: String,
-    },
-    TimeOut {
-        radio: String,
-        stream_id: u32,
-    },
-    /// The radio's audio device failed (PTT released) or came back.
-    DeviceLost {
-        radio: String,
-        error: String,
-    },
-    DeviceBack {
-        radio: String,
-    },
-    /// The carrier detector failed (`Some`) or works again (`None`).
-    CarrierFault {
-        radio: String,
-        error: Option<String>,
-    },
-    /// The PTT interface failed (`Some`: keying failed, or its periodic check did) or
-    /// works again (`None`).
-    PttFault {
-        radio: String,
-        error: Option<String>,
-    },
-    /// A radio's hardware (sound device, PTT line or carrier detect) could not be opened at
-    /// start (`Some`: why): the radio waits for it and starts once it appears (`None`).
-    HardwareWaiting {
-        radio: String,
-        error: Option<String>,
-    },
-    /// The gateway left Zello on purpose because radio hardware failed for longer than
-    /// `[alarms] hardware_grace_s` (`Some`: why), or goes back online (`None`).
-    HeldOffline {
-        reason: Option<String>,
-    },
-    Text {
-        channel: String,
-        from: String,
-        text: String,
-    },
-}
+/// Packets to play queued for a codec engine at most (about two minutes at 60 ms).
+const ENGINE_AUDIO_QUEUE: usize = 2048;
+/// Encoded packets queued for a bridge at most (about a minute at 60 ms).
+const BRIDGE_AUDIO_QUEUE: usize = 1024;
 
-/// Holds a PTT line and unkeys it when dropped, so every way out of a bridge (return, error,
-/// panic unwinding) releases the transmitter.
+/// Holds a PTT line and unkeys it when dropped, so every way out (return, error, panic
+/// unwinding) releases the transmitter. The gateway's guards live on each radio's PTT
+/// thread ([`ptt_thread`]).
 pub struct PttGuard {
     ptt: Box<dyn Ptt>,
     keyed: bool,
@@ -185,89 +102,6 @@ impl PttGuard {
     /// The line, for log lines ("gpio 17", "rigctld 127.0.0.1:4532", ...).
     pub fn describe(&self) -> String {
         self.ptt.describe()
-    }
-}
-
-/// A [`PttGuard`] for async code: every call to the line runs on one of tokio's blocking
-/// threads, so an interface that takes its time (rigctld has 300 ms to answer) never holds
-/// the runtime's thread, which carries every radio's audio and the Zello session. The guard
-/// goes to that thread with the call and comes back with the result; should the caller go
-/// away meanwhile, the guard is dropped there, which unkeys.
-pub(crate) struct AsyncPtt {
-    /// `None` only once a call could not run: the runtime is shutting down (the guard was
-    /// dropped, unkeying), or the interface panicked (dropped while unwinding).
-    guard: Option<PttGuard>,
-    describe: String,
-}
-
-impl From<PttGuard> for AsyncPtt {
-    fn from(guard: PttGuard) -> Self {
-        AsyncPtt {
-            describe: guard.describe(),
-            guard: Some(guard),
-        }
-    }
-}
-
-impl AsyncPtt {
-    /// Runs `f` on the guard on a blocking thread; `None` when the guard is gone.
-    pub(crate) async fn with<R: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut PttGuard) -> R + Send + 'static,
-    ) -> Option<R> {
-        let mut guard = self.guard.take()?;
-        let job = tokio::task::spawn_blocking(move || {
-            let r = f(&mut guard);
-            (guard, r)
-        });
-        match job.await {
-            Ok((guard, r)) => {
-                self.guard = Some(guard);
-                Some(r)
-            }
-            // The panic unwound through the guard, which unkeyed: carry it on to the
-            // caller, as if the call had been made here.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => None,
-        }
-    }
-
-    fn gone(&self) -> RadioError {
-        RadioError::ptt(
-            self.describe.clone(),
-            Fault::Device("the line was let go: the gateway is stopping".into()),
-        )
-    }
-
-    /// [`PttGuard::key`].
-    pub(crate) async fn key(&mut self) -> Result<(), RadioError> {
-        self.with(PttGuard::key)
-            .await
-            .unwrap_or_else(|| Err(self.gone()))
-    }
-
-    /// [`PttGuard::unkey`].
-    pub(crate) async fn unkey(&mut self) -> Result<(), RadioError> {
-        self.with(PttGuard::unkey)
-            .await
-            .unwrap_or_else(|| Err(self.gone()))
-    }
-
-    /// [`PttGuard::check`].
-    pub(crate) async fn check(&mut self) -> Result<(), RadioError> {
-        self.with(PttGuard::check)
-            .await
-            .unwrap_or_else(|| Err(self.gone()))
-    }
-
-    /// [`PttGuard::is_keyed`].
-    pub(crate) fn is_keyed(&self) -> bool {
-        self.guard.as_ref().is_some_and(PttGuard::is_keyed)
-    }
-
-    /// [`PttGuard::readback`].
-    pub(crate) fn readback(&self) -> Option<Box<dyn crate::radio::PttReadback>> {
-        self.guard.as_ref().and_then(PttGuard::readback)
     }
 }
 
@@ -386,16 +220,24 @@ pub fn next_hardware_retry(delay: Duration) -> Duration {
     (delay * 2).min(HARDWARE_RETRY_MAX)
 }
 
+/// A task started with the gateway's Zello session: it gets the session, the gateway's
+/// state, and a token cancelled when the gateway stops.
+pub type SessionHook = Box<
+    dyn FnOnce(SessionHandle, StateHub, CancellationToken) -> tokio::task::JoinHandle<()> + Send,
+>;
+
 /// What [`run_with`] does beyond [`run`]; the default is what [`run`] does.
 pub struct RunOptions {
     /// Who ticks the codec engines (default: a thread each).
     pub drive: EngineDrive,
-    /// Where the Zello session task (`zello session`) and each radio's codec thread
-    /// (`codec NAME`) beat, for systemd's [`Watchdog`](crate::service::Watchdog).
+    /// Where the Zello session task (`zello session`), each radio's codec thread
+    /// (`codec NAME`) and each radio's bridge task (`bridge NAME`) beat, for systemd's
+    /// [`Watchdog`](crate::service::Watchdog).
     pub liveness: Liveness,
-    /// Leaving Zello while radio hardware has failed ([`crate::alarms`]), with settings a
-    /// reload may change; `None`: never.
-    pub alarms: Option<tokio::sync::watch::Receiver<AlarmsConfig>>,
+    /// Started with the Zello session once it exists, before any radio, and given until
+    /// the gateway stops (its token is cancelled) plus 200 ms to finish: what follows the
+    /// state and acts with the session (the daemon's Zello Alarms). `None`: nothing.
+    pub on_session: Option<SessionHook>,
     /// Radios waiting for their hardware; each gets a codec thread of its own once it
     /// starts, whatever [`RunOptions::drive`] says.
     pub waiting: Vec<WaitingRadio>,
@@ -406,24 +248,56 @@ impl Default for RunOptions {
         RunOptions {
             drive: EngineDrive::Threads,
             liveness: Liveness::new(),
-            alarms: None,
+            on_session: None,
             waiting: Vec::new(),
         }
     }
 }
 
-/// Runs the gateway until `shutdown` is cancelled. `observer` receives what happens.
+/// The answer to a radio's first unkey, on its PTT thread.
+struct FirstUnkey {
+    radio: String,
+    first: oneshot::Receiver<Result<(), RadioError>>,
+}
+
+impl FirstUnkey {
+    fn into_error(
+        radio: String,
+        result: Result<Result<(), RadioError>, oneshot::error::RecvError>,
+    ) -> Result<(), GatewayError> {
+        let message = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the PTT thread stopped before unkeying the line".to_string(),
+        };
+        Err(GatewayError::Radio { radio, message })
+    }
+
+    /// Waits for it (async callers).
+    async fn done(self) -> Result<(), GatewayError> {
+        let result = self.first.await;
+        Self::into_error(self.radio, result)
+    }
+
+    /// Waits for it (blocking callers).
+    fn wait(self) -> Result<(), GatewayError> {
+        let result = self.first.blocking_recv();
+        Self::into_error(self.radio, result)
+    }
+}
+
+/// Runs the gateway until `shutdown` is cancelled. What happens is published to `state`.
 pub async fn run(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
     shutdown: CancellationToken,
-    observer: broadcast::Sender<GatewayEvent>,
+    state: StateHub,
 ) -> Result<(), GatewayError> {
     run_with(
         session_config,
         radios,
         shutdown,
-        observer,
+        state,
         RunOptions::default(),
     )
     .await
@@ -433,7 +307,7 @@ pub async fn run(
 #[derive(Clone)]
 struct Shared {
     session: SessionHandle,
-    observer: broadcast::Sender<GatewayEvent>,
+    observer: StateHub,
     liveness: Liveness,
     engines_stop: CancellationToken,
     shutdown: CancellationToken,
@@ -441,18 +315,20 @@ struct Shared {
 
 impl Shared {
     /// A radio's codec engine and bridge, built but not started; the bridge takes the
-    /// session events of its channel from `events`.
+    /// session events of its channel from `events`. The radio's PTT thread has started: the
+    /// receiver says whether it could unkey the line (the radio is not to start if not).
     fn assemble(
         &self,
         r: RadioParts,
         events: mpsc::Receiver<SessionEvent>,
-    ) -> Result<(Engine, bridge::Bridge), GatewayError> {
+    ) -> Result<(Engine, bridge::Bridge, FirstUnkey), GatewayError> {
         let radio_err = |message: String| GatewayError::Radio {
             radio: r.name.clone(),
             message,
         };
-        let (cmd_tx, cmd_rx) = mpsc::channel(2048);
-        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        // Only audio counts against these bounds: control is never dropped.
+        let (cmd_tx, cmd_rx) = link::channel(ENGINE_AUDIO_QUEUE);
+        let (ev_tx, ev_rx) = link::channel(BRIDGE_AUDIO_QUEUE);
         // The devices are open: what the engine refuses is its settings, which no device
         // can fix.
         let engine = Engine::new(r.input, r.output, r.carrier, &r.encoder, cmd_rx, ev_tx)
@@ -461,7 +337,12 @@ impl Shared {
                 radio: r.name.clone(),
                 message: e.to_string(),
             })?;
-        let ptt = PttGuard::new(r.ptt).map_err(|e| radio_err(e.to_string()))?;
+        let (ptt, first) = PttThread::spawn(r.ptt, &r.name, radio_span(&r.name))
+            .map_err(|e| radio_err(format!("cannot start the PTT thread: {e}")))?;
+        let first = FirstUnkey {
+            radio: r.name.clone(),
+            first,
+        };
         let bridge = bridge::Bridge {
             name: r.name,
             channel: r.channel,
@@ -471,13 +352,21 @@ impl Shared {
             courtesy_tone: r.courtesy_tone,
             identification: r.identification,
             session: self.session.clone(),
-            ptt: ptt.into(),
+            ptt,
             engine_tx: cmd_tx,
             engine_rx: ev_rx,
             events,
             observer: self.observer.clone(),
+            heartbeat: None,
         };
-        Ok((engine, bridge))
+        Ok((engine, bridge, first))
+    }
+
+    /// Starts a radio's bridge task in the radio's span, watched as `bridge NAME`.
+    fn spawn_bridge(&self, mut bridge: bridge::Bridge) -> tokio::task::JoinHandle<()> {
+        let span = radio_span(&bridge.name);
+        bridge.heartbeat = Some(self.liveness.register(format!("bridge {}", bridge.name)));
+        tokio::spawn(bridge.run(self.shutdown.clone()).instrument(span))
     }
 
     /// Starts a radio's codec engine on a thread of its own.
@@ -529,7 +418,11 @@ impl Shared {
                     // thread, which carries the other radios' audio meanwhile.
                     let shared = self.clone();
                     let job = tokio::task::spawn_blocking(move || {
-                        let assembled = open().map(|p| shared.assemble(p, rx));
+                        let assembled = open().map(|p| {
+                            shared.assemble(p, rx).and_then(|(engine, bridge, first)| {
+                                first.wait().map(|()| (engine, bridge))
+                            })
+                        });
                         (open, assembled)
                     });
                     // A slow try (a connect timing out) never holds the stop back.
@@ -543,7 +436,7 @@ impl Shared {
                             assembled
                         }
                         Err(e) => {
-                            error!(radio = %name, error = %e, "opening the radio's hardware failed; the radio stays stopped");
+                            error!(error = %e, "opening the radio's hardware failed; the radio stays stopped");
                             return Ok(None);
                         }
                     };
@@ -551,7 +444,7 @@ impl Shared {
                         Err(e) => e,
                         Ok(Ok((engine, bridge))) => break (tx, engine, bridge),
                         Ok(Err(e @ GatewayError::Settings { .. })) => {
-                            error!(radio = %name, error = %e, "the radio's settings cannot work with its devices: the gateway stops");
+                            error!(error = %e, "the radio's settings cannot work with its devices: the gateway stops");
                             self.shutdown.cancel();
                             return Err(e);
                         }
@@ -562,10 +455,10 @@ impl Shared {
                     // One line at warn per new error (a device that appeared but fails
                     // otherwise), not one per try.
                     if failed != last_error {
-                        warn!(event = "hardware_waiting", radio = %name, error = %failed, retry_in_s = delay.as_secs(), "radio still waiting for its hardware, with a new error");
+                        warn!(event = "hardware_waiting", error = %failed, retry_in_s = delay.as_secs(), "radio still waiting for its hardware, with a new error");
                         last_error = failed;
                     } else {
-                        debug!(radio = %name, error = %failed, retry_in_s = delay.as_secs(), "hardware still missing");
+                        debug!(error = %failed, retry_in_s = delay.as_secs(), "hardware still missing");
                     }
                 }
             }
@@ -573,19 +466,19 @@ impl Shared {
         let thread = match self.spawn_engine(engine, &name) {
             Ok(thread) => thread,
             Err(e) => {
-                error!(radio = %name, error = %e, "the radio cannot start");
+                error!(error = %e, "the radio cannot start");
                 return Ok(None);
             }
         };
-        info!(event = "hardware_found", radio = %name, "hardware found: radio ready");
-        let _ = self.observer.send(GatewayEvent::HardwareWaiting {
+        info!(event = "hardware_found", "hardware found: radio ready");
+        self.observer.publish(GatewayEvent::HardwareWaiting {
             radio: name.clone(),
             error: None,
         });
         if let Some(status) = channel_status {
             let _ = bridge_tx.try_send(status);
         }
-        let bridge = tokio::spawn(bridge.run(self.shutdown.clone()));
+        let bridge = self.spawn_bridge(bridge);
         let forward = tokio::spawn(async move {
             while let Some(ev) = route.recv().await {
                 if bridge_tx.send(ev).await.is_err() {
@@ -594,14 +487,14 @@ impl Shared {
             }
         });
         if let Err(e) = bridge.await {
-            error!(radio = %name, error = %e, "a radio bridge failed");
+            error!(error = %e, "a radio bridge failed");
         }
         forward.abort();
         Ok(Some(thread))
     }
 }
 
-/// [`run`], with the watchdog's heartbeats, Zello Alarms, radios waiting for their
+/// [`run`], with the watchdog's heartbeats, a task on the session, radios waiting for their
 /// hardware, or the engines ticked by the caller (see [`RunOptions`]). A waiting radio whose
 /// devices open but whose settings cannot work with them ([`GatewayError::Settings`]) stops
 /// the gateway with that error.
@@ -609,13 +502,13 @@ pub async fn run_with(
     session_config: SessionConfig,
     radios: Vec<RadioParts>,
     shutdown: CancellationToken,
-    observer: broadcast::Sender<GatewayEvent>,
+    observer: StateHub,
     options: RunOptions,
 ) -> Result<(), GatewayError> {
     let RunOptions {
         drive,
         liveness,
-        alarms,
+        on_session,
         waiting,
     } = options;
     // The caller's shutdown, or a radio's settings that no device can fix.
@@ -626,16 +519,7 @@ pub async fn run_with(
         session_stop.clone(),
         Some(liveness.register(SESSION_PART)),
     )?;
-    // Subscribed before any radio starts, so no fault goes unseen.
-    let alarms_task = alarms.map(|config| {
-        tokio::spawn(crate::alarms::run(
-            config,
-            handle.clone(),
-            observer.subscribe(),
-            observer.clone(),
-            stop.clone(),
-        ))
-    });
+    let hook_task = on_session.map(|hook| hook(handle.clone(), observer.clone(), stop.clone()));
     let shared = Shared {
         session: handle.clone(),
         observer: observer.clone(),
@@ -651,13 +535,15 @@ pub async fn run_with(
         let (route_tx, route_rx) = mpsc::channel(2048);
         routes.push((r.channel.clone(), route_tx));
         let (name, channel) = (r.name.clone(), r.channel.clone());
-        let (engine, bridge) = shared.assemble(r, route_rx)?;
+        let (engine, bridge, first) = shared.assemble(r, route_rx)?;
+        // The first unkey runs on the radio's PTT thread; the runtime's thread only waits.
+        first.done().await?;
         match drive {
             EngineDrive::Threads => threads.push(shared.spawn_engine(engine, &name)?),
             EngineDrive::Caller(_) => handed.push(engine),
         }
         info!(radio = %name, channel = %channel, "radio ready");
-        bridges.push(tokio::spawn(bridge.run(stop.clone())));
+        bridges.push(shared.spawn_bridge(bridge));
     }
     let mut waiters = Vec::new();
     for w in waiting {
@@ -666,11 +552,14 @@ pub async fn run_with(
         warn!(event = "hardware_waiting", radio = %w.name, channel = %w.channel, error = %w.error,
             "radio waiting for its hardware: it starts once its devices open (tried again every {} s at most); the other radios and Zello go on",
             HARDWARE_RETRY_MAX.as_secs());
-        let _ = observer.send(GatewayEvent::HardwareWaiting {
+        observer.publish(GatewayEvent::HardwareWaiting {
             radio: w.name.clone(),
             error: Some(w.error.clone()),
         });
-        waiters.push(tokio::spawn(shared.clone().wait_and_run(w, route_rx)));
+        let span = radio_span(&w.name);
+        waiters.push(tokio::spawn(
+            shared.clone().wait_and_run(w, route_rx).instrument(span),
+        ));
     }
     if let EngineDrive::Caller(to) = drive {
         // A caller that went away no longer ticks: the bridges notice the engines are gone.
@@ -680,9 +569,9 @@ pub async fn run_with(
         });
     }
     let router = tokio::spawn(route(events, routes, observer.clone()));
-    let _ = observer.send(GatewayEvent::Started);
+    observer.publish(GatewayEvent::Started);
     stop.cancelled().await;
-    if let Some(task) = alarms_task {
+    if let Some(task) = hook_task {
         let _ = tokio::time::timeout(Duration::from_millis(200), task).await;
     }
     // Bridges unkey and end their messages first, then the session says goodbye.
@@ -714,7 +603,7 @@ pub async fn run_with(
 async fn route(
     mut events: mpsc::Receiver<SessionEvent>,
     radios: Vec<(String, mpsc::Sender<SessionEvent>)>,
-    observer: broadcast::Sender<GatewayEvent>,
+    observer: StateHub,
 ) {
     let mut streams: HashMap<u32, Vec<usize>> = HashMap::new();
     let on_channel = |channel: &str| -> Vec<usize> {
@@ -728,10 +617,15 @@ async fn route(
     while let Some(ev) = events.recv().await {
         let targets: Vec<usize> = match &ev {
             SessionEvent::Channel { status, .. } => {
-                let _ = observer.send(GatewayEvent::ChannelStatus {
+                observer.publish(GatewayEvent::ChannelStatus {
                     channel: status.channel.clone(),
                     online: status.status == crate::zello::protocol::ChannelState::Online,
                     users_online: status.users_online,
+                    features: ChannelFeatures {
+                        images: status.images_supported,
+                        texting: status.texting_supported,
+                        locations: status.locations_supported,
+                    },
                 });
                 on_channel(&status.channel)
             }
@@ -759,26 +653,26 @@ async fn route(
                 (0..radios.len()).collect()
             }
             SessionEvent::LoggedOn { .. } => {
-                let _ = observer.send(GatewayEvent::LoggedOn);
+                observer.publish(GatewayEvent::LoggedOn);
                 continue;
             }
             SessionEvent::LogonRefused { code } => {
-                let _ = observer.send(GatewayEvent::LogonRefused(code.to_string()));
+                observer.publish(GatewayEvent::LogonRefused(code.to_string()));
                 continue;
             }
             SessionEvent::Disconnected { reason } => {
-                let _ = observer.send(GatewayEvent::Disconnected(reason.clone()));
+                observer.publish(GatewayEvent::Disconnected(reason.clone()));
                 continue;
             }
             SessionEvent::ConnectFailed { error, retry_in } => {
-                let _ = observer.send(GatewayEvent::ConnectFailed {
+                observer.publish(GatewayEvent::ConnectFailed {
                     error: error.clone(),
                     retry_in: *retry_in,
                 });
                 continue;
             }
             SessionEvent::Text(t) => {
-                let _ = observer.send(GatewayEvent::Text {
+                observer.publish(GatewayEvent::Text {
                     channel: t.channel.clone(),
                     from: t.from.clone(),
                     text: t.text.clone(),

@@ -3,8 +3,8 @@
 //!
 //! A rigctld restarted during a transmission comes back with the rig unkeyed, and nothing
 //! else would notice: the message would go on playing into a dead transmitter. While keyed,
-//! the bridge reads the state every [`READ_EVERY`] (on a blocking thread, so the audio never
-//! waits on it) and hands the reading to [`PttWatch::on_read`]:
+//! the bridge reads the state every [`READ_EVERY`] (on the radio's PTT thread, so the audio
+//! never waits on it) and hands the reading to [`PttWatch::on_read`]:
 //!
 //! - keyed: all is well;
 //! - unkeyed: the transmitter dropped. It is keyed again while the transmission is within

@@ -4,18 +4,25 @@
 
 use super::bridge::Bridge;
 use super::machine::Timers;
-use super::{GatewayEvent, PttGuard};
-use crate::audio::engine::{EngineCommand, EngineEvent, PacketLevels};
+use super::ptt_thread::PttThread;
+use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
+use crate::gateway::link::{self, LinkReceiver, LinkSender};
 use crate::radio::sim::SimPtt;
 use crate::secret::Secret;
+use crate::service::notify::tests::FakeSystemd;
+use crate::service::{Liveness, Watchdog};
+use crate::state::GatewayEvent;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
 use crate::zello::sim::{SimConfig, SimHandle, SimServer};
 use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
+use tracing::Span;
 
 /// A carrier change whose audio waited for nothing.
 fn carrier(up: bool) -> EngineEvent {
@@ -32,12 +39,14 @@ struct Rig {
     sim: SimHandle,
     ptt: SimPtt,
     /// What the bridge told the engine.
-    cmds: mpsc::Receiver<EngineCommand>,
+    cmds: LinkReceiver<EngineCommand>,
     /// What the engine tells the bridge.
-    engine: mpsc::Sender<EngineEvent>,
+    engine: LinkSender<EngineEvent>,
     app: SessionHandle,
     app_events: mpsc::Receiver<SessionEvent>,
     observer: broadcast::Receiver<GatewayEvent>,
+    /// The state the bridge publishes into.
+    state: crate::state::StateHub,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -61,6 +70,59 @@ async fn ready(events: &mut mpsc::Receiver<SessionEvent>) {
 }
 
 async fn rig(timers: Timers) -> Rig {
+    rig_watched(timers, None, None, 4096, Duration::ZERO).await
+}
+
+/// A line that takes `delay` to key (a rigctld near its time limit).
+struct DelayedPtt {
+    line: SimPtt,
+    delay: Duration,
+}
+
+impl crate::radio::Ptt for DelayedPtt {
+    fn set(&mut self, keyed: bool) -> Result<(), crate::radio::RadioError> {
+        if keyed {
+            std::thread::sleep(self.delay);
+        }
+        self.line.set(keyed)
+    }
+
+    fn describe(&self) -> String {
+        "delayed".into()
+    }
+}
+
+/// A future that is no longer polled once `frozen` is set: to the watchdog, a task stuck in
+/// an await that never returns.
+struct Freezable<F> {
+    inner: std::pin::Pin<Box<F>>,
+    frozen: Arc<AtomicBool>,
+}
+
+impl<F: std::future::Future> std::future::Future for Freezable<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        if self.frozen.load(Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// [`rig`], with the bridge's heartbeat in `liveness`, its task frozen on `frozen`, room
+/// for `audio` packets each way between the bridge and the engine, and a line that takes
+/// `key_delay` to key.
+async fn rig_watched(
+    timers: Timers,
+    liveness: Option<Liveness>,
+    frozen: Option<Arc<AtomicBool>>,
+    audio: usize,
+    key_delay: Duration,
+) -> Rig {
     let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
         .await
         .unwrap();
@@ -86,9 +148,9 @@ async fn rig(timers: Timers) -> Rig {
         }
     });
     let ptt = SimPtt::new();
-    let (cmd_tx, cmds) = mpsc::channel(4096);
-    let (engine, engine_rx) = mpsc::channel(4096);
-    let (obs_tx, observer) = broadcast::channel(1024);
+    let (cmd_tx, cmds) = link::channel(audio);
+    let (engine, engine_rx) = link::channel(audio);
+    let (obs_tx, observer) = crate::state::StateHub::channel(1024);
     let bridge = Bridge {
         name: "vhf1".into(),
         channel: CH.into(),
@@ -98,13 +160,29 @@ async fn rig(timers: Timers) -> Rig {
         courtesy_tone: Some(vec![0; 1600]),
         identification: None,
         session: gw,
-        ptt: PttGuard::new(Box::new(ptt.clone())).unwrap().into(),
+        ptt: {
+            let line: Box<dyn crate::radio::Ptt> = if key_delay.is_zero() {
+                Box::new(ptt.clone())
+            } else {
+                Box::new(DelayedPtt {
+                    line: ptt.clone(),
+                    delay: key_delay,
+                })
+            };
+            let (thread, first) = PttThread::spawn(line, "vhf1", Span::none()).unwrap();
+            first.await.unwrap().unwrap();
+            thread
+        },
         engine_tx: cmd_tx,
         engine_rx,
         events: route_rx,
-        observer: obs_tx,
+        observer: obs_tx.clone(),
+        heartbeat: liveness.map(|l| l.register("bridge vhf1")),
     };
-    let task = tokio::spawn(bridge.run(stop.clone()));
+    let task = tokio::spawn(Freezable {
+        inner: Box::pin(bridge.run(stop.clone())),
+        frozen: frozen.unwrap_or_default(),
+    });
     Rig {
         sim,
         ptt,
@@ -113,6 +191,7 @@ async fn rig(timers: Timers) -> Rig {
         app,
         app_events,
         observer,
+        state: obs_tx,
         stop,
         task,
     }
@@ -283,6 +362,18 @@ async fn a_message_from_the_channel_keys_waits_plays_tails_and_unkeys() {
         .await;
     assert!(!r.ptt.is_keyed());
     assert_eq!(off - tone_done, 100 * MS, "tx_tail_ms");
+    // The state tells the same: one key-up, one message played in full, unkeyed.
+    let state = r.state.snapshot();
+    let radio = state.radio("vhf1").expect("vhf1 in the state");
+    assert!(!radio.ptt && radio.transmitting.is_none());
+    assert_eq!(radio.counters.key_ups, 1);
+    assert_eq!(radio.counters.packets_played, 10);
+    let played = radio.last_played.as_ref().expect("a message played");
+    assert_eq!(played.peer.as_deref(), Some("alice"));
+    assert_eq!(
+        played.outcome,
+        Some(crate::state::MessageOutcome::Completed)
+    );
     assert_eq!(r.stop().await.key_count(), 1);
 }
 
@@ -308,6 +399,9 @@ async fn the_time_out_timer_cuts_a_long_message() {
         .await;
     assert_eq!(off, abort);
     assert!(!r.ptt.is_keyed());
+    let state = r.state.snapshot();
+    let counters = &state.radio("vhf1").expect("vhf1").counters;
+    assert_eq!((counters.time_outs, counters.key_ups), (1, 1));
     // The rest of that message is not played and does not key again.
     sleep(Duration::from_secs(10)).await;
     while let Ok(c) = r.cmds.try_recv() {
@@ -586,8 +680,8 @@ async fn a_failed_ptt_interface_is_noticed_while_idle_and_when_keying() {
 /// Zello session runs meanwhile.
 #[tokio::test(start_paused = true)]
 async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_started() {
-    use super::parts::NullOutput;
     use super::{HARDWARE_RETRY_MAX, RadioParts, RunOptions, WaitingRadio};
+    use crate::audio::NullOutput;
     use crate::audio::file::FileInput;
     use crate::radio::sim::FlagCarrier;
     use std::sync::Arc;
@@ -618,7 +712,7 @@ async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_star
             ))
         })
     };
-    let (observer, mut watch) = broadcast::channel(1024);
+    let (observer, mut watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),
@@ -679,7 +773,7 @@ fn late_radio(
     input_rate: u32,
 ) -> super::WaitingRadio {
     use super::RadioParts;
-    use super::parts::NullOutput;
+    use crate::audio::NullOutput;
     use crate::audio::file::FileInput;
     use crate::radio::sim::FlagCarrier;
     use std::sync::atomic::Ordering;
@@ -721,7 +815,7 @@ async fn a_waiting_radio_warns_once_per_new_error_and_logs_the_wait_that_follows
         0..=3 => "no such device".to_string(),
         _ => "permission denied".to_string(),
     };
-    let (observer, _watch) = broadcast::channel(1024);
+    let (observer, _watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),
@@ -772,7 +866,7 @@ async fn a_waiting_radio_with_a_settings_error_stops_the_gateway() {
         .await
         .unwrap();
     let tries = Arc::new(AtomicUsize::new(0));
-    let (observer, _watch) = broadcast::channel(1024);
+    let (observer, _watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
         cfg(&sim, "gateway1"),
@@ -842,96 +936,146 @@ async fn rx_min_counts_from_when_the_carrier_reached_the_card() {
     }
 }
 
-/// A PTT line that takes `delay` to key (a rigctld at its time limit), and panics once
-/// keyed if told to.
-struct SlowPtt {
-    line: SimPtt,
-    delay: Duration,
-    panics: bool,
+/// The bridge beats while it waits for nothing (idle for minutes), so the watchdog keeps
+/// feeding systemd; a bridge stuck in an await that never returns stops the pings.
+#[tokio::test(start_paused = true)]
+async fn a_stuck_bridge_stops_the_watchdog_and_an_idle_one_does_not() {
+    let liveness = Liveness::new();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let r = rig_watched(
+        Timers::default(),
+        Some(liveness.clone()),
+        Some(frozen.clone()),
+        4096,
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(liveness.names(), ["bridge vhf1"]);
+    let systemd = FakeSystemd::new();
+    let watchdog = Watchdog::new(systemd.notifier(), liveness.clone(), 30 * MS * 1000);
+    let period = watchdog.period();
+    let stop = CancellationToken::new();
+    tokio::spawn(watchdog.run(stop.clone()));
+    // Two minutes with nothing to do: a ping after every check.
+    sleep(period / 2).await;
+    for _ in 0..8 {
+        sleep(period).await;
+    }
+    assert_eq!(systemd.received(), ["WATCHDOG=1"; 8]);
+    // It turns on a carrier, then gets stuck.
+    r.engine.send(carrier(true)).await.unwrap();
+    sleep(period).await;
+    assert_eq!(systemd.received(), ["WATCHDOG=1"]);
+    frozen.store(true, Ordering::SeqCst);
+    // The check after the freeze may still see the last beats; none after that.
+    sleep(period).await;
+    let _ = systemd.received();
+    for _ in 0..4 {
+        sleep(period).await;
+    }
+    assert!(
+        systemd.received().is_empty(),
+        "pings while the bridge is stuck"
+    );
+    stop.cancel();
+    r.stop.cancel();
 }
 
-impl crate::radio::Ptt for SlowPtt {
-    fn set(&mut self, keyed: bool) -> Result<(), crate::radio::RadioError> {
-        if keyed {
-            std::thread::sleep(self.delay);
-        }
-        self.line.set(keyed)?;
-        assert!(!(keyed && self.panics), "the interface broke");
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        "slow".into()
-    }
-}
-
-fn slow_line(delay: Duration, panics: bool) -> (super::AsyncPtt, SimPtt) {
-    let line = SimPtt::new();
-    let ptt = SlowPtt {
-        line: line.clone(),
-        delay,
-        panics,
+/// With the audio queues full both ways (the engine behind on the packets to play, the
+/// bridge not yet at the packets encoded for it), control still gets through: the time-out
+/// timer's abort and the end of the transmission reach the engine, a device failure reaches
+/// the bridge.
+#[tokio::test(start_paused = true)]
+async fn control_gets_through_full_audio_queues_both_ways() {
+    let timers = Timers {
+        tot: Duration::from_secs(5),
+        ..Timers::default()
     };
-    (PttGuard::new(Box::new(ptt)).unwrap().into(), line)
-}
+    let mut r = rig_watched(timers, None, None, 8, Duration::ZERO).await;
+    r.talk(200); // 12 s
+    r.observed(5 * MS * 1000, |e| matches!(e, GatewayEvent::PttOn { .. }))
+        .await;
+    // The engine takes nothing until the time-out timer has ended the transmission.
+    r.observed(6 * MS * 1000, |e| matches!(e, GatewayEvent::PttOff { .. }))
+        .await;
+    let cmds: Vec<EngineCommand> = std::iter::from_fn(|| r.cmds.try_recv().ok()).collect();
+    let packets = cmds
+        .iter()
+        .filter(|c| matches!(c, EngineCommand::PlayPacket { .. }))
+        .count();
+    assert_eq!(packets, 8, "the queue's bound");
+    assert!(r.cmds.dropped() > 50, "{} dropped", r.cmds.dropped());
+    let position = |pred: &dyn Fn(&EngineCommand) -> bool| cmds.iter().position(pred);
+    let on = position(&|c| matches!(c, EngineCommand::Transmitting(true))).expect("keyed");
+    let abort = position(&|c| matches!(c, EngineCommand::PlayAbort { .. })).expect("aborted");
+    let off = position(&|c| matches!(c, EngineCommand::Transmitting(false))).expect("unkeyed");
+    assert!(on < abort && abort < off, "{cmds:?}");
 
-/// Keying waits on a blocking thread: the runtime's one thread goes on with the other tasks
-/// (every radio's packets) meanwhile.
-#[tokio::test(flavor = "current_thread")]
-async fn a_slow_ptt_line_never_holds_the_runtimes_thread() {
-    let (mut ptt, line) = slow_line(Duration::from_millis(300), false);
-    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let counter = ticks.clone();
-    let ticker = tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_millis(10));
-        loop {
-            every.tick().await;
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
-    tokio::task::yield_now().await;
-    let before = ticks.load(std::sync::atomic::Ordering::SeqCst);
-    ptt.key().await.unwrap();
-    let during = ticks.load(std::sync::atomic::Ordering::SeqCst) - before;
-    assert!(line.is_keyed() && ptt.is_keyed());
-    // 300 ms of 10 ms ticks; a machine this busy still gets a few in.
-    assert!(during >= 5, "{during} ticks while keying");
-    ptt.unkey().await.unwrap();
-    assert!(!line.is_keyed() && !ptt.is_keyed());
-    ptt.check().await.unwrap();
-    ticker.abort();
-}
-
-/// A bridge that goes away while its line is being keyed (shutdown, a task dropped) leaves
-/// the transmitter unkeyed: the guard is dropped on the blocking thread once the call ends.
-#[tokio::test(flavor = "current_thread")]
-async fn a_caller_gone_during_a_ptt_call_leaves_the_transmitter_unkeyed() {
-    let (mut ptt, line) = slow_line(Duration::from_millis(200), false);
-    let keying = tokio::spawn(async move {
-        let _ = ptt.key().await;
-        std::future::pending::<()>().await;
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    keying.abort();
-    let _ = keying.await;
-    let unkeyed = std::time::Instant::now() + Duration::from_secs(5);
-    while line.key_count() == 0 || line.is_keyed() {
-        assert!(std::time::Instant::now() < unkeyed, "still keyed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // The bridge's queue fills with encoded packets, then the sound card fails.
+    for _ in 0..100 {
+        let _ = r.engine.try_send(EngineEvent::RxPacket {
+            data: Bytes::from_static(&[0xf8, 1, 2]),
+            levels: PacketLevels::default(),
+        });
     }
-    assert_eq!(line.key_count(), 1);
+    assert_eq!(r.engine.dropped(), 92);
+    r.engine
+        .try_send(EngineEvent::DeviceError("USB sound card gone".into()))
+        .unwrap();
+    r.observed(MS * 1000, |e| matches!(e, GatewayEvent::DeviceLost { .. }))
+        .await;
+    r.stop().await;
 }
 
-/// An interface that panics while keying: the panic reaches the bridge as it did when the
-/// call was made on its own thread, and the line is unkeyed on the way.
+/// A keying slower than tx_delay (in real time: the line's delay is real): the message
+/// starts playing once the transmitter is keyed, and its packets reach the engine after
+/// its start, none lost to the wait.
 #[tokio::test(flavor = "current_thread")]
-async fn a_panic_in_the_ptt_interface_reaches_the_caller_and_unkeys() {
-    let (mut ptt, line) = slow_line(Duration::from_millis(1), true);
-    let keying = tokio::spawn(async move {
-        let _ = ptt.key().await;
-    });
-    let e = keying.await.unwrap_err();
-    assert!(e.is_panic(), "{e:?}");
-    assert_eq!(line.key_count(), 1);
-    assert!(!line.is_keyed());
+async fn playback_waits_for_a_slow_keying_and_keeps_its_packets() {
+    let mut r = rig_watched(
+        Timers::default(),
+        None,
+        None,
+        4096,
+        Duration::from_millis(400),
+    )
+    .await;
+    r.talk(10);
+    let mut cmds = Vec::new();
+    let mut begin = None;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let c = r.cmds.recv().await.unwrap();
+            let end = matches!(c, EngineCommand::PlayEnd { .. });
+            if let EngineCommand::PlayBegin { stream_id, .. } = c {
+                assert!(r.ptt.is_keyed(), "playing before the transmitter is keyed");
+                begin = Some((cmds.len(), stream_id));
+            }
+            cmds.push(c);
+            if end {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the message plays");
+    let (begin, stream_id) = begin.expect("played");
+    let packets: Vec<usize> = cmds
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, EngineCommand::PlayPacket { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(packets.len(), 10, "{cmds:?}");
+    assert!(packets[0] > begin, "{cmds:?}");
+    r.engine
+        .send(EngineEvent::PlaybackDrained {
+            stream_id,
+            packets: 10,
+            concealed: 0,
+            dropped: 0,
+        })
+        .await
+        .unwrap();
+    r.stop().await;
 }

@@ -182,7 +182,15 @@ impl RadioError {
     }
 }
 
-/// Keys and unkeys the transmitter. Implementations must be idempotent and cheap.
+/// Keys and unkeys the transmitter. Implementations must be idempotent.
+///
+/// The gateway calls it only from the radio's PTT thread
+/// ([`crate::gateway::ptt_thread`]), one call at a time, never from the async runtime: a
+/// call may block for the interface's time budget (rigctld's 300 ms and a retry, a serial
+/// port's lock), and the bridge goes on meanwhile. A call that hangs for good holds only
+/// that thread; the bridge gives up on it after
+/// [`ANSWER_WITHIN`](crate::gateway::ptt_thread::ANSWER_WITHIN). The value is dropped on
+/// that thread too, after a last `set(false)`.
 pub trait Ptt: Send {
     /// Key (`true`) or unkey (`false`) the transmitter.
     fn set(&mut self, keyed: bool) -> Result<(), RadioError>;
@@ -195,8 +203,8 @@ pub trait Ptt: Send {
     }
     /// A second handle that reads the transmitter's state back, for confirming during a
     /// transmission that it is still keyed (a restarted rigctld comes back unkeyed). It is
-    /// used from a blocking thread while this one keeps keying, so it has a connection of
-    /// its own. `None` (the default): the interface cannot read its state back, or a line
+    /// used on the same PTT thread, between the keying calls, and has a connection of its
+    /// own so a reading never disturbs the line's. `None` (the default): the interface cannot read its state back, or a line
     /// it holds cannot drop by itself.
     fn readback(&self) -> Option<Box<dyn PttReadback>> {
         None

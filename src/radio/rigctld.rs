@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, PolledCarrier};
 use super::{Fault, Ptt, PttReadback, RadioError, Remedy};
-use crate::zello::backoff::Backoff;
+use crate::net::backoff::Backoff;
 
 /// rigctld's default address.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4532";

@@ -20,8 +20,10 @@
 //! | the module | `TARGET`, with `CODE_FILE` and `CODE_LINE` | |
 //! | each enclosing span's name | `SPAN_NAME` | |
 //!
-//! `SYSLOG_IDENTIFIER` is `zello-gateway`. A field set on a span (`info_span!("radio",
-//! radio = %name)`) is attached to every event inside it. Field names must not be one of
+//! `SYSLOG_IDENTIFIER` is `zello-gateway`. A field set on a span is attached to every event inside
+//! it: each radio's bridge task, codec thread and PTT thread run in a `radio` span
+//! ([`crate::gateway::radio_span`]) and a message's lines in a `message` span
+//! ([`crate::gateway::message_span`]), so their lines carry `RADIO` and `STREAM_ID`. Field names must not be one of
 //! journald's own (`MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`, `CODE_FILE`, `CODE_LINE`,
 //! `ERRNO`, ...): give such a value another name. `journalctl -u zello-gateway -o verbose`
 //! shows every field of each entry.
@@ -299,13 +301,9 @@ fn init_with(filter: EnvFilter) -> Result<(), LoggingError> {
     let _ = LEVEL.set(handle);
     let registry = tracing_subscriber::registry().with(filter);
     match output {
-        Output::Journald => match tracing_journald::layer() {
+        Output::Journald => match journald_layer() {
             Ok(layer) => registry
-                .with(
-                    layer
-                        .with_field_prefix(None)
-                        .with_syslog_identifier(SYSLOG_IDENTIFIER.to_string()),
-                )
+                .with(layer)
                 .try_init()
                 .map_err(|_| LoggingError::AlreadySet),
             Err(e) => {
@@ -357,6 +355,16 @@ pub fn set_level(configured: Option<&str>) -> Result<LevelChange, LoggingError> 
         note_capped(&directives);
     }
     Ok(LevelChange::Applied(directives))
+}
+
+/// The journald layer: fields without a prefix, under our `SYSLOG_IDENTIFIER`. The fields
+/// of the spans an event is in (`radio`, `stream_id`) are written with the event's own, so
+/// they become journal fields of each entry (`RADIO`, `STREAM_ID`). Fails when journald is
+/// not listening.
+fn journald_layer() -> std::io::Result<tracing_journald::Layer> {
+    Ok(tracing_journald::layer()?
+        .with_field_prefix(None)
+        .with_syslog_identifier(SYSLOG_IDENTIFIER.to_string()))
 }
 
 /// Readable lines on stderr, with or without timestamps.
@@ -501,5 +509,97 @@ mod tests {
             Some(LevelFilter::TRACE)
         );
         assert_eq!(max(Some("off"), None), Some(LevelFilter::OFF));
+    }
+
+    /// The fields of one entry in journald's native protocol, as `NAME=value`: each is
+    /// `NAME=value\n`, or `NAME\n`, the value's length (64-bit little-endian), the value
+    /// and `\n`.
+    fn native_fields(mut data: &[u8]) -> Vec<String> {
+        let mut fields = Vec::new();
+        while let Some(end) = data.iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&data[..end]).into_owned();
+            data = &data[end + 1..];
+            if line.contains('=') {
+                fields.push(line);
+                continue;
+            }
+            let len = u64::from_le_bytes(data[..8].try_into().unwrap()) as usize;
+            let value = String::from_utf8_lossy(&data[8..8 + len]);
+            fields.push(format!("{line}={value}"));
+            data = &data[8 + len + 1..];
+        }
+        fields
+    }
+
+    /// Removes a file when dropped.
+    struct Removed(&'static str);
+
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+
+    /// The fields of the spans a line is written in reach journald as fields of their own,
+    /// beside the line's: the radio's name as `RADIO`, a message's stream id as
+    /// `STREAM_ID`. Runs where it can stand in for journald at its socket (no journald
+    /// running, and the rights to create the socket): a container or a CI machine.
+    #[test]
+    fn span_fields_reach_journald_as_fields_of_their_own() {
+        use std::os::unix::net::UnixDatagram;
+        const SOCKET: &str = "/run/systemd/journal/socket";
+        if std::path::Path::new(SOCKET).exists() {
+            eprintln!("journald listens at {SOCKET}: the stand-in cannot; not checked here");
+            return;
+        }
+        let journal = match std::fs::create_dir_all("/run/systemd/journal")
+            .and_then(|()| UnixDatagram::bind(SOCKET))
+        {
+            Ok(journal) => journal,
+            Err(e) => {
+                eprintln!("cannot stand in for journald at {SOCKET} ({e}): not checked here");
+                return;
+            }
+        };
+        let _removed = Removed(SOCKET);
+        journal
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let subscriber = tracing_subscriber::registry().with(journald_layer().unwrap());
+        tracing::subscriber::with_default(subscriber, || {
+            // Call sites first met by another test's thread (no subscriber there) may
+            // have been judged before this subscriber existed.
+            tracing::callsite::rebuild_interest_cache();
+            let _radio = crate::gateway::radio_span("radio1").entered();
+            let _message = crate::gateway::message_span(42).entered();
+            tracing::warn!(event = "ptt_lost", unkeyed_ms = 300u64, "span field check");
+        });
+        let fields = loop {
+            let mut buf = vec![0u8; 65536];
+            let n = journal.recv(&mut buf).expect("an entry for journald");
+            let fields = native_fields(&buf[..n]);
+            if fields.iter().any(|f| f == "MESSAGE=span field check") {
+                break fields;
+            }
+        };
+        let entry = fields.join("\n");
+        for field in [
+            "RADIO=radio1",
+            "STREAM_ID=42",
+            "EVENT=ptt_lost",
+            "UNKEYED_MS=300",
+            "PRIORITY=4",
+            "SYSLOG_IDENTIFIER=zello-gateway",
+        ] {
+            assert!(
+                fields.iter().any(|f| f == field),
+                "{field} missing: {entry}"
+            );
+        }
+        assert_eq!(
+            fields.iter().filter(|f| f.starts_with("RADIO=")).count(),
+            1,
+            "{entry}"
+        );
     }
 }

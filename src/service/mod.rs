@@ -47,10 +47,22 @@ pub use watchdog::{Health, Heartbeat, Liveness, Watchdog};
 /// socket reaches the codec thread's queue without waking another thread. (With worker
 /// threads, tokio wakes a second one for most hand-offs; each wake-up costs tens of
 /// microseconds on a small machine.) So nothing that blocks runs on it: PTT lines are keyed
-/// on tokio's blocking threads ([`crate::gateway::PttGuard`] through the bridge), and so
+/// on tokio's blocking threads (the bridge's PTT guard), and so
 /// are hardware opens while the gateway runs and PTT read-backs.
 pub fn runtime_builder() -> tokio::runtime::Builder {
-    let mut builder = tokio::runtime::Builder::new_current_thread();
+    runtime_builder_with(0)
+}
+
+/// The daemon's runtime with `workers` worker threads instead (0: the current-thread
+/// runtime [`runtime_builder`] gives), for `bench --runtime-workers` to compare the two.
+pub fn runtime_builder_with(workers: usize) -> tokio::runtime::Builder {
+    let mut builder = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
     builder.enable_all();
     builder
 }

@@ -9,8 +9,8 @@
 //! the gateway after `WatchdogSec` (and `ExecStopPost` forces PTT off).
 //!
 //! A part must therefore beat at least once per [`Watchdog::period`] (15 s with
-//! `WatchdogSec=30`), also when idle: the session task beats from a 10 s timer, not only
-//! when messages arrive. A part that ends normally calls [`Heartbeat::retire`]; one that
+//! `WatchdogSec=30`), also when idle: the session task beats from a 10 s timer and each
+//! bridge from a 5 s one, not only when messages arrive. A part that ends normally calls [`Heartbeat::retire`]; one that
 //! dies without retiring (a panicked thread) stops beating and is reported as stuck.
 
 use super::notify::Notifier;

@@ -8,9 +8,9 @@
 use super::error::{ApiCode, Delivery, WorkError};
 use super::types::*;
 use super::wire::{Form, login_hash, password_hash, path_segment};
+use crate::net::Backoff;
+use crate::net::tls::{client_config, is_loopback};
 use crate::secret::Secret;
-use crate::zello::backoff::Backoff;
-use crate::zello::session::tls::{client_config, is_loopback};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! and [`backoff`] (reconnect pacing).
 
 pub mod auth;
-pub mod backoff;
 pub mod protocol;
 pub mod session;
 pub mod sim;

@@ -1,106 +1,19 @@
-//! Shared helpers for the integration tests: an emulator on a loopback port and sessions
-//! logged on to it.
-#![allow(dead_code)]
+//! What the integration tests set up again and again, by concern: the binary and its files
+//! ([`cli`]), the Zello emulator, sessions and the gateway on it ([`emulator`]), Hamlib's
+//! rigctld ([`rig`]), measurements on audio ([`signal`]), the Zello Work emulator ([`work`]);
+//! here, what several of those use.
+#![allow(dead_code, unused_imports)]
+
+pub mod cli;
+pub mod emulator;
+pub mod rig;
+pub mod signal;
+pub mod work;
+
+pub use emulator::{CHANNEL, Client, config, server, wait_for};
+pub use rig::{start_rigctld, start_rigctld_on};
 
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use zello_gateway::secret::Secret;
-use zello_gateway::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
-use zello_gateway::zello::sim::{SimConfig, SimHandle, SimServer};
-
-pub const CHANNEL: &str = "Dispatch";
-
-/// Starts an emulator on 127.0.0.1 with a free port.
-pub async fn server(config: SimConfig) -> SimHandle {
-    SimServer::start("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .expect("emulator starts")
-}
-
-/// Session settings for `user` on `CHANNEL` of `server`.
-pub fn config(server: &SimHandle, user: &str) -> SessionConfig {
-    SessionConfig {
-        server: server.url(),
-        username: user.into(),
-        password: Secret::new("pw"),
-        channels: vec![CHANNEL.into()],
-        ..SessionConfig::default()
-    }
-}
-
-/// A running session and its events.
-pub struct Client {
-    pub handle: SessionHandle,
-    pub events: mpsc::Receiver<SessionEvent>,
-    pub stop: CancellationToken,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-impl Client {
-    pub fn start(config: SessionConfig) -> Client {
-        let stop = CancellationToken::new();
-        let (handle, events, task) = session::spawn(config, stop.clone()).expect("session starts");
-        Client {
-            handle,
-            events,
-            stop,
-            task,
-        }
-    }
-
-    /// Starts and waits until `CHANNEL` is ready.
-    pub async fn ready(config: SessionConfig) -> Client {
-        let mut c = Client::start(config);
-        c.expect(Duration::from_secs(10), |e| {
-            matches!(e, SessionEvent::Channel { ready: true, .. })
-        })
-        .await;
-        c
-    }
-
-    /// Waits for an event matching `pred`, skipping others; panics with what was seen if
-    /// none comes in time.
-    pub async fn expect(
-        &mut self,
-        within: Duration,
-        pred: impl Fn(&SessionEvent) -> bool,
-    ) -> SessionEvent {
-        let mut seen = Vec::new();
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(e)) if pred(&e) => return e,
-                Ok(Some(e)) => seen.push(format!("{e:?}")),
-                Ok(None) => panic!("session ended; saw {seen:#?}"),
-                Err(_) => panic!("no matching event within {within:?}; saw {seen:#?}"),
-            }
-        }
-    }
-
-    /// Waits for the logon, with or without the refresh token as `with_refresh_token` says.
-    pub async fn logged_on(&mut self, within: Duration, with_refresh_token: bool) {
-        self.expect(within, |e| {
-            matches!(e, SessionEvent::LoggedOn { with_refresh_token: w } if *w == with_refresh_token)
-        })
-        .await;
-    }
-
-    /// Collects every event for `within`.
-    pub async fn collect(&mut self, within: Duration) -> Vec<SessionEvent> {
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + within;
-        while let Ok(Some(e)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            out.push(e);
-        }
-        out
-    }
-
-    pub async fn shutdown(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
-    }
-}
 
 /// A stand-in for systemd's notify socket (`$NOTIFY_SOCKET`): a datagram socket bound in a
 /// temporary folder, whose messages the test reads.
@@ -159,63 +72,6 @@ impl NotifySocket {
     }
 }
 
-/// The Zello Work API emulator and clients logged on to it.
-pub mod work {
-    use std::time::Duration;
-    use zello_gateway::secret::Secret;
-    use zello_gateway::work::sim::{WorkSeed, WorkSim, WorkSimConfig, WorkSimHandle};
-    use zello_gateway::work::{ClientOptions, WorkClient};
-
-    /// The demo network's API key and admin.
-    pub const API_KEY: &str = "sim-api-key";
-    pub const ADMIN: &str = "admin";
-    pub const ADMIN_PASSWORD: &str = "admin";
-
-    pub fn now() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    }
-
-    /// The demo network on a free loopback port; media ready after `media_steps` polls.
-    pub async fn sim(media_steps: u32) -> WorkSimHandle {
-        let data = WorkSeed::demo()
-            .build(now(), std::path::Path::new("."))
-            .unwrap();
-        let config = WorkSimConfig {
-            media_steps,
-            ..WorkSimConfig::new(data)
-        };
-        WorkSim::start("127.0.0.1:0".parse().unwrap(), config)
-            .await
-            .expect("the Zello Work emulator starts")
-    }
-
-    /// Quick retries and polls for tests.
-    pub fn options() -> ClientOptions {
-        ClientOptions {
-            timeout: Duration::from_secs(10),
-            media_poll_timeout: Duration::from_secs(10),
-            media_poll_interval: Duration::from_millis(5),
-            media_wait: Duration::from_secs(30),
-            retries: 3,
-            backoff_min: Duration::from_millis(5),
-            backoff_max: Duration::from_millis(20),
-            ca_file: None,
-        }
-    }
-
-    /// A client logged on as the demo network's admin.
-    pub async fn admin(sim: &WorkSimHandle) -> WorkClient {
-        let mut c = WorkClient::new(&sim.url(), options()).unwrap();
-        c.login(ADMIN, &Secret::new(ADMIN_PASSWORD), &Secret::new(API_KEY))
-            .await
-            .expect("the admin logs in");
-        c
-    }
-}
-
 /// A child process killed when the test ends, also when it fails.
 pub struct Reaped(pub std::process::Child);
 
@@ -248,37 +104,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Hamlib's rigctld with its dummy rig (`-m 1 -P RIG`: it keys through CAT) on `port`, once
-/// it answers; and its address.
-pub fn start_rigctld_on(port: u16) -> (Reaped, String) {
-    let child = std::process::Command::new("rigctld")
-        .args(["-m", "1", "-P", "RIG", "-T", "127.0.0.1", "-t"])
-        .arg(port.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start rigctld ({e}): run scripts/deps.sh (it installs libhamlib-utils)")
-        });
-    let rig = Reaped(child);
-    let address = format!("127.0.0.1:{port}");
-    let start = std::time::Instant::now();
-    while zello_gateway::radio::rigctld::read_ptt(&address).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "rigctld did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (rig, address)
-}
-
-/// [`start_rigctld_on`] a free port.
-pub fn start_rigctld() -> (Reaped, String) {
-    start_rigctld_on(free_port())
 }
 
 /// Log lines written through a test's own subscriber ([`Captured::start`]), or through any
@@ -319,25 +144,6 @@ impl Captured {
     pub fn lines(&self) -> Vec<String> {
         self.text().lines().map(str::to_string).collect()
     }
-}
-
-/// Waits for the first gateway event `pred` accepts (a lag is skipped, not fatal).
-pub async fn wait_for(
-    rx: &mut tokio::sync::broadcast::Receiver<zello_gateway::gateway::GatewayEvent>,
-    within: Duration,
-    pred: impl Fn(&zello_gateway::gateway::GatewayEvent) -> bool,
-) -> zello_gateway::gateway::GatewayEvent {
-    tokio::time::timeout(within, async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if pred(&e) => return e,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("observer closed: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("event in time")
 }
 
 /// Runs `scripts/pulse-test-env.sh`: the private PulseAudio server and the ALSA devices the

@@ -18,7 +18,7 @@ pub use codec_header::{CodecHeader, CodecHeaderError, FRAME_SIZES_MS, SAMPLE_RAT
 pub use error_code::{ErrorClass, ErrorCode};
 pub use packet::{HEADER_LEN, ImageKind, Packet, PacketError, audio_packet};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::fmt;
 
@@ -57,10 +57,19 @@ fn de_for<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     })
 }
 
-fn ser_for_false<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(name) => s.serialize_str(name),
-        None => s.serialize_bool(false),
+/// `for` as the server writes it in events: the username, or `false`.
+mod for_or_false {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(name) => s.serialize_str(name),
+            None => s.serialize_bool(false),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        super::de_for(d)
     }
 }
 
@@ -357,8 +366,7 @@ impl Command {
 
     /// Decodes a client's text frame.
     pub fn decode(text: &str) -> Result<Incoming, ProtocolError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| ProtocolError::InvalidJson(e.to_string()))?;
+        let value = parse_json(text)?;
         let Some(name) = value.get("command").and_then(Value::as_str) else {
             return Err(ProtocolError::NotAMessage(truncate(text)));
         };
@@ -375,12 +383,7 @@ impl Command {
         if let Some(map) = value.as_object_mut() {
             map.retain(|_, v| !v.is_null());
         }
-        serde_json::from_value(value)
-            .map(Incoming::Command)
-            .map_err(|e| ProtocolError::BadFields {
-                command: name,
-                message: e.to_string(),
-            })
+        fields(value, name).map(Incoming::Command)
     }
 }
 
@@ -465,6 +468,22 @@ pub struct ChannelStatus {
     pub error_type: Option<String>,
 }
 
+impl ChannelStatus {
+    /// A channel online with `users_online` users, where texts, images and locations work.
+    pub fn online(channel: &str, users_online: u32) -> Self {
+        ChannelStatus {
+            channel: channel.to_string(),
+            status: ChannelState::Online,
+            users_online,
+            images_supported: true,
+            texting_supported: true,
+            locations_supported: true,
+            error: None,
+            error_type: None,
+        }
+    }
+}
+
 /// `on_stream_start`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamStart {
@@ -515,12 +534,7 @@ pub struct TextMessage {
     pub channel: String,
     #[serde(default)]
     pub from: String,
-    #[serde(
-        rename = "for",
-        default,
-        deserialize_with = "de_for",
-        serialize_with = "ser_for_false"
-    )]
+    #[serde(rename = "for", default, with = "for_or_false")]
     pub recipient: Option<String>,
     #[serde(default)]
     pub message_id: u32,
@@ -534,12 +548,7 @@ pub struct Image {
     pub channel: String,
     #[serde(default)]
     pub from: String,
-    #[serde(
-        rename = "for",
-        default,
-        deserialize_with = "de_for",
-        serialize_with = "ser_for_false"
-    )]
+    #[serde(rename = "for", default, with = "for_or_false")]
     pub recipient: Option<String>,
     pub message_id: u32,
     #[serde(rename = "type", alias = "ct", default = "jpeg")]
@@ -629,8 +638,7 @@ impl ServerMessage {
     /// Decodes a server's text frame. A frame with a `command` is an event (unknown ones become
     /// [`Event::Unknown`]); one without a command but with a `seq` is a reply.
     pub fn decode(text: &str) -> Result<ServerMessage, ProtocolError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| ProtocolError::InvalidJson(e.to_string()))?;
+        let value = parse_json(text)?;
         if let Some(name) = value.get("command").and_then(Value::as_str) {
             if !EVENTS.contains(&name) {
                 return Ok(ServerMessage::Event(Event::Unknown {
@@ -639,20 +647,10 @@ impl ServerMessage {
                 }));
             }
             let name = name.to_string();
-            return serde_json::from_value(value)
-                .map(ServerMessage::Event)
-                .map_err(|e| ProtocolError::BadFields {
-                    command: name,
-                    message: e.to_string(),
-                });
+            return fields(value, name).map(ServerMessage::Event);
         }
         if value.get("seq").is_some() {
-            return serde_json::from_value(value)
-                .map(ServerMessage::Reply)
-                .map_err(|e| ProtocolError::BadFields {
-                    command: "reply".into(),
-                    message: e.to_string(),
-                });
+            return fields(value, "reply".into()).map(ServerMessage::Reply);
         }
         Err(ProtocolError::NotAMessage(truncate(text)))
     }
@@ -663,6 +661,22 @@ impl Reply {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("replies always serialize")
     }
+}
+
+/// A text frame's JSON.
+fn parse_json(text: &str) -> Result<Value, ProtocolError> {
+    serde_json::from_str(text).map_err(|e| ProtocolError::InvalidJson(e.to_string()))
+}
+
+/// The fields of `command` (or of a reply) from its JSON.
+fn fields<T: serde::de::DeserializeOwned>(
+    value: Value,
+    command: String,
+) -> Result<T, ProtocolError> {
+    serde_json::from_value(value).map_err(|e| ProtocolError::BadFields {
+        command,
+        message: e.to_string(),
+    })
 }
 
 fn truncate(text: &str) -> String {

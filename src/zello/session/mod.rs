@@ -4,14 +4,25 @@
 //! Users talk to it through a [`SessionHandle`] (start a message, send text, ...) and read
 //! [`SessionEvent`]s from a channel. Reading and writing the socket never wait on each other:
 //! a writer task owns the sink, so server pings are answered during long transmissions.
+//!
+//! Inside: `core` decides what each frame, request and timeout means for one connection and
+//! `retry` when to connect again, both free of I/O; `conn` is the task around them (socket,
+//! timers, channels). An outgoing message's audio skips that task: `outlet` keeps it in the
+//! message's start-of-message buffer until the stream id is known, then queues it straight
+//! into `writer`'s bounded queue, where audio is dropped (and counted) when the socket falls
+//! behind and commands never are.
 
 mod conn;
-pub(crate) mod tls;
+mod core;
+mod images;
+mod outlet;
+mod retry;
+mod writer;
+
+pub use outlet::{MAX_HEAD_MS, MessageHead, Sent};
 
 use super::auth::{AuthError, TokenSource};
-use super::protocol::{
-    ChannelStatus, CodecHeader, ErrorClass, ErrorCode, Image, Location, TextMessage,
-};
+use super::protocol::{ChannelStatus, CodecHeader, ErrorCode, Image, Location, TextMessage};
 use crate::secret::Secret;
 use bytes::Bytes;
 use std::path::PathBuf;
@@ -102,10 +113,10 @@ pub const DEFAULT_PLATFORM_NAME: &str = "Zello Radio Gateway";
 /// Errors of the session.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("server URL {url:?}: {message}")]
-    BadUrl { url: String, message: String },
+    #[error(transparent)]
+    BadUrl(#[from] crate::net::tls::UrlError),
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::net::tls::TlsError),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("not connected to the server; the session is reconnecting")]
@@ -129,7 +140,8 @@ impl SessionConfig {
 
     /// Checks a server URL: `wss://` anywhere, `ws://` to loopback or with `allow_insecure`.
     pub fn check_server(server: &str, allow_insecure: bool) -> Result<(), SessionError> {
-        tls::check_url(server, allow_insecure).map(|_| ())
+        crate::net::tls::check_url(server, allow_insecure)?;
+        Ok(())
     }
 }
 
@@ -255,10 +267,7 @@ pub(crate) enum Request {
         channel: String,
         header: CodecHeader,
         recipient: Option<String>,
-    },
-    Audio {
-        id: u64,
-        data: Bytes,
+        outlet: outlet::Outlet,
     },
     End {
         id: u64,
@@ -281,18 +290,15 @@ pub struct SessionHandle {
     online: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+/// A started session: its handle, its events, and its task (which ends after shutdown).
+pub type Spawned = (
+    SessionHandle,
+    mpsc::Receiver<SessionEvent>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// Starts the session task.
-pub fn spawn(
-    config: SessionConfig,
-    shutdown: CancellationToken,
-) -> Result<
-    (
-        SessionHandle,
-        mpsc::Receiver<SessionEvent>,
-        tokio::task::JoinHandle<()>,
-    ),
-    SessionError,
-> {
+pub fn spawn(config: SessionConfig, shutdown: CancellationToken) -> Result<Spawned, SessionError> {
     spawn_watched(config, shutdown, None)
 }
 
@@ -304,21 +310,14 @@ pub fn spawn_watched(
     config: SessionConfig,
     shutdown: CancellationToken,
     heartbeat: Option<Arc<crate::service::Heartbeat>>,
-) -> Result<
-    (
-        SessionHandle,
-        mpsc::Receiver<SessionEvent>,
-        tokio::task::JoinHandle<()>,
-    ),
-    SessionError,
-> {
+) -> Result<Spawned, SessionError> {
     config.validate()?;
-    let connector = tls::connector(config.ca_file.as_deref())?;
+    let connector = crate::net::tls::connector(config.ca_file.as_deref())?;
     let (tx, rx) = mpsc::channel(512);
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let stats = Arc::new(SessionStats::default());
     let (online, online_rx) = tokio::sync::watch::channel(true);
-    let core = conn::Core::new(
+    let task = conn::SessionTask::new(
         config,
         connector,
         rx,
@@ -327,7 +326,7 @@ pub fn spawn_watched(
         shutdown,
         (heartbeat, online_rx),
     );
-    let task = tokio::spawn(core.run());
+    let task = tokio::spawn(task.run());
     Ok((
         SessionHandle {
             tx,
@@ -342,27 +341,43 @@ pub fn spawn_watched(
 
 impl SessionHandle {
     /// Starts an outgoing voice message. Packets given to it before the server's stream id
-    /// arrives are kept and sent right after it.
+    /// arrives are kept (up to [`MAX_HEAD_MS`]) and sent right after it.
     pub async fn start_message(
         &self,
         channel: &str,
         header: CodecHeader,
         recipient: Option<String>,
     ) -> Result<OutgoingMessage, SessionError> {
+        self.start_message_with(channel, header, recipient, MessageHead::default())
+            .await
+    }
+
+    /// Starts an outgoing voice message whose first packets were kept in `head` while the
+    /// channel was away: they go out first, and the message goes on filling the same buffer
+    /// (with the same cap and count of packets left out) until the stream id arrives.
+    pub async fn start_message_with(
+        &self,
+        channel: &str,
+        header: CodecHeader,
+        recipient: Option<String>,
+        head: MessageHead,
+    ) -> Result<OutgoingMessage, SessionError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let outlet = outlet::Outlet::new(head, header.packet_ms(), self.stats.clone());
         self.tx
             .send(Request::Start {
                 id,
                 channel: channel.to_string(),
                 header,
                 recipient,
+                outlet: outlet.clone(),
             })
             .await
             .map_err(|_| SessionError::Stopped)?;
         Ok(OutgoingMessage {
             id,
             tx: self.tx.clone(),
-            stats: self.stats.clone(),
+            outlet,
             ended: false,
         })
     }
@@ -461,7 +476,7 @@ impl SessionHandle {
 pub struct OutgoingMessage {
     id: u64,
     tx: mpsc::Sender<Request>,
-    stats: Arc<SessionStats>,
+    outlet: outlet::Outlet,
     ended: bool,
 }
 
@@ -471,19 +486,16 @@ impl OutgoingMessage {
         self.id
     }
 
-    /// Queues one Opus packet. Never blocks: when the session is backed up the packet is
-    /// dropped and counted (returns false).
-    pub fn send(&self, packet: Bytes) -> bool {
-        match self.tx.try_send(Request::Audio {
-            id: self.id,
-            data: packet,
-        }) {
-            Ok(()) => true,
-            Err(_) => {
-                self.stats.packets_dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+    /// Queues one Opus packet. Never blocks: before the stream id it is kept in the
+    /// message's start-of-message buffer, after it goes straight to the writer's queue; when
+    /// that is full the packet is dropped and counted.
+    pub fn send(&self, packet: Bytes) -> Sent {
+        self.outlet.send(packet)
+    }
+
+    /// Packets left out of the message because its start-of-message buffer was full.
+    pub fn left_out(&self) -> u64 {
+        self.outlet.left_out()
     }
 
     /// Ends the message (stop_stream once its stream id is known).
@@ -499,28 +511,5 @@ impl Drop for OutgoingMessage {
             // Best effort; the session also ends orphaned messages when the channel closes.
             let _ = self.tx.try_send(Request::End { id: self.id });
         }
-    }
-}
-
-/// How long to wait after a logon was refused, and what to log.
-pub(crate) fn refused_delay(code: &ErrorCode, config: &SessionConfig) -> Option<Duration> {
-    match code.class() {
-        ErrorClass::FatalConfig => Some(config.config_retry),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refused_delays() {
-        let c = SessionConfig::default();
-        assert_eq!(
-            refused_delay(&ErrorCode::NotAuthorized, &c),
-            Some(c.config_retry)
-        );
-        assert_eq!(refused_delay(&ErrorCode::InternalServerError, &c), None);
     }
 }

@@ -161,21 +161,24 @@ impl Accounts {
     }
 }
 
+/// Two accounts in the documented form: `gateway1` (password `secret`, channel
+/// `Dispatch` only) and `monitor` (password `pw`, listen only).
+#[cfg(test)]
+pub(crate) const SAMPLE: &str = r#"
+[[user]]
+name = "gateway1"
+password = "secret"
+channels = ["Dispatch"]
+
+[[user]]
+name = "monitor"
+password = "pw"
+listen_only = true
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SAMPLE: &str = r#"
-        [[user]]
-        name = "gateway1"
-        password = "secret"
-        channels = ["Dispatch"]
-
-        [[user]]
-        name = "monitor"
-        password = "pw"
-        listen_only = true
-    "#;
 
     #[test]
     fn parses_the_documented_form() {

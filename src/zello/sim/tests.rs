@@ -51,6 +51,16 @@ fn header20() -> CodecHeader {
     CodecHeader::new(16000, 1, 20).unwrap()
 }
 
+/// A logon to `channel` with only the fields `with` sets (to check what a logon needs).
+fn bare_logon(channel: &str, with: impl FnOnce(&mut Logon)) -> Command {
+    let mut logon = Logon {
+        channels: vec![channel.into()],
+        ..Default::default()
+    };
+    with(&mut logon);
+    Command::Logon(logon)
+}
+
 fn logon_cmd(user: &str, password: &str, channels: &[&str]) -> Command {
     Command::Logon(Logon {
         username: Some(user.into()),
@@ -78,16 +88,7 @@ fn text_cmd(channel: &str, text: &str, recipient: Option<&str>) -> Command {
 }
 
 fn is_status_event(channel: &str, users_online: u32) -> Event {
-    Event::ChannelStatus(ChannelStatus {
-        channel: channel.into(),
-        status: ChannelState::Online,
-        users_online,
-        images_supported: true,
-        texting_supported: true,
-        locations_supported: true,
-        error: None,
-        error_type: None,
-    })
+    Event::ChannelStatus(ChannelStatus::online(channel, users_online))
 }
 
 fn is_status(channel: &str, users: u32) -> impl Fn(&Event) -> bool {
@@ -345,23 +346,14 @@ async fn logon_failures_answer_with_the_spec_errors() {
     let mut c = Client::connect(&h, "c").await;
     // No password.
     let r = c
-        .call(Command::Logon(Logon {
-            username: Some("x".into()),
-            channels: vec!["A".into()],
-            ..Default::default()
-        }))
+        .call(bare_logon("A", |l| l.username = Some("x".into())))
         .await;
     assert_eq!(r.error, Some(ErrorCode::NotEnoughParams));
     // No channel.
     let r = c.logon("x", "p", &[]).await;
     assert_eq!(r.error, Some(ErrorCode::NotEnoughParams));
     // No credentials at all.
-    let r = c
-        .call(Command::Logon(Logon {
-            channels: vec!["A".into()],
-            ..Default::default()
-        }))
-        .await;
+    let r = c.call(bare_logon("A", |_| {})).await;
     assert_eq!(r.error, Some(ErrorCode::NotEnoughParams));
     // Too many channels.
     let many: Vec<String> = (0..=MAX_CHANNELS).map(|i| format!("ch{i}")).collect();
@@ -381,11 +373,7 @@ async fn anonymous_token_logon_is_listen_only() {
     let h = start(SimConfig::default()).await;
     let mut c = Client::connect(&h, "anon").await;
     let r = c
-        .call(Command::Logon(Logon {
-            auth_token: Some("token".into()),
-            channels: vec!["A".into()],
-            ..Default::default()
-        }))
+        .call(bare_logon("A", |l| l.auth_token = Some("token".into())))
         .await;
     assert!(r.success);
     c.event(is_status("A", 1)).await;
@@ -393,22 +381,10 @@ async fn anonymous_token_logon_is_listen_only() {
     assert_eq!(r.error, Some(ErrorCode::ListenOnlyConnection));
 }
 
-const ACCOUNTS: &str = r#"
-[[user]]
-name = "gateway1"
-password = "secret"
-channels = ["Dispatch"]
-
-[[user]]
-name = "monitor"
-password = "pw"
-listen_only = true
-"#;
-
 #[tokio::test(start_paused = true)]
 async fn accounts_are_enforced() {
     let h = start(SimConfig {
-        accounts: Some(Accounts::parse(ACCOUNTS).unwrap()),
+        accounts: Some(Accounts::parse(super::accounts::SAMPLE).unwrap()),
         ..SimConfig::default()
     })
     .await;
@@ -423,11 +399,7 @@ async fn accounts_are_enforced() {
     );
     // Anonymous logons are refused when accounts are enforced.
     let r = c
-        .call(Command::Logon(Logon {
-            auth_token: Some("t".into()),
-            channels: vec!["Dispatch".into()],
-            ..Default::default()
-        }))
+        .call(bare_logon("Dispatch", |l| l.auth_token = Some("t".into())))
         .await;
     assert_eq!(r.error, Some(ErrorCode::NotAuthorized));
 
@@ -1564,70 +1536,6 @@ fn load_tls_explains_bad_files() {
 
 // ---------------------------------------------------------------------------------------------
 // Command line.
-
-#[test]
-fn sim_args_parse_and_check_tls_pairs() {
-    use clap::Parser;
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        sim: SimArgs,
-    }
-    let cli = Cli::try_parse_from(["sim"]).unwrap();
-    assert_eq!(cli.sim.listen, "127.0.0.1:8800".parse().unwrap());
-    assert_eq!(cli.sim.ping_interval, 30);
-    assert!(!cli.sim.echo);
-    let config = cli.sim.to_config().unwrap();
-    assert_eq!(config.ping_interval, Duration::from_secs(30));
-    assert!(config.tls.is_none() && config.accounts.is_none());
-
-    let cli = Cli::try_parse_from([
-        "sim",
-        "--echo",
-        "--ping-interval",
-        "5",
-        "--tls-cert",
-        "c.pem",
-    ])
-    .unwrap();
-    assert!(cli.sim.echo);
-    assert!(matches!(cli.sim.to_config(), Err(SimError::TlsIncomplete)));
-}
-
-#[tokio::test(start_paused = true)]
-async fn run_serves_until_cancelled() {
-    let token = CancellationToken::new();
-    let args = SimArgs {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert: None,
-        tls_key: None,
-        accounts: None,
-        ping_interval: 30,
-        echo: false,
-        work_listen: None,
-        work_seed: None,
-    };
-    let task = tokio::spawn(run(args, token.clone()));
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(!task.is_finished());
-    token.cancel();
-    task.await.unwrap().unwrap();
-
-    // A port in use is a clear error.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let args = SimArgs {
-        listen: taken.local_addr().unwrap(),
-        tls_cert: None,
-        tls_key: None,
-        accounts: None,
-        ping_interval: 30,
-        echo: false,
-        work_listen: None,
-        work_seed: None,
-    };
-    let err = run(args, CancellationToken::new()).await.unwrap_err();
-    assert!(err.to_string().contains("cannot listen"), "{err}");
-}
 
 #[test]
 fn served_paths_are_the_zello_url_shapes() {

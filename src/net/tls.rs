@@ -1,16 +1,45 @@
-//! Server URL rules and the rustls connector.
+//! Server URL rules and the rustls client configuration, shared by the Zello session and the
+//! Zello Work API client.
 
-use super::SessionError;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_tungstenite::Connector;
 
+/// A server URL the gateway will not use, and why (fix the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("server URL {url:?}: {message}")]
+pub struct UrlError {
+    pub url: String,
+    pub message: String,
+}
+
+/// The TLS set-up failed (fix `ca_file`).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("ca_file {}: {source}", path.display())]
+    CaFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("ca_file {} holds no PEM certificate", path.display())]
+    CaFileEmpty { path: PathBuf },
+    #[error("ca_file {}: {source}", path.display())]
+    BadCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("TLS set-up: {0}")]
+    Setup(#[source] rustls::Error),
+}
+
 /// `wss://` anywhere; plain `ws://` only to loopback unless `allow_insecure`.
-pub(crate) fn check_url(server: &str, allow_insecure: bool) -> Result<url::Url, SessionError> {
-    let bad = |message: &str| SessionError::BadUrl {
+pub fn check_url(server: &str, allow_insecure: bool) -> Result<url::Url, UrlError> {
+    let bad = |message: &str| UrlError {
         url: server.to_string(),
         message: message.to_string(),
     };
@@ -27,7 +56,7 @@ pub(crate) fn check_url(server: &str, allow_insecure: bool) -> Result<url::Url, 
 }
 
 /// Whether `host` (a name, an IPv4 or a bracketed IPv6 address) is this machine.
-pub(crate) fn is_loopback(host: &str) -> bool {
+pub fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -36,52 +65,27 @@ pub(crate) fn is_loopback(host: &str) -> bool {
             .unwrap_or(false)
 }
 
-/// Why the TLS client settings cannot be made; each names the `ca_file` at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    /// The file cannot be read, or is not PEM.
-    #[error("ca_file {}: {source}", path.display())]
-    Pem {
-        path: std::path::PathBuf,
-        #[source]
-        source: rustls_pki_types::pem::Error,
-    },
-    /// The file holds no certificate.
-    #[error("ca_file {} holds no PEM certificate", path.display())]
-    Empty { path: std::path::PathBuf },
-    /// A certificate of the file is refused as a root.
-    #[error("ca_file {}: {source}", path.display())]
-    Rejected {
-        path: std::path::PathBuf,
-        #[source]
-        source: rustls::Error,
-    },
-    /// The TLS library refuses its own defaults (a build without TLS 1.2 or 1.3).
-    #[error(transparent)]
-    Protocols(rustls::Error),
-}
-
 /// A rustls client configuration (ring) trusting the web PKI roots plus the certificates in
 /// `ca_file`; the error names the file.
-pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsSetupError> {
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let pem = |source| TlsSetupError::Pem {
+        let unreadable = |source| TlsError::CaFileUnreadable {
             path: path.to_path_buf(),
             source,
         };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(pem)?
+            .map_err(unreadable)?
             .collect::<Result<_, _>>()
-            .map_err(pem)?;
+            .map_err(unreadable)?;
         if certs.is_empty() {
-            return Err(TlsSetupError::Empty {
+            return Err(TlsError::CaFileEmpty {
                 path: path.to_path_buf(),
             });
         }
         for cert in certs {
-            roots.add(cert).map_err(|source| TlsSetupError::Rejected {
+            roots.add(cert).map_err(|source| TlsError::BadCertificate {
                 path: path.to_path_buf(),
                 source,
             })?;
@@ -91,15 +95,14 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConf
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(TlsSetupError::Protocols)?
+    .map_err(TlsError::Setup)?
     .with_root_certificates(roots)
     .with_no_client_auth())
 }
 
-/// A rustls connector trusting the web PKI roots plus the certificates in `ca_file`.
-pub(crate) fn connector(ca_file: Option<&Path>) -> Result<Connector, SessionError> {
-    let config = client_config(ca_file).map_err(|e| SessionError::Tls(e.to_string()))?;
-    Ok(Connector::Rustls(Arc::new(config)))
+/// A WebSocket connector trusting the web PKI roots plus the certificates in `ca_file`.
+pub fn connector(ca_file: Option<&Path>) -> Result<Connector, TlsError> {
+    Ok(Connector::Rustls(Arc::new(client_config(ca_file)?)))
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! Builds each radio's parts (audio, PTT, carrier detect) from the configuration.
 
-use super::{RadioParts, WaitingRadio};
 use crate::audio::CODEC_RATE;
 use crate::audio::file::{FileInput, FileOutput};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::sound::{CpalInput, CpalOutput};
-use crate::audio::{AudioError, AudioInput, AudioOutput};
+use crate::audio::{AudioError, AudioInput, AudioOutput, NullOutput};
 use crate::config::{AudioConfig, CarrierConfig, Config, PttConfig, RadioConfig};
+use crate::gateway::{RadioParts, WaitingRadio};
 use crate::radio::sim::{FlagCarrier, ScheduleCarrier, SimPtt};
 use crate::radio::vox::Vox;
 use crate::radio::{CarrierDetect, Ptt, RadioError, Remedy, cm108, gpio, rigctld, serial};
@@ -76,20 +76,6 @@ impl Ptt for NoPtt {
 
     fn describe(&self) -> String {
         "none".into()
-    }
-}
-
-/// An output that discards audio, for radios configured without one.
-#[derive(Debug, Default)]
-pub struct NullOutput;
-
-impl AudioOutput for NullOutput {
-    fn sample_rate(&self) -> u32 {
-        CODEC_RATE
-    }
-
-    fn write_frame(&mut self, _frame: &[i16]) -> Result<(), crate::audio::AudioError> {
-        Ok(())
     }
 }
 

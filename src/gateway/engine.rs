@@ -2,15 +2,18 @@
 //! per tick. Each tick it takes a captured frame, runs carrier detect, encodes while the
 //! carrier is up, and feeds the transmitter's audio output from the message being played.
 //!
-//! The engine talks to the tokio side through bounded channels: commands in (`try_recv`),
-//! events out (`try_send`, drops counted). [`Engine::tick`] does one frame of work, so tests
+//! The engine talks to the tokio side through one ordered queue each way
+//! ([`super::link`]): commands in (`try_recv`), events out (`try_send`). Only audio is lossy
+//! (`PlayPacket` in, `RxPacket` out: dropped when the other side falls behind, and counted);
+//! control is never dropped. [`Engine::tick`] does one frame of work, so tests
 //! and benchmarks drive it by hand without real time passing.
 
-use super::dsp::{RxChain, RxSettings, TxChain, TxSettings, VoxFilter};
-use super::level::SILENCE_DBFS;
-use super::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
-use super::playout::{PlayoutBuffer, PlayoutSettings, Pop};
-use super::{AudioError, AudioInput, AudioOutput};
+use crate::audio::dsp::{RxChain, RxSettings, TxChain, TxSettings, VoxFilter};
+use crate::audio::level::SILENCE_DBFS;
+use crate::audio::opus::{EncoderSettings, OpusDecoder, OpusEncoder, max_packet_samples};
+use crate::audio::playout::{PlayoutBuffer, PlayoutSettings, Pop};
+use crate::audio::{AudioError, AudioInput, AudioOutput};
+use crate::gateway::link::{LinkReceiver, LinkSender, Lossy};
 use crate::radio::CarrierDetect;
 use crate::zello::protocol::CodecHeader;
 use bytes::Bytes;
@@ -49,6 +52,12 @@ pub enum EngineCommand {
     PlayPcm(Vec<i16>),
 }
 
+impl Lossy for EngineCommand {
+    fn is_audio(&self) -> bool {
+        matches!(self, EngineCommand::PlayPacket { .. })
+    }
+}
+
 /// Events to the bridge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
@@ -78,6 +87,69 @@ pub enum EngineEvent {
     DeviceError(String),
     /// The audio input and output work again after a failure.
     DeviceRecovered,
+}
+
+impl Lossy for EngineEvent {
+    fn is_audio(&self) -> bool {
+        matches!(self, EngineEvent::RxPacket { .. })
+    }
+}
+
+/// Where an engine takes its commands from: the gateway's link ([`super::link::channel`]), or a
+/// plain bounded channel (benchmarks and tests that send a handful of commands).
+pub enum CommandQueue {
+    Link(LinkReceiver<EngineCommand>),
+    Bounded(mpsc::Receiver<EngineCommand>),
+}
+
+impl CommandQueue {
+    fn try_recv(&mut self) -> Option<EngineCommand> {
+        match self {
+            CommandQueue::Link(rx) => rx.try_recv().ok(),
+            CommandQueue::Bounded(rx) => rx.try_recv().ok(),
+        }
+    }
+}
+
+impl From<LinkReceiver<EngineCommand>> for CommandQueue {
+    fn from(rx: LinkReceiver<EngineCommand>) -> Self {
+        CommandQueue::Link(rx)
+    }
+}
+
+impl From<mpsc::Receiver<EngineCommand>> for CommandQueue {
+    fn from(rx: mpsc::Receiver<EngineCommand>) -> Self {
+        CommandQueue::Bounded(rx)
+    }
+}
+
+/// Where an engine sends its events: the gateway's link ([`super::link::channel`]: only
+/// `RxPacket` is ever dropped), or a plain bounded channel (anything dropped when full).
+pub enum EventQueue {
+    Link(LinkSender<EngineEvent>),
+    Bounded(mpsc::Sender<EngineEvent>),
+}
+
+impl EventQueue {
+    /// Whether the event was queued.
+    fn try_send(&self, event: EngineEvent) -> bool {
+        match self {
+            EventQueue::Link(tx) => tx.try_send(event).is_ok(),
+            EventQueue::Bounded(tx) => tx.try_send(event).is_ok(),
+        }
+    }
+}
+
+impl From<LinkSender<EngineEvent>> for EventQueue {
+    fn from(tx: LinkSender<EngineEvent>) -> Self {
+        EventQueue::Link(tx)
+    }
+}
+
+impl From<mpsc::Sender<EngineEvent>> for EventQueue {
+    fn from(tx: mpsc::Sender<EngineEvent>) -> Self {
+        EventQueue::Bounded(tx)
+    }
 }
 
 /// Levels of the received audio in one packet (silence sent during a hang counts as none).
@@ -124,18 +196,18 @@ impl PacketLevels {
     /// Peak level in dBFS (-96 for silence).
     pub fn peak_dbfs(&self) -> f32 {
         if self.peak == 0 {
-            return super::level::SILENCE_DBFS;
+            return SILENCE_DBFS;
         }
-        (20.0 * (self.peak as f64 / 32768.0).log10()).max(super::level::SILENCE_DBFS as f64) as f32
+        (20.0 * (self.peak as f64 / 32768.0).log10()).max(SILENCE_DBFS as f64) as f32
     }
 
     /// RMS level in dBFS (-96 for silence).
     pub fn rms_dbfs(&self) -> f32 {
         if self.samples == 0 || self.sum_squares <= 0.0 {
-            return super::level::SILENCE_DBFS;
+            return SILENCE_DBFS;
         }
         let rms = (self.sum_squares / self.samples as f64).sqrt();
-        (20.0 * rms.log10()).max(super::level::SILENCE_DBFS as f64) as f32
+        (20.0 * rms.log10()).max(SILENCE_DBFS as f64) as f32
     }
 }
 
@@ -190,8 +262,8 @@ pub struct Engine {
     transmitting: bool,
     playback: Option<Playback>,
     pcm: Option<(Vec<i16>, usize)>,
-    commands: mpsc::Receiver<EngineCommand>,
-    events: mpsc::Sender<EngineEvent>,
+    commands: CommandQueue,
+    events: EventQueue,
     stats: Arc<EngineStats>,
     input_failed: bool,
     output_failed: bool,
@@ -207,14 +279,17 @@ impl Engine {
         output: Box<dyn AudioOutput>,
         carrier: Box<dyn CarrierDetect>,
         settings: &EncoderSettings,
-        commands: mpsc::Receiver<EngineCommand>,
-        events: mpsc::Sender<EngineEvent>,
+        commands: impl Into<CommandQueue>,
+        events: impl Into<EventQueue>,
     ) -> Result<Engine, AudioError> {
+        let (commands, events) = (commands.into(), events.into());
         if input.sample_rate() != settings.sample_rate {
-            return Err(AudioError::Codec(format!(
-                "audio input runs at {} Hz but messages are encoded at {} Hz",
-                input.sample_rate(),
-                settings.sample_rate
+            return Err(AudioError::Codec(crate::audio::opus::CodecError::Settings(
+                format!(
+                    "audio input runs at {} Hz but messages are encoded at {} Hz",
+                    input.sample_rate(),
+                    settings.sample_rate
+                ),
             )));
         }
         // Checks that the output rate is one Opus can decode to.
@@ -224,8 +299,8 @@ impl Engine {
         let frame_samples = (settings.sample_rate * frame_ms / 1000) as usize;
         let out_samples = (output.sample_rate() * frame_ms / 1000) as usize;
         let packet_samples = encoder.samples_per_packet();
-        let rx_chain = RxChain::new(&RxSettings::default(), settings.sample_rate)
-            .map_err(AudioError::Codec)?;
+        let rx_chain =
+            RxChain::new(&RxSettings::default(), settings.sample_rate).map_err(AudioError::Dsp)?;
         Ok(Engine {
             input,
             carrier_detect: carrier,
@@ -233,7 +308,7 @@ impl Engine {
             vox_filter: rx_chain.vox_filter(),
             rx_chain,
             tx_chain: TxChain::new(&TxSettings::default(), output.sample_rate())
-                .map_err(AudioError::Codec)?,
+                .map_err(AudioError::Dsp)?,
             playout: PlayoutSettings::default(),
             encoder,
             frame_ms,
@@ -268,10 +343,10 @@ impl Engine {
         playout: PlayoutSettings,
     ) -> Result<Self, AudioError> {
         self.rx_chain =
-            RxChain::new(rx, self.encoder.settings().sample_rate).map_err(AudioError::Codec)?;
+            RxChain::new(rx, self.encoder.settings().sample_rate).map_err(AudioError::Dsp)?;
         self.vox_filter = self.rx_chain.vox_filter();
-        self.tx_chain = TxChain::new(tx, self.output.sample_rate()).map_err(AudioError::Codec)?;
-        playout.validate().map_err(AudioError::Codec)?;
+        self.tx_chain = TxChain::new(tx, self.output.sample_rate()).map_err(AudioError::Dsp)?;
+        playout.validate().map_err(AudioError::Playout)?;
         self.playout = playout;
         Ok(self)
     }
@@ -287,7 +362,7 @@ impl Engine {
     }
 
     fn emit(&self, event: EngineEvent) {
-        if self.events.try_send(event).is_err() {
+        if !self.events.try_send(event) {
             self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -311,7 +386,7 @@ impl Engine {
     /// tests give made-up instants).
     pub fn tick_at(&mut self, now: Instant) {
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
-        while let Ok(cmd) = self.commands.try_recv() {
+        while let Some(cmd) = self.commands.try_recv() {
             self.on_command(cmd);
         }
         self.capture();
@@ -712,7 +787,7 @@ fn idle_frames(frame: Duration) -> u32 {
 /// carrier by its audio ([`EngineEvent::Carrier`]'s `age`), so rx_min and the start of the
 /// message on the wire do not move.
 ///
-/// With a `heartbeat` (registered in the service's [`Liveness`](crate::service::Liveness)),
+/// The thread runs in the radio's span ([`super::radio_span`]). With a `heartbeat` (registered in the service's [`Liveness`](crate::service::Liveness)),
 /// the thread beats it once per tick, so systemd's watchdog is fed only while the codec keeps
 /// ticking; a tick stuck in a device or the codec stops the beats. The heartbeat is retired
 /// when the thread ends normally; a thread that panics leaves it unretired and is reported
@@ -723,9 +798,11 @@ pub fn spawn(
     stop: CancellationToken,
     heartbeat: Option<Arc<crate::service::Heartbeat>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let span = super::radio_span(name);
     std::thread::Builder::new()
         .name(format!("codec-{name}"))
         .spawn(move || {
+            let _span = span.entered();
             let period = engine.frame_duration();
             let per_idle_wake = idle_frames(period);
             let stats = engine.stats();
@@ -761,6 +838,7 @@ mod tests {
     use super::*;
     use crate::audio::file::{FileInput, MemoryOutput};
     use crate::audio::speech::speech_like;
+    use crate::gateway::link;
     use crate::radio::sim::{FlagCarrier, ScheduleCarrier};
 
     /// A carrier change whose audio waited for nothing.
@@ -1162,6 +1240,73 @@ mod tests {
         engine.tick();
         engine.tick();
         assert_eq!(drain(&mut ev), [EngineEvent::DeviceRecovered]);
+    }
+
+    /// With both audio queues full (the bridge behind on encoded packets, the engine behind
+    /// on packets to play), every control message still arrives, in order, both ways.
+    #[test]
+    fn control_gets_through_when_the_audio_queues_are_full_both_ways() {
+        let (cmd, crx) = link::channel(4);
+        let (etx, mut ev) = link::channel(2);
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = FlagCarrier::new();
+        let mut engine = Engine::new(
+            Box::new(FileInput::from_samples(speech_like(16000, 3.0, 2), 16000)),
+            Box::new(Flaky { fail: fail.clone() }),
+            Box::new(flag.clone()),
+            &EncoderSettings::default(),
+            crx,
+            etx,
+        )
+        .unwrap();
+        flag.set(true);
+        for _ in 0..6 {
+            engine.tick();
+        }
+        // The engine's queue to the bridge holds two of the six packets encoded.
+        assert_eq!(engine.stats().events_dropped.load(Ordering::Relaxed), 4);
+        // The bridge's queue to the engine fills with packets to play.
+        cmd.try_send(EngineCommand::PlayBegin {
+            stream_id: 1,
+            header: CodecHeader::default(),
+        })
+        .unwrap();
+        let full = (0..10)
+            .filter(|&i| {
+                cmd.try_send(play(1, i, Bytes::from_static(&[0xf8])))
+                    .is_err()
+            })
+            .count();
+        assert_eq!((full, cmd.dropped()), (6, 6));
+        cmd.try_send(EngineCommand::Transmitting(true)).unwrap();
+        cmd.try_send(EngineCommand::PlayAbort { stream_id: 1 })
+            .unwrap();
+        fail.store(true, Ordering::SeqCst);
+        cmd.try_send(EngineCommand::PlayPcm(vec![1; 960 * 3]))
+            .unwrap();
+        engine.tick();
+        assert!(engine.playback.is_none(), "the abort arrived");
+        assert!(engine.transmitting);
+        cmd.try_send(EngineCommand::Transmitting(false)).unwrap();
+        engine.tick();
+        assert!(!engine.transmitting, "the end of the transmission arrived");
+        let events: Vec<EngineEvent> = std::iter::from_fn(|| ev.try_recv().ok()).collect();
+        let control: Vec<&EngineEvent> = events
+            .iter()
+            .filter(|e| !matches!(e, EngineEvent::RxPacket { .. }))
+            .collect();
+        assert_eq!(
+            control,
+            [
+                &carrier(true),
+                &carrier(false),
+                &EngineEvent::DeviceError("audio device test: unplugged".into()),
+                &carrier(true),
+            ],
+            "{events:?}"
+        );
+        assert_eq!(events.len() - control.len(), 2, "two packets fit");
+        assert!(ev.dropped() >= 4);
     }
 
     /// An output that counts the ticks it is told nothing plays.

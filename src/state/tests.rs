@@ -1,0 +1,659 @@
+//! The state as events change it, on made-up times, and the hub that publishes it.
+
+use super::*;
+use std::time::Duration;
+
+const T: u64 = 1_700_000_000_000;
+
+fn radio(name: &str) -> String {
+    name.to_string()
+}
+
+fn state() -> GatewayState {
+    GatewayState::new([(radio("vhf1"), "Dispatch".to_string())])
+}
+
+/// Applies `events` one a second from `T` on.
+fn run(state: &mut GatewayState, events: &[GatewayEvent]) {
+    for (i, e) in events.iter().enumerate() {
+        let at = state.updated_ms.max(T) + if state.seq == 0 && i == 0 { 0 } else { 1000 };
+        apply(state, e, at);
+    }
+}
+
+#[test]
+fn the_configured_radios_and_channels_are_there_before_any_event() {
+    let s = state();
+    assert_eq!(s.seq, 0);
+    assert!(!s.gateway.started);
+    assert_eq!(s.gateway.link, Link::Connecting);
+    let r = s.radio("vhf1").expect("vhf1");
+    assert_eq!(r.channel.as_deref(), Some("Dispatch"));
+    assert!(!r.carrier && !r.ptt);
+    assert_eq!(s.channel("Dispatch"), Some(&ChannelState::default()));
+    assert!(s.radio("uhf1").is_none());
+}
+
+#[test]
+fn each_event_gets_the_next_sequence_number_and_its_time() {
+    let mut s = state();
+    apply(&mut s, &GatewayEvent::Started, T);
+    apply(&mut s, &GatewayEvent::LoggedOn, T + 5);
+    assert_eq!((s.seq, s.updated_ms), (2, T + 5));
+    assert!(s.gateway.started);
+    // Events that change nothing else still count.
+    apply(
+        &mut s,
+        &GatewayEvent::Text {
+            channel: "Dispatch".into(),
+            from: "alice".into(),
+            text: "hi".into(),
+        },
+        T + 9,
+    );
+    assert_eq!(s.seq, 3);
+}
+
+#[test]
+fn the_link_follows_the_session() {
+    let mut s = state();
+    apply(
+        &mut s,
+        &GatewayEvent::ConnectFailed {
+            error: "refused".into(),
+            retry_in: Duration::from_millis(7600),
+        },
+        T,
+    );
+    assert_eq!(
+        s.gateway.link,
+        Link::Unreachable {
+            error: "refused".into(),
+            retry_in_ms: 7600
+        }
+    );
+    assert_eq!(s.gateway.link_since_ms, T);
+    apply(
+        &mut s,
+        &GatewayEvent::LogonRefused("bad password".into()),
+        T + 1,
+    );
+    assert_eq!(
+        s.gateway.link,
+        Link::Refused {
+            code: "bad password".into()
+        }
+    );
+    apply(&mut s, &GatewayEvent::LoggedOn, T + 2);
+    let features = ChannelFeatures {
+        images: true,
+        texting: true,
+        locations: false,
+    };
+    apply(
+        &mut s,
+        &GatewayEvent::ChannelStatus {
+            channel: "Dispatch".into(),
+            online: true,
+            users_online: 3,
+            features,
+        },
+        T + 3,
+    );
+    assert_eq!(s.gateway.link, Link::LoggedOn);
+    assert_eq!(s.gateway.link_since_ms, T + 2);
+    assert_eq!(
+        s.channel("Dispatch"),
+        Some(&ChannelState {
+            online: true,
+            users_online: 3,
+            features: Some(features)
+        })
+    );
+    apply(&mut s, &GatewayEvent::Disconnected("closed".into()), T + 4);
+    assert_eq!(
+        s.gateway.link,
+        Link::Disconnected {
+            reason: "closed".into()
+        }
+    );
+    assert!(
+        !s.channel("Dispatch").unwrap().online,
+        "offline with the link"
+    );
+    // A channel not configured is added when the server reports it.
+    apply(
+        &mut s,
+        &GatewayEvent::ChannelStatus {
+            channel: "Ops".into(),
+            online: true,
+            users_online: 1,
+            features: ChannelFeatures::default(),
+        },
+        T + 5,
+    );
+    assert!(s.channel("Ops").unwrap().online);
+    apply(
+        &mut s,
+        &GatewayEvent::HeldOffline {
+            reason: Some("radio vhf1: PTT interface failing for 60 s".into()),
+        },
+        T + 6,
+    );
+    assert!(s.gateway.held_offline.is_some());
+    apply(&mut s, &GatewayEvent::HeldOffline { reason: None }, T + 7);
+    assert_eq!(s.gateway.held_offline, None);
+}
+
+#[test]
+fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
+    let mut s = state();
+    let vhf1 = || radio("vhf1");
+    apply(
+        &mut s,
+        &GatewayEvent::Incoming {
+            radio: vhf1(),
+            stream_id: 7,
+            from: "alice".into(),
+        },
+        T,
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert_eq!(
+        r.incoming,
+        Some(Activity {
+            stream_id: Some(7),
+            peer: Some("alice".into()),
+            since_ms: T
+        })
+    );
+    assert!(!r.ptt && r.transmitting.is_none());
+
+    apply(&mut s, &GatewayEvent::PttOn { radio: vhf1() }, T + 100);
+    apply(
+        &mut s,
+        &GatewayEvent::Playing {
+            radio: vhf1(),
+            stream_id: 7,
+        },
+        T + 200,
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert!(r.ptt);
+    assert_eq!(
+        r.transmitting,
+        Some(Activity {
+            stream_id: Some(7),
+            peer: Some("alice".into()),
+            since_ms: T + 100
+        })
+    );
+    assert_eq!(r.counters.key_ups, 1);
+
+    apply(
+        &mut s,
+        &GatewayEvent::Played {
+            radio: vhf1(),
+            stream_id: 7,
+            from: "alice".into(),
+            packets: 50,
+            concealed: 2,
+            dropped: 1,
+            duration_ms: 3000,
+            unkeyed_ms: 0,
+        },
+        T + 3300,
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert!(r.ptt, "still keyed for the tail");
+    assert_eq!(r.incoming, None);
+    assert_eq!(
+        r.last_played,
+        Some(Message {
+            stream_id: Some(7),
+            peer: Some("alice".into()),
+            ended_ms: T + 3300,
+            packets: 50,
+            concealed: 2,
+            dropped: 1,
+            duration_ms: 3000,
+            peak_dbfs: None,
+            rms_dbfs: None,
+            outcome: Some(MessageOutcome::Completed),
+        })
+    );
+
+    apply(&mut s, &GatewayEvent::PttOff { radio: vhf1() }, T + 3600);
+    let r = s.radio("vhf1").unwrap();
+    assert!(!r.ptt);
+    assert_eq!(r.transmitting, None);
+    assert_eq!(
+        r.counters,
+        Counters {
+            key_ups: 1,
+            transmitted_ms: 3500,
+            messages_played: 1,
+            packets_played: 50,
+            packets_concealed: 2,
+            packets_dropped: 1,
+            ..Counters::default()
+        }
+    );
+    // A second PttOff (an unkey on the way out) counts no more time.
+    apply(&mut s, &GatewayEvent::PttOff { radio: vhf1() }, T + 9000);
+    assert_eq!(s.radio("vhf1").unwrap().counters.transmitted_ms, 3500);
+}
+
+#[test]
+fn one_message_from_the_radio_carrier_up_stream_started_carrier_down_sent() {
+    let mut s = state();
+    let vhf1 = || radio("vhf1");
+    apply(&mut s, &GatewayEvent::CarrierUp { radio: vhf1() }, T);
+    let r = s.radio("vhf1").unwrap();
+    assert!(r.carrier);
+    assert_eq!(
+        r.receiving,
+        Some(Activity {
+            stream_id: None,
+            peer: Some("Dispatch".into()),
+            since_ms: T
+        })
+    );
+    apply(
+        &mut s,
+        &GatewayEvent::StreamStarted {
+            radio: vhf1(),
+            stream_id: 42,
+        },
+        T + 300,
+    );
+    assert_eq!(
+        s.radio("vhf1")
+            .unwrap()
+            .receiving
+            .as_ref()
+            .unwrap()
+            .stream_id,
+        Some(42)
+    );
+    apply(
+        &mut s,
+        &GatewayEvent::CarrierDown { radio: vhf1() },
+        T + 4000,
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert!(!r.carrier);
+    assert_eq!(r.receiving, None);
+    apply(
+        &mut s,
+        &GatewayEvent::Sent {
+            radio: vhf1(),
+            stream_id: Some(42),
+            packets: 70,
+            dropped: 0,
+            duration_ms: 4200,
+            peak_dbfs: -3.5,
+            rms_dbfs: -18.0,
+            outcome: MessageOutcome::Completed,
+        },
+        T + 4500,
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert_eq!(
+        r.last_sent,
+        Some(Message {
+            stream_id: Some(42),
+            peer: Some("Dispatch".into()),
+            ended_ms: T + 4500,
+            packets: 70,
+            concealed: 0,
+            dropped: 0,
+            duration_ms: 4200,
+            peak_dbfs: Some(-3.5),
+            rms_dbfs: Some(-18.0),
+            outcome: Some(MessageOutcome::Completed),
+        })
+    );
+    assert_eq!(
+        r.counters,
+        Counters {
+            received_ms: 4200,
+            messages_sent: 1,
+            packets_sent: 70,
+            ..Counters::default()
+        }
+    );
+    // A message cut off: its outcome and its gap.
+    apply(
+        &mut s,
+        &GatewayEvent::Sent {
+            radio: vhf1(),
+            stream_id: None,
+            packets: 3,
+            dropped: 5,
+            duration_ms: 180,
+            peak_dbfs: -10.0,
+            rms_dbfs: -30.0,
+            outcome: MessageOutcome::Dropped,
+        },
+        T + 9000,
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert_eq!(
+        r.last_sent.as_ref().unwrap().outcome,
+        Some(MessageOutcome::Dropped)
+    );
+    assert_eq!(
+        (
+            r.counters.messages_sent,
+            r.counters.packets_sent,
+            r.counters.packets_dropped
+        ),
+        (2, 73, 5)
+    );
+}
+
+#[test]
+fn kerchunks_time_outs_and_interrupted_messages_are_counted() {
+    let mut s = state();
+    let vhf1 = || radio("vhf1");
+    run(
+        &mut s,
+        &[
+            GatewayEvent::CarrierUp { radio: vhf1() },
+            GatewayEvent::CarrierDown { radio: vhf1() },
+            GatewayEvent::Kerchunk { radio: vhf1() },
+            GatewayEvent::Incoming {
+                radio: vhf1(),
+                stream_id: 9,
+                from: "bob".into(),
+            },
+            GatewayEvent::PttOn { radio: vhf1() },
+            GatewayEvent::TimeOut {
+                radio: vhf1(),
+                stream_id: 9,
+            },
+            GatewayEvent::PttOff { radio: vhf1() },
+            GatewayEvent::Played {
+                radio: vhf1(),
+                stream_id: 9,
+                from: "bob".into(),
+                packets: 10,
+                concealed: 0,
+                dropped: 0,
+                duration_ms: 600,
+                unkeyed_ms: 0,
+            },
+        ],
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert_eq!(r.counters.kerchunks, 1);
+    assert_eq!(r.counters.time_outs, 1);
+    assert_eq!(r.counters.key_ups, 1);
+    assert_eq!(r.counters.transmitted_ms, 2000);
+    assert_eq!(
+        r.last_played.as_ref().unwrap().outcome,
+        Some(MessageOutcome::TimedOut)
+    );
+    // The transmitter found unkeyed during a message: interrupted.
+    run(
+        &mut s,
+        &[GatewayEvent::Played {
+            radio: vhf1(),
+            stream_id: 10,
+            from: "bob".into(),
+            packets: 10,
+            concealed: 0,
+            dropped: 0,
+            duration_ms: 600,
+            unkeyed_ms: 240,
+        }],
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert_eq!(
+        r.last_played.as_ref().unwrap().outcome,
+        Some(MessageOutcome::Interrupted)
+    );
+    // A time-out after the message's Played marks that message.
+    run(
+        &mut s,
+        &[GatewayEvent::TimeOut {
+            radio: vhf1(),
+            stream_id: 10,
+        }],
+    );
+    let r = s.radio("vhf1").unwrap();
+    assert_eq!(
+        r.last_played.as_ref().unwrap().outcome,
+        Some(MessageOutcome::TimedOut)
+    );
+    assert_eq!(r.counters.time_outs, 2);
+}
+
+#[test]
+fn faults_are_set_and_cleared_with_their_last_error_kept() {
+    let mut s = state();
+    let vhf1 = || radio("vhf1");
+    apply(
+        &mut s,
+        &GatewayEvent::DeviceLost {
+            radio: vhf1(),
+            error: "USB sound card gone".into(),
+        },
+        T,
+    );
+    apply(
+        &mut s,
+        &GatewayEvent::PttFault {
+            radio: vhf1(),
+            error: Some("rigctld unreachable".into()),
+        },
+        T + 1,
+    );
+    apply(
+        &mut s,
+        &GatewayEvent::CarrierFault {
+            radio: vhf1(),
+            error: Some("gpio read failed".into()),
+        },
+        T + 2,
+    );
+    apply(
+        &mut s,
+        &GatewayEvent::HardwareWaiting {
+            radio: "uhf1".into(),
+            error: Some("no such device".into()),
+        },
+        T + 3,
+    );
+    let h = &s.radio("vhf1").unwrap().health;
+    assert_eq!(h.audio.fault(), Some("USB sound card gone"));
+    assert_eq!(h.audio.changed_ms, Some(T));
+    assert_eq!(h.ptt.fault(), Some("rigctld unreachable"));
+    assert_eq!(h.carrier.fault(), Some("gpio read failed"));
+    assert_eq!(
+        s.radio("uhf1")
+            .unwrap()
+            .health
+            .waiting_for_hardware
+            .as_deref(),
+        Some("no such device"),
+        "a radio not configured is added"
+    );
+    // A repeat keeps the time it started.
+    apply(
+        &mut s,
+        &GatewayEvent::PttFault {
+            radio: vhf1(),
+            error: Some("rigctld unreachable".into()),
+        },
+        T + 50,
+    );
+    assert_eq!(s.radio("vhf1").unwrap().health.ptt.changed_ms, Some(T + 1));
+
+    apply(&mut s, &GatewayEvent::DeviceBack { radio: vhf1() }, T + 10);
+    apply(
+        &mut s,
+        &GatewayEvent::PttFault {
+            radio: vhf1(),
+            error: None,
+        },
+        T + 11,
+    );
+    apply(
+        &mut s,
+        &GatewayEvent::CarrierFault {
+            radio: vhf1(),
+            error: None,
+        },
+        T + 12,
+    );
+    apply(
+        &mut s,
+        &GatewayEvent::HardwareWaiting {
+            radio: "uhf1".into(),
+            error: None,
+        },
+        T + 13,
+    );
+    let h = &s.radio("vhf1").unwrap().health;
+    assert_eq!(
+        h.audio,
+        PartHealth {
+            failing: false,
+            last_error: Some("USB sound card gone".into()),
+            changed_ms: Some(T + 10)
+        }
+    );
+    assert_eq!(h.ptt.fault(), None);
+    assert_eq!(h.carrier.fault(), None);
+    assert_eq!(h.ptt.last_error.as_deref(), Some("rigctld unreachable"));
+    assert_eq!(s.radio("uhf1").unwrap().health.waiting_for_hardware, None);
+}
+
+#[test]
+fn the_state_and_the_events_serialize_in_snake_case_by_name() {
+    let mut s = state();
+    apply(&mut s, &GatewayEvent::LoggedOn, T);
+    apply(
+        &mut s,
+        &GatewayEvent::PttOn {
+            radio: radio("vhf1"),
+        },
+        T,
+    );
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["seq"], 2);
+    assert_eq!(json["gateway"]["link"]["state"], "logged_on");
+    assert_eq!(json["radios"]["vhf1"]["ptt"], true);
+    assert_eq!(json["radios"]["vhf1"]["counters"]["key_ups"], 1);
+    assert_eq!(json["channels"]["Dispatch"]["online"], false);
+    assert!(json["radios"]["vhf1"].get("timed_out").is_none());
+    let event = serde_json::to_value(GatewayEvent::ConnectFailed {
+        error: "refused".into(),
+        retry_in: Duration::from_secs(2),
+    })
+    .unwrap();
+    assert_eq!(
+        event,
+        serde_json::json!({"kind": "connect_failed", "data": {"error": "refused", "retry_in_ms": 2000}})
+    );
+    let sent = serde_json::to_value(MessageOutcome::TimedOut).unwrap();
+    assert_eq!(sent, "timed_out");
+    assert_eq!(
+        serde_json::to_value(GatewayEvent::Started).unwrap(),
+        serde_json::json!({"kind": "started"})
+    );
+}
+
+#[tokio::test]
+async fn the_hub_numbers_applies_then_streams_each_event() {
+    let hub = StateHub::new(state());
+    let mut events = hub.subscribe();
+    let mut stamped = hub.subscribe_stamped();
+    let mut watch = hub.watch();
+    assert_eq!(hub.publish(GatewayEvent::Started), 1);
+    assert_eq!(
+        hub.publish(GatewayEvent::PttOn {
+            radio: radio("vhf1")
+        }),
+        2
+    );
+    assert!(watch.has_changed().unwrap());
+    let now = watch.borrow_and_update().clone();
+    assert_eq!(now.seq, 2);
+    assert!(now.radio("vhf1").unwrap().ptt);
+    assert_eq!(hub.snapshot(), now);
+    assert_eq!(events.recv().await.unwrap(), GatewayEvent::Started);
+    let first = stamped.recv().await.unwrap();
+    assert_eq!((first.seq, &first.event), (1, &GatewayEvent::Started));
+    assert!(first.at_ms > 0);
+    assert_eq!(stamped.recv().await.unwrap().seq, 2);
+    assert_eq!(
+        events.recv().await.unwrap(),
+        GatewayEvent::PttOn {
+            radio: radio("vhf1")
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_reader_far_behind_loses_events_but_never_the_latest_state() {
+    let hub = StateHub::with_capacity(state(), 16);
+    let mut events = hub.subscribe();
+    let mut watch = hub.watch();
+    for _ in 0..1000 {
+        hub.publish(GatewayEvent::PttOn {
+            radio: radio("vhf1"),
+        });
+        hub.publish(GatewayEvent::PttOff {
+            radio: radio("vhf1"),
+        });
+    }
+    hub.publish(GatewayEvent::PttFault {
+        radio: radio("vhf1"),
+        error: Some("gone".into()),
+    });
+    hub.publish(GatewayEvent::PttFault {
+        radio: radio("vhf1"),
+        error: None,
+    });
+    assert!(matches!(
+        events.recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(_))
+    ));
+    let s = watch.borrow_and_update().clone();
+    assert_eq!(s.seq, 2002);
+    let r = s.radio("vhf1").unwrap();
+    assert!(!r.ptt);
+    assert_eq!(r.counters.key_ups, 1000);
+    assert_eq!(r.health.ptt.fault(), None);
+}
+
+#[test]
+fn publishers_on_several_threads_stream_in_sequence_order() {
+    const EACH: u64 = 5000;
+    let hub = StateHub::with_capacity(GatewayState::default(), 4 * EACH as usize);
+    let mut stamped = hub.subscribe_stamped();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for _ in 0..EACH {
+                    hub.publish(GatewayEvent::PttOn {
+                        radio: format!("r{i}"),
+                    });
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for seq in 1..=4 * EACH {
+        assert_eq!(stamped.try_recv().unwrap().seq, seq);
+    }
+    let s = hub.snapshot();
+    assert_eq!(s.seq, 4 * EACH);
+    assert_eq!(s.radios.len(), 4);
+}

@@ -1,0 +1,304 @@
+//! Each radio's PTT line on a thread of its own, over real sockets: a rigctld that stops
+//! answering holds neither the Zello session (it keeps answering the emulator's pings) nor
+//! the other radio (it keeps passing audio both ways), the time-out timer still cuts the
+//! stuck radio's transmission while its keying hangs, and PTT is released on every way out.
+//! The gateway runs in real time on one thread, as in the daemon; the PTT thread's own ways
+//! out run under tokio's paused clock.
+
+mod common;
+
+use common::{CHANNEL, Captured, Client, config, server, wait_for};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use zello_gateway::audio::file::{FileInput, MemoryOutput};
+use zello_gateway::audio::{CODEC_RATE, speech};
+use zello_gateway::gateway::ptt_thread::PttThread;
+use zello_gateway::gateway::{self, GatewayEvent, RadioParts};
+use zello_gateway::radio::rigctld::{self, RigctldPtt, RigctldPttSettings};
+use zello_gateway::radio::sim::{FlagCarrier, SimPtt};
+use zello_gateway::state::MessageOutcome;
+use zello_gateway::zello::protocol::CodecHeader;
+use zello_gateway::zello::session::SessionEvent;
+use zello_gateway::zello::sim::{SimConfig, SimEvent};
+
+const S: Duration = Duration::from_secs(1);
+
+/// A rigctld stand-in on 127.0.0.1:0: it accepts every connection, answers `RPRT 0` while
+/// `answering` is set, and otherwise reads and never answers. Keeps every command it got.
+struct StandIn {
+    address: String,
+    answering: Arc<AtomicBool>,
+    commands: Arc<Mutex<Vec<String>>>,
+}
+
+impl StandIn {
+    fn start() -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let answering = Arc::new(AtomicBool::new(true));
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let (a, c) = (answering.clone(), commands.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let (answering, commands) = (a.clone(), c.clone());
+                std::thread::spawn(move || {
+                    let reader = BufReader::new(stream.try_clone().unwrap());
+                    for line in reader.lines() {
+                        let Ok(line) = line else { return };
+                        commands.lock().unwrap().push(line.trim().to_string());
+                        if answering.load(Ordering::SeqCst) {
+                            let answer = if line.trim() == "t" {
+                                "0\n"
+                            } else {
+                                "RPRT 0\n"
+                            };
+                            let _ = stream.write_all(answer.as_bytes());
+                        }
+                    }
+                });
+            }
+        });
+        StandIn {
+            address,
+            answering,
+            commands,
+        }
+    }
+
+    /// The `T` commands it got (keying and unkeying), in order.
+    fn keying(&self) -> Vec<String> {
+        let commands = self.commands.lock().unwrap();
+        commands
+            .iter()
+            .filter(|c| c.starts_with("T "))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Waits up to 5 s for `line` to be unkeyed.
+async fn unkeyed_soon(line: &SimPtt) -> bool {
+    let until = std::time::Instant::now() + 5 * S;
+    while line.is_keyed() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    !line.is_keyed()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_stuck_rigctld_holds_neither_the_session_nor_the_other_radio_and_the_tot_still_cuts() {
+    let logs = Captured::default();
+    let _logging = logs.start();
+    // Call sites first met by another test's thread (no subscriber there) may have been
+    // judged before this one's subscriber existed.
+    tracing::callsite::rebuild_interest_cache();
+    // Pings every 200 ms, and a gateway that takes more than 1 s to answer one is dropped.
+    let sim = server(SimConfig {
+        ping_interval: Duration::from_millis(200),
+        pong_timeout: S,
+        ..SimConfig::default()
+    })
+    .await;
+    let rig = StandIn::start();
+    let settings = RigctldPttSettings {
+        address: rig.address.clone(),
+    };
+    let stuck_ptt = tokio::task::spawn_blocking(move || RigctldPtt::open(&settings))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stuck = RadioParts::new(
+        "stuck",
+        CHANNEL,
+        Box::new(FileInput::from_samples(vec![], CODEC_RATE)),
+        Box::new(MemoryOutput::new(CODEC_RATE)),
+        Box::new(FlagCarrier::new()),
+        Box::new(stuck_ptt),
+    );
+    // Shorter than one rigctld call (300 ms): it runs out while the keying hangs.
+    stuck.timers.tot = Duration::from_millis(100);
+    let carrier = FlagCarrier::new();
+    let vhf_ptt = SimPtt::new();
+    let out = MemoryOutput::new(CODEC_RATE);
+    let played = out.messages();
+    let vhf = RadioParts::new(
+        "vhf",
+        CHANNEL,
+        Box::new(FileInput::from_samples(
+            speech::speech_like(CODEC_RATE, 60.0, 3),
+            CODEC_RATE,
+        )),
+        Box::new(out),
+        Box::new(carrier.clone()),
+        Box::new(vhf_ptt.clone()),
+    );
+    let shutdown = CancellationToken::new();
+    let (observer, mut watch) = zello_gateway::state::StateHub::channel(4096);
+    let mut all = observer.subscribe();
+    let gw = tokio::spawn(gateway::run(
+        config(&sim, "gateway1"),
+        vec![stuck, vhf],
+        shutdown.clone(),
+        observer,
+    ));
+    let mut app = Client::ready(config(&sim, "dispatcher")).await;
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
+    })
+    .await;
+
+    // rigctld hangs from now on.
+    rig.answering.store(false, Ordering::SeqCst);
+    let pongs_before = sim.log().len();
+    let talk = tokio::spawn({
+        let app = app.handle.clone();
+        async move {
+            let msg = app
+                .start_message(CHANNEL, CodecHeader::default(), None)
+                .await
+                .unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(60));
+            for i in 0..15u8 {
+                tick.tick().await;
+                msg.send(bytes::Bytes::from(vec![0xf8, 0xff, 0xfe, i]));
+            }
+            msg.finish().await;
+        }
+    });
+    // The stuck radio's transmission is cut by its time-out timer while its keying hangs;
+    // the other radio plays the message.
+    let mut incoming = None;
+    let mut timed_out = None;
+    let mut played_vhf = false;
+    tokio::time::timeout(10 * S, async {
+        while timed_out.is_none() || !played_vhf {
+            match watch.recv().await {
+                Ok(GatewayEvent::Incoming { radio, .. }) if radio == "stuck" => {
+                    incoming = Some(Instant::now())
+                }
+                Ok(GatewayEvent::TimeOut { radio, .. }) if radio == "stuck" => {
+                    timed_out = Some(Instant::now())
+                }
+                Ok(GatewayEvent::Played { radio, packets, .. }) if radio == "vhf" => {
+                    assert!(packets > 0);
+                    played_vhf = true;
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .expect("the stuck radio times out and the other one plays");
+    talk.await.unwrap();
+    let cut_after = timed_out.unwrap() - incoming.expect("the stuck radio heard the message");
+    assert!(
+        cut_after < rigctld::TIMEOUT,
+        "the time-out timer waited for the hanging keying: {cut_after:?}"
+    );
+    assert!(unkeyed_soon(&vhf_ptt).await, "the other radio unkeyed");
+    assert_eq!(vhf_ptt.key_count(), 1);
+    assert_eq!(played.lock().unwrap().len(), 1, "the other radio played it");
+    assert!(
+        logs.lines()
+            .iter()
+            .any(|l| l.contains("radio=stuck") && l.contains("event=\"time_out\"")),
+        "{}",
+        logs.text()
+    );
+
+    // The other radio receives: its message reaches the dispatcher.
+    carrier.set(true);
+    app.expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
+        .await;
+    app.expect(5 * S, |e| matches!(e, SessionEvent::IncomingAudio { .. }))
+        .await;
+    tokio::time::sleep(S).await;
+    carrier.set(false);
+    wait_for(&mut watch, 5 * S, |e| {
+        matches!(e, GatewayEvent::Sent { radio, outcome: MessageOutcome::Completed, packets, .. }
+            if radio == "vhf" && *packets > 10)
+    })
+    .await;
+
+    // The session answered the pings all along and stayed on.
+    let pongs = sim.log()[pongs_before..]
+        .iter()
+        .filter(|e| matches!(&e.event, SimEvent::PongReceived { user } if user == "gateway1"))
+        .count();
+    assert!(pongs >= 5, "{pongs} pongs while rigctld hung");
+    while let Ok(e) = all.try_recv() {
+        assert!(
+            !matches!(
+                e,
+                GatewayEvent::Disconnected(_) | GatewayEvent::ConnectFailed { .. }
+            ),
+            "{e:?}"
+        );
+    }
+
+    // Shutdown: every line is released, the hanging one asked too.
+    shutdown.cancel();
+    tokio::time::timeout(10 * S, gw)
+        .await
+        .expect("the gateway stops")
+        .unwrap()
+        .unwrap();
+    assert!(!vhf_ptt.is_keyed());
+    let keying = rig.keying();
+    assert!(keying.contains(&"T 1".to_string()), "{keying:?}");
+    assert_eq!(keying.last().map(String::as_str), Some("T 0"), "{keying:?}");
+    app.shutdown().await;
+}
+
+/// A line on a PTT thread, unkeyed.
+async fn line_on_a_thread() -> (PttThread, SimPtt) {
+    let line = SimPtt::new();
+    // No span: the radio span's call site stays the gateway test's alone, whose log
+    // lines are captured on its own thread.
+    let (ptt, first) =
+        PttThread::spawn(Box::new(line.clone()), "vhf", tracing::Span::none()).unwrap();
+    first.await.unwrap().unwrap();
+    (ptt, line)
+}
+
+/// A bridge that panics while the transmitter is keyed: unwinding drops its handle, and the
+/// thread unkeys.
+#[tokio::test(start_paused = true)]
+async fn the_ptt_thread_unkeys_when_its_owner_panics() {
+    let (mut ptt, line) = line_on_a_thread().await;
+    let owner = tokio::spawn(async move {
+        ptt.key().await.unwrap();
+        panic!("the bridge fell over");
+    });
+    assert!(owner.await.unwrap_err().is_panic());
+    assert_eq!(line.key_count(), 1);
+    assert!(unkeyed_soon(&line).await, "still keyed");
+}
+
+/// An owner that goes away keyed (a task dropped mid-transmission), and one that lets the
+/// line go: unkeyed both times.
+#[tokio::test(start_paused = true)]
+async fn the_ptt_thread_unkeys_when_its_owner_goes_away_or_lets_go() {
+    let (mut ptt, line) = line_on_a_thread().await;
+    ptt.key().await.unwrap();
+    assert!(line.is_keyed());
+    drop(ptt);
+    assert!(
+        unkeyed_soon(&line).await,
+        "still keyed after the owner went away"
+    );
+
+    let (mut ptt, line) = line_on_a_thread().await;
+    ptt.key().await.unwrap();
+    assert!(ptt.release(5 * S).await, "released in time");
+    assert!(!line.is_keyed());
+    assert_eq!(line.key_count(), 1);
+}
