@@ -184,13 +184,12 @@ impl RadioError {
 
 /// Keys and unkeys the transmitter. Implementations must be idempotent.
 ///
-/// The gateway calls it only from the radio's PTT thread
-/// ([`crate::gateway::ptt_thread`]), one call at a time, never from the async runtime: a
-/// call may block for the interface's time budget (rigctld's 300 ms and a retry, a serial
-/// port's lock), and the bridge goes on meanwhile. A call that hangs for good holds only
-/// that thread; the bridge gives up on it after
-/// [`ANSWER_WITHIN`](crate::gateway::ptt_thread::ANSWER_WITHIN). The value is dropped on
-/// that thread too, after a last `set(false)`.
+/// The gateway calls it only from the radio's PTT thread (`gateway::ptt_thread`), one call
+/// at a time, never from the async runtime: a call may block for the interface's time
+/// budget (rigctld's 300 ms and a retry, a serial port's lock), and the bridge goes on
+/// meanwhile. A call that hangs for good holds only that thread; the bridge gives up on it
+/// after `gateway::ptt_thread::ANSWER_WITHIN`. The value is dropped on that thread too,
+/// after a last `set(false)`.
 pub trait Ptt: Send {
     /// Key (`true`) or unkey (`false`) the transmitter.
     fn set(&mut self, keyed: bool) -> Result<(), RadioError>;

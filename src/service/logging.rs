@@ -22,8 +22,8 @@
 //!
 //! `SYSLOG_IDENTIFIER` is `zello-gateway`. A field set on a span is attached to every event inside
 //! it: each radio's bridge task, codec thread and PTT thread run in a `radio` span
-//! ([`crate::gateway::radio_span`]) and a message's lines in a `message` span
-//! ([`crate::gateway::message_span`]), so their lines carry `RADIO` and `STREAM_ID`. Field names must not be one of
+//! (`gateway::radio_span`) and a message's lines in a `message` span
+//! (`gateway::message_span`), so their lines carry `RADIO` and `STREAM_ID`. Field names must not be one of
 //! journald's own (`MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`, `CODE_FILE`, `CODE_LINE`,
 //! `ERRNO`, ...): give such a value another name. `journalctl -u zello-gateway -o verbose`
 //! shows every field of each entry.
