@@ -572,9 +572,7 @@ pub fn build_or_wait(config: &Config) -> Result<(Vec<RadioParts>, Vec<WaitingRad
                     name: r.name.clone(),
                     channel: r.channel.clone(),
                     error: e.to_string(),
-                    open: Box::new(move || {
-                        build_one(&config, index, &r).map_err(|e| e.to_string())
-                    }),
+                    open: Box::new(move || build_one(&config, index, &r).map_err(Into::into)),
                 });
             }
         }

@@ -22,6 +22,7 @@ use zello_gateway::gateway::ptt_thread::PttThread;
 use zello_gateway::gateway::{self, GatewayEvent, RadioParts};
 use zello_gateway::radio::rigctld::{self, RigctldPtt, RigctldPttSettings};
 use zello_gateway::radio::sim::{FlagCarrier, SimPtt};
+use zello_gateway::radio::{CarrierDetect as _, serial};
 use zello_gateway::state::MessageOutcome;
 use zello_gateway::zello::protocol::CodecHeader;
 use zello_gateway::zello::session::SessionEvent;
@@ -301,4 +302,116 @@ async fn the_ptt_thread_unkeys_when_its_owner_goes_away_or_lets_go() {
     assert!(ptt.release(5 * S).await, "released in time");
     assert!(!line.is_keyed());
     assert_eq!(line.key_count(), 1);
+}
+
+/// A serial adapter whose modem-control ioctls block while `stuck` is set (a USB-serial
+/// adapter wedged in its driver), with its RTS level and the calls it got.
+#[derive(Clone, Default)]
+struct WedgedAdapter {
+    stuck: Arc<AtomicBool>,
+    rts: Arc<AtomicBool>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl WedgedAdapter {
+    fn ioctl(&self, call: String) {
+        while self.stuck.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl serial::ModemLines for WedgedAdapter {
+    fn set_rts(&mut self, on: bool) -> std::io::Result<()> {
+        self.ioctl(format!("rts={}", u8::from(on)));
+        self.rts.store(on, Ordering::SeqCst);
+        Ok(())
+    }
+    fn set_dtr(&mut self, on: bool) -> std::io::Result<()> {
+        self.ioctl(format!("dtr={}", u8::from(on)));
+        Ok(())
+    }
+    fn cts(&mut self) -> std::io::Result<bool> {
+        self.ioctl("cts?".into());
+        Ok(false)
+    }
+    fn dsr(&mut self) -> std::io::Result<bool> {
+        self.ioctl("dsr?".into());
+        Ok(false)
+    }
+    fn dcd(&mut self) -> std::io::Result<bool> {
+        self.ioctl("dcd?".into());
+        Ok(false)
+    }
+}
+
+/// A serial adapter that blocks in an ioctl, its port shared by the PTT (RTS) and the
+/// carrier detect (CTS): the blocked call holds only the PTT thread. The runtime's one
+/// thread goes on, the carrier detect answers at once, and once the ioctl returns the
+/// keying is answered and the line ends unkeyed when the thread is let go.
+#[tokio::test(flavor = "current_thread")]
+async fn a_serial_adapter_blocked_in_an_ioctl_holds_only_the_ptt_thread() {
+    let adapter = WedgedAdapter::default();
+    let opened = adapter.clone();
+    let registry = serial::PortRegistry::new(Arc::new(move |_: &std::path::Path| {
+        Ok(Box::new(opened.clone()) as Box<dyn serial::ModemLines>)
+    }));
+    let line = serial::SerialPtt::open_in(
+        &registry,
+        &serial::SerialPttSettings {
+            device: "/dev/ttyUSB0".into(),
+            lines: vec!["RTS".into()],
+        },
+    )
+    .unwrap();
+    let mut carrier = serial::SerialCarrier::open_in(
+        &registry,
+        &serial::SerialCarrierSettings {
+            device: "/dev/ttyUSB0".into(),
+            line: "cts".into(),
+            invert: false,
+        },
+    )
+    .unwrap();
+    let (mut ptt, first) = PttThread::spawn(Box::new(line), "vhf", tracing::Span::none()).unwrap();
+    first.await.unwrap().unwrap();
+
+    adapter.stuck.store(true, Ordering::SeqCst);
+    let asked = ptt.request(gateway::ptt_thread::PttOp::Key);
+    // The runtime's thread is not held: its timers keep firing, on time.
+    let start = std::time::Instant::now();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ticked = start.elapsed();
+    assert!(
+        ticked < 2 * S,
+        "the runtime waited on the ioctl: {ticked:?}"
+    );
+    // The carrier detect reads on its own thread: asking it never waits on the port.
+    let asked_carrier = std::time::Instant::now();
+    let _ = carrier.update(-90.0, 20);
+    assert!(
+        asked_carrier.elapsed() < S,
+        "the carrier detect waited on the port"
+    );
+    assert!(
+        !adapter.rts.load(Ordering::SeqCst),
+        "keyed while the ioctl blocks"
+    );
+
+    adapter.stuck.store(false, Ordering::SeqCst);
+    let answer = tokio::time::timeout(5 * S, ptt.answer()).await.unwrap();
+    assert_eq!(answer.id, asked);
+    assert!(answer.result.is_ok(), "{:?}", answer.result);
+    assert!(adapter.rts.load(Ordering::SeqCst), "the keying was lost");
+    drop(ptt);
+    let unkeyed = tokio::time::timeout(5 * S, async {
+        while adapter.rts.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(unkeyed.is_ok(), "still keyed after the thread was let go");
 }

@@ -394,10 +394,11 @@ impl Bridge {
         }
     }
 
-    /// Follows the PTT interface's health: one log line and one event per change.
-    fn ptt_health(&self, s: &mut State, result: Result<(), String>) {
-        match (result, s.ptt_fault.is_some()) {
-            (Ok(()), true) => {
+    /// Follows the PTT interface's health (`fault`: why it failed, `None`: it works): one
+    /// log line and one event per change.
+    fn ptt_health(&self, s: &mut State, fault: Option<String>) {
+        match (fault, s.ptt_fault.is_some()) {
+            (None, true) => {
                 s.ptt_fault = None;
                 info!(event = "ptt_interface_back", "PTT interface works again");
                 self.observe(GatewayEvent::PttFault {
@@ -405,7 +406,7 @@ impl Bridge {
                     error: None,
                 });
             }
-            (Err(e), false) => {
+            (Some(e), false) => {
                 warn!(event = "ptt_interface_failed", error = %e,
                     "PTT interface failed: messages from the channel cannot be transmitted until it works again");
                 s.ptt_fault = Some(e.clone());
@@ -433,7 +434,7 @@ impl Bridge {
             PttOp::Check => {
                 if s.check_req == Some(id) {
                     s.check_req = None;
-                    self.ptt_health(s, result.map(drop).map_err(|e| e.to_string()));
+                    self.ptt_health(s, result.err().map(|e| e.to_string()));
                 }
             }
             PttOp::Read => {
@@ -456,7 +457,7 @@ impl Bridge {
             // for since follows this answer.
             if let Err(e) = result {
                 debug!(error = %e, "keying failed after the transmission had ended");
-                self.ptt_health(s, Err(e.to_string()));
+                self.ptt_health(s, Some(e.to_string()));
             }
             return;
         }
@@ -465,7 +466,7 @@ impl Bridge {
             Ok(()) => {
                 info!(event = "ptt_on", "PTT on");
                 s.watch.keyed(Instant::now());
-                self.ptt_health(s, Ok(()));
+                self.ptt_health(s, None);
                 self.engine(EngineCommand::Transmitting(true));
                 s.encoding = false;
                 self.observe(GatewayEvent::PttOn {
@@ -476,7 +477,7 @@ impl Bridge {
             }
             Err(e) => {
                 error!(event = "ptt_failed", error = %e, "cannot key the transmitter");
-                self.ptt_health(s, Err(e.to_string()));
+                self.ptt_health(s, Some(e.to_string()));
                 s.deferred.clear();
                 self.feed(s, Input::PttFailed).await;
             }
@@ -570,7 +571,7 @@ impl Bridge {
         });
         if let Some(error) = give_up {
             s.watch.unkeyed();
-            self.ptt_health(s, Err(error));
+            self.ptt_health(s, Some(error));
             self.feed(s, Input::PttFailed).await;
         }
     }

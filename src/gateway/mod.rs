@@ -206,8 +206,12 @@ pub struct WaitingRadio {
     /// Why its devices did not open (the first time).
     pub error: String,
     /// Opens the radio's devices again; called on a blocking thread.
-    pub open: Box<dyn FnMut() -> Result<RadioParts, String> + Send>,
+    pub open: Box<dyn FnMut() -> Result<RadioParts, OpenError> + Send>,
 }
+
+/// Why a waiting radio's devices did not open this time (the composition root's own error,
+/// with its sources).
+pub type OpenError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The first wait before a radio's missing hardware is tried again.
 pub const HARDWARE_RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -441,7 +445,7 @@ impl Shared {
                         }
                     };
                     let failed = match assembled {
-                        Err(e) => e,
+                        Err(e) => e.to_string(),
                         Ok(Ok((engine, bridge))) => break (tx, engine, bridge),
                         Ok(Err(e @ GatewayError::Settings { .. })) => {
                             error!(error = %e, "the radio's settings cannot work with its devices: the gateway stops");

@@ -697,7 +697,7 @@ async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_star
         Box::new(move || {
             let n = tries.fetch_add(1, Ordering::SeqCst) + 1;
             if n < 8 {
-                return Err(format!("try {n}: no such device"));
+                return Err(format!("try {n}: no such device").into());
             }
             Ok(RadioParts::new(
                 "vhf1",
@@ -784,7 +784,7 @@ fn late_radio(
         open: Box::new(move || {
             let n = tries.fetch_add(1, Ordering::SeqCst) + 1;
             if n < opens_at {
-                return Err(errors(n));
+                return Err(errors(n).into());
             }
             Ok(RadioParts::new(
                 "vhf1",
