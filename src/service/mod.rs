@@ -46,9 +46,10 @@ pub use watchdog::{Health, Heartbeat, Liveness, Watchdog};
 /// carries it through the bridge and the session to the socket, and a packet from the
 /// socket reaches the codec thread's queue without waking another thread. (With worker
 /// threads, tokio wakes a second one for most hand-offs; each wake-up costs tens of
-/// microseconds on a small machine.) So nothing that blocks runs on it: PTT lines are keyed
-/// on tokio's blocking threads (the bridge's PTT guard), and so
-/// are hardware opens while the gateway runs and PTT read-backs.
+/// microseconds on a small machine.) So nothing that blocks runs on it: each radio's PTT
+/// line is keyed, checked and read back on a thread of its own (`gateway::ptt_thread`), and
+/// hardware opens while the gateway runs go to tokio's blocking threads. `bench
+/// --runtime-workers 1|2` measures the multi-thread runtime beside it (docs/performance.md).
 pub fn runtime_builder() -> tokio::runtime::Builder {
     runtime_builder_with(0)
 }
