@@ -483,6 +483,22 @@ impl CodecConfig {
     }
 }
 
+/// For the tests of files whose problems are all listed at once (the gateway's configuration
+/// and the Work admin file): `problems` holds `count` of them and the error's `text` names
+/// each of `needles`.
+#[cfg(test)]
+pub(crate) fn assert_lists_problems(
+    problems: &[String],
+    text: &str,
+    count: usize,
+    needles: &[&str],
+) {
+    assert_eq!(problems.len(), count, "{problems:#?}");
+    for needle in needles {
+        assert!(text.contains(needle), "{needle} missing in {text}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +521,15 @@ carrier = { type = "vox" }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "test.toml", Path::new("/cfg"))
+    }
+
+    /// Parses `text`, which must fail listing `count` problems that name each of `needles`.
+    fn assert_invalid(text: &str, count: usize, needles: &[&str]) {
+        let e = parse(text).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_lists_problems(problems, &e.to_string(), count, needles);
     }
 
     #[test]
@@ -602,21 +627,17 @@ carrier = { type = "vox" }
             .replace("username", "usernme")
             .replace("type = \"sim\"", "type = \"gpio\", pinn = 4")
             .replace("platform_name", "platfrom_name");
-        let e = parse(&text).unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("{e}")
-        };
-        assert_eq!(problems.len(), 4, "{problems:#?}");
-        let all = e.to_string();
-        for needle in [
-            "zello.usernme: unknown field `usernme`: did you mean `username`?",
-            "zello.platfrom_name: unknown field `platfrom_name`: did you mean `platform_name`?",
-            "radio[0] (radio1).ptt.pinn: unknown field `pinn`: did you mean `pin`?",
-            // Taking `pinn` out leaves the gpio PTT without its pin.
-            "radio[0] (radio1).ptt: missing field `pin`",
-        ] {
-            assert!(all.contains(needle), "{needle} missing in {all}");
-        }
+        assert_invalid(
+            &text,
+            4,
+            &[
+                "zello.usernme: unknown field `usernme`: did you mean `username`?",
+                "zello.platfrom_name: unknown field `platfrom_name`: did you mean `platform_name`?",
+                "radio[0] (radio1).ptt.pinn: unknown field `pinn`: did you mean `pin`?",
+                // Taking `pinn` out leaves the gpio PTT without its pin.
+                "radio[0] (radio1).ptt: missing field `pin`",
+            ],
+        );
         // Far from every known key: the known keys are listed instead.
         let e = parse(&EXAMPLE.replace("platform_name", "colour"))
             .unwrap_err()
@@ -748,21 +769,17 @@ carrier = { type = "vox" }
                 "carrier = { type = \"vox\" }",
                 "carrier = { type = \"vox\", open_dbfs = -50, close_dbfs = -40 }\ncodec = { frame_ms = 30 }",
             );
-        let e = parse(&text).unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("{e}")
-        };
-        assert_eq!(problems.len(), 5, "{problems:#?}");
-        let all = e.to_string();
-        for needle in [
-            "zello.platform_name",
-            "zello.server",
-            "radio[0].channel",
-            "radio[0].carrier",
-            "radio[0].codec",
-        ] {
-            assert!(all.contains(needle), "{needle} missing in {all}");
-        }
+        assert_invalid(
+            &text,
+            5,
+            &[
+                "zello.platform_name",
+                "zello.server",
+                "radio[0].channel",
+                "radio[0].carrier",
+                "radio[0].codec",
+            ],
+        );
     }
 
     #[test]
@@ -945,20 +962,16 @@ carrier = { type = "vox" }
                 "password = \"secret\"\nauth_token = \"eyJ\"",
             )
             .replace("Zello Radio Gateway", "Radio Bridge");
-        let e = parse(&text).unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("{e}")
-        };
-        assert_eq!(problems.len(), 3, "{problems:#?}");
-        let all = e.to_string();
-        for needle in [
-            "zello.token: set [zello.token]",
-            "not both",
-            "zello.token.issuer: must not be empty",
-            "zello.platform_name",
-        ] {
-            assert!(all.contains(needle), "{needle} missing in {all}");
-        }
+        assert_invalid(
+            &text,
+            3,
+            &[
+                "zello.token: set [zello.token]",
+                "not both",
+                "zello.token.issuer: must not be empty",
+                "zello.platform_name",
+            ],
+        );
         let text = with_token("iss", "key.pem").replace(
             "private_key_file = \"key.pem\"",
             "private_key_file = \"key.pem\"\naudience = \"x\"",
