@@ -39,38 +39,26 @@ CONF_DIR=/etc/zello-gateway
 CONF="$CONF_DIR/gateway.toml"
 STATE_DIR=/var/lib/zello-gateway
 
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
+# shellcheck source=scripts/lib/actions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/actions.sh"
 
 dry_run=0
 start=1
 binary=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dry-run) dry_run=1 ;;
     --no-start) start=0 ;;
     --binary)
       [ $# -ge 2 ] || { echo "error: --binary needs a path" >&2; exit 2; }
       binary="$2"
       shift
       ;;
-    -h | --help) usage; exit 0 ;;
-    *)
-      echo "error: unknown option $1 (see scripts/install.sh --help)" >&2
-      exit 2
-      ;;
+    *) common_option "$1" ;;
   esac
   shift
 done
 
-DESTDIR="${DESTDIR:-}"
-# shellcheck source=scripts/lib/apt.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
-need_root "the system steps need root: run as root or install sudo" "$DESTDIR" "$dry_run"
-
-# shellcheck source=scripts/lib/actions.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib/actions.sh"
+system_steps "the system steps need root: run as root or install sudo"
 
 # Creates a folder that is missing (an existing one keeps its mode: Debian's /usr/local/bin is
 # 2775 root:staff).

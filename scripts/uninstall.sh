@@ -24,32 +24,20 @@ RULES=/etc/udev/rules.d/99-zello-gateway.rules
 CONF_DIR=/etc/zello-gateway
 STATE_DIR=/var/lib/zello-gateway
 
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-}
+# shellcheck source=scripts/lib/actions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/actions.sh"
 
 dry_run=0
 purge=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dry-run) dry_run=1 ;;
     --purge) purge=1 ;;
-    -h | --help) usage; exit 0 ;;
-    *)
-      echo "error: unknown option $1 (see scripts/uninstall.sh --help)" >&2
-      exit 2
-      ;;
+    *) common_option "$1" ;;
   esac
   shift
 done
 
-DESTDIR="${DESTDIR:-}"
-# shellcheck source=scripts/lib/apt.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
-need_root "removing the service needs root: run as root or install sudo" "$DESTDIR" "$dry_run"
-
-# shellcheck source=scripts/lib/actions.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib/actions.sh"
+system_steps "removing the service needs root: run as root or install sudo"
 
 # Removes the files that exist.
 remove() {

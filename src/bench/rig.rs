@@ -52,6 +52,39 @@ pub(crate) fn bench_timers() -> Timers {
     }
 }
 
+/// Starts a thread named `name` that builds a runtime with `build` and hands it to `run`,
+/// and waits up to [`SETUP_TIMEOUT`] for `run` to send what it started, or why it could not,
+/// on its channel: the thread and what it started. A runtime that cannot be built is
+/// reported the same way; `what` names what is started in the error.
+fn start_runtime_thread<T: Send + 'static>(
+    name: String,
+    what: String,
+    build: impl FnOnce() -> std::io::Result<tokio::runtime::Runtime> + Send + 'static,
+    run: impl FnOnce(tokio::runtime::Runtime, std::sync::mpsc::Sender<Result<T, String>>)
+    + Send
+    + 'static,
+) -> Result<(JoinHandle<()>, T), BenchError> {
+    let setup = |message: String| BenchError::Setup {
+        what: what.clone(),
+        message,
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || match build() {
+            Ok(rt) => run(rt, ready_tx),
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+            }
+        })
+        .map_err(|e| setup(e.to_string()))?;
+    let started = ready_rx
+        .recv_timeout(SETUP_TIMEOUT)
+        .map_err(|e| setup(e.to_string()))?
+        .map_err(setup)?;
+    Ok((thread, started))
+}
+
 /// The name of the emulator's thread.
 pub(crate) const EMULATOR_THREAD: &str = "bench-emulator";
 
@@ -69,26 +102,17 @@ pub(crate) struct Emulator {
 impl Emulator {
     /// Starts the emulator on 127.0.0.1 with a free port.
     pub(crate) fn start() -> Result<Emulator, BenchError> {
-        let setup = |message: String| BenchError::Setup {
-            what: "the Zello emulator".into(),
-            message,
-        };
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (commands, mut command_rx) =
             mpsc::unbounded_channel::<std::sync::mpsc::Sender<Duration>>();
-        let thread = std::thread::Builder::new()
-            .name(EMULATOR_THREAD.into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
+        let (thread, sim) = start_runtime_thread(
+            EMULATOR_THREAD.into(),
+            "the Zello emulator".into(),
+            || {
+                tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
+            },
+            move |rt, ready_tx| {
                 rt.block_on(async move {
                     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
                     let handle = match SimServer::start(addr, SimConfig::default()).await {
@@ -107,12 +131,8 @@ impl Emulator {
                     handle.shutdown();
                     handle.closed(Duration::from_secs(2)).await;
                 });
-            })
-            .map_err(|e| setup(e.to_string()))?;
-        let sim = ready_rx
-            .recv_timeout(SETUP_TIMEOUT)
-            .map_err(|e| setup(e.to_string()))?
-            .map_err(setup)?;
+            },
+        )?;
         Ok(Emulator {
             addr: sim.local_addr(),
             url: sim.url(),
@@ -403,37 +423,24 @@ pub(crate) struct Net {
 
 impl Net {
     pub(crate) fn start(name: &str) -> Result<Net, BenchError> {
-        let setup = |message: String| BenchError::Setup {
-            what: format!("the runtime of {name}"),
-            message,
-        };
         let stop = CancellationToken::new();
         let stopped = stop.clone();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let workers = format!("{name}-rt");
-        let thread = std::thread::Builder::new()
-            .name(format!("{name}-net"))
-            .spawn(move || {
+        let (thread, handle) = start_runtime_thread(
+            format!("{name}-net"),
+            format!("the runtime of {name}"),
+            move || {
                 let workers_wanted = RUNTIME_WORKERS.load(std::sync::atomic::Ordering::Relaxed);
-                let rt = match crate::service::runtime_builder_with(workers_wanted)
+                crate::service::runtime_builder_with(workers_wanted)
                     .thread_name(workers)
                     .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
+            },
+            move |rt, ready_tx| {
                 let _ = ready_tx.send(Ok(rt.handle().clone()));
                 rt.block_on(stopped.cancelled());
                 rt.shutdown_timeout(Duration::from_secs(2));
-            })
-            .map_err(|e| setup(e.to_string()))?;
-        let handle = ready_rx
-            .recv_timeout(SETUP_TIMEOUT)
-            .map_err(|e| setup(e.to_string()))?
-            .map_err(setup)?;
+            },
+        )?;
         Ok(Net {
             handle,
             stop,

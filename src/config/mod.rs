@@ -483,6 +483,22 @@ impl CodecConfig {
     }
 }
 
+/// For the tests of files whose problems are all listed at once (the gateway's configuration
+/// and the Work admin file): `problems` holds `count` of them and the error's `text` names
+/// each of `needles`.
+#[cfg(test)]
+pub(crate) fn assert_lists_problems(
+    problems: &[String],
+    text: &str,
+    count: usize,
+    needles: &[&str],
+) {
+    assert_eq!(problems.len(), count, "{problems:#?}");
+    for needle in needles {
+        assert!(text.contains(needle), "{needle} missing in {text}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +523,26 @@ carrier = { type = "vox" }
         Config::parse(text, "test.toml", Path::new("/cfg"))
     }
 
+    /// The error of EXAMPLE with `from` replaced by `to`, which must not parse.
+    fn error_with(from: &str, to: &str) -> String {
+        parse(&EXAMPLE.replace(from, to)).unwrap_err().to_string()
+    }
+
+    /// EXAMPLE with `from` replaced by `to` must not parse, and its error names `needle`.
+    fn assert_refused(from: &str, to: &str, needle: &str) {
+        let e = error_with(from, to);
+        assert!(e.contains(needle), "{from} -> {to}: {e}");
+    }
+
+    /// Parses `text`, which must fail listing `count` problems that name each of `needles`.
+    fn assert_invalid(text: &str, count: usize, needles: &[&str]) {
+        let e = parse(text).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_lists_problems(problems, &e.to_string(), count, needles);
+    }
+
     #[test]
     fn the_issue_example_parses() {
         let c = parse(EXAMPLE).unwrap();
@@ -527,12 +563,9 @@ carrier = { type = "vox" }
 
     #[test]
     fn unknown_keys_are_refused() {
-        let e = parse(&EXAMPLE.replace("platform_name", "platfrom_name")).unwrap_err();
-        assert!(e.to_string().contains("platfrom_name"), "{e}");
-        let e = parse(&EXAMPLE.replace("type = \"sim\"", "type = \"sim\", pin = 4")).unwrap_err();
-        assert!(e.to_string().contains("pin"), "{e}");
-        let e = parse(&EXAMPLE.replace("type = \"sim\"", "type = \"laser\"")).unwrap_err();
-        assert!(e.to_string().contains("laser"), "{e}");
+        assert_refused("platform_name", "platfrom_name", "platfrom_name");
+        assert_refused("type = \"sim\"", "type = \"sim\", pin = 4", "pin");
+        assert_refused("type = \"sim\"", "type = \"laser\"", "laser");
     }
 
     #[test]
@@ -550,27 +583,21 @@ carrier = { type = "vox" }
             assert!(e.starts_with("config file test.toml: "), "{e}");
         }
         // A value of the wrong kind for a secret key: named, its value not shown.
-        let e = parse(&EXAMPLE.replace("\"secret\"", "73519"))
-            .unwrap_err()
-            .to_string();
+        let e = error_with("\"secret\"", "73519");
         assert!(e.contains("zello.password"), "{e}");
         assert!(!e.contains("73519"), "{e}");
         // A string in the wrong place may be a secret too (a token given as `token`).
-        let e = parse(&EXAMPLE.replace(
+        let e = error_with(
             "password = \"secret\"",
             "password = \"secret\"\ntoken = \"eyJ-S3cret\"",
-        ))
-        .unwrap_err()
-        .to_string();
+        );
         assert!(e.contains("zello.token: invalid type: string"), "{e}");
         assert!(!e.contains("S3cret"), "{e}");
         // Other keys' wrong values are shown: they help and hide nothing.
-        let e = parse(&EXAMPLE.replace("\"gateway1\"", "12345"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("zello.username: invalid type: integer `12345`"),
-            "{e}"
+        assert_refused(
+            "\"gateway1\"",
+            "12345",
+            "zello.username: invalid type: integer `12345`",
         );
     }
 
@@ -602,28 +629,22 @@ carrier = { type = "vox" }
             .replace("username", "usernme")
             .replace("type = \"sim\"", "type = \"gpio\", pinn = 4")
             .replace("platform_name", "platfrom_name");
-        let e = parse(&text).unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("{e}")
-        };
-        assert_eq!(problems.len(), 4, "{problems:#?}");
-        let all = e.to_string();
-        for needle in [
-            "zello.usernme: unknown field `usernme`: did you mean `username`?",
-            "zello.platfrom_name: unknown field `platfrom_name`: did you mean `platform_name`?",
-            "radio[0] (radio1).ptt.pinn: unknown field `pinn`: did you mean `pin`?",
-            // Taking `pinn` out leaves the gpio PTT without its pin.
-            "radio[0] (radio1).ptt: missing field `pin`",
-        ] {
-            assert!(all.contains(needle), "{needle} missing in {all}");
-        }
+        assert_invalid(
+            &text,
+            4,
+            &[
+                "zello.usernme: unknown field `usernme`: did you mean `username`?",
+                "zello.platfrom_name: unknown field `platfrom_name`: did you mean `platform_name`?",
+                "radio[0] (radio1).ptt.pinn: unknown field `pinn`: did you mean `pin`?",
+                // Taking `pinn` out leaves the gpio PTT without its pin.
+                "radio[0] (radio1).ptt: missing field `pin`",
+            ],
+        );
         // Far from every known key: the known keys are listed instead.
-        let e = parse(&EXAMPLE.replace("platform_name", "colour"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("zello.colour: unknown field `colour`, expected one of"),
-            "{e}"
+        assert_refused(
+            "platform_name",
+            "colour",
+            "zello.colour: unknown field `colour`, expected one of",
         );
     }
 
@@ -748,21 +769,17 @@ carrier = { type = "vox" }
                 "carrier = { type = \"vox\" }",
                 "carrier = { type = \"vox\", open_dbfs = -50, close_dbfs = -40 }\ncodec = { frame_ms = 30 }",
             );
-        let e = parse(&text).unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("{e}")
-        };
-        assert_eq!(problems.len(), 5, "{problems:#?}");
-        let all = e.to_string();
-        for needle in [
-            "zello.platform_name",
-            "zello.server",
-            "radio[0].channel",
-            "radio[0].carrier",
-            "radio[0].codec",
-        ] {
-            assert!(all.contains(needle), "{needle} missing in {all}");
-        }
+        assert_invalid(
+            &text,
+            5,
+            &[
+                "zello.platform_name",
+                "zello.server",
+                "radio[0].channel",
+                "radio[0].carrier",
+                "radio[0].codec",
+            ],
+        );
     }
 
     #[test]
@@ -867,31 +884,33 @@ carrier = { type = "vox" }
                 parse(&text).unwrap_or_else(|e| panic!("{ptt} / {carrier}: {e}"));
             }
         }
-        // Unknown keys inside an interface's table are refused too.
-        let e = parse(&EXAMPLE.replace(
-            "ptt = { type = \"sim\" }",
-            r#"ptt = { type = "gpio", pin = 17, polarity = "low" }"#,
-        ))
-        .unwrap_err();
-        assert!(e.to_string().contains("polarity"), "{e}");
-        let e = parse(&EXAMPLE.replace(
-            "carrier = { type = \"vox\" }",
-            "carrier = { type = \"vox\" }\ntiming = { tot_s = 0, busy_policy = \"queue\" }",
-        ))
-        .unwrap_err();
-        assert!(e.to_string().contains("radio[0].timing.tot_s"), "{e}");
-        let e = parse(&EXAMPLE.replace(
-            "carrier = { type = \"vox\" }",
-            "carrier = { type = \"vox\" }\ntiming = { busy_policy = \"maybe\" }",
-        ))
-        .unwrap_err();
-        assert!(e.to_string().contains("maybe"), "{e}");
-        let e = parse(&EXAMPLE.replace(
-            "carrier = { type = \"vox\" }",
-            "carrier = { type = \"vox\" }\ncw_id = { call = \"N0CALL!\" }",
-        ))
-        .unwrap_err();
-        assert!(e.to_string().contains("radio[0].cw_id.call"), "{e}");
+        // Unknown keys inside an interface's table are refused too (the first case), and so
+        // are timings and CW ids that cannot be used.
+        let vox = "carrier = { type = \"vox\" }";
+        for (from, to, needle) in [
+            (
+                "ptt = { type = \"sim\" }",
+                r#"ptt = { type = "gpio", pin = 17, polarity = "low" }"#,
+                "polarity",
+            ),
+            (
+                vox,
+                "carrier = { type = \"vox\" }\ntiming = { tot_s = 0, busy_policy = \"queue\" }",
+                "radio[0].timing.tot_s",
+            ),
+            (
+                vox,
+                "carrier = { type = \"vox\" }\ntiming = { busy_policy = \"maybe\" }",
+                "maybe",
+            ),
+            (
+                vox,
+                "carrier = { type = \"vox\" }\ncw_id = { call = \"N0CALL!\" }",
+                "radio[0].cw_id.call",
+            ),
+        ] {
+            assert_refused(from, to, needle);
+        }
     }
 
     /// EXAMPLE with `[zello.token]` instead of the token file.
@@ -945,20 +964,16 @@ carrier = { type = "vox" }
                 "password = \"secret\"\nauth_token = \"eyJ\"",
             )
             .replace("Zello Radio Gateway", "Radio Bridge");
-        let e = parse(&text).unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("{e}")
-        };
-        assert_eq!(problems.len(), 3, "{problems:#?}");
-        let all = e.to_string();
-        for needle in [
-            "zello.token: set [zello.token]",
-            "not both",
-            "zello.token.issuer: must not be empty",
-            "zello.platform_name",
-        ] {
-            assert!(all.contains(needle), "{needle} missing in {all}");
-        }
+        assert_invalid(
+            &text,
+            3,
+            &[
+                "zello.token: set [zello.token]",
+                "not both",
+                "zello.token.issuer: must not be empty",
+                "zello.platform_name",
+            ],
+        );
         let text = with_token("iss", "key.pem").replace(
             "private_key_file = \"key.pem\"",
             "private_key_file = \"key.pem\"\naudience = \"x\"",

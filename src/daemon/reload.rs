@@ -271,11 +271,13 @@ fn diff_values(
     }
 }
 
+/// The service's test file: one radio, vhf1 on Dispatch, with the literal `$more` after its
+/// radio table (more keys of vhf1, more radios).
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const RUNNING: &str = r#"
+macro_rules! one_radio_file {
+    ($($more:literal)?) => {
+        concat!(
+            r#"
 [zello]
 server = "ws://127.0.0.1:8800/ws"
 username = "gw"
@@ -285,13 +287,40 @@ password = "pw"
 name = "vhf1"
 channel = "Dispatch"
 audio = { backend = "file" }
-timing = { tx_delay_ms = 200 }
+"#,
+            $($more)?
+        )
+    };
+}
+#[cfg(test)]
+pub(super) use one_radio_file;
+
+/// For the service's tests: `text` written as `gateway.toml` in a new temporary folder, and
+/// loaded. Returns the folder (removed when dropped), the file, its configuration and a
+/// reloader comparing with it.
+#[cfg(test)]
+pub(super) fn write_and_load(text: &str) -> (tempfile::TempDir, PathBuf, Config, Reloader) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    let (config, running) = load(&path).unwrap();
+    let reloader = Reloader::new(path.clone(), running);
+    (dir, path, config, reloader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUNNING: &str = one_radio_file!(
+        r#"timing = { tx_delay_ms = 200 }
 
 [[radio]]
 name = "uhf1"
 channel = "Ops"
 audio = { backend = "file" }
-"#;
+"#
+    );
 
     fn table(text: &str) -> Table {
         text.parse().unwrap()
@@ -346,11 +375,7 @@ audio = { backend = "file" }
     #[test]
     #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
     fn a_file_that_no_longer_validates_lists_every_problem() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gateway.toml");
-        std::fs::write(&path, RUNNING).unwrap();
-        let (_, running) = load(&path).unwrap();
-        let reloader = Reloader::new(path.clone(), running);
+        let (_dir, path, _, reloader) = write_and_load(RUNNING);
         assert_eq!(
             reloader.reload_and_log(),
             Outcome::Valid {
@@ -405,11 +430,7 @@ audio = { backend = "file" }
     #[test]
     #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
     fn a_failed_reload_is_logged_once_and_never_shows_a_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gateway.toml");
-        std::fs::write(&path, RUNNING).unwrap();
-        let (_, running) = load(&path).unwrap();
-        let reloader = Reloader::new(path.clone(), running);
+        let (_dir, path, _, reloader) = write_and_load(RUNNING);
         std::fs::write(
             &path,
             RUNNING.replace("password = \"pw\"", "password = \"Pw-S3cret-7f3a9c"),
@@ -430,11 +451,7 @@ audio = { backend = "file" }
     #[test]
     #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
     fn the_log_level_is_applied_live_and_the_rest_waits_for_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gateway.toml");
-        std::fs::write(&path, RUNNING).unwrap();
-        let (_, running) = load(&path).unwrap();
-        let mut reloader = Reloader::new(path.clone(), running);
+        let (_dir, path, _, mut reloader) = write_and_load(RUNNING);
         let with_level = |level: &str| format!("{RUNNING}\n[log]\nlevel = \"{level}\"\n");
         std::fs::write(
             &path,

@@ -245,36 +245,33 @@ mod tests {
         );
         b.apply(&GatewayEvent::PttOff { radio: radio() });
         b.apply(&GatewayEvent::CarrierDown { radio: radio() });
-        b.apply(&GatewayEvent::CarrierFault {
-            radio: "uhf1".into(),
-            error: Some("rigctld unreachable".into()),
-        });
-        assert!(
-            b.text()
-                .ends_with("radio vhf1 idle; radio uhf1 idle, carrier detect failing"),
-            "{}",
-            b.text()
-        );
-        b.apply(&GatewayEvent::PttFault {
-            radio: "uhf1".into(),
-            error: Some("rigctld unreachable".into()),
-        });
-        assert!(
-            b.text()
-                .ends_with("radio uhf1 idle, PTT interface failing, carrier detect failing"),
-            "{}",
-            b.text()
-        );
-        b.apply(&GatewayEvent::PttFault {
-            radio: "uhf1".into(),
-            error: None,
-        });
-        assert!(
-            b.text()
-                .ends_with("radio uhf1 idle, carrier detect failing"),
-            "{}",
-            b.text()
-        );
+        let unreachable = || Some("rigctld unreachable".to_string());
+        for (event, end) in [
+            (
+                GatewayEvent::CarrierFault {
+                    radio: "uhf1".into(),
+                    error: unreachable(),
+                },
+                "radio vhf1 idle; radio uhf1 idle, carrier detect failing",
+            ),
+            (
+                GatewayEvent::PttFault {
+                    radio: "uhf1".into(),
+                    error: unreachable(),
+                },
+                "radio uhf1 idle, PTT interface failing, carrier detect failing",
+            ),
+            (
+                GatewayEvent::PttFault {
+                    radio: "uhf1".into(),
+                    error: None,
+                },
+                "radio uhf1 idle, carrier detect failing",
+            ),
+        ] {
+            b.apply(&event);
+            assert!(b.text().ends_with(end), "after {event:?}: {}", b.text());
+        }
         // Events of radios the board does not know change nothing.
         let before = b.text();
         b.apply(&GatewayEvent::PttOn {

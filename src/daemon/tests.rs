@@ -5,17 +5,7 @@ use super::*;
 use crate::service::notify::tests::FakeSystemd;
 use crate::state::GatewayEvent;
 
-const CONFIG: &str = r#"
-[zello]
-server = "ws://127.0.0.1:8800/ws"
-username = "gw"
-password = "pw"
-
-[[radio]]
-name = "vhf1"
-channel = "Dispatch"
-audio = { backend = "file" }
-"#;
+const CONFIG: &str = reload::one_radio_file!();
 
 struct Rig {
     systemd: FakeSystemd,
@@ -29,17 +19,10 @@ struct Rig {
 
 /// A supervisor for CONFIG (one radio, vhf1 on Dispatch), telling a fake systemd.
 fn rig(under_systemd: bool) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, CONFIG).unwrap();
-    let (config, running) = reload::load(&path).unwrap();
+    let (dir, path, config, reloader) = reload::write_and_load(CONFIG);
     let systemd = FakeSystemd::new();
     let notifier = under_systemd.then(|| systemd.notifier());
-    let supervisor = Supervisor::new(
-        notifier,
-        StatusBoard::for_config(&config),
-        Reloader::new(path.clone(), running),
-    );
+    let supervisor = Supervisor::new(notifier, StatusBoard::for_config(&config), reloader);
     let events = StateHub::default();
     let (reloads, reload_rx) = mpsc::channel(4);
     let shutdown = CancellationToken::new();
@@ -58,6 +41,14 @@ fn rig(under_systemd: bool) -> Rig {
 /// Lets the supervisor take in what was sent (a millisecond of paused time).
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// What systemd is told when `event` comes a status gap after the last status.
+async fn told_after_a_gap(r: &Rig, event: GatewayEvent) -> Vec<String> {
+    tokio::time::sleep(STATUS_GAP).await;
+    r.events.publish(event);
+    settle().await;
+    r.systemd.received()
 }
 
 fn online(users: u32) -> GatewayEvent {
@@ -98,24 +89,27 @@ async fn ready_once_started_not_waiting_for_zello_then_status_on_changes() {
     );
 
     // Later changes: a status each, never READY=1 again.
-    tokio::time::sleep(STATUS_GAP).await;
-    r.events.publish(GatewayEvent::PttOn {
-        radio: radio("vhf1"),
-    });
-    settle().await;
     assert_eq!(
-        r.systemd.received(),
+        told_after_a_gap(
+            &r,
+            GatewayEvent::PttOn {
+                radio: radio("vhf1"),
+            }
+        )
+        .await,
         ["STATUS=Dispatch: online, 3 users; radio vhf1 transmitting"]
     );
     // Events that change nothing shown send nothing.
-    tokio::time::sleep(STATUS_GAP).await;
-    r.events.publish(GatewayEvent::Incoming {
-        radio: radio("vhf1"),
-        stream_id: 7,
-        from: "alice".into(),
-    });
-    settle().await;
-    assert!(r.systemd.received().is_empty());
+    let got = told_after_a_gap(
+        &r,
+        GatewayEvent::Incoming {
+            radio: radio("vhf1"),
+            stream_id: 7,
+            from: "alice".into(),
+        },
+    )
+    .await;
+    assert!(got.is_empty(), "{got:?}");
 
     // Losing the connection and getting it back is a status, not a new READY=1.
     r.events
@@ -180,13 +174,14 @@ async fn missing_hardware_and_an_unreachable_server_do_not_hold_readiness_back()
         "{got:?}"
     );
     assert!(!got.iter().any(|m| m == "READY=1"), "{got:?}");
-    tokio::time::sleep(STATUS_GAP).await;
-    r.events.publish(GatewayEvent::DeviceBack {
-        radio: radio("vhf1"),
-    });
-    settle().await;
     assert_eq!(
-        r.systemd.received(),
+        told_after_a_gap(
+            &r,
+            GatewayEvent::DeviceBack {
+                radio: radio("vhf1"),
+            }
+        )
+        .await,
         ["STATUS=Dispatch: online, 1 user; radio vhf1 idle"]
     );
     r.shutdown.cancel();
@@ -272,11 +267,8 @@ async fn reload_is_announced_only_once_ready_and_keeps_running() {
     assert_eq!(got[1..], ["READY=1"]);
 
     // Status keeps following the gateway.
-    tokio::time::sleep(STATUS_GAP).await;
-    r.events.publish(online(4));
-    settle().await;
     assert_eq!(
-        r.systemd.received(),
+        told_after_a_gap(&r, online(4)).await,
         ["STATUS=Dispatch: online, 4 users; radio vhf1 idle"]
     );
     r.shutdown.cancel();

@@ -360,37 +360,32 @@ api_key = "KEY1"
         let AdminError::Invalid { problems, .. } = &e else {
             panic!("{e}")
         };
-        assert_eq!(problems.len(), 4, "{problems:#?}");
-        let all = e.to_string();
-        for needle in [
-            "url: URL \"http://acme.zellowork.com\": plain http:// is only allowed to loopback",
-            "username: missing",
-            "password: missing",
-            "api_key: missing",
-            ENV_API_KEY,
-        ] {
-            assert!(all.contains(needle), "{needle} missing in {all}");
-        }
-        let e = parse(
-            &FILE.replace("api_key = ", "api_key_file = \"k\"\napi_key = "),
-            &[],
-        )
-        .unwrap_err();
+        crate::config::assert_lists_problems(
+            problems,
+            &e.to_string(),
+            4,
+            &[
+                "url: URL \"http://acme.zellowork.com\": plain http:// is only allowed to loopback",
+                "username: missing",
+                "password: missing",
+                "api_key: missing",
+                ENV_API_KEY,
+            ],
+        );
+        // FILE with `from` replaced by `to`, which must fail.
+        let fails =
+            |from: &str, to: &str| parse(&FILE.replace(from, to), &[]).unwrap_err().to_string();
+        let e = fails("api_key = ", "api_key_file = \"k\"\napi_key = ");
         assert!(
-            e.to_string()
-                .contains("api_key: set api_key or api_key_file, not both")
+            e.contains("api_key: set api_key or api_key_file, not both"),
+            "{e}"
         );
         let e = parse(&format!("{FILE}apikey = \"x\"\n"), &[]).unwrap_err();
         assert!(matches!(e, AdminError::Parse { .. }), "{e}");
         assert!(e.to_string().contains("apikey"), "{e}");
-        let e = parse(
-            &FILE.replace("password = \"pw1\"", "password_file = \"pw\""),
-            &[],
-        )
-        .unwrap_err();
+        let e = fails("password = \"pw1\"", "password_file = \"pw\"");
         assert!(
-            e.to_string()
-                .contains("password_file: cannot read /nonexistent/pw"),
+            e.contains("password_file: cannot read /nonexistent/pw"),
             "{e}"
         );
     }

@@ -447,6 +447,16 @@ pub enum LocationFilter {
     None,
 }
 
+impl LocationFilter {
+    /// The value sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocationFilter::Active => "active",
+            LocationFilter::None => "none",
+        }
+    }
+}
+
 /// The query of `location/get`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocationQuery {
@@ -471,6 +481,16 @@ pub enum SpeedUnits {
     Kmh,
     /// Miles per hour.
     Mph,
+}
+
+impl SpeedUnits {
+    /// The value sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeedUnits::Kmh => "kmh",
+            SpeedUnits::Mph => "mph",
+        }
+    }
 }
 
 /// The query of `location/getuser`.

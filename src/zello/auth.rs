@@ -367,6 +367,11 @@ mod signer_tests {
         })
     }
 
+    /// A signer for issuer `iss` holding `pem` inline.
+    fn inline_signer(pem: &str) -> TokenSigner {
+        TokenSigner::new("iss".into(), PrivateKey::Pem(Secret::new(pem.to_string()))).unwrap()
+    }
+
     fn unix_now() -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -432,11 +437,7 @@ mod signer_tests {
             );
             assert!(!format!("{source:?}").contains(token.expose()));
         }
-        let inline = TokenSigner::new(
-            "iss".into(),
-            PrivateKey::Pem(Secret::new(test_key().pkcs8.clone())),
-        )
-        .unwrap();
+        let inline = inline_signer(&test_key().pkcs8);
         verify(inline.token().unwrap().expose(), "iss");
         assert_eq!(inline.issuer(), "iss");
         assert!(!format!("{inline:?}").contains("PRIVATE"));
@@ -444,11 +445,7 @@ mod signer_tests {
 
     #[test]
     fn the_token_is_reused_until_30_seconds_are_left() {
-        let signer = TokenSigner::new(
-            "iss".into(),
-            PrivateKey::Pem(Secret::new(test_key().pkcs1.clone())),
-        )
-        .unwrap();
+        let signer = inline_signer(&test_key().pkcs1);
         let t0 = SystemTime::now();
         let at = |s: u64| signer.token_at(t0 + Duration::from_secs(s)).unwrap();
         let first = at(0);
@@ -467,11 +464,7 @@ mod signer_tests {
 
     #[test]
     fn an_unset_clock_is_reported() {
-        let signer = TokenSigner::new(
-            "iss".into(),
-            PrivateKey::Pem(Secret::new(test_key().pkcs8.clone())),
-        )
-        .unwrap();
+        let signer = inline_signer(&test_key().pkcs8);
         // A Pi that booted without network: 1970 plus uptime.
         let e = signer
             .token_at(UNIX_EPOCH + Duration::from_secs(42))

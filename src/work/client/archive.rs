@@ -252,13 +252,7 @@ impl WorkClient {
         }
         query = query
             .opt("name", q.name.as_ref())
-            .opt(
-                "filter",
-                q.filter.map(|f| match f {
-                    LocationFilter::Active => "active",
-                    LocationFilter::None => "none",
-                }),
-            )
+            .opt("filter", q.filter.map(LocationFilter::as_str))
             .opt("start", q.start)
             .opt("max", q.max);
         let mut call = self.read("location/get", "location/get".into());
@@ -276,13 +270,7 @@ impl WorkClient {
             .opt("start_ts", q.start_ts)
             .opt("end_ts", q.end_ts)
             .opt("format", geojson.then_some("geojson"))
-            .opt(
-                "speedUnits",
-                q.speed_units.map(|u| match u {
-                    SpeedUnits::Kmh => "kmh",
-                    SpeedUnits::Mph => "mph",
-                }),
-            )
+            .opt("speedUnits", q.speed_units.map(SpeedUnits::as_str))
             .opt("start", q.start)
             .opt("max", q.max);
         call

@@ -145,22 +145,18 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert_eq!(
-            CodecHeader::new(44100, 1, 20),
-            Err(CodecHeaderError::SampleRate(44100))
-        );
-        assert_eq!(
-            CodecHeader::new(16000, 3, 20),
-            Err(CodecHeaderError::FramesPerPacket(3))
-        );
-        assert_eq!(
-            CodecHeader::new(16000, 0, 20),
-            Err(CodecHeaderError::FramesPerPacket(0))
-        );
-        assert_eq!(
-            CodecHeader::new(16000, 1, 120),
-            Err(CodecHeaderError::FrameSize(120))
-        );
+        for ((rate, frames, ms), want) in [
+            ((44100, 1, 20), CodecHeaderError::SampleRate(44100)),
+            ((16000, 3, 20), CodecHeaderError::FramesPerPacket(3)),
+            ((16000, 0, 20), CodecHeaderError::FramesPerPacket(0)),
+            ((16000, 1, 120), CodecHeaderError::FrameSize(120)),
+        ] {
+            assert_eq!(
+                CodecHeader::new(rate, frames, ms),
+                Err(want),
+                "{rate} Hz, {frames} frames of {ms} ms"
+            );
+        }
         let err = CodecHeader::new(16000, 1, 30).unwrap_err();
         assert!(err.to_string().contains("30 ms"), "{err}");
         assert!(

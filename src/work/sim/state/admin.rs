@@ -33,23 +33,13 @@ impl WorkState {
     pub(super) fn user_get(&self, req: &Request) -> Answer {
         let p = req.path_params();
         let gateway = truthy(p.get("gateway").map(String::as_str)).unwrap_or(false);
-        let mut users: Vec<&SimUser> = self
+        let users: Vec<&SimUser> = self
             .data
             .users
             .values()
             .filter(|u| u.gateway == gateway)
             .collect();
-        if let Some(login) = p.get("login") {
-            users.retain(|u| &u.name == login);
-            if users.is_empty() {
-                return Err(NOT_FOUND);
-            }
-        }
-        let users = page(
-            users,
-            number(p.get("start").map(String::as_str))?,
-            number(p.get("max").map(String::as_str))?,
-        );
+        let users = named_page(users, &p, "login", |u| &u.name)?;
         let limits = &self.data.limits;
         let limit = |m: Option<u64>| m.map(|m| m.to_string()).unwrap_or_default();
         ok(json!({
@@ -212,18 +202,12 @@ impl WorkState {
 
     pub(super) fn channel_get(&self, req: &Request) -> Answer {
         let p = req.path_params();
-        let mut channels: Vec<&SimChannel> = self.data.channels.values().collect();
-        if let Some(name) = p.get("name") {
-            channels.retain(|c| &c.name == name);
-            if channels.is_empty() {
-                return Err(NOT_FOUND);
-            }
-        }
-        let channels = page(
-            channels,
-            number(p.get("start").map(String::as_str))?,
-            number(p.get("max").map(String::as_str))?,
-        );
+        let channels = named_page(
+            self.data.channels.values().collect(),
+            &p,
+            "name",
+            |c: &SimChannel| &c.name,
+        )?;
         let list: Vec<Value> = channels
             .iter()
             .map(|c| {
@@ -353,4 +337,25 @@ impl WorkState {
         c.assignments.retain(|_, r| !roles.contains(r));
         ok(json!({}))
     }
+}
+
+/// `items` cut down to the one the path parameter `key` names, when it names one (not found
+/// when none is), then paged by the `start` and `max` parameters.
+fn named_page<'a, T>(
+    mut items: Vec<&'a T>,
+    p: &HashMap<String, String>,
+    key: &str,
+    name_of: impl Fn(&T) -> &String,
+) -> Result<Vec<&'a T>, ApiFailure> {
+    if let Some(name) = p.get(key) {
+        items.retain(|item| name_of(item) == name);
+        if items.is_empty() {
+            return Err(NOT_FOUND);
+        }
+    }
+    Ok(page(
+        items,
+        number(p.get("start").map(String::as_str))?,
+        number(p.get("max").map(String::as_str))?,
+    ))
 }
