@@ -2,44 +2,6 @@
 
 use super::*;
 
-/// The calls that send lists, as methods of [`WorkClient`]: `name(users, channels)` sends
-/// both lists to `method`; `name(target, items)` sends `items` as `field` to
-/// `method/{target}`, or to `method/key/{target}` with a `key`.
-macro_rules! list_writes {
-    () => {};
-    (
-        $(#[doc = $doc:literal])*
-        $fn:ident(users, channels) => $method:literal;
-        $($rest:tt)*
-    ) => {
-        $(#[doc = $doc])*
-        pub async fn $fn<S: AsRef<str>, T: AsRef<str>>(
-            &self,
-            users: &[S],
-            channels: &[T],
-        ) -> Result<(), WorkError> {
-            self.users_and_channels($method, users, channels).await
-        }
-        list_writes! { $($rest)* }
-    };
-    (
-        $(#[doc = $doc:literal])*
-        $fn:ident($target:ident, $items:ident) => $method:literal $(/ $key:literal)?, $field:literal;
-        $($rest:tt)*
-    ) => {
-        $(#[doc = $doc])*
-        pub async fn $fn<S: AsRef<str>>(
-            &self,
-            $target: &str,
-            $items: &[S],
-        ) -> Result<(), WorkError> {
-            let path = format!(concat!($method, $("/", $key,)? "/{}"), path_segment($target));
-            self.write_list($method, path, $field, $items).await
-        }
-        list_writes! { $($rest)* }
-    };
-}
-
 impl WorkClient {
     // ---- Users ----
 
@@ -103,21 +65,78 @@ impl WorkClient {
             .await
     }
 
-    list_writes! {
-        /// `user/addto/{channel}`: adds users to one channel.
-        add_to_channel(channel, logins) => "user/addto", "login";
-        /// `user/addtochannels`: adds users to channels.
-        add_to_channels(users, channels) => "user/addtochannels";
-        /// `user/removefrom/{channel}`: removes users from one channel.
-        remove_from_channel(channel, logins) => "user/removefrom", "login";
-        /// `user/removefromchannels`: removes users from channels.
-        remove_from_channels(users, channels) => "user/removefromchannels";
-        /// `user/addcontactsto/{username}`: adds direct contacts to a user.
-        add_contacts(username, contacts) => "user/addcontactsto", "login";
-        /// `user/removecontactsfrom/{username}`: removes direct contacts of a user.
-        remove_contacts(username, contacts) => "user/removecontactsfrom", "login";
-        /// `user/assigntemplate/name/{template}`: an empty template resets the assignment.
-        assign_template(template, users) => "user/assigntemplate" / "name", "users";
+    /// `user/addto/{channel}`: adds users to one channel.
+    pub async fn add_to_channel<S: AsRef<str>>(
+        &self,
+        channel: &str,
+        logins: &[S],
+    ) -> Result<(), WorkError> {
+        let path = format!("user/addto/{}", path_segment(channel));
+        self.write_list("user/addto", path, "login", logins).await
+    }
+
+    /// `user/addtochannels`: adds users to channels.
+    pub async fn add_to_channels<S: AsRef<str>, T: AsRef<str>>(
+        &self,
+        users: &[S],
+        channels: &[T],
+    ) -> Result<(), WorkError> {
+        self.users_and_channels("user/addtochannels", users, channels)
+            .await
+    }
+
+    /// `user/removefrom/{channel}`: removes users from one channel.
+    pub async fn remove_from_channel<S: AsRef<str>>(
+        &self,
+        channel: &str,
+        logins: &[S],
+    ) -> Result<(), WorkError> {
+        let path = format!("user/removefrom/{}", path_segment(channel));
+        self.write_list("user/removefrom", path, "login", logins)
+            .await
+    }
+
+    /// `user/removefromchannels`: removes users from channels.
+    pub async fn remove_from_channels<S: AsRef<str>, T: AsRef<str>>(
+        &self,
+        users: &[S],
+        channels: &[T],
+    ) -> Result<(), WorkError> {
+        self.users_and_channels("user/removefromchannels", users, channels)
+            .await
+    }
+
+    /// `user/addcontactsto/{username}`: adds direct contacts to a user.
+    pub async fn add_contacts<S: AsRef<str>>(
+        &self,
+        username: &str,
+        contacts: &[S],
+    ) -> Result<(), WorkError> {
+        let path = format!("user/addcontactsto/{}", path_segment(username));
+        self.write_list("user/addcontactsto", path, "login", contacts)
+            .await
+    }
+
+    /// `user/removecontactsfrom/{username}`: removes direct contacts of a user.
+    pub async fn remove_contacts<S: AsRef<str>>(
+        &self,
+        username: &str,
+        contacts: &[S],
+    ) -> Result<(), WorkError> {
+        let path = format!("user/removecontactsfrom/{}", path_segment(username));
+        self.write_list("user/removecontactsfrom", path, "login", contacts)
+            .await
+    }
+
+    /// `user/assigntemplate/name/{template}`: an empty template resets the assignment.
+    pub async fn assign_template<S: AsRef<str>>(
+        &self,
+        template: &str,
+        users: &[S],
+    ) -> Result<(), WorkError> {
+        let path = format!("user/assigntemplate/name/{}", path_segment(template));
+        self.write_list("user/assigntemplate", path, "users", users)
+            .await
     }
 
     // ---- Channels ----
@@ -213,8 +232,14 @@ impl WorkClient {
             .await
     }
 
-    list_writes! {
-        /// `channel/deleterole`.
-        delete_roles(channel, roles) => "channel/deleterole" / "channel", "roles";
+    /// `channel/deleterole`.
+    pub async fn delete_roles<S: AsRef<str>>(
+        &self,
+        channel: &str,
+        roles: &[S],
+    ) -> Result<(), WorkError> {
+        let path = format!("channel/deleterole/channel/{}", path_segment(channel));
+        self.write_list("channel/deleterole", path, "roles", roles)
+            .await
     }
 }
