@@ -15,6 +15,7 @@ use audiopus::coder::{Decoder, Encoder, GenericCtl};
 use audiopus::{Application, Bandwidth, Bitrate, Channels, SampleRate, Signal, ffi};
 
 use super::AudioError;
+use super::debug_fields;
 
 /// Longest packet Opus allows (and the longest the gateway accepts from the channel).
 pub const MAX_PACKET_MS: u32 = 120;
@@ -247,13 +248,7 @@ pub struct OpusEncoder {
     repacketizer: Option<Repacketizer>,
 }
 
-impl std::fmt::Debug for OpusEncoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusEncoder")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(OpusEncoder { settings });
 
 impl OpusEncoder {
     /// An encoder for these settings (validated first: see [`EncoderSettings::validate`]).
@@ -445,14 +440,7 @@ pub struct OpusDecoder {
     plc_samples: usize,
 }
 
-impl std::fmt::Debug for OpusDecoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusDecoder")
-            .field("rate", &self.rate)
-            .field("plc_samples", &self.plc_samples)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(OpusDecoder { rate, plc_samples });
 
 impl OpusDecoder {
     /// A mono decoder producing samples at `sample_rate` (8000, 12000, 16000, 24000 or 48000

@@ -6,6 +6,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::AudioError;
+use super::debug_fields;
 
 /// The most samples one mono 16-bit WAV file can hold: the RIFF sizes are 32-bit, so the
 /// data may not exceed 4 GiB less the header (about 37 hours at 16 kHz).
@@ -210,16 +211,12 @@ pub struct WavSink {
     max_samples: u64,
 }
 
-impl std::fmt::Debug for WavSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WavSink")
-            .field("path", &self.path)
-            .field("rate", &self.rate)
-            .field("written", &self.written)
-            .field("open", &self.writer.is_some())
-            .finish()
-    }
-}
+debug_fields!(WavSink {
+    path,
+    rate,
+    written,
+    open: is_open,
+});
 
 impl WavSink {
     /// Creates (or replaces) the file at `path` for mono 16-bit samples at `rate`.
@@ -339,6 +336,11 @@ impl WavSink {
     /// Path of the file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the file is still open (not yet finalized).
+    fn is_open(&self) -> bool {
+        self.writer.is_some()
     }
 }
 

@@ -42,6 +42,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, PolledCarrier};
 use super::{Fault, Ptt, RadioError};
+use crate::audio::debug_fields;
 use crate::sync::lock;
 
 /// The `device` value that finds the node from the sound card.
@@ -646,13 +647,7 @@ pub struct Cm108Ptt {
     failed: bool,
 }
 
-impl std::fmt::Debug for Cm108Ptt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cm108Ptt")
-            .field("label", &self.label)
-            .finish()
-    }
-}
+debug_fields!(Cm108Ptt { label });
 
 fn check_gpio(gpio: u8) -> Result<(), Fault> {
     if !(1..=8).contains(&gpio) {

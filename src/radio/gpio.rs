@@ -26,6 +26,7 @@ use serde::Deserialize;
 use tracing::info;
 
 use super::{CarrierDetect, Fault, Ptt, RadioError};
+use crate::audio::debug_fields;
 
 /// The highest BCM GPIO number on the Raspberry Pi's 40-pin header.
 pub const MAX_BCM_PIN: u8 = 27;
@@ -425,14 +426,7 @@ pub struct GpioPtt {
     label: String,
 }
 
-impl std::fmt::Debug for GpioPtt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpioPtt")
-            .field("label", &self.label)
-            .field("active_low", &self.active_low)
-            .finish()
-    }
-}
+debug_fields!(GpioPtt { label, active_low });
 
 impl GpioPtt {
     /// Opens a Raspberry Pi pin, already at the unkeyed level.
@@ -566,15 +560,11 @@ pub struct GpioCarrier {
     label: String,
 }
 
-impl std::fmt::Debug for GpioCarrier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpioCarrier")
-            .field("label", &self.label)
-            .field("active_low", &self.active_low)
-            .field("debounce", &self.debounce)
-            .finish()
-    }
-}
+debug_fields!(GpioCarrier {
+    label,
+    active_low,
+    debounce,
+});
 
 impl GpioCarrier {
     /// Opens a Raspberry Pi pin as the carrier input.

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, PolledCarrier};
 use super::{Fault, Ptt, PttReadback, RadioError, Remedy};
+use crate::audio::debug_fields;
 use crate::net::backoff::Backoff;
 
 /// rigctld's default address.
@@ -428,13 +429,7 @@ pub struct RigctldPtt {
     failed: bool,
 }
 
-impl std::fmt::Debug for RigctldPtt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RigctldPtt")
-            .field("address", &self.address)
-            .finish()
-    }
-}
+debug_fields!(RigctldPtt { address });
 
 impl RigctldPtt {
     /// Connects and sends `T 0`, so the transmitter is unkeyed and the whole chain (rigctld,

@@ -37,6 +37,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, PolledCarrier};
 use super::{Fault, Ptt, RadioError};
+use crate::audio::debug_fields;
 use crate::sync::lock;
 
 /// The modem-control lines of a serial port.
@@ -447,13 +448,7 @@ pub struct SerialPtt {
     failed: bool,
 }
 
-impl std::fmt::Debug for SerialPtt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SerialPtt")
-            .field("label", &self.label)
-            .finish()
-    }
-}
+debug_fields!(SerialPtt { label });
 
 impl SerialPtt {
     /// Opens (or shares) the port and sets every listed line to its unkeyed level at once.
