@@ -672,65 +672,24 @@ mod tests {
         }
     }
 
+    /// The default settings, changed by `change`.
+    fn with(change: impl FnOnce(&mut EncoderSettings)) -> EncoderSettings {
+        let mut s = EncoderSettings::default();
+        change(&mut s);
+        s
+    }
+
     #[test]
     fn invalid_settings_name_the_value() {
         let cases = [
-            (
-                EncoderSettings {
-                    sample_rate: 44100,
-                    ..EncoderSettings::default()
-                },
-                "44100",
-            ),
-            (
-                EncoderSettings {
-                    frame_ms: 30,
-                    ..EncoderSettings::default()
-                },
-                "30 ms",
-            ),
-            (
-                EncoderSettings {
-                    frame_ms: 5,
-                    ..EncoderSettings::default()
-                },
-                "5 ms",
-            ),
-            (
-                EncoderSettings {
-                    frames_per_packet: 3,
-                    ..EncoderSettings::default()
-                },
-                "frames per packet 3",
-            ),
-            (
-                EncoderSettings {
-                    frames_per_packet: 0,
-                    ..EncoderSettings::default()
-                },
-                "frames per packet 0",
-            ),
-            (
-                EncoderSettings {
-                    bitrate: Some(100),
-                    ..EncoderSettings::default()
-                },
-                "bitrate 100",
-            ),
-            (
-                EncoderSettings {
-                    bitrate: Some(-1),
-                    ..EncoderSettings::default()
-                },
-                "bitrate -1",
-            ),
-            (
-                EncoderSettings {
-                    complexity: 11,
-                    ..EncoderSettings::default()
-                },
-                "complexity 11",
-            ),
+            (with(|s| s.sample_rate = 44100), "44100"),
+            (with(|s| s.frame_ms = 30), "30 ms"),
+            (with(|s| s.frame_ms = 5), "5 ms"),
+            (with(|s| s.frames_per_packet = 3), "frames per packet 3"),
+            (with(|s| s.frames_per_packet = 0), "frames per packet 0"),
+            (with(|s| s.bitrate = Some(100)), "bitrate 100"),
+            (with(|s| s.bitrate = Some(-1)), "bitrate -1"),
+            (with(|s| s.complexity = 11), "complexity 11"),
         ];
         for (settings, needle) in cases {
             let err = OpusEncoder::new(&settings).unwrap_err();
