@@ -645,6 +645,7 @@ fn poll_dcd(
 mod tests {
     use super::*;
     use crate::radio::CarrierDetect as _;
+    use crate::radio::testing::eventually_within;
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
@@ -966,17 +967,6 @@ mod tests {
         assert!(matches!(parse_flag("DCD: 1"), Err(Failure::Garbage(_))));
     }
 
-    fn eventually(mut f: impl FnMut() -> bool, within: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if f() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-
     #[test]
     fn carrier_polls_dcd_and_reports_outages() {
         let dcd = Arc::new(AtomicBool::new(false));
@@ -1001,18 +991,18 @@ mod tests {
         })
         .unwrap();
         let second = Duration::from_secs(2);
-        assert!(eventually(
+        assert!(eventually_within(
             || matches!(c.update(-90.0, 20), Ok(false)),
             second
         ));
         dcd.store(true, Ordering::SeqCst);
-        assert!(eventually(
+        assert!(eventually_within(
             || matches!(c.update(-90.0, 20), Ok(true)),
             second
         ));
         // rigctld goes away: an error, not a stale value.
         up.store(false, Ordering::SeqCst);
-        assert!(eventually(|| c.update(-90.0, 20).is_err(), second));
+        assert!(eventually_within(|| c.update(-90.0, 20).is_err(), second));
         let e = c.update(-90.0, 20).unwrap_err().to_string();
         assert!(
             e.starts_with(&format!(
@@ -1021,7 +1011,7 @@ mod tests {
             "{e}"
         );
         up.store(true, Ordering::SeqCst);
-        assert!(eventually(
+        assert!(eventually_within(
             || matches!(c.update(-90.0, 20), Ok(true)),
             second
         ));
@@ -1036,7 +1026,7 @@ mod tests {
             poll_ms: 10,
         })
         .unwrap();
-        assert!(eventually(
+        assert!(eventually_within(
             || c.update(-90.0, 20).is_err(),
             Duration::from_secs(2)
         ));
@@ -1191,7 +1181,7 @@ mod tests {
             "{e}"
         );
         assert!(read_ptt(&address).is_err());
-        assert!(eventually(
+        assert!(eventually_within(
             || dcd.update(-90.0, 20).is_err(),
             Duration::from_secs(2)
         ));
@@ -1210,7 +1200,7 @@ mod tests {
         })
         .unwrap();
         assert!(
-            eventually(
+            eventually_within(
                 || matches!(dcd.update(-90.0, 20), Ok(false)),
                 Duration::from_secs(10)
             ),
