@@ -493,6 +493,21 @@ mod tests {
         key_and_play("hf1", plan, guard, output, &mut chain, 16000, stop).await
     }
 
+    /// [`play`] into `output`, never stopped.
+    async fn play_into(
+        plan: &Plan,
+        guard: &mut PttThread,
+        output: impl AudioOutput + 'static,
+    ) -> Result<(), PttTestError> {
+        play(
+            plan,
+            guard,
+            Some(Box::new(output)),
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
     /// A 2 s tone on `sim` into an output that fails, or panics, after 10 frames.
     fn keyed_run(
         sim: &crate::radio::sim::SimPtt,
@@ -502,14 +517,7 @@ mod tests {
         let plan = test_plan(2.0, Some((1000.0, -10.0)), 180);
         tokio::spawn(async move {
             let mut guard = line(&sim).await;
-            let output = Breaking { frames: 10, panics };
-            play(
-                &plan,
-                &mut guard,
-                Some(Box::new(output)),
-                &CancellationToken::new(),
-            )
-            .await
+            play_into(&plan, &mut guard, Breaking { frames: 10, panics }).await
         })
     }
 
@@ -602,14 +610,7 @@ mod tests {
             watcher.is_keyed()
         });
         let start = Instant::now();
-        play(
-            &plan,
-            &mut guard,
-            Some(Box::new(NeverDrains)),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        play_into(&plan, &mut guard, NeverDrains).await.unwrap();
         assert!(seen.await.unwrap(), "keyed while the tone plays");
         assert_eq!(
             start.elapsed(),
