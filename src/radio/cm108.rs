@@ -894,18 +894,11 @@ fn read_reports(node: Arc<HidNode>, mask: u8, invert: bool, state: Arc<LineState
 mod tests {
     use super::*;
     use crate::radio::CarrierDetect as _;
-    use crate::radio::testing::eventually;
+    use crate::radio::testing::{empty_file, eventually};
     use std::os::unix::fs::symlink;
 
     fn bytes(path: &Path) -> Vec<u8> {
         std::fs::read(path).unwrap()
-    }
-
-    /// An empty regular file `name` in `dir`, standing in for a hidraw node.
-    fn empty_node(dir: &Path, name: &str) -> PathBuf {
-        let node = dir.join(name);
-        std::fs::write(&node, b"").unwrap();
-        node
     }
 
     fn ptt_on(path: &Path, gpio: u8, invert: bool) -> Result<Cm108Ptt, RadioError> {
@@ -928,7 +921,7 @@ mod tests {
     #[test]
     fn ptt_writes_exact_reports_starting_unkeyed() {
         let dir = tempfile::tempdir().unwrap();
-        let node = empty_node(dir.path(), "hidraw0");
+        let node = empty_file(dir.path(), "hidraw0");
         let mut ptt = ptt_on(&node, 3, false).unwrap();
         assert_eq!(bytes(&node), [0, 0, 0, 4, 0], "unkeyed right after open");
         ptt.set(true).unwrap();
@@ -940,12 +933,12 @@ mod tests {
     #[test]
     fn invert_and_other_pins() {
         let dir = tempfile::tempdir().unwrap();
-        let node = empty_node(dir.path(), "hidraw0");
+        let node = empty_file(dir.path(), "hidraw0");
         let mut ptt = ptt_on(&node, 1, true).unwrap();
         ptt.set(true).unwrap();
         assert_eq!(bytes(&node), [0, 0, 1, 1, 0, 0, 0, 0, 1, 0]);
 
-        let node8 = empty_node(dir.path(), "hidraw8");
+        let node8 = empty_file(dir.path(), "hidraw8");
         let mut ptt = ptt_on(&node8, 8, false).unwrap();
         ptt.set(true).unwrap();
         assert_eq!(bytes(&node8), [0, 0, 0, 0x80, 0, 0, 0, 0x80, 0x80, 0]);
@@ -954,7 +947,7 @@ mod tests {
     #[test]
     fn two_pins_on_one_node_keep_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        let node = empty_node(dir.path(), "hidraw0");
+        let node = empty_file(dir.path(), "hidraw0");
         let mut a = ptt_on(&node, 3, false).unwrap();
         let mut b = ptt_on(&node, 4, false).unwrap();
         a.set(true).unwrap();
@@ -1023,7 +1016,7 @@ mod tests {
     #[test]
     fn force_off_writes_the_unkeyed_report() {
         let dir = tempfile::tempdir().unwrap();
-        let node = empty_node(dir.path(), "hidraw0");
+        let node = empty_file(dir.path(), "hidraw0");
         force_off(&Cm108PttSettings {
             device: node.to_str().unwrap().into(),
             invert: true,
@@ -1038,7 +1031,7 @@ mod tests {
     fn breakable_node(dir: &Path) -> (Arc<HidNode>, std::io::PipeReader, PathBuf, Arc<Mutex<u32>>) {
         let (reader, writer) = std::io::pipe().unwrap();
         let file = File::from(std::os::fd::OwnedFd::from(writer));
-        let later = empty_node(dir, "hidraw-later");
+        let later = empty_file(dir, "hidraw-later");
         let opens = Arc::new(Mutex::new(0));
         let (l, o) = (later.clone(), opens.clone());
         let source = Source::Custom(Box::new(move || {

@@ -681,6 +681,14 @@ mod tests {
         }
     }
 
+    fn chip_ptt(chip: PathBuf, line: u32, active_low: bool) -> GpioChipPttSettings {
+        GpioChipPttSettings {
+            chip,
+            line,
+            active_low,
+        }
+    }
+
     #[test]
     fn ptt_starts_unkeyed_active_high() {
         let out = FakeOut::default();
@@ -866,25 +874,17 @@ mod tests {
     #[test]
     fn missing_gpiochip_gives_a_clear_error() {
         let chip = PathBuf::from("/dev/gpiochip99");
-        let err = GpioPtt::open_chip(&GpioChipPttSettings {
-            chip: chip.clone(),
-            line: 17,
-            active_low: false,
-        })
-        .unwrap_err()
-        .to_string();
+        let err = GpioPtt::open_chip(&chip_ptt(chip.clone(), 17, false))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "PTT gpiochip: ptt.chip /dev/gpiochip99: no such GPIO chip; list the chips with \
              `gpiodetect` (package gpiod) or `ls /dev/gpiochip*`"
         );
-        let err = force_off_chip(&GpioChipPttSettings {
-            chip: chip.clone(),
-            line: 17,
-            active_low: true,
-        })
-        .unwrap_err()
-        .to_string();
+        let err = force_off_chip(&chip_ptt(chip.clone(), 17, true))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no such GPIO chip"), "{err}");
         let err = GpioCarrier::open_chip(&GpioChipCarrierSettings {
             chip,
@@ -904,15 +904,10 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_gpiochip_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("gpiochip0");
-        std::fs::write(&fake, b"").unwrap();
-        let err = GpioPtt::open_chip(&GpioChipPttSettings {
-            chip: fake,
-            line: 0,
-            active_low: false,
-        })
-        .unwrap_err()
-        .to_string();
+        let fake = crate::radio::testing::empty_file(dir.path(), "gpiochip0");
+        let err = GpioPtt::open_chip(&chip_ptt(fake, 0, false))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a usable GPIO chip"), "{err}");
     }
 

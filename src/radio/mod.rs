@@ -243,7 +243,15 @@ pub trait CarrierDetect: Send {
 /// What the interface tests share.
 #[cfg(test)]
 pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
+
+    /// An empty regular file `name` in `dir`, standing in for a device node.
+    pub(crate) fn empty_file(dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, b"").unwrap();
+        path
+    }
 
     /// Waits until `f` holds, up to three seconds (a line read on a thread of its own is
     /// seen within milliseconds).

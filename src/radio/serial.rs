@@ -652,7 +652,7 @@ fn poll(
 mod tests {
     use super::*;
     use crate::radio::CarrierDetect as _;
-    use crate::radio::testing::eventually;
+    use crate::radio::testing::{empty_file, eventually};
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// An in-memory port: records every call, reads inputs from shared flags, can fail.
@@ -903,8 +903,7 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_tty_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ttyFake");
-        std::fs::write(&path, b"").unwrap();
+        let path = empty_file(dir.path(), "ttyFake");
         let e = SerialPtt::open(&SerialPttSettings {
             device: path.clone(),
             lines: vec!["RTS".into()],
