@@ -693,6 +693,33 @@ mod tests {
         }
     }
 
+    /// A fake rigctld that answers each line with `answer(line)`: its address and the lines
+    /// it has seen.
+    fn recording(
+        answer: impl Fn(&str) -> &'static str + Send + Sync + 'static,
+    ) -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let address = fake_server(answering(move |line| {
+            s.lock().unwrap().push(line.to_string());
+            Some(answer(line).into())
+        }));
+        (address, seen)
+    }
+
+    /// [`fake_server`] that counts the connections it has taken.
+    fn counting_server(
+        handler: impl Fn(usize, BufReader<TcpStream>, TcpStream) + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c = connections.clone();
+        let address = fake_server(move |n, reader, stream| {
+            c.fetch_add(1, Ordering::SeqCst);
+            handler(n, reader, stream)
+        });
+        (address, connections)
+    }
+
     fn ptt(address: &str) -> Result<RigctldPtt, RadioError> {
         RigctldPtt::open(&RigctldPttSettings {
             address: address.into(),
@@ -701,12 +728,7 @@ mod tests {
 
     #[test]
     fn keys_and_unkeys_with_t_commands() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let address = fake_server(answering(move |line| {
-            s.lock().unwrap().push(line.to_string());
-            Some("RPRT 0\n".into())
-        }));
+        let (address, seen) = recording(|_| "RPRT 0\n");
         let mut p = ptt(&address).unwrap();
         p.set(true).unwrap();
         p.set(false).unwrap();
@@ -716,12 +738,7 @@ mod tests {
 
     #[test]
     fn the_health_check_only_reads() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let address = fake_server(answering(move |line| {
-            s.lock().unwrap().push(line.to_string());
-            Some(if line == "t" { "1\n" } else { "RPRT 0\n" }.into())
-        }));
+        let (address, seen) = recording(|line| if line == "t" { "1\n" } else { "RPRT 0\n" });
         let mut p = ptt(&address).unwrap();
         // The rig keyed from its own microphone reads 1: the check leaves it alone.
         p.check().unwrap();
@@ -782,10 +799,7 @@ mod tests {
     #[test]
     fn a_restarted_rigctld_is_reconnected_within_the_call() {
         // The first connection answers once, then goes away; later ones behave.
-        let connections = Arc::new(AtomicUsize::new(0));
-        let c = connections.clone();
-        let address = fake_server(move |n, mut reader, mut stream| {
-            c.fetch_add(1, Ordering::SeqCst);
+        let (address, connections) = counting_server(|n, mut reader, mut stream| {
             let mut line = String::new();
             while reader.read_line(&mut line).unwrap_or(0) > 0 {
                 line.clear();
@@ -805,10 +819,7 @@ mod tests {
     fn disconnects_mid_way_are_errors_then_recover() {
         // Connection 0 answers the opening T 0, then closes on the next command without
         // answering; connections 1 to 3 close on their first command; later ones answer.
-        let connections = Arc::new(AtomicUsize::new(0));
-        let c = connections.clone();
-        let address = fake_server(move |n, mut reader, mut stream| {
-            c.fetch_add(1, Ordering::SeqCst);
+        let (address, connections) = counting_server(|n, mut reader, mut stream| {
             let mut line = String::new();
             let mut answered = 0;
             while reader.read_line(&mut line).unwrap_or(0) > 0 {
@@ -837,11 +848,9 @@ mod tests {
 
     #[test]
     fn garbage_answers_drop_the_connection() {
-        let connections = Arc::new(AtomicUsize::new(0));
         let garbage_sent = Arc::new(AtomicBool::new(false));
-        let (c, g) = (connections.clone(), garbage_sent.clone());
-        let address = fake_server(move |_, reader, mut stream| {
-            c.fetch_add(1, Ordering::SeqCst);
+        let g = garbage_sent.clone();
+        let (address, connections) = counting_server(move |_, reader, mut stream| {
             for line in reader.lines() {
                 let Ok(line) = line else { return };
                 let answer = if line == "T 1" && !g.swap(true, Ordering::SeqCst) {
@@ -916,26 +925,16 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(
-            parse_address("a", "127.0.0.1:4533").unwrap(),
-            ["127.0.0.1:4533".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_address("a", " 127.0.0.1 ").unwrap(),
-            ["127.0.0.1:4532".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_address("a", "::1").unwrap(),
-            ["[::1]:4532".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_address("a", "[::1]").unwrap(),
-            ["[::1]:4532".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_address("a", "[::1]:4000").unwrap(),
-            ["[::1]:4000".parse().unwrap()]
-        );
+        for (text, expected) in [
+            ("127.0.0.1:4533", "127.0.0.1:4533"),
+            (" 127.0.0.1 ", "127.0.0.1:4532"),
+            ("::1", "[::1]:4532"),
+            ("[::1]", "[::1]:4532"),
+            ("[::1]:4000", "[::1]:4000"),
+        ] {
+            let expected: SocketAddr = expected.parse().unwrap();
+            assert_eq!(parse_address("a", text).unwrap(), [expected], "{text:?}");
+        }
         assert!(!parse_address("a", "localhost").unwrap().is_empty());
         assert!(
             parse_address("ptt.address", "")
