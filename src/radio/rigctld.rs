@@ -1036,21 +1036,17 @@ mod tests {
 
     #[test]
     fn carrier_settings_are_checked() {
+        /// The error of a carrier on the default settings changed by `change`.
+        fn refused(change: impl FnOnce(&mut RigctldCarrierSettings)) -> String {
+            let mut s = RigctldCarrierSettings::default();
+            change(&mut s);
+            RigctldCarrier::open(&s).unwrap_err().to_string()
+        }
         for poll_ms in [0, 5, 10_001] {
-            let e = RigctldCarrier::open(&RigctldCarrierSettings {
-                poll_ms,
-                ..RigctldCarrierSettings::default()
-            })
-            .unwrap_err()
-            .to_string();
+            let e = refused(|s| s.poll_ms = poll_ms);
             assert!(e.contains(&format!("carrier.poll_ms = {poll_ms}")), "{e}");
         }
-        let e = RigctldCarrier::open(&RigctldCarrierSettings {
-            address: "".into(),
-            poll_ms: 100,
-        })
-        .unwrap_err()
-        .to_string();
+        let e = refused(|s| s.address = String::new());
         assert!(e.contains("carrier.address is empty"), "{e}");
     }
 
