@@ -408,11 +408,7 @@ mod tests {
         let r = radio(30);
         assert_eq!(
             plan(&args(30.0, 1000.0), &r, 16000).unwrap(),
-            Plan {
-                seconds: 30.0,
-                tone: Some((1000.0, -10.0)),
-                tot: Duration::from_secs(30),
-            }
+            test_plan(30.0, Some((1000.0, -10.0)), 30)
         );
         let e = plan(&args(31.0, 1000.0), &r, 16000)
             .unwrap_err()
@@ -476,48 +472,63 @@ mod tests {
         ptt
     }
 
+    /// The test's plan: `seconds` of `tone` (frequency and level) under a time-out timer of
+    /// `tot_s`.
+    fn test_plan(seconds: f64, tone: Option<(f32, f32)>, tot_s: u64) -> Plan {
+        Plan {
+            seconds,
+            tone,
+            tot: Duration::from_secs(tot_s),
+        }
+    }
+
+    /// [`key_and_play`] for radio "hf1" at 16 kHz through a default TX chain.
+    async fn play(
+        plan: &Plan,
+        guard: &mut PttThread,
+        output: Option<Box<dyn AudioOutput>>,
+        stop: &CancellationToken,
+    ) -> Result<(), PttTestError> {
+        let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
+        key_and_play("hf1", plan, guard, output, &mut chain, 16000, stop).await
+    }
+
+    /// [`play`] into `output`, never stopped.
+    async fn play_into(
+        plan: &Plan,
+        guard: &mut PttThread,
+        output: impl AudioOutput + 'static,
+    ) -> Result<(), PttTestError> {
+        play(
+            plan,
+            guard,
+            Some(Box::new(output)),
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
+    /// A 2 s tone on `sim` into an output that fails, or panics, after 10 frames.
     fn keyed_run(
         sim: &crate::radio::sim::SimPtt,
-        output: Breaking,
+        panics: bool,
     ) -> tokio::task::JoinHandle<Result<(), PttTestError>> {
         let sim = sim.clone();
-        let plan = Plan {
-            seconds: 2.0,
-            tone: Some((1000.0, -10.0)),
-            tot: Duration::from_secs(180),
-        };
+        let plan = test_plan(2.0, Some((1000.0, -10.0)), 180);
         tokio::spawn(async move {
             let mut guard = line(&sim).await;
-            let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
-            let stop = CancellationToken::new();
-            let output: Box<dyn AudioOutput> = Box::new(output);
-            key_and_play(
-                "hf1",
-                &plan,
-                &mut guard,
-                Some(output),
-                &mut chain,
-                16000,
-                &stop,
-            )
-            .await
+            play_into(&plan, &mut guard, Breaking { frames: 10, panics }).await
         })
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_audio_error_releases_ptt_and_is_reported() {
         let sim = crate::radio::sim::SimPtt::new();
-        let e = keyed_run(
-            &sim,
-            Breaking {
-                frames: 10,
-                panics: false,
-            },
-        )
-        .await
-        .unwrap()
-        .unwrap_err()
-        .to_string();
+        let e = keyed_run(&sim, false)
+            .await
+            .unwrap()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unplugged"), "{e}");
         assert_eq!(sim.key_count(), 1);
         assert!(!sim.is_keyed());
@@ -526,14 +537,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_panic_releases_ptt() {
         let sim = crate::radio::sim::SimPtt::new();
-        let joined = keyed_run(
-            &sim,
-            Breaking {
-                frames: 10,
-                panics: true,
-            },
-        )
-        .await;
+        let joined = keyed_run(&sim, true).await;
         assert!(joined.unwrap_err().is_panic());
         assert_eq!(sim.key_count(), 1);
         // The PTT thread unkeys as the task unwinds through its handle.
@@ -549,24 +553,11 @@ mod tests {
         let sim = crate::radio::sim::SimPtt::new();
         let mut guard = line(&sim).await;
         sim.set_failing(true);
-        let plan = Plan {
-            seconds: 2.0,
-            tone: None,
-            tot: Duration::from_secs(180),
-        };
-        let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
-        let e = key_and_play(
-            "hf1",
-            &plan,
-            &mut guard,
-            None,
-            &mut chain,
-            16000,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let plan = test_plan(2.0, None, 180);
+        let e = play(&plan, &mut guard, None, &CancellationToken::new())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("radio hf1: PTT sim"), "{e}");
         assert_eq!(sim.key_count(), 0);
     }
@@ -575,11 +566,7 @@ mod tests {
     async fn a_stop_releases_ptt_at_once() {
         let sim = crate::radio::sim::SimPtt::new();
         let mut guard = line(&sim).await;
-        let plan = Plan {
-            seconds: 60.0,
-            tone: None,
-            tot: Duration::from_secs(180),
-        };
+        let plan = test_plan(60.0, None, 180);
         let stop = CancellationToken::new();
         let s = stop.clone();
         let watcher = sim.clone();
@@ -589,10 +576,7 @@ mod tests {
             s.cancel();
         });
         let start = Instant::now();
-        let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
-        let e = key_and_play("hf1", &plan, &mut guard, None, &mut chain, 16000, &stop)
-            .await
-            .unwrap_err();
+        let e = play(&plan, &mut guard, None, &stop).await.unwrap_err();
         assert!(matches!(e, PttTestError::Interrupted { .. }), "{e}");
         assert_eq!(start.elapsed(), Duration::from_secs(3));
         assert!(!sim.is_keyed());
@@ -619,30 +603,14 @@ mod tests {
         let mut guard = line(&sim).await;
         // As long as the time-out timer allows: the tone, its last frame and the card's
         // queue would run past it.
-        let plan = Plan {
-            seconds: 2.0,
-            tone: Some((1000.0, -10.0)),
-            tot: Duration::from_secs(2),
-        };
+        let plan = test_plan(2.0, Some((1000.0, -10.0)), 2);
         let watcher = sim.clone();
         let seen = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1990)).await;
             watcher.is_keyed()
         });
         let start = Instant::now();
-        let mut chain = TxChain::new(&Default::default(), 16000).unwrap();
-        let output: Box<dyn AudioOutput> = Box::new(NeverDrains);
-        key_and_play(
-            "hf1",
-            &plan,
-            &mut guard,
-            Some(output),
-            &mut chain,
-            16000,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        play_into(&plan, &mut guard, NeverDrains).await.unwrap();
         assert!(seen.await.unwrap(), "keyed while the tone plays");
         assert_eq!(
             start.elapsed(),

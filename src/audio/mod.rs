@@ -18,6 +18,28 @@ pub mod test_signal;
 pub mod tones;
 pub mod wav;
 
+/// Implements `Debug` for a type whose other fields have nothing worth printing (a codec
+/// state, an open file or device): it shows the fields named, or what a method of the type
+/// says for `name: method`, and `..` for the rest. The audio and radio handles use it.
+macro_rules! debug_fields {
+    ($type:ident { $($name:ident $(: $method:ident)?),+ $(,)? }) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    $(.field(stringify!($name), &debug_fields!(@get self, $name $(, $method)?)))+
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+    (@get $self:ident, $field:ident) => {
+        $self.$field
+    };
+    (@get $self:ident, $name:ident, $method:ident) => {
+        $self.$method()
+    };
+}
+pub(crate) use debug_fields;
+
 /// Sample rate of the messages the gateway sends (Zello apps use 16 kHz).
 pub const CODEC_RATE: u32 = 16_000;
 

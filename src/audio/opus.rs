@@ -15,6 +15,7 @@ use audiopus::coder::{Decoder, Encoder, GenericCtl};
 use audiopus::{Application, Bandwidth, Bitrate, Channels, SampleRate, Signal, ffi};
 
 use super::AudioError;
+use super::debug_fields;
 
 /// Longest packet Opus allows (and the longest the gateway accepts from the channel).
 pub const MAX_PACKET_MS: u32 = 120;
@@ -247,13 +248,7 @@ pub struct OpusEncoder {
     repacketizer: Option<Repacketizer>,
 }
 
-impl std::fmt::Debug for OpusEncoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusEncoder")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(OpusEncoder { settings });
 
 impl OpusEncoder {
     /// An encoder for these settings (validated first: see [`EncoderSettings::validate`]).
@@ -445,14 +440,7 @@ pub struct OpusDecoder {
     plc_samples: usize,
 }
 
-impl std::fmt::Debug for OpusDecoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpusDecoder")
-            .field("rate", &self.rate)
-            .field("plc_samples", &self.plc_samples)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(OpusDecoder { rate, plc_samples });
 
 impl OpusDecoder {
     /// A mono decoder producing samples at `sample_rate` (8000, 12000, 16000, 24000 or 48000
@@ -684,65 +672,24 @@ mod tests {
         }
     }
 
+    /// The default settings, changed by `change`.
+    fn with(change: impl FnOnce(&mut EncoderSettings)) -> EncoderSettings {
+        let mut s = EncoderSettings::default();
+        change(&mut s);
+        s
+    }
+
     #[test]
     fn invalid_settings_name_the_value() {
         let cases = [
-            (
-                EncoderSettings {
-                    sample_rate: 44100,
-                    ..EncoderSettings::default()
-                },
-                "44100",
-            ),
-            (
-                EncoderSettings {
-                    frame_ms: 30,
-                    ..EncoderSettings::default()
-                },
-                "30 ms",
-            ),
-            (
-                EncoderSettings {
-                    frame_ms: 5,
-                    ..EncoderSettings::default()
-                },
-                "5 ms",
-            ),
-            (
-                EncoderSettings {
-                    frames_per_packet: 3,
-                    ..EncoderSettings::default()
-                },
-                "frames per packet 3",
-            ),
-            (
-                EncoderSettings {
-                    frames_per_packet: 0,
-                    ..EncoderSettings::default()
-                },
-                "frames per packet 0",
-            ),
-            (
-                EncoderSettings {
-                    bitrate: Some(100),
-                    ..EncoderSettings::default()
-                },
-                "bitrate 100",
-            ),
-            (
-                EncoderSettings {
-                    bitrate: Some(-1),
-                    ..EncoderSettings::default()
-                },
-                "bitrate -1",
-            ),
-            (
-                EncoderSettings {
-                    complexity: 11,
-                    ..EncoderSettings::default()
-                },
-                "complexity 11",
-            ),
+            (with(|s| s.sample_rate = 44100), "44100"),
+            (with(|s| s.frame_ms = 30), "30 ms"),
+            (with(|s| s.frame_ms = 5), "5 ms"),
+            (with(|s| s.frames_per_packet = 3), "frames per packet 3"),
+            (with(|s| s.frames_per_packet = 0), "frames per packet 0"),
+            (with(|s| s.bitrate = Some(100)), "bitrate 100"),
+            (with(|s| s.bitrate = Some(-1)), "bitrate -1"),
+            (with(|s| s.complexity = 11), "complexity 11"),
         ];
         for (settings, needle) in cases {
             let err = OpusEncoder::new(&settings).unwrap_err();

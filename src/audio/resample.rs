@@ -465,16 +465,27 @@ mod tests {
         assert!((r.delay_in() - 55.5).abs() < 1e-9);
     }
 
+    /// The conversions the streaming tests run: down and up, with and without a whole ratio.
+    const CONVERSIONS: [(u32, u32); 6] = [
+        (48_000, 16_000),
+        (44_100, 16_000),
+        (48_000, 44_100),
+        (8_000, 48_000),
+        (8_000, 16_000),
+        (16_000, 48_000),
+    ];
+
+    /// A 440 Hz tone at `from`, and its conversion to `to` in one piece.
+    fn tone_and_whole(from: u32, to: u32) -> (Vec<f32>, Vec<f32>) {
+        let input = tone(from, 440.0, 0.3, 0.8);
+        let whole = run(&mut Resampler::new(from, to).unwrap(), &input);
+        (input, whole)
+    }
+
     #[test]
     fn any_split_of_the_input_gives_the_same_output() {
-        for (from, to) in [
-            (48_000, 16_000),
-            (44_100, 16_000),
-            (48_000, 44_100),
-            (8_000, 48_000),
-        ] {
-            let input = tone(from, 440.0, 0.3, 0.8);
-            let whole = run(&mut Resampler::new(from, to).unwrap(), &input);
+        for (from, to) in CONVERSIONS {
+            let (input, whole) = tone_and_whole(from, to);
             for split in [1, 7, 240, 2048] {
                 let mut r = Resampler::new(from, to).unwrap();
                 let mut out = Vec::new();
@@ -494,14 +505,8 @@ mod tests {
 
     #[test]
     fn skipped_outputs_leave_the_rest_exactly_as_processing_them() {
-        for (from, to) in [
-            (48_000, 16_000),
-            (44_100, 16_000),
-            (8_000, 16_000),
-            (16_000, 48_000),
-        ] {
-            let input = tone(from, 440.0, 0.3, 0.8);
-            let whole = run(&mut Resampler::new(from, to).unwrap(), &input);
+        for (from, to) in CONVERSIONS {
+            let (input, whole) = tone_and_whole(from, to);
             for (split, skip_first) in [(240, 1), (960, 500), (1000, 0), (4096, 3000)] {
                 let mut r = Resampler::new(from, to).unwrap();
                 let mut out = Vec::new();

@@ -6,6 +6,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::AudioError;
+use super::debug_fields;
 
 /// The most samples one mono 16-bit WAV file can hold: the RIFF sizes are 32-bit, so the
 /// data may not exceed 4 GiB less the header (about 37 hours at 16 kHz).
@@ -210,16 +211,12 @@ pub struct WavSink {
     max_samples: u64,
 }
 
-impl std::fmt::Debug for WavSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WavSink")
-            .field("path", &self.path)
-            .field("rate", &self.rate)
-            .field("written", &self.written)
-            .field("open", &self.writer.is_some())
-            .finish()
-    }
-}
+debug_fields!(WavSink {
+    path,
+    rate,
+    written,
+    open: is_open,
+});
 
 impl WavSink {
     /// Creates (or replaces) the file at `path` for mono 16-bit samples at `rate`.
@@ -340,6 +337,11 @@ impl WavSink {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether the file is still open (not yet finalized).
+    fn is_open(&self) -> bool {
+        self.writer.is_some()
+    }
 }
 
 impl Drop for WavSink {
@@ -382,8 +384,11 @@ mod tests {
     use super::*;
     use crate::audio::speech::tone;
 
-    fn write_with_spec(path: &Path, spec: hound::WavSpec, samples: &[f64]) {
-        let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    /// Writes `samples` in the format `spec` to a file `name`, and reads it back as mono at
+    /// the file's own rate.
+    fn read_back(name: &str, spec: hound::WavSpec, samples: &[f64]) -> Vec<i16> {
+        let file = TempPath::new(name);
+        let mut writer = hound::WavWriter::create(file.path(), spec).unwrap();
         for &s in samples {
             match (spec.sample_format, spec.bits_per_sample) {
                 (hound::SampleFormat::Float, _) => writer.write_sample(s as f32).unwrap(),
@@ -393,6 +398,7 @@ mod tests {
             }
         }
         writer.finalize().unwrap();
+        read_wav_mono(file.path(), spec.sample_rate).unwrap()
     }
 
     fn spec(channels: u16, rate: u32, bits: u16, format: hound::SampleFormat) -> hound::WavSpec {
@@ -456,31 +462,21 @@ mod tests {
 
     #[test]
     fn stereo_is_mixed_down() {
-        let file = TempPath::new("stereo.wav");
         // Left 1000, right -200 -> 400; left 3, right 4 -> 3.5 rounds to 4.
         let interleaved = [1000.0, -200.0, 3.0, 4.0, -32768.0, -32768.0];
-        write_with_spec(
-            file.path(),
-            spec(2, 16000, 16, hound::SampleFormat::Int),
-            &interleaved,
-        );
+        let stereo = spec(2, 16000, 16, hound::SampleFormat::Int);
         assert_eq!(
-            read_wav_mono(file.path(), 16000).unwrap(),
+            read_back("stereo.wav", stereo, &interleaved),
             vec![400, 4, -32768]
         );
     }
 
     #[test]
     fn many_channels_are_averaged() {
-        let file = TempPath::new("six-channels.wav");
         let frame = [600.0, 0.0, 0.0, 0.0, 0.0, 0.0];
         let samples: Vec<f64> = frame.iter().cycle().take(60).copied().collect();
-        write_with_spec(
-            file.path(),
-            spec(6, 8000, 16, hound::SampleFormat::Int),
-            &samples,
-        );
-        assert_eq!(read_wav_mono(file.path(), 8000).unwrap(), vec![100; 10]);
+        let six = spec(6, 8000, 16, hound::SampleFormat::Int);
+        assert_eq!(read_back("six-channels.wav", six, &samples), vec![100; 10]);
     }
 
     #[test]
@@ -492,42 +488,24 @@ mod tests {
             (24, 4194304.0),
             (32, 1073741824.0),
         ] {
-            let file = TempPath::new(&format!("int{bits}.wav"));
-            write_with_spec(
-                file.path(),
-                spec(1, 16000, bits, hound::SampleFormat::Int),
-                &[value, -value, 0.0],
-            );
-            let read = read_wav_mono(file.path(), 16000).unwrap();
+            let mono = spec(1, 16000, bits, hound::SampleFormat::Int);
+            let read = read_back(&format!("int{bits}.wav"), mono, &[value, -value, 0.0]);
             assert_eq!(read, vec![16384, -16384, 0], "{bits} bits");
         }
     }
 
     #[test]
-    fn float_files_are_read_and_clipped() {
-        let file = TempPath::new("float.wav");
-        write_with_spec(
-            file.path(),
-            spec(1, 16000, 32, hound::SampleFormat::Float),
-            &[0.5, -0.5, 0.0, 1.5, -2.0, 1.0],
+    fn float_files_are_read_clipped_and_mixed_down() {
+        let float = |channels| spec(channels, 16000, 32, hound::SampleFormat::Float);
+        assert_eq!(
+            read_back("float.wav", float(1), &[0.5, -0.5, 0.0, 1.5, -2.0, 1.0]),
+            vec![16384, -16384, 0, 32767, -32768, 32767],
+            "mono, clipped"
         );
         assert_eq!(
-            read_wav_mono(file.path(), 16000).unwrap(),
-            vec![16384, -16384, 0, 32767, -32768, 32767]
-        );
-    }
-
-    #[test]
-    fn float_stereo_is_mixed_down() {
-        let file = TempPath::new("float-stereo.wav");
-        write_with_spec(
-            file.path(),
-            spec(2, 16000, 32, hound::SampleFormat::Float),
-            &[0.5, 0.0, -0.25, -0.25],
-        );
-        assert_eq!(
-            read_wav_mono(file.path(), 16000).unwrap(),
-            vec![8192, -8192]
+            read_back("float-stereo.wav", float(2), &[0.5, 0.0, -0.25, -0.25]),
+            vec![8192, -8192],
+            "stereo is mixed down"
         );
     }
 

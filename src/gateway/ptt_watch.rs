@@ -382,6 +382,16 @@ mod tests {
         (guard, sim)
     }
 
+    /// A transmission keyed at `t0` and watched: `(t0, end, watch, line, handle)`, where
+    /// the machine's time-out timer ends it at `end`, 10 s later.
+    fn keyed() -> (Instant, Instant, PttWatch, PttGuard, SimPtt) {
+        let t0 = Instant::now();
+        let mut w = watch();
+        let (ptt, sim) = keyed_line();
+        w.keyed(t0);
+        (t0, t0 + 10 * S, w, ptt, sim)
+    }
+
     #[test]
     fn readings_are_due_every_second_while_keyed_only() {
         let t0 = Instant::now();
@@ -405,11 +415,7 @@ mod tests {
 
     #[test]
     fn a_dropped_transmitter_is_keyed_again_and_the_gap_reported() {
-        let t0 = Instant::now();
-        let end = t0 + 10 * S;
-        let mut w = watch();
-        let (mut ptt, sim) = keyed_line();
-        w.keyed(t0);
+        let (t0, end, mut w, mut ptt, sim) = keyed();
         assert_eq!(read(&mut w, &mut ptt, end, t0 + S, Ok(true)), Outcome::Fine);
         // rigctld restarts at 1.5 s: the reading at 2 s cannot connect, the one at 3 s finds
         // the new rigctld unkeyed.
@@ -486,11 +492,7 @@ mod tests {
 
     #[test]
     fn a_state_that_stays_unreadable_gives_up_after_three_seconds() {
-        let t0 = Instant::now();
-        let end = t0 + 10 * S;
-        let mut w = watch();
-        let (mut ptt, _sim) = keyed_line();
-        w.keyed(t0);
+        let (t0, end, mut w, mut ptt, _sim) = keyed();
         let err = || Err(failed("rigctld unreachable"));
         assert!(matches!(
             read(&mut w, &mut ptt, end, t0 + S, err()),
@@ -523,11 +525,7 @@ mod tests {
 
     #[test]
     fn a_transmitter_that_cannot_be_keyed_again_gives_up() {
-        let t0 = Instant::now();
-        let end = t0 + 10 * S;
-        let mut w = watch();
-        let (mut ptt, sim) = keyed_line();
-        w.keyed(t0);
+        let (t0, end, mut w, mut ptt, sim) = keyed();
         // The line reads unkeyed and refuses to key (an interface that answers `t` but not
         // `T 1`).
         sim.set_failing(true);
@@ -587,11 +585,7 @@ mod tests {
 
     #[test]
     fn a_rig_that_accepts_the_key_but_keeps_reading_unkeyed_is_given_up() {
-        let t0 = Instant::now();
-        let end = t0 + 10 * S;
-        let mut w = watch();
-        let (mut ptt, sim) = keyed_line();
-        w.keyed(t0);
+        let (t0, end, mut w, mut ptt, sim) = keyed();
         let mut worth_a_line = 0;
         let mut gave_up = None;
         for n in 1..=9u32 {
@@ -619,11 +613,7 @@ mod tests {
 
     #[test]
     fn a_reading_of_the_previous_transmission_is_dropped() {
-        let t0 = Instant::now();
-        let end = t0 + 10 * S;
-        let mut w = watch();
-        let (mut ptt, sim) = keyed_line();
-        w.keyed(t0);
+        let (t0, end, mut w, mut ptt, sim) = keyed();
         // A reading starts at 1 s; the transmission ends, and the next one keys up, while
         // it is under way; it comes back "unkeyed" (taken between the two).
         let stale = w.reading();

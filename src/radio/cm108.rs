@@ -42,6 +42,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, PolledCarrier};
 use super::{Fault, Ptt, RadioError};
+use crate::audio::debug_fields;
 use crate::sync::lock;
 
 /// The `device` value that finds the node from the sound card.
@@ -646,13 +647,7 @@ pub struct Cm108Ptt {
     failed: bool,
 }
 
-impl std::fmt::Debug for Cm108Ptt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cm108Ptt")
-            .field("label", &self.label)
-            .finish()
-    }
-}
+debug_fields!(Cm108Ptt { label });
 
 fn check_gpio(gpio: u8) -> Result<(), Fault> {
     if !(1..=8).contains(&gpio) {
@@ -899,8 +894,8 @@ fn read_reports(node: Arc<HidNode>, mask: u8, invert: bool, state: Arc<LineState
 mod tests {
     use super::*;
     use crate::radio::CarrierDetect as _;
+    use crate::radio::testing::{empty_file, eventually};
     use std::os::unix::fs::symlink;
-    use std::time::Instant;
 
     fn bytes(path: &Path) -> Vec<u8> {
         std::fs::read(path).unwrap()
@@ -926,8 +921,7 @@ mod tests {
     #[test]
     fn ptt_writes_exact_reports_starting_unkeyed() {
         let dir = tempfile::tempdir().unwrap();
-        let node = dir.path().join("hidraw0");
-        std::fs::write(&node, b"").unwrap();
+        let node = empty_file(dir.path(), "hidraw0");
         let mut ptt = ptt_on(&node, 3, false).unwrap();
         assert_eq!(bytes(&node), [0, 0, 0, 4, 0], "unkeyed right after open");
         ptt.set(true).unwrap();
@@ -939,14 +933,12 @@ mod tests {
     #[test]
     fn invert_and_other_pins() {
         let dir = tempfile::tempdir().unwrap();
-        let node = dir.path().join("hidraw0");
-        std::fs::write(&node, b"").unwrap();
+        let node = empty_file(dir.path(), "hidraw0");
         let mut ptt = ptt_on(&node, 1, true).unwrap();
         ptt.set(true).unwrap();
         assert_eq!(bytes(&node), [0, 0, 1, 1, 0, 0, 0, 0, 1, 0]);
 
-        let node8 = dir.path().join("hidraw8");
-        std::fs::write(&node8, b"").unwrap();
+        let node8 = empty_file(dir.path(), "hidraw8");
         let mut ptt = ptt_on(&node8, 8, false).unwrap();
         ptt.set(true).unwrap();
         assert_eq!(bytes(&node8), [0, 0, 0, 0x80, 0, 0, 0, 0x80, 0x80, 0]);
@@ -955,8 +947,7 @@ mod tests {
     #[test]
     fn two_pins_on_one_node_keep_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        let node = dir.path().join("hidraw0");
-        std::fs::write(&node, b"").unwrap();
+        let node = empty_file(dir.path(), "hidraw0");
         let mut a = ptt_on(&node, 3, false).unwrap();
         let mut b = ptt_on(&node, 4, false).unwrap();
         a.set(true).unwrap();
@@ -1025,8 +1016,7 @@ mod tests {
     #[test]
     fn force_off_writes_the_unkeyed_report() {
         let dir = tempfile::tempdir().unwrap();
-        let node = dir.path().join("hidraw0");
-        std::fs::write(&node, b"").unwrap();
+        let node = empty_file(dir.path(), "hidraw0");
         force_off(&Cm108PttSettings {
             device: node.to_str().unwrap().into(),
             invert: true,
@@ -1041,8 +1031,7 @@ mod tests {
     fn breakable_node(dir: &Path) -> (Arc<HidNode>, std::io::PipeReader, PathBuf, Arc<Mutex<u32>>) {
         let (reader, writer) = std::io::pipe().unwrap();
         let file = File::from(std::os::fd::OwnedFd::from(writer));
-        let later = dir.join("hidraw-later");
-        std::fs::write(&later, b"").unwrap();
+        let later = empty_file(dir, "hidraw-later");
         let opens = Arc::new(Mutex::new(0));
         let (l, o) = (later.clone(), opens.clone());
         let source = Source::Custom(Box::new(move || {
@@ -1084,17 +1073,6 @@ mod tests {
         let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: c is a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    }
-
-    fn eventually(mut f: impl FnMut() -> bool) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(3) {
-            if f() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
     }
 
     fn carrier_on(path: &Path, bit: &str, invert: bool) -> Result<Cm108Carrier, RadioError> {

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use tracing::info;
 
 use super::{CarrierDetect, Fault, Ptt, RadioError};
+use crate::audio::debug_fields;
 
 /// The highest BCM GPIO number on the Raspberry Pi's 40-pin header.
 pub const MAX_BCM_PIN: u8 = 27;
@@ -425,14 +426,7 @@ pub struct GpioPtt {
     label: String,
 }
 
-impl std::fmt::Debug for GpioPtt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpioPtt")
-            .field("label", &self.label)
-            .field("active_low", &self.active_low)
-            .finish()
-    }
-}
+debug_fields!(GpioPtt { label, active_low });
 
 impl GpioPtt {
     /// Opens a Raspberry Pi pin, already at the unkeyed level.
@@ -566,15 +560,11 @@ pub struct GpioCarrier {
     label: String,
 }
 
-impl std::fmt::Debug for GpioCarrier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpioCarrier")
-            .field("label", &self.label)
-            .field("active_low", &self.active_low)
-            .field("debounce", &self.debounce)
-            .finish()
-    }
-}
+debug_fields!(GpioCarrier {
+    label,
+    active_low,
+    debounce,
+});
 
 impl GpioCarrier {
     /// Opens a Raspberry Pi pin as the carrier input.
@@ -688,6 +678,14 @@ mod tests {
                 .lock()
                 .unwrap()
                 .ok_or_else(|| io::Error::other("read failed"))
+        }
+    }
+
+    fn chip_ptt(chip: PathBuf, line: u32, active_low: bool) -> GpioChipPttSettings {
+        GpioChipPttSettings {
+            chip,
+            line,
+            active_low,
         }
     }
 
@@ -876,25 +874,17 @@ mod tests {
     #[test]
     fn missing_gpiochip_gives_a_clear_error() {
         let chip = PathBuf::from("/dev/gpiochip99");
-        let err = GpioPtt::open_chip(&GpioChipPttSettings {
-            chip: chip.clone(),
-            line: 17,
-            active_low: false,
-        })
-        .unwrap_err()
-        .to_string();
+        let err = GpioPtt::open_chip(&chip_ptt(chip.clone(), 17, false))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "PTT gpiochip: ptt.chip /dev/gpiochip99: no such GPIO chip; list the chips with \
              `gpiodetect` (package gpiod) or `ls /dev/gpiochip*`"
         );
-        let err = force_off_chip(&GpioChipPttSettings {
-            chip: chip.clone(),
-            line: 17,
-            active_low: true,
-        })
-        .unwrap_err()
-        .to_string();
+        let err = force_off_chip(&chip_ptt(chip.clone(), 17, true))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no such GPIO chip"), "{err}");
         let err = GpioCarrier::open_chip(&GpioChipCarrierSettings {
             chip,
@@ -914,15 +904,10 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_gpiochip_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("gpiochip0");
-        std::fs::write(&fake, b"").unwrap();
-        let err = GpioPtt::open_chip(&GpioChipPttSettings {
-            chip: fake,
-            line: 0,
-            active_low: false,
-        })
-        .unwrap_err()
-        .to_string();
+        let fake = crate::radio::testing::empty_file(dir.path(), "gpiochip0");
+        let err = GpioPtt::open_chip(&chip_ptt(fake, 0, false))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a usable GPIO chip"), "{err}");
     }
 

@@ -240,6 +240,38 @@ pub trait CarrierDetect: Send {
     }
 }
 
+/// What the interface tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    /// An empty regular file `name` in `dir`, standing in for a device node.
+    pub(crate) fn empty_file(dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, b"").unwrap();
+        path
+    }
+
+    /// Waits until `f` holds, up to three seconds (a line read on a thread of its own is
+    /// seen within milliseconds).
+    pub(crate) fn eventually(f: impl FnMut() -> bool) -> bool {
+        eventually_within(f, Duration::from_secs(3))
+    }
+
+    /// Waits until `f` holds, up to `within`.
+    pub(crate) fn eventually_within(mut f: impl FnMut() -> bool, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The settings of every interface, parsed the way the configuration file does

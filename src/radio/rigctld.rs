@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, PolledCarrier};
 use super::{Fault, Ptt, PttReadback, RadioError, Remedy};
+use crate::audio::debug_fields;
 use crate::net::backoff::Backoff;
 
 /// rigctld's default address.
@@ -428,13 +429,7 @@ pub struct RigctldPtt {
     failed: bool,
 }
 
-impl std::fmt::Debug for RigctldPtt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RigctldPtt")
-            .field("address", &self.address)
-            .finish()
-    }
-}
+debug_fields!(RigctldPtt { address });
 
 impl RigctldPtt {
     /// Connects and sends `T 0`, so the transmitter is unkeyed and the whole chain (rigctld,
@@ -650,6 +645,7 @@ fn poll_dcd(
 mod tests {
     use super::*;
     use crate::radio::CarrierDetect as _;
+    use crate::radio::testing::eventually_within;
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
@@ -697,6 +693,33 @@ mod tests {
         }
     }
 
+    /// A fake rigctld that answers each line with `answer(line)`: its address and the lines
+    /// it has seen.
+    fn recording(
+        answer: impl Fn(&str) -> &'static str + Send + Sync + 'static,
+    ) -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let address = fake_server(answering(move |line| {
+            s.lock().unwrap().push(line.to_string());
+            Some(answer(line).into())
+        }));
+        (address, seen)
+    }
+
+    /// [`fake_server`] that counts the connections it has taken.
+    fn counting_server(
+        handler: impl Fn(usize, BufReader<TcpStream>, TcpStream) + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c = connections.clone();
+        let address = fake_server(move |n, reader, stream| {
+            c.fetch_add(1, Ordering::SeqCst);
+            handler(n, reader, stream)
+        });
+        (address, connections)
+    }
+
     fn ptt(address: &str) -> Result<RigctldPtt, RadioError> {
         RigctldPtt::open(&RigctldPttSettings {
             address: address.into(),
@@ -705,12 +728,7 @@ mod tests {
 
     #[test]
     fn keys_and_unkeys_with_t_commands() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let address = fake_server(answering(move |line| {
-            s.lock().unwrap().push(line.to_string());
-            Some("RPRT 0\n".into())
-        }));
+        let (address, seen) = recording(|_| "RPRT 0\n");
         let mut p = ptt(&address).unwrap();
         p.set(true).unwrap();
         p.set(false).unwrap();
@@ -720,12 +738,7 @@ mod tests {
 
     #[test]
     fn the_health_check_only_reads() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let address = fake_server(answering(move |line| {
-            s.lock().unwrap().push(line.to_string());
-            Some(if line == "t" { "1\n" } else { "RPRT 0\n" }.into())
-        }));
+        let (address, seen) = recording(|line| if line == "t" { "1\n" } else { "RPRT 0\n" });
         let mut p = ptt(&address).unwrap();
         // The rig keyed from its own microphone reads 1: the check leaves it alone.
         p.check().unwrap();
@@ -786,10 +799,7 @@ mod tests {
     #[test]
     fn a_restarted_rigctld_is_reconnected_within_the_call() {
         // The first connection answers once, then goes away; later ones behave.
-        let connections = Arc::new(AtomicUsize::new(0));
-        let c = connections.clone();
-        let address = fake_server(move |n, mut reader, mut stream| {
-            c.fetch_add(1, Ordering::SeqCst);
+        let (address, connections) = counting_server(|n, mut reader, mut stream| {
             let mut line = String::new();
             while reader.read_line(&mut line).unwrap_or(0) > 0 {
                 line.clear();
@@ -809,10 +819,7 @@ mod tests {
     fn disconnects_mid_way_are_errors_then_recover() {
         // Connection 0 answers the opening T 0, then closes on the next command without
         // answering; connections 1 to 3 close on their first command; later ones answer.
-        let connections = Arc::new(AtomicUsize::new(0));
-        let c = connections.clone();
-        let address = fake_server(move |n, mut reader, mut stream| {
-            c.fetch_add(1, Ordering::SeqCst);
+        let (address, connections) = counting_server(|n, mut reader, mut stream| {
             let mut line = String::new();
             let mut answered = 0;
             while reader.read_line(&mut line).unwrap_or(0) > 0 {
@@ -841,11 +848,9 @@ mod tests {
 
     #[test]
     fn garbage_answers_drop_the_connection() {
-        let connections = Arc::new(AtomicUsize::new(0));
         let garbage_sent = Arc::new(AtomicBool::new(false));
-        let (c, g) = (connections.clone(), garbage_sent.clone());
-        let address = fake_server(move |_, reader, mut stream| {
-            c.fetch_add(1, Ordering::SeqCst);
+        let g = garbage_sent.clone();
+        let (address, connections) = counting_server(move |_, reader, mut stream| {
             for line in reader.lines() {
                 let Ok(line) = line else { return };
                 let answer = if line == "T 1" && !g.swap(true, Ordering::SeqCst) {
@@ -920,26 +925,16 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(
-            parse_address("a", "127.0.0.1:4533").unwrap(),
-            ["127.0.0.1:4533".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_address("a", " 127.0.0.1 ").unwrap(),
-            ["127.0.0.1:4532".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_address("a", "::1").unwrap(),
-            ["[::1]:4532".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_address("a", "[::1]").unwrap(),
-            ["[::1]:4532".parse().unwrap()]
-        );
-        assert_eq!(
-            parse_address("a", "[::1]:4000").unwrap(),
-            ["[::1]:4000".parse().unwrap()]
-        );
+        for (text, expected) in [
+            ("127.0.0.1:4533", "127.0.0.1:4533"),
+            (" 127.0.0.1 ", "127.0.0.1:4532"),
+            ("::1", "[::1]:4532"),
+            ("[::1]", "[::1]:4532"),
+            ("[::1]:4000", "[::1]:4000"),
+        ] {
+            let expected: SocketAddr = expected.parse().unwrap();
+            assert_eq!(parse_address("a", text).unwrap(), [expected], "{text:?}");
+        }
         assert!(!parse_address("a", "localhost").unwrap().is_empty());
         assert!(
             parse_address("ptt.address", "")
@@ -971,17 +966,6 @@ mod tests {
         assert!(matches!(parse_flag("DCD: 1"), Err(Failure::Garbage(_))));
     }
 
-    fn eventually(mut f: impl FnMut() -> bool, within: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if f() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-
     #[test]
     fn carrier_polls_dcd_and_reports_outages() {
         let dcd = Arc::new(AtomicBool::new(false));
@@ -1006,18 +990,18 @@ mod tests {
         })
         .unwrap();
         let second = Duration::from_secs(2);
-        assert!(eventually(
+        assert!(eventually_within(
             || matches!(c.update(-90.0, 20), Ok(false)),
             second
         ));
         dcd.store(true, Ordering::SeqCst);
-        assert!(eventually(
+        assert!(eventually_within(
             || matches!(c.update(-90.0, 20), Ok(true)),
             second
         ));
         // rigctld goes away: an error, not a stale value.
         up.store(false, Ordering::SeqCst);
-        assert!(eventually(|| c.update(-90.0, 20).is_err(), second));
+        assert!(eventually_within(|| c.update(-90.0, 20).is_err(), second));
         let e = c.update(-90.0, 20).unwrap_err().to_string();
         assert!(
             e.starts_with(&format!(
@@ -1026,7 +1010,7 @@ mod tests {
             "{e}"
         );
         up.store(true, Ordering::SeqCst);
-        assert!(eventually(
+        assert!(eventually_within(
             || matches!(c.update(-90.0, 20), Ok(true)),
             second
         ));
@@ -1041,7 +1025,7 @@ mod tests {
             poll_ms: 10,
         })
         .unwrap();
-        assert!(eventually(
+        assert!(eventually_within(
             || c.update(-90.0, 20).is_err(),
             Duration::from_secs(2)
         ));
@@ -1052,21 +1036,17 @@ mod tests {
 
     #[test]
     fn carrier_settings_are_checked() {
+        /// The error of a carrier on the default settings changed by `change`.
+        fn refused(change: impl FnOnce(&mut RigctldCarrierSettings)) -> String {
+            let mut s = RigctldCarrierSettings::default();
+            change(&mut s);
+            RigctldCarrier::open(&s).unwrap_err().to_string()
+        }
         for poll_ms in [0, 5, 10_001] {
-            let e = RigctldCarrier::open(&RigctldCarrierSettings {
-                poll_ms,
-                ..RigctldCarrierSettings::default()
-            })
-            .unwrap_err()
-            .to_string();
+            let e = refused(|s| s.poll_ms = poll_ms);
             assert!(e.contains(&format!("carrier.poll_ms = {poll_ms}")), "{e}");
         }
-        let e = RigctldCarrier::open(&RigctldCarrierSettings {
-            address: "".into(),
-            poll_ms: 100,
-        })
-        .unwrap_err()
-        .to_string();
+        let e = refused(|s| s.address = String::new());
         assert!(e.contains("carrier.address is empty"), "{e}");
     }
 
@@ -1196,7 +1176,7 @@ mod tests {
             "{e}"
         );
         assert!(read_ptt(&address).is_err());
-        assert!(eventually(
+        assert!(eventually_within(
             || dcd.update(-90.0, 20).is_err(),
             Duration::from_secs(2)
         ));
@@ -1215,7 +1195,7 @@ mod tests {
         })
         .unwrap();
         assert!(
-            eventually(
+            eventually_within(
                 || matches!(dcd.update(-90.0, 20), Ok(false)),
                 Duration::from_secs(10)
             ),

@@ -37,6 +37,7 @@ use tracing::{info, warn};
 
 use super::polled::{LineState, PolledCarrier};
 use super::{Fault, Ptt, RadioError};
+use crate::audio::debug_fields;
 use crate::sync::lock;
 
 /// The modem-control lines of a serial port.
@@ -447,13 +448,7 @@ pub struct SerialPtt {
     failed: bool,
 }
 
-impl std::fmt::Debug for SerialPtt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SerialPtt")
-            .field("label", &self.label)
-            .finish()
-    }
-}
+debug_fields!(SerialPtt { label });
 
 impl SerialPtt {
     /// Opens (or shares) the port and sets every listed line to its unkeyed level at once.
@@ -657,8 +652,8 @@ fn poll(
 mod tests {
     use super::*;
     use crate::radio::CarrierDetect as _;
+    use crate::radio::testing::{empty_file, eventually};
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Instant;
 
     /// An in-memory port: records every call, reads inputs from shared flags, can fail.
     #[derive(Clone, Default)]
@@ -733,6 +728,23 @@ mod tests {
             device: device.into(),
             lines: lines.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    fn carrier_settings(device: &str, line: &str, invert: bool) -> SerialCarrierSettings {
+        SerialCarrierSettings {
+            device: device.into(),
+            line: line.into(),
+            invert,
+        }
+    }
+
+    /// The error of opening a PTT on `device` (RTS) of a modem that `setup` breaks.
+    fn open_error(device: &str, setup: impl FnOnce(&Modem)) -> String {
+        let m = Modem::default();
+        setup(&m);
+        SerialPtt::open_in(&m.registry(), &ptt_settings(device, &["RTS"]))
+            .unwrap_err()
+            .to_string()
     }
 
     /// Log entries other than carrier reads (the polling thread adds those at any time).
@@ -847,24 +859,14 @@ mod tests {
 
     #[test]
     fn open_errors_name_the_setting() {
-        let m = Modem::default();
-        m.missing.store(true, Ordering::SeqCst);
-        let reg = m.registry();
-        let e = SerialPtt::open_in(&reg, &ptt_settings("/dev/ttyUSB7", &["RTS"]))
-            .unwrap_err()
-            .to_string();
+        let e = open_error("/dev/ttyUSB7", |m| m.missing.store(true, Ordering::SeqCst));
         assert!(
             e.starts_with("PTT serial: ptt.device /dev/ttyUSB7: no such device"),
             "{e}"
         );
 
         // A failing first write leaves nothing open.
-        let m = Modem::default();
-        m.fail.store(true, Ordering::SeqCst);
-        let reg = m.registry();
-        let e = SerialPtt::open_in(&reg, &ptt_settings("/dev/ttyUSB0", &["RTS"]))
-            .unwrap_err()
-            .to_string();
+        let e = open_error("/dev/ttyUSB0", |m| m.fail.store(true, Ordering::SeqCst));
         assert!(e.contains("device disconnected"), "{e}");
 
         let advice = |kind| {
@@ -889,13 +891,9 @@ mod tests {
              Its stable name is in /dev/serial/by-id/"
         );
         assert!(force_off(&ptt_settings("/dev/ttyUSB99", &["DTR", "!RTS"])).is_err());
-        let e = SerialCarrier::open(&SerialCarrierSettings {
-            device: "/dev/ttyUSB99".into(),
-            line: "CTS".into(),
-            invert: false,
-        })
-        .unwrap_err()
-        .to_string();
+        let e = SerialCarrier::open(&carrier_settings("/dev/ttyUSB99", "CTS", false))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("carrier detect serial: carrier.device /dev/ttyUSB99: no such device"),
             "{e}"
@@ -905,8 +903,7 @@ mod tests {
     #[test]
     fn a_file_that_is_not_a_tty_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ttyFake");
-        std::fs::write(&path, b"").unwrap();
+        let path = empty_file(dir.path(), "ttyFake");
         let e = SerialPtt::open(&SerialPttSettings {
             device: path.clone(),
             lines: vec!["RTS".into()],
@@ -971,32 +968,13 @@ mod tests {
         );
     }
 
-    /// Waits until `f` holds, up to two seconds.
-    fn eventually(mut f: impl FnMut() -> bool) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(2) {
-            if f() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
-    }
-
     #[test]
     fn ptt_and_carrier_share_one_port() {
         let m = Modem::default();
         let reg = m.registry();
         let mut ptt = SerialPtt::open_in(&reg, &ptt_settings("/dev/ttyUSB0", &["RTS"])).unwrap();
-        let mut cos = SerialCarrier::open_in(
-            &reg,
-            &SerialCarrierSettings {
-                device: "/dev/ttyUSB0".into(),
-                line: "cts".into(),
-                invert: false,
-            },
-        )
-        .unwrap();
+        let mut cos =
+            SerialCarrier::open_in(&reg, &carrier_settings("/dev/ttyUSB0", "cts", false)).unwrap();
         let opens = m.log().iter().filter(|s| s.starts_with("open")).count();
         assert_eq!(opens, 1, "{:?}", m.log());
         // The carrier did not touch the PTT's line.
@@ -1026,15 +1004,9 @@ mod tests {
         for (name, invert) in [("CTS", false), ("dsr", true), ("DCD", false)] {
             let m = Modem::default();
             let reg = m.registry();
-            let mut cos = SerialCarrier::open_in(
-                &reg,
-                &SerialCarrierSettings {
-                    device: "/dev/ttyS0".into(),
-                    line: name.into(),
-                    invert,
-                },
-            )
-            .unwrap();
+            let mut cos =
+                SerialCarrier::open_in(&reg, &carrier_settings("/dev/ttyS0", name, invert))
+                    .unwrap();
             // A carrier opening the port alone turns both outputs off.
             assert_eq!(writes(&m), ["open /dev/ttyS0", "dtr=0", "rts=0"]);
             assert_eq!(cos.update(-90.0, 20).unwrap(), invert, "{name}");
@@ -1054,15 +1026,8 @@ mod tests {
 
         let m = Modem::default();
         let reg = m.registry();
-        let mut cos = SerialCarrier::open_in(
-            &reg,
-            &SerialCarrierSettings {
-                device: "/dev/ttyS0".into(),
-                line: "CTS".into(),
-                invert: false,
-            },
-        )
-        .unwrap();
+        let mut cos =
+            SerialCarrier::open_in(&reg, &carrier_settings("/dev/ttyS0", "CTS", false)).unwrap();
         m.cts.store(true, Ordering::SeqCst);
         assert!(eventually(|| cos.update(-90.0, 20).unwrap()));
         m.fail.store(true, Ordering::SeqCst);
@@ -1075,16 +1040,9 @@ mod tests {
         m.fail.store(false, Ordering::SeqCst);
         assert!(eventually(|| cos.update(-90.0, 20).is_ok_and(|up| up)));
 
-        let e = SerialCarrier::open_in(
-            &reg,
-            &SerialCarrierSettings {
-                device: "/dev/ttyS0".into(),
-                line: "RTS".into(),
-                invert: false,
-            },
-        )
-        .unwrap_err()
-        .to_string();
+        let e = SerialCarrier::open_in(&reg, &carrier_settings("/dev/ttyS0", "RTS", false))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("carrier.line = \"RTS\": unknown line"), "{e}");
     }
 

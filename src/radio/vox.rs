@@ -287,58 +287,33 @@ mod tests {
         assert_eq!(feed(&mut vox, LOUD, 10, 2), vec![false, true]);
     }
 
+    /// The default settings, changed by `change`.
+    fn with(change: impl FnOnce(&mut VoxSettings)) -> VoxSettings {
+        let mut s = VoxSettings::default();
+        change(&mut s);
+        s
+    }
+
     #[test]
     fn validation() {
-        let bad = VoxSettings {
-            open_dbfs: -40.0,
-            close_dbfs: -35.0,
-            ..VoxSettings::default()
-        };
+        let bad = with(|s| (s.open_dbfs, s.close_dbfs) = (-40.0, -35.0));
         let message = bad.validate().unwrap_err().to_string();
         assert!(message.contains("close_dbfs (-35)"), "{message}");
         assert!(message.contains("open_dbfs (-40)"), "{message}");
         let err = Vox::new(bad).unwrap_err().to_string();
         assert!(err.contains("carrier detect vox"), "{err}");
 
-        let equal = VoxSettings {
-            open_dbfs: -40.0,
-            close_dbfs: -40.0,
-            ..VoxSettings::default()
-        };
+        let equal = with(|s| (s.open_dbfs, s.close_dbfs) = (-40.0, -40.0));
         assert!(equal.validate().is_ok());
 
-        let nan = VoxSettings {
-            open_dbfs: f32::NAN,
-            ..VoxSettings::default()
-        };
-        assert!(
-            nan.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("open_dbfs")
-        );
-        let positive = VoxSettings {
-            open_dbfs: 3.0,
-            ..VoxSettings::default()
-        };
-        assert!(
-            positive
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("open_dbfs = 3")
-        );
-        let too_low = VoxSettings {
-            close_dbfs: -120.0,
-            ..VoxSettings::default()
-        };
-        assert!(
-            too_low
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("close_dbfs = -120")
-        );
+        for (settings, needle) in [
+            (with(|s| s.open_dbfs = f32::NAN), "open_dbfs"),
+            (with(|s| s.open_dbfs = 3.0), "open_dbfs = 3"),
+            (with(|s| s.close_dbfs = -120.0), "close_dbfs = -120"),
+        ] {
+            let err = settings.validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} should name {needle}");
+        }
     }
 
     #[test]
