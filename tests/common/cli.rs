@@ -50,6 +50,16 @@ pub fn fake_binary(dir: &Path) -> PathBuf {
     path
 }
 
+/// Runs `scripts/install.sh` staged into `dest` (`DESTDIR`), installing a [`fake_binary`]
+/// written to `scratch`: whether it succeeded, and what it printed.
+pub fn staged_install(scratch: &Path, dest: &Path) -> (bool, String) {
+    let binary = fake_binary(scratch);
+    run(Command::new(root().join("scripts/install.sh"))
+        .arg("--binary")
+        .arg(&binary)
+        .env("DESTDIR", dest))
+}
+
 /// The `[zello]` table of a gateway configuration (user `gateway1`, password `pw`) for the
 /// server at `url`, then a blank line.
 pub fn zello_section(url: &str) -> String {
