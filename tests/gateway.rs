@@ -275,16 +275,15 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
     assert!(sim.faults().drop_connection("gateway1"));
     channel_online(&mut watch).await;
     // The carrier is still up: the rest goes out as a new message...
-    let SessionEvent::IncomingStart {
-        from,
-        stream_id: second,
-        ..
-    } = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(
+        app,
+        5 * S,
+        SessionEvent::IncomingStart {
+            from,
+            stream_id: second,
+            ..
+        }
+    );
     assert_eq!(from, "gateway1");
     tokio::time::sleep(S).await;
     carrier.set(false);

@@ -32,12 +32,7 @@ async fn logon_readiness_and_platform_name() {
     })
     .await;
     sim.faults().release_channel_status();
-    let SessionEvent::Channel { status, ready } = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::Channel { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(gw, 5 * S, SessionEvent::Channel { status, ready });
     assert!(ready);
     assert_eq!(status.channel, CHANNEL);
     assert!(
@@ -58,29 +53,23 @@ async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
         .start_message(CHANNEL, header, None)
         .await
         .unwrap();
-    let SessionEvent::OutgoingStarted { stream_id, .. } = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(gw, 5 * S, SessionEvent::OutgoingStarted { stream_id, .. });
     for i in 0..10u8 {
         msg.send(packet(i));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     msg.finish().await;
-    let SessionEvent::IncomingStart {
-        stream_id: sid,
-        from,
-        header: h,
-        channel,
-        ..
-    } = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(
+        app,
+        5 * S,
+        SessionEvent::IncomingStart {
+            stream_id: sid,
+            from,
+            header: h,
+            channel,
+            ..
+        }
+    );
     assert_eq!(
         (sid, from.as_str(), h, channel.as_str()),
         (stream_id, "gateway1", header, CHANNEL)
@@ -112,16 +101,15 @@ async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
     for (i, (_, data)) in got.iter().enumerate() {
         assert_eq!(data, &packet(i as u8), "payload intact");
     }
-    let SessionEvent::OutgoingEnded {
-        reason,
-        packets_sent,
-        ..
-    } = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(
+        gw,
+        5 * S,
+        SessionEvent::OutgoingEnded {
+            reason,
+            packets_sent,
+            ..
+        }
+    );
     assert_eq!((reason, packets_sent), (OutgoingEnd::Completed, 10));
     gw.shutdown().await;
     app.shutdown().await;
@@ -139,12 +127,7 @@ async fn for_routing_reaches_only_the_recipient() {
     msg.send(packet(1));
     msg.send(packet(2));
     msg.finish().await;
-    let SessionEvent::IncomingStart { recipient, .. } = bob
-        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(bob, 5 * S, SessionEvent::IncomingStart { recipient, .. });
     assert_eq!(recipient.as_deref(), Some("bob"));
     bob.expect(5 * S, |e| {
         matches!(e, SessionEvent::IncomingEnd { packets: 2, .. })
@@ -211,12 +194,7 @@ async fn text_location_and_image_relay() {
         })
         .await
         .unwrap();
-    let SessionEvent::Location(l) = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::Location(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(app, 5 * S, SessionEvent::Location(l));
     assert_eq!(l.latitude, 46.714475);
     assert_eq!(l.formatted_address.as_deref(), Some("Meiringen"));
 
@@ -241,16 +219,15 @@ async fn text_location_and_image_relay() {
         )
         .await
         .unwrap();
-    let SessionEvent::Image {
-        meta,
-        thumbnail,
-        full: got_full,
-    } = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::Image { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(
+        app,
+        5 * S,
+        SessionEvent::Image {
+            meta,
+            thumbnail,
+            full: got_full
+        }
+    );
     assert_eq!(meta.message_id, image_id);
     assert_eq!(thumbnail, thumb);
     assert_eq!(got_full, full);
@@ -285,20 +262,16 @@ async fn pings_are_answered_during_a_long_transmission() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     msg.finish().await;
-    let e = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await;
-    assert!(
-        matches!(
-            e,
-            SessionEvent::OutgoingEnded {
-                reason: OutgoingEnd::Completed,
-                packets_sent: 333,
-                ..
-            }
-        ),
-        "{e:?}"
+    expect_event!(
+        gw,
+        5 * S,
+        SessionEvent::OutgoingEnded {
+            reason,
+            packets_sent,
+            ..
+        }
     );
+    assert_eq!((reason, packets_sent), (OutgoingEnd::Completed, 333));
     let stats = sim.stats("gateway1").unwrap();
     assert!(stats.pings_sent >= 9, "{stats:?}");
     assert!(stats.pongs_received + 1 >= stats.pings_sent, "{stats:?}");
@@ -449,36 +422,17 @@ async fn rejected_or_unanswered_start_stream_ends_cleanly() {
     let msg = gw.start_message().await;
     msg.send(packet(1));
     msg.finish().await;
-    let e = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await;
-    assert!(
-        matches!(
-            e,
-            SessionEvent::OutgoingEnded {
-                reason: OutgoingEnd::Rejected(ErrorCode::FailedToStartStream),
-                ..
-            }
-        ),
-        "{e:?}"
+    expect_event!(gw, 5 * S, SessionEvent::OutgoingEnded { reason, .. });
+    assert_eq!(
+        reason,
+        OutgoingEnd::Rejected(ErrorCode::FailedToStartStream)
     );
     // A server that never answers start_stream: the message times out, no stop_stream.
     sim.faults().delay_start_stream(Duration::from_secs(3600));
     let msg = gw.start_message().await;
     msg.send(packet(2));
-    let e = gw
-        .expect(30 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await;
-    assert!(
-        matches!(
-            e,
-            SessionEvent::OutgoingEnded {
-                reason: OutgoingEnd::Timeout,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    expect_event!(gw, 30 * S, SessionEvent::OutgoingEnded { reason, .. });
+    assert_eq!(reason, OutgoingEnd::Timeout);
     drop(msg);
     assert!(
         !sim.events().iter().any(|e| matches!(
@@ -501,19 +455,8 @@ async fn the_server_can_stop_our_stream() {
     gw.expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
         .await;
     assert_eq!(sim.faults().stop_stream("gateway1").len(), 1);
-    let e = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await;
-    assert!(
-        matches!(
-            e,
-            SessionEvent::OutgoingEnded {
-                reason: OutgoingEnd::StoppedByServer,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    expect_event!(gw, 5 * S, SessionEvent::OutgoingEnded { reason, .. });
+    assert_eq!(reason, OutgoingEnd::StoppedByServer);
     // Packets after that go nowhere, and finishing sends no stop_stream.
     msg.send(packet(2));
     msg.finish().await;
@@ -530,12 +473,7 @@ async fn echo_user_replays_a_message() {
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     msg.finish().await;
-    let SessionEvent::IncomingStart { from, .. } = gw
-        .expect(10 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(gw, 10 * S, SessionEvent::IncomingStart { from, .. });
     assert_eq!(from, "echo");
     gw.expect(10 * S, |e| {
         matches!(e, SessionEvent::IncomingEnd { packets: 5, .. })

@@ -164,6 +164,19 @@ impl Client {
     }
 }
 
+/// Waits, as [`Client::expect`], for the first of `client`'s session events that `pattern`
+/// matches, and binds the pattern's names: `expect_event!(app, S, SessionEvent::Location(l));`
+#[macro_export]
+macro_rules! expect_event {
+    ($client:expr, $within:expr, $pattern:pat) => {
+        #[allow(unused_variables)]
+        let matching = |e: &zello_gateway::zello::session::SessionEvent| matches!(e, $pattern);
+        let $pattern = $client.expect($within, matching).await else {
+            unreachable!()
+        };
+    };
+}
+
 /// Waits for the first gateway event `pred` accepts (a lag is skipped, not fatal).
 pub async fn wait_for(
     rx: &mut tokio::sync::broadcast::Receiver<zello_gateway::gateway::GatewayEvent>,
