@@ -8,13 +8,57 @@ use common::emulator::{with_gateway, with_gateway_and};
 use common::{CHANNEL, Client, config, server};
 use std::time::Duration;
 use zello_gateway::zello::protocol::{CodecHeader, ErrorCode, SendImage, SendLocation};
-use zello_gateway::zello::session::{IncomingEnd, OutgoingEnd, SessionEvent};
-use zello_gateway::zello::sim::{Accounts, SimConfig, SimEvent};
+use zello_gateway::zello::session::{IncomingEnd, OutgoingEnd, OutgoingMessage, SessionEvent};
+use zello_gateway::zello::sim::{Accounts, SimConfig, SimEvent, SimHandle};
 
 const S: Duration = Duration::from_secs(1);
 
 fn packet(i: u8) -> Bytes {
     Bytes::from(vec![i, i.wrapping_mul(7), 0xfc, 0x00, i])
+}
+
+/// Sends `packets` packets one every `every`, then finishes the message.
+async fn send_all(msg: OutgoingMessage, packets: u32, every: Duration) {
+    for i in 0..packets {
+        msg.send(packet(i as u8));
+        tokio::time::sleep(every).await;
+    }
+    msg.finish().await;
+}
+
+/// Waits for the end of `client`'s own message: why it ended and how many packets went.
+async fn outgoing_end(client: &mut Client, within: Duration) -> (OutgoingEnd, u64) {
+    expect_event!(
+        client,
+        within,
+        SessionEvent::OutgoingEnded {
+            reason,
+            packets_sent,
+            ..
+        }
+    );
+    (reason, packets_sent)
+}
+
+/// The gateway's session on the emulator, cut off by `fault` (which must find it), once it
+/// has seen it.
+async fn cut_off(fault: impl FnOnce(&SimHandle) -> bool) -> (SimHandle, Client) {
+    let (sim, mut gw) = with_gateway().await;
+    assert!(fault(&sim));
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
+        .await;
+    (sim, gw)
+}
+
+/// Waits (two minutes at most) until `client` has logged on again: how long that took.
+async fn logged_on_again(client: &mut Client) -> Duration {
+    let start = tokio::time::Instant::now();
+    client
+        .expect(Duration::from_secs(120), |e| {
+            matches!(e, SessionEvent::LoggedOn { .. })
+        })
+        .await;
+    start.elapsed()
 }
 
 #[tokio::test(start_paused = true)]
@@ -54,11 +98,7 @@ async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
         .await
         .unwrap();
     expect_event!(gw, 5 * S, SessionEvent::OutgoingStarted { stream_id, .. });
-    for i in 0..10u8 {
-        msg.send(packet(i));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    msg.finish().await;
+    send_all(msg, 10, Duration::from_millis(20)).await;
     expect_event!(
         app,
         5 * S,
@@ -101,16 +141,10 @@ async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
     for (i, (_, data)) in got.iter().enumerate() {
         assert_eq!(data, &packet(i as u8), "payload intact");
     }
-    expect_event!(
-        gw,
-        5 * S,
-        SessionEvent::OutgoingEnded {
-            reason,
-            packets_sent,
-            ..
-        }
+    assert_eq!(
+        outgoing_end(&mut gw, 5 * S).await,
+        (OutgoingEnd::Completed, 10)
     );
-    assert_eq!((reason, packets_sent), (OutgoingEnd::Completed, 10));
     gw.shutdown().await;
     app.shutdown().await;
 }
@@ -257,21 +291,11 @@ async fn pings_are_answered_during_a_long_transmission() {
     let _app = Client::ready(config(&sim, "alice")).await;
     // A 20 s message at 60 ms packets, with pings every 2 s.
     let msg = gw.start_message().await;
-    for i in 0..333u32 {
-        msg.send(packet(i as u8));
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-    msg.finish().await;
-    expect_event!(
-        gw,
-        5 * S,
-        SessionEvent::OutgoingEnded {
-            reason,
-            packets_sent,
-            ..
-        }
+    send_all(msg, 333, Duration::from_millis(60)).await;
+    assert_eq!(
+        outgoing_end(&mut gw, 5 * S).await,
+        (OutgoingEnd::Completed, 333)
     );
-    assert_eq!((reason, packets_sent), (OutgoingEnd::Completed, 333));
     let stats = sim.stats("gateway1").unwrap();
     assert!(stats.pings_sent >= 9, "{stats:?}");
     assert!(stats.pongs_received + 1 >= stats.pings_sent, "{stats:?}");
@@ -306,19 +330,13 @@ async fn silence_is_not_death_but_a_frozen_server_is() {
         "dead after {waited:?}"
     );
     // And the session comes back.
-    gw.expect(Duration::from_secs(120), |e| {
-        matches!(e, SessionEvent::LoggedOn { .. })
-    })
-    .await;
+    logged_on_again(&mut gw).await;
     gw.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn reconnects_with_the_refresh_token_then_full_credentials() {
-    let (sim, mut gw) = with_gateway().await;
-    assert!(sim.faults().drop_connection("gateway1"));
-    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
-        .await;
+    let (sim, mut gw) = cut_off(|sim| sim.faults().drop_connection("gateway1")).await;
     let start = tokio::time::Instant::now();
     gw.logged_on(10 * S, true).await;
     assert!(start.elapsed() <= 2 * S, "fast reconnect after a blip");
@@ -374,19 +392,11 @@ async fn bad_credentials_are_retried_only_slowly() {
 
 #[tokio::test(start_paused = true)]
 async fn kicked_gets_a_longer_delay() {
-    let (sim, mut gw) = with_gateway().await;
-    assert!(sim.faults().kick("gateway1"));
-    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
-        .await;
-    let start = tokio::time::Instant::now();
-    gw.expect(Duration::from_secs(120), |e| {
-        matches!(e, SessionEvent::LoggedOn { .. })
-    })
-    .await;
+    let (_sim, mut gw) = cut_off(|sim| sim.faults().kick("gateway1")).await;
+    let waited = logged_on_again(&mut gw).await;
     assert!(
-        start.elapsed() >= Duration::from_secs(60),
-        "reconnected after {:?}",
-        start.elapsed()
+        waited >= Duration::from_secs(60),
+        "reconnected after {waited:?}"
     );
     gw.shutdown().await;
 }
@@ -397,11 +407,7 @@ async fn delayed_start_stream_keeps_the_leading_audio() {
     sim.faults().delay_start_stream(Duration::from_millis(500));
     let msg = gw.start_message().await;
     // Six packets (360 ms) captured before the stream id arrives, then four more.
-    for i in 0..10u8 {
-        msg.send(packet(i));
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-    msg.finish().await;
+    send_all(msg, 10, Duration::from_millis(60)).await;
     let mut got = Vec::new();
     loop {
         match app.expect(5 * S, |_| true).await {
@@ -422,17 +428,15 @@ async fn rejected_or_unanswered_start_stream_ends_cleanly() {
     let msg = gw.start_message().await;
     msg.send(packet(1));
     msg.finish().await;
-    expect_event!(gw, 5 * S, SessionEvent::OutgoingEnded { reason, .. });
     assert_eq!(
-        reason,
+        outgoing_end(&mut gw, 5 * S).await.0,
         OutgoingEnd::Rejected(ErrorCode::FailedToStartStream)
     );
     // A server that never answers start_stream: the message times out, no stop_stream.
     sim.faults().delay_start_stream(Duration::from_secs(3600));
     let msg = gw.start_message().await;
     msg.send(packet(2));
-    expect_event!(gw, 30 * S, SessionEvent::OutgoingEnded { reason, .. });
-    assert_eq!(reason, OutgoingEnd::Timeout);
+    assert_eq!(outgoing_end(&mut gw, 30 * S).await.0, OutgoingEnd::Timeout);
     drop(msg);
     assert!(
         !sim.events().iter().any(|e| matches!(
@@ -455,8 +459,10 @@ async fn the_server_can_stop_our_stream() {
     gw.expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
         .await;
     assert_eq!(sim.faults().stop_stream("gateway1").len(), 1);
-    expect_event!(gw, 5 * S, SessionEvent::OutgoingEnded { reason, .. });
-    assert_eq!(reason, OutgoingEnd::StoppedByServer);
+    assert_eq!(
+        outgoing_end(&mut gw, 5 * S).await.0,
+        OutgoingEnd::StoppedByServer
+    );
     // Packets after that go nowhere, and finishing sends no stop_stream.
     msg.send(packet(2));
     msg.finish().await;
@@ -468,11 +474,7 @@ async fn echo_user_replays_a_message() {
     let sim = common::emulator::echo_server().await;
     let mut gw = Client::ready(config(&sim, "gateway1")).await;
     let msg = gw.start_message().await;
-    for i in 0..5u8 {
-        msg.send(packet(i));
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-    msg.finish().await;
+    send_all(msg, 5, Duration::from_millis(60)).await;
     expect_event!(gw, 10 * S, SessionEvent::IncomingStart { from, .. });
     assert_eq!(from, "echo");
     gw.expect(10 * S, |e| {
