@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli::{assert_success, bin, fake_binary, root, run, wait_listening};
+use common::cli::{assert_success, bin, root, staged_install, wait_listening};
 use common::{Reaped, free_port};
 
 use std::io::Read as _;
@@ -151,12 +151,7 @@ fn the_demo_script_installs_only_the_build_packages() {
 #[test]
 fn the_install_script_ends_with_a_check_the_user_can_run() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = fake_binary(dir.path());
-    let dest = dir.path().join("stage");
-    let (ok, text) = run(Command::new(root().join("scripts/install.sh"))
-        .arg("--binary")
-        .arg(&binary)
-        .env("DESTDIR", &dest));
+    let (ok, text) = staged_install(dir.path(), &dir.path().join("stage"));
     assert!(ok, "{text}");
     assert!(
         text.contains(

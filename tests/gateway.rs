@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::emulator::{Gateway, channel_online, gateway_config, talk_pcm};
+use common::emulator::{Gateway, channel_online, gateway_config, speaking_radio, talk_pcm};
 use common::{CHANNEL, Client, config, server, wait_for};
 use std::path::Path;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use zello_gateway::audio::file::{FileInput, MemoryOutput};
 use zello_gateway::audio::{CODEC_RATE, speech, wav};
 use zello_gateway::gateway::{self, GatewayEvent, RadioParts};
@@ -35,15 +34,7 @@ async fn carrier_up(
     watch: &mut tokio::sync::broadcast::Receiver<GatewayEvent>,
 ) -> (Gateway, FlagCarrier, Client) {
     let carrier = FlagCarrier::new();
-    let speech = speech::speech_like(CODEC_RATE, seconds, 4);
-    let parts = RadioParts::new(
-        name,
-        CHANNEL,
-        Box::new(FileInput::from_samples(speech, CODEC_RATE)),
-        Box::new(MemoryOutput::new(CODEC_RATE)),
-        Box::new(carrier.clone()),
-        Box::new(SimPtt::new()),
-    );
+    let (parts, _) = speaking_radio(name, seconds, 4, &carrier, &SimPtt::new());
     let gw = Gateway::start(config(sim, "gateway1"), vec![parts], observer);
     let mut app = Client::ready(config(sim, "dispatcher")).await;
     channel_online(watch).await;
@@ -82,19 +73,7 @@ async fn half_duplex_never_keys_over_the_carrier_and_releases_ptt_on_shutdown() 
     let sim = server(SimConfig::default()).await;
     let carrier = FlagCarrier::new();
     let ptt = SimPtt::new();
-    let out = MemoryOutput::new(CODEC_RATE);
-    let played = out.messages();
-    let parts = RadioParts::new(
-        "vhf1",
-        CHANNEL,
-        Box::new(FileInput::from_samples(
-            speech::speech_like(CODEC_RATE, 30.0, 9),
-            CODEC_RATE,
-        )),
-        Box::new(out),
-        Box::new(carrier.clone()),
-        Box::new(ptt.clone()),
-    );
+    let (parts, played) = speaking_radio("vhf1", 30.0, 9, &carrier, &ptt);
     let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
     let gw = Gateway::start(config(&sim, "gateway1"), vec![parts], observer);
     let mut app = Client::ready(config(&sim, "dispatcher")).await;
@@ -244,28 +223,20 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
         Box::new(FlagCarrier::new()),
         Box::new(ptt.clone()),
     );
-    let shutdown = CancellationToken::new();
     let (observer, mut watch) = zello_gateway::state::StateHub::channel(1024);
-    let alarms = zello_gateway::alarms::AlarmsConfig {
+    let (_settings, alarms) = tokio::sync::watch::channel(zello_gateway::alarms::AlarmsConfig {
         hardware_grace_s: 1,
         ..Default::default()
-    };
-    let session = config(&sim, "gateway1");
-    let stop = shutdown.clone();
-    let gw = tokio::spawn(async move {
-        let (_settings, alarms) = tokio::sync::watch::channel(alarms);
-        gateway::run_with(
-            session,
-            vec![parts],
-            stop,
-            observer,
-            gateway::RunOptions {
-                on_session: Some(zello_gateway::alarms::on_session(alarms)),
-                ..Default::default()
-            },
-        )
-        .await
     });
+    let gw = Gateway::start_with(
+        config(&sim, "gateway1"),
+        vec![parts],
+        observer,
+        gateway::RunOptions {
+            on_session: Some(zello_gateway::alarms::on_session(alarms)),
+            ..Default::default()
+        },
+    );
     channel_online(&mut watch).await;
     ptt.set_failing(true);
     wait_for(&mut watch, 10 * S, |e| {
@@ -291,12 +262,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
     .await;
     channel_online(&mut watch).await;
     assert!(sim.online_users(CHANNEL).contains(&"gateway1".to_string()));
-    shutdown.cancel();
-    tokio::time::timeout(5 * S, gw)
-        .await
-        .expect("gateway stops within 5 s")
-        .unwrap()
-        .unwrap();
+    gw.stop_within(5 * S).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -309,16 +275,15 @@ async fn a_carrier_up_across_a_dropped_link_sends_the_rest_as_a_second_message()
     assert!(sim.faults().drop_connection("gateway1"));
     channel_online(&mut watch).await;
     // The carrier is still up: the rest goes out as a new message...
-    let SessionEvent::IncomingStart {
-        from,
-        stream_id: second,
-        ..
-    } = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(
+        app,
+        5 * S,
+        SessionEvent::IncomingStart {
+            from,
+            stream_id: second,
+            ..
+        }
+    );
     assert_eq!(from, "gateway1");
     tokio::time::sleep(S).await;
     carrier.set(false);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::cli::{assert_contains_all, fake_binary, root, run};
+use common::cli::{assert_contains_all, fake_binary, root, run, staged_install};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -113,15 +113,9 @@ fn install_dry_run_prints_every_action_and_changes_nothing() {
 #[test]
 fn staged_install_lays_out_the_files_and_keeps_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = fake_binary(dir.path());
     let dest = dir.path().join("root");
     std::fs::create_dir(&dest).unwrap();
-    let install = || {
-        run(Command::new(script("install.sh"))
-            .arg("--binary")
-            .arg(&binary)
-            .env("DESTDIR", &dest))
-    };
+    let install = || staged_install(dir.path(), &dest);
 
     let (ok, out) = install();
     assert!(ok, "{out}");

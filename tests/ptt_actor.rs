@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::emulator::{Gateway, speaking_radio};
 use common::{CHANNEL, Captured, Client, config, server, wait_for};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -15,9 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use zello_gateway::audio::CODEC_RATE;
 use zello_gateway::audio::file::{FileInput, MemoryOutput};
-use zello_gateway::audio::{CODEC_RATE, speech};
 use zello_gateway::gateway::ptt_thread::PttThread;
 use zello_gateway::gateway::{self, GatewayEvent, RadioParts};
 use zello_gateway::radio::rigctld::{self, RigctldPtt, RigctldPttSettings};
@@ -127,28 +127,10 @@ async fn a_stuck_rigctld_holds_neither_the_session_nor_the_other_radio_and_the_t
     stuck.timers.tot = Duration::from_millis(100);
     let carrier = FlagCarrier::new();
     let vhf_ptt = SimPtt::new();
-    let out = MemoryOutput::new(CODEC_RATE);
-    let played = out.messages();
-    let vhf = RadioParts::new(
-        "vhf",
-        CHANNEL,
-        Box::new(FileInput::from_samples(
-            speech::speech_like(CODEC_RATE, 60.0, 3),
-            CODEC_RATE,
-        )),
-        Box::new(out),
-        Box::new(carrier.clone()),
-        Box::new(vhf_ptt.clone()),
-    );
-    let shutdown = CancellationToken::new();
+    let (vhf, played) = speaking_radio("vhf", 60.0, 3, &carrier, &vhf_ptt);
     let (observer, mut watch) = zello_gateway::state::StateHub::channel(4096);
     let mut all = observer.subscribe();
-    let gw = tokio::spawn(gateway::run(
-        config(&sim, "gateway1"),
-        vec![stuck, vhf],
-        shutdown.clone(),
-        observer,
-    ));
+    let gw = Gateway::start(config(&sim, "gateway1"), vec![stuck, vhf], observer);
     let mut app = Client::ready(config(&sim, "dispatcher")).await;
     wait_for(&mut watch, 5 * S, |e| {
         matches!(e, GatewayEvent::ChannelStatus { online: true, .. })
@@ -246,12 +228,7 @@ async fn a_stuck_rigctld_holds_neither_the_session_nor_the_other_radio_and_the_t
     }
 
     // Shutdown: every line is released, the hanging one asked too.
-    shutdown.cancel();
-    tokio::time::timeout(10 * S, gw)
-        .await
-        .expect("the gateway stops")
-        .unwrap()
-        .unwrap();
+    gw.stop_within(10 * S).await;
     assert!(!vhf_ptt.is_keyed());
     let keying = rig.keying();
     assert!(keying.contains(&"T 1".to_string()), "{keying:?}");

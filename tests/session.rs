@@ -8,13 +8,57 @@ use common::emulator::{with_gateway, with_gateway_and};
 use common::{CHANNEL, Client, config, server};
 use std::time::Duration;
 use zello_gateway::zello::protocol::{CodecHeader, ErrorCode, SendImage, SendLocation};
-use zello_gateway::zello::session::{IncomingEnd, OutgoingEnd, SessionEvent};
-use zello_gateway::zello::sim::{Accounts, SimConfig, SimEvent};
+use zello_gateway::zello::session::{IncomingEnd, OutgoingEnd, OutgoingMessage, SessionEvent};
+use zello_gateway::zello::sim::{Accounts, SimConfig, SimEvent, SimHandle};
 
 const S: Duration = Duration::from_secs(1);
 
 fn packet(i: u8) -> Bytes {
     Bytes::from(vec![i, i.wrapping_mul(7), 0xfc, 0x00, i])
+}
+
+/// Sends `packets` packets one every `every`, then finishes the message.
+async fn send_all(msg: OutgoingMessage, packets: u32, every: Duration) {
+    for i in 0..packets {
+        msg.send(packet(i as u8));
+        tokio::time::sleep(every).await;
+    }
+    msg.finish().await;
+}
+
+/// Waits for the end of `client`'s own message: why it ended and how many packets went.
+async fn outgoing_end(client: &mut Client, within: Duration) -> (OutgoingEnd, u64) {
+    expect_event!(
+        client,
+        within,
+        SessionEvent::OutgoingEnded {
+            reason,
+            packets_sent,
+            ..
+        }
+    );
+    (reason, packets_sent)
+}
+
+/// The gateway's session on the emulator, cut off by `fault` (which must find it), once it
+/// has seen it.
+async fn cut_off(fault: impl FnOnce(&SimHandle) -> bool) -> (SimHandle, Client) {
+    let (sim, mut gw) = with_gateway().await;
+    assert!(fault(&sim));
+    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
+        .await;
+    (sim, gw)
+}
+
+/// Waits (two minutes at most) until `client` has logged on again: how long that took.
+async fn logged_on_again(client: &mut Client) -> Duration {
+    let start = tokio::time::Instant::now();
+    client
+        .expect(Duration::from_secs(120), |e| {
+            matches!(e, SessionEvent::LoggedOn { .. })
+        })
+        .await;
+    start.elapsed()
 }
 
 #[tokio::test(start_paused = true)]
@@ -32,12 +76,7 @@ async fn logon_readiness_and_platform_name() {
     })
     .await;
     sim.faults().release_channel_status();
-    let SessionEvent::Channel { status, ready } = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::Channel { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(gw, 5 * S, SessionEvent::Channel { status, ready });
     assert!(ready);
     assert_eq!(status.channel, CHANNEL);
     assert!(
@@ -58,29 +97,19 @@ async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
         .start_message(CHANNEL, header, None)
         .await
         .unwrap();
-    let SessionEvent::OutgoingStarted { stream_id, .. } = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
-        .await
-    else {
-        unreachable!()
-    };
-    for i in 0..10u8 {
-        msg.send(packet(i));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    msg.finish().await;
-    let SessionEvent::IncomingStart {
-        stream_id: sid,
-        from,
-        header: h,
-        channel,
-        ..
-    } = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(gw, 5 * S, SessionEvent::OutgoingStarted { stream_id, .. });
+    send_all(msg, 10, Duration::from_millis(20)).await;
+    expect_event!(
+        app,
+        5 * S,
+        SessionEvent::IncomingStart {
+            stream_id: sid,
+            from,
+            header: h,
+            channel,
+            ..
+        }
+    );
     assert_eq!(
         (sid, from.as_str(), h, channel.as_str()),
         (stream_id, "gateway1", header, CHANNEL)
@@ -112,17 +141,10 @@ async fn voice_message_between_two_clients_keeps_bytes_and_server_numbering() {
     for (i, (_, data)) in got.iter().enumerate() {
         assert_eq!(data, &packet(i as u8), "payload intact");
     }
-    let SessionEvent::OutgoingEnded {
-        reason,
-        packets_sent,
-        ..
-    } = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await
-    else {
-        unreachable!()
-    };
-    assert_eq!((reason, packets_sent), (OutgoingEnd::Completed, 10));
+    assert_eq!(
+        outgoing_end(&mut gw, 5 * S).await,
+        (OutgoingEnd::Completed, 10)
+    );
     gw.shutdown().await;
     app.shutdown().await;
 }
@@ -139,12 +161,7 @@ async fn for_routing_reaches_only_the_recipient() {
     msg.send(packet(1));
     msg.send(packet(2));
     msg.finish().await;
-    let SessionEvent::IncomingStart { recipient, .. } = bob
-        .expect(5 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(bob, 5 * S, SessionEvent::IncomingStart { recipient, .. });
     assert_eq!(recipient.as_deref(), Some("bob"));
     bob.expect(5 * S, |e| {
         matches!(e, SessionEvent::IncomingEnd { packets: 2, .. })
@@ -211,12 +228,7 @@ async fn text_location_and_image_relay() {
         })
         .await
         .unwrap();
-    let SessionEvent::Location(l) = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::Location(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(app, 5 * S, SessionEvent::Location(l));
     assert_eq!(l.latitude, 46.714475);
     assert_eq!(l.formatted_address.as_deref(), Some("Meiringen"));
 
@@ -241,16 +253,15 @@ async fn text_location_and_image_relay() {
         )
         .await
         .unwrap();
-    let SessionEvent::Image {
-        meta,
-        thumbnail,
-        full: got_full,
-    } = app
-        .expect(5 * S, |e| matches!(e, SessionEvent::Image { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    expect_event!(
+        app,
+        5 * S,
+        SessionEvent::Image {
+            meta,
+            thumbnail,
+            full: got_full
+        }
+    );
     assert_eq!(meta.message_id, image_id);
     assert_eq!(thumbnail, thumb);
     assert_eq!(got_full, full);
@@ -280,24 +291,10 @@ async fn pings_are_answered_during_a_long_transmission() {
     let _app = Client::ready(config(&sim, "alice")).await;
     // A 20 s message at 60 ms packets, with pings every 2 s.
     let msg = gw.start_message().await;
-    for i in 0..333u32 {
-        msg.send(packet(i as u8));
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-    msg.finish().await;
-    let e = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await;
-    assert!(
-        matches!(
-            e,
-            SessionEvent::OutgoingEnded {
-                reason: OutgoingEnd::Completed,
-                packets_sent: 333,
-                ..
-            }
-        ),
-        "{e:?}"
+    send_all(msg, 333, Duration::from_millis(60)).await;
+    assert_eq!(
+        outgoing_end(&mut gw, 5 * S).await,
+        (OutgoingEnd::Completed, 333)
     );
     let stats = sim.stats("gateway1").unwrap();
     assert!(stats.pings_sent >= 9, "{stats:?}");
@@ -333,19 +330,13 @@ async fn silence_is_not_death_but_a_frozen_server_is() {
         "dead after {waited:?}"
     );
     // And the session comes back.
-    gw.expect(Duration::from_secs(120), |e| {
-        matches!(e, SessionEvent::LoggedOn { .. })
-    })
-    .await;
+    logged_on_again(&mut gw).await;
     gw.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn reconnects_with_the_refresh_token_then_full_credentials() {
-    let (sim, mut gw) = with_gateway().await;
-    assert!(sim.faults().drop_connection("gateway1"));
-    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
-        .await;
+    let (sim, mut gw) = cut_off(|sim| sim.faults().drop_connection("gateway1")).await;
     let start = tokio::time::Instant::now();
     gw.logged_on(10 * S, true).await;
     assert!(start.elapsed() <= 2 * S, "fast reconnect after a blip");
@@ -401,19 +392,11 @@ async fn bad_credentials_are_retried_only_slowly() {
 
 #[tokio::test(start_paused = true)]
 async fn kicked_gets_a_longer_delay() {
-    let (sim, mut gw) = with_gateway().await;
-    assert!(sim.faults().kick("gateway1"));
-    gw.expect(5 * S, |e| matches!(e, SessionEvent::Disconnected { .. }))
-        .await;
-    let start = tokio::time::Instant::now();
-    gw.expect(Duration::from_secs(120), |e| {
-        matches!(e, SessionEvent::LoggedOn { .. })
-    })
-    .await;
+    let (_sim, mut gw) = cut_off(|sim| sim.faults().kick("gateway1")).await;
+    let waited = logged_on_again(&mut gw).await;
     assert!(
-        start.elapsed() >= Duration::from_secs(60),
-        "reconnected after {:?}",
-        start.elapsed()
+        waited >= Duration::from_secs(60),
+        "reconnected after {waited:?}"
     );
     gw.shutdown().await;
 }
@@ -424,11 +407,7 @@ async fn delayed_start_stream_keeps_the_leading_audio() {
     sim.faults().delay_start_stream(Duration::from_millis(500));
     let msg = gw.start_message().await;
     // Six packets (360 ms) captured before the stream id arrives, then four more.
-    for i in 0..10u8 {
-        msg.send(packet(i));
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-    msg.finish().await;
+    send_all(msg, 10, Duration::from_millis(60)).await;
     let mut got = Vec::new();
     loop {
         match app.expect(5 * S, |_| true).await {
@@ -449,36 +428,15 @@ async fn rejected_or_unanswered_start_stream_ends_cleanly() {
     let msg = gw.start_message().await;
     msg.send(packet(1));
     msg.finish().await;
-    let e = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await;
-    assert!(
-        matches!(
-            e,
-            SessionEvent::OutgoingEnded {
-                reason: OutgoingEnd::Rejected(ErrorCode::FailedToStartStream),
-                ..
-            }
-        ),
-        "{e:?}"
+    assert_eq!(
+        outgoing_end(&mut gw, 5 * S).await.0,
+        OutgoingEnd::Rejected(ErrorCode::FailedToStartStream)
     );
     // A server that never answers start_stream: the message times out, no stop_stream.
     sim.faults().delay_start_stream(Duration::from_secs(3600));
     let msg = gw.start_message().await;
     msg.send(packet(2));
-    let e = gw
-        .expect(30 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await;
-    assert!(
-        matches!(
-            e,
-            SessionEvent::OutgoingEnded {
-                reason: OutgoingEnd::Timeout,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_eq!(outgoing_end(&mut gw, 30 * S).await.0, OutgoingEnd::Timeout);
     drop(msg);
     assert!(
         !sim.events().iter().any(|e| matches!(
@@ -501,18 +459,9 @@ async fn the_server_can_stop_our_stream() {
     gw.expect(5 * S, |e| matches!(e, SessionEvent::OutgoingStarted { .. }))
         .await;
     assert_eq!(sim.faults().stop_stream("gateway1").len(), 1);
-    let e = gw
-        .expect(5 * S, |e| matches!(e, SessionEvent::OutgoingEnded { .. }))
-        .await;
-    assert!(
-        matches!(
-            e,
-            SessionEvent::OutgoingEnded {
-                reason: OutgoingEnd::StoppedByServer,
-                ..
-            }
-        ),
-        "{e:?}"
+    assert_eq!(
+        outgoing_end(&mut gw, 5 * S).await.0,
+        OutgoingEnd::StoppedByServer
     );
     // Packets after that go nowhere, and finishing sends no stop_stream.
     msg.send(packet(2));
@@ -525,17 +474,8 @@ async fn echo_user_replays_a_message() {
     let sim = common::emulator::echo_server().await;
     let mut gw = Client::ready(config(&sim, "gateway1")).await;
     let msg = gw.start_message().await;
-    for i in 0..5u8 {
-        msg.send(packet(i));
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-    msg.finish().await;
-    let SessionEvent::IncomingStart { from, .. } = gw
-        .expect(10 * S, |e| matches!(e, SessionEvent::IncomingStart { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    send_all(msg, 5, Duration::from_millis(60)).await;
+    expect_event!(gw, 10 * S, SessionEvent::IncomingStart { from, .. });
     assert_eq!(from, "echo");
     gw.expect(10 * S, |e| {
         matches!(e, SessionEvent::IncomingEnd { packets: 5, .. })

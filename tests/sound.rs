@@ -92,6 +92,15 @@ fn settings(rate: u32) -> SoundSettings {
     }
 }
 
+/// The radio's sound card both ways at 48 kHz, once [`require_pulse`] has found the server
+/// and its sinks.
+fn pulse_both_ways() -> (CpalInput, CpalOutput) {
+    require_pulse();
+    let input = CpalInput::open(&settings(48_000)).unwrap();
+    let output = CpalOutput::open(&settings(48_000)).unwrap();
+    (input, output)
+}
+
 /// Absolute-deadline ticks, as the codec engine runs.
 struct Pacer {
     next: Instant,
@@ -479,9 +488,7 @@ fn a_wav_played_into_the_mic_sink_is_read_as_16k_frames() {
 #[test]
 #[serial(pulse)]
 fn steady_state_full_duplex_has_no_overruns_or_underruns() {
-    require_pulse();
-    let mut input = CpalInput::open(&settings(48_000)).unwrap();
-    let mut output = CpalOutput::open(&settings(48_000)).unwrap();
+    let (mut input, mut output) = pulse_both_ways();
     // 60 ms frames, the codec's default: one read and one write per tick for 4 s.
     let mut frame_in = vec![0i16; 960];
     // The capture first: the playback's warm-up runs on into the message.
@@ -592,8 +599,7 @@ impl Drop for RestartPulse {
 fn a_lost_device_is_reported_once_and_comes_back_on_its_own() {
     require_pulse();
     let _restart = RestartPulse;
-    let mut input = CpalInput::open(&settings(48_000)).unwrap();
-    let mut output = CpalOutput::open(&settings(48_000)).unwrap();
+    let (mut input, mut output) = pulse_both_ways();
     let mut frame_in = vec![0i16; 320];
     let frame_out = vec![0i16; 960];
     let mut pacer = Pacer::new(Duration::from_millis(20));
@@ -704,9 +710,7 @@ fn a_lost_device_is_reported_once_and_comes_back_on_its_own() {
 #[test]
 #[serial(pulse)]
 fn the_codec_engine_runs_on_the_sound_card_both_ways() {
-    require_pulse();
-    let mut input = CpalInput::open(&settings(48_000)).unwrap();
-    let mut output = CpalOutput::open(&settings(48_000)).unwrap();
+    let (mut input, mut output) = pulse_both_ways();
     let (mon_in, mon_out) = (input.monitor(), output.monitor());
     let rec = Recorder::start("radio_spk.monitor");
     let base = wait_for_playback(&mut output);
@@ -992,9 +996,7 @@ fn process_cpu() -> Duration {
 #[test]
 #[serial(pulse)]
 fn nothing_spins_when_the_source_stops_or_the_output_goes_idle() {
-    require_pulse();
-    let mut input = CpalInput::open(&settings(48_000)).unwrap();
-    let mut output = CpalOutput::open(&settings(48_000)).unwrap();
+    let (mut input, mut output) = pulse_both_ways();
     let mut frame = vec![0i16; 320];
     let wav = temp_wav("spin");
     write_wav(&wav, 48_000, &tone(48_000, 700.0, 1.0, 0.5));

@@ -120,6 +120,15 @@ fn provision(config: &Path, admin: &Path, extra: &[&str]) -> Output {
     admin_command("provision", config, admin, extra)
 }
 
+/// The Work emulator with its usual data, and scratch files holding the configuration of a
+/// gateway `gw1` (its path, last).
+fn gw1_on_sim() -> (Sim, Files, PathBuf) {
+    let sim = Sim::start(None);
+    let files = Files::new();
+    let config = files.gateway("gw1");
+    (sim, files, config)
+}
+
 /// The error line of a failed run: one line, no panic.
 fn one_line_error(out: &Output) -> String {
     assert!(!out.status.success(), "{out:?}");
@@ -133,9 +142,7 @@ fn one_line_error(out: &Output) -> String {
 
 #[test]
 fn provision_dry_run_then_twice() {
-    let sim = Sim::start(None);
-    let files = Files::new();
-    let config = files.gateway("gw1");
+    let (sim, files, config) = gw1_on_sim();
     let admin = files.admin(&sim.url, "admin", "admin");
 
     let out = provision(&config, &admin, &["--dry-run"]);
@@ -174,9 +181,7 @@ fn provision_dry_run_then_twice() {
 
 #[test]
 fn provision_bad_credentials_rights_and_admin_files() {
-    let sim = Sim::start(None);
-    let files = Files::new();
-    let config = files.gateway("gw1");
+    let (sim, files, config) = gw1_on_sim();
 
     // A wrong password, and a wrong API key from the environment: 303.
     let admin = files.admin(&sim.url, "admin", "wrong");

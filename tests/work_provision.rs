@@ -4,7 +4,6 @@
 mod common;
 
 use common::work;
-use std::path::Path;
 use std::time::Duration;
 use zello_gateway::config::Config;
 use zello_gateway::work::provision::{Desired, ProvisionError, Step, provision};
@@ -12,9 +11,11 @@ use zello_gateway::work::sim::{WorkFault, WorkSimHandle};
 use zello_gateway::work::types::{Role, RoleSettings};
 use zello_gateway::work::wire::password_hash;
 
-/// A gateway configuration for `username` with radios on Dispatch (twice) and Gate.
-fn config(dir: &Path, username: &str) -> Config {
-    let path = dir.join("gateway.toml");
+/// What to provision for a gateway configuration for `username` with radios on Dispatch
+/// (twice) and Gate, giving it `role` in each channel.
+fn desired(username: &str, role: Option<&str>) -> Desired {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
     std::fs::write(
         &path,
         format!(
@@ -25,7 +26,7 @@ fn config(dir: &Path, username: &str) -> Config {
         ),
     )
     .unwrap();
-    Config::load(&path).unwrap()
+    Desired::from_config(&Config::load(&path).unwrap(), role.map(Into::into), false).unwrap()
 }
 
 fn wrote_nothing(sim: &WorkSimHandle) {
@@ -49,8 +50,7 @@ async fn run(
 #[tokio::test]
 async fn provisioning_twice_changes_nothing_the_second_time() {
     let sim = work::sim(0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let desired = Desired::from_config(&config(dir.path(), "gw1"), None, false).unwrap();
+    let desired = desired("gw1", None);
     assert_eq!(desired.channels, ["Dispatch", "Gate"]);
     let before = sim.data();
 
@@ -117,9 +117,7 @@ async fn provisioning_twice_changes_nothing_the_second_time() {
 #[tokio::test]
 async fn roles_are_given_when_they_exist_and_refused_before_any_change_when_not() {
     let sim = work::sim(0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let desired =
-        Desired::from_config(&config(dir.path(), "gw1"), Some("drivers".into()), false).unwrap();
+    let desired = desired("gw1", Some("drivers"));
     // Gate does not exist yet, so it has no role "drivers".
     sim.clear_calls();
     let (e, _) = run(&sim, &desired, false).await;
@@ -167,8 +165,7 @@ async fn roles_are_given_when_they_exist_and_refused_before_any_change_when_not(
 #[tokio::test]
 async fn an_existing_user_becomes_a_gateway_unless_the_plan_allows_no_more() {
     let sim = work::sim(0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let desired = Desired::from_config(&config(dir.path(), "driver1"), None, false).unwrap();
+    let desired = desired("driver1", None);
     sim.with_data(|d| d.limits.max_gateways = Some(0));
     sim.clear_calls();
     let (e, _) = run(&sim, &desired, false).await;
@@ -204,8 +201,7 @@ async fn an_existing_user_becomes_a_gateway_unless_the_plan_allows_no_more() {
 #[tokio::test]
 async fn a_failure_part_way_says_what_was_done_and_a_new_run_finishes() {
     let sim = work::sim(0).await;
-    let dir = tempfile::tempdir().unwrap();
-    let desired = Desired::from_config(&config(dir.path(), "gw1"), None, false).unwrap();
+    let desired = desired("gw1", None);
     sim.fail("user/addtochannels", WorkFault::Code(501), 1);
     let (e, lines) = run(&sim, &desired, false).await;
     let text = e.unwrap_err().to_string();

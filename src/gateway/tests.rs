@@ -14,7 +14,7 @@ use crate::service::{Liveness, Watchdog};
 use crate::state::GatewayEvent;
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
-use crate::zello::sim::{SimConfig, SimHandle, SimServer};
+use crate::zello::sim::{SimConfig, SimEvent, SimHandle, SimServer};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +67,31 @@ async fn ready(events: &mut mpsc::Receiver<SessionEvent>) {
             return;
         }
     }
+}
+
+/// The emulator on a free loopback port.
+async fn sim() -> SimHandle {
+    SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+        .await
+        .unwrap()
+}
+
+/// The first of `next`'s items that `pick` takes, failing unless one comes within `within`.
+async fn first<T, U>(
+    within: Duration,
+    what: &str,
+    mut next: impl AsyncFnMut() -> T,
+    pick: impl Fn(T) -> Option<U>,
+) -> U {
+    tokio::time::timeout(within, async {
+        loop {
+            if let Some(u) = pick(next().await) {
+                return u;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} in time"))
 }
 
 async fn rig(timers: Timers) -> Rig {
@@ -123,9 +148,7 @@ async fn rig_watched(
     audio: usize,
     key_delay: Duration,
 ) -> Rig {
-    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
-        .await
-        .unwrap();
+    let sim = sim().await;
     let stop = CancellationToken::new();
     let (gw, mut gw_events, _) = session::spawn(cfg(&sim, "gateway1"), stop.clone()).unwrap();
     let (app, mut app_events, _) = session::spawn(cfg(&sim, "alice"), stop.clone()).unwrap();
@@ -257,51 +280,48 @@ impl Rig {
         within: Duration,
         pred: impl Fn(&EngineCommand) -> bool,
     ) -> (EngineCommand, Instant) {
-        tokio::time::timeout(within, async {
-            loop {
-                let c = self.cmds.recv().await.unwrap();
-                if pred(&c) {
-                    return (c, Instant::now());
-                }
-            }
-        })
-        .await
-        .expect("command in time")
+        let next = async || self.cmds.recv().await.unwrap();
+        let c = first(within, "command", next, |c| pred(&c).then_some(c)).await;
+        (c, Instant::now())
     }
 
+    /// Waits for a state event matching `pred`, returning when it came.
     async fn observed(
         &mut self,
         within: Duration,
         pred: impl Fn(&GatewayEvent) -> bool,
     ) -> Instant {
-        tokio::time::timeout(within, async {
-            loop {
-                if let Ok(e) = self.observer.recv().await
-                    && pred(&e)
-                {
-                    return Instant::now();
-                }
-            }
-        })
-        .await
-        .expect("event in time")
+        let next = async || self.observer.recv().await.ok();
+        first(within, "event", next, |e| e.filter(&pred)).await;
+        Instant::now()
     }
 
-    async fn app_event(
+    /// Waits for an event of the app user's session that `pick` takes, returning what it
+    /// takes from it.
+    async fn app_event<U>(
         &mut self,
         within: Duration,
-        pred: impl Fn(&SessionEvent) -> bool,
-    ) -> SessionEvent {
-        tokio::time::timeout(within, async {
-            loop {
-                let e = self.app_events.recv().await.unwrap();
-                if pred(&e) {
-                    return e;
-                }
-            }
+        pick: impl Fn(SessionEvent) -> Option<U>,
+    ) -> U {
+        let next = async || self.app_events.recv().await.unwrap();
+        first(within, "app event", next, pick).await
+    }
+
+    /// The app user talks `packets` packets, and the message starts playing, keyed.
+    async fn talk_until_playing(&mut self, packets: u32) {
+        self.talk(packets);
+        self.cmd(5 * MS * 1000, |c| {
+            matches!(c, EngineCommand::PlayBegin { .. })
         })
-        .await
-        .expect("app event in time")
+        .await;
+        assert!(self.ptt.is_keyed());
+    }
+
+    /// A carrier comes up, and 300 ms later the app user talks `packets` packets.
+    async fn talk_over_a_carrier(&self, packets: u32) {
+        self.engine.send(carrier(true)).await.unwrap();
+        sleep(Duration::from_millis(300)).await;
+        self.talk(packets);
     }
 
     /// Plays the engine for a message being played: reports it drained once it has ended.
@@ -327,12 +347,41 @@ impl Rig {
         }
     }
 
+    /// Two seconds on, stops the rig, asserting the gateway has sent the channel no message
+    /// (`why` it should not have).
+    async fn stop_sent_nothing(self, why: &str) {
+        sleep(Duration::from_secs(2)).await;
+        assert!(gateway_streams(&self.sim).starts.is_empty(), "{why}");
+        self.stop().await;
+    }
+
     async fn stop(self) -> SimPtt {
         self.stop.cancel();
         let _ = self.task.await;
         self.sim.shutdown();
         self.ptt
     }
+}
+
+/// When the emulator saw `gateway1`'s messages start and stop, oldest first.
+struct GatewayStreams {
+    starts: Vec<Instant>,
+    stops: Vec<Instant>,
+}
+
+fn gateway_streams(sim: &SimHandle) -> GatewayStreams {
+    let mut streams = GatewayStreams {
+        starts: Vec::new(),
+        stops: Vec::new(),
+    };
+    for e in sim.log() {
+        match &e.event {
+            SimEvent::StreamStart { user, .. } if user == "gateway1" => streams.starts.push(e.at),
+            SimEvent::StreamStop { user, .. } if user == "gateway1" => streams.stops.push(e.at),
+            _ => {}
+        }
+    }
+    streams
 }
 
 #[tokio::test(start_paused = true)]
@@ -423,36 +472,29 @@ async fn radio_audio_waits_rx_min_then_goes_out_with_its_head_and_hang() {
     r.receive(1200).await; // 20 packets
     // The hang: the engine keeps encoding silence until told to stop.
     r.hang_packets(Duration::from_millis(400)).await;
-    let SessionEvent::IncomingStart { from, .. } = r
-        .app_event(5 * MS * 1000, |e| {
-            matches!(e, SessionEvent::IncomingStart { .. })
+    let from = r
+        .app_event(5 * MS * 1000, |e| match e {
+            SessionEvent::IncomingStart { from, .. } => Some(from),
+            _ => None,
         })
-        .await
-    else {
-        unreachable!()
-    };
+        .await;
     assert_eq!(from, "gateway1");
-    let SessionEvent::IncomingEnd { packets, .. } = r
-        .app_event(5 * MS * 1000, |e| {
-            matches!(e, SessionEvent::IncomingEnd { .. })
+    let packets = r
+        .app_event(5 * MS * 1000, |e| match e {
+            SessionEvent::IncomingEnd { packets, .. } => Some(packets),
+            _ => None,
         })
-        .await
-    else {
-        unreachable!()
-    };
+        .await;
     // Every packet since the carrier rose (the 250 ms head included) plus the hang.
     assert!((20 + 6..=20 + 7).contains(&packets), "{packets}");
     r.cmd(MS * 1000, |c| {
         matches!(c, EngineCommand::KeepEncoding(false))
     })
     .await;
-    let stopped = r
-        .sim
-        .log()
-        .into_iter()
-        .find(|e| matches!(&e.event, crate::zello::sim::SimEvent::StreamStop { user, .. } if user == "gateway1"))
-        .expect("stream stopped")
-        .at;
+    let stopped = *gateway_streams(&r.sim)
+        .stops
+        .first()
+        .expect("stream stopped");
     assert_eq!(
         stopped - start,
         1200 * MS + 400 * MS,
@@ -469,23 +511,13 @@ async fn a_kerchunk_sends_nothing_and_stops_the_encoder() {
         matches!(c, EngineCommand::KeepEncoding(false))
     })
     .await;
-    sleep(Duration::from_secs(2)).await;
-    assert!(
-        !r.sim
-            .events()
-            .iter()
-            .any(|e| matches!(e, crate::zello::sim::SimEvent::StreamStart { user, .. } if user == "gateway1")),
-        "no message for a kerchunk"
-    );
-    r.stop().await;
+    r.stop_sent_nothing("no message for a kerchunk").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_busy_frequency_queues_the_message_until_the_carrier_and_hang_end() {
     let mut r = rig(Timers::default()).await;
-    r.engine.send(carrier(true)).await.unwrap();
-    sleep(Duration::from_millis(300)).await;
-    r.talk(5);
+    r.talk_over_a_carrier(5).await;
     sleep(Duration::from_secs(2)).await;
     assert!(!r.ptt.is_keyed(), "never keys over an incoming carrier");
     let dropped = Instant::now();
@@ -509,26 +541,13 @@ async fn anti_ping_pong_ignores_the_squelch_tail() {
         .await;
     // The squelch tail: 200 ms of carrier right after unkeying.
     r.receive(200).await;
-    sleep(Duration::from_secs(2)).await;
-    assert!(
-        !r.sim
-            .events()
-            .iter()
-            .any(|e| matches!(e, crate::zello::sim::SimEvent::StreamStart { user, .. } if user == "gateway1")),
-        "the squelch tail is not sent"
-    );
-    r.stop().await;
+    r.stop_sent_nothing("the squelch tail is not sent").await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_audio_device_releases_ptt_at_once() {
     let mut r = rig(Timers::default()).await;
-    r.talk(50);
-    r.cmd(5 * MS * 1000, |c| {
-        matches!(c, EngineCommand::PlayBegin { .. })
-    })
-    .await;
-    assert!(r.ptt.is_keyed());
+    r.talk_until_playing(50).await;
     r.engine
         .send(EngineEvent::DeviceError("USB sound card gone".into()))
         .await
@@ -553,24 +572,9 @@ async fn a_failed_audio_device_releases_ptt_at_once() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_mid_message_releases_ptt() {
     let mut r = rig(Timers::default()).await;
-    r.talk(100);
-    r.cmd(5 * MS * 1000, |c| {
-        matches!(c, EngineCommand::PlayBegin { .. })
-    })
-    .await;
-    assert!(r.ptt.is_keyed());
+    r.talk_until_playing(100).await;
     let ptt = r.stop().await;
     assert!(!ptt.is_keyed());
-}
-
-fn gateway_streams(sim: &SimHandle) -> Vec<Instant> {
-    sim.log()
-        .into_iter()
-        .filter(|e| {
-            matches!(&e.event, crate::zello::sim::SimEvent::StreamStart { user, .. } if user == "gateway1")
-        })
-        .map(|e| e.at)
-        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -582,18 +586,21 @@ async fn a_stuck_carrier_ends_the_message_after_rx_max() {
     .await;
     let start = Instant::now();
     r.receive(10_000).await;
-    let stopped = r
-        .sim
-        .log()
-        .into_iter()
-        .find(|e| matches!(&e.event, crate::zello::sim::SimEvent::StreamStop { user, .. } if user == "gateway1"))
-        .expect("the message was ended")
-        .at;
+    let stopped = *gateway_streams(&r.sim)
+        .stops
+        .first()
+        .expect("the message was ended");
     // rx_min (250 ms) plus rx_max (5 s).
     assert_eq!(stopped - start, Duration::from_millis(5250));
-    assert_eq!(gateway_streams(&r.sim).len(), 1, "ignored until it drops");
-    r.app_event(MS * 1000, |e| matches!(e, SessionEvent::IncomingEnd { .. }))
-        .await;
+    assert_eq!(
+        gateway_streams(&r.sim).starts.len(),
+        1,
+        "ignored until it drops"
+    );
+    r.app_event(MS * 1000, |e| {
+        matches!(e, SessionEvent::IncomingEnd { .. }).then_some(())
+    })
+    .await;
     r.stop().await;
 }
 
@@ -610,21 +617,23 @@ async fn a_chattering_squelch_is_limited_per_window() {
         r.receive(420).await;
         sleep(Duration::from_millis(600)).await;
     }
-    assert_eq!(gateway_streams(&r.sim).len(), 2, "the rest suppressed");
+    assert_eq!(
+        gateway_streams(&r.sim).starts.len(),
+        2,
+        "the rest suppressed"
+    );
     // After the window, messages go out again.
     sleep(Duration::from_secs(20)).await;
     r.receive(420).await;
     sleep(Duration::from_millis(100)).await;
-    assert_eq!(gateway_streams(&r.sim).len(), 3);
+    assert_eq!(gateway_streams(&r.sim).starts.len(), 3);
     r.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_queued_message_too_old_is_dropped_not_played() {
     let mut r = rig(Timers::default()).await;
-    r.engine.send(carrier(true)).await.unwrap();
-    sleep(Duration::from_millis(300)).await;
-    r.talk(5);
+    r.talk_over_a_carrier(5).await;
     sleep(Duration::from_secs(31)).await;
     r.engine.send(carrier(false)).await.unwrap();
     sleep(Duration::from_secs(5)).await;
@@ -662,12 +671,7 @@ async fn a_failed_ptt_interface_is_noticed_while_idle_and_when_keying() {
         matches!(e, GatewayEvent::PttFault { error: None, .. })
     })
     .await;
-    r.talk(3);
-    r.cmd(Duration::from_secs(5), |c| {
-        matches!(c, EngineCommand::PlayBegin { .. })
-    })
-    .await;
-    assert!(r.ptt.is_keyed());
+    r.talk_until_playing(3).await;
     // While keyed the check leaves the line alone (the playback is never reported drained
     // here, so the message keeps it keyed through several check periods).
     sleep(super::bridge::PTT_CHECK_EVERY * 2).await;
@@ -680,55 +684,18 @@ async fn a_failed_ptt_interface_is_noticed_while_idle_and_when_keying() {
 /// Zello session runs meanwhile.
 #[tokio::test(start_paused = true)]
 async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_started() {
-    use super::{HARDWARE_RETRY_MAX, RadioParts, RunOptions, WaitingRadio};
-    use crate::audio::NullOutput;
-    use crate::audio::file::FileInput;
-    use crate::radio::sim::FlagCarrier;
-    use std::sync::Arc;
+    use super::HARDWARE_RETRY_MAX;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
-        .await
-        .unwrap();
+    let sim = sim().await;
     let tries = Arc::new(AtomicUsize::new(0));
     let ptt = SimPtt::new();
-    let open = {
-        let (tries, ptt) = (tries.clone(), ptt.clone());
-        Box::new(move || {
-            let n = tries.fetch_add(1, Ordering::SeqCst) + 1;
-            if n < 8 {
-                return Err(format!("try {n}: no such device").into());
-            }
-            Ok(RadioParts::new(
-                "vhf1",
-                CH,
-                Box::new(FileInput::from_samples(
-                    Vec::new(),
-                    crate::audio::CODEC_RATE,
-                )),
-                Box::new(NullOutput),
-                Box::new(FlagCarrier::fixed(false)),
-                Box::new(ptt.clone()),
-            ))
-        })
+    let errors = |n: usize| match n {
+        0 => "no such device".to_string(),
+        n => format!("try {n}: no such device"),
     };
-    let (observer, mut watch) = crate::state::StateHub::channel(1024);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(super::run_with(
-        cfg(&sim, "gateway1"),
-        Vec::new(),
-        stop.clone(),
-        observer,
-        RunOptions {
-            waiting: vec![WaitingRadio {
-                name: "vhf1".into(),
-                channel: CH.into(),
-                error: "no such device".into(),
-                open,
-            }],
-            ..Default::default()
-        },
-    ));
+    let radio = late_radio(tries.clone(), 8, errors, crate::audio::CODEC_RATE, &ptt);
+    let (task, stop, mut watch) = run_waiting(&sim, radio);
     // Waiting is announced before the gateway says it has started.
     let mut seen = Vec::new();
     while !seen.contains(&GatewayEvent::Started) {
@@ -764,14 +731,16 @@ async fn a_radio_waiting_for_its_hardware_is_tried_with_capped_backoff_then_star
     assert!(!ptt.is_keyed());
 }
 
-/// A radio that opens on the `opens_at`-th try; before that each try fails with
-/// `errors(n)`. The parts it opens have an input at `input_rate`.
+/// A radio that opens on the `opens_at`-th try, counted in `tries`; before that each try
+/// fails with `errors(n)`. The parts it opens have an input at `input_rate` and `ptt`.
 fn late_radio(
-    tries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tries: Arc<std::sync::atomic::AtomicUsize>,
     opens_at: usize,
     errors: fn(usize) -> String,
     input_rate: u32,
+    ptt: &SimPtt,
 ) -> super::WaitingRadio {
+    let ptt = ptt.clone();
     use super::RadioParts;
     use crate::audio::NullOutput;
     use crate::audio::file::FileInput;
@@ -792,10 +761,35 @@ fn late_radio(
                 Box::new(FileInput::from_samples(Vec::new(), input_rate)),
                 Box::new(NullOutput),
                 Box::new(FlagCarrier::fixed(false)),
-                Box::new(SimPtt::new()),
+                Box::new(ptt.clone()),
             ))
         }),
     }
+}
+
+/// The gateway as `gateway1` on `sim` with no radio but `waiting`: its task, the token that
+/// stops it, and what it reports.
+fn run_waiting(
+    sim: &SimHandle,
+    waiting: super::WaitingRadio,
+) -> (
+    tokio::task::JoinHandle<Result<(), super::GatewayError>>,
+    CancellationToken,
+    broadcast::Receiver<GatewayEvent>,
+) {
+    let (observer, watch) = crate::state::StateHub::channel(1024);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(super::run_with(
+        cfg(sim, "gateway1"),
+        Vec::new(),
+        stop.clone(),
+        observer,
+        super::RunOptions {
+            waiting: vec![waiting],
+            ..Default::default()
+        },
+    ));
+    (task, stop, watch)
 }
 
 /// While a radio waits, a new error (the device appeared but fails otherwise) is logged at
@@ -803,35 +797,23 @@ fn late_radio(
 #[tokio::test(start_paused = true)]
 #[serial_test::serial(log_capture)] // one log capture at a time, whatever its callsites
 async fn a_waiting_radio_warns_once_per_new_error_and_logs_the_wait_that_follows() {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let (logs, _guard) = crate::testing::capture_logs(tracing::Level::DEBUG);
-    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
-        .await
-        .unwrap();
+    let sim = sim().await;
     let tries = Arc::new(AtomicUsize::new(0));
     // Missing for three tries, then there but refusing for two, then open (the sixth try).
     let errors = |n: usize| match n {
         0..=3 => "no such device".to_string(),
         _ => "permission denied".to_string(),
     };
-    let (observer, _watch) = crate::state::StateHub::channel(1024);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(super::run_with(
-        cfg(&sim, "gateway1"),
-        Vec::new(),
-        stop.clone(),
-        observer,
-        super::RunOptions {
-            waiting: vec![late_radio(
-                tries.clone(),
-                6,
-                errors,
-                crate::audio::CODEC_RATE,
-            )],
-            ..Default::default()
-        },
-    ));
+    let radio = late_radio(
+        tries.clone(),
+        6,
+        errors,
+        crate::audio::CODEC_RATE,
+        &SimPtt::new(),
+    );
+    let (task, stop, _watch) = run_waiting(&sim, radio);
     // Tries at 1, 3, 7, 15, 31 and 61 s.
     sleep(Duration::from_secs(70)).await;
     assert_eq!(tries.load(Ordering::SeqCst), 6);
@@ -860,29 +842,14 @@ async fn a_waiting_radio_warns_once_per_new_error_and_logs_the_wait_that_follows
 /// tried again forever.
 #[tokio::test(start_paused = true)]
 async fn a_waiting_radio_with_a_settings_error_stops_the_gateway() {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
-        .await
-        .unwrap();
+    let sim = sim().await;
     let tries = Arc::new(AtomicUsize::new(0));
-    let (observer, _watch) = crate::state::StateHub::channel(1024);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(super::run_with(
-        cfg(&sim, "gateway1"),
-        Vec::new(),
-        stop.clone(),
-        observer,
-        super::RunOptions {
-            waiting: vec![late_radio(
-                tries.clone(),
-                2,
-                |_| "no such device".into(),
-                8000,
-            )],
-            ..Default::default()
-        },
-    ));
+    let errors = |_: usize| "no such device".to_string();
+    let (task, stop, _watch) = run_waiting(
+        &sim,
+        late_radio(tries.clone(), 2, errors, 8000, &SimPtt::new()),
+    );
     let e = tokio::time::timeout(Duration::from_secs(300), task)
         .await
         .expect("the gateway stops")
@@ -921,7 +888,7 @@ async fn rx_min_counts_from_when_the_carrier_reached_the_card() {
             }
         });
         r.app_event(5 * MS * 1000, |e| {
-            matches!(e, SessionEvent::IncomingStart { .. })
+            matches!(e, SessionEvent::IncomingStart { .. }).then_some(())
         })
         .await;
         let started = Instant::now() - up;

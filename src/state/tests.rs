@@ -13,6 +13,28 @@ fn state() -> GatewayState {
     GatewayState::new([(radio("vhf1"), "Dispatch".to_string())])
 }
 
+/// The configured radio's name, as events carry it.
+fn vhf1() -> String {
+    radio("vhf1")
+}
+
+/// What a radio is doing, as its state shows it: the stream (if any), who sends or where it
+/// goes, and since when.
+fn activity(stream_id: Option<u32>, peer: &str, since_ms: u64) -> Option<Activity> {
+    Some(Activity {
+        stream_id,
+        peer: Some(peer.into()),
+        since_ms,
+    })
+}
+
+/// Applies `events` one a millisecond from `at` on.
+fn apply_from(state: &mut GatewayState, at: u64, events: &[GatewayEvent]) {
+    for (e, at) in events.iter().zip(at..) {
+        apply(state, e, at);
+    }
+}
+
 /// Applies `events` one a second from `T` on.
 fn run(state: &mut GatewayState, events: &[GatewayEvent]) {
     for (i, e) in events.iter().enumerate() {
@@ -148,7 +170,6 @@ fn the_link_follows_the_session() {
 #[test]
 fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
     let mut s = state();
-    let vhf1 = || radio("vhf1");
     apply(
         &mut s,
         &GatewayEvent::Incoming {
@@ -159,14 +180,7 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
         T,
     );
     let r = s.radio("vhf1").unwrap();
-    assert_eq!(
-        r.incoming,
-        Some(Activity {
-            stream_id: Some(7),
-            peer: Some("alice".into()),
-            since_ms: T
-        })
-    );
+    assert_eq!(r.incoming, activity(Some(7), "alice", T));
     assert!(!r.ptt && r.transmitting.is_none());
 
     apply(&mut s, &GatewayEvent::PttOn { radio: vhf1() }, T + 100);
@@ -180,14 +194,7 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
     );
     let r = s.radio("vhf1").unwrap();
     assert!(r.ptt);
-    assert_eq!(
-        r.transmitting,
-        Some(Activity {
-            stream_id: Some(7),
-            peer: Some("alice".into()),
-            since_ms: T + 100
-        })
-    );
+    assert_eq!(r.transmitting, activity(Some(7), "alice", T + 100));
     assert_eq!(r.counters.key_ups, 1);
 
     apply(
@@ -247,18 +254,10 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
 #[test]
 fn one_message_from_the_radio_carrier_up_stream_started_carrier_down_sent() {
     let mut s = state();
-    let vhf1 = || radio("vhf1");
     apply(&mut s, &GatewayEvent::CarrierUp { radio: vhf1() }, T);
     let r = s.radio("vhf1").unwrap();
     assert!(r.carrier);
-    assert_eq!(
-        r.receiving,
-        Some(Activity {
-            stream_id: None,
-            peer: Some("Dispatch".into()),
-            since_ms: T
-        })
-    );
+    assert_eq!(r.receiving, activity(None, "Dispatch", T));
     apply(
         &mut s,
         &GatewayEvent::StreamStarted {
@@ -356,7 +355,6 @@ fn one_message_from_the_radio_carrier_up_stream_started_carrier_down_sent() {
 #[test]
 fn kerchunks_time_outs_and_interrupted_messages_are_counted() {
     let mut s = state();
-    let vhf1 = || radio("vhf1");
     run(
         &mut s,
         &[
@@ -433,38 +431,27 @@ fn kerchunks_time_outs_and_interrupted_messages_are_counted() {
 #[test]
 fn faults_are_set_and_cleared_with_their_last_error_kept() {
     let mut s = state();
-    let vhf1 = || radio("vhf1");
-    apply(
+    apply_from(
         &mut s,
-        &GatewayEvent::DeviceLost {
-            radio: vhf1(),
-            error: "USB sound card gone".into(),
-        },
         T,
-    );
-    apply(
-        &mut s,
-        &GatewayEvent::PttFault {
-            radio: vhf1(),
-            error: Some("rigctld unreachable".into()),
-        },
-        T + 1,
-    );
-    apply(
-        &mut s,
-        &GatewayEvent::CarrierFault {
-            radio: vhf1(),
-            error: Some("gpio read failed".into()),
-        },
-        T + 2,
-    );
-    apply(
-        &mut s,
-        &GatewayEvent::HardwareWaiting {
-            radio: "uhf1".into(),
-            error: Some("no such device".into()),
-        },
-        T + 3,
+        &[
+            GatewayEvent::DeviceLost {
+                radio: vhf1(),
+                error: "USB sound card gone".into(),
+            },
+            GatewayEvent::PttFault {
+                radio: vhf1(),
+                error: Some("rigctld unreachable".into()),
+            },
+            GatewayEvent::CarrierFault {
+                radio: vhf1(),
+                error: Some("gpio read failed".into()),
+            },
+            GatewayEvent::HardwareWaiting {
+                radio: "uhf1".into(),
+                error: Some("no such device".into()),
+            },
+        ],
     );
     let h = &s.radio("vhf1").unwrap().health;
     assert_eq!(h.audio.fault(), Some("USB sound card gone"));
@@ -491,30 +478,24 @@ fn faults_are_set_and_cleared_with_their_last_error_kept() {
     );
     assert_eq!(s.radio("vhf1").unwrap().health.ptt.changed_ms, Some(T + 1));
 
-    apply(&mut s, &GatewayEvent::DeviceBack { radio: vhf1() }, T + 10);
-    apply(
+    apply_from(
         &mut s,
-        &GatewayEvent::PttFault {
-            radio: vhf1(),
-            error: None,
-        },
-        T + 11,
-    );
-    apply(
-        &mut s,
-        &GatewayEvent::CarrierFault {
-            radio: vhf1(),
-            error: None,
-        },
-        T + 12,
-    );
-    apply(
-        &mut s,
-        &GatewayEvent::HardwareWaiting {
-            radio: "uhf1".into(),
-            error: None,
-        },
-        T + 13,
+        T + 10,
+        &[
+            GatewayEvent::DeviceBack { radio: vhf1() },
+            GatewayEvent::PttFault {
+                radio: vhf1(),
+                error: None,
+            },
+            GatewayEvent::CarrierFault {
+                radio: vhf1(),
+                error: None,
+            },
+            GatewayEvent::HardwareWaiting {
+                radio: "uhf1".into(),
+                error: None,
+            },
+        ],
     );
     let h = &s.radio("vhf1").unwrap().health;
     assert_eq!(

@@ -26,6 +26,30 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A [`temp_dir`] that is removed, with all in it, when dropped: at the end of the test,
+/// however it ends.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        Scratch(temp_dir(name))
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
 /// Writes `text` as `gateway.toml` in `dir`, and returns its path.
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("gateway.toml");
@@ -48,6 +72,16 @@ pub fn fake_binary(dir: &Path) -> PathBuf {
     std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
+}
+
+/// Runs `scripts/install.sh` staged into `dest` (`DESTDIR`), installing a [`fake_binary`]
+/// written to `scratch`: whether it succeeded, and what it printed.
+pub fn staged_install(scratch: &Path, dest: &Path) -> (bool, String) {
+    let binary = fake_binary(scratch);
+    run(Command::new(root().join("scripts/install.sh"))
+        .arg("--binary")
+        .arg(&binary)
+        .env("DESTDIR", dest))
 }
 
 /// The `[zello]` table of a gateway configuration (user `gateway1`, password `pw`) for the

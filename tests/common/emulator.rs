@@ -6,9 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use zello_gateway::audio::file::{FileInput, MemoryOutput, MessagesHandle};
 use zello_gateway::audio::opus::{EncoderSettings, OpusEncoder};
+use zello_gateway::audio::{CODEC_RATE, speech};
 use zello_gateway::config::Config;
 use zello_gateway::gateway::{self, GatewayError, GatewayEvent, RadioParts, RunOptions};
+use zello_gateway::radio::sim::{FlagCarrier, SimPtt};
 use zello_gateway::secret::Secret;
 use zello_gateway::zello::protocol::{CodecHeader, TextMessage};
 use zello_gateway::zello::session::{
@@ -161,6 +164,19 @@ impl Client {
     }
 }
 
+/// Waits, as [`Client::expect`], for the first of `client`'s session events that `pattern`
+/// matches, and binds the pattern's names: `expect_event!(app, S, SessionEvent::Location(l));`
+#[macro_export]
+macro_rules! expect_event {
+    ($client:expr, $within:expr, $pattern:pat) => {
+        #[allow(unused_variables)]
+        let matching = |e: &zello_gateway::zello::session::SessionEvent| matches!(e, $pattern);
+        let $pattern = $client.expect($within, matching).await else {
+            unreachable!()
+        };
+    };
+}
+
 /// Waits for the first gateway event `pred` accepts (a lag is skipped, not fatal).
 pub async fn wait_for(
     rx: &mut tokio::sync::broadcast::Receiver<zello_gateway::gateway::GatewayEvent>,
@@ -220,6 +236,31 @@ pub async fn talk_pcm(client: &Client, pcm: &[i16]) {
         msg.send(Bytes::copy_from_slice(&buf));
     }
     msg.finish().await;
+}
+
+/// A radio `name` on `CHANNEL` whose input is `seconds` of speech-like sound (made from
+/// `seed`), heard while `carrier` is up and keyed by `ptt`; and the messages it plays.
+pub fn speaking_radio(
+    name: &str,
+    seconds: f32,
+    seed: u64,
+    carrier: &FlagCarrier,
+    ptt: &SimPtt,
+) -> (RadioParts, MessagesHandle) {
+    let out = MemoryOutput::new(CODEC_RATE);
+    let played = out.messages();
+    let parts = RadioParts::new(
+        name,
+        CHANNEL,
+        Box::new(FileInput::from_samples(
+            speech::speech_like(CODEC_RATE, seconds, seed),
+            CODEC_RATE,
+        )),
+        Box::new(out),
+        Box::new(carrier.clone()),
+        Box::new(ptt.clone()),
+    );
+    (parts, played)
 }
 
 /// The whole gateway running as a task, until [`Gateway::stop`].

@@ -17,6 +17,16 @@ impl Clock {
         Clock { t0, m }
     }
 
+    /// [`Clock::new`] with a carrier up since 0: the radio's audio goes to the channel from
+    /// rx_min (250 ms), where it stands.
+    fn sending(t: Timers) -> Self {
+        let mut c = Clock::new(t);
+        c.input(0, Input::CarrierUp);
+        let a = c.run_until(250);
+        assert!(has(&a, &Action::RxStart), "{a:?}");
+        c
+    }
+
     fn at(&self, ms: u64) -> Instant {
         self.t0 + MS * ms as u32
     }
@@ -105,9 +115,10 @@ fn the_time_out_timer_ends_where_the_machine_keyed() {
 
 #[test]
 fn the_time_out_timer_also_holds_while_keying_and_in_the_tail() {
-    let mut t = timers();
-    t.tot = Duration::from_millis(150);
-    let mut c = Clock::new(t);
+    let mut c = Clock::new(Timers {
+        tot: Duration::from_millis(150),
+        ..timers()
+    });
     c.input(0, Input::IncomingStart { stream_id: 1 });
     let a = c.run_until(150);
     assert!(has(&a, &Action::Unkey), "{a:?}");
@@ -139,9 +150,7 @@ fn a_kerchunk_shorter_than_rx_min_sends_nothing() {
 
 #[test]
 fn a_carrier_back_within_the_hang_continues_the_same_message() {
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(timers());
     c.input(1000, Input::CarrierDown);
     assert_eq!(c.input(1300, Input::CarrierUp), []);
     assert_eq!(c.run_until(1800), []);
@@ -170,9 +179,7 @@ fn anti_ping_pong_ignores_the_squelch_tail_after_our_ptt_drops() {
 
 #[test]
 fn a_stuck_carrier_ends_the_message_and_is_ignored_until_it_drops() {
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(timers());
     let a = c.run_until(300_250);
     assert_eq!(a, [Action::RxFinish, Action::Note(Note::CarrierStuck)]);
     assert_eq!(c.run_until(900_000), []);
@@ -207,9 +214,7 @@ fn a_chattering_squelch_is_suppressed_then_allowed_again() {
 
 #[test]
 fn busy_queue_waits_for_the_frequency_to_clear() {
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(timers());
     let a = c.input(500, Input::IncomingStart { stream_id: 3 });
     assert_eq!(a, [Action::Note(Note::Queued)]);
     assert!(!c.m.keyed());
@@ -221,9 +226,10 @@ fn busy_queue_waits_for_the_frequency_to_clear() {
 
 #[test]
 fn busy_drop_drops() {
-    let mut t = timers();
-    t.busy_policy = BusyPolicy::Drop;
-    let mut c = Clock::new(t);
+    let mut c = Clock::new(Timers {
+        busy_policy: BusyPolicy::Drop,
+        ..timers()
+    });
     c.input(0, Input::CarrierUp);
     let a = c.input(100, Input::IncomingStart { stream_id: 3 });
     assert_eq!(
@@ -239,20 +245,17 @@ fn busy_drop_drops() {
 
 #[test]
 fn busy_override_keys_over_the_carrier() {
-    let mut t = timers();
-    t.busy_policy = BusyPolicy::Override;
-    let mut c = Clock::new(t);
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(Timers {
+        busy_policy: BusyPolicy::Override,
+        ..timers()
+    });
     let a = c.input(500, Input::IncomingStart { stream_id: 3 });
     assert_eq!(a, [Action::RxFinish, Action::Key]);
 }
 
 #[test]
 fn a_queued_message_too_old_is_dropped() {
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(timers());
     c.input(1000, Input::IncomingStart { stream_id: 3 });
     let a = c.run_until(31_000);
     assert!(
@@ -318,9 +321,7 @@ fn carrier_while_the_channel_is_not_ready_is_not_sent() {
 
 #[test]
 fn a_lost_outgoing_message_blocks_the_rest_of_that_carrier() {
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(timers());
     assert_eq!(c.input(1000, Input::OutgoingLost), []);
     assert!(!c.m.sending() && !c.m.capturing());
     assert_eq!(c.run_until(5000), []);
@@ -330,9 +331,7 @@ fn a_lost_outgoing_message_blocks_the_rest_of_that_carrier() {
 
 #[test]
 fn a_link_lost_under_carrier_resumes_as_a_new_message_when_the_channel_is_back() {
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    assert!(has(&c.run_until(250), &Action::RxStart));
+    let mut c = Clock::sending(timers());
     // The connection drops: the audio from now on is kept for the rest of the transmission.
     assert_eq!(c.input(1000, Input::LinkLost), [Action::RxBuffer]);
     assert!(c.m.pending() && c.m.capturing() && !c.m.sending());
@@ -348,9 +347,7 @@ fn a_link_lost_under_carrier_resumes_as_a_new_message_when_the_channel_is_back()
 #[test]
 fn a_link_lost_after_the_carrier_dropped_or_for_too_long_resumes_nothing() {
     // The carrier drops before the link is back: the kept audio is dropped, said once.
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(timers());
     c.input(1000, Input::LinkLost);
     c.input(1010, Input::ChannelReady(false));
     let a = c.input(2000, Input::CarrierDown);
@@ -359,16 +356,12 @@ fn a_link_lost_after_the_carrier_dropped_or_for_too_long_resumes_nothing() {
     assert!(!c.m.capturing());
     assert_eq!(c.input(3000, Input::ChannelReady(true)), []);
     // Lost during the hang (carrier already down): the message simply ends.
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(timers());
     c.input(1000, Input::CarrierDown);
     assert_eq!(c.input(1100, Input::LinkLost), []);
     assert!(!c.m.capturing());
     // A carrier still up at rx_max while the link is away is a stuck carrier.
-    let mut c = Clock::new(timers());
-    c.input(0, Input::CarrierUp);
-    c.run_until(250);
+    let mut c = Clock::sending(timers());
     c.input(1000, Input::LinkLost);
     c.input(1010, Input::ChannelReady(false));
     let a = c.run_until(250 + 300_000);
@@ -379,9 +372,10 @@ fn a_link_lost_after_the_carrier_dropped_or_for_too_long_resumes_nothing() {
 
 #[test]
 fn courtesy_tone_after_the_message() {
-    let mut t = timers();
-    t.courtesy_tone = true;
-    let mut c = Clock::new(t);
+    let mut c = Clock::new(Timers {
+        courtesy_tone: true,
+        ..timers()
+    });
     c.input(0, Input::IncomingStart { stream_id: 1 });
     c.run_until(200);
     assert_eq!(
@@ -396,9 +390,10 @@ fn courtesy_tone_after_the_message() {
 
 #[test]
 fn identification_after_the_first_transmission_then_every_interval() {
-    let mut t = timers();
-    t.id_interval = Some(Duration::from_secs(600));
-    let mut c = Clock::new(t);
+    let mut c = Clock::new(Timers {
+        id_interval: Some(Duration::from_secs(600)),
+        ..timers()
+    });
     let msg = |c: &mut Clock, at: u64, id: u32| {
         c.input(at, Input::IncomingStart { stream_id: id });
         c.run_until(at + 200);

@@ -47,18 +47,23 @@ async fn start(config: SimConfig) -> SimHandle {
         .unwrap()
 }
 
-fn header20() -> CodecHeader {
-    CodecHeader::new(16000, 1, 20).unwrap()
+/// The emulator with `config`, and alice then bob online on channel A.
+async fn alice_and_bob(config: SimConfig) -> (SimHandle, Client, Client) {
+    let h = start(config).await;
+    let alice = Client::online(&h, "alice", "A").await;
+    let bob = Client::online(&h, "bob", "A").await;
+    (h, alice, bob)
 }
 
-/// A logon to `channel` with only the fields `with` sets (to check what a logon needs).
-fn bare_logon(channel: &str, with: impl FnOnce(&mut Logon)) -> Command {
-    let mut logon = Logon {
-        channels: vec![channel.into()],
-        ..Default::default()
-    };
-    with(&mut logon);
-    Command::Logon(logon)
+/// The emulator with its defaults, and a client `name` connected but not logged on.
+async fn connected(name: &str) -> (SimHandle, Client) {
+    let h = start(SimConfig::default()).await;
+    let c = Client::connect(&h, name).await;
+    (h, c)
+}
+
+fn header20() -> CodecHeader {
+    CodecHeader::new(16000, 1, 20).unwrap()
 }
 
 fn logon_cmd(user: &str, password: &str, channels: &[&str]) -> Command {
@@ -149,6 +154,16 @@ impl Client {
     async fn call(&mut self, cmd: Command) -> Reply {
         let seq = self.send_cmd(cmd).await;
         self.reply(seq).await
+    }
+
+    /// Logs on to `channel` with only the fields `with` sets (to check what a logon needs).
+    async fn bare_logon(&mut self, channel: &str, with: impl FnOnce(&mut Logon)) -> Reply {
+        let mut logon = Logon {
+            channels: vec![channel.into()],
+            ..Default::default()
+        };
+        with(&mut logon);
+        self.call(Command::Logon(logon)).await
     }
 
     async fn logon(&mut self, user: &str, password: &str, channels: &[&str]) -> Reply {
@@ -283,8 +298,7 @@ fn count(h: &SimHandle, pred: impl Fn(&SimEvent) -> bool) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn open_logon_replies_with_refresh_token_then_channel_status() {
-    let h = start(SimConfig::default()).await;
-    let mut c = Client::connect(&h, "alice").await;
+    let (h, mut c) = connected("alice").await;
     let reply = c.logon("alice", "anything", &["Dispatch"]).await;
     assert!(reply.success);
     assert!(
@@ -327,8 +341,7 @@ async fn open_logon_replies_with_refresh_token_then_channel_status() {
 
 #[tokio::test(start_paused = true)]
 async fn singular_channel_field_and_several_channels_are_accepted() {
-    let h = start(SimConfig::default()).await;
-    let mut c = Client::connect(&h, "a").await;
+    let (h, mut c) = connected("a").await;
     c.send_text(r#"{"command":"logon","seq":1,"username":"a","password":"p","channel":"One"}"#)
         .await;
     assert!(c.reply(1).await.success);
@@ -342,18 +355,15 @@ async fn singular_channel_field_and_several_channels_are_accepted() {
 
 #[tokio::test(start_paused = true)]
 async fn logon_failures_answer_with_the_spec_errors() {
-    let h = start(SimConfig::default()).await;
-    let mut c = Client::connect(&h, "c").await;
+    let (h, mut c) = connected("c").await;
     // No password.
-    let r = c
-        .call(bare_logon("A", |l| l.username = Some("x".into())))
-        .await;
+    let r = c.bare_logon("A", |l| l.username = Some("x".into())).await;
     assert_eq!(r.error, Some(ErrorCode::NotEnoughParams));
     // No channel.
     let r = c.logon("x", "p", &[]).await;
     assert_eq!(r.error, Some(ErrorCode::NotEnoughParams));
     // No credentials at all.
-    let r = c.call(bare_logon("A", |_| {})).await;
+    let r = c.bare_logon("A", |_| {}).await;
     assert_eq!(r.error, Some(ErrorCode::NotEnoughParams));
     // Too many channels.
     let many: Vec<String> = (0..=MAX_CHANNELS).map(|i| format!("ch{i}")).collect();
@@ -370,10 +380,9 @@ async fn logon_failures_answer_with_the_spec_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn anonymous_token_logon_is_listen_only() {
-    let h = start(SimConfig::default()).await;
-    let mut c = Client::connect(&h, "anon").await;
+    let (_h, mut c) = connected("anon").await;
     let r = c
-        .call(bare_logon("A", |l| l.auth_token = Some("token".into())))
+        .bare_logon("A", |l| l.auth_token = Some("token".into()))
         .await;
     assert!(r.success);
     c.event(is_status("A", 1)).await;
@@ -399,7 +408,7 @@ async fn accounts_are_enforced() {
     );
     // Anonymous logons are refused when accounts are enforced.
     let r = c
-        .call(bare_logon("Dispatch", |l| l.auth_token = Some("t".into())))
+        .bare_logon("Dispatch", |l| l.auth_token = Some("t".into()))
         .await;
     assert_eq!(r.error, Some(ErrorCode::NotAuthorized));
 
@@ -431,8 +440,7 @@ async fn accounts_are_enforced() {
 
 #[tokio::test(start_paused = true)]
 async fn refresh_token_works_until_the_fault_refuses_it() {
-    let h = start(SimConfig::default()).await;
-    let mut c = Client::connect(&h, "alice").await;
+    let (h, mut c) = connected("alice").await;
     let token = c.logon("alice", "pw", &["A"]).await.refresh_token.unwrap();
     drop(c);
 
@@ -471,8 +479,7 @@ async fn refresh_token_works_until_the_fault_refuses_it() {
 
 #[tokio::test(start_paused = true)]
 async fn commands_before_logon_get_not_logged_in() {
-    let h = start(SimConfig::default()).await;
-    let mut c = Client::connect(&h, "c").await;
+    let (_h, mut c) = connected("c").await;
     assert_eq!(
         c.call(start_cmd("A", None)).await.error,
         Some(ErrorCode::NotLoggedIn)
@@ -495,9 +502,7 @@ async fn commands_before_logon_get_not_logged_in() {
 
 #[tokio::test(start_paused = true)]
 async fn users_online_updates_reach_everyone_in_the_channel() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     a.event(is_status("A", 2)).await;
     assert_eq!(h.online_users("A"), vec!["alice", "bob"]);
     // Someone in another channel changes nothing here.
@@ -528,9 +533,7 @@ async fn duplicate_logon_kicks_the_older_session_with_3003() {
 
 #[tokio::test(start_paused = true)]
 async fn voice_is_relayed_with_server_packet_ids_and_intact_payloads() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     a.event(is_status("A", 2)).await;
     let r = a.call(start_cmd("A", None)).await;
     assert!(r.success);
@@ -601,9 +604,7 @@ async fn voice_is_relayed_with_server_packet_ids_and_intact_payloads() {
 
 #[tokio::test(start_paused = true)]
 async fn for_sends_to_that_user_only() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     let mut c = Client::online(&h, "carol", "A").await;
     let id = a.call(start_cmd("A", Some("bob"))).await.stream_id.unwrap();
     a.send_binary(audio_packet(id, b"opus")).await;
@@ -701,9 +702,7 @@ async fn start_stream_is_validated() {
 
 #[tokio::test(start_paused = true)]
 async fn packets_for_unknown_or_foreign_streams_are_refused() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     let mut c = Client::online(&h, "carol", "A").await;
     a.send_binary(audio_packet(999, b"x")).await;
     a.event(|e| matches!(e, Event::Error(err) if err.error == ErrorCode::InvalidAudioPacket))
@@ -723,9 +722,7 @@ async fn packets_for_unknown_or_foreign_streams_are_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn a_sender_that_disconnects_mid_stream_has_its_stream_stopped() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     let id = a.call(start_cmd("A", None)).await.stream_id.unwrap();
     a.send_binary(audio_packet(id, b"1")).await;
     b.binary().await;
@@ -781,9 +778,7 @@ async fn a_slow_client_is_disconnected_without_holding_up_the_others() {
 
 #[tokio::test(start_paused = true)]
 async fn texts_and_locations_are_relayed() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (_h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     a.event(is_status("A", 2)).await;
     assert!(a.call(text_cmd("A", "Hello Zello!", None)).await.success);
     let Event::TextMessage(t) = b.event(|e| matches!(e, Event::TextMessage(_))).await else {
@@ -823,9 +818,7 @@ async fn texts_and_locations_are_relayed() {
 
 #[tokio::test(start_paused = true)]
 async fn images_are_delivered_after_both_parts_arrive() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (_h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     let r = a
         .call(Command::SendImage(SendImage {
             seq: None,
@@ -1026,9 +1019,7 @@ async fn echo_replays_voice_texts_and_locations() {
 
 #[tokio::test(start_paused = true)]
 async fn fault_delay_start_stream_reply() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     h.faults().delay_start_stream(Duration::from_secs(2));
     let t0 = Instant::now();
     let seq = a.send_cmd(start_cmd("A", None)).await;
@@ -1068,8 +1059,7 @@ async fn fault_reject_start_stream_once_and_always() {
 
 #[tokio::test(start_paused = true)]
 async fn fault_refuse_logon() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::connect(&h, "alice").await;
+    let (h, mut a) = connected("alice").await;
     h.faults().refuse_logon_once(ErrorCode::InternalServerError);
     assert_eq!(
         a.logon("alice", "pw", &["A"]).await.error,
@@ -1090,9 +1080,7 @@ async fn fault_refuse_logon() {
 
 #[tokio::test(start_paused = true)]
 async fn fault_drop_connection_closes_without_a_close_frame() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     assert!(h.faults().drop_connection("alice"));
     assert!(!h.faults().drop_connection("nobody"));
     assert_eq!(a.closed().await, None);
@@ -1115,9 +1103,7 @@ async fn fault_kick() {
 
 #[tokio::test(start_paused = true)]
 async fn fault_stop_stream_ends_the_senders_stream() {
-    let h = start(SimConfig::default()).await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
+    let (h, mut a, mut b) = alice_and_bob(SimConfig::default()).await;
     let id = a.call(start_cmd("A", None)).await.stream_id.unwrap();
     a.send_binary(audio_packet(id, b"1")).await;
     b.event(|e| matches!(e, Event::StreamStart(_))).await;
@@ -1147,13 +1133,11 @@ async fn fault_stop_stream_ends_the_senders_stream() {
 #[tokio::test(start_paused = true)]
 async fn fault_freeze_stops_all_traffic_without_closing() {
     // Bob does not read during the long wait; a long pong timeout keeps him on.
-    let h = start(SimConfig {
+    let (h, mut a, mut b) = alice_and_bob(SimConfig {
         pong_timeout: Duration::from_secs(1000),
         ..SimConfig::default()
     })
     .await;
-    let mut a = Client::online(&h, "alice", "A").await;
-    let mut b = Client::online(&h, "bob", "A").await;
     a.event(is_status("A", 2)).await;
     assert!(h.faults().freeze("alice"));
     h.wait_for(WAIT, |e| matches!(e, SimEvent::Frozen { frozen: true, .. }))
@@ -1357,8 +1341,7 @@ async fn what_the_official_examples_send_is_accepted_on_a_one_channel_connection
 /// With several channels the server cannot tell which one is meant: the spec's error stays.
 #[tokio::test(start_paused = true)]
 async fn a_command_without_channel_on_a_several_channel_connection_is_not_enough_params() {
-    let h = start(SimConfig::default()).await;
-    let mut c = Client::connect(&h, "multi").await;
+    let (_h, mut c) = connected("multi").await;
     assert!(c.logon("multi", "pw", &["One", "Two"]).await.success);
     c.event(is_status("One", 1)).await;
     c.event(is_status("Two", 1)).await;
