@@ -24,5 +24,9 @@ pub(crate) fn capture_logs(
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    (buf.0, tracing::subscriber::set_default(subscriber))
+    let guard = tracing::subscriber::set_default(subscriber);
+    // A call site first met meanwhile by another test's thread, which has no subscriber,
+    // may have been judged without this one: judge every call site again, with it.
+    tracing::callsite::rebuild_interest_cache();
+    (buf.0, guard)
 }
