@@ -459,15 +459,17 @@ pub struct CodecConfig {
     pub vbr: bool,
 }
 
+/// The encoder's own defaults, so the configuration and the codec cannot drift apart.
 impl Default for CodecConfig {
     fn default() -> Self {
+        let e = crate::audio::opus::EncoderSettings::default();
         CodecConfig {
-            frame_ms: 60,
-            frames_per_packet: 1,
-            bitrate: None,
-            complexity: 10,
-            fec: false,
-            vbr: true,
+            frame_ms: e.frame_ms,
+            frames_per_packet: e.frames_per_packet,
+            bitrate: e.bitrate,
+            complexity: e.complexity,
+            fec: e.fec,
+            vbr: e.vbr,
         }
     }
 }
