@@ -6,8 +6,9 @@
 //!   size before it is parsed;
 //! - [`server`]: what the gateway sends back (`READY`, `SUBSCRIBED`, `SNAPSHOT`, `RESYNC`,
 //!   `ERROR`, ...) and each room's snapshot of the [`GatewayState`](crate::state::GatewayState);
-//! - [`catalogue`]: the API events a [`GatewayEvent`](crate::state::GatewayEvent) gives, each
-//!   serialized once per room whatever the number of subscribers;
+//! - [`event`]: the API events, their data and envelope, each serialized once per room
+//!   whatever the number of subscribers;
+//! - [`catalogue`]: the API events a [`GatewayEvent`](crate::state::GatewayEvent) gives;
 //! - [`bindings`]: the listing `GET /api/v1/bindings` answers.
 
 #![warn(missing_docs)]
@@ -15,12 +16,14 @@
 pub mod bindings;
 pub mod catalogue;
 pub mod client;
+pub mod event;
 pub mod room;
 pub mod server;
 
 pub use bindings::Bindings;
-pub use catalogue::{ApiEvent, Catalogue, Codec, Encoded, EventData, EventType};
+pub use catalogue::Catalogue;
 pub use client::{ClientOp, MAX_MESSAGE_BYTES, Rejected, parse_client};
+pub use event::{ApiEvent, Codec, Encoded, EventData, EventType};
 pub use room::{MAX_SUBSCRIPTIONS, Room, RoomKind, Subscription, Subscriptions};
 pub use server::{ServerMessage, snapshot};
 

@@ -1,5 +1,5 @@
 use super::bindings::bindings_of;
-use super::catalogue::{Direction, Level, Outcome, rfc3339};
+use super::event::{Direction, Level, Outcome, rfc3339};
 use super::server::{API_VERSION, HEARTBEAT_INTERVAL_MS};
 use super::*;
 use crate::state::{ChannelFeatures, GatewayEvent, GatewayState, MessageOutcome, Stamped};
