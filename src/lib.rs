@@ -1,6 +1,7 @@
 //! zello-gateway: bridges a two-way radio to Zello push-to-talk channels.
 //!
 //! Layout, one module per concern:
+//! - [`api`]: the local status and event API (its WebSocket protocol as pure types so far)
 //! - [`zello`]: the Channel API (pure protocol types, the WebSocket session, the local emulator)
 //! - [`audio`]: audio primitives: sound-card and file backends, DSP, Opus, the playout buffer
 //! - [`radio`]: the PTT and carrier-detect seams and their implementations
@@ -21,6 +22,7 @@
 //! - [`sim`](mod@sim): `sim`, the Zello emulator with the Zello Work API emulator beside it
 
 pub mod alarms;
+pub mod api;
 pub mod audio;
 pub mod bench;
 pub mod check;
