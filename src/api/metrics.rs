@@ -606,11 +606,6 @@ impl Metrics {
         m
     }
 
-    /// The radios (and their channels) the metrics were built for.
-    pub fn radios(&self) -> &BTreeMap<String, String> {
-        &self.radios
-    }
-
     /// Reads the gateway's state: every gauge, and the totals the state keeps. Radios and
     /// channels not in the configuration are left out. Totals never go down here, so a
     /// state older than one already read changes nothing.
@@ -1042,6 +1037,23 @@ mod tests {
             GatewayEvent::PttOff {
                 radio: radio("vhf1"),
             },
+        );
+    }
+
+    #[test]
+    fn the_metrics_can_be_shared_between_the_feeder_and_the_handler() {
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<Metrics>();
+        let metrics = std::sync::Arc::new(Metrics::new([("vhf1", "dispatch")], 0));
+        let feeder = metrics.clone();
+        std::thread::spawn(move || feeder.observe(&GatewayEvent::LoggedOn))
+            .join()
+            .unwrap();
+        assert!(
+            metrics
+                .render()
+                .unwrap()
+                .contains("zello_gateway_logons_total 1\n")
         );
     }
 
