@@ -12,6 +12,7 @@
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
 //! - [`state`]: the gateway's one state, its events and how they are published
+//! - [`api`]: the local status and event API's pure parts (Prometheus metrics)
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation
