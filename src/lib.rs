@@ -11,6 +11,7 @@
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
 //! - [`state`]: the gateway's one state, its events and how they are published
+//! - [`api`]: the local status and event API
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation
@@ -21,6 +22,7 @@
 //! - [`sim`](mod@sim): `sim`, the Zello emulator with the Zello Work API emulator beside it
 
 pub mod alarms;
+pub mod api;
 pub mod audio;
 pub mod bench;
 pub mod check;
