@@ -372,16 +372,16 @@ impl Guard {
     pub fn check_websocket(&self, uri: &Uri, headers: &HeaderMap) -> Result<WsAuth, Refusal> {
         self.check_browser_rules(uri, headers)?;
         let presented = match bearer(headers)? {
-            Some(t) => Some(t.to_string()),
+            Some(t) => Some(Secret::new(t)),
             None => query_token(uri),
         };
         match (presented, self.read.is_some()) {
             (Some(t), true) => self
-                .token_access(&t)
+                .token_access(t.expose())
                 .map(WsAuth::Granted)
                 .ok_or(Refusal::WrongToken),
             (Some(t), false) => Ok(WsAuth::Granted(
-                self.token_access(&t).unwrap_or(Access::Read),
+                self.token_access(t.expose()).unwrap_or(Access::Read),
             )),
             (None, true) => Ok(WsAuth::AwaitAuth),
             (None, false) => Ok(WsAuth::Granted(Access::Read)),
@@ -513,12 +513,13 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
     Ok(Some(token))
 }
 
-/// The `token` query parameter (percent-decoded), the first one when repeated.
-fn query_token(uri: &Uri) -> Option<String> {
+/// The `token` query parameter (percent-decoded), the first one when repeated; an empty
+/// one is none.
+fn query_token(uri: &Uri) -> Option<Secret> {
     url::form_urlencoded::parse(uri.query()?.as_bytes())
         .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty())
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(_, v)| Secret::new(v))
 }
 
 /// A `Host` header or URI authority as its host and port; `None` when malformed (a user

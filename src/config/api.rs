@@ -153,7 +153,7 @@ impl ApiConfig {
 }
 
 /// Whether only this machine reaches `ip` (127.0.0.0/8, ::1, and IPv4-mapped loopback).
-pub fn is_loopback(ip: IpAddr) -> bool {
+fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
