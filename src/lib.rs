@@ -1,7 +1,6 @@
 //! zello-gateway: bridges a two-way radio to Zello push-to-talk channels.
 //!
 //! Layout, one module per concern:
-//! - [`api`]: the local status and event API (its WebSocket protocol as pure types so far)
 //! - [`zello`]: the Channel API (pure protocol types, the WebSocket session, the local emulator)
 //! - [`audio`]: audio primitives: sound-card and file backends, DSP, Opus, the playout buffer
 //! - [`radio`]: the PTT and carrier-detect seams and their implementations
@@ -12,7 +11,7 @@
 //! - [`config`]: the TOML configuration
 //! - [`service`]: systemd readiness, watchdog and logging
 //! - [`state`]: the gateway's one state, its events and how they are published
-//! - [`api`]: the local status and event API's pure parts (Prometheus metrics)
+//! - [`api`]: the local status and event API (REST, WebSocket, metrics, dashboard)
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation

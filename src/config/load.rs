@@ -138,6 +138,7 @@ impl Config {
         }
         let channels: Vec<&str> = self.radios.iter().map(|r| r.channel.as_str()).collect();
         p.extend(self.alarms.problems(&channels));
+        p.extend(self.api.problems());
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.radios.iter().enumerate() {
             let key = format!("radio[{i}]");
@@ -233,7 +234,8 @@ impl Config {
     }
 
     /// The files holding secrets (`zello.password_file`, `zello.auth_token_file`,
-    /// `zello.token.private_key_file`), resolved, each with its key.
+    /// `zello.token.private_key_file`, `api.token_file`, `api.control_token_file`), resolved,
+    /// each with its key.
     pub fn secret_files(&self) -> Vec<(&'static str, PathBuf)> {
         let z = &self.zello;
         [
@@ -242,6 +244,11 @@ impl Config {
             (
                 "zello.token.private_key_file",
                 z.token.as_ref().map(|t| &t.private_key_file),
+            ),
+            ("api.token_file", self.api.token_file.as_ref()),
+            (
+                "api.control_token_file",
+                self.api.control_token_file.as_ref(),
             ),
         ]
         .into_iter()

@@ -31,8 +31,13 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod api;
 mod load;
 mod toml_text;
+
+pub use api::{
+    ApiConfig, ApiConfigError, ApiTokens, DEFAULT_LISTEN, MIN_TOKEN_LEN, Origin, OriginError,
+};
 
 pub use toml_text::is_secret_key;
 pub(crate) use toml_text::{deserialize_lenient, line_and_column, syntax_problem};
@@ -65,6 +70,9 @@ pub struct Config {
     /// `[log]`: the log level.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[api]`: the local status and event API.
+    #[serde(default)]
+    pub api: ApiConfig,
     /// Where relative paths in the file are resolved from (the file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
