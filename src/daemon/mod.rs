@@ -118,6 +118,15 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             .iter()
             .map(|r| (r.name.clone(), r.channel.clone())),
     ));
+    // Before the gateway starts, so the API and its metrics see every event.
+    crate::api::service::spawn(
+        &config,
+        config.api_tokens()?,
+        hub.clone(),
+        Default::default(),
+        shutdown.clone(),
+    )
+    .await;
     let first_channel = config.radios.first().map(|r| r.channel.as_str());
     let (alarms_tx, alarms_rx) = tokio::sync::watch::channel(
         config

@@ -85,9 +85,12 @@ pub fn staged_install(scratch: &Path, dest: &Path) -> (bool, String) {
 }
 
 /// The `[zello]` table of a gateway configuration (user `gateway1`, password `pw`) for the
-/// server at `url`, then a blank line.
+/// server at `url`, and an `[api]` table on a port the system chooses (tests run side by
+/// side), then a blank line.
 pub fn zello_section(url: &str) -> String {
-    format!("[zello]\nserver = \"{url}\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n")
+    format!(
+        "[zello]\nserver = \"{url}\"\nusername = \"gateway1\"\npassword = \"pw\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n"
+    )
 }
 
 /// The URL of `zello-gateway sim` listening on `port`.

@@ -4,6 +4,7 @@
 //! here, what several of those use.
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod cli;
 pub mod emulator;
 pub mod rig;

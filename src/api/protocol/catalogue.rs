@@ -74,6 +74,18 @@ impl Catalogue {
         }
     }
 
+    /// A catalogue starting from `state` (as [`Catalogue::new`]) that keeps the codecs set
+    /// on this one: what a reader that fell behind starts again from.
+    pub fn rebased(&self, state: &GatewayState) -> Self {
+        let mut fresh = Catalogue::new(state);
+        for (name, memory) in &self.radios {
+            if let Some(codec) = memory.codec {
+                fresh.radios.entry(name.clone()).or_default().codec = Some(codec);
+            }
+        }
+        fresh
+    }
+
     /// Sets the codec of `radio`'s messages to the channel (from its configuration), which
     /// gateway events do not carry.
     pub fn with_codec(mut self, radio: &str, codec: Codec) -> Self {

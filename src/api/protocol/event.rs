@@ -296,6 +296,12 @@ pub struct Level {
     pub rms_dbfs: f32,
     /// Peak level over the last period.
     pub peak_dbfs: f32,
+    /// Whether the squelch was open (`to_channel`: a carrier or voice was heard; levels are
+    /// measured with it closed too while someone watches, to show the noise floor) or the
+    /// transmitter keyed (`from_channel`).
+    pub open: bool,
+    /// Samples at full scale so far (clipping): a rising count means the level is too high.
+    pub clips: u64,
 }
 
 /// An event's `data`, shaped by its type.

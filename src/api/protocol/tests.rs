@@ -1216,6 +1216,8 @@ fn a_level_goes_to_the_levels_room() {
             direction: Direction::ToChannel,
             rms_dbfs: -48.5,
             peak_dbfs: -40.0,
+            open: false,
+            clips: 2,
         },
         12,
         T0,
@@ -1226,7 +1228,7 @@ fn a_level_goes_to_the_levels_room() {
         json!({"type": "LEVEL", "room": "levels:vhf1", "seq": 12,
             "ts": "2026-01-15T12:01:00.000Z",
             "data": {"radio": "vhf1", "direction": "to_channel", "rms_dbfs": -48.5,
-                "peak_dbfs": -40.0}})
+                "peak_dbfs": -40.0, "open": false, "clips": 2}})
     );
 }
 

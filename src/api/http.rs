@@ -1,0 +1,317 @@
+//! The REST endpoints: health, metrics, the state, discovery (bindings, sockets), history
+//! and control. Every JSON answer is `{"status":"success","data":...}` or
+//! `{"status":"error","error":CODE,"message":...}` with the matching HTTP status.
+
+use super::guard::Refusal;
+use super::protocol::Bindings;
+use super::server::Api;
+use crate::state::GatewayState;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The dashboard, one page embedded in the binary.
+pub const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The routes, given the server's shared parts.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/radios", get(radios))
+        .route("/api/v1/radios/{name}", get(radio))
+        .route("/api/v1/channels", get(channels))
+        .route("/api/v1/channels/{name}", get(channel))
+        .route("/api/v1/bindings", get(bindings))
+        .route("/api/v1/sockets", get(sockets))
+        .route("/api/v1/sockets/{id}", get(socket))
+        .route("/api/v1/ws", get(super::server::websocket))
+        .route("/api/ws", get(super::server::websocket))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+}
+
+/// A success answer carrying `data`.
+pub fn success<T: Serialize>(data: T) -> Response {
+    json_answer(StatusCode::OK, &json!({"status": "success", "data": data}))
+}
+
+/// An error answer: `status`, a short `code` for programs and a `message` for people.
+pub fn failure(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    json_answer(
+        status,
+        &json!({"status": "error", "error": code, "message": message.to_string()}),
+    )
+}
+
+/// The answer to a refused request, with its `WWW-Authenticate` challenge when a token is
+/// missing or wrong.
+pub fn refused(refusal: &Refusal) -> Response {
+    let mut response = failure(refusal.status(), refusal.code(), refusal);
+    if let Some(challenge) = refusal.www_authenticate() {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    response
+}
+
+fn json_answer(status: StatusCode, value: &serde_json::Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn dashboard() -> Response {
+    let mut response = DASHBOARD.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The page's own scripts and the API, nothing from elsewhere.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+async fn livez() -> Response {
+    success(json!({"live": true}))
+}
+
+/// One readiness check, as `/readyz?verbose` lists it.
+#[derive(Debug, Serialize)]
+struct Check {
+    name: String,
+    ok: bool,
+    /// Whether readiness depends on it (as systemd's `READY=1` does) or it is only shown.
+    required: bool,
+    detail: Option<String>,
+}
+
+/// The checks of `/readyz`: the one systemd's readiness asks (the gateway started: every
+/// radio started or waiting for its hardware, the Zello session running), then what is
+/// only shown (Zello logged on, each channel online, each radio's hardware).
+fn checks(state: &GatewayState) -> Vec<Check> {
+    let mut checks = vec![Check {
+        name: "gateway started".into(),
+        ok: state.gateway.started,
+        required: true,
+        detail: None,
+    }];
+    let link = &state.gateway.link;
+    checks.push(Check {
+        name: "zello logged on".into(),
+        ok: matches!(link, crate::state::Link::LoggedOn),
+        required: false,
+        detail: serde_json::to_value(link)
+            .ok()
+            .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(String::from)),
+    });
+    for (name, c) in &state.channels {
+        checks.push(Check {
+            name: format!("channel {name} online"),
+            ok: c.online,
+            required: false,
+            detail: None,
+        });
+    }
+    for (name, r) in &state.radios {
+        let h = &r.health;
+        let fault = h
+            .waiting_for_hardware
+            .clone()
+            .or_else(|| h.audio.fault().map(|e| format!("audio: {e}")))
+            .or_else(|| h.ptt.fault().map(|e| format!("ptt: {e}")))
+            .or_else(|| h.carrier.fault().map(|e| format!("carrier detect: {e}")));
+        checks.push(Check {
+            name: format!("radio {name} hardware"),
+            ok: fault.is_none(),
+            required: false,
+            detail: fault,
+        });
+    }
+    checks
+}
+
+async fn readyz(
+    State(api): State<Arc<Api>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let state = api.feed.hub().snapshot();
+    let ready = state.gateway.started;
+    if query.contains_key("verbose") {
+        let data = json!({"ready": ready, "checks": checks(&state)});
+        if ready {
+            return success(data);
+        }
+        return json_answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "error", "error": "not_ready",
+                "message": "the gateway is still starting", "data": data}),
+        );
+    }
+    if ready {
+        success(json!({"ready": true}))
+    } else {
+        failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the gateway is still starting",
+        )
+    }
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let metrics = api.feed.metrics();
+    metrics.set_from(&api.feed.hub().snapshot());
+    match metrics.render() {
+        Ok(text) => {
+            let mut response = text.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+            );
+            response
+        }
+        Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
+}
+
+async fn status(State(api): State<Arc<Api>>) -> Response {
+    success(api.feed.hub().snapshot())
+}
+
+/// A radio or channel with its name, as the lists show them.
+#[derive(Serialize)]
+struct Named<'a, T> {
+    name: &'a str,
+    #[serde(flatten)]
+    state: &'a T,
+}
+
+async fn radios(State(api): State<Arc<Api>>) -> Response {
+    let state = api.feed.hub().snapshot();
+    let list: Vec<_> = state
+        .radios
+        .iter()
+        .map(|(name, state)| Named { name, state })
+        .collect();
+    success(list)
+}
+
+async fn radio(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
+    let state = api.feed.hub().snapshot();
+    match state.radio(&name) {
+        Some(r) => success(Named {
+            name: &name,
+            state: r,
+        }),
+        None => unknown_radio(&state),
+    }
+}
+
+/// 404 for a radio the configuration does not name.
+pub fn unknown_radio(state: &GatewayState) -> Response {
+    let names: Vec<&str> = state.radios.keys().map(String::as_str).collect();
+    failure(
+        StatusCode::NOT_FOUND,
+        "unknown_radio",
+        format!("no such radio; the radios are: {}", names.join(", ")),
+    )
+}
+
+async fn channels(State(api): State<Arc<Api>>) -> Response {
+    let state = api.feed.hub().snapshot();
+    let list: Vec<_> = state
+        .channels
+        .iter()
+        .map(|(name, state)| Named { name, state })
+        .collect();
+    success(list)
+}
+
+async fn channel(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
+    let state = api.feed.hub().snapshot();
+    match state.channel(&name) {
+        Some(c) => success(Named {
+            name: &name,
+            state: c,
+        }),
+        None => {
+            let names: Vec<&str> = state.channels.keys().map(String::as_str).collect();
+            failure(
+                StatusCode::NOT_FOUND,
+                "unknown_channel",
+                format!("no such channel; the channels are: {}", names.join(", ")),
+            )
+        }
+    }
+}
+
+async fn bindings(State(api): State<Arc<Api>>) -> Response {
+    success(Bindings::new(&api.feed.hub().snapshot()))
+}
+
+async fn sockets(State(api): State<Arc<Api>>) -> Response {
+    success(api.sockets.list())
+}
+
+async fn socket(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    match api.sockets.get(&id) {
+        Some(info) => success(info),
+        None => failure(
+            StatusCode::NOT_FOUND,
+            "unknown_socket",
+            "no such socket (it may have closed); GET /api/v1/sockets lists the open ones",
+        ),
+    }
+}
+
+/// `GET /api/v1/history` query.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    pub room: Option<String>,
+    pub limit: Option<usize>,
+}
+
+async fn not_found() -> Response {
+    failure(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; GET /api/v1/bindings lists the rooms, README the endpoints",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    failure(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
