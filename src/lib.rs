@@ -16,6 +16,7 @@
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation
 //! - [`demo`]: the embedded, self-contained demonstration
+//! - [`monitor`]: `monitor`, the gateway's state live in a terminal (a client of the API)
 //! - [`bench`](mod@bench): what the gateway costs on this machine (`zello-gateway bench`)
 //! - [`sync`]: locks that survive a panic elsewhere
 //! - [`work`]: Zello Work administration (`provision`, `history`) and its API emulator
@@ -31,6 +32,7 @@ pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod gateway;
+pub mod monitor;
 pub mod net;
 pub mod parts;
 pub mod ptt_test;

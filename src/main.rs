@@ -44,7 +44,8 @@ impl Cli {
                 Cmd::Check { config, .. }
                 | Cmd::Provision { config, .. }
                 | Cmd::History { config, .. }
-                | Cmd::PttTest { config, .. },
+                | Cmd::PttTest { config, .. }
+                | Cmd::Monitor { config, .. },
             ) => config.config.clone(),
             Some(cmd @ (Cmd::Sim(_) | Cmd::Devices | Cmd::Demo(_) | Cmd::Bench(_))) => {
                 if self.config.is_some() {
@@ -139,6 +140,20 @@ enum Cmd {
         config: ConfigArg,
         #[command(flatten)]
         args: ptt_test::PttTestArgs,
+    },
+    /// Watch the gateway live in the terminal: each radio's state, who talks, level bars and
+    /// the last-heard list, from the status API ([api] in the config, or --url).
+    ///
+    /// --levels RADIO is the level setup aid: the receive level with the squelch closed (the
+    /// noise floor) and open, peaks and clipped samples, for setting the radio's audio and
+    /// the voice detector's open_dbfs.
+    ///
+    /// Example: zello-gateway monitor --config /etc/zello-gateway/gateway.toml --levels vhf1
+    Monitor {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: zello_gateway::monitor::MonitorArgs,
     },
     /// Run the self-contained demo: a local server, a gateway on a simulated radio and a
     /// simulated dispatcher talking to each other. No account, no hardware.
@@ -330,7 +345,7 @@ fn main() -> std::process::ExitCode {
     }
     let level = match &cli.command {
         // The demo and the administration commands print what they do; the log is for trouble.
-        Some(Cmd::Demo(_) | Cmd::Provision { .. }) => "warn".to_string(),
+        Some(Cmd::Demo(_) | Cmd::Provision { .. } | Cmd::Monitor { .. }) => "warn".to_string(),
         // The gateway's own commands log at the file's [log] level.
         None | Some(Cmd::Run(_) | Cmd::Check { .. } | Cmd::PttOff(_)) => {
             Config::peek_log_level(&config).unwrap_or_else(|| "info".into())
@@ -368,6 +383,13 @@ fn main() -> std::process::ExitCode {
                 let stop = CancellationToken::new();
                 stop_on_signals(stop.clone());
                 ptt_test::run(&config, &args, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            Some(Cmd::Monitor { args, .. }) => {
+                let stop = CancellationToken::new();
+                stop_on_signals(stop.clone());
+                zello_gateway::monitor::run(&args, &config, stop)
                     .await
                     .map_err(anyhow::Error::from)
             }

@@ -225,10 +225,18 @@ pub struct Lines {
 
 impl Lines {
     pub fn of(child: &mut Child) -> Lines {
-        let stderr = child.stderr.take().unwrap();
+        Lines::read(child.stderr.take().unwrap())
+    }
+
+    /// The lines a child writes to stdout.
+    pub fn of_stdout(child: &mut Child) -> Lines {
+        Lines::read(child.stdout.take().unwrap())
+    }
+
+    fn read(stream: impl std::io::Read + Send + 'static) -> Lines {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
         });
