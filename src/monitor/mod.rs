@@ -241,7 +241,7 @@ impl Screen {
         let mut out = std::io::stdout().lock();
         if self.terminal {
             // Home, clear, then the screen.
-            let _ = write!(out, "\x1b[H\x1b[2J{}\n", lines.join("\n"));
+            let _ = writeln!(out, "\x1b[H\x1b[2J{}", lines.join("\n"));
         } else {
             // Plain: the radio lines that changed (without timers), and new heard entries.
             let mut now: Vec<String> = Vec::new();
@@ -295,11 +295,12 @@ pub async fn run(
             m = ws.next() => match m {
                 Some(Ok(Message::Text(t))) => {
                     let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
-                    if v["type"] == "ERROR" && v["code"] == "unknown_room" {
-                        if let Some(radio) = focus {
-                            let names = board.radios.keys().cloned().collect::<Vec<_>>().join(", ");
-                            return Err(MonitorError::UnknownRadio(radio.to_string(), names));
-                        }
+                    if v["type"] == "ERROR"
+                        && v["code"] == "unknown_room"
+                        && let Some(radio) = focus
+                    {
+                        let names = board.radios.keys().cloned().collect::<Vec<_>>().join(", ");
+                        return Err(MonitorError::UnknownRadio(radio.to_string(), names));
                     }
                     if v["type"] == "READY" {
                         // The rooms that exist, for a clear error on a wrong --levels.
