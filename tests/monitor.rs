@@ -23,7 +23,7 @@ fn monitor(args: &[&str]) -> std::process::Child {
 async fn the_monitor_follows_a_radio_through_a_message() {
     let rig = Rig::start(&tokens(true, false), quick(), 3.0).await;
     let scratch = Scratch::new("monitor-live");
-    let token = &*scratch.join("token");
+    let token = scratch.join("token");
     std::fs::write(&token, format!("{READ_TOKEN}\n")).unwrap();
     let url = format!("http://{}", rig.api);
     let mut child = monitor(&["--url", &url, "--token-file", token.to_str().unwrap()]);
@@ -51,7 +51,7 @@ async fn the_monitor_says_when_it_cannot_watch() {
         text(&out).1
     };
     // A wrong token.
-    let wrong = &*scratch.join("wrong");
+    let wrong = scratch.join("wrong");
     std::fs::write(&wrong, "not-the-token-at-all-000").unwrap();
     let err = tokio::task::block_in_place(|| {
         run(&["--url", &url, "--token-file", wrong.to_str().unwrap()])
@@ -73,7 +73,7 @@ async fn the_monitor_says_when_it_cannot_watch() {
     assert!(err.contains("cannot reach the status API"), "{err}");
     // The API turned off in the configuration.
     let config = write_config(
-        &*scratch,
+        &scratch,
         "[zello]\nserver = \"ws://127.0.0.1:1/ws\"\nusername = \"gw\"\npassword = \"pw\"\n\n[api]\nenabled = false\n\n[[radio]]\nname = \"vhf1\"\nchannel = \"A\"\naudio = { backend = \"file\" }\n",
     );
     let err = tokio::task::block_in_place(|| run(&["--config", config.to_str().unwrap()]));
