@@ -8,6 +8,7 @@
 
 mod bridge;
 mod chatter;
+pub mod control;
 pub mod engine;
 pub mod link;
 pub mod machine;
@@ -22,6 +23,7 @@ pub use crate::state::GatewayEvent;
 use crate::state::{ChannelFeatures, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
+pub use control::{ControlError, Controls};
 use engine::Engine;
 use ptt_thread::PttThread;
 use std::collections::HashMap;
@@ -245,6 +247,10 @@ pub struct RunOptions {
     /// Radios waiting for their hardware; each gets a codec thread of its own once it
     /// starts, whatever [`RunOptions::drive`] says.
     pub waiting: Vec<WaitingRadio>,
+    /// The operator's controls (TX inhibit, unkey), listing every radio; the inhibits in
+    /// it apply from each radio's start. `None`: controls of the gateway's own, none
+    /// inhibited, that nothing outside steers.
+    pub controls: Option<Controls>,
 }
 
 impl Default for RunOptions {
@@ -254,6 +260,7 @@ impl Default for RunOptions {
             liveness: Liveness::new(),
             on_session: None,
             waiting: Vec::new(),
+            controls: None,
         }
     }
 }
@@ -315,6 +322,7 @@ struct Shared {
     liveness: Liveness,
     engines_stop: CancellationToken,
     shutdown: CancellationToken,
+    controls: Controls,
 }
 
 impl Shared {
@@ -330,6 +338,9 @@ impl Shared {
             radio: r.name.clone(),
             message,
         };
+        let controls = self.controls.subscribe(&r.name).ok_or_else(|| {
+            radio_err("the gateway's controls do not list this radio".to_string())
+        })?;
         // Only audio counts against these bounds: control is never dropped.
         let (cmd_tx, cmd_rx) = link::channel(ENGINE_AUDIO_QUEUE);
         let (ev_tx, ev_rx) = link::channel(BRIDGE_AUDIO_QUEUE);
@@ -361,6 +372,7 @@ impl Shared {
             engine_rx: ev_rx,
             events,
             observer: self.observer.clone(),
+            controls,
             heartbeat: None,
         };
         Ok((engine, bridge, first))
@@ -514,7 +526,16 @@ pub async fn run_with(
         liveness,
         on_session,
         waiting,
+        controls,
     } = options;
+    let controls = controls.unwrap_or_else(|| {
+        Controls::new(
+            radios
+                .iter()
+                .map(|r| r.name.clone())
+                .chain(waiting.iter().map(|w| w.name.clone())),
+        )
+    });
     // The caller's shutdown, or a radio's settings that no device can fix.
     let stop = shutdown.child_token();
     let session_stop = CancellationToken::new();
@@ -530,7 +551,18 @@ pub async fn run_with(
         liveness: liveness.clone(),
         engines_stop: CancellationToken::new(),
         shutdown: stop.clone(),
+        controls,
     };
+    // The inhibits in force show in the state from the start, radios waiting for their
+    // hardware included (each bridge applies its own before anything can key).
+    for (radio, inhibit) in shared.controls.inhibits() {
+        warn!(event = "tx_inhibited", radio = %radio, reason = inhibit.reason.as_deref().unwrap_or(""),
+            "transmitting inhibited by the operator (kept from before): the radio does not key until allowed");
+        observer.publish(GatewayEvent::TxInhibited {
+            radio,
+            reason: inhibit.reason,
+        });
+    }
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();
     let mut threads = Vec::new();
@@ -664,8 +696,11 @@ async fn route(
                 observer.publish(GatewayEvent::LogonRefused(code.to_string()));
                 continue;
             }
-            SessionEvent::Disconnected { reason } => {
-                observer.publish(GatewayEvent::Disconnected(reason.clone()));
+            SessionEvent::Disconnected { reason, detail } => {
+                observer.publish(GatewayEvent::Disconnected {
+                    reason: *reason,
+                    detail: detail.clone(),
+                });
                 continue;
             }
             SessionEvent::ConnectFailed { error, retry_in } => {
@@ -683,7 +718,18 @@ async fn route(
                 });
                 continue;
             }
-            SessionEvent::Location(_) | SessionEvent::Image { .. } => continue,
+            SessionEvent::Location(l) => {
+                observer.publish(GatewayEvent::Location {
+                    channel: l.channel.clone(),
+                    from: l.from.clone(),
+                    latitude: l.latitude,
+                    longitude: l.longitude,
+                    accuracy: l.accuracy,
+                    formatted_address: l.formatted_address.clone(),
+                });
+                continue;
+            }
+            SessionEvent::Image { .. } => continue,
             SessionEvent::ServerError(code) => {
                 warn!(error = %code, "server error");
                 continue;
