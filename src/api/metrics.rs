@@ -696,6 +696,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{MessageCodec, MessageOutcome};
     use prometheus_parse::{Sample, Scrape, Value};
     use std::time::Duration;
 
@@ -797,6 +798,7 @@ mod tests {
                 radio: radio("vhf1"),
                 stream_id: 22,
                 from: ALICE.into(),
+                codec: MessageCodec::default(),
             },
         );
         rig.at(
@@ -846,6 +848,7 @@ mod tests {
                 radio: radio("vhf1"),
                 stream_id: 22,
                 from: ALICE.into(),
+                outcome: MessageOutcome::Completed,
                 packets: 40,
                 concealed: 2,
                 dropped: 1,
@@ -869,6 +872,7 @@ mod tests {
                 radio: radio("vhf1"),
                 stream_id: 23,
                 from: ALICE.into(),
+                codec: MessageCodec::default(),
             },
         );
         rig.at(
@@ -897,6 +901,7 @@ mod tests {
                 radio: radio("vhf1"),
                 stream_id: 23,
                 from: ALICE.into(),
+                outcome: MessageOutcome::TimedOut,
                 packets: 3_000,
                 concealed: 0,
                 dropped: 0,
@@ -944,6 +949,7 @@ mod tests {
             for name in [
                 "radio_carrier",
                 "radio_ptt",
+                "radio_tx_inhibited",
                 "radio_keyups_total",
                 "radio_transmit_seconds_total",
                 "radio_receive_seconds_total",
@@ -1019,7 +1025,10 @@ mod tests {
             2 * 2 * Outcome::ALL.len()
         );
         assert_eq!(count("zello_gateway_device_up"), 2 * 3);
-        assert_eq!(count("zello_gateway_disconnects_total"), 8);
+        assert_eq!(
+            count("zello_gateway_disconnects_total"),
+            DisconnectReason::ALL.len()
+        );
         assert_eq!(
             rig.value(
                 "zello_gateway_build_info",
@@ -1173,6 +1182,7 @@ mod tests {
                 radio: radio("uhf2"),
                 stream_id: 5,
                 from: ALICE.into(),
+                outcome: MessageOutcome::Interrupted,
                 packets: 10,
                 concealed: 0,
                 dropped: 0,
@@ -1295,7 +1305,7 @@ mod tests {
             0.0
         );
 
-        rig.at(60_000, GatewayEvent::Disconnected("Kicked".into()));
+        rig.at(60_000, disconnected(DisconnectReason::Kicked));
         assert_eq!(rig.value("zello_gateway_logged_on", &[]), 0.0);
         assert_eq!(rig.value("zello_gateway_channel_online", &dispatch), 0.0);
         assert_eq!(
@@ -1318,7 +1328,7 @@ mod tests {
                 reason: Some("vhf1: audio device failed".into()),
             },
         );
-        rig.at(0, GatewayEvent::Disconnected("HeldOffline".into()));
+        rig.at(0, disconnected(DisconnectReason::HeldOffline));
         assert_eq!(rig.value("zello_gateway_held_offline", &[]), 1.0);
         assert_eq!(
             rig.value(
@@ -1356,13 +1366,13 @@ mod tests {
                 radio: radio("vhf1"),
             },
         );
-        rig.at(0, GatewayEvent::Disconnected("Dead(30s)".into()));
+        rig.at(0, disconnected(DisconnectReason::Timeout));
         let r = [("radio", "vhf1")];
         assert_eq!(rig.value("zello_gateway_logons_total", &[]), 1.0);
         assert_eq!(
             rig.value(
                 "zello_gateway_disconnects_total",
-                &[("reason", "no_answer")]
+                &[("reason", "timeout")]
             ),
             1.0
         );
@@ -1478,57 +1488,102 @@ mod tests {
         assert_eq!(rig.scrape().samples.len(), before);
     }
 
+    fn disconnected(reason: DisconnectReason) -> GatewayEvent {
+        GatewayEvent::Disconnected {
+            reason,
+            detail: "\"}\nzello_gateway_x 1".into(),
+        }
+    }
+
     #[test]
     fn disconnect_reasons_stay_a_short_fixed_list() {
-        for (text, reason) in [
-            ("Kicked", DisconnectReason::Kicked),
-            ("Dead(75s)", DisconnectReason::NoAnswer),
-            (
-                "Closed(\"closed by the server: 1000 bye\")",
-                DisconnectReason::Closed,
-            ),
-            ("closed by the server", DisconnectReason::Closed),
-            ("HeldOffline", DisconnectReason::HeldOffline),
-            ("Auth(\"bad token\")", DisconnectReason::Auth),
-            (
-                "LogonRefused { code: NotAuthorized, with_refresh: false }",
-                DisconnectReason::LogonRefused,
-            ),
-            (
-                "ConnectFailed(\"timed out\")",
-                DisconnectReason::ConnectFailed,
-            ),
-            ("", DisconnectReason::Other),
-            ("W1AW-Alice said bye", DisconnectReason::Other),
-            ("\"}\n# EOF", DisconnectReason::Other),
-        ] {
-            assert_eq!(DisconnectReason::of(text), reason, "{text:?}");
-        }
-        // Whatever the text, the series stay the eight made at the start.
+        // Whatever the words, the series stay the seven made at the start.
         let mut rig = Rig::new();
-        for text in [
-            "Kicked",
-            "something new",
-            "\"}\nzello_gateway_x 1",
-            "Kicked",
+        for reason in [
+            DisconnectReason::Kicked,
+            DisconnectReason::Other,
+            DisconnectReason::Network,
+            DisconnectReason::Kicked,
         ] {
-            rig.at(0, GatewayEvent::Disconnected(text.into()));
+            rig.at(0, disconnected(reason));
         }
         let scrape = rig.scrape();
-        let reasons = scrape
+        let reasons: Vec<_> = scrape
             .samples
             .iter()
             .filter(|s| s.metric == "zello_gateway_disconnects_total")
-            .count();
-        assert_eq!(reasons, 8);
+            .collect();
+        assert_eq!(reasons.len(), DisconnectReason::ALL.len());
+        for reason in DisconnectReason::ALL {
+            let expected = match reason {
+                DisconnectReason::Kicked => 2.0,
+                DisconnectReason::Other | DisconnectReason::Network => 1.0,
+                _ => 0.0,
+            };
+            assert_eq!(
+                rig.value(
+                    "zello_gateway_disconnects_total",
+                    &[("reason", reason.as_str())]
+                ),
+                expected,
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_not_played_and_inhibits_are_counted_by_outcome() {
+        let mut rig = Rig::new();
+        let r = [("radio", "vhf1")];
+        assert_eq!(rig.value("zello_gateway_radio_tx_inhibited", &r), 0.0);
+        rig.at(
+            0,
+            GatewayEvent::TxInhibited {
+                radio: radio("vhf1"),
+                reason: Some("site work".into()),
+            },
+        );
+        assert_eq!(rig.value("zello_gateway_radio_tx_inhibited", &r), 1.0);
+        for (stream_id, outcome) in [
+            (30, MessageOutcome::Inhibited),
+            (31, MessageOutcome::Inhibited),
+            (32, MessageOutcome::Busy),
+            (33, MessageOutcome::TooOld),
+        ] {
+            rig.at(
+                10,
+                GatewayEvent::Incoming {
+                    radio: radio("vhf1"),
+                    stream_id,
+                    from: ALICE.into(),
+                    codec: MessageCodec::default(),
+                },
+            );
+            rig.at(
+                0,
+                GatewayEvent::Played {
+                    radio: radio("vhf1"),
+                    stream_id,
+                    from: ALICE.into(),
+                    outcome,
+                    packets: 0,
+                    concealed: 0,
+                    dropped: 0,
+                    duration_ms: 0,
+                    unkeyed_ms: 0,
+                },
+            );
+        }
         assert_eq!(
-            rig.value("zello_gateway_disconnects_total", &[("reason", "kicked")]),
+            messages(&rig, "vhf1", "dispatch", "from_channel", "inhibited"),
             2.0
         );
         assert_eq!(
-            rig.value("zello_gateway_disconnects_total", &[("reason", "other")]),
+            messages(&rig, "vhf1", "dispatch", "from_channel", "dropped"),
             2.0
         );
+        rig.at(0, GatewayEvent::TxAllowed { radio: radio("vhf1") });
+        assert_eq!(rig.value("zello_gateway_radio_tx_inhibited", &r), 0.0);
     }
 
     #[test]

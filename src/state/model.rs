@@ -224,8 +224,8 @@ pub struct Counters {
     pub messages_sent: u64,
     /// Messages from the channel that went on the air, in full or cut short.
     pub messages_played: u64,
-    /// Messages from the channel left out before keying: the frequency was busy, they
-    /// waited too long, or transmitting was inhibited.
+    /// Messages from the channel left out before any of it was played: the frequency was
+    /// busy, they waited too long, or transmitting was inhibited.
     pub messages_not_played: u64,
     /// Messages from the channel cut or left out because transmitting was inhibited.
     pub messages_inhibited: u64,
@@ -467,7 +467,8 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
                 r.incoming = None;
             }
             let c = &mut r.counters;
-            if outcome.went_on_air() {
+            // Cut on the air (packets handed to the transmitter) counts as played.
+            if outcome.went_on_air() || *packets > 0 {
                 r.last_played = Some(message);
                 c.messages_played += 1;
             } else {

@@ -314,8 +314,11 @@ fn one_message_from_the_radio_carrier_up_stream_started_carrier_down_sent() {
     assert_eq!(
         r.last_sent,
         Some(Message {
+            direction: Direction::ToChannel,
             stream_id: Some(42),
             peer: Some("Dispatch".into()),
+            channel: Some("Dispatch".into()),
+            started_ms: T + 300,
             ended_ms: T + 4500,
             packets: 70,
             concealed: 0,
@@ -388,7 +391,7 @@ fn kerchunks_time_outs_and_interrupted_messages_are_counted() {
     assert_eq!(r.counters.kerchunks, 1);
     assert_eq!(r.counters.time_outs, 1);
     assert_eq!(r.counters.key_ups, 1);
-    assert_eq!(r.counters.transmitted_ms, 2000);
+    assert_eq!(r.counters.transmitted_ms, 3000);
     assert_eq!(r.incoming, None);
     assert_eq!(
         r.last_played.as_ref().unwrap().outcome,
@@ -503,9 +506,11 @@ fn messages_not_played_are_counted_apart_and_leave_last_played_alone() {
             played(5, "erin", MessageOutcome::Inhibited, 3),
         ],
     );
-    let c = &s.radio("vhf1").unwrap().counters;
-    assert_eq!((c.messages_played, c.messages_not_played), (1, 4));
+    let r = s.radio("vhf1").unwrap();
+    let c = &r.counters;
+    assert_eq!((c.messages_played, c.messages_not_played), (2, 3));
     assert_eq!(c.messages_inhibited, 2);
+    assert_eq!(r.last_played.as_ref().unwrap().peer.as_deref(), Some("erin"));
 }
 
 #[test]
