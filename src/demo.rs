@@ -139,7 +139,10 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
         } => format!("location from {from}: {latitude:.5}, {longitude:.5}"),
         GatewayEvent::TxInhibited { radio, reason } => format!(
             "[{radio}] transmitting inhibited{}",
-            reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         ),
         GatewayEvent::TxAllowed { radio } => format!("[{radio}] transmitting allowed"),
         GatewayEvent::CarrierStuck { radio } => format!("[{radio}] carrier stuck, ignored"),

@@ -591,7 +591,12 @@ impl Metrics {
                 outcome,
                 duration_ms,
                 ..
-            } => self.message(radio, Direction::FromChannel, (*outcome).into(), *duration_ms),
+            } => self.message(
+                radio,
+                Direction::FromChannel,
+                (*outcome).into(),
+                *duration_ms,
+            ),
             GatewayEvent::DeviceLost { radio, .. } => self.failure(radio, Device::Audio),
             GatewayEvent::PttFault {
                 radio,
@@ -1370,10 +1375,7 @@ mod tests {
         let r = [("radio", "vhf1")];
         assert_eq!(rig.value("zello_gateway_logons_total", &[]), 1.0);
         assert_eq!(
-            rig.value(
-                "zello_gateway_disconnects_total",
-                &[("reason", "timeout")]
-            ),
+            rig.value("zello_gateway_disconnects_total", &[("reason", "timeout")]),
             1.0
         );
         assert_eq!(rig.value("zello_gateway_radio_keyups_total", &r), 2.0);
@@ -1582,7 +1584,12 @@ mod tests {
             messages(&rig, "vhf1", "dispatch", "from_channel", "dropped"),
             2.0
         );
-        rig.at(0, GatewayEvent::TxAllowed { radio: radio("vhf1") });
+        rig.at(
+            0,
+            GatewayEvent::TxAllowed {
+                radio: radio("vhf1"),
+            },
+        );
         assert_eq!(rig.value("zello_gateway_radio_tx_inhibited", &r), 0.0);
     }
 

@@ -348,7 +348,8 @@ mod tests {
         let (c, error) = Controls::load(["vhf1", "uhf1"], path.clone(), 5);
         assert!(error.is_none(), "a missing file is no error");
         assert!(c.inhibits().is_empty());
-        c.tx_inhibit("vhf1", true, Some("site work".into())).unwrap();
+        c.tx_inhibit("vhf1", true, Some("site work".into()))
+            .unwrap();
         let since = c.inhibits()["vhf1"].since_ms;
         assert!(since > 0);
         // Again with another reason: the first instant stays.
@@ -384,7 +385,13 @@ mod tests {
         assert!(error.to_string().contains("tx-inhibit.toml"));
         let inhibits = c.inhibits();
         assert_eq!(inhibits.len(), 2);
-        assert!(inhibits["uhf1"].reason.as_deref().unwrap().contains("could not be read back"));
+        assert!(
+            inhibits["uhf1"]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("could not be read back")
+        );
         assert_eq!(inhibits["uhf1"].since_ms, 77);
         // Allowing one rewrites a good file: the other stays inhibited after a restart.
         c.tx_inhibit("uhf1", false, None).unwrap();
@@ -406,12 +413,18 @@ mod tests {
         std::fs::write(&path, render(&map)).unwrap();
         let (c, error) = Controls::load(["vhf1"], path.clone(), 1);
         assert!(error.is_none());
-        assert!(c.inhibits().is_empty(), "only configured radios are steered");
+        assert!(
+            c.inhibits().is_empty(),
+            "only configured radios are steered"
+        );
         assert!(matches!(
             c.tx_inhibit("old", true, None),
             Err(ControlError::UnknownRadio(r)) if r == "old"
         ));
-        assert!(matches!(c.unkey("nope"), Err(ControlError::UnknownRadio(_))));
+        assert!(matches!(
+            c.unkey("nope"),
+            Err(ControlError::UnknownRadio(_))
+        ));
         c.tx_inhibit("vhf1", true, None).unwrap();
         let stored = parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(stored.keys().collect::<Vec<_>>(), ["old", "vhf1"]);
@@ -439,7 +452,12 @@ mod tests {
         c.tx_inhibit("vhf1", true, Some("b".into())).unwrap();
         rx.inhibit.changed().await.unwrap();
         assert_eq!(
-            rx.inhibit.borrow_and_update().as_ref().unwrap().reason.as_deref(),
+            rx.inhibit
+                .borrow_and_update()
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
             Some("b")
         );
         c.unkey("vhf1").unwrap();

@@ -1119,7 +1119,10 @@ async fn an_inhibit_cuts_the_message_on_the_air_and_nothing_keys_until_allowed()
     let state = r.state.snapshot();
     let radio = state.radio("vhf1").unwrap();
     assert_eq!(
-        radio.tx_inhibited.as_ref().and_then(|i| i.reason.as_deref()),
+        radio
+            .tx_inhibited
+            .as_ref()
+            .and_then(|i| i.reason.as_deref()),
         Some("interference")
     );
     assert_eq!(radio.counters.messages_inhibited, 2);
@@ -1139,7 +1142,14 @@ async fn an_inhibit_cuts_the_message_on_the_air_and_nothing_keys_until_allowed()
         played_outcome(&mut r, MS * 1000).await,
         MessageOutcome::Completed
     );
-    assert!(r.state.snapshot().radio("vhf1").unwrap().tx_inhibited.is_none());
+    assert!(
+        r.state
+            .snapshot()
+            .radio("vhf1")
+            .unwrap()
+            .tx_inhibited
+            .is_none()
+    );
     r.stop().await;
 }
 
@@ -1155,7 +1165,15 @@ async fn a_radio_inhibited_at_start_never_keys() {
         },
     );
     let controls = Controls::with(["vhf1"], None, initial);
-    let mut r = rig_controlled(Timers::default(), None, None, 4096, Duration::ZERO, controls).await;
+    let mut r = rig_controlled(
+        Timers::default(),
+        None,
+        None,
+        4096,
+        Duration::ZERO,
+        controls,
+    )
+    .await;
     r.talk(5);
     assert_eq!(
         played_outcome(&mut r, 5 * MS * 1000).await,
@@ -1169,7 +1187,11 @@ async fn a_radio_inhibited_at_start_never_keys() {
     r.receive(1200).await;
     r.hang_packets(Duration::from_millis(500)).await;
     sleep(Duration::from_secs(2)).await;
-    assert_eq!(gateway_streams(&r.sim).starts.len(), 1, "sent while inhibited");
+    assert_eq!(
+        gateway_streams(&r.sim).starts.len(),
+        1,
+        "sent while inhibited"
+    );
     r.stop().await;
 }
 
@@ -1193,7 +1215,11 @@ async fn unkey_ends_the_transmission_under_way() {
         .await;
     assert!(!r.ptt.is_keyed());
     sleep(Duration::from_secs(8)).await;
-    assert_eq!(r.ptt.key_count(), 1, "the rest of that message does not key again");
+    assert_eq!(
+        r.ptt.key_count(),
+        1,
+        "the rest of that message does not key again"
+    );
     // Not inhibited: the next message keys as usual.
     r.talk_until_playing(5).await;
     assert_eq!(r.ptt.key_count(), 2);

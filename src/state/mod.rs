@@ -18,8 +18,8 @@ mod model;
 pub use event::{ChannelFeatures, DisconnectReason, GatewayEvent, MessageCodec, MessageOutcome};
 pub use hub::{EVENT_CAPACITY, Stamped, StateHub, unix_ms};
 pub use model::{
-    Activity, ChannelState, Counters, Direction, Gateway, GatewayState, HISTORY_LEN, Health, Inhibit,
-    Link, Message, PartHealth, RadioState, apply,
+    Activity, ChannelState, Counters, Direction, Gateway, GatewayState, HISTORY_LEN, Health,
+    Inhibit, Link, Message, PartHealth, RadioState, apply,
 };
 
 #[cfg(test)]

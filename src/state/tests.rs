@@ -480,7 +480,10 @@ fn messages_not_played_are_counted_apart_and_leave_last_played_alone() {
     assert_eq!(r.counters.messages_played, 1);
     assert_eq!(r.counters.messages_not_played, 3);
     assert_eq!(r.counters.messages_inhibited, 1);
-    assert_eq!(r.last_played.as_ref().unwrap().peer.as_deref(), Some("alice"));
+    assert_eq!(
+        r.last_played.as_ref().unwrap().peer.as_deref(),
+        Some("alice")
+    );
     assert_eq!(r.incoming, None, "every message ended");
     // The history has them all, each with its arrival as its start.
     let h: Vec<_> = r
@@ -510,7 +513,10 @@ fn messages_not_played_are_counted_apart_and_leave_last_played_alone() {
     let c = &r.counters;
     assert_eq!((c.messages_played, c.messages_not_played), (2, 3));
     assert_eq!(c.messages_inhibited, 2);
-    assert_eq!(r.last_played.as_ref().unwrap().peer.as_deref(), Some("erin"));
+    assert_eq!(
+        r.last_played.as_ref().unwrap().peer.as_deref(),
+        Some("erin")
+    );
 }
 
 #[test]
@@ -551,8 +557,19 @@ fn the_history_keeps_the_last_messages_both_ways_bounded_and_out_of_the_json() {
         s.radio("vhf1").unwrap().history()
     ));
     apply(&mut s, &sent(1), T + 999_999_999);
-    assert_eq!(copy.radio("vhf1").unwrap().history().back().unwrap().packets, 20);
-    assert_eq!(s.radio("vhf1").unwrap().history().back().unwrap().packets, 1);
+    assert_eq!(
+        copy.radio("vhf1")
+            .unwrap()
+            .history()
+            .back()
+            .unwrap()
+            .packets,
+        20
+    );
+    assert_eq!(
+        s.radio("vhf1").unwrap().history().back().unwrap().packets,
+        1
+    );
     let json = serde_json::to_value(&s).unwrap();
     assert!(json["radios"]["vhf1"].get("history").is_none());
     assert!(json["radios"]["vhf1"].get("arrivals").is_none());
@@ -588,7 +605,15 @@ fn tx_inhibit_and_carrier_stuck_show_in_the_radio_state() {
         },
         T + 50,
     );
-    assert_eq!(s.radio("vhf1").unwrap().tx_inhibited.as_ref().unwrap().since_ms, T);
+    assert_eq!(
+        s.radio("vhf1")
+            .unwrap()
+            .tx_inhibited
+            .as_ref()
+            .unwrap()
+            .since_ms,
+        T
+    );
     apply(&mut s, &GatewayEvent::TxAllowed { radio: vhf1() }, T + 100);
     assert_eq!(s.radio("vhf1").unwrap().tx_inhibited, None);
 
@@ -602,7 +627,11 @@ fn tx_inhibit_and_carrier_stuck_show_in_the_radio_state() {
         ],
     );
     assert!(s.radio("vhf1").unwrap().carrier_stuck);
-    apply(&mut s, &GatewayEvent::CarrierDown { radio: vhf1() }, T + 300);
+    apply(
+        &mut s,
+        &GatewayEvent::CarrierDown { radio: vhf1() },
+        T + 300,
+    );
     assert!(!s.radio("vhf1").unwrap().carrier_stuck);
 }
 
@@ -621,7 +650,10 @@ fn a_location_changes_nothing_but_the_sequence() {
     assert_eq!(location.radio(), None);
     apply(&mut s, &location, T);
     assert_eq!(s.seq, 1);
-    assert_eq!((s.radios.clone(), s.channels.clone()), (before.radios, before.channels));
+    assert_eq!(
+        (s.radios.clone(), s.channels.clone()),
+        (before.radios, before.channels)
+    );
     assert_eq!(
         serde_json::to_value(&location).unwrap(),
         serde_json::json!({"kind": "location", "data": {"channel": "Dispatch", "from": "alice",

@@ -822,8 +822,11 @@ impl Bridge {
         let wanted = inhibit.as_ref().map(|i| i.reason.clone());
         match inhibit {
             Some(i) => {
-                warn!(event = "tx_inhibited", reason = i.reason.as_deref().unwrap_or(""),
-                    "transmitting inhibited by the operator: the radio does not key, messages from the channel are dropped");
+                warn!(
+                    event = "tx_inhibited",
+                    reason = i.reason.as_deref().unwrap_or(""),
+                    "transmitting inhibited by the operator: the radio does not key, messages from the channel are dropped"
+                );
                 if shown != wanted {
                     self.observe(GatewayEvent::TxInhibited {
                         radio: self.name.clone(),
@@ -833,7 +836,10 @@ impl Bridge {
                 self.feed(s, Input::Inhibit(true)).await;
             }
             None => {
-                info!(event = "tx_allowed", "transmitting allowed again by the operator");
+                info!(
+                    event = "tx_allowed",
+                    "transmitting allowed again by the operator"
+                );
                 if shown.is_some() {
                     self.observe(GatewayEvent::TxAllowed {
                         radio: self.name.clone(),

@@ -572,7 +572,10 @@ fn an_inhibit_cuts_the_message_on_the_air_and_drops_the_queued_ones() {
 #[test]
 fn an_inhibit_during_the_key_up_unkeys_before_anything_plays() {
     let mut c = Clock::new(timers());
-    assert_eq!(c.input(0, Input::IncomingStart { stream_id: 7 }), [Action::Key]);
+    assert_eq!(
+        c.input(0, Input::IncomingStart { stream_id: 7 }),
+        [Action::Key]
+    );
     assert_eq!(
         c.input(100, Input::Inhibit(true)),
         [
@@ -696,9 +699,13 @@ fn any_input(r: &mut Lcg, m: &Machine, inhibits: bool) -> Input {
 fn busy_timers(seed: u64) -> Timers {
     Timers {
         busy_policy: [BusyPolicy::Queue, BusyPolicy::Drop, BusyPolicy::Override][seed as usize % 3],
-        id_interval: (seed % 2 == 0).then_some(Duration::from_secs(60)),
+        id_interval: seed.is_multiple_of(2).then_some(Duration::from_secs(60)),
         courtesy_tone: seed % 4 < 2,
-        rx_min: if seed % 5 == 0 { Duration::ZERO } else { 250 * MS },
+        rx_min: if seed.is_multiple_of(5) {
+            Duration::ZERO
+        } else {
+            250 * MS
+        },
         tot: Duration::from_secs(20),
         ..timers()
     }
@@ -745,18 +752,30 @@ fn keys_only_while_allowed_and_an_inhibit_always_leaves_the_transmitter_unkeyed(
             // Timers first, so the input's own actions are seen apart.
             let timed = c.run_until(ms);
             let was = c.m.inhibited();
-            assert!(!(was && has(&timed, &Action::Key)), "seed {seed} step {step}: {timed:?}");
+            assert!(
+                !(was && has(&timed, &Action::Key)),
+                "seed {seed} step {step}: {timed:?}"
+            );
             let a = c.m.handle(c.at(ms), input.clone());
             keyed_somewhere |= has(&a, &Action::Key) || has(&timed, &Action::Key);
             received_somewhere |= has(&a, &Action::RxStart) || has(&timed, &Action::RxStart);
             if c.m.inhibited() {
-                assert!(!has(&a, &Action::Key), "seed {seed} step {step}: {input:?} gave {a:?}");
-                assert!(!c.m.keyed(), "seed {seed} step {step}: keyed while inhibited");
+                assert!(
+                    !has(&a, &Action::Key),
+                    "seed {seed} step {step}: {input:?} gave {a:?}"
+                );
+                assert!(
+                    !c.m.keyed(),
+                    "seed {seed} step {step}: keyed while inhibited"
+                );
             }
             if inhibit {
                 assert!(!c.m.keyed() && c.m.playing().is_none());
             }
         }
     }
-    assert!(keyed_somewhere && received_somewhere, "the sequences exercise both sides");
+    assert!(
+        keyed_somewhere && received_somewhere,
+        "the sequences exercise both sides"
+    );
 }

@@ -5,11 +5,11 @@
 
 use super::images::Images;
 use super::{IncomingEnd, OutgoingEnd, SessionError, SessionEvent, SessionStats};
+use crate::state::DisconnectReason;
 use crate::zello::protocol::{
     ChannelState, ChannelStatus, CodecHeader, Command, ErrorCode, Event, HEADER_LEN, ImageKind,
     Logon, Packet, Reply, ServerMessage, StartStream, StopStream,
 };
-use crate::state::DisconnectReason;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

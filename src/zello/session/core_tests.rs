@@ -420,9 +420,15 @@ fn a_kick_is_told_apart_from_other_closes() {
 fn each_end_of_a_connection_has_its_typed_reason() {
     use crate::state::DisconnectReason as R;
     let reason = |end: ConnEnd| end.disconnect_reason().0;
-    assert_eq!(reason(ConnEnd::closed_by_server(Some((CLOSE_KICKED, "")))), R::Kicked);
+    assert_eq!(
+        reason(ConnEnd::closed_by_server(Some((CLOSE_KICKED, "")))),
+        R::Kicked
+    );
     assert_eq!(reason(ConnEnd::closed_by_server(None)), R::ServerClosed);
-    assert_eq!(reason(ConnEnd::Broken("connection reset".into())), R::Network);
+    assert_eq!(
+        reason(ConnEnd::Broken("connection reset".into())),
+        R::Network
+    );
     assert_eq!(reason(ConnEnd::Dead(Duration::from_secs(75))), R::Timeout);
     assert_eq!(reason(ConnEnd::HeldOffline), R::HeldOffline);
     assert_eq!(
