@@ -46,6 +46,28 @@ pub fn message_span(stream_id: u32) -> Span {
     tracing::error_span!("message", stream_id)
 }
 
+/// Shows the operator's inhibit of `radio` (`Some`) or its absence in the state, unless the
+/// state already shows just that: publishes `TxInhibited` with the reason, or `TxAllowed`.
+fn show_inhibit(observer: &StateHub, radio: &str, inhibit: Option<&control::Inhibited>) {
+    let shown = observer
+        .watch()
+        .borrow()
+        .radio(radio)
+        .and_then(|r| r.tx_inhibited.as_ref().map(|i| i.reason.clone()));
+    let wanted = inhibit.map(|i| i.reason.clone());
+    if shown == wanted {
+        return;
+    }
+    let radio = radio.to_string();
+    observer.publish(match inhibit {
+        Some(i) => GatewayEvent::TxInhibited {
+            radio,
+            reason: i.reason.clone(),
+        },
+        None => GatewayEvent::TxAllowed { radio },
+    });
+}
+
 /// The name the Zello session task's heartbeat is registered under.
 pub const SESSION_PART: &str = "zello session";
 
@@ -418,9 +440,20 @@ impl Shared {
         let mut next_try = tokio::time::Instant::now() + delay;
         // The channel's last status, for the bridge once it starts.
         let mut channel_status = None;
+        // The operator may inhibit or allow the radio meanwhile: the state shows it.
+        let mut inhibit = self.controls.subscribe(&name).map(|c| c.inhibit);
         let (bridge_tx, engine, bridge) = loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(None),
+                changed = async { inhibit.as_mut()?.changed().await.ok() }, if inhibit.is_some() => {
+                    match changed {
+                        Some(()) => {
+                            let now = inhibit.as_mut().and_then(|i| i.borrow_and_update().clone());
+                            show_inhibit(&self.observer, &name, now.as_ref());
+                        }
+                        None => inhibit = None,
+                    }
+                }
                 ev = route.recv() => match ev {
                     Some(ev @ SessionEvent::Channel { .. }) => channel_status = Some(ev),
                     // Messages from the channel are missed while the radio is not there.

@@ -795,6 +795,19 @@ fn run_waiting(
     CancellationToken,
     broadcast::Receiver<GatewayEvent>,
 ) {
+    run_waiting_with(sim, waiting, None)
+}
+
+/// [`run_waiting`], steered by `controls`.
+fn run_waiting_with(
+    sim: &SimHandle,
+    waiting: super::WaitingRadio,
+    controls: Option<Controls>,
+) -> (
+    tokio::task::JoinHandle<Result<(), super::GatewayError>>,
+    CancellationToken,
+    broadcast::Receiver<GatewayEvent>,
+) {
     let (observer, watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
@@ -804,10 +817,81 @@ fn run_waiting(
         observer,
         super::RunOptions {
             waiting: vec![waiting],
+            controls,
             ..Default::default()
         },
     ));
     (task, stop, watch)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_radio_waiting_for_its_hardware_shows_each_inhibit_change_once() {
+    use std::sync::atomic::AtomicUsize;
+    let sim = sim().await;
+    let ptt = SimPtt::new();
+    let errors = |_| "no such device".to_string();
+    let radio = late_radio(
+        Arc::new(AtomicUsize::new(0)),
+        3,
+        errors,
+        crate::audio::CODEC_RATE,
+        &ptt,
+    );
+    let controls = Controls::new(["vhf1"]);
+    let (task, stop, mut watch) = run_waiting_with(&sim, radio, Some(controls.clone()));
+    let mut next = async || watch.recv().await.unwrap();
+    first(MS * 1000, "started", &mut next, |e| {
+        (e == GatewayEvent::Started).then_some(())
+    })
+    .await;
+    controls
+        .tx_inhibit("vhf1", true, Some("antenna work".into()))
+        .unwrap();
+    let reason = first(
+        MS * 100,
+        "the inhibit shown while waiting",
+        &mut next,
+        |e| match e {
+            GatewayEvent::TxInhibited { reason, .. } => Some(reason),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(reason.as_deref(), Some("antenna work"));
+    // The third try (at 7 s) opens it: its bridge applies the inhibit without a second event.
+    let events = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut seen = Vec::new();
+        loop {
+            let e = next().await;
+            let done = matches!(e, GatewayEvent::HardwareWaiting { error: None, .. });
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    })
+    .await
+    .expect("the radio starts");
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            GatewayEvent::TxInhibited { .. } | GatewayEvent::TxAllowed { .. }
+        )),
+        "{events:?}"
+    );
+    sleep(Duration::from_secs(1)).await;
+    while let Ok(e) = watch.try_recv() {
+        assert!(!matches!(e, GatewayEvent::TxInhibited { .. }), "{e:?}");
+    }
+    controls.tx_inhibit("vhf1", false, None).unwrap();
+    let mut next = async || watch.recv().await.unwrap();
+    first(MS * 1000, "allowed", &mut next, |e| {
+        matches!(e, GatewayEvent::TxAllowed { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(ptt.key_count(), 0);
+    stop.cancel();
+    task.await.unwrap().unwrap();
 }
 
 /// While a radio waits, a new error (the device appeared but fails otherwise) is logged at

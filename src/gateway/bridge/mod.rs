@@ -813,13 +813,7 @@ impl Bridge {
             return;
         }
         s.inhibit = inhibit.clone();
-        let shown = self
-            .observer
-            .watch()
-            .borrow()
-            .radio(&self.name)
-            .and_then(|r| r.tx_inhibited.as_ref().map(|i| i.reason.clone()));
-        let wanted = inhibit.as_ref().map(|i| i.reason.clone());
+        super::show_inhibit(&self.observer, &self.name, inhibit.as_ref());
         match inhibit {
             Some(i) => {
                 warn!(
@@ -827,12 +821,6 @@ impl Bridge {
                     reason = i.reason.as_deref().unwrap_or(""),
                     "transmitting inhibited by the operator: the radio does not key, messages from the channel are dropped"
                 );
-                if shown != wanted {
-                    self.observe(GatewayEvent::TxInhibited {
-                        radio: self.name.clone(),
-                        reason: i.reason,
-                    });
-                }
                 self.feed(s, Input::Inhibit(true)).await;
             }
             None => {
@@ -840,11 +828,6 @@ impl Bridge {
                     event = "tx_allowed",
                     "transmitting allowed again by the operator"
                 );
-                if shown.is_some() {
-                    self.observe(GatewayEvent::TxAllowed {
-                        radio: self.name.clone(),
-                    });
-                }
                 self.feed(s, Input::Inhibit(false)).await;
             }
         }
