@@ -74,7 +74,7 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
     Some(match ev {
         GatewayEvent::LoggedOn => "logged on".into(),
         GatewayEvent::LogonRefused(e) => format!("logon refused: {e}"),
-        GatewayEvent::Disconnected(r) => format!("disconnected: {r}"),
+        GatewayEvent::Disconnected { detail, .. } => format!("disconnected: {detail}"),
         GatewayEvent::ChannelStatus {
             channel,
             online,
@@ -108,6 +108,7 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
             radio,
             stream_id,
             from,
+            ..
         } => format!("[{radio}] incoming stream {stream_id} from {from}"),
         GatewayEvent::PttOn { radio } => format!("[{radio}] PTT on"),
         GatewayEvent::Playing { radio, stream_id } => {
@@ -116,17 +117,38 @@ fn describe(ev: &GatewayEvent) -> Option<String> {
         GatewayEvent::Played {
             radio,
             stream_id,
+            outcome,
             packets,
             concealed,
             ..
         } => {
-            format!("[{radio}] stream {stream_id} played: {packets} packets, {concealed} concealed")
+            format!(
+                "[{radio}] stream {stream_id} played ({outcome:?}): {packets} packets, {concealed} concealed"
+            )
         }
         GatewayEvent::PttOff { radio } => format!("[{radio}] PTT off"),
         GatewayEvent::TimeOut { radio, stream_id } => {
             format!("[{radio}] time-out timer cut stream {stream_id}")
         }
         GatewayEvent::Text { from, text, .. } => format!("text from {from}: {text}"),
+        GatewayEvent::Location {
+            from,
+            latitude,
+            longitude,
+            ..
+        } => format!("location from {from}: {latitude:.5}, {longitude:.5}"),
+        GatewayEvent::TxInhibited { radio, reason } => format!(
+            "[{radio}] transmitting inhibited{}",
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        GatewayEvent::TxAllowed { radio } => format!("[{radio}] transmitting allowed"),
+        GatewayEvent::CarrierStuck { radio } => format!("[{radio}] carrier stuck, ignored"),
+        GatewayEvent::CarrierFlapping { radio } => {
+            format!("[{radio}] carrier flapping, messages suppressed")
+        }
         GatewayEvent::DeviceLost { radio, error } => {
             format!("[{radio}] audio device lost: {error}")
         }

@@ -252,7 +252,7 @@ async fn an_unplugged_ptt_interface_takes_the_gateway_off_zello_until_it_is_back
         "{left:?}"
     );
     wait_for(&mut watch, 5 * S, |e| {
-        matches!(e, GatewayEvent::Disconnected(_))
+        matches!(e, GatewayEvent::Disconnected { .. })
     })
     .await;
     ptt.set_failing(false);

@@ -221,7 +221,7 @@ async fn a_stuck_rigctld_holds_neither_the_session_nor_the_other_radio_and_the_t
         assert!(
             !matches!(
                 e,
-                GatewayEvent::Disconnected(_) | GatewayEvent::ConnectFailed { .. }
+                GatewayEvent::Disconnected { .. } | GatewayEvent::ConnectFailed { .. }
             ),
             "{e:?}"
         );

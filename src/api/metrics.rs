@@ -16,8 +16,7 @@
 //!
 //! [`Metrics::render`] writes the Prometheus text format ([`CONTENT_TYPE`]).
 
-use crate::state::{GatewayEvent, GatewayState, Link, MessageOutcome};
-use crate::sync::lock;
+use crate::state::{GatewayEvent, GatewayState, Link};
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, prometheus_text,
 };
@@ -28,7 +27,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The `Content-Type` of what [`Metrics::render`] writes: the Prometheus text format 0.0.4.
@@ -68,64 +66,9 @@ impl Direction {
     }
 }
 
-/// How a message ended, as the `outcome` label tells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Sent or played in full.
-    Completed,
-    /// Cut short (the server stopped it, or the transmitter was found unkeyed).
-    Interrupted,
-    /// The server refused to start it.
-    Refused,
-    /// The connection dropped during it.
-    Dropped,
-    /// No answer in time from the server, or the time-out timer cut it.
-    TimedOut,
-    /// Ended before the server gave it a stream id: nothing was sent.
-    Abandoned,
-    /// The channel was not online when it started.
-    ChannelNotReady,
-}
-
-impl Outcome {
-    /// Every outcome.
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Completed,
-        Outcome::Interrupted,
-        Outcome::Refused,
-        Outcome::Dropped,
-        Outcome::TimedOut,
-        Outcome::Abandoned,
-        Outcome::ChannelNotReady,
-    ];
-
-    /// The label value, as `outcome` in the API's `MESSAGE_STOP`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Completed => "completed",
-            Outcome::Interrupted => "interrupted",
-            Outcome::Refused => "refused",
-            Outcome::Dropped => "dropped",
-            Outcome::TimedOut => "timed_out",
-            Outcome::Abandoned => "abandoned",
-            Outcome::ChannelNotReady => "channel_not_ready",
-        }
-    }
-}
-
-impl From<MessageOutcome> for Outcome {
-    fn from(o: MessageOutcome) -> Self {
-        match o {
-            MessageOutcome::Completed => Outcome::Completed,
-            MessageOutcome::Interrupted => Outcome::Interrupted,
-            MessageOutcome::Refused => Outcome::Refused,
-            MessageOutcome::Dropped => Outcome::Dropped,
-            MessageOutcome::TimedOut => Outcome::TimedOut,
-            MessageOutcome::Abandoned => Outcome::Abandoned,
-            MessageOutcome::ChannelNotReady => Outcome::ChannelNotReady,
-        }
-    }
-}
+/// How a message ended, as the `outcome` label tells it: the values of `MESSAGE_STOP`'s
+/// `outcome` (`completed`, `interrupted`, `refused`, `dropped`, `timed_out`, `inhibited`).
+pub use super::protocol::event::Outcome;
 
 /// One of a radio's parts whose health is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,75 +95,10 @@ impl Device {
     }
 }
 
-/// Why the Zello session ended, in a few fixed values (the free text stays in the log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DisconnectReason {
-    /// The same account logged on elsewhere.
-    Kicked,
-    /// The server stopped answering.
-    NoAnswer,
-    /// The server closed the connection.
-    Closed,
-    /// The gateway left on purpose (Zello Alarms: radio hardware failed).
-    HeldOffline,
-    /// The credentials or the token were not accepted.
-    Auth,
-    /// The server refused the log-on.
-    LogonRefused,
-    /// The server could not be reached.
-    ConnectFailed,
-    /// Anything else.
-    Other,
-}
-
-impl DisconnectReason {
-    /// Every reason.
-    pub const ALL: [DisconnectReason; 8] = [
-        DisconnectReason::Kicked,
-        DisconnectReason::NoAnswer,
-        DisconnectReason::Closed,
-        DisconnectReason::HeldOffline,
-        DisconnectReason::Auth,
-        DisconnectReason::LogonRefused,
-        DisconnectReason::ConnectFailed,
-        DisconnectReason::Other,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DisconnectReason::Kicked => "kicked",
-            DisconnectReason::NoAnswer => "no_answer",
-            DisconnectReason::Closed => "closed",
-            DisconnectReason::HeldOffline => "held_offline",
-            DisconnectReason::Auth => "auth",
-            DisconnectReason::LogonRefused => "logon_refused",
-            DisconnectReason::ConnectFailed => "connect_failed",
-            DisconnectReason::Other => "other",
-        }
-    }
-
-    /// The reason in the text of a [`GatewayEvent::Disconnected`]: the session writes how
-    /// the connection ended (`Kicked`, `Dead(30s)`, `Closed("closed by the server: ...")`,
-    /// ...); its first word decides, anything not known is [`DisconnectReason::Other`].
-    pub fn of(text: &str) -> Self {
-        let word: String = text
-            .trim_start()
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect();
-        match word.to_ascii_lowercase().as_str() {
-            "kicked" => DisconnectReason::Kicked,
-            "dead" => DisconnectReason::NoAnswer,
-            "closed" => DisconnectReason::Closed,
-            "heldoffline" => DisconnectReason::HeldOffline,
-            "auth" => DisconnectReason::Auth,
-            "logonrefused" => DisconnectReason::LogonRefused,
-            "connectfailed" => DisconnectReason::ConnectFailed,
-            _ => DisconnectReason::Other,
-        }
-    }
-}
+/// Why the Zello session ended: the state's typed reason, as the `reason` label
+/// (`kicked`, `server_closed`, `network`, `timeout`, `refused`, `held_offline`, `other`; the
+/// words stay in the log).
+pub use crate::state::DisconnectReason;
 
 macro_rules! label_value {
     ($($t:ty),*) => {$(
@@ -284,9 +162,6 @@ pub struct Metrics {
     /// Each configured radio's channel.
     radios: BTreeMap<String, String>,
     channels: BTreeSet<String>,
-    /// The stream the time-out timer cut, per radio, until its `Played` comes (the outcome
-    /// of the message played; the same rule as the state's).
-    timed_out: Mutex<BTreeMap<String, u32>>,
 
     logged_on: Gauge,
     logons: Counter,
@@ -296,6 +171,7 @@ pub struct Metrics {
     channel_users_online: Family<ChannelLabels, Gauge>,
     radio_carrier: Family<RadioLabels, Gauge>,
     radio_ptt: Family<RadioLabels, Gauge>,
+    radio_tx_inhibited: Family<RadioLabels, Gauge>,
     keyups: Family<RadioLabels, Counter>,
     transmit_seconds: Family<RadioLabels, Seconds>,
     receive_seconds: Family<RadioLabels, Seconds>,
@@ -377,7 +253,6 @@ impl Metrics {
             registry: Registry::default(),
             radios,
             channels,
-            timed_out: Mutex::new(BTreeMap::new()),
             logged_on: Gauge::default(),
             logons: Counter::default(),
             disconnects: Family::default(),
@@ -386,6 +261,7 @@ impl Metrics {
             channel_users_online: Family::default(),
             radio_carrier: Family::default(),
             radio_ptt: Family::default(),
+            radio_tx_inhibited: Family::default(),
             keyups: Family::default(),
             transmit_seconds: Family::default(),
             receive_seconds: Family::default(),
@@ -453,6 +329,11 @@ impl Metrics {
             "radio_ptt",
             "1 while the radio's transmitter is keyed",
             m.radio_ptt.clone(),
+        );
+        r.register(
+            "radio_tx_inhibited",
+            "1 while the operator inhibits the radio's transmitting",
+            m.radio_tx_inhibited.clone(),
         );
         r.register(
             "radio_keyups",
@@ -554,7 +435,7 @@ impl Metrics {
             let l = RadioLabels {
                 radio: radio.clone(),
             };
-            for family in [&m.radio_carrier, &m.radio_ptt] {
+            for family in [&m.radio_carrier, &m.radio_ptt, &m.radio_tx_inhibited] {
                 create(family, &l);
             }
             for family in [
@@ -635,6 +516,9 @@ impl Metrics {
             };
             self.radio_carrier.get_or_create(&l).set(flag(r.carrier));
             self.radio_ptt.get_or_create(&l).set(flag(r.ptt));
+            self.radio_tx_inhibited
+                .get_or_create(&l)
+                .set(flag(r.tx_inhibited.is_some()));
             let c = &r.counters;
             raise(&self.keyups.get_or_create(&l), c.key_ups);
             raise(&self.kerchunks.get_or_create(&l), c.kerchunks);
@@ -691,11 +575,9 @@ impl Metrics {
             GatewayEvent::LoggedOn => {
                 self.logons.inc();
             }
-            GatewayEvent::Disconnected(text) => {
+            GatewayEvent::Disconnected { reason, .. } => {
                 self.disconnects
-                    .get_or_create(&ReasonLabels {
-                        reason: DisconnectReason::of(text),
-                    })
+                    .get_or_create(&ReasonLabels { reason: *reason })
                     .inc();
             }
             GatewayEvent::Sent {
@@ -704,28 +586,17 @@ impl Metrics {
                 outcome,
                 ..
             } => self.message(radio, Direction::ToChannel, (*outcome).into(), *duration_ms),
-            GatewayEvent::TimeOut { radio, stream_id } => {
-                if self.radios.contains_key(radio) {
-                    lock(&self.timed_out).insert(radio.clone(), *stream_id);
-                }
-            }
             GatewayEvent::Played {
                 radio,
-                stream_id,
+                outcome,
                 duration_ms,
-                unkeyed_ms,
                 ..
-            } => {
-                let cut = lock(&self.timed_out).remove(radio) == Some(*stream_id);
-                let outcome = if cut {
-                    Outcome::TimedOut
-                } else if *unkeyed_ms > 0 {
-                    Outcome::Interrupted
-                } else {
-                    Outcome::Completed
-                };
-                self.message(radio, Direction::FromChannel, outcome, *duration_ms);
-            }
+            } => self.message(
+                radio,
+                Direction::FromChannel,
+                (*outcome).into(),
+                *duration_ms,
+            ),
             GatewayEvent::DeviceLost { radio, .. } => self.failure(radio, Device::Audio),
             GatewayEvent::PttFault {
                 radio,
@@ -743,6 +614,12 @@ impl Metrics {
             | GatewayEvent::CarrierUp { .. }
             | GatewayEvent::CarrierDown { .. }
             | GatewayEvent::Kerchunk { .. }
+            | GatewayEvent::CarrierStuck { .. }
+            | GatewayEvent::CarrierFlapping { .. }
+            | GatewayEvent::TxInhibited { .. }
+            | GatewayEvent::TxAllowed { .. }
+            | GatewayEvent::TimeOut { .. }
+            | GatewayEvent::Location { .. }
             | GatewayEvent::StreamStarted { .. }
             | GatewayEvent::Incoming { .. }
             | GatewayEvent::PttOn { .. }
@@ -824,6 +701,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{MessageCodec, MessageOutcome};
     use prometheus_parse::{Sample, Scrape, Value};
     use std::time::Duration;
 
@@ -925,6 +803,7 @@ mod tests {
                 radio: radio("vhf1"),
                 stream_id: 22,
                 from: ALICE.into(),
+                codec: MessageCodec::default(),
             },
         );
         rig.at(
@@ -974,6 +853,7 @@ mod tests {
                 radio: radio("vhf1"),
                 stream_id: 22,
                 from: ALICE.into(),
+                outcome: MessageOutcome::Completed,
                 packets: 40,
                 concealed: 2,
                 dropped: 1,
@@ -997,6 +877,7 @@ mod tests {
                 radio: radio("vhf1"),
                 stream_id: 23,
                 from: ALICE.into(),
+                codec: MessageCodec::default(),
             },
         );
         rig.at(
@@ -1025,6 +906,7 @@ mod tests {
                 radio: radio("vhf1"),
                 stream_id: 23,
                 from: ALICE.into(),
+                outcome: MessageOutcome::TimedOut,
                 packets: 3_000,
                 concealed: 0,
                 dropped: 0,
@@ -1072,6 +954,7 @@ mod tests {
             for name in [
                 "radio_carrier",
                 "radio_ptt",
+                "radio_tx_inhibited",
                 "radio_keyups_total",
                 "radio_transmit_seconds_total",
                 "radio_receive_seconds_total",
@@ -1147,7 +1030,10 @@ mod tests {
             2 * 2 * Outcome::ALL.len()
         );
         assert_eq!(count("zello_gateway_device_up"), 2 * 3);
-        assert_eq!(count("zello_gateway_disconnects_total"), 8);
+        assert_eq!(
+            count("zello_gateway_disconnects_total"),
+            DisconnectReason::ALL.len()
+        );
         assert_eq!(
             rig.value(
                 "zello_gateway_build_info",
@@ -1301,6 +1187,7 @@ mod tests {
                 radio: radio("uhf2"),
                 stream_id: 5,
                 from: ALICE.into(),
+                outcome: MessageOutcome::Interrupted,
                 packets: 10,
                 concealed: 0,
                 dropped: 0,
@@ -1423,7 +1310,7 @@ mod tests {
             0.0
         );
 
-        rig.at(60_000, GatewayEvent::Disconnected("Kicked".into()));
+        rig.at(60_000, disconnected(DisconnectReason::Kicked));
         assert_eq!(rig.value("zello_gateway_logged_on", &[]), 0.0);
         assert_eq!(rig.value("zello_gateway_channel_online", &dispatch), 0.0);
         assert_eq!(
@@ -1446,7 +1333,7 @@ mod tests {
                 reason: Some("vhf1: audio device failed".into()),
             },
         );
-        rig.at(0, GatewayEvent::Disconnected("HeldOffline".into()));
+        rig.at(0, disconnected(DisconnectReason::HeldOffline));
         assert_eq!(rig.value("zello_gateway_held_offline", &[]), 1.0);
         assert_eq!(
             rig.value(
@@ -1484,14 +1371,11 @@ mod tests {
                 radio: radio("vhf1"),
             },
         );
-        rig.at(0, GatewayEvent::Disconnected("Dead(30s)".into()));
+        rig.at(0, disconnected(DisconnectReason::Timeout));
         let r = [("radio", "vhf1")];
         assert_eq!(rig.value("zello_gateway_logons_total", &[]), 1.0);
         assert_eq!(
-            rig.value(
-                "zello_gateway_disconnects_total",
-                &[("reason", "no_answer")]
-            ),
+            rig.value("zello_gateway_disconnects_total", &[("reason", "timeout")]),
             1.0
         );
         assert_eq!(rig.value("zello_gateway_radio_keyups_total", &r), 2.0);
@@ -1606,57 +1490,107 @@ mod tests {
         assert_eq!(rig.scrape().samples.len(), before);
     }
 
+    fn disconnected(reason: DisconnectReason) -> GatewayEvent {
+        GatewayEvent::Disconnected {
+            reason,
+            detail: "\"}\nzello_gateway_x 1".into(),
+        }
+    }
+
     #[test]
     fn disconnect_reasons_stay_a_short_fixed_list() {
-        for (text, reason) in [
-            ("Kicked", DisconnectReason::Kicked),
-            ("Dead(75s)", DisconnectReason::NoAnswer),
-            (
-                "Closed(\"closed by the server: 1000 bye\")",
-                DisconnectReason::Closed,
-            ),
-            ("closed by the server", DisconnectReason::Closed),
-            ("HeldOffline", DisconnectReason::HeldOffline),
-            ("Auth(\"bad token\")", DisconnectReason::Auth),
-            (
-                "LogonRefused { code: NotAuthorized, with_refresh: false }",
-                DisconnectReason::LogonRefused,
-            ),
-            (
-                "ConnectFailed(\"timed out\")",
-                DisconnectReason::ConnectFailed,
-            ),
-            ("", DisconnectReason::Other),
-            ("W1AW-Alice said bye", DisconnectReason::Other),
-            ("\"}\n# EOF", DisconnectReason::Other),
-        ] {
-            assert_eq!(DisconnectReason::of(text), reason, "{text:?}");
-        }
-        // Whatever the text, the series stay the eight made at the start.
+        // Whatever the words, the series stay the seven made at the start.
         let mut rig = Rig::new();
-        for text in [
-            "Kicked",
-            "something new",
-            "\"}\nzello_gateway_x 1",
-            "Kicked",
+        for reason in [
+            DisconnectReason::Kicked,
+            DisconnectReason::Other,
+            DisconnectReason::Network,
+            DisconnectReason::Kicked,
         ] {
-            rig.at(0, GatewayEvent::Disconnected(text.into()));
+            rig.at(0, disconnected(reason));
         }
         let scrape = rig.scrape();
-        let reasons = scrape
+        let reasons: Vec<_> = scrape
             .samples
             .iter()
             .filter(|s| s.metric == "zello_gateway_disconnects_total")
-            .count();
-        assert_eq!(reasons, 8);
+            .collect();
+        assert_eq!(reasons.len(), DisconnectReason::ALL.len());
+        for reason in DisconnectReason::ALL {
+            let expected = match reason {
+                DisconnectReason::Kicked => 2.0,
+                DisconnectReason::Other | DisconnectReason::Network => 1.0,
+                _ => 0.0,
+            };
+            assert_eq!(
+                rig.value(
+                    "zello_gateway_disconnects_total",
+                    &[("reason", reason.as_str())]
+                ),
+                expected,
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_not_played_and_inhibits_are_counted_by_outcome() {
+        let mut rig = Rig::new();
+        let r = [("radio", "vhf1")];
+        assert_eq!(rig.value("zello_gateway_radio_tx_inhibited", &r), 0.0);
+        rig.at(
+            0,
+            GatewayEvent::TxInhibited {
+                radio: radio("vhf1"),
+                reason: Some("site work".into()),
+            },
+        );
+        assert_eq!(rig.value("zello_gateway_radio_tx_inhibited", &r), 1.0);
+        for (stream_id, outcome) in [
+            (30, MessageOutcome::Inhibited),
+            (31, MessageOutcome::Inhibited),
+            (32, MessageOutcome::Busy),
+            (33, MessageOutcome::TooOld),
+        ] {
+            rig.at(
+                10,
+                GatewayEvent::Incoming {
+                    radio: radio("vhf1"),
+                    stream_id,
+                    from: ALICE.into(),
+                    codec: MessageCodec::default(),
+                },
+            );
+            rig.at(
+                0,
+                GatewayEvent::Played {
+                    radio: radio("vhf1"),
+                    stream_id,
+                    from: ALICE.into(),
+                    outcome,
+                    packets: 0,
+                    concealed: 0,
+                    dropped: 0,
+                    duration_ms: 0,
+                    unkeyed_ms: 0,
+                },
+            );
+        }
         assert_eq!(
-            rig.value("zello_gateway_disconnects_total", &[("reason", "kicked")]),
+            messages(&rig, "vhf1", "dispatch", "from_channel", "inhibited"),
             2.0
         );
         assert_eq!(
-            rig.value("zello_gateway_disconnects_total", &[("reason", "other")]),
+            messages(&rig, "vhf1", "dispatch", "from_channel", "dropped"),
             2.0
         );
+        rig.at(
+            0,
+            GatewayEvent::TxAllowed {
+                radio: radio("vhf1"),
+            },
+        );
+        assert_eq!(rig.value("zello_gateway_radio_tx_inhibited", &r), 0.0);
     }
 
     #[test]

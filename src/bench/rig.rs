@@ -626,7 +626,9 @@ impl Side {
                 return Ok(());
             }
             if let Some(reason) = self.events.iter().find_map(|e| match e {
-                GatewayEvent::LogonRefused(r) | GatewayEvent::Disconnected(r) => Some(r.clone()),
+                GatewayEvent::LogonRefused(r) | GatewayEvent::Disconnected { detail: r, .. } => {
+                    Some(r.clone())
+                }
                 _ => None,
             }) {
                 return Err(BenchError::Failed {

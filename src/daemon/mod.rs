@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// How long the gateway may take to stop after SIGTERM: end the messages, release PTT, leave
 /// Zello, stop the codec threads. Well inside the unit's `TimeoutStopSec=5`.
@@ -140,6 +140,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         Reloader::new(config_path.to_path_buf(), running).with_alarms(alarms_tx),
     );
     let supervisor = tokio::spawn(supervisor.run(hub.watch(), hup, shutdown.clone()));
+    let controls = controls_for(&config);
     let gateway = gateway::run_with(
         session,
         radios,
@@ -149,6 +150,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             liveness: liveness.clone(),
             on_session: Some(crate::alarms::on_session(alarms_rx)),
             waiting,
+            controls: Some(controls),
             ..Default::default()
         },
     );
@@ -160,6 +162,23 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         let _ = tokio::time::timeout(Duration::from_millis(200), w).await;
     }
     result
+}
+
+/// The operator's controls over the configured radios, with the TX inhibits kept in the
+/// state directory (`tx-inhibit.toml`) read back; none kept when run by hand. A damaged
+/// file inhibits every radio, with an error line that says how to go on.
+pub fn controls_for(config: &crate::config::Config) -> gateway::Controls {
+    let radios = config.radios.iter().map(|r| r.name.clone());
+    let Some(path) = gateway::control::inhibit_file() else {
+        return gateway::Controls::new(radios);
+    };
+    let now_ms = crate::state::unix_ms(std::time::SystemTime::now());
+    let (controls, error) = gateway::Controls::load(radios, path, now_ms);
+    if let Some(e) = error {
+        error!(event = "tx_inhibit_file_damaged", error = %e,
+            "every radio starts with its transmitting inhibited: check the radios, then allow each through the status API (the file is rewritten then)");
+    }
+    controls
 }
 
 /// `$STATE_DIRECTORY/refresh-token`: under systemd (`StateDirectory=zello-gateway`) the

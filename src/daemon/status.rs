@@ -108,8 +108,8 @@ impl StatusBoard {
                 retry_in_ms.div_ceil(1000)
             )),
             Link::Refused { code } => parts.push(format!("logon refused ({code}), retrying")),
-            Link::Disconnected { reason } => {
-                parts.push(format!("disconnected ({reason}), reconnecting"))
+            Link::Disconnected { detail, .. } => {
+                parts.push(format!("disconnected ({detail}), reconnecting"))
             }
         }
         for c in &self.channels {
@@ -130,6 +130,14 @@ impl StatusBoard {
                 (false, false, false) => "idle",
             };
             let mut faults = String::new();
+            match r.tx_inhibited.as_ref().map(|i| i.reason.as_deref()) {
+                Some(Some(reason)) => faults.push_str(&format!(", TX inhibited ({reason})")),
+                Some(None) => faults.push_str(", TX inhibited"),
+                None => {}
+            }
+            if r.carrier_stuck {
+                faults.push_str(", carrier stuck");
+            }
             if r.health.ptt.failing {
                 faults.push_str(", PTT interface failing");
             }
@@ -272,6 +280,31 @@ mod tests {
             b.apply(&event);
             assert!(b.text().ends_with(end), "after {event:?}: {}", b.text());
         }
+        b.apply(&GatewayEvent::TxInhibited {
+            radio: "uhf1".into(),
+            reason: Some("site work".into()),
+        });
+        assert!(
+            b.text()
+                .ends_with("radio uhf1 idle, TX inhibited (site work), carrier detect failing"),
+            "{}",
+            b.text()
+        );
+        b.apply(&GatewayEvent::TxInhibited {
+            radio: "vhf1".into(),
+            reason: None,
+        });
+        b.apply(&GatewayEvent::CarrierUp { radio: radio() });
+        b.apply(&GatewayEvent::CarrierStuck { radio: radio() });
+        assert!(
+            b.text()
+                .contains("radio vhf1 receiving, TX inhibited, carrier stuck;"),
+            "{}",
+            b.text()
+        );
+        b.apply(&GatewayEvent::TxAllowed { radio: radio() });
+        b.apply(&GatewayEvent::CarrierDown { radio: radio() });
+        assert!(b.text().contains("radio vhf1 idle;"), "{}", b.text());
         // Events of radios the board does not know change nothing.
         let before = b.text();
         b.apply(&GatewayEvent::PttOn {
@@ -292,7 +325,10 @@ mod tests {
         b.apply(&online("Dispatch", 2));
         b.apply(&online("Ops", 2));
         assert!(b.bridging());
-        b.apply(&GatewayEvent::Disconnected("closed by the server".into()));
+        b.apply(&GatewayEvent::Disconnected {
+            reason: crate::state::DisconnectReason::ServerClosed,
+            detail: "closed by the server".into(),
+        });
         assert!(!b.bridging());
         assert!(
             b.text().starts_with(
@@ -310,7 +346,10 @@ mod tests {
         b.apply(&GatewayEvent::HeldOffline {
             reason: Some("radio vhf1: PTT interface failing for 60 s".into()),
         });
-        b.apply(&GatewayEvent::Disconnected("HeldOffline".into()));
+        b.apply(&GatewayEvent::Disconnected {
+            reason: crate::state::DisconnectReason::HeldOffline,
+            detail: "left Zello on purpose".into(),
+        });
         assert!(
             b.text().starts_with(
                 "offline on purpose for Zello Alarms (radio vhf1: PTT interface failing for 60 s); Dispatch: offline"

@@ -106,14 +106,17 @@ async fn ready_once_started_not_waiting_for_zello_then_status_on_changes() {
             radio: radio("vhf1"),
             stream_id: 7,
             from: "alice".into(),
+            codec: Default::default(),
         },
     )
     .await;
     assert!(got.is_empty(), "{got:?}");
 
     // Losing the connection and getting it back is a status, not a new READY=1.
-    r.events
-        .publish(GatewayEvent::Disconnected("closed by the server".into()));
+    r.events.publish(GatewayEvent::Disconnected {
+        reason: crate::state::DisconnectReason::ServerClosed,
+        detail: "closed by the server".into(),
+    });
     settle().await;
     r.events.publish(GatewayEvent::LoggedOn);
     r.events.publish(online(2));

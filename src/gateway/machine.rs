@@ -18,8 +18,10 @@
 //! courtesy tone if configured, holds `tx_tail` and unkeys. The time-out timer `tot` unkeys
 //! no matter what and drops the rest of that message. Messages that arrive while the radio
 //! receives are queued (up to `queue_max_age`), dropped or played over it, per the busy
-//! policy. Never keys while the audio output is failed. Station identification goes out
-//! when due.
+//! policy. Never keys while the audio output is failed, nor while the operator inhibits
+//! transmitting ([`Input::Inhibit`]: the message on the air is cut as by the time-out timer,
+//! the queued ones and those arriving meanwhile are dropped). Station identification goes
+//! out when due.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -113,6 +115,14 @@ pub enum Input {
     },
     /// Keying the transmitter failed.
     PttFailed,
+    /// The operator inhibits transmitting (`true`) or allows it again. While inhibited the
+    /// machine never asks to key: the transmission under way ends at once and messages from
+    /// the channel are dropped ([`DropReason::Inhibited`]); receiving goes on.
+    Inhibit(bool),
+    /// The operator ends the transmission under way now: the message playing is dropped
+    /// ([`DropReason::Unkeyed`]) and the transmitter unkeyed. Messages waiting their turn
+    /// still play after the usual pause.
+    EndTransmission,
 }
 
 /// What the bridge must do, in order.
@@ -155,6 +165,10 @@ pub enum DropReason {
     TimeOut,
     PttFailed,
     DeviceFailed,
+    /// Transmitting is inhibited.
+    Inhibited,
+    /// The operator ended the transmission.
+    Unkeyed,
 }
 
 /// Events worth a log line.
@@ -242,6 +256,8 @@ pub struct Machine {
     /// Transmitted since the last identification.
     tx_since_id: bool,
     id_pending: bool,
+    /// The operator inhibits transmitting.
+    inhibited: bool,
 }
 
 impl Machine {
@@ -263,7 +279,13 @@ impl Machine {
             last_id: None,
             tx_since_id: false,
             id_pending: false,
+            inhibited: false,
         }
+    }
+
+    /// Whether the operator inhibits transmitting.
+    pub fn inhibited(&self) -> bool {
+        self.inhibited
     }
 
     /// Whether the transmitter is keyed.
@@ -434,6 +456,13 @@ impl Machine {
                 }
             }
             Input::IncomingStart { stream_id } => {
+                if self.inhibited {
+                    a.push(Action::DropIncoming {
+                        stream_id,
+                        reason: DropReason::Inhibited,
+                    });
+                    return a;
+                }
                 let busy = self.rx_busy();
                 if busy && self.t.busy_policy == BusyPolicy::Drop {
                     a.push(Action::DropIncoming {
@@ -499,6 +528,27 @@ impl Machine {
             }
             Input::PttFailed => {
                 self.stop_tx(now, &mut a, DropReason::PttFailed);
+            }
+            Input::Inhibit(true) => {
+                if !self.inhibited {
+                    self.inhibited = true;
+                    self.stop_tx(now, &mut a, DropReason::Inhibited);
+                    for q in self.queue.drain(..) {
+                        a.push(Action::DropIncoming {
+                            stream_id: q.stream_id,
+                            reason: DropReason::Inhibited,
+                        });
+                    }
+                }
+            }
+            Input::Inhibit(false) => {
+                if self.inhibited {
+                    self.inhibited = false;
+                    self.try_start_tx(now, &mut a);
+                }
+            }
+            Input::EndTransmission => {
+                self.stop_tx(now, &mut a, DropReason::Unkeyed);
             }
         }
         a
@@ -651,7 +701,7 @@ impl Machine {
             }
             !stale
         });
-        if self.tx != Tx::Idle || !self.device_ok {
+        if self.tx != Tx::Idle || !self.device_ok || self.inhibited {
             return;
         }
         if self.key_after.is_some_and(|k| now < k) {

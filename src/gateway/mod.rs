@@ -8,6 +8,7 @@
 
 mod bridge;
 mod chatter;
+pub mod control;
 pub mod engine;
 pub mod link;
 pub mod machine;
@@ -22,6 +23,7 @@ pub use crate::state::GatewayEvent;
 use crate::state::{ChannelFeatures, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
+pub use control::{ControlError, Controls};
 use engine::Engine;
 use ptt_thread::PttThread;
 use std::collections::HashMap;
@@ -42,6 +44,28 @@ pub fn radio_span(name: &str) -> Span {
 /// channel) inside a radio's: its `stream_id` reaches journald as `STREAM_ID`.
 pub fn message_span(stream_id: u32) -> Span {
     tracing::error_span!("message", stream_id)
+}
+
+/// Shows the operator's inhibit of `radio` (`Some`) or its absence in the state, unless the
+/// state already shows just that: publishes `TxInhibited` with the reason, or `TxAllowed`.
+fn show_inhibit(observer: &StateHub, radio: &str, inhibit: Option<&control::Inhibited>) {
+    let shown = observer
+        .watch()
+        .borrow()
+        .radio(radio)
+        .and_then(|r| r.tx_inhibited.as_ref().map(|i| i.reason.clone()));
+    let wanted = inhibit.map(|i| i.reason.clone());
+    if shown == wanted {
+        return;
+    }
+    let radio = radio.to_string();
+    observer.publish(match inhibit {
+        Some(i) => GatewayEvent::TxInhibited {
+            radio,
+            reason: i.reason.clone(),
+        },
+        None => GatewayEvent::TxAllowed { radio },
+    });
 }
 
 /// The name the Zello session task's heartbeat is registered under.
@@ -245,6 +269,10 @@ pub struct RunOptions {
     /// Radios waiting for their hardware; each gets a codec thread of its own once it
     /// starts, whatever [`RunOptions::drive`] says.
     pub waiting: Vec<WaitingRadio>,
+    /// The operator's controls (TX inhibit, unkey), listing every radio; the inhibits in
+    /// it apply from each radio's start. `None`: controls of the gateway's own, none
+    /// inhibited, that nothing outside steers.
+    pub controls: Option<Controls>,
 }
 
 impl Default for RunOptions {
@@ -254,6 +282,7 @@ impl Default for RunOptions {
             liveness: Liveness::new(),
             on_session: None,
             waiting: Vec::new(),
+            controls: None,
         }
     }
 }
@@ -315,6 +344,7 @@ struct Shared {
     liveness: Liveness,
     engines_stop: CancellationToken,
     shutdown: CancellationToken,
+    controls: Controls,
 }
 
 impl Shared {
@@ -330,6 +360,9 @@ impl Shared {
             radio: r.name.clone(),
             message,
         };
+        let controls = self.controls.subscribe(&r.name).ok_or_else(|| {
+            radio_err("the gateway's controls do not list this radio".to_string())
+        })?;
         // Only audio counts against these bounds: control is never dropped.
         let (cmd_tx, cmd_rx) = link::channel(ENGINE_AUDIO_QUEUE);
         let (ev_tx, ev_rx) = link::channel(BRIDGE_AUDIO_QUEUE);
@@ -361,6 +394,7 @@ impl Shared {
             engine_rx: ev_rx,
             events,
             observer: self.observer.clone(),
+            controls,
             heartbeat: None,
         };
         Ok((engine, bridge, first))
@@ -406,9 +440,20 @@ impl Shared {
         let mut next_try = tokio::time::Instant::now() + delay;
         // The channel's last status, for the bridge once it starts.
         let mut channel_status = None;
+        // The operator may inhibit or allow the radio meanwhile: the state shows it.
+        let mut inhibit = self.controls.subscribe(&name).map(|c| c.inhibit);
         let (bridge_tx, engine, bridge) = loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(None),
+                changed = async { inhibit.as_mut()?.changed().await.ok() }, if inhibit.is_some() => {
+                    match changed {
+                        Some(()) => {
+                            let now = inhibit.as_mut().and_then(|i| i.borrow_and_update().clone());
+                            show_inhibit(&self.observer, &name, now.as_ref());
+                        }
+                        None => inhibit = None,
+                    }
+                }
                 ev = route.recv() => match ev {
                     Some(ev @ SessionEvent::Channel { .. }) => channel_status = Some(ev),
                     // Messages from the channel are missed while the radio is not there.
@@ -514,7 +559,16 @@ pub async fn run_with(
         liveness,
         on_session,
         waiting,
+        controls,
     } = options;
+    let controls = controls.unwrap_or_else(|| {
+        Controls::new(
+            radios
+                .iter()
+                .map(|r| r.name.clone())
+                .chain(waiting.iter().map(|w| w.name.clone())),
+        )
+    });
     // The caller's shutdown, or a radio's settings that no device can fix.
     let stop = shutdown.child_token();
     let session_stop = CancellationToken::new();
@@ -530,7 +584,18 @@ pub async fn run_with(
         liveness: liveness.clone(),
         engines_stop: CancellationToken::new(),
         shutdown: stop.clone(),
+        controls,
     };
+    // The inhibits in force show in the state from the start, radios waiting for their
+    // hardware included (each bridge applies its own before anything can key).
+    for (radio, inhibit) in shared.controls.inhibits() {
+        warn!(event = "tx_inhibited", radio = %radio, reason = inhibit.reason.as_deref().unwrap_or(""),
+            "transmitting inhibited by the operator (kept from before): the radio does not key until allowed");
+        observer.publish(GatewayEvent::TxInhibited {
+            radio,
+            reason: inhibit.reason,
+        });
+    }
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();
     let mut threads = Vec::new();
@@ -664,8 +729,11 @@ async fn route(
                 observer.publish(GatewayEvent::LogonRefused(code.to_string()));
                 continue;
             }
-            SessionEvent::Disconnected { reason } => {
-                observer.publish(GatewayEvent::Disconnected(reason.clone()));
+            SessionEvent::Disconnected { reason, detail } => {
+                observer.publish(GatewayEvent::Disconnected {
+                    reason: *reason,
+                    detail: detail.clone(),
+                });
                 continue;
             }
             SessionEvent::ConnectFailed { error, retry_in } => {
@@ -683,7 +751,18 @@ async fn route(
                 });
                 continue;
             }
-            SessionEvent::Location(_) | SessionEvent::Image { .. } => continue,
+            SessionEvent::Location(l) => {
+                observer.publish(GatewayEvent::Location {
+                    channel: l.channel.clone(),
+                    from: l.from.clone(),
+                    latitude: l.latitude,
+                    longitude: l.longitude,
+                    accuracy: l.accuracy,
+                    formatted_address: l.formatted_address.clone(),
+                });
+                continue;
+            }
+            SessionEvent::Image { .. } => continue,
             SessionEvent::ServerError(code) => {
                 warn!(error = %code, "server error");
                 continue;

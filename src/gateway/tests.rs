@@ -3,6 +3,7 @@
 //! checked in virtual time.
 
 use super::bridge::Bridge;
+use super::control::{Controls, Inhibited};
 use super::machine::Timers;
 use super::ptt_thread::PttThread;
 use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
@@ -47,6 +48,8 @@ struct Rig {
     observer: broadcast::Receiver<GatewayEvent>,
     /// The state the bridge publishes into.
     state: crate::state::StateHub,
+    /// The operator's controls over the radio.
+    controls: Controls,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -148,6 +151,19 @@ async fn rig_watched(
     audio: usize,
     key_delay: Duration,
 ) -> Rig {
+    let controls = Controls::new(["vhf1"]);
+    rig_controlled(timers, liveness, frozen, audio, key_delay, controls).await
+}
+
+/// [`rig_watched`], the radio steered by `controls`.
+async fn rig_controlled(
+    timers: Timers,
+    liveness: Option<Liveness>,
+    frozen: Option<Arc<AtomicBool>>,
+    audio: usize,
+    key_delay: Duration,
+    controls: Controls,
+) -> Rig {
     let sim = sim().await;
     let stop = CancellationToken::new();
     let (gw, mut gw_events, _) = session::spawn(cfg(&sim, "gateway1"), stop.clone()).unwrap();
@@ -200,6 +216,7 @@ async fn rig_watched(
         engine_rx,
         events: route_rx,
         observer: obs_tx.clone(),
+        controls: controls.subscribe("vhf1").expect("vhf1 is steered"),
         heartbeat: liveness.map(|l| l.register("bridge vhf1")),
     };
     let task = tokio::spawn(Freezable {
@@ -215,6 +232,7 @@ async fn rig_watched(
         app_events,
         observer,
         state: obs_tx,
+        controls,
         stop,
         task,
     }
@@ -777,6 +795,19 @@ fn run_waiting(
     CancellationToken,
     broadcast::Receiver<GatewayEvent>,
 ) {
+    run_waiting_with(sim, waiting, None)
+}
+
+/// [`run_waiting`], steered by `controls`.
+fn run_waiting_with(
+    sim: &SimHandle,
+    waiting: super::WaitingRadio,
+    controls: Option<Controls>,
+) -> (
+    tokio::task::JoinHandle<Result<(), super::GatewayError>>,
+    CancellationToken,
+    broadcast::Receiver<GatewayEvent>,
+) {
     let (observer, watch) = crate::state::StateHub::channel(1024);
     let stop = CancellationToken::new();
     let task = tokio::spawn(super::run_with(
@@ -786,10 +817,81 @@ fn run_waiting(
         observer,
         super::RunOptions {
             waiting: vec![waiting],
+            controls,
             ..Default::default()
         },
     ));
     (task, stop, watch)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_radio_waiting_for_its_hardware_shows_each_inhibit_change_once() {
+    use std::sync::atomic::AtomicUsize;
+    let sim = sim().await;
+    let ptt = SimPtt::new();
+    let errors = |_| "no such device".to_string();
+    let radio = late_radio(
+        Arc::new(AtomicUsize::new(0)),
+        3,
+        errors,
+        crate::audio::CODEC_RATE,
+        &ptt,
+    );
+    let controls = Controls::new(["vhf1"]);
+    let (task, stop, mut watch) = run_waiting_with(&sim, radio, Some(controls.clone()));
+    let mut next = async || watch.recv().await.unwrap();
+    first(MS * 1000, "started", &mut next, |e| {
+        (e == GatewayEvent::Started).then_some(())
+    })
+    .await;
+    controls
+        .tx_inhibit("vhf1", true, Some("antenna work".into()))
+        .unwrap();
+    let reason = first(
+        MS * 100,
+        "the inhibit shown while waiting",
+        &mut next,
+        |e| match e {
+            GatewayEvent::TxInhibited { reason, .. } => Some(reason),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(reason.as_deref(), Some("antenna work"));
+    // The third try (at 7 s) opens it: its bridge applies the inhibit without a second event.
+    let events = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut seen = Vec::new();
+        loop {
+            let e = next().await;
+            let done = matches!(e, GatewayEvent::HardwareWaiting { error: None, .. });
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    })
+    .await
+    .expect("the radio starts");
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            GatewayEvent::TxInhibited { .. } | GatewayEvent::TxAllowed { .. }
+        )),
+        "{events:?}"
+    );
+    sleep(Duration::from_secs(1)).await;
+    while let Ok(e) = watch.try_recv() {
+        assert!(!matches!(e, GatewayEvent::TxInhibited { .. }), "{e:?}");
+    }
+    controls.tx_inhibit("vhf1", false, None).unwrap();
+    let mut next = async || watch.recv().await.unwrap();
+    first(MS * 1000, "allowed", &mut next, |e| {
+        matches!(e, GatewayEvent::TxAllowed { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(ptt.key_count(), 0);
+    stop.cancel();
+    task.await.unwrap().unwrap();
 }
 
 /// While a radio waits, a new error (the device appeared but fails otherwise) is logged at
@@ -1044,5 +1146,166 @@ async fn playback_waits_for_a_slow_keying_and_keeps_its_packets() {
         })
         .await
         .unwrap();
+    r.stop().await;
+}
+
+/// Waits for the `Played` of a message from the channel, returning its outcome.
+async fn played_outcome(r: &mut Rig, within: Duration) -> crate::state::MessageOutcome {
+    let next = async || r.observer.recv().await.ok();
+    first(within, "Played", next, |e| match e {
+        Some(GatewayEvent::Played { outcome, .. }) => Some(outcome),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inhibit_cuts_the_message_on_the_air_and_nothing_keys_until_allowed() {
+    use crate::state::MessageOutcome;
+    let mut r = rig(Timers::default()).await;
+    // A message from the channel keys the radio.
+    r.talk_until_playing(100).await;
+    assert_eq!(r.ptt.key_count(), 1);
+    r.controls
+        .tx_inhibit("vhf1", true, Some("interference".into()))
+        .unwrap();
+    r.observed(MS * 1000, |e| {
+        matches!(e, GatewayEvent::TxInhibited { reason: Some(why), .. } if why == "interference")
+    })
+    .await;
+    r.cmd(MS * 1000, |c| matches!(c, EngineCommand::PlayAbort { .. }))
+        .await;
+    assert_eq!(
+        played_outcome(&mut r, MS * 1000).await,
+        MessageOutcome::Inhibited
+    );
+    r.observed(MS * 1000, |e| matches!(e, GatewayEvent::PttOff { .. }))
+        .await;
+    assert!(!r.ptt.is_keyed());
+    // The rest of the message is not played; a new one never keys.
+    sleep(Duration::from_secs(7)).await;
+    r.talk(5);
+    assert_eq!(
+        played_outcome(&mut r, 5 * MS * 1000).await,
+        MessageOutcome::Inhibited
+    );
+    sleep(Duration::from_secs(3)).await;
+    while let Ok(c) = r.cmds.try_recv() {
+        assert!(
+            !matches!(
+                c,
+                EngineCommand::PlayBegin { .. } | EngineCommand::PlayPacket { .. }
+            ),
+            "{c:?}"
+        );
+    }
+    assert_eq!(r.ptt.key_count(), 1, "never keyed while inhibited");
+    let state = r.state.snapshot();
+    let radio = state.radio("vhf1").unwrap();
+    assert_eq!(
+        radio
+            .tx_inhibited
+            .as_ref()
+            .and_then(|i| i.reason.as_deref()),
+        Some("interference")
+    );
+    assert_eq!(radio.counters.messages_inhibited, 2);
+    // The first one was cut on the air, the second never played.
+    assert_eq!(radio.counters.messages_not_played, 1);
+    assert_eq!(radio.counters.messages_played, 1);
+    let outcomes: Vec<_> = radio.history().iter().map(|m| m.outcome).collect();
+    assert_eq!(outcomes, [Some(MessageOutcome::Inhibited); 2]);
+    // Allowed again: the next message keys and plays.
+    r.controls.tx_inhibit("vhf1", false, None).unwrap();
+    r.observed(MS * 1000, |e| matches!(e, GatewayEvent::TxAllowed { .. }))
+        .await;
+    r.talk_until_playing(5).await;
+    assert_eq!(r.ptt.key_count(), 2);
+    assert_eq!(r.drain_playback().await, 5);
+    assert_eq!(
+        played_outcome(&mut r, MS * 1000).await,
+        MessageOutcome::Completed
+    );
+    assert!(
+        r.state
+            .snapshot()
+            .radio("vhf1")
+            .unwrap()
+            .tx_inhibited
+            .is_none()
+    );
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_radio_inhibited_at_start_never_keys() {
+    use crate::state::MessageOutcome;
+    let mut initial = std::collections::BTreeMap::new();
+    initial.insert(
+        "vhf1".to_string(),
+        Inhibited {
+            reason: Some("kept from before".into()),
+            since_ms: 1,
+        },
+    );
+    let controls = Controls::with(["vhf1"], None, initial);
+    let mut r = rig_controlled(
+        Timers::default(),
+        None,
+        None,
+        4096,
+        Duration::ZERO,
+        controls,
+    )
+    .await;
+    r.talk(5);
+    assert_eq!(
+        played_outcome(&mut r, 5 * MS * 1000).await,
+        MessageOutcome::Inhibited
+    );
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(r.ptt.key_count(), 0, "the line never saw a key-up");
+    let radio = r.state.snapshot().radios["vhf1"].clone();
+    assert!(radio.tx_inhibited.is_some() && !radio.ptt);
+    // Receiving goes on: the radio's audio still reaches the channel.
+    r.receive(1200).await;
+    r.hang_packets(Duration::from_millis(500)).await;
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        gateway_streams(&r.sim).starts.len(),
+        1,
+        "sent while inhibited"
+    );
+    r.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unkey_ends_the_transmission_under_way() {
+    use crate::state::MessageOutcome;
+    let mut r = rig(Timers::default()).await;
+    assert!(matches!(
+        r.controls.unkey("uhf9"),
+        Err(crate::gateway::ControlError::UnknownRadio(_))
+    ));
+    r.talk_until_playing(100).await;
+    r.controls.unkey("vhf1").unwrap();
+    r.cmd(MS * 1000, |c| matches!(c, EngineCommand::PlayAbort { .. }))
+        .await;
+    assert_eq!(
+        played_outcome(&mut r, MS * 1000).await,
+        MessageOutcome::Interrupted
+    );
+    r.observed(MS * 1000, |e| matches!(e, GatewayEvent::PttOff { .. }))
+        .await;
+    assert!(!r.ptt.is_keyed());
+    sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        r.ptt.key_count(),
+        1,
+        "the rest of that message does not key again"
+    );
+    // Not inhibited: the next message keys as usual.
+    r.talk_until_playing(5).await;
+    assert_eq!(r.ptt.key_count(), 2);
     r.stop().await;
 }

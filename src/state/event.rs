@@ -22,6 +22,84 @@ pub enum MessageOutcome {
     Abandoned,
     /// The channel was not online when it started.
     ChannelNotReady,
+    /// Not played, or cut: the operator inhibited the radio's transmitting.
+    Inhibited,
+    /// Not played: the radio was receiving and the busy policy drops such messages.
+    Busy,
+    /// Not played: it waited for a busy frequency longer than `queue_max_age_s`.
+    TooOld,
+}
+
+impl MessageOutcome {
+    /// Whether the message reached the air at all (in full or cut short), rather than being
+    /// left out before keying.
+    pub fn went_on_air(self) -> bool {
+        !matches!(
+            self,
+            MessageOutcome::Inhibited | MessageOutcome::Busy | MessageOutcome::TooOld
+        )
+    }
+}
+
+/// Why the Zello connection ended, as the session knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectReason {
+    /// The same account logged on elsewhere and the server closed this session: give each
+    /// gateway its own account.
+    Kicked,
+    /// The server closed the connection.
+    ServerClosed,
+    /// The connection broke (a socket or TLS error).
+    Network,
+    /// The server went silent, or did not answer the logon in time.
+    Timeout,
+    /// The server refused the logon.
+    Refused,
+    /// The gateway left Zello on purpose (Zello Alarms: radio hardware failed).
+    HeldOffline,
+    /// Anything else.
+    Other,
+}
+
+impl DisconnectReason {
+    /// Every reason.
+    pub const ALL: [DisconnectReason; 7] = [
+        DisconnectReason::Kicked,
+        DisconnectReason::ServerClosed,
+        DisconnectReason::Network,
+        DisconnectReason::Timeout,
+        DisconnectReason::Refused,
+        DisconnectReason::HeldOffline,
+        DisconnectReason::Other,
+    ];
+
+    /// Its snake_case name, as it serializes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::Kicked => "kicked",
+            DisconnectReason::ServerClosed => "server_closed",
+            DisconnectReason::Network => "network",
+            DisconnectReason::Timeout => "timeout",
+            DisconnectReason::Refused => "refused",
+            DisconnectReason::HeldOffline => "held_offline",
+            DisconnectReason::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The codec of a message from the channel, from its codec header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MessageCodec {
+    pub sample_rate_hz: u32,
+    pub frame_ms: u8,
+    pub frames_per_packet: u8,
 }
 
 /// What a channel supports, as the server reports it.
@@ -41,7 +119,11 @@ pub enum GatewayEvent {
     Started,
     LoggedOn,
     LogonRefused(String),
-    Disconnected(String),
+    /// The Zello connection ended (the session reconnects): why, and the session's words.
+    Disconnected {
+        reason: DisconnectReason,
+        detail: String,
+    },
     /// The Zello server could not be reached; the next try is in `retry_in`.
     ConnectFailed {
         error: String,
@@ -64,6 +146,16 @@ pub enum GatewayEvent {
     Kerchunk {
         radio: String,
     },
+    /// The carrier stayed up longer than `rx_max_s`: the message was ended and the carrier
+    /// is ignored until it drops (its `CarrierDown` clears this).
+    CarrierStuck {
+        radio: String,
+    },
+    /// Too many messages started within `flap_window_s`: new ones are suppressed for a
+    /// while.
+    CarrierFlapping {
+        radio: String,
+    },
     /// Our message got its stream id.
     StreamStarted {
         radio: String,
@@ -81,11 +173,14 @@ pub enum GatewayEvent {
         rms_dbfs: f32,
         outcome: MessageOutcome,
     },
-    /// A message from the channel arrived for this radio.
+    /// A message from the channel arrived for this radio. A [`GatewayEvent::Played`] with
+    /// the same stream id always follows, whether the message was played or not.
     Incoming {
         radio: String,
         stream_id: u32,
         from: String,
+        /// From the message's codec header.
+        codec: MessageCodec,
     },
     PttOn {
         radio: String,
@@ -94,10 +189,16 @@ pub enum GatewayEvent {
         radio: String,
         stream_id: u32,
     },
+    /// A message from the channel ended: played in full, cut short, or not played at all
+    /// (`outcome` says which; one for every [`GatewayEvent::Incoming`]).
     Played {
         radio: String,
         stream_id: u32,
         from: String,
+        /// How it ended: `Completed`, `Interrupted` (cut by an unkey, a failure or the
+        /// transmitter found unkeyed), `TimedOut`, `Inhibited`, `Busy`, `TooOld`.
+        outcome: MessageOutcome,
+        /// Packets played (for a message cut short: the packets handed to the player).
         packets: u64,
         concealed: u64,
         /// Late, duplicate and flooded packets left out.
@@ -109,6 +210,15 @@ pub enum GatewayEvent {
         unkeyed_ms: u64,
     },
     PttOff {
+        radio: String,
+    },
+    /// The operator inhibited the radio's transmitting (`reason`: theirs): it never keys
+    /// until [`GatewayEvent::TxAllowed`].
+    TxInhibited {
+        radio: String,
+        reason: Option<String>,
+    },
+    TxAllowed {
         radio: String,
     },
     TimeOut {
@@ -150,6 +260,16 @@ pub enum GatewayEvent {
         from: String,
         text: String,
     },
+    /// A location shared on a channel (the Channel API's `on_location`).
+    Location {
+        channel: String,
+        from: String,
+        latitude: f64,
+        longitude: f64,
+        /// Meters.
+        accuracy: Option<f64>,
+        formatted_address: Option<String>,
+    },
 }
 
 impl GatewayEvent {
@@ -160,6 +280,10 @@ impl GatewayEvent {
             CarrierUp { radio }
             | CarrierDown { radio }
             | Kerchunk { radio }
+            | CarrierStuck { radio }
+            | CarrierFlapping { radio }
+            | TxInhibited { radio, .. }
+            | TxAllowed { radio }
             | StreamStarted { radio, .. }
             | Sent { radio, .. }
             | Incoming { radio, .. }
@@ -176,11 +300,12 @@ impl GatewayEvent {
             Started
             | LoggedOn
             | LogonRefused(_)
-            | Disconnected(_)
+            | Disconnected { .. }
             | ConnectFailed { .. }
             | ChannelStatus { .. }
             | HeldOffline { .. }
-            | Text { .. } => None,
+            | Text { .. }
+            | Location { .. } => None,
         }
     }
 }

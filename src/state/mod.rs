@@ -15,11 +15,11 @@ mod event;
 mod hub;
 mod model;
 
-pub use event::{ChannelFeatures, GatewayEvent, MessageOutcome};
+pub use event::{ChannelFeatures, DisconnectReason, GatewayEvent, MessageCodec, MessageOutcome};
 pub use hub::{EVENT_CAPACITY, Stamped, StateHub, unix_ms};
 pub use model::{
-    Activity, ChannelState, Counters, Gateway, GatewayState, Health, Link, Message, PartHealth,
-    RadioState, apply,
+    Activity, ChannelState, Counters, Direction, Gateway, GatewayState, HISTORY_LEN, Health,
+    Inhibit, Link, Message, PartHealth, RadioState, apply,
 };
 
 #[cfg(test)]

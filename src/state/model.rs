@@ -1,8 +1,15 @@
 //! The gateway's state as its events tell it, and [`apply`], the one place it changes.
 
-use super::event::{ChannelFeatures, GatewayEvent, MessageOutcome};
+use super::event::{ChannelFeatures, DisconnectReason, GatewayEvent, MessageOutcome};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// How many finished messages (both ways) each radio's history keeps.
+pub const HISTORY_LEN: usize = 50;
+/// Messages from the channel whose arrival time is kept until they end (more are queued
+/// only under a flood; their start then reads as their end minus their length).
+const ARRIVALS_KEPT: usize = 16;
 
 /// The whole gateway: the Zello link, each channel and each radio, by name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -45,7 +52,8 @@ pub enum Link {
         code: String,
     },
     Disconnected {
-        reason: String,
+        reason: DisconnectReason,
+        detail: String,
     },
 }
 
@@ -77,9 +85,53 @@ pub struct RadioState {
     /// The last message from the channel played on the air.
     pub last_played: Option<Message>,
     pub counters: Counters,
-    /// The stream the time-out timer cut, until its `Played` comes.
+    /// The operator inhibited transmitting: the radio never keys while this is set.
+    pub tx_inhibited: Option<Inhibit>,
+    /// The carrier stayed up past `rx_max_s` and is ignored until it drops.
+    pub carrier_stuck: bool,
+    /// The last finished messages both ways, oldest first ([`RadioState::history`]); not
+    /// in the serialized state (the API serves it on its own), and shared between copies
+    /// of the state until one changes.
     #[serde(skip)]
-    timed_out: Option<u32>,
+    history: Arc<VecDeque<Message>>,
+    /// When each message from the channel still under way arrived (stream id, unix ms).
+    #[serde(skip)]
+    arrivals: VecDeque<(u32, u64)>,
+}
+
+/// Transmitting inhibited by the operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Inhibit {
+    /// Their reason, if they gave one.
+    pub reason: Option<String>,
+    /// Since when (unix ms).
+    pub since_ms: u64,
+}
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Heard by the radio, sent to the channel.
+    #[default]
+    ToChannel,
+    /// From the channel, transmitted by the radio.
+    FromChannel,
+}
+
+impl RadioState {
+    /// The last finished messages both ways (at most [`HISTORY_LEN`]), oldest first.
+    pub fn history(&self) -> &VecDeque<Message> {
+        &self.history
+    }
+
+    fn remember(&mut self, message: Message) {
+        let history = Arc::make_mut(&mut self.history);
+        if history.len() >= HISTORY_LEN {
+            history.pop_front();
+        }
+        history.push_back(message);
+    }
 }
 
 /// Something under way on a radio.
@@ -136,9 +188,14 @@ impl PartHealth {
 /// A message that ended, with its figures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Message {
+    pub direction: Direction,
     pub stream_id: Option<u32>,
     /// Who sent it (from the channel) or where it went (to the channel).
     pub peer: Option<String>,
+    /// The radio's channel.
+    pub channel: Option<String>,
+    /// When it started: carrier up (to the channel) or its arrival (from it) (unix ms).
+    pub started_ms: u64,
     /// When it ended (unix ms).
     pub ended_ms: u64,
     pub packets: u64,
@@ -165,7 +222,13 @@ pub struct Counters {
     /// Audio sent to the channel (ms).
     pub received_ms: u64,
     pub messages_sent: u64,
+    /// Messages from the channel that went on the air, in full or cut short.
     pub messages_played: u64,
+    /// Messages from the channel left out before any of it was played: the frequency was
+    /// busy, they waited too long, or transmitting was inhibited.
+    pub messages_not_played: u64,
+    /// Messages from the channel cut or left out because transmitting was inhibited.
+    pub messages_inhibited: u64,
     /// Packets sent to the channel.
     pub packets_sent: u64,
     /// Packets from the channel played on the air.
@@ -224,11 +287,12 @@ pub fn apply(state: &mut GatewayState, event: &GatewayEvent, at_ms: u64) {
         GatewayEvent::LogonRefused(code) => {
             set_link(g, Link::Refused { code: code.clone() }, at_ms)
         }
-        GatewayEvent::Disconnected(reason) => {
+        GatewayEvent::Disconnected { reason, detail } => {
             set_link(
                 g,
                 Link::Disconnected {
-                    reason: reason.clone(),
+                    reason: *reason,
+                    detail: detail.clone(),
                 },
                 at_ms,
             );
@@ -256,7 +320,7 @@ pub fn apply(state: &mut GatewayState, event: &GatewayEvent, at_ms: u64) {
             c.users_online = *users_online;
             c.features = Some(*features);
         }
-        GatewayEvent::Text { .. } => {}
+        GatewayEvent::Text { .. } | GatewayEvent::Location { .. } => {}
         _ => {
             if let Some(name) = event.radio() {
                 let r = state.radios.entry(name.to_string()).or_default();
@@ -280,9 +344,21 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
         }
         GatewayEvent::CarrierDown { .. } => {
             r.carrier = false;
+            r.carrier_stuck = false;
             r.receiving = None;
         }
         GatewayEvent::Kerchunk { .. } => r.counters.kerchunks += 1,
+        GatewayEvent::CarrierStuck { .. } => r.carrier_stuck = true,
+        GatewayEvent::CarrierFlapping { .. } => {}
+        GatewayEvent::TxInhibited { reason, .. } => {
+            // A repeat with a new reason keeps the first instant.
+            let since_ms = r.tx_inhibited.as_ref().map_or(at_ms, |i| i.since_ms);
+            r.tx_inhibited = Some(Inhibit {
+                reason: reason.clone(),
+                since_ms,
+            });
+        }
+        GatewayEvent::TxAllowed { .. } => r.tx_inhibited = None,
         GatewayEvent::StreamStarted { stream_id, .. } => {
             if let Some(a) = &mut r.receiving {
                 a.stream_id = Some(*stream_id);
@@ -298,9 +374,12 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
             outcome,
             ..
         } => {
-            r.last_sent = Some(Message {
+            let message = Message {
+                direction: Direction::ToChannel,
                 stream_id: *stream_id,
                 peer: r.channel.clone(),
+                channel: r.channel.clone(),
+                started_ms: at_ms.saturating_sub(*duration_ms),
                 ended_ms: at_ms,
                 packets: *packets,
                 concealed: 0,
@@ -309,7 +388,9 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
                 peak_dbfs: Some(*peak_dbfs),
                 rms_dbfs: Some(*rms_dbfs),
                 outcome: Some(*outcome),
-            });
+            };
+            r.remember(message.clone());
+            r.last_sent = Some(message);
             let c = &mut r.counters;
             c.messages_sent += 1;
             c.packets_sent += packets;
@@ -323,7 +404,11 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
                 stream_id: Some(*stream_id),
                 peer: Some(from.clone()),
                 since_ms: at_ms,
-            })
+            });
+            if r.arrivals.len() >= ARRIVALS_KEPT {
+                r.arrivals.pop_front();
+            }
+            r.arrivals.push_back((*stream_id, at_ms));
         }
         GatewayEvent::PttOn { .. } => {
             if !r.ptt {
@@ -349,24 +434,25 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
         GatewayEvent::Played {
             stream_id,
             from,
+            outcome,
             packets,
             concealed,
             dropped,
             duration_ms,
-            unkeyed_ms,
             ..
         } => {
-            let outcome = if r.timed_out == Some(*stream_id) {
-                MessageOutcome::TimedOut
-            } else if *unkeyed_ms > 0 {
-                MessageOutcome::Interrupted
-            } else {
-                MessageOutcome::Completed
-            };
-            r.timed_out = None;
-            r.last_played = Some(Message {
+            let arrived = r
+                .arrivals
+                .iter()
+                .position(|(id, _)| id == stream_id)
+                .and_then(|i| r.arrivals.remove(i))
+                .map(|(_, at)| at);
+            let message = Message {
+                direction: Direction::FromChannel,
                 stream_id: Some(*stream_id),
                 peer: Some(from.clone()),
+                channel: r.channel.clone(),
+                started_ms: arrived.unwrap_or(at_ms.saturating_sub(*duration_ms)),
                 ended_ms: at_ms,
                 packets: *packets,
                 concealed: *concealed,
@@ -374,13 +460,23 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
                 duration_ms: *duration_ms,
                 peak_dbfs: None,
                 rms_dbfs: None,
-                outcome: Some(outcome),
-            });
+                outcome: Some(*outcome),
+            };
+            r.remember(message.clone());
             if r.incoming.as_ref().and_then(|i| i.stream_id) == Some(*stream_id) {
                 r.incoming = None;
             }
             let c = &mut r.counters;
-            c.messages_played += 1;
+            // Cut on the air (packets handed to the transmitter) counts as played.
+            if outcome.went_on_air() || *packets > 0 {
+                r.last_played = Some(message);
+                c.messages_played += 1;
+            } else {
+                c.messages_not_played += 1;
+            }
+            if *outcome == MessageOutcome::Inhibited {
+                c.messages_inhibited += 1;
+            }
             c.packets_played += packets;
             c.packets_concealed += concealed;
             c.packets_dropped += dropped;
@@ -393,18 +489,7 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
             r.ptt = false;
             r.transmitting = None;
         }
-        GatewayEvent::TimeOut { stream_id, .. } => {
-            r.counters.time_outs += 1;
-            match &mut r.last_played {
-                Some(m) if m.stream_id == Some(*stream_id) => {
-                    m.outcome = Some(MessageOutcome::TimedOut)
-                }
-                _ => r.timed_out = Some(*stream_id),
-            }
-            if r.incoming.as_ref().and_then(|i| i.stream_id) == Some(*stream_id) {
-                r.incoming = None;
-            }
-        }
+        GatewayEvent::TimeOut { .. } => r.counters.time_outs += 1,
         GatewayEvent::DeviceLost { error, .. } => r.health.audio.set(Some(error), at_ms),
         GatewayEvent::DeviceBack { .. } => r.health.audio.set(None, at_ms),
         GatewayEvent::CarrierFault { error, .. } => r.health.carrier.set(error.as_deref(), at_ms),
@@ -416,10 +501,11 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
         GatewayEvent::Started
         | GatewayEvent::LoggedOn
         | GatewayEvent::LogonRefused(_)
-        | GatewayEvent::Disconnected(_)
+        | GatewayEvent::Disconnected { .. }
         | GatewayEvent::ConnectFailed { .. }
         | GatewayEvent::ChannelStatus { .. }
         | GatewayEvent::HeldOffline { .. }
-        | GatewayEvent::Text { .. } => {}
+        | GatewayEvent::Text { .. }
+        | GatewayEvent::Location { .. } => {}
     }
 }

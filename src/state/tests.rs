@@ -132,11 +132,19 @@ fn the_link_follows_the_session() {
             features: Some(features)
         })
     );
-    apply(&mut s, &GatewayEvent::Disconnected("closed".into()), T + 4);
+    apply(
+        &mut s,
+        &GatewayEvent::Disconnected {
+            reason: DisconnectReason::ServerClosed,
+            detail: "closed by the server: 1000 bye".into(),
+        },
+        T + 4,
+    );
     assert_eq!(
         s.gateway.link,
         Link::Disconnected {
-            reason: "closed".into()
+            reason: DisconnectReason::ServerClosed,
+            detail: "closed by the server: 1000 bye".into(),
         }
     );
     assert!(
@@ -176,6 +184,7 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
             radio: vhf1(),
             stream_id: 7,
             from: "alice".into(),
+            codec: codec(),
         },
         T,
     );
@@ -203,6 +212,7 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
             radio: vhf1(),
             stream_id: 7,
             from: "alice".into(),
+            outcome: MessageOutcome::Completed,
             packets: 50,
             concealed: 2,
             dropped: 1,
@@ -217,8 +227,11 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
     assert_eq!(
         r.last_played,
         Some(Message {
+            direction: Direction::FromChannel,
             stream_id: Some(7),
             peer: Some("alice".into()),
+            channel: Some("Dispatch".into()),
+            started_ms: T,
             ended_ms: T + 3300,
             packets: 50,
             concealed: 2,
@@ -301,8 +314,11 @@ fn one_message_from_the_radio_carrier_up_stream_started_carrier_down_sent() {
     assert_eq!(
         r.last_sent,
         Some(Message {
+            direction: Direction::ToChannel,
             stream_id: Some(42),
             peer: Some("Dispatch".into()),
+            channel: Some("Dispatch".into()),
+            started_ms: T + 300,
             ended_ms: T + 4500,
             packets: 70,
             concealed: 0,
@@ -361,71 +377,299 @@ fn kerchunks_time_outs_and_interrupted_messages_are_counted() {
             GatewayEvent::CarrierUp { radio: vhf1() },
             GatewayEvent::CarrierDown { radio: vhf1() },
             GatewayEvent::Kerchunk { radio: vhf1() },
-            GatewayEvent::Incoming {
-                radio: vhf1(),
-                stream_id: 9,
-                from: "bob".into(),
-            },
+            incoming(9, "bob"),
             GatewayEvent::PttOn { radio: vhf1() },
             GatewayEvent::TimeOut {
                 radio: vhf1(),
                 stream_id: 9,
             },
+            played(9, "bob", MessageOutcome::TimedOut, 10),
             GatewayEvent::PttOff { radio: vhf1() },
-            GatewayEvent::Played {
-                radio: vhf1(),
-                stream_id: 9,
-                from: "bob".into(),
-                packets: 10,
-                concealed: 0,
-                dropped: 0,
-                duration_ms: 600,
-                unkeyed_ms: 0,
-            },
         ],
     );
     let r = s.radio("vhf1").unwrap();
     assert_eq!(r.counters.kerchunks, 1);
     assert_eq!(r.counters.time_outs, 1);
     assert_eq!(r.counters.key_ups, 1);
-    assert_eq!(r.counters.transmitted_ms, 2000);
+    assert_eq!(r.counters.transmitted_ms, 3000);
+    assert_eq!(r.incoming, None);
     assert_eq!(
         r.last_played.as_ref().unwrap().outcome,
         Some(MessageOutcome::TimedOut)
     );
-    // The transmitter found unkeyed during a message: interrupted.
+    // The transmitter found unkeyed during a message: interrupted (the bridge says so).
     run(
         &mut s,
-        &[GatewayEvent::Played {
-            radio: vhf1(),
-            stream_id: 10,
-            from: "bob".into(),
-            packets: 10,
-            concealed: 0,
-            dropped: 0,
-            duration_ms: 600,
-            unkeyed_ms: 240,
-        }],
+        &[
+            incoming(10, "bob"),
+            played(10, "bob", MessageOutcome::Interrupted, 10),
+        ],
     );
     let r = s.radio("vhf1").unwrap();
     assert_eq!(
         r.last_played.as_ref().unwrap().outcome,
         Some(MessageOutcome::Interrupted)
     );
-    // A time-out after the message's Played marks that message.
-    run(
+    assert_eq!(r.counters.messages_played, 2);
+    assert_eq!(r.counters.messages_not_played, 0);
+}
+
+fn codec() -> MessageCodec {
+    MessageCodec {
+        sample_rate_hz: 16_000,
+        frame_ms: 60,
+        frames_per_packet: 1,
+    }
+}
+
+fn incoming(stream_id: u32, from: &str) -> GatewayEvent {
+    GatewayEvent::Incoming {
+        radio: vhf1(),
+        stream_id,
+        from: from.into(),
+        codec: codec(),
+    }
+}
+
+/// A message from the channel ended with `packets` of 60 ms played.
+fn played(stream_id: u32, from: &str, outcome: MessageOutcome, packets: u64) -> GatewayEvent {
+    GatewayEvent::Played {
+        radio: vhf1(),
+        stream_id,
+        from: from.into(),
+        outcome,
+        packets,
+        concealed: 0,
+        dropped: 0,
+        duration_ms: packets * 60,
+        unkeyed_ms: 0,
+    }
+}
+
+fn sent(packets: u64) -> GatewayEvent {
+    GatewayEvent::Sent {
+        radio: vhf1(),
+        stream_id: Some(1),
+        packets,
+        dropped: 0,
+        duration_ms: packets * 60,
+        peak_dbfs: -6.0,
+        rms_dbfs: -20.0,
+        outcome: MessageOutcome::Completed,
+    }
+}
+
+#[test]
+fn messages_not_played_are_counted_apart_and_leave_last_played_alone() {
+    let mut s = state();
+    apply_from(
         &mut s,
-        &[GatewayEvent::TimeOut {
-            radio: vhf1(),
-            stream_id: 10,
-        }],
+        T,
+        &[
+            incoming(1, "alice"),
+            played(1, "alice", MessageOutcome::Completed, 5),
+            incoming(2, "bob"),
+            played(2, "bob", MessageOutcome::Busy, 0),
+            incoming(3, "carol"),
+            played(3, "carol", MessageOutcome::TooOld, 0),
+            incoming(4, "dave"),
+            played(4, "dave", MessageOutcome::Inhibited, 0),
+        ],
     );
     let r = s.radio("vhf1").unwrap();
+    assert_eq!(r.counters.messages_played, 1);
+    assert_eq!(r.counters.messages_not_played, 3);
+    assert_eq!(r.counters.messages_inhibited, 1);
     assert_eq!(
-        r.last_played.as_ref().unwrap().outcome,
-        Some(MessageOutcome::TimedOut)
+        r.last_played.as_ref().unwrap().peer.as_deref(),
+        Some("alice")
     );
-    assert_eq!(r.counters.time_outs, 2);
+    assert_eq!(r.incoming, None, "every message ended");
+    // The history has them all, each with its arrival as its start.
+    let h: Vec<_> = r
+        .history()
+        .iter()
+        .map(|m| (m.peer.clone().unwrap(), m.started_ms, m.ended_ms, m.outcome))
+        .collect();
+    assert_eq!(
+        h,
+        vec![
+            ("alice".into(), T, T + 1, Some(MessageOutcome::Completed)),
+            ("bob".into(), T + 2, T + 3, Some(MessageOutcome::Busy)),
+            ("carol".into(), T + 4, T + 5, Some(MessageOutcome::TooOld)),
+            ("dave".into(), T + 6, T + 7, Some(MessageOutcome::Inhibited)),
+        ]
+    );
+    // A message cut by the inhibit went on the air: played, and inhibited.
+    apply_from(
+        &mut s,
+        T + 10,
+        &[
+            incoming(5, "erin"),
+            played(5, "erin", MessageOutcome::Inhibited, 3),
+        ],
+    );
+    let r = s.radio("vhf1").unwrap();
+    let c = &r.counters;
+    assert_eq!((c.messages_played, c.messages_not_played), (2, 3));
+    assert_eq!(c.messages_inhibited, 2);
+    assert_eq!(
+        r.last_played.as_ref().unwrap().peer.as_deref(),
+        Some("erin")
+    );
+}
+
+#[test]
+fn the_history_keeps_the_last_messages_both_ways_bounded_and_out_of_the_json() {
+    let mut s = state();
+    for i in 0..(HISTORY_LEN as u32 + 7) {
+        let at = T + u64::from(i) * 10_000;
+        apply(&mut s, &incoming(i, "alice"), at);
+        apply(
+            &mut s,
+            &played(i, "alice", MessageOutcome::Completed, 10),
+            at + 1000,
+        );
+        apply(&mut s, &sent(20), at + 5000);
+    }
+    let r = s.radio("vhf1").unwrap();
+    let h = r.history();
+    assert_eq!(h.len(), HISTORY_LEN);
+    // Oldest first; the oldest ones fell out.
+    let last = h.back().unwrap();
+    assert_eq!(last.direction, Direction::ToChannel);
+    assert_eq!(last.packets, 20);
+    assert_eq!(last.started_ms, last.ended_ms - 1200);
+    assert_eq!(last.channel.as_deref(), Some("Dispatch"));
+    assert_eq!(last.peak_dbfs, Some(-6.0));
+    let from: Vec<_> = h
+        .iter()
+        .filter(|m| m.direction == Direction::FromChannel)
+        .map(|m| m.stream_id.unwrap())
+        .collect();
+    assert_eq!(from.len(), HISTORY_LEN / 2);
+    assert_eq!(*from.last().unwrap(), HISTORY_LEN as u32 + 6);
+    assert!(from.windows(2).all(|w| w[0] < w[1]));
+    // A copy of the state shares the ring until one of them changes.
+    let copy = s.clone();
+    assert!(std::ptr::eq(
+        copy.radio("vhf1").unwrap().history(),
+        s.radio("vhf1").unwrap().history()
+    ));
+    apply(&mut s, &sent(1), T + 999_999_999);
+    assert_eq!(
+        copy.radio("vhf1")
+            .unwrap()
+            .history()
+            .back()
+            .unwrap()
+            .packets,
+        20
+    );
+    assert_eq!(
+        s.radio("vhf1").unwrap().history().back().unwrap().packets,
+        1
+    );
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["radios"]["vhf1"].get("history").is_none());
+    assert!(json["radios"]["vhf1"].get("arrivals").is_none());
+}
+
+#[test]
+fn tx_inhibit_and_carrier_stuck_show_in_the_radio_state() {
+    let mut s = state();
+    apply(
+        &mut s,
+        &GatewayEvent::TxInhibited {
+            radio: vhf1(),
+            reason: Some("interference on 146.52".into()),
+        },
+        T,
+    );
+    let inhibited = Some(Inhibit {
+        reason: Some("interference on 146.52".into()),
+        since_ms: T,
+    });
+    assert_eq!(s.radio("vhf1").unwrap().tx_inhibited, inhibited);
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(
+        json["radios"]["vhf1"]["tx_inhibited"],
+        serde_json::json!({"reason": "interference on 146.52", "since_ms": T})
+    );
+    // Inhibited again with a new reason: still since the first time.
+    apply(
+        &mut s,
+        &GatewayEvent::TxInhibited {
+            radio: vhf1(),
+            reason: None,
+        },
+        T + 50,
+    );
+    assert_eq!(
+        s.radio("vhf1")
+            .unwrap()
+            .tx_inhibited
+            .as_ref()
+            .unwrap()
+            .since_ms,
+        T
+    );
+    apply(&mut s, &GatewayEvent::TxAllowed { radio: vhf1() }, T + 100);
+    assert_eq!(s.radio("vhf1").unwrap().tx_inhibited, None);
+
+    apply_from(
+        &mut s,
+        T + 200,
+        &[
+            GatewayEvent::CarrierUp { radio: vhf1() },
+            GatewayEvent::CarrierStuck { radio: vhf1() },
+            GatewayEvent::CarrierFlapping { radio: vhf1() },
+        ],
+    );
+    assert!(s.radio("vhf1").unwrap().carrier_stuck);
+    apply(
+        &mut s,
+        &GatewayEvent::CarrierDown { radio: vhf1() },
+        T + 300,
+    );
+    assert!(!s.radio("vhf1").unwrap().carrier_stuck);
+}
+
+#[test]
+fn a_location_changes_nothing_but_the_sequence() {
+    let mut s = state();
+    let before = s.clone();
+    let location = GatewayEvent::Location {
+        channel: "Dispatch".into(),
+        from: "alice".into(),
+        latitude: 52.5,
+        longitude: 13.4,
+        accuracy: Some(12.0),
+        formatted_address: Some("Berlin".into()),
+    };
+    assert_eq!(location.radio(), None);
+    apply(&mut s, &location, T);
+    assert_eq!(s.seq, 1);
+    assert_eq!(
+        (s.radios.clone(), s.channels.clone()),
+        (before.radios, before.channels)
+    );
+    assert_eq!(
+        serde_json::to_value(&location).unwrap(),
+        serde_json::json!({"kind": "location", "data": {"channel": "Dispatch", "from": "alice",
+            "latitude": 52.5, "longitude": 13.4, "accuracy": 12.0, "formatted_address": "Berlin"}})
+    );
+    let disconnected = GatewayEvent::Disconnected {
+        reason: DisconnectReason::Kicked,
+        detail: "logged on elsewhere".into(),
+    };
+    assert_eq!(
+        serde_json::to_value(&disconnected).unwrap(),
+        serde_json::json!({"kind": "disconnected", "data": {"reason": "kicked", "detail": "logged on elsewhere"}})
+    );
+    for r in DisconnectReason::ALL {
+        assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+    }
 }
 
 #[test]

@@ -3,9 +3,9 @@
 
 use super::Room;
 use super::event::{
-    ApiEvent, Codec, Direction, EventData, EventType, MessageStart, MessageStop, Nothing, Outcome,
+    ApiEvent, Codec, Direction, EventData, EventType, MessageStart, MessageStop, Nothing,
 };
-use crate::state::{GatewayEvent, GatewayState, Stamped};
+use crate::state::{DisconnectReason, GatewayEvent, GatewayState, Stamped};
 use std::collections::HashMap;
 
 /// What the catalogue remembers of a radio: what a single gateway event does not carry.
@@ -15,8 +15,8 @@ struct RadioMemory {
     codec: Option<Codec>,
     /// When the transmitter was keyed (unix ms), while keyed.
     keyed_at_ms: Option<u64>,
-    /// The message from the channel the time-out timer cut, until it is played out.
-    timed_out: Option<u32>,
+    /// The codec of each message from the channel under way, until it ends.
+    incoming: HashMap<u32, Codec>,
 }
 
 /// What the catalogue remembers of a channel, to tell a change from a repeat.
@@ -27,7 +27,8 @@ struct ChannelMemory {
 }
 
 /// Turns the gateway's events into API events. Pure, but with a memory: for `PTT_OFF`'s
-/// `keyed_ms`, a message's outcome after a `TIME_OUT`, each radio's channel and codec, and
+/// `keyed_ms`, each radio's channel and codec, the codec of the messages from the channel
+/// under way (for their `MESSAGE_STOP`), and
 /// whether a channel status is a change (`CHANNEL_ONLINE`, `CHANNEL_OFFLINE`) or a new user
 /// count (`USERS_ONLINE`).
 #[derive(Debug, Clone, Default)]
@@ -93,7 +94,8 @@ impl Catalogue {
         self
     }
 
-    /// The API events `stamped` gives, in order; none for an event at or before the
+    /// The API events `stamped` gives, in order (a kick gives `KICKED` then
+    /// `DISCONNECTED`); none for an event at or before the
     /// sequence number already taken in, or one the API does not publish (`Started`,
     /// `ConnectFailed`, `Kerchunk`, `Playing`, `HardwareWaiting`).
     pub fn translate(&mut self, stamped: &Stamped) -> Vec<ApiEvent> {
@@ -136,7 +138,7 @@ impl Catalogue {
                     error: code.clone(),
                 },
             ),
-            G::Disconnected(reason) => {
+            G::Disconnected { reason, detail } => {
                 // The state takes every channel offline with the connection; so do the
                 // channels' rooms, for those the session did not report offline itself.
                 let mut gone: Vec<&String> = Vec::new();
@@ -156,13 +158,14 @@ impl Catalogue {
                         },
                     );
                 }
-                emit(
-                    T::Disconnected,
-                    vec![Room::Gateway],
-                    EventData::Disconnected {
-                        reason: reason.clone(),
-                    },
-                );
+                let data = EventData::Disconnected {
+                    reason: *reason,
+                    detail: detail.clone(),
+                };
+                if *reason == DisconnectReason::Kicked {
+                    emit(T::Kicked, vec![Room::Gateway], data.clone());
+                }
+                emit(T::Disconnected, vec![Room::Gateway], data);
             }
             G::HeldOffline { reason: Some(r) } => emit(
                 T::AlarmOffline,
@@ -229,10 +232,43 @@ impl Catalogue {
                     text: text.clone(),
                 },
             ),
+            G::Location {
+                channel,
+                from,
+                latitude,
+                longitude,
+                accuracy,
+                formatted_address,
+            } => emit(
+                T::Location,
+                vec![Room::Channel(channel.clone())],
+                EventData::Location {
+                    channel: channel.clone(),
+                    from: from.clone(),
+                    latitude: *latitude,
+                    longitude: *longitude,
+                    accuracy: *accuracy,
+                    formatted_address: formatted_address.clone(),
+                },
+            ),
+            G::TxInhibited { radio, reason } => emit(
+                T::TxInhibited,
+                radio_room(radio),
+                EventData::TxInhibited {
+                    radio: radio.clone(),
+                    reason: reason.clone(),
+                },
+            ),
+            G::TxAllowed { radio } => emit(T::TxAllowed, radio_room(radio), plain(radio)),
+            G::CarrierStuck { radio } => emit(T::CarrierStuck, radio_room(radio), plain(radio)),
+            G::CarrierFlapping { radio } => {
+                emit(T::CarrierFlapping, radio_room(radio), plain(radio))
+            }
             G::CarrierUp { radio } => emit(T::CarrierUp, radio_room(radio), plain(radio)),
             G::CarrierDown { radio } => emit(T::CarrierDown, radio_room(radio), plain(radio)),
             G::StreamStarted { radio, stream_id } => {
-                let start = self.start(radio, Direction::ToChannel, Some(*stream_id), None);
+                let codec = self.own_codec(radio);
+                let start = self.start(radio, Direction::ToChannel, Some(*stream_id), None, codec);
                 emit(
                     T::MessageStart,
                     self.message_rooms(radio),
@@ -250,7 +286,13 @@ impl Catalogue {
                 outcome,
             } => {
                 let stop = MessageStop {
-                    start: self.start(radio, Direction::ToChannel, *stream_id, None),
+                    start: self.start(
+                        radio,
+                        Direction::ToChannel,
+                        *stream_id,
+                        None,
+                        self.own_codec(radio),
+                    ),
                     packets: *packets,
                     concealed: 0,
                     dropped: *dropped,
@@ -269,12 +311,20 @@ impl Catalogue {
                 radio,
                 stream_id,
                 from,
+                codec,
             } => {
+                let codec = Codec::from(*codec);
+                self.radios
+                    .entry(radio.clone())
+                    .or_default()
+                    .incoming
+                    .insert(*stream_id, codec);
                 let start = self.start(
                     radio,
                     Direction::FromChannel,
                     Some(*stream_id),
                     Some(from.clone()),
+                    Some(codec),
                 );
                 emit(
                     T::MessageStart,
@@ -286,27 +336,24 @@ impl Catalogue {
                 radio,
                 stream_id,
                 from,
+                outcome,
                 packets,
                 concealed,
                 dropped,
                 duration_ms,
-                unkeyed_ms,
+                ..
             } => {
-                let memory = self.radios.entry(radio.clone()).or_default();
-                let outcome = if memory.timed_out == Some(*stream_id) {
-                    Outcome::TimedOut
-                } else if *unkeyed_ms > 0 {
-                    Outcome::Interrupted
-                } else {
-                    Outcome::Completed
-                };
-                memory.timed_out = None;
+                let codec = self
+                    .radios
+                    .get_mut(radio)
+                    .and_then(|m| m.incoming.remove(stream_id));
                 let stop = MessageStop {
                     start: self.start(
                         radio,
                         Direction::FromChannel,
                         Some(*stream_id),
                         Some(from.clone()),
+                        codec,
                     ),
                     packets: *packets,
                     concealed: *concealed,
@@ -314,7 +361,7 @@ impl Catalogue {
                     duration_ms: *duration_ms,
                     peak_dbfs: None,
                     rms_dbfs: None,
-                    outcome,
+                    outcome: (*outcome).into(),
                 };
                 emit(
                     T::MessageStop,
@@ -343,7 +390,6 @@ impl Catalogue {
                 );
             }
             G::TimeOut { radio, stream_id } => {
-                self.radios.entry(radio.clone()).or_default().timed_out = Some(*stream_id);
                 emit(
                     T::TimeOut,
                     radio_room(radio),
@@ -375,6 +421,11 @@ impl Catalogue {
         out
     }
 
+    /// The codec of `radio`'s messages to the channel, from its configuration.
+    fn own_codec(&self, radio: &str) -> Option<Codec> {
+        self.radios.get(radio).and_then(|m| m.codec)
+    }
+
     /// A message's common fields on `radio`.
     fn start(
         &self,
@@ -382,12 +433,9 @@ impl Catalogue {
         direction: Direction,
         stream_id: Option<u32>,
         from: Option<String>,
+        codec: Option<Codec>,
     ) -> MessageStart {
         let memory = self.radios.get(radio);
-        // The codec of messages from the channel is not in the gateway's events.
-        let codec = memory
-            .and_then(|m| m.codec)
-            .filter(|_| direction == Direction::ToChannel);
         MessageStart {
             radio: radio.to_string(),
             channel: memory.and_then(|m| m.channel.clone()),

@@ -6,7 +6,7 @@
 
 use super::{EncodeError, Room, RoomKind, to_bytes};
 use crate::config::CodecConfig;
-use crate::state::{ChannelFeatures, MessageOutcome};
+use crate::state::{ChannelFeatures, DisconnectReason, MessageCodec, MessageOutcome};
 use bytes::Bytes;
 use serde::{Serialize, Serializer};
 
@@ -184,7 +184,7 @@ pub enum Direction {
 }
 
 /// How a message ended, as `MESSAGE_STOP`'s `outcome` (and the metrics' label) says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Sent or played in full.
@@ -202,14 +202,42 @@ pub enum Outcome {
     Inhibited,
 }
 
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Completed,
+        Outcome::Interrupted,
+        Outcome::Refused,
+        Outcome::Dropped,
+        Outcome::TimedOut,
+        Outcome::Inhibited,
+    ];
+
+    /// The name, as `outcome` carries it (and the metrics' label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Refused => "refused",
+            Outcome::Dropped => "dropped",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Inhibited => "inhibited",
+        }
+    }
+}
+
 impl From<MessageOutcome> for Outcome {
     fn from(o: MessageOutcome) -> Self {
         match o {
             MessageOutcome::Completed => Outcome::Completed,
             MessageOutcome::Interrupted => Outcome::Interrupted,
             MessageOutcome::Refused | MessageOutcome::ChannelNotReady => Outcome::Refused,
-            MessageOutcome::Dropped | MessageOutcome::Abandoned => Outcome::Dropped,
+            MessageOutcome::Dropped
+            | MessageOutcome::Abandoned
+            | MessageOutcome::Busy
+            | MessageOutcome::TooOld => Outcome::Dropped,
             MessageOutcome::TimedOut => Outcome::TimedOut,
+            MessageOutcome::Inhibited => Outcome::Inhibited,
         }
     }
 }
@@ -230,6 +258,17 @@ impl From<&CodecConfig> for Codec {
     fn from(c: &CodecConfig) -> Self {
         Codec {
             sample_rate_hz: crate::audio::CODEC_RATE,
+            frame_ms: c.frame_ms,
+            frames_per_packet: c.frames_per_packet,
+        }
+    }
+}
+
+impl From<MessageCodec> for Codec {
+    /// The codec of a message from the channel, from its codec header.
+    fn from(c: MessageCodec) -> Self {
+        Codec {
+            sample_rate_hz: c.sample_rate_hz,
             frame_ms: c.frame_ms,
             frames_per_packet: c.frames_per_packet,
         }
@@ -315,10 +354,35 @@ pub enum EventData {
         /// The server's error code.
         error: String,
     },
-    /// `DISCONNECTED`.
+    /// `DISCONNECTED`, `KICKED`.
     Disconnected {
-        /// Why the connection closed.
-        reason: String,
+        /// Why the connection closed: `kicked`, `server_closed`, `network`, `timeout`,
+        /// `refused`, `held_offline`, `other`.
+        reason: DisconnectReason,
+        /// How, in words.
+        detail: String,
+    },
+    /// `LOCATION`: a location shared on a channel.
+    Location {
+        /// The channel.
+        channel: String,
+        /// The sender.
+        from: String,
+        /// Degrees.
+        latitude: f64,
+        /// Degrees.
+        longitude: f64,
+        /// Meters, when the sender's device gave it.
+        accuracy: Option<f64>,
+        /// The address, when the server resolved one.
+        formatted_address: Option<String>,
+    },
+    /// `TX_INHIBITED`.
+    TxInhibited {
+        /// The radio.
+        radio: String,
+        /// The operator's reason, if they gave one.
+        reason: Option<String>,
     },
     /// `ALARM_OFFLINE`.
     AlarmOffline {
@@ -356,7 +420,7 @@ pub enum EventData {
         text: String,
     },
     /// `CARRIER_UP`, `CARRIER_DOWN`, `PTT_ON`, `DEVICE_BACK`, `PTT_INTERFACE_BACK`,
-    /// `CARRIER_DETECT_BACK`.
+    /// `CARRIER_DETECT_BACK`, `TX_ALLOWED`, `CARRIER_STUCK`, `CARRIER_FLAPPING`.
     Radio {
         /// The radio.
         radio: String,

@@ -2,9 +2,21 @@ use super::bindings::bindings_of;
 use super::event::{Direction, Level, Outcome, rfc3339};
 use super::server::{API_VERSION, HEARTBEAT_INTERVAL_MS};
 use super::*;
-use crate::state::{ChannelFeatures, GatewayEvent, GatewayState, MessageOutcome, Stamped};
+use crate::state::{
+    ChannelFeatures, DisconnectReason, GatewayEvent, GatewayState, MessageCodec, MessageOutcome,
+    Stamped,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
+
+/// The codec header of the Zello apps' messages: 16 kHz, one 60 ms frame a packet.
+fn apps() -> MessageCodec {
+    MessageCodec {
+        sample_rate_hz: 16_000,
+        frame_ms: 60,
+        frames_per_packet: 1,
+    }
+}
 
 /// 2026-01-15T12:01:00Z in unix ms.
 const T0: u64 = 1_768_478_460_000;
@@ -585,6 +597,7 @@ fn a_mirrored_event_is_serialized_once_per_room() {
             radio: radio("vhf1"),
             stream_id: 7,
             from: "dispatcher".into(),
+            codec: apps(),
         },
     );
     let encoded = start.encode().unwrap();
@@ -633,6 +646,7 @@ fn one_incoming_message_gives_start_ptt_on_stop_ptt_off() {
                 radio: radio("vhf1"),
                 stream_id: 7,
                 from: "dispatcher".into(),
+                codec: apps(),
             },
         ),
         (
@@ -654,6 +668,7 @@ fn one_incoming_message_gives_start_ptt_on_stop_ptt_off() {
                 radio: radio("vhf1"),
                 stream_id: 7,
                 from: "dispatcher".into(),
+                outcome: MessageOutcome::Completed,
                 packets: 34,
                 concealed: 1,
                 dropped: 0,
@@ -674,8 +689,8 @@ fn one_incoming_message_gives_start_ptt_on_stop_ptt_off() {
     let radio_only = vec!["radio:vhf1".to_string()];
     let start = json!({
         "radio": "vhf1", "channel": "Dispatch", "direction": "from_channel", "stream_id": 7,
-        "from": "dispatcher", "sample_rate_hz": null, "frame_ms": null,
-        "frames_per_packet": null,
+        "from": "dispatcher", "sample_rate_hz": 16000, "frame_ms": 60,
+        "frames_per_packet": 1,
     });
     let mut stop = start.clone();
     stop.as_object_mut().unwrap().extend(
@@ -782,6 +797,7 @@ fn queued_messages_give_one_ptt_off_after_the_last() {
         radio: radio("vhf1"),
         stream_id,
         from: "a".into(),
+        outcome: MessageOutcome::Completed,
         packets: 10,
         concealed: 0,
         dropped: 0,
@@ -792,6 +808,7 @@ fn queued_messages_give_one_ptt_off_after_the_last() {
         radio: radio("vhf1"),
         stream_id,
         from: "a".into(),
+        codec: apps(),
     };
     let mut last = Vec::new();
     for (at, e) in [
@@ -844,6 +861,7 @@ fn a_message_the_time_out_timer_cut_stops_timed_out() {
             radio: radio("vhf1"),
             stream_id: 7,
             from: "a".into(),
+            codec: apps(),
         },
     );
     f.at(
@@ -864,27 +882,69 @@ fn a_message_the_time_out_timer_cut_stops_timed_out() {
         serde_json::to_value(&time_out.data).unwrap(),
         json!({"radio": "vhf1", "stream_id": 7})
     );
-    let played = |unkeyed_ms| GatewayEvent::Played {
+    let played = |outcome| GatewayEvent::Played {
         radio: radio("vhf1"),
         stream_id: 7,
         from: "a".into(),
+        outcome,
         packets: 3000,
         concealed: 0,
         dropped: 0,
         duration_ms: 180_000,
-        unkeyed_ms,
+        unkeyed_ms: 0,
     };
-    let stop = f.one(180_010, played(0));
+    let stop = f.one(180_010, played(MessageOutcome::TimedOut));
     let EventData::MessageStop(stop) = stop.data else {
         panic!("{stop:?}")
     };
     assert_eq!(stop.outcome, Outcome::TimedOut);
-    // The next message of the same stream id is judged afresh: unkeyed during it.
-    let stop = f.one(190_000, played(300));
+    assert_eq!(stop.start.sample_rate_hz, Some(16_000), "the start's codec");
+    // The outcome is the gateway's: the next message of the same stream id was cut.
+    let stop = f.one(190_000, played(MessageOutcome::Interrupted));
     let EventData::MessageStop(stop) = stop.data else {
         panic!("{stop:?}")
     };
     assert_eq!(stop.outcome, Outcome::Interrupted);
+    assert_eq!(stop.start.sample_rate_hz, None, "its start was not seen");
+}
+
+#[test]
+fn messages_not_played_stop_with_their_outcome() {
+    for (gateway, api) in [
+        (MessageOutcome::Inhibited, "inhibited"),
+        (MessageOutcome::Busy, "dropped"),
+        (MessageOutcome::TooOld, "dropped"),
+    ] {
+        let mut f = Feed::new();
+        let start = f.one(
+            0,
+            GatewayEvent::Incoming {
+                radio: radio("vhf1"),
+                stream_id: 9,
+                from: "a".into(),
+                codec: apps(),
+            },
+        );
+        assert_eq!(start.event, EventType::MessageStart);
+        let stop = f.one(
+            1,
+            GatewayEvent::Played {
+                radio: radio("vhf1"),
+                stream_id: 9,
+                from: "a".into(),
+                outcome: gateway,
+                packets: 0,
+                concealed: 0,
+                dropped: 0,
+                duration_ms: 0,
+                unkeyed_ms: 0,
+            },
+        );
+        assert_eq!(stop.event, EventType::MessageStop);
+        let data = serde_json::to_value(&stop.data).unwrap();
+        assert_eq!(data["outcome"], api);
+        assert_eq!(data["frame_ms"], 60);
+    }
 }
 
 #[test]
@@ -931,13 +991,19 @@ fn channel_statuses_give_online_users_and_offline_changes_only() {
     // A disconnect takes the channels offline, as in the state.
     f.at(5, status(true, 3));
     assert_eq!(
-        summary(&f.at(6, GatewayEvent::Disconnected("Closed".into()))),
+        summary(&f.at(
+            6,
+            GatewayEvent::Disconnected {
+                reason: DisconnectReason::ServerClosed,
+                detail: "closed by the server".into(),
+            }
+        )),
         [
             ("CHANNEL_OFFLINE", room, json!({"channel": "Dispatch"})),
             (
                 "DISCONNECTED",
                 vec!["gateway".to_string()],
-                json!({"reason": "Closed"})
+                json!({"reason": "server_closed", "detail": "closed by the server"})
             ),
         ]
     );
@@ -957,8 +1023,78 @@ fn each_gateway_event_maps_to_its_api_events() {
             vec![("LOGON_REFUSED", gw(), json!({"error": "invalid password"}))],
         ),
         (
-            GatewayEvent::Disconnected("Closed".into()),
-            vec![("DISCONNECTED", gw(), json!({"reason": "Closed"}))],
+            GatewayEvent::Disconnected {
+                reason: DisconnectReason::Network,
+                detail: "connection reset".into(),
+            },
+            vec![(
+                "DISCONNECTED",
+                gw(),
+                json!({"reason": "network", "detail": "connection reset"}),
+            )],
+        ),
+        (
+            GatewayEvent::Disconnected {
+                reason: DisconnectReason::Kicked,
+                detail: "the same account logged on elsewhere".into(),
+            },
+            vec![
+                (
+                    "KICKED",
+                    gw(),
+                    json!({"reason": "kicked", "detail": "the same account logged on elsewhere"}),
+                ),
+                (
+                    "DISCONNECTED",
+                    gw(),
+                    json!({"reason": "kicked", "detail": "the same account logged on elsewhere"}),
+                ),
+            ],
+        ),
+        (
+            GatewayEvent::Location {
+                channel: "Dispatch".into(),
+                from: "dispatcher".into(),
+                latitude: 52.52,
+                longitude: 13.405,
+                accuracy: Some(8.5),
+                formatted_address: None,
+            },
+            vec![(
+                "LOCATION",
+                ch(),
+                json!({"channel": "Dispatch", "from": "dispatcher", "latitude": 52.52,
+                    "longitude": 13.405, "accuracy": 8.5, "formatted_address": null}),
+            )],
+        ),
+        (
+            GatewayEvent::TxInhibited {
+                radio: radio("vhf1"),
+                reason: Some("site work".into()),
+            },
+            vec![(
+                "TX_INHIBITED",
+                r(),
+                json!({"radio": "vhf1", "reason": "site work"}),
+            )],
+        ),
+        (
+            GatewayEvent::TxAllowed {
+                radio: radio("vhf1"),
+            },
+            vec![("TX_ALLOWED", r(), json!({"radio": "vhf1"}))],
+        ),
+        (
+            GatewayEvent::CarrierStuck {
+                radio: radio("vhf1"),
+            },
+            vec![("CARRIER_STUCK", r(), json!({"radio": "vhf1"}))],
+        ),
+        (
+            GatewayEvent::CarrierFlapping {
+                radio: radio("vhf1"),
+            },
+            vec![("CARRIER_FLAPPING", r(), json!({"radio": "vhf1"}))],
         ),
         (
             GatewayEvent::ConnectFailed {
@@ -1199,6 +1335,7 @@ fn a_radio_the_state_does_not_list_gets_no_channel_mirror() {
             radio: radio("uhf"),
             stream_id: 3,
             from: "a".into(),
+            codec: apps(),
         },
     });
     assert_eq!(start[0].rooms, [Room::Radio(radio("uhf"))]);

@@ -3,6 +3,7 @@
 //! task only feeds it inputs, sleeps until its next deadline, and acts.
 
 use super::chatter::{ChangeLog, Say};
+use super::control::{Inhibited, RadioReceiver};
 use super::machine::{Action, DropReason, Input, Machine, Note, Timers};
 use super::message_span;
 use super::ptt_thread::{PttAnswer, PttOp, PttThread};
@@ -11,7 +12,7 @@ use crate::gateway::engine::{EngineCommand, EngineEvent, PacketLevels};
 use crate::gateway::link::{LinkReceiver, LinkSender, TrySendError};
 use crate::radio::RadioError;
 use crate::service::Heartbeat;
-use crate::state::{GatewayEvent, MessageOutcome, StateHub};
+use crate::state::{GatewayEvent, MessageCodec, MessageOutcome, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{
     MAX_HEAD_MS, MessageHead, OutgoingEnd, OutgoingMessage, Sent, SessionEvent, SessionHandle,
@@ -61,6 +62,8 @@ pub(crate) struct Bridge {
     pub engine_rx: LinkReceiver<EngineEvent>,
     pub events: mpsc::Receiver<SessionEvent>,
     pub observer: StateHub,
+    /// The operator's inhibit and unkey requests for this radio.
+    pub controls: RadioReceiver,
     /// Beaten on every turn of the loop and at least every [`BEAT_EVERY`], for systemd's
     /// watchdog (`bridge NAME`); retired when the bridge ends.
     pub heartbeat: Option<Arc<Heartbeat>>,
@@ -77,6 +80,25 @@ struct Incoming {
     ended: bool,
     /// The transmission's unkeyed time found before this message began to play.
     unkeyed_before: std::time::Duration,
+    /// Packets handed to the engine to play.
+    forwarded: u64,
+    /// When the engine began to play it.
+    playing_since: Option<Instant>,
+}
+
+impl Incoming {
+    fn new(from: String, header: CodecHeader) -> Self {
+        Incoming {
+            from,
+            header,
+            packets: VecDeque::new(),
+            dropped: 0,
+            ended: false,
+            unkeyed_before: std::time::Duration::ZERO,
+            forwarded: 0,
+            playing_since: None,
+        }
+    }
 }
 
 /// The message being sent to the channel.
@@ -132,6 +154,8 @@ struct State {
     check_req: Option<u64>,
     /// Unkeyings asked for and not yet answered.
     unkeys: u32,
+    /// The operator's inhibit, as last applied.
+    inhibit: Option<Inhibited>,
 }
 
 /// Whether the engine plays `stream_id` (its packets go straight there), rather than the
@@ -185,7 +209,12 @@ impl Bridge {
             rekey: None,
             check_req: None,
             unkeys: 0,
+            inhibit: None,
         };
+        // An inhibit in force at the start is applied before anything can key.
+        let initial = self.controls.inhibit.borrow_and_update().clone();
+        self.set_inhibit(&mut s, initial).await;
+        let (mut inhibit_open, mut unkey_open) = (true, true);
         let mut idle_beat = tokio::time::interval(BEAT_EVERY);
         idle_beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -218,6 +247,20 @@ impl Bridge {
                     self.read_back(&mut s);
                 }
                 answer = self.ptt.answer() => self.on_ptt(&mut s, answer).await,
+                changed = self.controls.inhibit.changed(), if inhibit_open => match changed {
+                    Ok(()) => {
+                        let inhibit = self.controls.inhibit.borrow_and_update().clone();
+                        self.set_inhibit(&mut s, inhibit).await;
+                    }
+                    Err(_) => inhibit_open = false,
+                },
+                changed = self.controls.unkey.changed(), if unkey_open => match changed {
+                    Ok(()) => {
+                        self.controls.unkey.borrow_and_update();
+                        self.end_transmission(&mut s).await;
+                    }
+                    Err(_) => unkey_open = false,
+                },
                 _ = sleep_until(s.next_ptt_check) => {
                     s.next_ptt_check = Instant::now() + PTT_CHECK_EVERY;
                     if !s.ptt_keyed && s.check_req.is_none() {
@@ -248,6 +291,12 @@ impl Bridge {
         if s.ptt_keyed || s.key_req.is_some() {
             s.watch.unkeyed();
             self.unkey(&mut s);
+        }
+        // Every message from the channel announced ends, here cut by the stop.
+        let mut left: Vec<(u32, Incoming)> = s.incoming.drain().collect();
+        left.sort_by_key(|(id, _)| *id);
+        for (stream_id, inc) in left {
+            self.end_unplayed(stream_id, inc, MessageOutcome::Interrupted);
         }
         // The unkeying asked for (now or just before) is seen through, within a bound: a
         // line that hangs is released by the PTT thread once its call returns.
@@ -341,6 +390,7 @@ impl Bridge {
                         header: inc.header,
                     });
                     let packets: Vec<_> = inc.packets.drain(..).collect();
+                    inc.forwarded += packets.len() as u64;
                     let ended = inc.ended;
                     for (packet_id, data, arrival) in packets {
                         self.engine(EngineCommand::PlayPacket {
@@ -358,11 +408,8 @@ impl Bridge {
                     self.engine(EngineCommand::PlayAbort { stream_id });
                 }
                 Action::DropIncoming { stream_id, reason } => {
-                    let from = s
-                        .incoming
-                        .remove(&stream_id)
-                        .map(|i| i.from)
-                        .unwrap_or_default();
+                    let inc = s.incoming.remove(&stream_id);
+                    let from = inc.as_ref().map(|i| i.from.as_str()).unwrap_or_default();
                     message_span(stream_id).in_scope(|| {
                         warn!(event = "message_not_played", from = %from, reason = ?reason,
                             "zello -> radio: message not played (completely)")
@@ -372,6 +419,9 @@ impl Bridge {
                             radio: self.name.clone(),
                             stream_id,
                         });
+                    }
+                    if let Some(inc) = inc {
+                        self.end_unplayed(stream_id, inc, drop_outcome(reason));
                     }
                 }
                 Action::PlayCourtesyTone => match &self.courtesy_tone {
@@ -404,15 +454,25 @@ impl Bridge {
                     radio: self.name.clone(),
                 });
             }
-            Note::CarrierStuck => warn!(
-                event = "carrier_stuck",
-                "carrier stuck up longer than rx_max_s: message ended, carrier ignored until it drops"
-            ),
+            Note::CarrierStuck => {
+                warn!(
+                    event = "carrier_stuck",
+                    "carrier stuck up longer than rx_max_s: message ended, carrier ignored until it drops"
+                );
+                self.observe(GatewayEvent::CarrierStuck {
+                    radio: self.name.clone(),
+                });
+            }
             Note::CarrierCleared => info!("carrier dropped; receiving again"),
-            Note::Flapping => warn!(
-                event = "carrier_flapping",
-                "carrier flapping (too many short messages): new messages suppressed for a while"
-            ),
+            Note::Flapping => {
+                warn!(
+                    event = "carrier_flapping",
+                    "carrier flapping (too many short messages): new messages suppressed for a while"
+                );
+                self.observe(GatewayEvent::CarrierFlapping {
+                    radio: self.name.clone(),
+                });
+            }
             Note::Queued => {
                 info!("frequency busy: message from the channel queued")
             }
@@ -533,6 +593,9 @@ impl Bridge {
                 s.sending.packets += 1;
             }
             EngineEvent::PlaybackStarted { stream_id } => {
+                if let Some(inc) = s.incoming.get_mut(&stream_id) {
+                    inc.playing_since = Some(Instant::now());
+                }
                 self.observe(GatewayEvent::Playing {
                     radio: self.name.clone(),
                     stream_id,
@@ -544,38 +607,11 @@ impl Bridge {
                 concealed,
                 dropped,
             } => {
-                let inc = s.incoming.remove(&stream_id);
-                let from = inc.as_ref().map(|i| i.from.clone()).unwrap_or_default();
-                // Late, duplicate and flooded packets, in the playout buffer or before it.
-                let dropped = dropped + inc.as_ref().map_or(0, |i| i.dropped);
-                let unkeyed_before = inc
-                    .as_ref()
-                    .map_or(Default::default(), |i| i.unkeyed_before);
-                let packet_ms = inc.map(|i| i.header.packet_ms()).unwrap_or(60) as u64;
-                let unkeyed_ms = s
-                    .watch
-                    .unkeyed_so_far(Instant::now())
-                    .saturating_sub(unkeyed_before)
-                    .as_millis() as u64;
-                message_span(stream_id).in_scope(|| if unkeyed_ms == 0 {
-                    info!(event = "message_from_channel", channel = %self.channel, from = %from,
-                        duration_ms = packets * packet_ms, packets, concealed, dropped,
-                        "zello -> radio: message played");
-                } else {
-                    warn!(event = "message_from_channel", outcome = "interrupted", channel = %self.channel,
-                        from = %from, duration_ms = packets * packet_ms, packets, concealed, dropped, unkeyed_ms,
-                        "zello -> radio: message played, but the transmitter was unkeyed for up to {unkeyed_ms} ms of it");
-                });
-                self.observe(GatewayEvent::Played {
-                    radio: self.name.clone(),
-                    stream_id,
-                    from,
-                    packets,
-                    concealed,
-                    dropped,
-                    duration_ms: packets * packet_ms,
-                    unkeyed_ms,
-                });
+                // A message already ended (cut while its last samples were on the way)
+                // has had its `Played`.
+                if let Some(inc) = s.incoming.remove(&stream_id) {
+                    self.played(s, stream_id, inc, (packets, concealed, dropped));
+                }
                 self.feed(s, Input::PlaybackDrained { stream_id }).await;
             }
             EngineEvent::PcmDrained => self.feed(s, Input::PcmDrained).await,
@@ -665,18 +701,13 @@ impl Bridge {
                     radio: self.name.clone(),
                     stream_id,
                     from: from.clone(),
-                });
-                s.incoming.insert(
-                    stream_id,
-                    Incoming {
-                        from,
-                        header,
-                        packets: VecDeque::new(),
-                        dropped: 0,
-                        ended: false,
-                        unkeyed_before: std::time::Duration::ZERO,
+                    codec: MessageCodec {
+                        sample_rate_hz: header.sample_rate,
+                        frame_ms: header.frame_ms,
+                        frames_per_packet: header.frames_per_packet,
                     },
-                );
+                });
+                s.incoming.insert(stream_id, Incoming::new(from, header));
                 self.feed(s, Input::IncomingStart { stream_id }).await;
             }
             SessionEvent::IncomingAudio {
@@ -686,6 +717,9 @@ impl Bridge {
             } => {
                 let arrival = std::time::Instant::now();
                 if playing_in_engine(s, stream_id) {
+                    if let Some(inc) = s.incoming.get_mut(&stream_id) {
+                        inc.forwarded += 1;
+                    }
                     self.engine(EngineCommand::PlayPacket {
                         stream_id,
                         packet_id,
@@ -710,6 +744,104 @@ impl Bridge {
             }
             _ => {}
         }
+    }
+
+    /// A message from the channel played out: its line and its `Played`, with the engine's
+    /// figures (packets played, concealed, dropped).
+    fn played(&self, s: &State, stream_id: u32, inc: Incoming, figures: (u64, u64, u64)) {
+        let (packets, concealed, dropped) = figures;
+        // Late, duplicate and flooded packets, in the playout buffer or before it.
+        let dropped = dropped + inc.dropped;
+        let packet_ms = u64::from(inc.header.packet_ms());
+        let unkeyed_ms = s
+            .watch
+            .unkeyed_so_far(Instant::now())
+            .saturating_sub(inc.unkeyed_before)
+            .as_millis() as u64;
+        let from = inc.from;
+        message_span(stream_id).in_scope(|| if unkeyed_ms == 0 {
+            info!(event = "message_from_channel", channel = %self.channel, from = %from,
+                duration_ms = packets * packet_ms, packets, concealed, dropped,
+                "zello -> radio: message played");
+        } else {
+            warn!(event = "message_from_channel", outcome = "interrupted", channel = %self.channel,
+                from = %from, duration_ms = packets * packet_ms, packets, concealed, dropped, unkeyed_ms,
+                "zello -> radio: message played, but the transmitter was unkeyed for up to {unkeyed_ms} ms of it");
+        });
+        self.observe(GatewayEvent::Played {
+            radio: self.name.clone(),
+            stream_id,
+            from,
+            outcome: if unkeyed_ms > 0 {
+                MessageOutcome::Interrupted
+            } else {
+                MessageOutcome::Completed
+            },
+            packets,
+            concealed,
+            dropped,
+            duration_ms: packets * packet_ms,
+            unkeyed_ms,
+        });
+    }
+
+    /// A message from the channel that ends without playing out (dropped, or cut on the
+    /// air): its `Played` with `outcome`, the packets handed to the engine, and the time it
+    /// played.
+    fn end_unplayed(&self, stream_id: u32, inc: Incoming, outcome: MessageOutcome) {
+        let duration_ms = inc
+            .playing_since
+            .map_or(0, |t| t.elapsed().as_millis() as u64);
+        self.observe(GatewayEvent::Played {
+            radio: self.name.clone(),
+            stream_id,
+            from: inc.from,
+            outcome,
+            packets: inc.forwarded,
+            concealed: 0,
+            dropped: inc.dropped,
+            duration_ms,
+            unkeyed_ms: 0,
+        });
+    }
+
+    /// Applies the operator's inhibit (`Some`) or allows transmitting again (`None`): the
+    /// event first (unless the state already shows it, as for an inhibit in force at the
+    /// start), then the machine (which cuts what is on the air).
+    async fn set_inhibit(&mut self, s: &mut State, inhibit: Option<Inhibited>) {
+        if s.inhibit == inhibit {
+            return;
+        }
+        s.inhibit = inhibit.clone();
+        super::show_inhibit(&self.observer, &self.name, inhibit.as_ref());
+        match inhibit {
+            Some(i) => {
+                warn!(
+                    event = "tx_inhibited",
+                    reason = i.reason.as_deref().unwrap_or(""),
+                    "transmitting inhibited by the operator: the radio does not key, messages from the channel are dropped"
+                );
+                self.feed(s, Input::Inhibit(true)).await;
+            }
+            None => {
+                info!(
+                    event = "tx_allowed",
+                    "transmitting allowed again by the operator"
+                );
+                self.feed(s, Input::Inhibit(false)).await;
+            }
+        }
+    }
+
+    /// The operator ends the transmission under way.
+    async fn end_transmission(&mut self, s: &mut State) {
+        if s.ptt_keyed || s.m.keyed() {
+            warn!(
+                event = "unkey_requested",
+                "transmission ended by the operator"
+            );
+        }
+        self.feed(s, Input::EndTransmission).await;
     }
 
     fn log_sent(&self, stream_id: Option<u32>, reason: OutgoingEnd, packets: u64, sent: &Sending) {
@@ -742,6 +874,19 @@ impl Bridge {
             rms_dbfs: rms,
             outcome: outcome(reason),
         });
+    }
+}
+
+/// How a message from the channel that was dropped or cut ended.
+fn drop_outcome(reason: DropReason) -> MessageOutcome {
+    match reason {
+        DropReason::Busy => MessageOutcome::Busy,
+        DropReason::TooOld => MessageOutcome::TooOld,
+        DropReason::TimeOut => MessageOutcome::TimedOut,
+        DropReason::Inhibited => MessageOutcome::Inhibited,
+        DropReason::PttFailed | DropReason::DeviceFailed | DropReason::Unkeyed => {
+            MessageOutcome::Interrupted
+        }
     }
 }
 

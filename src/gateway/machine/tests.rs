@@ -525,3 +525,257 @@ impl Model {
         }
     }
 }
+
+#[test]
+fn an_inhibit_cuts_the_message_on_the_air_and_drops_the_queued_ones() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::IncomingStart { stream_id: 7 });
+    c.input(10, Input::IncomingStart { stream_id: 8 });
+    assert_eq!(c.run_until(200), [Action::PlayBegin { stream_id: 7 }]);
+    let a = c.input(1000, Input::Inhibit(true));
+    assert_eq!(
+        a,
+        [
+            Action::PlayAbort { stream_id: 7 },
+            Action::DropIncoming {
+                stream_id: 7,
+                reason: DropReason::Inhibited
+            },
+            Action::Unkey,
+            Action::DropIncoming {
+                stream_id: 8,
+                reason: DropReason::Inhibited
+            },
+        ]
+    );
+    assert!(!c.m.keyed() && c.m.inhibited());
+    assert!(!c.m.is_queued(8));
+    // Inhibiting again changes nothing.
+    assert_eq!(c.input(1100, Input::Inhibit(true)), []);
+    // Messages arriving meanwhile are dropped at once, never queued.
+    assert_eq!(
+        c.input(2000, Input::IncomingStart { stream_id: 9 }),
+        [Action::DropIncoming {
+            stream_id: 9,
+            reason: DropReason::Inhibited
+        }]
+    );
+    assert_eq!(c.run_until(60_000), []);
+    // Allowed again: nothing keys by itself, the next message does.
+    assert_eq!(c.input(60_000, Input::Inhibit(false)), []);
+    assert_eq!(
+        c.input(61_000, Input::IncomingStart { stream_id: 10 }),
+        [Action::Key]
+    );
+}
+
+#[test]
+fn an_inhibit_during_the_key_up_unkeys_before_anything_plays() {
+    let mut c = Clock::new(timers());
+    assert_eq!(
+        c.input(0, Input::IncomingStart { stream_id: 7 }),
+        [Action::Key]
+    );
+    assert_eq!(
+        c.input(100, Input::Inhibit(true)),
+        [
+            Action::DropIncoming {
+                stream_id: 7,
+                reason: DropReason::Inhibited
+            },
+            Action::Unkey
+        ]
+    );
+    assert_eq!(c.run_until(10_000), [], "no PlayBegin after the cut");
+}
+
+#[test]
+fn an_inhibit_during_the_tail_or_tone_unkeys_at_once() {
+    let mut c = Clock::new(Timers {
+        courtesy_tone: true,
+        ..timers()
+    });
+    c.input(0, Input::IncomingStart { stream_id: 7 });
+    c.run_until(200);
+    assert_eq!(
+        c.input(3000, Input::PlaybackDrained { stream_id: 7 }),
+        [Action::PlayCourtesyTone]
+    );
+    assert_eq!(c.input(3010, Input::Inhibit(true)), [Action::Unkey]);
+    assert!(!c.m.keyed());
+}
+
+#[test]
+fn the_radio_still_receives_while_inhibited() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::Inhibit(true));
+    assert_eq!(c.input(1000, Input::CarrierUp), [Action::RxBuffer]);
+    assert_eq!(c.run_until(1250), [Action::RxStart]);
+    assert!(c.m.sending());
+    assert_eq!(c.input(5000, Input::CarrierDown), []);
+    assert_eq!(c.run_until(5400), [Action::RxFinish]);
+    // With the override policy, an inhibited radio does not cut what it receives either.
+    let mut c = Clock::sending(Timers {
+        busy_policy: BusyPolicy::Override,
+        ..timers()
+    });
+    c.input(300, Input::Inhibit(true));
+    let a = c.input(400, Input::IncomingStart { stream_id: 3 });
+    assert_eq!(
+        a,
+        [Action::DropIncoming {
+            stream_id: 3,
+            reason: DropReason::Inhibited
+        }]
+    );
+    assert!(c.m.sending());
+}
+
+#[test]
+fn end_transmission_cuts_the_message_playing_and_the_queue_goes_on() {
+    let mut c = Clock::new(timers());
+    c.input(0, Input::IncomingStart { stream_id: 7 });
+    c.input(10, Input::IncomingStart { stream_id: 8 });
+    c.run_until(200);
+    assert_eq!(
+        c.input(1000, Input::EndTransmission),
+        [
+            Action::PlayAbort { stream_id: 7 },
+            Action::DropIncoming {
+                stream_id: 7,
+                reason: DropReason::Unkeyed
+            },
+            Action::Unkey
+        ]
+    );
+    assert!(!c.m.keyed());
+    // The next one keys after the pause the receiver needs.
+    let a = c.run_until(1300);
+    assert_eq!(a, [Action::Key]);
+    // Nothing on the air: ending the transmission does nothing.
+    let mut c = Clock::new(timers());
+    assert_eq!(c.input(0, Input::EndTransmission), []);
+}
+
+/// A small deterministic generator, so the sequences below are the same on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Any input, with stream ids from a small set so that ends and drains meet their starts.
+fn any_input(r: &mut Lcg, m: &Machine, inhibits: bool) -> Input {
+    let id = r.next(6) as u32;
+    match r.next(if inhibits { 14 } else { 12 }) {
+        0 => Input::CarrierUp,
+        1 => Input::CarrierDown,
+        2 => Input::ChannelReady(r.next(4) > 0),
+        3 => Input::OutgoingLost,
+        4 => Input::LinkLost,
+        5 | 6 => Input::IncomingStart { stream_id: id },
+        7 => Input::IncomingEnd { stream_id: id },
+        8 => Input::PlaybackDrained {
+            stream_id: m.playing().unwrap_or(id),
+        },
+        9 => Input::PcmDrained,
+        10 => match r.next(3) {
+            0 => Input::Device { ok: false },
+            1 => Input::Device { ok: true },
+            _ => Input::PttFailed,
+        },
+        11 => Input::EndTransmission,
+        12 => Input::Inhibit(true),
+        _ => Input::Inhibit(false),
+    }
+}
+
+fn busy_timers(seed: u64) -> Timers {
+    Timers {
+        busy_policy: [BusyPolicy::Queue, BusyPolicy::Drop, BusyPolicy::Override][seed as usize % 3],
+        id_interval: seed.is_multiple_of(2).then_some(Duration::from_secs(60)),
+        courtesy_tone: seed % 4 < 2,
+        rx_min: if seed.is_multiple_of(5) {
+            Duration::ZERO
+        } else {
+            250 * MS
+        },
+        tot: Duration::from_secs(20),
+        ..timers()
+    }
+}
+
+#[test]
+fn no_key_comes_out_while_inhibited_whatever_the_inputs() {
+    for seed in 0..300 {
+        let mut r = Lcg(seed);
+        let mut c = Clock::new(busy_timers(seed));
+        assert_eq!(c.input(0, Input::Inhibit(true)), []);
+        let mut ms = 0;
+        for step in 0..400 {
+            ms += r.next(3000);
+            let input = any_input(&mut r, &c.m, false);
+            let a = c.input(ms, input.clone());
+            assert!(
+                !has(&a, &Action::Key)
+                    && !a.iter().any(|x| matches!(
+                        x,
+                        Action::PlayBegin { .. }
+                            | Action::PlayIdentification
+                            | Action::PlayCourtesyTone
+                    )),
+                "seed {seed} step {step}: {input:?} gave {a:?}"
+            );
+            assert!(!c.m.keyed(), "seed {seed} step {step}");
+        }
+    }
+}
+
+#[test]
+fn keys_only_while_allowed_and_an_inhibit_always_leaves_the_transmitter_unkeyed() {
+    let mut keyed_somewhere = false;
+    let mut received_somewhere = false;
+    for seed in 0..300 {
+        let mut r = Lcg(seed ^ 0x5eed);
+        let mut c = Clock::new(busy_timers(seed));
+        let mut ms = 0;
+        for step in 0..400 {
+            ms += r.next(3000);
+            let input = any_input(&mut r, &c.m, true);
+            let inhibit = matches!(input, Input::Inhibit(true));
+            // Timers first, so the input's own actions are seen apart.
+            let timed = c.run_until(ms);
+            let was = c.m.inhibited();
+            assert!(
+                !(was && has(&timed, &Action::Key)),
+                "seed {seed} step {step}: {timed:?}"
+            );
+            let a = c.m.handle(c.at(ms), input.clone());
+            keyed_somewhere |= has(&a, &Action::Key) || has(&timed, &Action::Key);
+            received_somewhere |= has(&a, &Action::RxStart) || has(&timed, &Action::RxStart);
+            if c.m.inhibited() {
+                assert!(
+                    !has(&a, &Action::Key),
+                    "seed {seed} step {step}: {input:?} gave {a:?}"
+                );
+                assert!(
+                    !c.m.keyed(),
+                    "seed {seed} step {step}: keyed while inhibited"
+                );
+            }
+            if inhibit {
+                assert!(!c.m.keyed() && c.m.playing().is_none());
+            }
+        }
+    }
+    assert!(
+        keyed_somewhere && received_somewhere,
+        "the sequences exercise both sides"
+    );
+}

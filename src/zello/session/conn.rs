@@ -390,7 +390,7 @@ impl SessionTask {
                 link.heard(now);
                 match frame {
                     None => Err(ConnEnd::Closed("the server closed the connection".into())),
-                    Some(Err(e)) => Err(ConnEnd::Closed(e.to_string())),
+                    Some(Err(e)) => Err(ConnEnd::Broken(e.to_string())),
                     Some(Ok(msg)) => on_frame(link, now, msg, acts),
                 }
             }

@@ -5,6 +5,7 @@
 
 use super::images::Images;
 use super::{IncomingEnd, OutgoingEnd, SessionError, SessionEvent, SessionStats};
+use crate::state::DisconnectReason;
 use crate::zello::protocol::{
     ChannelState, ChannelStatus, CodecHeader, Command, ErrorCode, Event, HEADER_LEN, ImageKind,
     Logon, Packet, Reply, ServerMessage, StartStream, StopStream,
@@ -33,7 +34,12 @@ pub(crate) enum ConnEnd {
     },
     Kicked,
     Dead(Duration),
+    /// The server closed the connection (why, in words).
     Closed(String),
+    /// The connection broke: a socket or TLS error.
+    Broken(String),
+    /// No answer to the logon in time.
+    NoLogonReply(Duration),
     /// Asked to go offline ([`super::SessionHandle::set_online`]).
     HeldOffline,
 }
@@ -47,6 +53,36 @@ impl ConnEnd {
                 ConnEnd::Closed(format!("closed by the server: {code} {reason}"))
             }
             None => ConnEnd::Closed("closed by the server".into()),
+        }
+    }
+
+    /// Why the connection ended, as the gateway's state tells it, and how, in words.
+    pub(crate) fn disconnect_reason(&self) -> (DisconnectReason, String) {
+        match self {
+            ConnEnd::Kicked => (
+                DisconnectReason::Kicked,
+                "the same account logged on elsewhere".into(),
+            ),
+            ConnEnd::Closed(why) => (DisconnectReason::ServerClosed, why.clone()),
+            ConnEnd::Broken(why) => (DisconnectReason::Network, why.clone()),
+            ConnEnd::Dead(silent) => (
+                DisconnectReason::Timeout,
+                format!("no frame from the server for {} s", silent.as_secs()),
+            ),
+            ConnEnd::NoLogonReply(after) => (
+                DisconnectReason::Timeout,
+                format!("no logon reply within {} s", after.as_secs()),
+            ),
+            ConnEnd::LogonRefused { code, .. } => {
+                (DisconnectReason::Refused, format!("logon refused: {code}"))
+            }
+            ConnEnd::HeldOffline => (
+                DisconnectReason::HeldOffline,
+                "left Zello on purpose".into(),
+            ),
+            ConnEnd::Shutdown | ConnEnd::ConnectFailed(_) | ConnEnd::Auth(_) => {
+                (DisconnectReason::Other, format!("{self:?}"))
+            }
         }
     }
 }
@@ -274,9 +310,7 @@ impl Link {
         let timeout = self.config.request_timeout;
         match pending {
             Pending::Logon => {
-                return Err(ConnEnd::Closed(format!(
-                    "no logon reply within {timeout:?}"
-                )));
+                return Err(ConnEnd::NoLogonReply(timeout));
             }
             Pending::Start { id } => {
                 self.abandoned_starts.insert(seq);
@@ -717,8 +751,8 @@ impl Link {
             }
         }
         if !shutdown {
-            let reason = format!("{end:?}");
-            acts.push(Action::Emit(SessionEvent::Disconnected { reason }));
+            let (reason, detail) = end.disconnect_reason();
+            acts.push(Action::Emit(SessionEvent::Disconnected { reason, detail }));
         }
     }
 }

@@ -156,7 +156,15 @@ fn no_logon_reply_in_time_closes_the_connection() {
     let mut r = Rig::new();
     assert_eq!(r.link.next_deadline(), r.at(10_000));
     r.timers(9_999).unwrap();
-    assert!(matches!(r.timers(10_000), Err(ConnEnd::Closed(_))));
+    let end = r.timers(10_000).unwrap_err();
+    assert!(matches!(end, ConnEnd::NoLogonReply(_)), "{end:?}");
+    assert_eq!(
+        end.disconnect_reason(),
+        (
+            crate::state::DisconnectReason::Timeout,
+            "no logon reply within 10 s".to_string()
+        )
+    );
 }
 
 #[test]
@@ -406,4 +414,32 @@ fn a_kick_is_told_apart_from_other_closes() {
         ConnEnd::closed_by_server(Some((1000, "bye"))),
         ConnEnd::Closed(r) if r == "closed by the server: 1000 bye"
     ));
+}
+
+#[test]
+fn each_end_of_a_connection_has_its_typed_reason() {
+    use crate::state::DisconnectReason as R;
+    let reason = |end: ConnEnd| end.disconnect_reason().0;
+    assert_eq!(
+        reason(ConnEnd::closed_by_server(Some((CLOSE_KICKED, "")))),
+        R::Kicked
+    );
+    assert_eq!(reason(ConnEnd::closed_by_server(None)), R::ServerClosed);
+    assert_eq!(
+        reason(ConnEnd::Broken("connection reset".into())),
+        R::Network
+    );
+    assert_eq!(reason(ConnEnd::Dead(Duration::from_secs(75))), R::Timeout);
+    assert_eq!(reason(ConnEnd::HeldOffline), R::HeldOffline);
+    assert_eq!(
+        reason(ConnEnd::LogonRefused {
+            code: ErrorCode::NotAuthorized,
+            with_refresh: false
+        }),
+        R::Refused
+    );
+    assert_eq!(
+        ConnEnd::Dead(Duration::from_secs(75)).disconnect_reason().1,
+        "no frame from the server for 75 s"
+    );
 }

@@ -188,9 +188,10 @@ pub enum SessionEvent {
         status: ChannelStatus,
         ready: bool,
     },
-    /// The connection ended; the session reconnects.
+    /// The connection ended; the session reconnects. `detail` says how, in words.
     Disconnected {
-        reason: String,
+        reason: crate::state::DisconnectReason,
+        detail: String,
     },
     /// The server could not be reached (no network, refused, TLS); the session tries again
     /// after `retry_in`.

@@ -131,8 +131,9 @@ impl Retry {
                 );
                 wait(d)
             }
-            ConnEnd::Closed(reason) => {
+            ConnEnd::Closed(_) | ConnEnd::Broken(_) | ConnEnd::NoLogonReply(_) => {
                 let d = self.backoff.next_delay(jitter());
+                let (_, reason) = end.disconnect_reason();
                 info!(event = "disconnected", reason = %reason, retry_in_s = secs(d), "connection closed; reconnecting");
                 wait(d)
             }
