@@ -34,8 +34,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/bindings", get(bindings))
         .route("/api/v1/sockets", get(sockets))
         .route("/api/v1/sockets/{id}", get(socket))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/ws", get(super::server::websocket))
         .route("/api/ws", get(super::server::websocket))
+        .merge(super::control::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
@@ -293,11 +295,99 @@ async fn socket(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response
     }
 }
 
-/// `GET /api/v1/history` query.
+/// How many messages `GET /api/v1/history` lists unless `limit` says otherwise.
+pub const HISTORY_DEFAULT: usize = 20;
+
+/// `GET /api/v1/history`'s query: `room=radio:NAME` (every radio when left out) and
+/// `limit` (at most what the state keeps per radio).
 #[derive(Debug, Deserialize)]
-pub struct HistoryQuery {
-    pub room: Option<String>,
-    pub limit: Option<usize>,
+struct HistoryQuery {
+    room: Option<String>,
+    limit: Option<String>,
+}
+
+/// One message of the history, newest first.
+#[derive(Debug, Serialize)]
+struct HistoryEntry<'a> {
+    radio: &'a str,
+    direction: crate::state::Direction,
+    /// Who talked (messages from the channel).
+    from: Option<&'a str>,
+    channel: Option<&'a str>,
+    stream_id: Option<u32>,
+    start: String,
+    started_ms: u64,
+    ended_ms: u64,
+    duration_ms: u64,
+    packets: u64,
+    concealed: u64,
+    dropped: u64,
+    peak_dbfs: Option<f32>,
+    rms_dbfs: Option<f32>,
+    outcome: Option<super::protocol::event::Outcome>,
+}
+
+async fn history(
+    State(api): State<Arc<Api>>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    let state = api.feed.hub().snapshot();
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => HISTORY_DEFAULT,
+        Some(Ok(n)) => n.min(crate::state::HISTORY_LEN),
+        Some(Err(_)) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("limit must be a whole number (at most {})", crate::state::HISTORY_LEN),
+            );
+        }
+    };
+    let radios: Vec<&String> = match query.room.as_deref() {
+        None => state.radios.keys().collect(),
+        Some(room) => match room.strip_prefix("radio:") {
+            Some(name) if state.radio(name).is_some() => {
+                state.radios.keys().filter(|n| *n == name).collect()
+            }
+            Some(_) => return unknown_radio(&state),
+            None => {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "room must be a radio's room, like room=radio:vhf1",
+                );
+            }
+        },
+    };
+    let mut entries: Vec<HistoryEntry> = radios
+        .into_iter()
+        .filter_map(|name| state.radio(name).map(|r| (name, r)))
+        .flat_map(|(name, r)| {
+            r.history().iter().map(move |m| {
+                let from_channel = m.direction == crate::state::Direction::FromChannel;
+                HistoryEntry {
+                    radio: name,
+                    direction: m.direction,
+                    from: if from_channel { m.peer.as_deref() } else { None },
+                    channel: m.channel.as_deref(),
+                    stream_id: m.stream_id,
+                    start: super::protocol::event::rfc3339(m.started_ms),
+                    started_ms: m.started_ms,
+                    ended_ms: m.ended_ms,
+                    duration_ms: m.duration_ms,
+                    packets: m.packets,
+                    concealed: m.concealed,
+                    dropped: m.dropped,
+                    peak_dbfs: m.peak_dbfs,
+                    rms_dbfs: m.rms_dbfs,
+                    outcome: m.outcome.map(Into::into),
+                }
+            })
+        })
+        .collect();
+    entries.sort_by(|a, b| b.ended_ms.cmp(&a.ended_ms));
+    entries.truncate(limit);
+    success(entries)
 }
 
 async fn not_found() -> Response {

@@ -3,6 +3,7 @@
 //!
 //! - [`server`]: the listener, each connection, the WebSocket handshake;
 //! - [`http`]: the REST endpoints and their JSON answers;
+//! - [`control`]: the control endpoints (TX inhibit, unkey);
 //! - [`ws`]: one WebSocket session;
 //! - [`feed`]: the gateway's events serialized once, kept for resumes, handed to sessions;
 //! - [`sockets`]: the open sessions, as `GET /api/v1/sockets` lists them;
@@ -12,6 +13,7 @@
 //! - [`protocol`]: the WebSocket protocol and event catalogue as pure types;
 //! - [`service`]: the API as the daemon starts it.
 
+pub mod control;
 pub mod feed;
 pub mod guard;
 pub mod http;

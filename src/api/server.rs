@@ -60,6 +60,8 @@ pub struct Api {
     pub guard: Arc<Guard>,
     pub sockets: Arc<Sockets>,
     pub ws: Arc<ws::Context>,
+    /// TX inhibit and unkey, when the gateway offers them.
+    pub control: Option<crate::gateway::Controls>,
     pub shutdown: CancellationToken,
 }
 
@@ -71,6 +73,8 @@ pub struct Setup {
     pub catalogue: Catalogue,
     /// Each radio's level meter.
     pub levels: LevelTap,
+    /// TX inhibit and unkey, when the gateway offers them.
+    pub control: Option<crate::gateway::Controls>,
     /// The WebSocket timings (the defaults but in tests).
     pub timings: Timings,
 }
@@ -112,6 +116,7 @@ pub async fn start(
         feed,
         guard,
         sockets: Arc::new(Sockets::default()),
+        control: setup.control,
         shutdown: shutdown.clone(),
     });
     info!(

@@ -8,6 +8,7 @@ use super::protocol::{Catalogue, Codec};
 use super::server::{ApiError, Setup, start};
 use super::ws::Timings;
 use crate::config::{ApiTokens, Config};
+use crate::gateway::Controls;
 use crate::net::Backoff;
 use crate::state::{StateHub, unix_ms};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What the API serves beyond the state, built once from the configuration.
-pub fn setup(config: &Config, levels: LevelTap) -> Setup {
+pub fn setup(config: &Config, levels: LevelTap, control: Option<Controls>) -> Setup {
     let metrics = Metrics::new(
         config
             .radios
@@ -42,6 +43,7 @@ pub fn setup(config: &Config, levels: LevelTap) -> Setup {
         metrics: Arc::new(metrics),
         catalogue,
         levels,
+        control,
         timings: Timings::default(),
     }
 }
@@ -55,6 +57,7 @@ pub async fn spawn(
     tokens: ApiTokens,
     hub: StateHub,
     levels: LevelTap,
+    control: Option<Controls>,
     shutdown: CancellationToken,
 ) -> Option<std::net::SocketAddr> {
     if !config.api.enabled {
@@ -66,7 +69,7 @@ pub async fn spawn(
         &api,
         &tokens,
         hub.clone(),
-        setup(config, levels.clone()),
+        setup(config, levels.clone(), control.clone()),
         shutdown.clone(),
     )
     .await;
@@ -85,7 +88,7 @@ pub async fn spawn(
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            let setup = setup(&config, levels.clone());
+            let setup = setup(&config, levels.clone(), control.clone());
             match start(&api, &tokens, hub.clone(), setup, shutdown.clone()).await {
                 Ok(running) => {
                     info!(address = %running.addr, "status API started after all");

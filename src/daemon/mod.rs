@@ -118,12 +118,14 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             .iter()
             .map(|r| (r.name.clone(), r.channel.clone())),
     ));
+    let controls = controls_for(&config);
     // Before the gateway starts, so the API and its metrics see every event.
     crate::api::service::spawn(
         &config,
         config.api_tokens()?,
         hub.clone(),
         Default::default(),
+        Some(controls.clone()),
         shutdown.clone(),
     )
     .await;
@@ -140,7 +142,6 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         Reloader::new(config_path.to_path_buf(), running).with_alarms(alarms_tx),
     );
     let supervisor = tokio::spawn(supervisor.run(hub.watch(), hup, shutdown.clone()));
-    let controls = controls_for(&config);
     let gateway = gateway::run_with(
         session,
         radios,

@@ -66,6 +66,7 @@ pub async fn api_on(
         metrics: std::sync::Arc::new(Metrics::new([(RADIO, CHANNEL)], 1_700_000_000_000)),
         catalogue: Catalogue::new(&hub.snapshot()).with_codec(RADIO, codec),
         levels: LevelTap::default(),
+        control: None,
         timings,
     };
     start(&config, tokens, hub.clone(), setup, shutdown.clone())
