@@ -34,6 +34,8 @@ fn carrier(up: bool) -> EngineEvent {
 
 const CH: &str = "Dispatch";
 const MS: Duration = Duration::from_millis(1);
+/// Half of full scale: -6.02 dBFS.
+const HALF_SCALE: i16 = 16_384;
 
 struct Rig {
     sim: SimHandle,
@@ -324,7 +326,8 @@ impl Rig {
         self.talk(packets);
     }
 
-    /// Plays the engine for a message being played: reports it drained once it has ended.
+    /// Plays the engine for a message being played: reports it drained once it has ended,
+    /// at a level of -6 dBFS peak and RMS ([`HALF_SCALE`]).
     async fn drain_playback(&mut self) -> u64 {
         let mut packets = 0;
         loop {
@@ -337,6 +340,7 @@ impl Rig {
                             packets,
                             concealed: 0,
                             dropped: 0,
+                            levels: PacketLevels::measure(&[HALF_SCALE; 960]),
                         })
                         .await
                         .unwrap();
@@ -423,6 +427,11 @@ async fn a_message_from_the_channel_keys_waits_plays_tails_and_unkeys() {
         played.outcome,
         Some(crate::state::MessageOutcome::Completed)
     );
+    // The engine's levels of the message reach the state (and so MESSAGE_STOP).
+    let half = 20.0 * (f32::from(HALF_SCALE) / 32768.0).log10();
+    for level in [played.peak_dbfs, played.rms_dbfs] {
+        assert!(level.is_some_and(|l| (l - half).abs() < 0.01), "{played:?}");
+    }
     assert_eq!(r.stop().await.key_count(), 1);
 }
 
@@ -1041,6 +1050,7 @@ async fn playback_waits_for_a_slow_keying_and_keeps_its_packets() {
             packets: 10,
             concealed: 0,
             dropped: 0,
+            levels: PacketLevels::default(),
         })
         .await
         .unwrap();

@@ -107,6 +107,10 @@ pub enum GatewayEvent {
         /// 0: it stayed keyed, or its state cannot be read back): the message was
         /// interrupted, not played in full.
         unkeyed_ms: u64,
+        /// Levels of the message as it went to the transmitter, in dBFS (-96 for silence
+        /// or nothing played; never infinite or NaN).
+        peak_dbfs: f32,
+        rms_dbfs: f32,
     },
     PttOff {
         radio: String,

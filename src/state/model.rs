@@ -145,7 +145,8 @@ pub struct Message {
     pub concealed: u64,
     pub dropped: u64,
     pub duration_ms: u64,
-    /// Levels of the audio sent (messages to the channel only).
+    /// Levels of the message's audio: as sent (to the channel) or as played to the
+    /// transmitter (from the channel).
     pub peak_dbfs: Option<f32>,
     pub rms_dbfs: Option<f32>,
     pub outcome: Option<MessageOutcome>,
@@ -354,6 +355,8 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
             dropped,
             duration_ms,
             unkeyed_ms,
+            peak_dbfs,
+            rms_dbfs,
             ..
         } => {
             let outcome = if r.timed_out == Some(*stream_id) {
@@ -372,8 +375,8 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
                 concealed: *concealed,
                 dropped: *dropped,
                 duration_ms: *duration_ms,
-                peak_dbfs: None,
-                rms_dbfs: None,
+                peak_dbfs: Some(*peak_dbfs),
+                rms_dbfs: Some(*rms_dbfs),
                 outcome: Some(outcome),
             });
             if r.incoming.as_ref().and_then(|i| i.stream_id) == Some(*stream_id) {

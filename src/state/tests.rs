@@ -208,6 +208,8 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
             dropped: 1,
             duration_ms: 3000,
             unkeyed_ms: 0,
+            peak_dbfs: -4.0,
+            rms_dbfs: -19.5,
         },
         T + 3300,
     );
@@ -224,8 +226,8 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
             concealed: 2,
             dropped: 1,
             duration_ms: 3000,
-            peak_dbfs: None,
-            rms_dbfs: None,
+            peak_dbfs: Some(-4.0),
+            rms_dbfs: Some(-19.5),
             outcome: Some(MessageOutcome::Completed),
         })
     );
@@ -381,6 +383,8 @@ fn kerchunks_time_outs_and_interrupted_messages_are_counted() {
                 dropped: 0,
                 duration_ms: 600,
                 unkeyed_ms: 0,
+                peak_dbfs: -96.0,
+                rms_dbfs: -96.0,
             },
         ],
     );
@@ -405,6 +409,8 @@ fn kerchunks_time_outs_and_interrupted_messages_are_counted() {
             dropped: 0,
             duration_ms: 600,
             unkeyed_ms: 240,
+            peak_dbfs: -3.0,
+            rms_dbfs: -15.0,
         }],
     );
     let r = s.radio("vhf1").unwrap();

@@ -279,6 +279,8 @@ impl Catalogue {
                 dropped,
                 duration_ms,
                 unkeyed_ms,
+                peak_dbfs,
+                rms_dbfs,
             } => {
                 let memory = self.radios.entry(radio.clone()).or_default();
                 let outcome = if memory.timed_out == Some(*stream_id) {
@@ -300,8 +302,8 @@ impl Catalogue {
                     concealed: *concealed,
                     dropped: *dropped,
                     duration_ms: *duration_ms,
-                    peak_dbfs: None,
-                    rms_dbfs: None,
+                    peak_dbfs: Some(*peak_dbfs),
+                    rms_dbfs: Some(*rms_dbfs),
                     outcome,
                 };
                 emit(

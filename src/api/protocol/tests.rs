@@ -659,6 +659,8 @@ fn one_incoming_message_gives_start_ptt_on_stop_ptt_off() {
                 dropped: 0,
                 duration_ms: 2040,
                 unkeyed_ms: 0,
+                peak_dbfs: -6.5,
+                rms_dbfs: -20.25,
             },
         ),
         (
@@ -681,7 +683,7 @@ fn one_incoming_message_gives_start_ptt_on_stop_ptt_off() {
     stop.as_object_mut().unwrap().extend(
         json!({
             "packets": 34, "concealed": 1, "dropped": 0, "duration_ms": 2040,
-            "peak_dbfs": null, "rms_dbfs": null, "outcome": "completed",
+            "peak_dbfs": -6.5, "rms_dbfs": -20.25, "outcome": "completed",
         })
         .as_object()
         .unwrap()
@@ -787,6 +789,8 @@ fn queued_messages_give_one_ptt_off_after_the_last() {
         dropped: 0,
         duration_ms: 600,
         unkeyed_ms: 0,
+        peak_dbfs: -10.0,
+        rms_dbfs: -25.0,
     };
     let incoming = |stream_id| GatewayEvent::Incoming {
         radio: radio("vhf1"),
@@ -873,6 +877,8 @@ fn a_message_the_time_out_timer_cut_stops_timed_out() {
         dropped: 0,
         duration_ms: 180_000,
         unkeyed_ms,
+        peak_dbfs: -10.0,
+        rms_dbfs: -25.0,
     };
     let stop = f.one(180_010, played(0));
     let EventData::MessageStop(stop) = stop.data else {
@@ -1210,10 +1216,15 @@ fn a_radio_the_state_does_not_list_gets_no_channel_mirror() {
 
 #[test]
 fn a_level_goes_to_the_levels_room() {
+    use crate::audio::meter::MeterDirection;
+    assert_eq!(
+        Direction::from(MeterDirection::Transmit),
+        Direction::FromChannel
+    );
     let level = ApiEvent::level(
         Level {
             radio: radio("vhf1"),
-            direction: Direction::ToChannel,
+            direction: MeterDirection::Receive.into(),
             rms_dbfs: -48.5,
             peak_dbfs: -40.0,
         },

@@ -543,6 +543,7 @@ impl Bridge {
                 packets,
                 concealed,
                 dropped,
+                levels,
             } => {
                 let inc = s.incoming.remove(&stream_id);
                 let from = inc.as_ref().map(|i| i.from.clone()).unwrap_or_default();
@@ -557,13 +558,16 @@ impl Bridge {
                     .unkeyed_so_far(Instant::now())
                     .saturating_sub(unkeyed_before)
                     .as_millis() as u64;
+                let (peak, rms) = (levels.peak_dbfs(), levels.rms_dbfs());
                 message_span(stream_id).in_scope(|| if unkeyed_ms == 0 {
                     info!(event = "message_from_channel", channel = %self.channel, from = %from,
                         duration_ms = packets * packet_ms, packets, concealed, dropped,
+                        peak_dbfs = format_args!("{peak:.1}"), rms_dbfs = format_args!("{rms:.1}"), clips = levels.clips,
                         "zello -> radio: message played");
                 } else {
                     warn!(event = "message_from_channel", outcome = "interrupted", channel = %self.channel,
                         from = %from, duration_ms = packets * packet_ms, packets, concealed, dropped, unkeyed_ms,
+                        peak_dbfs = format_args!("{peak:.1}"), rms_dbfs = format_args!("{rms:.1}"), clips = levels.clips,
                         "zello -> radio: message played, but the transmitter was unkeyed for up to {unkeyed_ms} ms of it");
                 });
                 self.observe(GatewayEvent::Played {
@@ -575,6 +579,8 @@ impl Bridge {
                     dropped,
                     duration_ms: packets * packet_ms,
                     unkeyed_ms,
+                    peak_dbfs: peak,
+                    rms_dbfs: rms,
                 });
                 self.feed(s, Input::PlaybackDrained { stream_id }).await;
             }
