@@ -11,6 +11,7 @@ mod chatter;
 pub mod engine;
 pub mod link;
 pub mod machine;
+pub mod meters;
 pub mod ptt_thread;
 pub mod ptt_watch;
 
@@ -23,6 +24,7 @@ use crate::state::{ChannelFeatures, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
 use engine::Engine;
+pub use meters::Meters;
 use ptt_thread::PttThread;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -245,6 +247,9 @@ pub struct RunOptions {
     /// Radios waiting for their hardware; each gets a codec thread of its own once it
     /// starts, whatever [`RunOptions::drive`] says.
     pub waiting: Vec<WaitingRadio>,
+    /// Where each radio's codec engine writes its live levels (`meters.meter(NAME)`); keep
+    /// a clone to read them. Default: a registry of its own that nobody reads.
+    pub meters: Meters,
 }
 
 impl Default for RunOptions {
@@ -254,6 +259,7 @@ impl Default for RunOptions {
             liveness: Liveness::new(),
             on_session: None,
             waiting: Vec::new(),
+            meters: Meters::new(),
         }
     }
 }
@@ -315,6 +321,7 @@ struct Shared {
     liveness: Liveness,
     engines_stop: CancellationToken,
     shutdown: CancellationToken,
+    meters: Meters,
 }
 
 impl Shared {
@@ -340,7 +347,8 @@ impl Shared {
             .map_err(|e| GatewayError::Settings {
                 radio: r.name.clone(),
                 message: e.to_string(),
-            })?;
+            })?
+            .with_meter(self.meters.meter(&r.name));
         let (ptt, first) = PttThread::spawn(r.ptt, &r.name, radio_span(&r.name))
             .map_err(|e| radio_err(format!("cannot start the PTT thread: {e}")))?;
         let first = FirstUnkey {
@@ -514,6 +522,7 @@ pub async fn run_with(
         liveness,
         on_session,
         waiting,
+        meters,
     } = options;
     // The caller's shutdown, or a radio's settings that no device can fix.
     let stop = shutdown.child_token();
@@ -530,6 +539,7 @@ pub async fn run_with(
         liveness: liveness.clone(),
         engines_stop: CancellationToken::new(),
         shutdown: stop.clone(),
+        meters,
     };
     let mut routes: Vec<(String, mpsc::Sender<SessionEvent>)> = Vec::new();
     let mut bridges = Vec::new();

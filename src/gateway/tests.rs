@@ -1056,3 +1056,66 @@ async fn playback_waits_for_a_slow_keying_and_keeps_its_packets() {
         .unwrap();
     r.stop().await;
 }
+
+/// Each radio's codec engine writes its live levels to the registry the caller gave, under
+/// the radio's name: a reader that asked before the radio started watches the same meter.
+#[tokio::test]
+async fn each_radio_writes_its_levels_to_the_callers_meters() {
+    use crate::audio::NullOutput;
+    use crate::audio::file::FileInput;
+    use crate::audio::meter::MeterDirection;
+    use crate::radio::sim::FlagCarrier;
+    let sim = sim().await;
+    let meters = super::Meters::new();
+    // An installer watches before the radio is there; the squelch stays closed.
+    let watching = meters.meter("vhf1").want();
+    let radio = super::RadioParts::new(
+        "vhf1",
+        CH,
+        Box::new(FileInput::from_samples(
+            crate::audio::speech::tone(crate::audio::CODEC_RATE, 1000.0, 1.0, -20.0),
+            crate::audio::CODEC_RATE,
+        )),
+        Box::new(NullOutput),
+        Box::new(FlagCarrier::fixed(false)),
+        Box::new(SimPtt::new()),
+    );
+    let (observer, _watch) = crate::state::StateHub::channel(64);
+    let stop = CancellationToken::new();
+    let (to, from) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(super::run_with(
+        cfg(&sim, "gateway1"),
+        vec![radio],
+        stop.clone(),
+        observer,
+        super::RunOptions {
+            drive: super::EngineDrive::Caller(to),
+            meters: meters.clone(),
+            ..Default::default()
+        },
+    ));
+    let mut driven = tokio::time::timeout(Duration::from_secs(10), from)
+        .await
+        .expect("the radio starts")
+        .expect("engines handed over");
+    let engine = &mut driven.engines[0];
+    assert!(Arc::ptr_eq(&engine.meter(), watching.meter()));
+    engine.tick();
+    engine.tick();
+    let reading = meters.get("vhf1").unwrap().read(MeterDirection::Receive);
+    assert_eq!(reading.frames, 2);
+    assert!(!reading.open);
+    assert!((reading.peak_dbfs + 20.0).abs() < 0.1, "{reading:?}");
+    assert_eq!(meters.names(), ["vhf1"]);
+    stop.cancel();
+    // The caller ticks until the gateway has stopped.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !task.is_finished() {
+            engine.tick();
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the gateway stops");
+    task.await.unwrap().unwrap();
+}
