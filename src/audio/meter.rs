@@ -143,6 +143,9 @@ struct DirectionMeter {
     detector: AtomicU32,
     open: AtomicBool,
     clips: AtomicU64,
+    /// The largest sample magnitude plus one since the last [`LiveMeter::take_peak`]; 0:
+    /// no frame since.
+    peak_hold: AtomicU32,
 }
 
 /// Tries a reader makes for a reading that no write overlapped, before it takes the last one.
@@ -166,6 +169,21 @@ impl DirectionMeter {
                 .fetch_add(u64::from(levels.clips), Ordering::Relaxed);
         }
         self.seq.store(s.wrapping_add(2), Ordering::Release);
+        self.peak_hold
+            .fetch_max(u32::from(levels.peak) + 1, Ordering::Relaxed);
+    }
+
+    fn take_peak(&self) -> Option<f32> {
+        match self.peak_hold.swap(0, Ordering::Relaxed) {
+            0 => None,
+            held => Some(
+                Levels {
+                    peak: u16::try_from(held - 1).unwrap_or(u16::MAX),
+                    ..Levels::default()
+                }
+                .peak_dbfs(),
+            ),
+        }
     }
 
     fn read(&self) -> LevelReading {
@@ -244,6 +262,13 @@ impl LiveMeter {
     /// The latest levels of `direction`.
     pub fn read(&self, direction: MeterDirection) -> LevelReading {
         self.side(direction).read()
+    }
+
+    /// The highest peak of `direction`'s frames measured since the last call, in dBFS;
+    /// `None` if none was. For one sampler (the API's, at a few hertz): a meter that shows
+    /// the latest frame at 5 Hz misses most frames, this misses no peak between samples.
+    pub fn take_peak(&self, direction: MeterDirection) -> Option<f32> {
+        self.side(direction).take_peak()
     }
 
     fn side(&self, direction: MeterDirection) -> &DirectionMeter {
@@ -418,6 +443,29 @@ mod tests {
         assert_eq!(r.detector_dbfs, None);
         assert_eq!(r.frames, 2);
         assert_eq!(meter.read(MeterDirection::Transmit).frames, 1);
+    }
+
+    #[test]
+    fn the_peak_since_the_last_sample_is_held() {
+        let meter = LiveMeter::new();
+        let rx = MeterDirection::Receive;
+        assert_eq!(meter.take_peak(rx), None, "nothing measured yet");
+        meter.record(rx, &Levels::measure(&[16_384]), true, None);
+        meter.record(rx, &Levels::measure(&[i16::MIN]), true, None);
+        meter.record(rx, &Levels::measure(&[100]), true, None);
+        assert!(
+            meter.read(rx).peak_dbfs < -40.0,
+            "the latest frame is quiet"
+        );
+        assert_eq!(
+            meter.take_peak(rx),
+            Some(0.0),
+            "the loud one between samples"
+        );
+        assert_eq!(meter.take_peak(rx), None, "taken");
+        meter.record(rx, &Levels::default(), false, None);
+        assert_eq!(meter.take_peak(rx), Some(SILENCE_DBFS));
+        assert_eq!(meter.take_peak(MeterDirection::Transmit), None);
     }
 
     #[test]
