@@ -183,7 +183,12 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
         unreachable!()
     };
     assert_eq!(from, "echo");
-    let GatewayEvent::Played { packets, .. } = wait_for(&mut watch, 10 * S, |e| {
+    let GatewayEvent::Played {
+        packets,
+        peak_dbfs,
+        rms_dbfs,
+        ..
+    } = wait_for(&mut watch, 10 * S, |e| {
         matches!(e, GatewayEvent::Played { .. })
     })
     .await
@@ -198,6 +203,15 @@ carrier = {{ type = "schedule", on = [[0.5, 1.7]] }}
     gw.stop().await;
     let tx = wav::read_wav_mono(&dir.join("tx.wav"), CODEC_RATE).unwrap();
     assert_eq!(tx.len(), 27 * 960);
+    // The played message's levels are those of what the transmitter got.
+    let played = zello_gateway::audio::meter::Levels::measure(&tx);
+    let (peak_dbfs, rms_dbfs) = (peak_dbfs.unwrap(), rms_dbfs.unwrap());
+    assert!((peak_dbfs - played.peak_dbfs()).abs() < 0.01, "{peak_dbfs}");
+    assert!((rms_dbfs - played.rms_dbfs()).abs() < 0.01, "{rms_dbfs}");
+    assert!(
+        peak_dbfs > -30.0 && rms_dbfs < peak_dbfs,
+        "{peak_dbfs} {rms_dbfs}"
+    );
     // The echoed audio resembles what the radio heard (same level within a few dB).
     let heard = zello_gateway::audio::level::rms_dbfs(&clip[8000..8000 + 19200]);
     let back = zello_gateway::audio::level::rms_dbfs(&tx[..19200]);

@@ -45,9 +45,7 @@ fn read_request(body: &[u8]) -> Result<InhibitRequest, String> {
         return Err(format!("the body is over {MAX_BODY} bytes"));
     }
     serde_json::from_slice::<InhibitRequest>(body).map_err(|e| {
-        format!(
-            "send {{\"inhibit\": true, \"reason\": \"...\"}} or {{\"inhibit\": false}} ({e})"
-        )
+        format!("send {{\"inhibit\": true, \"reason\": \"...\"}} or {{\"inhibit\": false}} ({e})")
     })
 }
 
@@ -74,9 +72,7 @@ fn controls(api: &Api) -> Result<Controls, Response> {
 
 fn answer(radio: &str, e: ControlError) -> Response {
     match e {
-        ControlError::UnknownRadio(_) => {
-            failure(StatusCode::NOT_FOUND, "unknown_radio", e)
-        }
+        ControlError::UnknownRadio(_) => failure(StatusCode::NOT_FOUND, "unknown_radio", e),
         ControlError::NotRunning(_) => failure(StatusCode::CONFLICT, "radio_not_running", e),
         ControlError::Persist { .. } => {
             error!(radio, error = %e, "TX inhibit changed but not kept");
@@ -142,13 +138,29 @@ mod tests {
         assert!(r.inhibit);
         assert_eq!(r.reason.as_deref(), Some("repeater work"));
         assert!(!read_request(br#"{"inhibit": false}"#).unwrap().inhibit);
-        for bad in [&b"{}"[..], b"not json", br#"{"inhibit": "yes"}"#, br#"{"inhibit": true, "reasn": "x"}"#, b""] {
+        for bad in [
+            &b"{}"[..],
+            b"not json",
+            br#"{"inhibit": "yes"}"#,
+            br#"{"inhibit": true, "reasn": "x"}"#,
+            b"",
+        ] {
             let e = read_request(bad).unwrap_err();
             assert!(e.contains(r#"{"inhibit": true"#), "{e}");
         }
-        assert!(read_request(&vec![b' '; MAX_BODY + 1]).unwrap_err().contains("over 4096"));
-        assert_eq!(clean_reason(Some("  a\nb\tc ".into())).as_deref(), Some("a b c"));
+        assert!(
+            read_request(&vec![b' '; MAX_BODY + 1])
+                .unwrap_err()
+                .contains("over 4096")
+        );
+        assert_eq!(
+            clean_reason(Some("  a\nb\tc ".into())).as_deref(),
+            Some("a b c")
+        );
         assert_eq!(clean_reason(Some("   ".into())), None);
-        assert_eq!(clean_reason(Some("x".repeat(500))).unwrap().chars().count(), MAX_REASON_CHARS);
+        assert_eq!(
+            clean_reason(Some("x".repeat(500))).unwrap().chars().count(),
+            MAX_REASON_CHARS
+        );
     }
 }

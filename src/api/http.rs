@@ -327,10 +327,7 @@ struct HistoryEntry<'a> {
     outcome: Option<super::protocol::event::Outcome>,
 }
 
-async fn history(
-    State(api): State<Arc<Api>>,
-    Query(query): Query<HistoryQuery>,
-) -> Response {
+async fn history(State(api): State<Arc<Api>>, Query(query): Query<HistoryQuery>) -> Response {
     let state = api.feed.hub().snapshot();
     let limit = match query.limit.as_deref().map(str::parse::<usize>) {
         None => HISTORY_DEFAULT,
@@ -339,7 +336,10 @@ async fn history(
             return failure(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                format!("limit must be a whole number (at most {})", crate::state::HISTORY_LEN),
+                format!(
+                    "limit must be a whole number (at most {})",
+                    crate::state::HISTORY_LEN
+                ),
             );
         }
     };
@@ -368,7 +368,11 @@ async fn history(
                 HistoryEntry {
                     radio: name,
                     direction: m.direction,
-                    from: if from_channel { m.peer.as_deref() } else { None },
+                    from: if from_channel {
+                        m.peer.as_deref()
+                    } else {
+                        None
+                    },
                     channel: m.channel.as_deref(),
                     stream_id: m.stream_id,
                     start: super::protocol::event::rfc3339(m.started_ms),

@@ -392,12 +392,12 @@ impl Metrics {
         );
         r.register(
             "last_message_peak_dbfs",
-            "Peak level of the last message sent to the channel (NaN: none yet)",
+            "Peak level of the radio's last message each way, in dBFS (NaN: none yet)",
             m.last_peak.clone(),
         );
         r.register(
             "last_message_rms_dbfs",
-            "RMS level of the last message sent to the channel (NaN: none yet)",
+            "RMS level of the radio's last message each way, in dBFS (NaN: none yet)",
             m.last_rms.clone(),
         );
         r.register(
@@ -467,13 +467,15 @@ impl Metrics {
                     );
                 }
             }
-            // Only messages to the channel carry levels.
-            let l = RadioDirectionLabels {
-                radio: radio.clone(),
-                direction: Direction::ToChannel,
-            };
-            create(&m.last_peak, &l);
-            create(&m.last_rms, &l);
+            // Messages both ways carry levels.
+            for direction in [Direction::ToChannel, Direction::FromChannel] {
+                let l = RadioDirectionLabels {
+                    radio: radio.clone(),
+                    direction,
+                };
+                create(&m.last_peak, &l);
+                create(&m.last_rms, &l);
+            }
             for device in Device::ALL {
                 let l = DeviceLabels {
                     radio: radio.clone(),
@@ -552,10 +554,14 @@ impl Metrics {
                     })
                     .set(flag(!part.failing));
             }
-            if let Some(m) = &r.last_sent {
+            for (message, direction) in [
+                (&r.last_sent, Direction::ToChannel),
+                (&r.last_played, Direction::FromChannel),
+            ] {
+                let Some(m) = message else { continue };
                 let l = RadioDirectionLabels {
                     radio: name.clone(),
-                    direction: Direction::ToChannel,
+                    direction,
                 };
                 if let Some(peak) = m.peak_dbfs {
                     self.last_peak.get_or_create(&l).set(f64::from(peak));
@@ -859,6 +865,8 @@ mod tests {
                 dropped: 1,
                 duration_ms: 2_400,
                 unkeyed_ms: 0,
+                peak_dbfs: Some(-1.5),
+                rms_dbfs: Some(-14.75),
             },
         );
         rig.at(
@@ -912,6 +920,8 @@ mod tests {
                 dropped: 0,
                 duration_ms: 180_000,
                 unkeyed_ms: 0,
+                peak_dbfs: Some(-2.0),
+                rms_dbfs: Some(-16.0),
             },
         );
         rig.at(
@@ -983,15 +993,17 @@ mod tests {
                 }
             }
             // No message yet: no level, rather than a 0 dBFS that reads as full scale.
-            let to = [("radio", radio), ("direction", "to_channel")];
-            assert!(
-                rig.value("zello_gateway_last_message_peak_dbfs", &to)
-                    .is_nan()
-            );
-            assert!(
-                rig.value("zello_gateway_last_message_rms_dbfs", &to)
-                    .is_nan()
-            );
+            for direction in ["to_channel", "from_channel"] {
+                let rd = [("radio", radio), ("direction", direction)];
+                assert!(
+                    rig.value("zello_gateway_last_message_peak_dbfs", &rd)
+                        .is_nan()
+                );
+                assert!(
+                    rig.value("zello_gateway_last_message_rms_dbfs", &rd)
+                        .is_nan()
+                );
+            }
             for device in ["audio", "ptt", "carrier"] {
                 let rd = [("radio", radio), ("device", device)];
                 assert_eq!(rig.value("zello_gateway_device_failures_total", &rd), 0.0);
@@ -1122,6 +1134,14 @@ mod tests {
             rig.value("zello_gateway_last_message_rms_dbfs", &to),
             -18.25
         );
+        assert_eq!(
+            rig.value("zello_gateway_last_message_peak_dbfs", &from),
+            -1.5
+        );
+        assert_eq!(
+            rig.value("zello_gateway_last_message_rms_dbfs", &from),
+            -14.75
+        );
         // The other radio saw nothing.
         assert_eq!(
             rig.value("zello_gateway_radio_keyups_total", &[("radio", "uhf2")]),
@@ -1193,6 +1213,8 @@ mod tests {
                 dropped: 0,
                 duration_ms: 600,
                 unkeyed_ms: 200,
+                peak_dbfs: Some(-8.0),
+                rms_dbfs: Some(-22.0),
             },
         );
         assert_eq!(
@@ -1573,6 +1595,8 @@ mod tests {
                     dropped: 0,
                     duration_ms: 0,
                     unkeyed_ms: 0,
+                    peak_dbfs: None,
+                    rms_dbfs: None,
                 },
             );
         }

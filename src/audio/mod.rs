@@ -9,6 +9,7 @@ pub mod dsp;
 pub mod file;
 pub use file::NullOutput;
 pub mod level;
+pub mod meter;
 pub mod opus;
 pub mod playout;
 pub mod resample;

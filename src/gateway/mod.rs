@@ -12,6 +12,7 @@ pub mod control;
 pub mod engine;
 pub mod link;
 pub mod machine;
+pub mod meters;
 pub mod ptt_thread;
 pub mod ptt_watch;
 
@@ -25,6 +26,7 @@ use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{self, SessionConfig, SessionEvent, SessionHandle};
 pub use control::{ControlError, Controls};
 use engine::Engine;
+pub use meters::Meters;
 use ptt_thread::PttThread;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -273,6 +275,9 @@ pub struct RunOptions {
     /// it apply from each radio's start. `None`: controls of the gateway's own, none
     /// inhibited, that nothing outside steers.
     pub controls: Option<Controls>,
+    /// Where each radio's codec engine writes its live levels (`meters.meter(NAME)`); keep
+    /// a clone to read them. Default: a registry of its own that nobody reads.
+    pub meters: Meters,
 }
 
 impl Default for RunOptions {
@@ -283,6 +288,7 @@ impl Default for RunOptions {
             on_session: None,
             waiting: Vec::new(),
             controls: None,
+            meters: Meters::new(),
         }
     }
 }
@@ -345,6 +351,7 @@ struct Shared {
     engines_stop: CancellationToken,
     shutdown: CancellationToken,
     controls: Controls,
+    meters: Meters,
 }
 
 impl Shared {
@@ -373,7 +380,8 @@ impl Shared {
             .map_err(|e| GatewayError::Settings {
                 radio: r.name.clone(),
                 message: e.to_string(),
-            })?;
+            })?
+            .with_meter(self.meters.meter(&r.name));
         let (ptt, first) = PttThread::spawn(r.ptt, &r.name, radio_span(&r.name))
             .map_err(|e| radio_err(format!("cannot start the PTT thread: {e}")))?;
         let first = FirstUnkey {
@@ -560,6 +568,7 @@ pub async fn run_with(
         on_session,
         waiting,
         controls,
+        meters,
     } = options;
     let controls = controls.unwrap_or_else(|| {
         Controls::new(
@@ -585,6 +594,7 @@ pub async fn run_with(
         engines_stop: CancellationToken::new(),
         shutdown: stop.clone(),
         controls,
+        meters,
     };
     // The inhibits in force show in the state from the start, radios waiting for their
     // hardware included (each bridge applies its own before anything can key).

@@ -35,6 +35,8 @@ fn carrier(up: bool) -> EngineEvent {
 
 const CH: &str = "Dispatch";
 const MS: Duration = Duration::from_millis(1);
+/// Half of full scale: -6.02 dBFS.
+const HALF_SCALE: i16 = 16_384;
 
 struct Rig {
     sim: SimHandle,
@@ -342,7 +344,8 @@ impl Rig {
         self.talk(packets);
     }
 
-    /// Plays the engine for a message being played: reports it drained once it has ended.
+    /// Plays the engine for a message being played: reports it drained once it has ended,
+    /// at a level of -6 dBFS peak and RMS ([`HALF_SCALE`]).
     async fn drain_playback(&mut self) -> u64 {
         let mut packets = 0;
         loop {
@@ -355,6 +358,7 @@ impl Rig {
                             packets,
                             concealed: 0,
                             dropped: 0,
+                            levels: PacketLevels::measure(&[HALF_SCALE; 960]),
                         })
                         .await
                         .unwrap();
@@ -441,6 +445,11 @@ async fn a_message_from_the_channel_keys_waits_plays_tails_and_unkeys() {
         played.outcome,
         Some(crate::state::MessageOutcome::Completed)
     );
+    // The engine's levels of the message reach the state (and so MESSAGE_STOP).
+    let half = 20.0 * (f32::from(HALF_SCALE) / 32768.0).log10();
+    for level in [played.peak_dbfs, played.rms_dbfs] {
+        assert!(level.is_some_and(|l| (l - half).abs() < 0.01), "{played:?}");
+    }
     assert_eq!(r.stop().await.key_count(), 1);
 }
 
@@ -1143,6 +1152,7 @@ async fn playback_waits_for_a_slow_keying_and_keeps_its_packets() {
             packets: 10,
             concealed: 0,
             dropped: 0,
+            levels: PacketLevels::default(),
         })
         .await
         .unwrap();
@@ -1308,4 +1318,67 @@ async fn unkey_ends_the_transmission_under_way() {
     r.talk_until_playing(5).await;
     assert_eq!(r.ptt.key_count(), 2);
     r.stop().await;
+}
+
+/// Each radio's codec engine writes its live levels to the registry the caller gave, under
+/// the radio's name: a reader that asked before the radio started watches the same meter.
+#[tokio::test]
+async fn each_radio_writes_its_levels_to_the_callers_meters() {
+    use crate::audio::NullOutput;
+    use crate::audio::file::FileInput;
+    use crate::audio::meter::MeterDirection;
+    use crate::radio::sim::FlagCarrier;
+    let sim = sim().await;
+    let meters = super::Meters::new();
+    // An installer watches before the radio is there; the squelch stays closed.
+    let watching = meters.meter("vhf1").want();
+    let radio = super::RadioParts::new(
+        "vhf1",
+        CH,
+        Box::new(FileInput::from_samples(
+            crate::audio::speech::tone(crate::audio::CODEC_RATE, 1000.0, 1.0, -20.0),
+            crate::audio::CODEC_RATE,
+        )),
+        Box::new(NullOutput),
+        Box::new(FlagCarrier::fixed(false)),
+        Box::new(SimPtt::new()),
+    );
+    let (observer, _watch) = crate::state::StateHub::channel(64);
+    let stop = CancellationToken::new();
+    let (to, from) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(super::run_with(
+        cfg(&sim, "gateway1"),
+        vec![radio],
+        stop.clone(),
+        observer,
+        super::RunOptions {
+            drive: super::EngineDrive::Caller(to),
+            meters: meters.clone(),
+            ..Default::default()
+        },
+    ));
+    let mut driven = tokio::time::timeout(Duration::from_secs(10), from)
+        .await
+        .expect("the radio starts")
+        .expect("engines handed over");
+    let engine = &mut driven.engines[0];
+    assert!(Arc::ptr_eq(&engine.meter(), watching.meter()));
+    engine.tick();
+    engine.tick();
+    let reading = meters.get("vhf1").unwrap().read(MeterDirection::Receive);
+    assert_eq!(reading.frames, 2);
+    assert!(!reading.open);
+    assert!((reading.peak_dbfs + 20.0).abs() < 0.1, "{reading:?}");
+    assert_eq!(meters.names(), ["vhf1"]);
+    stop.cancel();
+    // The caller ticks until the gateway has stopped.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !task.is_finished() {
+            engine.tick();
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the gateway stops");
+    task.await.unwrap().unwrap();
 }

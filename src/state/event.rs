@@ -208,6 +208,11 @@ pub enum GatewayEvent {
         /// 0: it stayed keyed, or its state cannot be read back): the message was
         /// interrupted, not played in full.
         unkeyed_ms: u64,
+        /// Levels of the message as it went to the transmitter, in dBFS (-96 for silence;
+        /// never infinite or NaN); `None` when it did not play out (dropped, or cut on the
+        /// air: the player reports no levels then).
+        peak_dbfs: Option<f32>,
+        rms_dbfs: Option<f32>,
     },
     PttOff {
         radio: String,

@@ -202,7 +202,8 @@ pub struct Message {
     pub concealed: u64,
     pub dropped: u64,
     pub duration_ms: u64,
-    /// Levels of the audio sent (messages to the channel only).
+    /// Levels of the message's audio: as sent (to the channel) or as played to the
+    /// transmitter (from the channel).
     pub peak_dbfs: Option<f32>,
     pub rms_dbfs: Option<f32>,
     pub outcome: Option<MessageOutcome>,
@@ -439,6 +440,8 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
             concealed,
             dropped,
             duration_ms,
+            peak_dbfs,
+            rms_dbfs,
             ..
         } => {
             let arrived = r
@@ -458,8 +461,8 @@ fn apply_radio(r: &mut RadioState, event: &GatewayEvent, at_ms: u64) {
                 concealed: *concealed,
                 dropped: *dropped,
                 duration_ms: *duration_ms,
-                peak_dbfs: None,
-                rms_dbfs: None,
+                peak_dbfs: *peak_dbfs,
+                rms_dbfs: *rms_dbfs,
                 outcome: Some(*outcome),
             };
             r.remember(message.clone());

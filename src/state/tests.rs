@@ -218,6 +218,8 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
             dropped: 1,
             duration_ms: 3000,
             unkeyed_ms: 0,
+            peak_dbfs: Some(-4.0),
+            rms_dbfs: Some(-19.5),
         },
         T + 3300,
     );
@@ -237,8 +239,8 @@ fn one_message_from_the_channel_incoming_ptt_on_played_ptt_off() {
             concealed: 2,
             dropped: 1,
             duration_ms: 3000,
-            peak_dbfs: None,
-            rms_dbfs: None,
+            peak_dbfs: Some(-4.0),
+            rms_dbfs: Some(-19.5),
             outcome: Some(MessageOutcome::Completed),
         })
     );
@@ -443,6 +445,8 @@ fn played(stream_id: u32, from: &str, outcome: MessageOutcome, packets: u64) -> 
         dropped: 0,
         duration_ms: packets * 60,
         unkeyed_ms: 0,
+        peak_dbfs: Some(-6.0),
+        rms_dbfs: Some(-20.0),
     }
 }
 

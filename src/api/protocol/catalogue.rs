@@ -341,6 +341,8 @@ impl Catalogue {
                 concealed,
                 dropped,
                 duration_ms,
+                peak_dbfs,
+                rms_dbfs,
                 ..
             } => {
                 let codec = self
@@ -359,8 +361,8 @@ impl Catalogue {
                     concealed: *concealed,
                     dropped: *dropped,
                     duration_ms: *duration_ms,
-                    peak_dbfs: None,
-                    rms_dbfs: None,
+                    peak_dbfs: *peak_dbfs,
+                    rms_dbfs: *rms_dbfs,
                     outcome: (*outcome).into(),
                 };
                 emit(

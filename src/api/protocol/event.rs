@@ -183,6 +183,17 @@ pub enum Direction {
     FromChannel,
 }
 
+impl From<crate::audio::meter::MeterDirection> for Direction {
+    /// A live meter's receive side is what goes to the channel, its transmit side what
+    /// comes from it.
+    fn from(d: crate::audio::meter::MeterDirection) -> Self {
+        match d {
+            crate::audio::meter::MeterDirection::Receive => Direction::ToChannel,
+            crate::audio::meter::MeterDirection::Transmit => Direction::FromChannel,
+        }
+    }
+}
+
 /// How a message ended, as `MESSAGE_STOP`'s `outcome` (and the metrics' label) says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -316,9 +327,10 @@ pub struct MessageStop {
     pub dropped: u64,
     /// The audio's length.
     pub duration_ms: u64,
-    /// The audio's peak level; none when not measured (messages from the channel).
+    /// The audio's peak level: as sent (to the channel) or as played to the transmitter
+    /// (from the channel); none when not measured.
     pub peak_dbfs: Option<f32>,
-    /// The audio's RMS level; none when not measured (messages from the channel).
+    /// The audio's RMS level, measured like `peak_dbfs`.
     pub rms_dbfs: Option<f32>,
     /// How it ended.
     pub outcome: Outcome,

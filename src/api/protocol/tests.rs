@@ -674,6 +674,8 @@ fn one_incoming_message_gives_start_ptt_on_stop_ptt_off() {
                 dropped: 0,
                 duration_ms: 2040,
                 unkeyed_ms: 0,
+                peak_dbfs: Some(-6.5),
+                rms_dbfs: Some(-20.25),
             },
         ),
         (
@@ -696,7 +698,7 @@ fn one_incoming_message_gives_start_ptt_on_stop_ptt_off() {
     stop.as_object_mut().unwrap().extend(
         json!({
             "packets": 34, "concealed": 1, "dropped": 0, "duration_ms": 2040,
-            "peak_dbfs": null, "rms_dbfs": null, "outcome": "completed",
+            "peak_dbfs": -6.5, "rms_dbfs": -20.25, "outcome": "completed",
         })
         .as_object()
         .unwrap()
@@ -803,6 +805,8 @@ fn queued_messages_give_one_ptt_off_after_the_last() {
         dropped: 0,
         duration_ms: 600,
         unkeyed_ms: 0,
+        peak_dbfs: Some(-10.0),
+        rms_dbfs: Some(-25.0),
     };
     let incoming = |stream_id| GatewayEvent::Incoming {
         radio: radio("vhf1"),
@@ -892,6 +896,8 @@ fn a_message_the_time_out_timer_cut_stops_timed_out() {
         dropped: 0,
         duration_ms: 180_000,
         unkeyed_ms: 0,
+        peak_dbfs: Some(-10.0),
+        rms_dbfs: Some(-25.0),
     };
     let stop = f.one(180_010, played(MessageOutcome::TimedOut));
     let EventData::MessageStop(stop) = stop.data else {
@@ -938,6 +944,8 @@ fn messages_not_played_stop_with_their_outcome() {
                 dropped: 0,
                 duration_ms: 0,
                 unkeyed_ms: 0,
+                peak_dbfs: None,
+                rms_dbfs: None,
             },
         );
         assert_eq!(stop.event, EventType::MessageStop);
@@ -1347,10 +1355,15 @@ fn a_radio_the_state_does_not_list_gets_no_channel_mirror() {
 
 #[test]
 fn a_level_goes_to_the_levels_room() {
+    use crate::audio::meter::MeterDirection;
+    assert_eq!(
+        Direction::from(MeterDirection::Transmit),
+        Direction::FromChannel
+    );
     let level = ApiEvent::level(
         Level {
             radio: radio("vhf1"),
-            direction: Direction::ToChannel,
+            direction: MeterDirection::Receive.into(),
             rms_dbfs: -48.5,
             peak_dbfs: -40.0,
             open: false,

@@ -606,11 +606,12 @@ impl Bridge {
                 packets,
                 concealed,
                 dropped,
+                levels,
             } => {
                 // A message already ended (cut while its last samples were on the way)
                 // has had its `Played`.
                 if let Some(inc) = s.incoming.remove(&stream_id) {
-                    self.played(s, stream_id, inc, (packets, concealed, dropped));
+                    self.played(s, stream_id, inc, (packets, concealed, dropped), &levels);
                 }
                 self.feed(s, Input::PlaybackDrained { stream_id }).await;
             }
@@ -748,8 +749,16 @@ impl Bridge {
 
     /// A message from the channel played out: its line and its `Played`, with the engine's
     /// figures (packets played, concealed, dropped).
-    fn played(&self, s: &State, stream_id: u32, inc: Incoming, figures: (u64, u64, u64)) {
+    fn played(
+        &self,
+        s: &State,
+        stream_id: u32,
+        inc: Incoming,
+        figures: (u64, u64, u64),
+        levels: &crate::audio::meter::Levels,
+    ) {
         let (packets, concealed, dropped) = figures;
+        let (peak, rms) = (levels.peak_dbfs(), levels.rms_dbfs());
         // Late, duplicate and flooded packets, in the playout buffer or before it.
         let dropped = dropped + inc.dropped;
         let packet_ms = u64::from(inc.header.packet_ms());
@@ -762,10 +771,12 @@ impl Bridge {
         message_span(stream_id).in_scope(|| if unkeyed_ms == 0 {
             info!(event = "message_from_channel", channel = %self.channel, from = %from,
                 duration_ms = packets * packet_ms, packets, concealed, dropped,
+                peak_dbfs = format_args!("{peak:.1}"), rms_dbfs = format_args!("{rms:.1}"), clips = levels.clips,
                 "zello -> radio: message played");
         } else {
             warn!(event = "message_from_channel", outcome = "interrupted", channel = %self.channel,
                 from = %from, duration_ms = packets * packet_ms, packets, concealed, dropped, unkeyed_ms,
+                peak_dbfs = format_args!("{peak:.1}"), rms_dbfs = format_args!("{rms:.1}"), clips = levels.clips,
                 "zello -> radio: message played, but the transmitter was unkeyed for up to {unkeyed_ms} ms of it");
         });
         self.observe(GatewayEvent::Played {
@@ -782,6 +793,8 @@ impl Bridge {
             dropped,
             duration_ms: packets * packet_ms,
             unkeyed_ms,
+            peak_dbfs: Some(peak),
+            rms_dbfs: Some(rms),
         });
     }
 
@@ -802,6 +815,8 @@ impl Bridge {
             dropped: inc.dropped,
             duration_ms,
             unkeyed_ms: 0,
+            peak_dbfs: None,
+            rms_dbfs: None,
         });
     }
 
