@@ -420,7 +420,10 @@ audio = { backend = "file" }
         }
         // A password in the URL is not repeated: the problem says to move it out.
         let p = problems("url = \"mqtts://user:S3cret@b.example\"");
-        assert!(p[0].starts_with("mqtt.url: holds a user name or password"), "{p:?}");
+        assert!(
+            p[0].starts_with("mqtt.url: holds a user name or password"),
+            "{p:?}"
+        );
         assert!(!p[0].contains("S3cret"), "{p:?}");
     }
 
@@ -442,17 +445,33 @@ audio = { backend = "file" }
     fn prefixes_client_ids_and_credentials_are_checked() {
         let base = "url = \"mqtts://b.example\"\n";
         for (more, key, needle) in [
-            ("topic_prefix = \"\"", "mqtt.topic_prefix", "must not be empty"),
+            (
+                "topic_prefix = \"\"",
+                "mqtt.topic_prefix",
+                "must not be empty",
+            ),
             ("topic_prefix = \"a/+/b\"", "mqtt.topic_prefix", "wildcards"),
             ("topic_prefix = \"a/#\"", "mqtt.topic_prefix", "wildcards"),
-            ("topic_prefix = \"$SYS/x\"", "mqtt.topic_prefix", "start with $"),
+            (
+                "topic_prefix = \"$SYS/x\"",
+                "mqtt.topic_prefix",
+                "start with $",
+            ),
             ("topic_prefix = \"/a\"", "mqtt.topic_prefix", "empty level"),
             ("topic_prefix = \"a/\"", "mqtt.topic_prefix", "empty level"),
-            ("topic_prefix = \"a//b\"", "mqtt.topic_prefix", "empty level"),
+            (
+                "topic_prefix = \"a//b\"",
+                "mqtt.topic_prefix",
+                "empty level",
+            ),
             ("client_id = \" \"", "mqtt.client_id", "must not be empty"),
             ("client_id = \"a\\nb\"", "mqtt.client_id", "control"),
             ("username = \"\"", "mqtt.username", "must not be empty"),
-            ("password_file = \"pw\"", "mqtt.password_file", "needs mqtt.username"),
+            (
+                "password_file = \"pw\"",
+                "mqtt.password_file",
+                "needs mqtt.username",
+            ),
             (
                 "username = \"u\"\npassword_file = \"\"",
                 "mqtt.password_file",
@@ -522,7 +541,10 @@ audio = { backend = "file" }
         )
         .unwrap();
         let e = c.mqtt_settings("pi4").unwrap_err().to_string();
-        assert!(e.contains(&dir.path().join("absent").display().to_string()), "{e}");
+        assert!(
+            e.contains(&dir.path().join("absent").display().to_string()),
+            "{e}"
+        );
         std::fs::create_dir(dir.path().join("folder")).unwrap();
         let c = parse_in(
             "url = \"mqtts://b.example\"\nusername = \"gw\"\npassword_file = \"folder\"",

@@ -184,7 +184,7 @@ pub fn start(
     let state = hub.watch();
     let outbox = Outbox::new(topics, hub.snapshot(), codecs, Instant::now());
     let stats = Arc::new(MqttStats::default());
-    let (up_tx, up_rx) = watch::channel(0u64);
+    let (up_tx, up_rx) = watch::channel(Link::default());
     let connection = tokio::spawn(drive(
         eventloop,
         up_tx,
@@ -221,7 +221,7 @@ struct Publisher {
     hub: StateHub,
     events: broadcast::Receiver<crate::state::Stamped>,
     state: watch::Receiver<crate::state::GatewayState>,
-    up: watch::Receiver<u64>,
+    up: watch::Receiver<Link>,
     outbox: Outbox,
     stats: Arc<MqttStats>,
 }
@@ -229,13 +229,22 @@ struct Publisher {
 impl Publisher {
     async fn run(mut self, stop: CancellationToken, connection: JoinHandle<()>) {
         let (mut events_open, mut state_open, mut up_open) = (true, true, true);
+        let mut connections = 0;
         loop {
             let due = self.outbox.next_due();
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 changed = self.up.changed(), if up_open => match changed {
-                    Ok(()) => self.outbox.connected(Instant::now()),
+                    Ok(()) => {
+                        let link = *self.up.borrow_and_update();
+                        if link.up && link.connections != connections {
+                            connections = link.connections;
+                            self.outbox.connected(Instant::now());
+                        } else if !link.up {
+                            self.outbox.disconnected();
+                        }
+                    }
                     Err(_) => up_open = false,
                 },
                 event = self.events.recv(), if events_open => match event {
@@ -284,26 +293,36 @@ impl Publisher {
 
     fn event(&mut self, stamped: &crate::state::Stamped) {
         let before = self.outbox.counts().events;
-        let dropped = self
-            .outbox
-            .event(stamped, &mut ClientQueue(&self.client));
+        let dropped = self.outbox.event(stamped, &mut ClientQueue(&self.client));
         let sent = self.outbox.counts().events - before;
         self.stats.events.fetch_add(sent, Ordering::Relaxed);
         self.stats.add_dropped(dropped);
     }
 
     fn lagged(&mut self, missed: u64) {
-        debug!(missed, "MQTT publisher fell behind the gateway; publishing every state again");
+        debug!(
+            missed,
+            "MQTT publisher fell behind the gateway; publishing every state again"
+        );
         self.stats.add_dropped(missed);
         self.outbox.lagged(missed, self.hub.snapshot());
     }
 }
 
+/// The connection as the publisher follows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Link {
+    /// Connections made so far: a new one means a new session.
+    connections: u64,
+    /// Connected now.
+    up: bool,
+}
+
 /// Drives rumqttc's event loop until a clean DISCONNECT went out, the connection fails after
-/// `stop`, or `stop` comes while not connected. Each connection made bumps `up`.
+/// `stop`, or `stop` comes while not connected. `link` follows the connection.
 async fn drive(
     mut eventloop: EventLoop,
-    up: watch::Sender<u64>,
+    link: watch::Sender<Link>,
     stop: CancellationToken,
     broker: String,
     stats: Arc<MqttStats>,
@@ -337,7 +356,10 @@ async fn drive(
                     ),
                     None => info!(broker = %broker, "MQTT connected: publishing events and state"),
                 }
-                up.send_modify(|n| *n += 1);
+                link.send_modify(|l| {
+                    l.connections += 1;
+                    l.up = true;
+                });
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 stats.connected.store(false, Ordering::Relaxed);
@@ -346,6 +368,7 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 stats.connected.store(false, Ordering::Relaxed);
+                link.send_if_modified(|l| std::mem::replace(&mut l.up, false));
                 if stop.is_cancelled() {
                     return;
                 }
@@ -375,7 +398,9 @@ fn advice(e: &ConnectionError) -> &'static str {
     match e {
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
-        ) => "the broker refused the user name or password: check mqtt.username and mqtt.password_file",
+        ) => {
+            "the broker refused the user name or password: check mqtt.username and mqtt.password_file"
+        }
         ConnectionError::ConnectionRefused(ConnectReturnCode::BadClientId) => {
             "the broker refused the client id: set another mqtt.client_id"
         }
@@ -415,10 +440,7 @@ mod tests {
         let topics = Topics::new("fleet/gw-1");
         let o = options(&settings(true), &topics).unwrap();
         assert_eq!(o.client_id(), "gw-1");
-        assert_eq!(
-            o.broker_address(),
-            ("broker.example.net".to_string(), 8883)
-        );
+        assert_eq!(o.broker_address(), ("broker.example.net".to_string(), 8883));
         assert!(o.clean_session());
         assert_eq!(o.keep_alive(), KEEP_ALIVE);
         let will = o.last_will().unwrap();
@@ -426,7 +448,10 @@ mod tests {
         assert_eq!(&will.message[..], b"offline");
         assert!(will.retain);
         let login = o.credentials().unwrap();
-        assert_eq!((login.username.as_str(), login.password.as_str()), ("gw", "pw"));
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("gw", "pw")
+        );
         assert!(matches!(o.transport(), Transport::Tls(_)));
         let o = options(&settings(false), &topics).unwrap();
         assert!(matches!(o.transport(), Transport::Tcp));
@@ -438,8 +463,7 @@ mod tests {
 
     #[test]
     fn advice_names_what_to_fix() {
-        let refused =
-            ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword);
+        let refused = ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword);
         assert!(advice(&refused).contains("mqtt.password_file"));
         assert!(advice(&ConnectionError::NetworkTimeout).contains("does not answer"));
     }

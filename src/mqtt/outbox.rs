@@ -66,6 +66,9 @@ pub struct Outbox {
     next_at: BTreeMap<Room, Instant>,
     /// `online` is to be published, from this time on.
     online_at: Option<Instant>,
+    /// Connected to the broker: states are only handed over then (on each connection they
+    /// all go again anyway).
+    connected: bool,
     counts: Counts,
 }
 
@@ -90,6 +93,7 @@ impl Outbox {
             due: BTreeSet::new(),
             next_at,
             online_at: None,
+            connected: false,
             counts: Counts::default(),
         };
         outbox.state(state);
@@ -161,6 +165,7 @@ impl Outbox {
     /// A connection to the broker was made (a new session: nothing of the last one is
     /// kept): `online`, then every room's state, are due at once.
     pub fn connected(&mut self, now: Instant) {
+        self.connected = true;
         self.online_at = Some(now);
         self.sent.clear();
         for at in self.next_at.values_mut() {
@@ -170,17 +175,23 @@ impl Outbox {
         self.state(state);
     }
 
+    /// The connection to the broker was lost: states wait for the next one (events are
+    /// still offered, and dropped while the queue is full).
+    pub fn disconnected(&mut self) {
+        self.connected = false;
+        self.online_at = None;
+    }
+
     /// When something is due next: `Some(t <= now)` when something could go now (or is to
     /// be tried again), `None` when nothing is due.
     pub fn next_due(&self) -> Option<Instant> {
+        if !self.connected {
+            return None;
+        }
         let mut next: Option<Instant> = self.online_at;
         for room in &self.due {
             // A room that appeared since: at once.
-            let at = self
-                .next_at
-                .get(room)
-                .copied()
-                .unwrap_or_else(Instant::now);
+            let at = self.next_at.get(room).copied().unwrap_or_else(Instant::now);
             next = Some(next.map_or(at, |n| n.min(at)));
         }
         next
@@ -190,7 +201,9 @@ impl Outbox {
     /// [`STATE_GAP`] has passed. What the queue refuses stays due and is tried again a
     /// [`STATE_GAP`] later.
     pub fn flush(&mut self, now: Instant, queue: &mut impl Queue) {
-        self.flush_at(now, false, queue);
+        if self.connected {
+            self.flush_at(now, false, queue);
+        }
     }
 
     /// The gateway stops: every due state goes now, whatever the [`STATE_GAP`], then
@@ -327,7 +340,10 @@ mod tests {
     }
 
     fn hub() -> StateHub {
-        StateHub::new(GatewayState::new([("vhf1".to_string(), "Dispatch".to_string())]))
+        StateHub::new(GatewayState::new([(
+            "vhf1".to_string(),
+            "Dispatch".to_string(),
+        )]))
     }
 
     fn codec() -> Vec<(String, Codec)> {
@@ -345,20 +361,31 @@ mod tests {
         Outbox::new(Topics::new("gw"), hub.snapshot(), codec(), Instant::now())
     }
 
-    const STATES: [&str; 3] = ["gw/gateway/state", "gw/radio/vhf1/state", "gw/channel/Dispatch/state"];
+    const STATES: [&str; 3] = [
+        "gw/gateway/state",
+        "gw/radio/vhf1/state",
+        "gw/channel/Dispatch/state",
+    ];
 
     #[test]
-    fn at_the_start_and_on_each_connection_online_then_every_state() {
+    fn on_each_connection_online_then_every_state() {
         let hub = hub();
         let mut o = outbox(&hub);
         let t0 = Instant::now();
         let mut q = List::default();
+        // Not connected yet: nothing goes, nothing is due.
         o.flush(t0, &mut q);
-        // Not connected yet: the states are handed over (the queue holds them until the
-        // connection is made), online is not.
-        assert_eq!(q.topics(), STATES);
+        assert!(q.taken.is_empty());
+        assert_eq!(o.next_due(), None);
+        o.connected(t0);
+        assert_eq!(o.next_due(), Some(t0));
+        o.flush(t0, &mut q);
+        let mut want = vec!["gw/status"];
+        want.extend(STATES);
+        assert_eq!(q.topics(), want);
+        assert_eq!(&q.taken[0].payload[..], b"online");
         assert!(q.taken.iter().all(|m| m.retain));
-        let radio = q.json(1);
+        let radio = q.json(2);
         assert_eq!(radio["type"], "SNAPSHOT");
         assert_eq!(radio["room"], "radio:vhf1");
         assert_eq!(radio["data"]["radio"], "vhf1");
@@ -366,19 +393,25 @@ mod tests {
         assert_eq!(radio["data"]["carrier"], false);
         // Nothing changed: nothing more.
         o.flush(t0 + Duration::from_secs(1), &mut q);
-        assert_eq!(q.taken.len(), 3);
+        assert_eq!(q.taken.len(), 4);
         assert_eq!(o.next_due(), None);
-        // Connected: online first, then every state again, at once.
-        let t1 = t0 + Duration::from_secs(2);
+        // Away: changes wait for the connection.
+        o.disconnected();
+        hub.publish(GatewayEvent::CarrierUp {
+            radio: "vhf1".into(),
+        });
+        o.state(hub.snapshot());
+        o.flush(t0 + Duration::from_secs(2), &mut q);
+        assert_eq!(q.taken.len(), 4);
+        assert_eq!(o.next_due(), None);
+        // Back: online first, then every state again, at once.
+        let t1 = t0 + Duration::from_secs(3);
         o.connected(t1);
         assert_eq!(o.next_due(), Some(t1));
         let mut q = List::default();
         o.flush(t1, &mut q);
-        let mut want = vec!["gw/status"];
-        want.extend(STATES);
         assert_eq!(q.topics(), want);
-        assert_eq!(&q.taken[0].payload[..], b"online");
-        assert!(q.taken[0].retain);
+        assert_eq!(q.json(2)["data"]["carrier"], true);
         assert_eq!(o.counts().states, 6);
     }
 
@@ -387,6 +420,7 @@ mod tests {
         let hub = hub();
         let mut o = outbox(&hub);
         let t0 = Instant::now();
+        o.connected(t0);
         o.flush(t0, &mut List::default());
         let mut q = List::default();
         // A chattering squelch: nine changes within 90 ms.
@@ -492,6 +526,7 @@ mod tests {
         let hub = hub();
         let mut o = outbox(&hub);
         let t0 = Instant::now();
+        o.connected(t0);
         o.flush(t0, &mut List::default());
         let mut events = hub.subscribe_stamped();
         hub.publish(GatewayEvent::CarrierUp {
@@ -527,6 +562,7 @@ mod tests {
         let hub = hub();
         let mut o = outbox(&hub);
         let t0 = Instant::now();
+        o.connected(t0);
         o.flush(t0, &mut List::default());
         for _ in 0..3 {
             hub.publish(GatewayEvent::PttOn {
