@@ -648,3 +648,69 @@ fn a_stalled_broker_never_disturbs_the_messages_nor_the_stop() {
     let exit = wait_exit(&mut gw, Duration::from_secs(5));
     assert!(exit.success(), "{exit:?}; {:#?}", lines.seen);
 }
+
+/// In the process: a burst of events while the broker accepts and never answers: the
+/// client's bounded queue takes what it holds, every other event is dropped and counted
+/// (refused by the full queue, or missed by a publisher that fell behind), none waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_while_the_broker_stalls_is_bounded_and_every_drop_counted() {
+    use zello_gateway::config::{Broker, MqttSettings};
+    use zello_gateway::state::{GatewayEvent, GatewayState, StateHub};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let settings = MqttSettings {
+        broker: Broker {
+            host: "127.0.0.1".into(),
+            port,
+            tls: false,
+        },
+        client_id: "zg-test-burst".into(),
+        username: None,
+        password: None,
+        topic_prefix: "zg-test/burst".into(),
+        ca_file: None,
+    };
+    let hub = StateHub::new(GatewayState::new([(
+        "vhf1".to_string(),
+        "Local".to_string(),
+    )]));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mqtt =
+        zello_gateway::mqtt::start(&settings, hub.clone(), Vec::new(), stop.clone()).unwrap();
+    let stats = mqtt.stats();
+    const N: u64 = 20_000;
+    for i in 0..N {
+        let radio = "vhf1".to_string();
+        hub.publish(if i % 2 == 0 {
+            GatewayEvent::CarrierUp { radio }
+        } else {
+            GatewayEvent::CarrierDown { radio }
+        });
+        if i % 1000 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats.events() + stats.dropped() < N {
+        assert!(
+            Instant::now() < deadline,
+            "{} handed over, {} dropped of {N}",
+            stats.events(),
+            stats.dropped()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing was sent, so the queue took at most what it holds.
+    assert!(stats.events() <= zello_gateway::mqtt::client::QUEUE as u64);
+    assert_eq!(stats.events() + stats.dropped(), N);
+    assert!(!stats.connected());
+    assert_eq!(stats.connections(), 0);
+    stop.cancel();
+    mqtt.stopped().await;
+}

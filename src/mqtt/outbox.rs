@@ -64,6 +64,9 @@ pub struct Outbox {
     due: BTreeSet<Room>,
     /// When each room may be published again.
     next_at: BTreeMap<Room, Instant>,
+    /// After falling behind: the sequence number of the state read again. Events up to it
+    /// that were still queued are in that state, and missed as events.
+    caught_up_at: u64,
     /// `online` is to be published, from this time on.
     online_at: Option<Instant>,
     /// Connected to the broker: states are only handed over then (on each connection they
@@ -92,6 +95,7 @@ impl Outbox {
             sent: BTreeMap::new(),
             due: BTreeSet::new(),
             next_at,
+            caught_up_at: 0,
             online_at: None,
             connected: false,
             counts: Counts::default(),
@@ -108,6 +112,10 @@ impl Outbox {
     /// Publishes the API events `stamped` gives on their rooms' `event` topics; those the
     /// queue refuses are dropped and counted. Returns how many were dropped.
     pub fn event(&mut self, stamped: &Stamped, queue: &mut impl Queue) -> u64 {
+        if stamped.seq <= self.caught_up_at {
+            self.counts.dropped += 1;
+            return 1;
+        }
         let mut dropped = 0;
         for event in self.catalogue.translate(stamped) {
             let encoded = match event.encode() {
@@ -154,9 +162,11 @@ impl Outbox {
     }
 
     /// The event stream fell `missed` events behind: they are counted as dropped, the
-    /// catalogue starts again from `state`, and every room's state is published again.
+    /// catalogue starts again from `state`, and every room's state is published again. The
+    /// events still queued that `state` already holds are dropped and counted as they come.
     pub fn lagged(&mut self, missed: u64, state: GatewayState) {
         self.counts.dropped += missed;
+        self.caught_up_at = state.seq;
         self.catalogue = catalogue(&state, &self.codecs);
         self.sent.clear();
         self.state(state);
@@ -575,20 +585,23 @@ mod tests {
         o.flush(t0 + STATE_GAP, &mut q);
         assert_eq!(q.topics(), STATES);
         assert_eq!(q.json(1)["data"]["ptt"], true);
-        // The catalogue starts from the state: an old event gives nothing...
+        // The catalogue starts from the state: an event it holds is not published again but
+        // counted as missed...
         let mut events = hub.subscribe_stamped();
         hub.publish(GatewayEvent::PttOff {
             radio: "vhf1".into(),
         });
         let mut q = List::default();
         let stamped = events.try_recv().unwrap();
-        o.event(&stamped, &mut q);
-        // ...and the new one comes out.
-        assert_eq!(q.json(0)["type"], "PTT_OFF");
         let mut old = stamped.clone();
         old.seq = 2;
-        o.event(&old, &mut q);
-        assert_eq!(q.taken.len(), 1);
+        assert_eq!(o.event(&old, &mut q), 1);
+        assert!(q.taken.is_empty());
+        assert_eq!(o.counts().dropped, 4);
+        // ...and a new one comes out.
+        assert_eq!(o.event(&stamped, &mut q), 0);
+        assert_eq!(q.json(0)["type"], "PTT_OFF");
+        assert_eq!(o.counts().dropped, 4);
     }
 
     #[test]
