@@ -160,7 +160,7 @@ impl Msg {
 }
 
 /// A subscriber to `FILTER` on the broker, on a thread; it subscribes again after each
-/// reconnection (a restarted broker keeps nothing).
+/// reconnection (a restarted broker keeps nothing). Made once its first subscription holds.
 struct Watcher {
     rx: mpsc::Receiver<Msg>,
     seen: Vec<Msg>,
@@ -178,6 +178,7 @@ impl Watcher {
         }
         let (client, mut connection) = Client::new(options, 16);
         let (tx, rx) = mpsc::channel();
+        let (subscribed_tx, subscribed) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let filter = filter.to_string();
@@ -189,6 +190,9 @@ impl Watcher {
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let msg = Msg {
@@ -206,6 +210,9 @@ impl Watcher {
                 }
             }
         });
+        subscribed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the subscriber subscribes");
         Watcher {
             rx,
             seen: Vec::new(),
