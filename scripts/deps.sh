@@ -14,7 +14,8 @@ build_packages=(pkg-config libopus-dev libasound2-dev)
 # lintian: checks the Debian package (scripts/check-package.sh).
 # alsa-utils: arecord, the plain ALSA client `zello-gateway bench --device` compares the
 # gateway's idle cost with.
-test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins systemd lintian alsa-utils)
+# mosquitto: the MQTT broker (and mosquitto_passwd) the [mqtt] tests publish to.
+test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins systemd lintian alsa-utils mosquitto)
 
 case "${1:-}" in
   --build-only) packages=("${build_packages[@]}") ;;

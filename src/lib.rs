@@ -12,6 +12,7 @@
 //! - [`service`]: systemd readiness, watchdog and logging
 //! - [`state`]: the gateway's one state, its events and how they are published
 //! - [`api`]: the local status and event API (REST, WebSocket, metrics, dashboard)
+//! - [`mqtt`]: the events and state on an MQTT broker, for fleets (`[mqtt]`)
 //! - [`daemon`]: `run` as a service: readiness, status, watchdog, reload and a bounded stop
 //! - [`check`]: `check`, the configuration and every device tried before a start
 //! - [`ptt_test`]: `ptt-test`, keying one radio with a test tone for setting deviation
@@ -33,6 +34,7 @@ pub mod demo;
 pub mod devices;
 pub mod gateway;
 pub mod monitor;
+pub mod mqtt;
 pub mod net;
 pub mod parts;
 pub mod ptt_test;

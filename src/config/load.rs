@@ -139,6 +139,9 @@ impl Config {
         let channels: Vec<&str> = self.radios.iter().map(|r| r.channel.as_str()).collect();
         p.extend(self.alarms.problems(&channels));
         p.extend(self.api.problems());
+        if let Some(m) = &self.mqtt {
+            p.extend(m.problems());
+        }
         let mut names = std::collections::HashSet::new();
         for (i, r) in self.radios.iter().enumerate() {
             let key = format!("radio[{i}]");
@@ -234,8 +237,8 @@ impl Config {
     }
 
     /// The files holding secrets (`zello.password_file`, `zello.auth_token_file`,
-    /// `zello.token.private_key_file`, `api.token_file`, `api.control_token_file`), resolved,
-    /// each with its key.
+    /// `zello.token.private_key_file`, `api.token_file`, `api.control_token_file`,
+    /// `mqtt.password_file`), resolved, each with its key.
     pub fn secret_files(&self) -> Vec<(&'static str, PathBuf)> {
         let z = &self.zello;
         [
@@ -249,6 +252,10 @@ impl Config {
             (
                 "api.control_token_file",
                 self.api.control_token_file.as_ref(),
+            ),
+            (
+                "mqtt.password_file",
+                self.mqtt.as_ref().and_then(|m| m.password_file.as_ref()),
             ),
         ]
         .into_iter()

@@ -33,12 +33,14 @@ use std::time::Duration;
 
 mod api;
 mod load;
+mod mqtt;
 mod toml_text;
 
 pub use api::{
     ApiConfig, ApiConfigError, ApiTokens, DEFAULT_LISTEN, MIN_TOKEN_LEN, Origin, OriginError,
 };
 
+pub use mqtt::{Broker, MqttConfig, MqttSettings, MqttUrlError, hostname};
 pub use toml_text::is_secret_key;
 pub(crate) use toml_text::{deserialize_lenient, line_and_column, syntax_problem};
 
@@ -73,6 +75,8 @@ pub struct Config {
     /// `[api]`: the local status and event API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[mqtt]`: events and state on an MQTT broker; absent: off.
+    pub mqtt: Option<MqttConfig>,
     /// Where relative paths in the file are resolved from (the file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -57,6 +57,8 @@ pub enum DaemonError {
     Notify(#[from] NotifyError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
     #[error(
         "the gateway did not finish stopping within {0:?}; exiting anyway (systemd's ExecStopPost=zello-gateway ptt-off forces every PTT line off)"
     )]
@@ -142,6 +144,17 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         Reloader::new(config_path.to_path_buf(), running).with_alarms(alarms_tx),
     );
     let supervisor = tokio::spawn(supervisor.run(hub.watch(), hup, shutdown.clone()));
+    // MQTT stops after the gateway, so the broker gets its last events, then `offline`.
+    let mqtt_stop = CancellationToken::new();
+    let mqtt = match config.mqtt_settings(&crate::config::hostname())? {
+        Some(settings) => Some(crate::mqtt::start(
+            &settings,
+            hub.clone(),
+            crate::mqtt::codecs(&config),
+            mqtt_stop.clone(),
+        )?),
+        None => None,
+    };
     let gateway = gateway::run_with(
         session,
         radios,
@@ -158,6 +171,10 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let result = stop_bounded(gateway, &shutdown, STOP_LIMIT).await;
     // Ends the supervisor (STOPPING=1) and the watchdog also when the gateway failed.
     shutdown.cancel();
+    mqtt_stop.cancel();
+    if let Some(mqtt) = mqtt {
+        mqtt.stopped().await;
+    }
     let _ = tokio::time::timeout(Duration::from_millis(200), supervisor).await;
     if let Some(w) = watchdog {
         let _ = tokio::time::timeout(Duration::from_millis(200), w).await;

@@ -162,6 +162,8 @@ const THIRD_PARTY: &[(&str, LevelFilter)] = &[
     ("h2", LevelFilter::TRACE),
     ("mio", LevelFilter::TRACE),
     ("want", LevelFilter::TRACE),
+    // One line per MQTT packet at `debug`; no credentials.
+    ("rumqttc", LevelFilter::TRACE),
 ];
 
 /// The directives actually applied, and which third-party targets were held below the
