@@ -15,6 +15,7 @@ build_packages=(pkg-config libopus-dev libasound2-dev)
 # alsa-utils: arecord, the plain ALSA client `zello-gateway bench --device` compares the
 # gateway's idle cost with.
 test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins systemd lintian alsa-utils)
+test_packages+=(chromium chromium-driver) # the dashboard's test in a headless browser (tests/dashboard.rs)
 
 case "${1:-}" in
   --build-only) packages=("${build_packages[@]}") ;;
