@@ -16,6 +16,7 @@ build_packages=(pkg-config libopus-dev libasound2-dev)
 # gateway's idle cost with.
 # mosquitto: the MQTT broker (and mosquitto_passwd) the [mqtt] tests publish to.
 test_packages=(libhamlib-utils pulseaudio pulseaudio-utils libasound2-plugins systemd lintian alsa-utils mosquitto)
+test_packages+=(chromium chromium-driver) # the dashboard's test in a headless browser (tests/dashboard.rs)
 
 case "${1:-}" in
   --build-only) packages=("${build_packages[@]}") ;;

@@ -513,7 +513,7 @@ async fn a_flood_of_subscribe_stops_at_32_subscriptions() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn tokens_guard_everything_but_health_and_control_takes_the_control_token() {
+async fn tokens_guard_everything_but_health_and_the_page_and_control_takes_the_control_token() {
     let (_hub, api, shutdown) = bare_api(&tokens(true, true)).await;
     // Health needs no token; not started yet: 503.
     assert_eq!(get(api, "/livez").await.status, 200);
@@ -522,7 +522,12 @@ async fn tokens_guard_everything_but_health_and_control_takes_the_control_token(
     assert_eq!(verbose.status, 503);
     assert_eq!(verbose.json()["data"]["checks"][0]["ok"], false);
 
-    for path in ["/api/v1/status", "/metrics", "/api/v1/bindings", "/"] {
+    // The dashboard page itself is open (a browser cannot send a token to open it): the
+    // token comes in its fragment and goes with each call the page makes.
+    let page = get(api, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<html"), "{}", page.body);
+    for path in ["/api/v1/status", "/metrics", "/api/v1/bindings"] {
         let missing = get(api, path).await;
         assert_eq!(missing.error(401), "unauthorized", "{path}");
         assert_eq!(

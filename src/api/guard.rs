@@ -34,7 +34,7 @@ pub const REALM: &str = "zello-gateway";
 /// before it do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
-    /// Nothing was needed (`/livez`, `/readyz`).
+    /// Nothing was needed (`/livez`, `/readyz`, the dashboard page).
     Open,
     /// The read token, or no token configured: state, events, metrics.
     Read,
@@ -47,6 +47,10 @@ pub enum Access {
 pub enum Endpoint {
     /// `GET /livez`, `GET /readyz`: open to all.
     Health,
+    /// `GET /`: the dashboard page, open to all (browsers rules still hold). It is the same
+    /// text for everyone and holds no state; a browser cannot send a token when it opens it,
+    /// so the page reads the token from its address's fragment and sends it with each call.
+    Page,
     /// Every other `GET` or `HEAD`: the read token.
     Read,
     /// `POST /api/v1/radios/{name}/tx-inhibit`, `POST /api/v1/radios/{name}/unkey`: the
@@ -63,6 +67,9 @@ impl Endpoint {
         }
         if path == "/livez" || path == "/readyz" {
             return Endpoint::Health;
+        }
+        if path == "/" {
+            return Endpoint::Page;
         }
         // `.../radios/{name}/tx-inhibit` or `.../radios/{name}/unkey`, however many slashes.
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -334,7 +341,7 @@ impl Guard {
         self.check_browser_rules(uri, headers)?;
         let presented = bearer(headers);
         match Endpoint::of(method, uri.path()) {
-            Endpoint::Health => Ok(Access::Open),
+            Endpoint::Health | Endpoint::Page => Ok(Access::Open),
             Endpoint::Read => {
                 let granted = presented.ok().flatten().and_then(|t| self.token_access(t));
                 if self.read.is_none() {
@@ -605,8 +612,11 @@ mod tests {
             assert_eq!(of("GET", p), Endpoint::Health);
             assert_eq!(of("HEAD", p), Endpoint::Health);
         }
+        assert_eq!(of("GET", "/"), Endpoint::Page);
+        assert_eq!(of("HEAD", "/"), Endpoint::Page);
         for p in [
-            "/",
+            "//",
+            "/index.html",
             "/livez/",
             "/metrics",
             "/api/v1/status",
@@ -640,7 +650,7 @@ mod tests {
     fn read_endpoints_take_either_token() {
         let g = guard();
         assert!(g.needs_token() && g.control_enabled());
-        for path in ["/api/v1/status", "/metrics", "/api/v1/radios/vhf1", "/"] {
+        for path in ["/api/v1/status", "/metrics", "/api/v1/radios/vhf1"] {
             assert_eq!(
                 check(&g, "GET", path, &[]),
                 Err(Refusal::MissingToken {
@@ -714,6 +724,44 @@ mod tests {
             check(&g, "POST", "/livez", &[]),
             Err(Refusal::MissingToken {
                 needed: TokenKind::Control
+            })
+        );
+    }
+
+    #[test]
+    fn the_dashboard_page_is_open_but_keeps_the_browser_rules() {
+        let g = guard();
+        for auth in ["", "Bearer wrong-token"] {
+            assert_eq!(
+                check(&g, "GET", "/", &[("authorization", auth)]),
+                Ok(Access::Open),
+                "{auth:?}"
+            );
+        }
+        // Opened from the gateway's own origin (a reload), fine; from elsewhere, or under a
+        // rebound name, refused as any other request.
+        assert_eq!(
+            check(&g, "GET", "/", &[("origin", "http://127.0.0.1:8780")]),
+            Ok(Access::Open)
+        );
+        assert_eq!(
+            check(&g, "GET", "/", &[("origin", "http://evil.example")]),
+            Err(Refusal::ForeignOrigin)
+        );
+        assert_eq!(
+            check(&g, "GET", "/", &[("host", "evil.example:8780")]),
+            Err(Refusal::ForeignHost { port: 8780 })
+        );
+        // The page only: what it reads still takes the token.
+        assert_eq!(
+            check(&g, "GET", "/?x=1", &[]),
+            Ok(Access::Open),
+            "a query changes nothing"
+        );
+        assert_eq!(
+            check(&g, "GET", "/api/v1/status", &[]),
+            Err(Refusal::MissingToken {
+                needed: TokenKind::Read
             })
         );
     }

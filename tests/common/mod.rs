@@ -1,6 +1,7 @@
 //! What the integration tests set up again and again, by concern: the binary and its files
 //! ([`cli`]), the Zello emulator, sessions and the gateway on it ([`emulator`]), Hamlib's
-//! rigctld ([`rig`]), measurements on audio ([`signal`]), the Zello Work emulator ([`work`]);
+//! rigctld ([`rig`]), measurements on audio ([`signal`]), the Zello Work emulator ([`work`]),
+//! a headless browser ([`webdriver`]);
 //! here, what several of those use.
 #![allow(dead_code, unused_imports)]
 
@@ -9,6 +10,7 @@ pub mod cli;
 pub mod emulator;
 pub mod rig;
 pub mod signal;
+pub mod webdriver;
 pub mod work;
 
 pub use emulator::{CHANNEL, Client, config, server, wait_for};
