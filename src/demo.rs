@@ -34,7 +34,17 @@ pub struct DemoArgs {
     /// clip when not given.
     #[arg(long)]
     pub clip: Option<PathBuf>,
+    /// Keep the server, the gateway and the dispatcher running after the exchange (the
+    /// dispatcher talks again every 20 s), to watch the dashboard; Ctrl-C stops.
+    #[arg(long)]
+    pub linger: bool,
 }
+
+/// Where the demo's dashboard listens when the port is free (else a port the system picks).
+pub const DASHBOARD_LISTEN: &str = "127.0.0.1:8780";
+
+/// How often the dispatcher talks while the demo lingers.
+const LINGER_EVERY: Duration = Duration::from_secs(20);
 
 /// Why the demo did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -227,12 +237,29 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         ..SessionConfig::default()
     };
     let shutdown = CancellationToken::new();
-    let (observer, mut watch) = StateHub::channel(1024);
-    let gw = tokio::spawn(gateway::run(
+    let observer = StateHub::new(crate::state::GatewayState::new([(
+        "radio1".to_string(),
+        CHANNEL.to_string(),
+    )]));
+    let mut watch = observer.subscribe();
+    let meters = gateway::Meters::new();
+    let dashboard = dashboard(&observer, &meters, &shutdown).await;
+    match dashboard {
+        Some(addr) => tl.say(
+            "dashboard",
+            format!("http://{addr}/ (demo --linger keeps it open)"),
+        ),
+        None => tl.say("dashboard", "not started (no free port on 127.0.0.1)"),
+    }
+    let gw = tokio::spawn(gateway::run_with(
         gw_config,
         vec![parts],
         shutdown.clone(),
         observer,
+        gateway::RunOptions {
+            meters,
+            ..Default::default()
+        },
     ));
 
     // 4. The dispatcher.
@@ -323,6 +350,15 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         }
     };
 
+    if args.linger && outcome.is_ok() {
+        if let Some(addr) = dashboard {
+            println!(
+                "\nlingering: the dashboard is at http://{addr}/; the dispatcher talks every {} s; Ctrl-C stops",
+                LINGER_EVERY.as_secs()
+            );
+        }
+        linger(&tl, &mut watch, &dispatcher, &reply_clip).await;
+    }
     shutdown.cancel();
     d_stop.cancel();
     let _ = gw.await;
@@ -354,6 +390,67 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         return Err(DemoError::Timeout(DEADLINE, "PTT left keyed".into()));
     }
     Ok(())
+}
+
+/// The status API and dashboard of the demo's gateway, on [`DASHBOARD_LISTEN`] or else a
+/// free port; `None` when neither can be bound.
+async fn dashboard(
+    hub: &StateHub,
+    meters: &gateway::Meters,
+    shutdown: &CancellationToken,
+) -> Option<std::net::SocketAddr> {
+    use crate::api::protocol::{Catalogue, Codec};
+    for listen in [DASHBOARD_LISTEN, "127.0.0.1:0"] {
+        let config = crate::config::ApiConfig {
+            listen: listen.into(),
+            ..Default::default()
+        };
+        let setup = crate::api::Setup {
+            metrics: std::sync::Arc::new(crate::api::metrics::Metrics::new(
+                [("radio1", CHANNEL)],
+                crate::state::unix_ms(std::time::SystemTime::now()),
+            )),
+            catalogue: Catalogue::new(&hub.snapshot()).with_codec(
+                "radio1",
+                Codec::from(&crate::config::CodecConfig::default()),
+            ),
+            levels: crate::api::levels::LevelTap::from_meters(meters, ["radio1"]),
+            control: None,
+            timings: Default::default(),
+        };
+        let tokens = crate::config::ApiTokens::default();
+        if let Ok(running) =
+            crate::api::start(&config, &tokens, hub.clone(), setup, shutdown.clone()).await
+        {
+            return Some(running.addr);
+        }
+    }
+    None
+}
+
+/// Keeps the demo running until Ctrl-C, the dispatcher talking every [`LINGER_EVERY`].
+async fn linger(
+    tl: &Timeline,
+    watch: &mut broadcast::Receiver<GatewayEvent>,
+    dispatcher: &session::SessionHandle,
+    clip: &[i16],
+) {
+    let mut every = tokio::time::interval(LINGER_EVERY);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = every.tick() => {
+                tl.say("dispatcher", "talking again");
+                tokio::spawn(talk(dispatcher.clone(), clip.to_vec()));
+            }
+            ev = watch.recv() => match ev {
+                Ok(ev) => if let Some(text) = describe(&ev) { tl.say("gateway", text) },
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
 }
 
 fn summary_line(path: &Path, samples: &[i16], what: &str) {

@@ -338,6 +338,7 @@ async fn every_card_state_and_the_level_meter_follow_the_events() {
             RADIO.to_string(),
             meter.clone() as Arc<dyn LevelSource>,
         )]),
+        control: None,
         timings: quick(),
     };
     let config = ApiConfig {
@@ -387,6 +388,11 @@ async fn every_card_state_and_the_level_meter_follow_the_events() {
         radio: radio(),
         stream_id: 7,
         from: from.into(),
+        codec: zello_gateway::state::MessageCodec {
+            sample_rate_hz: 16000,
+            frame_ms: 20,
+            frames_per_packet: 3,
+        },
     });
     hub.publish(GatewayEvent::PttOn { radio: radio() });
     card_shows(&driver, "transmitting", 10 * S).await;
@@ -474,6 +480,9 @@ async fn every_card_state_and_the_level_meter_follow_the_events() {
         dropped: 0,
         duration_ms: 2500,
         unkeyed_ms: 0,
+        outcome: zello_gateway::state::MessageOutcome::Completed,
+        peak_dbfs: Some(-6.0),
+        rms_dbfs: Some(-20.0),
     });
     hub.publish(GatewayEvent::PttOff { radio: radio() });
     card_shows(&driver, "idle", 10 * S).await;

@@ -50,6 +50,7 @@ async fn the_demo_runs_end_to_end() {
     zello_gateway::demo::run(zello_gateway::demo::DemoArgs {
         out: out.clone(),
         clip: None,
+        linger: false,
     })
     .await
     .expect("demo completes");

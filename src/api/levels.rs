@@ -54,7 +54,52 @@ pub struct Wanted {
     _guards: Vec<Box<dyn Send + Sync>>,
 }
 
+/// A codec engine's live meter, as the API reads it.
+struct Live(Arc<crate::audio::meter::LiveMeter>);
+
+impl LevelSource for Live {
+    fn readings(&self) -> Vec<Reading> {
+        use crate::audio::meter::MeterDirection;
+        [MeterDirection::Receive, MeterDirection::Transmit]
+            .into_iter()
+            .filter_map(|d| {
+                let r = self.0.read(d);
+                // A direction not measured yet has nothing to show.
+                (r.frames > 0).then_some(Reading {
+                    direction: d.into(),
+                    rms_dbfs: r.rms_dbfs,
+                    peak_dbfs: r.peak_dbfs,
+                    open: r.open,
+                    clips: r.clips,
+                })
+            })
+            .collect()
+    }
+
+    fn want(&self) -> Box<dyn Send + Sync> {
+        Box::new(self.0.want())
+    }
+}
+
 impl LevelTap {
+    /// The live meters of `radios` in the gateway's registry (made now when missing, so a
+    /// radio that starts later writes into the one read here).
+    pub fn from_meters<S: AsRef<str>>(
+        meters: &crate::gateway::Meters,
+        radios: impl IntoIterator<Item = S>,
+    ) -> Self {
+        LevelTap::new(
+            radios
+                .into_iter()
+                .map(|name| {
+                    let name = name.as_ref().to_string();
+                    let meter = meters.meter(&name);
+                    (name, Arc::new(Live(meter)) as Arc<dyn LevelSource>)
+                })
+                .collect(),
+        )
+    }
+
     /// The meters of these radios.
     pub fn new(radios: Vec<(String, Arc<dyn LevelSource>)>) -> Self {
         LevelTap {

@@ -121,12 +121,13 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             .map(|r| (r.name.clone(), r.channel.clone())),
     ));
     let controls = controls_for(&config);
+    let meters = gateway::Meters::new();
     // Before the gateway starts, so the API and its metrics see every event.
     crate::api::service::spawn(
         &config,
         config.api_tokens()?,
         hub.clone(),
-        Default::default(),
+        crate::api::levels::LevelTap::from_meters(&meters, config.radios.iter().map(|r| &r.name)),
         Some(controls.clone()),
         shutdown.clone(),
     )
@@ -165,6 +166,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             on_session: Some(crate::alarms::on_session(alarms_rx)),
             waiting,
             controls: Some(controls),
+            meters,
             ..Default::default()
         },
     );

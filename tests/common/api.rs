@@ -20,6 +20,7 @@ use zello_gateway::api::protocol::{Catalogue, Codec};
 use zello_gateway::api::ws::Timings;
 use zello_gateway::api::{Setup, start};
 use zello_gateway::config::{ApiConfig, ApiTokens, CodecConfig};
+use zello_gateway::gateway::{Controls, Meters, RunOptions};
 use zello_gateway::radio::sim::{FlagCarrier, SimPtt};
 use zello_gateway::secret::Secret;
 use zello_gateway::state::{GatewayState, StateHub};
@@ -57,6 +58,18 @@ pub async fn api_on(
     timings: Timings,
     shutdown: &CancellationToken,
 ) -> SocketAddr {
+    api_with(hub, tokens, timings, shutdown, LevelTap::default(), None).await
+}
+
+/// [`api_on`] with the radios' meters and the gateway's controls.
+pub async fn api_with(
+    hub: &StateHub,
+    tokens: &ApiTokens,
+    timings: Timings,
+    shutdown: &CancellationToken,
+    levels: LevelTap,
+    control: Option<Controls>,
+) -> SocketAddr {
     let config = ApiConfig {
         listen: "127.0.0.1:0".into(),
         ..ApiConfig::default()
@@ -65,8 +78,8 @@ pub async fn api_on(
     let setup = Setup {
         metrics: std::sync::Arc::new(Metrics::new([(RADIO, CHANNEL)], 1_700_000_000_000)),
         catalogue: Catalogue::new(&hub.snapshot()).with_codec(RADIO, codec),
-        levels: LevelTap::default(),
-        control: None,
+        levels,
+        control,
         timings,
     };
     start(&config, tokens, hub.clone(), setup, shutdown.clone())
@@ -86,6 +99,8 @@ pub struct Rig {
     pub api: SocketAddr,
     pub shutdown: CancellationToken,
     pub app: Client,
+    pub controls: Controls,
+    pub meters: Meters,
 }
 
 impl Rig {
@@ -97,11 +112,28 @@ impl Rig {
             CHANNEL.to_string(),
         )]));
         let shutdown = CancellationToken::new();
-        let api = api_on(&hub, tokens, timings, &shutdown).await;
+        let controls = Controls::new([RADIO]);
+        let meters = Meters::new();
+        let levels = LevelTap::from_meters(&meters, [RADIO]);
+        let api = api_with(
+            &hub,
+            tokens,
+            timings,
+            &shutdown,
+            levels,
+            Some(controls.clone()),
+        )
+        .await;
         let carrier = FlagCarrier::new();
         let ptt = SimPtt::new();
         let (parts, _) = speaking_radio(RADIO, seconds, 4, &carrier, &ptt);
-        let gateway = Gateway::start(config(&sim, "gateway1"), vec![parts], hub.clone());
+        let options = RunOptions {
+            controls: Some(controls.clone()),
+            meters: meters.clone(),
+            ..RunOptions::default()
+        };
+        let gateway =
+            Gateway::start_with(config(&sim, "gateway1"), vec![parts], hub.clone(), options);
         let app = Client::ready(config(&sim, "dispatcher")).await;
         let mut watch = hub.watch();
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -127,6 +159,8 @@ impl Rig {
             api,
             shutdown,
             app,
+            controls,
+            meters,
         }
     }
 
