@@ -60,14 +60,17 @@ fn clean_reason(reason: Option<String>) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-fn controls(api: &Api) -> Result<Controls, Response> {
-    api.control.clone().ok_or_else(|| {
-        failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "control_unavailable",
-            "this gateway offers no controls",
-        )
-    })
+/// The gateway's controls, when it offers them.
+fn controls(api: &Api) -> Option<Controls> {
+    api.control.clone()
+}
+
+fn no_controls() -> Response {
+    failure(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "control_unavailable",
+        "this gateway offers no controls",
+    )
 }
 
 fn answer(radio: &str, e: ControlError) -> Response {
@@ -90,9 +93,8 @@ async fn tx_inhibit(
         Ok(r) => r,
         Err(message) => return failure(StatusCode::BAD_REQUEST, "bad_request", message),
     };
-    let controls = match controls(&api) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let Some(controls) = controls(&api) else {
+        return no_controls();
     };
     let reason = clean_reason(request.reason);
     let inhibit = request.inhibit;
@@ -115,9 +117,8 @@ async fn tx_inhibit(
 }
 
 async fn unkey(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
-    let controls = match controls(&api) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let Some(controls) = controls(&api) else {
+        return no_controls();
     };
     match controls.unkey(&name) {
         Ok(()) => {

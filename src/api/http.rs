@@ -389,7 +389,7 @@ async fn history(State(api): State<Arc<Api>>, Query(query): Query<HistoryQuery>)
             })
         })
         .collect();
-    entries.sort_by(|a, b| b.ended_ms.cmp(&a.ended_ms));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.ended_ms));
     entries.truncate(limit);
     success(entries)
 }
