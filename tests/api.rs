@@ -821,3 +821,153 @@ async fn half_open_connections_are_closed() {
     );
     shutdown.cancel();
 }
+
+/// `POST path` with `body` and the bearer `token`.
+async fn post(
+    api: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> common::api::Answer {
+    let bearer = format!("Bearer {token}");
+    request(api, "POST", path, &[("Authorization", &bearer)], body).await
+}
+
+/// Reads `sock` until a message for which `pred` holds, returning every message read.
+async fn read_until(sock: &mut common::api::Ws, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let m = sock.next_json(15 * S).await;
+        let done = pred(&m);
+        seen.push(m);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tx_inhibit_and_unkey_through_the_api_with_the_history_and_metrics_to_show() {
+    let rig = Rig::start(&tokens(true, true), quick(), 3.0).await;
+    let api = rig.api;
+    let inhibit = format!("/api/v1/radios/{RADIO}/tx-inhibit");
+    let mut sock = try_ws(api, &format!("/api/v1/ws?token={READ_TOKEN}"), &[]).await.unwrap();
+    sock.until("READY", 5 * S).await;
+    sock.send(json!({"op": "SUBSCRIBE", "room": "radio:vhf1"})).await;
+    sock.until("SNAPSHOT", 5 * S).await;
+
+    // Refused: the read token, a bad body, an unknown radio.
+    let body = r#"{"inhibit": true, "reason": "antenna work"}"#;
+    assert_eq!(post(api, &inhibit, READ_TOKEN, body).await.error(403), "forbidden");
+    assert_eq!(post(api, &inhibit, CONTROL_TOKEN, "{\"inhibit\": 1}").await.error(400), "bad_request");
+    let nope = post(api, "/api/v1/radios/nope/tx-inhibit", CONTROL_TOKEN, body).await;
+    assert_eq!(nope.error(404), "unknown_radio");
+
+    // Inhibited: the event, the radio's state, the gauge.
+    let done = post(api, &inhibit, CONTROL_TOKEN, body).await.data();
+    assert_eq!(done, json!({"radio": RADIO, "inhibited": true, "reason": "antenna work"}));
+    let event = sock.until("TX_INHIBITED", 5 * S).await.pop().unwrap();
+    assert_eq!(event["data"]["reason"], "antenna work");
+    let radio = get_with(api, &format!("/api/v1/radios/{RADIO}"), READ_TOKEN).await.data();
+    assert_eq!(radio["tx_inhibited"]["reason"], "antenna work");
+    let metrics = get_with(api, "/metrics", READ_TOKEN).await.body;
+    assert!(metrics.contains("zello_gateway_radio_tx_inhibited{radio=\"vhf1\"} 1"), "{metrics}");
+
+    // A message from the channel never keys the radio.
+    dispatcher_talks(&rig, 5).await;
+    let seen = read_until(&mut sock, |m| m["type"] == "MESSAGE_STOP").await;
+    assert_eq!(types(&seen), ["MESSAGE_START", "MESSAGE_STOP"], "{seen:#?}");
+    assert_eq!(seen[1]["data"]["outcome"], "inhibited");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.ptt.key_count(), 0, "keyed while inhibited");
+
+    // Allowed again: the next message keys and plays; an unkey cuts the one after.
+    let allowed = post(api, &inhibit, CONTROL_TOKEN, r#"{"inhibit": false}"#).await.data();
+    assert_eq!(allowed["inhibited"], false);
+    sock.until("TX_ALLOWED", 5 * S).await;
+    dispatcher_talks(&rig, 5).await;
+    let seen = read_until(&mut sock, |m| m["type"] == "PTT_OFF").await;
+    let stop = seen.iter().find(|m| m["type"] == "MESSAGE_STOP").unwrap();
+    assert_eq!(stop["data"]["outcome"], "completed");
+    assert_eq!(rig.ptt.key_count(), 1);
+    let long = {
+        let pcm = speech::speech_like(CODEC_RATE, 4.0, 5);
+        let app = &rig.app;
+        async move { talk_pcm(app, &pcm[..60 * 960]).await }
+    };
+    let cut = async {
+        read_until(&mut sock, |m| m["type"] == "PTT_ON").await;
+        let unkeyed = post(api, &format!("/api/v1/radios/{RADIO}/unkey"), CONTROL_TOKEN, "").await;
+        assert_eq!(unkeyed.data(), json!({"radio": RADIO, "unkeyed": true}));
+        read_until(&mut sock, |m| m["type"] == "PTT_OFF").await
+    };
+    let (_, seen) = tokio::join!(long, cut);
+    let stop = seen.iter().find(|m| m["type"] == "MESSAGE_STOP").unwrap();
+    assert_eq!(stop["data"]["outcome"], "interrupted", "{seen:#?}");
+
+    // The history, newest first, with the outcomes.
+    let history = get_with(api, "/api/v1/history?room=radio:vhf1", READ_TOKEN).await.data();
+    let outcomes: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["interrupted", "completed", "inhibited"], "{history:#}");
+    let newest = &history[0];
+    assert_eq!(newest["direction"], "from_channel");
+    assert_eq!(newest["from"], "dispatcher");
+    assert_eq!(newest["channel"], CHANNEL);
+    assert!(newest["start"].as_str().unwrap().ends_with('Z'));
+    let one = get_with(api, "/api/v1/history?room=radio:vhf1&limit=1", READ_TOKEN).await.data();
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    let everything = get_with(api, "/api/v1/history", READ_TOKEN).await.data();
+    assert_eq!(everything.as_array().unwrap().len(), 3);
+    let bad = get_with(api, "/api/v1/history?limit=many", READ_TOKEN).await;
+    assert_eq!(bad.error(400), "bad_request");
+    let unknown = get_with(api, "/api/v1/history?room=radio:nope", READ_TOKEN).await;
+    assert_eq!(unknown.error(404), "unknown_radio");
+    let metrics = get_with(api, "/metrics", READ_TOKEN).await.body;
+    for outcome in ["inhibited", "completed", "interrupted"] {
+        let line = format!(
+            "zello_gateway_messages_total{{radio=\"vhf1\",channel=\"{CHANNEL}\",direction=\"from_channel\",outcome=\"{outcome}\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_levels_room_shows_the_noise_floor_with_the_squelch_closed_only_while_watched() {
+    let rig = Rig::start(&tokens(false, false), quick(), 6.0).await;
+    let meter = rig.meters.meter(RADIO);
+    assert_eq!(meter.wanted_by(), 0);
+    let (mut sock, _) = ws(rig.api).await;
+    sock.send(json!({"op": "SUBSCRIBE", "room": "levels:vhf1", "id": 3})).await;
+    assert_eq!(sock.next_json(5 * S).await["type"], "SUBSCRIBED");
+    // Squelch closed: the receive level is measured anyway, at most five times a second.
+    let start = tokio::time::Instant::now();
+    let mut levels = Vec::new();
+    while levels.len() < 5 {
+        let m = sock.next_json(5 * S).await;
+        assert_eq!(m["type"], "LEVEL", "{m}");
+        assert_eq!(m["room"], "levels:vhf1");
+        if m["data"]["direction"] == "to_channel" {
+            levels.push(m);
+        }
+    }
+    assert!(start.elapsed() >= Duration::from_millis(700), "{:?}", start.elapsed());
+    assert!(levels.iter().all(|m| m["data"]["open"] == false), "{levels:#?}");
+    assert!(levels.iter().any(|m| m["data"]["rms_dbfs"].as_f64().unwrap() > -60.0), "{levels:#?}");
+    assert_eq!(meter.wanted_by(), 1);
+    // Unsubscribed: no more levels, and nobody asks the engine to measure.
+    sock.send(json!({"op": "UNSUBSCRIBE", "room": "levels:vhf1"})).await;
+    read_until(&mut sock, |m| m["type"] == "UNSUBSCRIBED").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(meter.wanted_by(), 0);
+    while let Some(m) = sock.try_next_json(Duration::from_millis(300)).await {
+        assert_ne!(m["type"], "LEVEL", "{m}");
+    }
+    drop(sock);
+    rig.stop().await;
+}
