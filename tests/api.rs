@@ -851,27 +851,46 @@ async fn tx_inhibit_and_unkey_through_the_api_with_the_history_and_metrics_to_sh
     let rig = Rig::start(&tokens(true, true), quick(), 3.0).await;
     let api = rig.api;
     let inhibit = format!("/api/v1/radios/{RADIO}/tx-inhibit");
-    let mut sock = try_ws(api, &format!("/api/v1/ws?token={READ_TOKEN}"), &[]).await.unwrap();
+    let mut sock = try_ws(api, &format!("/api/v1/ws?token={READ_TOKEN}"), &[])
+        .await
+        .unwrap();
     sock.until("READY", 5 * S).await;
-    sock.send(json!({"op": "SUBSCRIBE", "room": "radio:vhf1"})).await;
+    sock.send(json!({"op": "SUBSCRIBE", "room": "radio:vhf1"}))
+        .await;
     sock.until("SNAPSHOT", 5 * S).await;
 
     // Refused: the read token, a bad body, an unknown radio.
     let body = r#"{"inhibit": true, "reason": "antenna work"}"#;
-    assert_eq!(post(api, &inhibit, READ_TOKEN, body).await.error(403), "forbidden");
-    assert_eq!(post(api, &inhibit, CONTROL_TOKEN, "{\"inhibit\": 1}").await.error(400), "bad_request");
+    assert_eq!(
+        post(api, &inhibit, READ_TOKEN, body).await.error(403),
+        "forbidden"
+    );
+    assert_eq!(
+        post(api, &inhibit, CONTROL_TOKEN, "{\"inhibit\": 1}")
+            .await
+            .error(400),
+        "bad_request"
+    );
     let nope = post(api, "/api/v1/radios/nope/tx-inhibit", CONTROL_TOKEN, body).await;
     assert_eq!(nope.error(404), "unknown_radio");
 
     // Inhibited: the event, the radio's state, the gauge.
     let done = post(api, &inhibit, CONTROL_TOKEN, body).await.data();
-    assert_eq!(done, json!({"radio": RADIO, "inhibited": true, "reason": "antenna work"}));
+    assert_eq!(
+        done,
+        json!({"radio": RADIO, "inhibited": true, "reason": "antenna work"})
+    );
     let event = sock.until("TX_INHIBITED", 5 * S).await.pop().unwrap();
     assert_eq!(event["data"]["reason"], "antenna work");
-    let radio = get_with(api, &format!("/api/v1/radios/{RADIO}"), READ_TOKEN).await.data();
+    let radio = get_with(api, &format!("/api/v1/radios/{RADIO}"), READ_TOKEN)
+        .await
+        .data();
     assert_eq!(radio["tx_inhibited"]["reason"], "antenna work");
     let metrics = get_with(api, "/metrics", READ_TOKEN).await.body;
-    assert!(metrics.contains("zello_gateway_radio_tx_inhibited{radio=\"vhf1\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("zello_gateway_radio_tx_inhibited{radio=\"vhf1\"} 1"),
+        "{metrics}"
+    );
 
     // A message from the channel never keys the radio.
     dispatcher_talks(&rig, 5).await;
@@ -882,7 +901,9 @@ async fn tx_inhibit_and_unkey_through_the_api_with_the_history_and_metrics_to_sh
     assert_eq!(rig.ptt.key_count(), 0, "keyed while inhibited");
 
     // Allowed again: the next message keys and plays; an unkey cuts the one after.
-    let allowed = post(api, &inhibit, CONTROL_TOKEN, r#"{"inhibit": false}"#).await.data();
+    let allowed = post(api, &inhibit, CONTROL_TOKEN, r#"{"inhibit": false}"#)
+        .await
+        .data();
     assert_eq!(allowed["inhibited"], false);
     sock.until("TX_ALLOWED", 5 * S).await;
     dispatcher_talks(&rig, 5).await;
@@ -897,7 +918,13 @@ async fn tx_inhibit_and_unkey_through_the_api_with_the_history_and_metrics_to_sh
     };
     let cut = async {
         read_until(&mut sock, |m| m["type"] == "PTT_ON").await;
-        let unkeyed = post(api, &format!("/api/v1/radios/{RADIO}/unkey"), CONTROL_TOKEN, "").await;
+        let unkeyed = post(
+            api,
+            &format!("/api/v1/radios/{RADIO}/unkey"),
+            CONTROL_TOKEN,
+            "",
+        )
+        .await;
         assert_eq!(unkeyed.data(), json!({"radio": RADIO, "unkeyed": true}));
         read_until(&mut sock, |m| m["type"] == "PTT_OFF").await
     };
@@ -906,20 +933,28 @@ async fn tx_inhibit_and_unkey_through_the_api_with_the_history_and_metrics_to_sh
     assert_eq!(stop["data"]["outcome"], "interrupted", "{seen:#?}");
 
     // The history, newest first, with the outcomes.
-    let history = get_with(api, "/api/v1/history?room=radio:vhf1", READ_TOKEN).await.data();
+    let history = get_with(api, "/api/v1/history?room=radio:vhf1", READ_TOKEN)
+        .await
+        .data();
     let outcomes: Vec<&str> = history
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["interrupted", "completed", "inhibited"], "{history:#}");
+    assert_eq!(
+        outcomes,
+        ["interrupted", "completed", "inhibited"],
+        "{history:#}"
+    );
     let newest = &history[0];
     assert_eq!(newest["direction"], "from_channel");
     assert_eq!(newest["from"], "dispatcher");
     assert_eq!(newest["channel"], CHANNEL);
     assert!(newest["start"].as_str().unwrap().ends_with('Z'));
-    let one = get_with(api, "/api/v1/history?room=radio:vhf1&limit=1", READ_TOKEN).await.data();
+    let one = get_with(api, "/api/v1/history?room=radio:vhf1&limit=1", READ_TOKEN)
+        .await
+        .data();
     assert_eq!(one.as_array().unwrap().len(), 1);
     let everything = get_with(api, "/api/v1/history", READ_TOKEN).await.data();
     assert_eq!(everything.as_array().unwrap().len(), 3);
@@ -943,7 +978,8 @@ async fn the_levels_room_shows_the_noise_floor_with_the_squelch_closed_only_whil
     let meter = rig.meters.meter(RADIO);
     assert_eq!(meter.wanted_by(), 0);
     let (mut sock, _) = ws(rig.api).await;
-    sock.send(json!({"op": "SUBSCRIBE", "room": "levels:vhf1", "id": 3})).await;
+    sock.send(json!({"op": "SUBSCRIBE", "room": "levels:vhf1", "id": 3}))
+        .await;
     assert_eq!(sock.next_json(5 * S).await["type"], "SUBSCRIBED");
     // Squelch closed: the receive level is measured anyway, at most five times a second.
     let start = tokio::time::Instant::now();
@@ -956,12 +992,25 @@ async fn the_levels_room_shows_the_noise_floor_with_the_squelch_closed_only_whil
             levels.push(m);
         }
     }
-    assert!(start.elapsed() >= Duration::from_millis(700), "{:?}", start.elapsed());
-    assert!(levels.iter().all(|m| m["data"]["open"] == false), "{levels:#?}");
-    assert!(levels.iter().any(|m| m["data"]["rms_dbfs"].as_f64().unwrap() > -60.0), "{levels:#?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        levels.iter().all(|m| m["data"]["open"] == false),
+        "{levels:#?}"
+    );
+    assert!(
+        levels
+            .iter()
+            .any(|m| m["data"]["rms_dbfs"].as_f64().unwrap() > -60.0),
+        "{levels:#?}"
+    );
     assert_eq!(meter.wanted_by(), 1);
     // Unsubscribed: no more levels, and nobody asks the engine to measure.
-    sock.send(json!({"op": "UNSUBSCRIBE", "room": "levels:vhf1"})).await;
+    sock.send(json!({"op": "UNSUBSCRIBE", "room": "levels:vhf1"}))
+        .await;
     read_until(&mut sock, |m| m["type"] == "UNSUBSCRIBED").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(meter.wanted_by(), 0);

@@ -533,3 +533,69 @@ async fn every_card_state_and_the_level_meter_follow_the_events() {
     drop(driver);
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tx_inhibit_is_toggled_from_the_page_and_the_radio_never_keys_meanwhile() {
+    let Some(browser) = browser_or_skip("the dashboard test") else {
+        return;
+    };
+    let rig = Rig::start(&tokens(true, true), quick(), 3.0).await;
+    let driver = Driver::start(&browser).await;
+    let origin = format!("http://{}", rig.api);
+    driver
+        .goto(&format!(
+            "{origin}/#token={READ_TOKEN}&control={CONTROL_TOKEN}"
+        ))
+        .await;
+    mode_is(&driver, "live", 10 * S).await;
+    card_shows(&driver, "idle", 10 * S).await;
+    // The switch shows with the control token; a reason typed, then switched on.
+    let switch_on = r#"
+        const card = document.querySelector('.card[data-radio="' + arguments[0] + '"]');
+        const box = card.querySelector('.inhibit');
+        if (box.hidden) return false;
+        card.querySelector('.inhibit-reason').value = 'antenna work';
+        card.querySelector('.inhibit-switch').click();
+        return true;"#;
+    assert_eq!(driver.execute(switch_on, json!([RADIO])).await, json!(true));
+    card_shows(&driver, "inhibited", 10 * S).await;
+    // The gateway holds it: the state says so, with the reason given on the page.
+    let radio = get_with(rig.api, &format!("/api/v1/radios/{RADIO}"), READ_TOKEN)
+        .await
+        .data();
+    assert_eq!(radio["tx_inhibited"]["reason"], "antenna work");
+    let status = card_text(&driver, ".inhibit-status").await;
+    assert!(status.contains("antenna work"), "{status}");
+    driver.screenshot("tx-inhibited").await;
+    // A message from the channel is not transmitted.
+    let pcm = zello_gateway::audio::speech::speech_like(zello_gateway::audio::CODEC_RATE, 0.3, 5);
+    common::emulator::talk_pcm(&rig.app, &pcm[..5 * 960]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rig.ptt.key_count(), 0, "keyed while inhibited");
+    let heard = driver
+        .wait_for(
+            "the dropped message in the last-heard list",
+            r#"const li = document.querySelector('.card ol.heard li:not(.empty)');
+               return li && li.innerText.includes('inhibited') ? li.innerText : null;"#,
+            10 * S,
+        )
+        .await;
+    assert!(heard.as_str().unwrap().contains("dispatcher"), "{heard}");
+    // Switched off again from the page: allowed, and the next message keys.
+    let switch_off = r#"
+        document.querySelector('.card[data-radio="' + arguments[0] + '"] .inhibit-switch').click();
+        return true;"#;
+    driver.execute(switch_off, json!([RADIO])).await;
+    card_shows(&driver, "idle", 10 * S).await;
+    let radio = get_with(rig.api, &format!("/api/v1/radios/{RADIO}"), READ_TOKEN)
+        .await
+        .data();
+    assert_eq!(radio["tx_inhibited"], Value::Null);
+    common::emulator::talk_pcm(&rig.app, &pcm[..5 * 960]).await;
+    card_shows(&driver, "transmitting", 10 * S).await;
+    driver.screenshot("tx-allowed-transmitting").await;
+    card_shows(&driver, "idle", 10 * S).await;
+    assert_eq!(rig.ptt.key_count(), 1);
+    drop(driver);
+    rig.stop().await;
+}
