@@ -3,11 +3,9 @@
 
 mod common;
 
-use common::cli::{assert_contains_all, text, wait_listening};
-use common::free_port;
+use common::cli::{assert_contains_all, spawn_sim, text};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zello-gateway"));
@@ -25,37 +23,25 @@ fn bin() -> Command {
 
 /// `sim` with the Zello Work API, killed when dropped.
 struct Sim {
-    child: Child,
+    /// Killed when dropped.
+    _child: common::Reaped,
     url: String,
 }
 
 impl Sim {
+    /// The ports are the ones `sim` binds itself and reports: none another test can take
+    /// in between.
     fn start(seed: Option<&Path>) -> Sim {
-        let work_port = free_port();
-        let mut cmd = bin();
-        cmd.args([
-            "sim",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--work-listen",
-            &format!("127.0.0.1:{work_port}"),
-        ]);
-        if let Some(seed) = seed {
-            cmd.arg("--work-seed").arg(seed);
+        let mut args = vec!["--work-listen", "127.0.0.1:0"];
+        let seed_text = seed.map(|p| p.to_string_lossy().into_owned());
+        if let Some(seed) = &seed_text {
+            args.extend(["--work-seed", seed.as_str()]);
         }
-        let child = cmd.stderr(Stdio::null()).spawn().unwrap();
-        wait_listening(work_port, Duration::from_secs(20), "sim did not start");
+        let (sim, urls) = spawn_sim(&args, &["Zello Work API emulator serving"]);
         Sim {
-            child,
-            url: format!("http://127.0.0.1:{work_port}"),
+            _child: sim,
+            url: urls[0].trim_end_matches('/').to_string(),
         }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

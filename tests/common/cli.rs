@@ -206,10 +206,51 @@ pub fn read_source(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
-/// [`start_sim_on`] a free port, and the port.
+/// Starts `zello-gateway sim` with `args` on a port it chooses itself (no other test can
+/// take it in between), and returns it with the port it reports.
 pub fn start_sim_with(args: &[&str]) -> (Reaped, u16) {
-    let port = free_port();
-    (start_sim_on(port, args), port)
+    let (sim, urls) = spawn_sim(args, &["Zello emulator serving"]);
+    (sim, port_of(&urls[0]))
+}
+
+/// Starts `zello-gateway sim --listen 127.0.0.1:0` with `args` (add `--work-listen
+/// 127.0.0.1:0` for the Work API) and waits for a log line with each of `serving` in turn:
+/// the `url=` of each. Its log keeps being read (and dropped), so it never blocks on it.
+pub fn spawn_sim(args: &[&str], serving: &[&str]) -> (Reaped, Vec<String>) {
+    let mut sim = Reaped(
+        bin()
+            .args(["sim", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = Lines::of(&mut sim.0);
+    let urls = serving
+        .iter()
+        .map(|needle| {
+            let line = lines.wait_for(needle);
+            let url = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("url="))
+                .unwrap_or_else(|| panic!("no url= in {line:?}"));
+            url.trim_matches('"').to_string()
+        })
+        .collect();
+    (sim, urls)
+}
+
+/// The port of a URL like `ws://127.0.0.1:PORT/ws`.
+pub fn port_of(url: &str) -> u16 {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url:?}"))
 }
 
 /// [`start_sim_with`] no more arguments.
