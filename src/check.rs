@@ -136,6 +136,13 @@ fn inspect(path: &Path, open_devices: bool) -> Report {
     {
         report.problems.push(e.to_string());
     }
+    // The API's tokens as the daemon reads them (too short, spaces, the same token twice).
+    if secrets_readable
+        && report.problems.is_empty()
+        && let Err(e) = config.api_tokens()
+    {
+        report.problems.push(e.to_string());
+    }
 
     if !open_devices {
         report.radios.extend(config.radios.iter().map(|r| {
@@ -394,5 +401,23 @@ mod tests {
         assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
         assert!(report.warnings[0].starts_with("zello.password_file: "));
         assert!(report.warnings[0].contains("chmod 600"));
+    }
+
+    #[test]
+    fn api_tokens_are_read_as_the_daemon_reads_them_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "short", "abc123\n");
+        let path = write(
+            dir.path(),
+            "gateway.toml",
+            "[zello]\nserver = \"ws://127.0.0.1:8800/ws\"\nusername = \"gw\"\npassword = \"pw\"\n\n\
+             [api]\ntoken_file = \"short\"\n\n\
+             [[radio]]\nname = \"vhf1\"\nchannel = \"Dispatch\"\naudio = { backend = \"file\" }\n",
+        );
+        let report = check_config_only(&path);
+        assert!(!report.ok(), "{report:#?}");
+        let text = report.problems.join("\n");
+        assert!(text.contains("api.token_file"), "{text}");
+        assert!(!text.contains("abc123"), "{text}");
     }
 }
