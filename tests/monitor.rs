@@ -26,9 +26,36 @@ async fn the_monitor_follows_a_radio_through_a_message() {
     let token = scratch.join("token");
     std::fs::write(&token, format!("{READ_TOKEN}\n")).unwrap();
     let url = format!("http://{}", rig.api);
+    // A message before the monitor starts: its last-heard list comes from the history.
+    let pcm = zello_gateway::audio::speech::speech_like(zello_gateway::audio::CODEC_RATE, 0.4, 5);
+    common::emulator::talk_pcm(&rig.app, &pcm[..5 * 960]).await;
+    let mut watch = rig.hub.watch();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while watch
+            .borrow_and_update()
+            .radio("vhf1")
+            .is_none_or(|r| r.history().is_empty() || r.ptt)
+        {
+            watch.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the message played");
     let mut child = monitor(&["--url", &url, "--token-file", token.to_str().unwrap()]);
     let mut out = Lines::of_stdout(&mut child);
-    tokio::task::block_in_place(|| out.wait_for("vhf1         idle"));
+    let before = tokio::task::block_in_place(|| out.wait_for("heard dispatcher → vhf1"));
+    assert!(before.contains("completed"), "{before}");
+    out.drain();
+    assert!(
+        out.seen.iter().any(|l| l.starts_with("vhf1         idle")),
+        "{:#?}",
+        out.seen
+    );
+    assert!(
+        out.seen.iter().all(|l| !l.starts_with('*')),
+        "{:#?}",
+        out.seen
+    );
     rig.carrier.set(true);
     tokio::task::block_in_place(|| out.wait_for("vhf1         receiving     radio"));
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -81,5 +108,31 @@ async fn the_monitor_says_when_it_cannot_watch() {
     // A bad URL.
     let err = tokio::task::block_in_place(|| run(&["--url", "https://example.org/x"]));
     assert!(err.contains("write it like http://127.0.0.1:8780"), "{err}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_level_aid_shows_the_receive_level_with_the_squelch_closed() {
+    let rig = Rig::start(&tokens(false, false), quick(), 6.0).await;
+    let url = format!("http://{}", rig.api);
+    let mut child = monitor(&["--url", &url, "--levels", "vhf1"]);
+    let mut out = Lines::of_stdout(&mut child);
+    let line = tokio::task::block_in_place(|| out.wait_for("squelch closed"));
+    assert!(line.contains("dBFS rms"), "{line}");
+    // The engine measures while the monitor watches.
+    assert_eq!(rig.meters.meter("vhf1").wanted_by(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A radio the gateway does not have.
+    let out = tokio::task::block_in_place(|| {
+        bin()
+            .args(["monitor", "--url", &url, "--levels", "nope"])
+            .output()
+            .unwrap()
+    });
+    assert!(!out.status.success());
+    let err = text(&out).1;
+    assert!(err.contains("no radio \"nope\""), "{err}");
+    assert!(err.contains("vhf1"), "{err}");
     rig.stop().await;
 }

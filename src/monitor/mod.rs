@@ -224,6 +224,50 @@ async fn connect(t: &Target, focus: Option<&str>) -> Result<Socket, MonitorError
     Ok(ws)
 }
 
+/// The last messages (`GET /api/v1/history`), oldest first, as `MESSAGE_STOP`s the board
+/// takes in; none when the API cannot give them (the list then fills as messages end).
+async fn history(t: &Target, focus: Option<&str>) -> Vec<Value> {
+    let Ok(tls) = crate::net::tls::client_config(None) else {
+        return Vec::new();
+    };
+    let Ok(http) = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return Vec::new();
+    };
+    let mut url = format!("{}/api/v1/history?limit={}", t.base, view::HEARD);
+    if let Some(radio) = focus {
+        url.push_str(&format!("&room=radio:{radio}"));
+    }
+    let mut req = http.get(url);
+    if let Some(token) = &t.token {
+        req = req.bearer_auth(token.expose());
+    }
+    let Ok(answer) = req.send().await else {
+        return Vec::new();
+    };
+    let Ok(bytes) = answer.bytes().await else {
+        return Vec::new();
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(&bytes) else {
+        return Vec::new();
+    };
+    let mut entries: Vec<Value> = body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            json!({"type": "MESSAGE_STOP", "room": format!("radio:{}", m["radio"].as_str().unwrap_or_default()),
+                "ts": crate::api::protocol::event::rfc3339(m["ended_ms"].as_u64().unwrap_or(0)),
+                "data": m})
+        })
+        .collect();
+    entries.reverse();
+    entries
+}
+
 fn now_ms() -> u64 {
     crate::state::unix_ms(SystemTime::now())
 }
@@ -282,6 +326,9 @@ pub async fn run(
     let focus = args.levels.as_deref();
     let mut ws = connect(&target, focus).await?;
     let mut board = Board::new(args.levels.clone());
+    for m in history(&target, focus).await {
+        board.take(&m);
+    }
     let mut screen = Screen {
         terminal: std::io::stdout().is_terminal(),
         last: Vec::new(),

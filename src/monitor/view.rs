@@ -123,6 +123,13 @@ impl Board {
         let kind = m["type"].as_str().unwrap_or_default();
         let room = m["room"].as_str().unwrap_or_default();
         let data = &m["data"];
+        // Replies to the client's ops name rooms (`radio:*`) but change nothing shown.
+        if matches!(
+            kind,
+            "READY" | "SUBSCRIBED" | "UNSUBSCRIBED" | "PONG" | "ERROR" | "RESYNC" | ""
+        ) {
+            return false;
+        }
         if kind == "SNAPSHOT" {
             self.snapshot(room, data);
             return true;
@@ -632,5 +639,7 @@ mod tests {
         let mut b = Board::new(None);
         assert!(!b.take(&json!({"type": "PONG"})));
         assert!(!b.take(&json!("nonsense")));
+        assert!(!b.take(&json!({"type": "SUBSCRIBED", "room": "radio:*", "id": 1})));
+        assert!(b.radios.is_empty(), "{:?}", b.radios);
     }
 }
