@@ -1,5 +1,6 @@
-//! Audio levels in dBFS: the peak and RMS of a frame, and a [`LevelMeter`] that follows a
-//! whole message (for logs, VOX and the operator's "is the cable plugged in" question).
+//! Audio levels in dBFS: the peak and RMS of a frame (for logs, VOX and the operator's "is
+//! the cable plugged in" question). Levels that add up over a message or a live meter are in
+//! [`meter`](super::meter).
 //!
 //! 0 dBFS is a full-scale sample (`i16::MAX`); digital silence reads [`SILENCE_DBFS`].
 
@@ -39,65 +40,6 @@ pub fn rms_dbfs(samples: &[i16]) -> f32 {
     }
     let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
     amplitude_to_dbfs((sum / samples.len() as f64).sqrt())
-}
-
-/// Follows the level of a message frame by frame: overall peak, overall RMS and how many
-/// samples were clipped (at `i16::MAX` or `i16::MIN`). [`LevelMeter::reset`] starts over
-/// for the next message.
-#[derive(Debug, Clone, Default)]
-pub struct LevelMeter {
-    peak: u16,
-    sum_squares: f64,
-    samples: u64,
-    clipped: u64,
-}
-
-impl LevelMeter {
-    /// A meter that has seen nothing yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a frame to the measurement.
-    pub fn update(&mut self, frame: &[i16]) {
-        for &s in frame {
-            self.peak = self.peak.max(magnitude(s));
-            self.sum_squares += f64::from(s) * f64::from(s);
-            if s == i16::MAX || s == i16::MIN {
-                self.clipped += 1;
-            }
-        }
-        self.samples += frame.len() as u64;
-    }
-
-    /// Peak level of everything seen since the last reset, in dBFS.
-    pub fn peak_dbfs(&self) -> f32 {
-        amplitude_to_dbfs(f64::from(self.peak))
-    }
-
-    /// RMS level of everything seen since the last reset, in dBFS.
-    pub fn rms_dbfs(&self) -> f32 {
-        if self.samples == 0 {
-            return SILENCE_DBFS;
-        }
-        amplitude_to_dbfs((self.sum_squares / self.samples as f64).sqrt())
-    }
-
-    /// Number of samples at full scale (`i16::MAX` or `i16::MIN`): a sign of too much input
-    /// gain.
-    pub fn clip_count(&self) -> u64 {
-        self.clipped
-    }
-
-    /// Number of samples measured since the last reset.
-    pub fn sample_count(&self) -> u64 {
-        self.samples
-    }
-
-    /// Forgets everything (call at the start of each message).
-    pub fn reset(&mut self) {
-        *self = Self::default();
-    }
 }
 
 #[cfg(test)]
@@ -161,41 +103,5 @@ mod tests {
     fn half_scale_is_minus_six() {
         assert!(close(peak_dbfs(&[16384]), -6.02, 0.01));
         assert!(close(peak_dbfs(&[-16384]), -6.02, 0.01));
-    }
-
-    #[test]
-    fn meter_accumulates_over_frames() {
-        let amplitude = FULL_SCALE * 10f64.powf(-6.0 / 20.0);
-        let s = sine(amplitude, 1600);
-        let mut meter = LevelMeter::new();
-        assert_eq!(meter.peak_dbfs(), SILENCE_DBFS);
-        assert_eq!(meter.rms_dbfs(), SILENCE_DBFS);
-        for frame in s.chunks(160) {
-            meter.update(frame);
-        }
-        assert_eq!(meter.sample_count(), 1600);
-        assert!(close(meter.peak_dbfs(), peak_dbfs(&s), 1e-4));
-        assert!(close(meter.rms_dbfs(), rms_dbfs(&s), 1e-4));
-        assert_eq!(meter.clip_count(), 0);
-
-        // Adding as much silence halves the power: -3 dB.
-        meter.update(&vec![0; 1600]);
-        assert!(close(meter.rms_dbfs(), rms_dbfs(&s) - 3.01, 0.02));
-        assert!(close(meter.peak_dbfs(), peak_dbfs(&s), 1e-4));
-    }
-
-    #[test]
-    fn meter_counts_clipped_samples_and_resets() {
-        let mut meter = LevelMeter::new();
-        meter.update(&[i16::MAX, 0, i16::MIN, 100, i16::MAX - 1]);
-        assert_eq!(meter.clip_count(), 2);
-        assert_eq!(meter.peak_dbfs(), 0.0);
-        meter.reset();
-        assert_eq!(meter.clip_count(), 0);
-        assert_eq!(meter.sample_count(), 0);
-        assert_eq!(meter.peak_dbfs(), SILENCE_DBFS);
-        assert_eq!(meter.rms_dbfs(), SILENCE_DBFS);
-        meter.update(&[]);
-        assert_eq!(meter.rms_dbfs(), SILENCE_DBFS);
     }
 }
