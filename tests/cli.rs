@@ -584,6 +584,7 @@ fn run_gateway(
         &path,
         format!(
             "[zello]\nserver = \"ws://127.0.0.1:{port}/ws\"\nusername = \"gateway1\"\npassword = \"{PASSWORD}\"\n\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n\n\
              [[radio]]\nname = \"radio1\"\nchannel = \"Local\"\n\
              audio = {{ backend = \"file\", input = \"rx.wav\", output = \"tx.wav\" }}\n\
              carrier = {{ type = \"schedule\", on = {carrier_on} }}\n"

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{error, warn};
 
 /// How many serialized events (one per room) the replay ring keeps for `"since"`.
 pub const REPLAY_CAPACITY: usize = 1024;
@@ -162,7 +162,6 @@ impl Feed {
         if self.items.receiver_count() > 0 {
             let _ = self.items.send(Item::Events(batch.into()));
         }
-        debug!(seq = ring.events.back().map(|e| e.seq), "status API event");
     }
 
     /// The kept events after `since` that `subscription` wants, when the ring still holds
