@@ -23,11 +23,19 @@
 //!    was preempted (voluntary and involuntary context switches, from
 //!    `/proc/self/task/*/status`). Each costs tens of microseconds of CPU on a small
 //!    machine, so the hand-offs between threads are counted, not only timed.
+//!    In turns with it, the same pipeline with both gateways serving the **status API** as
+//!    the daemon does, one dashboard on each subscribed to every room
+//!    ([`dashboard`]: its thread's CPU left out, what it received counted): what the API
+//!    adds, in percent of the pipeline.
 //! 3. **Latency**, in real time: clicks through the same pipeline, with the gateways
 //!    behind a relay that notes when each packet leaves gateway A's socket and reaches
 //!    gateway B's (see [`BenchReport`] for what each figure covers).
 //! 4. **Peak RSS** with 1 and with 10 active duplex radios, each in a child process of its
-//!    own (`zello-gateway bench --rss-child N`).
+//!    own (`zello-gateway bench --rss-child N`), with the status API on as the daemon runs
+//!    it and without.
+//!
+//! Besides, an **idle** gateway in real time, with its status API (nobody connected) and
+//! without, in turns.
 //!
 //! The engines are ticked by the benchmark ([`gateway::run_with`] with
 //! [`EngineDrive::Caller`](crate::gateway::EngineDrive::Caller)); everything else is the
