@@ -23,11 +23,19 @@
 //!    was preempted (voluntary and involuntary context switches, from
 //!    `/proc/self/task/*/status`). Each costs tens of microseconds of CPU on a small
 //!    machine, so the hand-offs between threads are counted, not only timed.
+//!    In turns with it, the same pipeline with both gateways serving the **status API** as
+//!    the daemon does, one dashboard on each subscribed to every room
+//!    ([`dashboard`]: its thread's CPU left out, what it received counted): what the API
+//!    adds, in percent of the pipeline.
 //! 3. **Latency**, in real time: clicks through the same pipeline, with the gateways
 //!    behind a relay that notes when each packet leaves gateway A's socket and reaches
 //!    gateway B's (see [`BenchReport`] for what each figure covers).
 //! 4. **Peak RSS** with 1 and with 10 active duplex radios, each in a child process of its
-//!    own (`zello-gateway bench --rss-child N`).
+//!    own (`zello-gateway bench --rss-child N`), with the status API on as the daemon runs
+//!    it and without.
+//!
+//! Besides, an **idle** gateway in real time, with its status API (nobody connected) and
+//! without, in turns.
 //!
 //! The engines are ticked by the benchmark ([`gateway::run_with`] with
 //! [`EngineDrive::Caller`](crate::gateway::EngineDrive::Caller)); everything else is the
@@ -35,6 +43,7 @@
 //!
 //! [`gateway::run_with`]: crate::gateway::run_with
 
+mod dashboard;
 mod device;
 mod idle;
 mod latency;
@@ -271,6 +280,9 @@ pub struct BenchArgs {
     /// Internal: the emulator's URL, for --rss-child.
     #[arg(long, hide = true)]
     pub server: Option<String>,
+    /// Internal: with --rss-child, serve the status API as the daemon does.
+    #[arg(long, hide = true)]
+    pub rss_api: bool,
 }
 
 impl BenchArgs {
@@ -322,6 +334,7 @@ impl BenchArgs {
             server,
             seconds: self.rss_seconds,
             settings: opts.encoder_settings(),
+            api: self.rss_api,
         }))
     }
 }
@@ -618,6 +631,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut floors: Vec<Floor> = Vec::new();
     let mut paced_floors: Vec<Floor> = Vec::new();
     let mut pipelines: Vec<pipeline::PipelineRun> = Vec::new();
+    let mut api_pipelines: Vec<pipeline::PipelineRun> = Vec::new();
     for run in 0..opts.runs {
         say(&format!("the floor (libopus alone), run {}", run + 1));
         floors.push(floor(&settings, &clip16)?);
@@ -627,7 +641,16 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         ));
         paced_floors.push(paced_floor(&settings, &clip16, speedup)?);
         say(&format!("the pipeline, run {}", run + 1));
-        pipelines.push(pipeline::run(&emulator, &settings, &clip48, speedup, run)?);
+        pipelines.push(pipeline::run(
+            &emulator, &settings, &clip48, speedup, run, false,
+        )?);
+        say(&format!(
+            "the pipeline with the status API and a dashboard, run {}",
+            run + 1
+        ));
+        api_pipelines.push(pipeline::run(
+            &emulator, &settings, &clip48, speedup, run, true,
+        )?);
     }
     drop((clip16, clip48));
 
@@ -638,23 +661,42 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         latency::Latencies::default()
     };
 
-    let idle = if opts.idle_seconds > 0.0 {
-        say("an idle gateway (real time)");
-        Some(idle::run(
-            &emulator,
-            &settings,
-            f64::from(opts.idle_seconds),
-        )?)
-    } else {
-        None
-    };
+    // Without and with the status API (nobody connected), in turns.
+    let (mut idle, mut idle_api) = (Vec::new(), Vec::new());
+    if opts.idle_seconds > 0.0 {
+        for run in 0..opts.runs {
+            for (api, runs) in [(false, &mut idle), (true, &mut idle_api)] {
+                say(&format!(
+                    "an idle gateway{} (real time), run {}",
+                    if api { " with its status API" } else { "" },
+                    run + 1
+                ));
+                runs.push(idle::run(
+                    &emulator,
+                    &settings,
+                    f64::from(opts.idle_seconds),
+                    api,
+                    run,
+                )?);
+            }
+        }
+    }
 
-    let (mut rss1, mut rss10) = (None, None);
+    // With the status API, as the daemon runs, and without it, to tell what it adds.
+    let (mut rss1, mut rss10, mut rss1_no_api, mut rss10_no_api) = (None, None, None, None);
     if let Some(exe) = &opts.rss_exe {
-        for (n, slot) in [(1, &mut rss1), (10, &mut rss10)] {
+        for (n, api, slot) in [
+            (1, true, &mut rss1),
+            (1, false, &mut rss1_no_api),
+            (10, true, &mut rss10),
+            (10, false, &mut rss10_no_api),
+        ] {
             let radios = if n == 1 { "radio" } else { "radios" };
-            say(&format!("peak RSS with {n} {radios} (real time)"));
-            let r = rss::measure(&emulator, exe, n, opts.rss_seconds, &settings)?;
+            let with = if api { "with" } else { "without" };
+            say(&format!(
+                "peak RSS with {n} {radios}, {with} the status API (real time)"
+            ));
+            let r = rss::measure(&emulator, exe, n, opts.rss_seconds, &settings, api)?;
             *slot = Some(round(r.peak_rss_kb as f64 / 1024.0, 1));
         }
     }
@@ -684,9 +726,12 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
             floors,
             paced_floors,
             pipelines,
+            api_pipelines,
             latencies,
             idle,
+            idle_api,
             peak_rss_mb: (rss1, rss10),
+            peak_rss_mb_no_api: (rss1_no_api, rss10_no_api),
             device,
         },
     ))
@@ -714,6 +759,18 @@ mod tests {
             "{report:?}"
         );
         assert!(report.idle_seconds >= 1.0, "{report:?}");
+        assert!(
+            report
+                .idle_api_cpu_percent_of_core
+                .is_some_and(|p| p.is_finite() && p >= 0.0),
+            "{report:?}"
+        );
+        assert_eq!(report.idle_api_runs_cpu_percent_of_core.len(), 2);
+        // The pipeline with the API ran as often, and its dashboards got the messages.
+        assert_eq!(report.api_pipeline_runs_cpu_s_per_audio_s.len(), 2);
+        assert!(report.api_pipeline_cpu_s_per_audio_s > 0.0, "{report:?}");
+        assert_eq!(report.api_dashboard_message_starts, 4, "{report:?}");
+        assert_eq!(report.api_dashboard_resyncs, 0, "{report:?}");
         assert_eq!(report.floor_runs_cpu_s_per_audio_s.len(), 2);
         assert_eq!(report.paced_floor_runs_cpu_s_per_audio_s.len(), 2);
         assert_eq!(report.pipeline_runs_cpu_s_per_audio_s.len(), 2);
@@ -774,6 +831,12 @@ mod tests {
             "wakeups_zello_to_radio_per_packet",
             "wakeups_engines_per_packet",
             "wakeups_threads",
+            "api_pipeline_cpu_s_per_audio_s",
+            "api_added_cpu_percent_of_pipeline",
+            "api_dashboard_events",
+            "api_dashboard_levels",
+            "idle_api_cpu_percent_of_core",
+            "peak_rss_mb_1_radio_no_api",
         ] {
             assert!(json.get(key).is_some(), "{key} missing");
         }
@@ -805,6 +868,8 @@ mod tests {
             cpu: cpu(ms),
             engines_cpu: cpu(ms / 2),
             emulator_cpu: cpu(10),
+            dashboard_cpu: Duration::ZERO,
+            dashboard: None,
             packets: 200,
             concealed: 0,
             held_back: 0,
@@ -817,6 +882,20 @@ mod tests {
                 engines: switches(201, 3),
                 emulator: switches(400, 0),
             },
+        };
+        let with_api = |mut p: pipeline::PipelineRun, events, levels| {
+            p.dashboard_cpu = Duration::from_millis(5);
+            p.dashboard = Some(dashboard::Received {
+                events,
+                levels,
+                message_starts: 4,
+                ..Default::default()
+            });
+            p
+        };
+        let idle = |ms: u64| idle::IdleRun {
+            wall: Duration::from_secs(10),
+            cpu: Duration::from_millis(ms),
         };
         let opts = BenchOptions {
             seconds: 10.0,
@@ -832,17 +911,34 @@ mod tests {
                 floors: vec![floor(100), floor(120), floor(140)],
                 paced_floors: vec![floor(130), floor(150), floor(200)],
                 pipelines: vec![pipeline(200), pipeline(300), pipeline(250)],
+                api_pipelines: vec![
+                    with_api(pipeline(210), 30, 4),
+                    with_api(pipeline(260), 28, 2),
+                    with_api(pipeline(400), 31, 3),
+                ],
                 latencies: latency::Latencies::default(),
-                idle: Some(idle::IdleRun {
-                    wall: Duration::from_secs(10),
-                    cpu: Duration::from_millis(23),
-                }),
-                peak_rss_mb: (None, None),
+                idle: vec![idle(23), idle(30), idle(20)],
+                idle_api: vec![idle(24), idle(21), idle(40)],
+                peak_rss_mb: (Some(9.5), Some(21.0)),
+                peak_rss_mb_no_api: (Some(8.25), Some(20.5)),
                 device: None,
             },
         );
         assert_eq!(report.idle_cpu_percent_of_core, Some(0.23));
+        assert_eq!(report.idle_api_cpu_percent_of_core, Some(0.24));
+        assert_eq!(report.idle_runs_cpu_percent_of_core, [0.23, 0.3, 0.2]);
         assert_eq!(report.idle_seconds, 10.0);
+        // With the API: 0.021, 0.026, 0.040 per audio second; the median's 0.001 more is
+        // 4 % of the plain pipeline's median.
+        assert_eq!(report.api_pipeline_cpu_s_per_audio_s, 0.026);
+        assert_eq!(report.api_added_cpu_s_per_audio_s, 0.001);
+        assert_eq!(report.api_added_cpu_percent_of_pipeline, 4.0);
+        assert_eq!(report.api_dashboard_cpu_s_per_audio_s, 0.0005);
+        assert_eq!(report.api_dashboard_events, 28);
+        assert_eq!(report.api_dashboard_levels, 2);
+        assert_eq!(report.api_dashboard_message_starts, 4);
+        assert_eq!(report.api_dashboard_resyncs, 0);
+        assert_eq!(report.peak_rss_mb_1_radio_no_api, Some(8.25));
         assert_eq!(report.floor_cpu_s_per_audio_s, 0.012);
         assert_eq!(report.paced_floor_cpu_s_per_audio_s, 0.015);
         assert_eq!(report.pipeline_cpu_s_per_audio_s, 0.025);
@@ -893,7 +989,18 @@ mod tests {
             line("pipeline:").contains("2.08x the floor, 1.67x the paced floor"),
             "{table}"
         );
-        assert!(line("idle gateway").contains("0.23 %"), "{table}");
+        assert!(line("idle gateway,").contains("0.23 %"), "{table}");
+        assert!(line("idle gateway with").contains("0.24 %"), "{table}");
+        assert!(
+            line("pipeline with status API").contains("0.02600")
+                && line("pipeline with status API").contains("+4.0 %"),
+            "{table}"
+        );
+        assert!(line("what the dashboards").contains("28 events"), "{table}");
+        assert!(line("peak RSS, 1 radio").contains("+1.2 MiB"), "{table}");
+        assert_eq!(json["api_added_cpu_percent_of_pipeline"], 4.0);
+        assert_eq!(json["idle_api_cpu_percent_of_core"], 0.24);
+        assert_eq!(json["peak_rss_mb_10_radios_no_api"], 20.5);
         let row = line("wake-ups per packet, radio -> Zello");
         assert!(row.contains("2.50"), "{table}");
         assert!(row.contains("gw-a-rt 2.00 + 0.49"), "{table}");
@@ -915,9 +1022,12 @@ mod tests {
                 floors: Vec::new(),
                 paced_floors: Vec::new(),
                 pipelines: Vec::new(),
+                api_pipelines: Vec::new(),
                 latencies: latency::Latencies::default(),
-                idle: None,
+                idle: Vec::new(),
+                idle_api: Vec::new(),
                 peak_rss_mb: (None, None),
+                peak_rss_mb_no_api: (None, None),
                 device: None,
             },
         );

@@ -343,12 +343,22 @@ fn bench_prints_one_json_object_with_every_figure() {
         "latency_zello_to_radio_ms",
         "peak_rss_mb_1_radio",
         "peak_rss_mb_10_radios",
+        "peak_rss_mb_1_radio_no_api",
+        "peak_rss_mb_10_radios_no_api",
+        "api_pipeline_cpu_s_per_audio_s",
     ] {
         let v = json[key].as_f64();
         assert!(v.is_some_and(|v| v.is_finite() && v > 0.0), "{key}: {json}");
     }
     let idle = json["idle_cpu_percent_of_core"].as_f64();
     assert!(idle.is_some_and(|v| v.is_finite() && v >= 0.0), "{json}");
+    let idle_api = json["idle_api_cpu_percent_of_core"].as_f64();
+    assert!(
+        idle_api.is_some_and(|v| v.is_finite() && v >= 0.0),
+        "{json}"
+    );
+    // The dashboards of the runs with the status API got both gateways' messages.
+    assert_eq!(json["api_dashboard_message_starts"], 4, "{json}");
     assert_eq!(json["complexity"], 10);
     assert_eq!(json["frame_ms"], 60);
 

@@ -5,7 +5,7 @@
 //! once per frame at real-time deadlines, as the daemon's engine thread does; the session,
 //! bridge and tokio run as in the daemon. The emulator's CPU time is left out.
 
-use super::rig::{Emulator, Side, SideSpec};
+use super::rig::{ApiMode, Emulator, Side, SideSpec};
 use super::{BenchError, Clock, cpu_time};
 use crate::audio::opus::EncoderSettings;
 use std::time::Duration;
@@ -25,18 +25,28 @@ impl IdleRun {
     }
 }
 
-/// Runs one idle gateway for `seconds` of real time.
+/// Runs one idle gateway for `seconds` of real time; with `api`, serving its status API
+/// as the daemon does, nobody connected (`run` counts the runs of one benchmark).
 pub(crate) fn run(
     emulator: &Emulator,
     settings: &EncoderSettings,
     seconds: f64,
+    api: bool,
+    run: usize,
 ) -> Result<IdleRun, BenchError> {
+    // A user and channel of its own for each run.
+    let tag = if api {
+        format!("{run}-api")
+    } else {
+        run.to_string()
+    };
     let mut side = Side::start(SideSpec {
         threads: "gw-idle".into(),
         server: emulator.url.clone(),
-        user: "bench-idle".into(),
-        radios: vec![("radio-idle".into(), "Bench-idle".into())],
+        user: format!("bench-idle-{tag}"),
+        radios: vec![("radio-idle".into(), format!("Bench-idle-{tag}"))],
         settings: settings.clone(),
+        api: if api { ApiMode::On } else { ApiMode::Off },
     })?;
     side.wait_online()?;
     let frame = Duration::from_millis(u64::from(settings.frame_ms));

@@ -66,6 +66,7 @@ pub(crate) fn measure(
         user: user.into(),
         radios: vec![(radio.into(), "Latency".into())],
         settings: settings.clone(),
+        api: super::rig::ApiMode::Off,
     };
     let mut a = Side::start(spec("gw-a", tap_a.url(), "bench-latency-a", "radio-a"))?;
     let mut b = Side::start(spec("gw-b", tap_b.url(), "bench-latency-b", "radio-b"))?;

@@ -12,7 +12,8 @@
 //! the wake-ups of A's network threads are those of radio -> Zello and B's those of
 //! Zello -> radio.
 
-use super::rig::{Emulator, Side, SideSpec, Source};
+use super::dashboard::Received;
+use super::rig::{ApiMode, Emulator, Side, SideSpec, Source};
 use super::wakeups::{self, Switches, ThreadGroup};
 use super::{BenchError, Clock, cpu_time};
 use crate::audio::opus::EncoderSettings;
@@ -38,6 +39,10 @@ pub(crate) struct PipelineRun {
     /// cards: what the codec threads and the cards' callbacks cost.
     pub(crate) engines_cpu: Duration,
     pub(crate) emulator_cpu: Duration,
+    /// The dashboards' threads (not in `cpu`), when the gateways served their API.
+    pub(crate) dashboard_cpu: Duration,
+    /// What the two dashboards received together; `None`: the gateways ran without the API.
+    pub(crate) dashboard: Option<Received>,
     pub(crate) packets: u64,
     pub(crate) concealed: u64,
     /// Times the loop waited for packets in flight.
@@ -65,22 +70,44 @@ fn failed(message: String) -> BenchError {
     }
 }
 
+/// The dashboards' CPU time so far, together.
+fn dashboards_cpu(sides: [&Side; 2]) -> Result<Duration, BenchError> {
+    let mut sum = Duration::ZERO;
+    for d in sides.iter().filter_map(|s| s.dashboard.as_ref()) {
+        sum += d.cpu()?;
+    }
+    Ok(sum)
+}
+
 /// Runs the clip (`clip48`, at the card's rate) through the pipeline (`run` counts the runs
-/// of one benchmark).
+/// of one benchmark). With `api`, both gateways serve their status API as the daemon does,
+/// each watched by a dashboard subscribed to every room; the dashboards' CPU time is left
+/// out of the pipeline's, as the emulator's is.
 pub(crate) fn run(
     emulator: &Emulator,
     settings: &EncoderSettings,
     clip48: &Arc<[i16]>,
     speedup: f64,
     run: usize,
+    api: bool,
 ) -> Result<PipelineRun, BenchError> {
     // Users and channel of their own for each run.
+    let tag = if api {
+        format!("{run}-api")
+    } else {
+        run.to_string()
+    };
     let spec = |threads: &str, user: &str, radio: &str| SideSpec {
         threads: threads.into(),
         server: emulator.url.clone(),
-        user: format!("{user}-{run}"),
-        radios: vec![(radio.into(), format!("Bench-{run}"))],
+        user: format!("{user}-{tag}"),
+        radios: vec![(radio.into(), format!("Bench-{tag}"))],
         settings: settings.clone(),
+        api: if api {
+            ApiMode::Dashboard
+        } else {
+            ApiMode::Off
+        },
     };
     let mut a = Side::start(spec("gw-a", "bench-a", "radio-a"))?;
     let mut b = Side::start(spec("gw-b", "bench-b", "radio-b"))?;
@@ -102,6 +129,7 @@ pub(crate) fn run(
     let process0 = cpu_time(libc::RUSAGE_SELF)?;
     let thread0 = cpu_time(libc::RUSAGE_THREAD)?;
     let emulator0 = emulator.cpu()?;
+    let dashboards0 = dashboards_cpu([&a, &b])?;
     let clock = Clock::new(frame.div_f64(speedup));
     a.radios[0].raise_carrier();
     for k in 0u64.. {
@@ -139,9 +167,11 @@ pub(crate) fn run(
     let wall = clock.elapsed();
     let engines_cpu = cpu_time(libc::RUSAGE_THREAD)?.saturating_sub(thread0);
     let emulator_cpu = emulator.cpu()?.saturating_sub(emulator0);
+    let dashboard_cpu = dashboards_cpu([&a, &b])?.saturating_sub(dashboards0);
     let cpu = cpu_time(libc::RUSAGE_SELF)?
         .saturating_sub(process0)
-        .saturating_sub(emulator_cpu);
+        .saturating_sub(emulator_cpu)
+        .saturating_sub(dashboard_cpu);
     let engines_switches = wakeups::this_thread() - engines0;
     let threads1 = wakeups::snapshot();
     let wakeups = PipelineWakeups {
@@ -188,10 +218,23 @@ pub(crate) fn run(
         .chain(&b.radios)
         .map(|r| r.ring_losses())
         .sum();
+    // What the dashboards got: read once the gateways have stopped and their APIs closed
+    // the sockets, so every event sent is in.
+    let dashboards: Vec<_> = [&mut a, &mut b]
+        .into_iter()
+        .filter_map(|s| s.dashboard.take())
+        .collect();
     let stop_a = a.stop();
     let stop_b = b.stop();
     stop_a?;
     stop_b?;
+    let dashboard = (!dashboards.is_empty()).then(|| {
+        dashboards
+            .iter()
+            .map(|d| d.received_by_close(Duration::from_secs(5)))
+            .fold(Received::default(), |s, r| s.plus(&r))
+    });
+    drop(dashboards);
     if outcome != Some(MessageOutcome::Completed)
         || dropped > 0
         || engine_drops > 0
@@ -214,6 +257,8 @@ pub(crate) fn run(
         cpu,
         engines_cpu,
         emulator_cpu,
+        dashboard_cpu,
+        dashboard,
         packets: sent,
         concealed,
         held_back,
@@ -226,6 +271,36 @@ mod tests {
     use super::*;
     use crate::audio::speech::speech_like;
     use crate::bench::BenchOptions;
+
+    /// With the API on, each gateway's dashboard gets the message as it happens: both
+    /// gateways' `MESSAGE_START` (radio and channel rooms), their other events and live
+    /// levels, without falling behind; every packet still gets through (`run` fails
+    /// otherwise). Counted, not timed.
+    #[test]
+    fn the_dashboards_receive_the_message_events_and_levels_during_a_run_with_the_api() {
+        let settings = BenchOptions {
+            frame_ms: 20,
+            complexity: 5,
+            bitrate: Some(16_000),
+            ..BenchOptions::default()
+        }
+        .encoder_settings();
+        let clip: Arc<[i16]> = speech_like(super::super::rig::CARD_RATE, 2.0, 7).into();
+        let emulator = Emulator::start().unwrap();
+        let plain = run(&emulator, &settings, &clip, 2.0, 0, false).expect("plain run");
+        assert_eq!(plain.dashboard, None);
+        assert_eq!(plain.dashboard_cpu, Duration::ZERO);
+        let with_api = run(&emulator, &settings, &clip, 2.0, 0, true).expect("run with the API");
+        assert_eq!(with_api.packets, plain.packets);
+        let got = with_api.dashboard.expect("the dashboards ran");
+        // A: carrier up and down, message start and stop; B: message start and stop, PTT on
+        // and off; logons and channels online besides.
+        assert_eq!(got.message_starts, 4, "{got:?}");
+        assert!(got.events >= 12, "{got:?}");
+        assert!(got.levels > 0, "{got:?}");
+        assert_eq!((got.resyncs, got.errors), (0, 0), "{got:?}");
+        assert!(with_api.dashboard_cpu > Duration::ZERO);
+    }
 
     /// The network side's hand-offs, counted rather than timed: each packet wakes gateway
     /// A's network thread once (the codec thread hands it over; bridge, session and writer
@@ -250,7 +325,7 @@ mod tests {
         .encoder_settings();
         let clip: Arc<[i16]> = speech_like(super::super::rig::CARD_RATE, 3.0, 7).into();
         let emulator = Emulator::start().unwrap();
-        let run = run(&emulator, &settings, &clip, 2.0, 0).expect("the clip gets through");
+        let run = run(&emulator, &settings, &clip, 2.0, 0, false).expect("the clip gets through");
         assert_eq!(run.packets, 150);
         let per_packet =
             |groups: &[ThreadGroup]| wakeups::total(groups).voluntary as f64 / run.packets as f64;

@@ -81,6 +81,33 @@ pub struct BenchReport {
     /// Thread by thread (threads of one name together), medians of the runs.
     pub wakeups_threads: Vec<ThreadWakeups>,
 
+    /// The same pipeline with both gateways serving their status API as the daemon does,
+    /// each watched by one dashboard subscribed to every room (`gateway`, `radio:*`,
+    /// `channel:*`, `levels:*`); run in turns with the plain one, the dashboards' threads
+    /// left out as the emulator's is (median of the runs).
+    pub api_pipeline_cpu_s_per_audio_s: f64,
+    /// That pipeline, run by run.
+    pub api_pipeline_runs_cpu_s_per_audio_s: Vec<f64>,
+    /// What the API and its dashboards' sessions add to the pipeline:
+    /// `api_pipeline_cpu_s_per_audio_s - pipeline_cpu_s_per_audio_s` (can be below zero
+    /// when the machine's noise is larger).
+    pub api_added_cpu_s_per_audio_s: f64,
+    /// The same in percent of `pipeline_cpu_s_per_audio_s`.
+    pub api_added_cpu_percent_of_pipeline: f64,
+    /// The two dashboards' own threads, per audio second (median; not in the figures above).
+    pub api_dashboard_cpu_s_per_audio_s: f64,
+    /// Events the two dashboards received together (room events, `LEVEL` left out), the
+    /// fewest of any run.
+    pub api_dashboard_events: u64,
+    /// `MESSAGE_START`s among them, the fewest of any run (4: each gateway's radio and
+    /// channel rooms).
+    pub api_dashboard_message_starts: u64,
+    /// `LEVEL`s the two dashboards received together, the fewest of any run (at most five a
+    /// second of wall-clock time per radio and direction, so a fast run gets few).
+    pub api_dashboard_levels: u64,
+    /// `RESYNC`s the dashboards got in all runs (they fell behind): 0 when they kept up.
+    pub api_dashboard_resyncs: u64,
+
     /// Clicks timed.
     pub latency_clicks: usize,
     /// Radio -> Zello, worst click: from the click entering A's capture ring (the callback
@@ -117,13 +144,26 @@ pub struct BenchReport {
     /// in real time: CPU time per wall-clock time in percent of one core, the emulator left
     /// out. `null` when the idle phase was skipped.
     pub idle_cpu_percent_of_core: Option<f64>,
-    /// Seconds the idle gateway was watched.
+    /// Seconds the idle gateway was watched, each run.
     pub idle_seconds: f64,
+    /// The idle gateway serving its status API as the daemon does, nobody connected, run in
+    /// turns with the plain one (median of the runs); `null` when the idle phase was skipped.
+    pub idle_api_cpu_percent_of_core: Option<f64>,
+    /// The idle gateway without the API, run by run (its median is
+    /// `idle_cpu_percent_of_core`).
+    pub idle_runs_cpu_percent_of_core: Vec<f64>,
+    /// With the API, run by run.
+    pub idle_api_runs_cpu_percent_of_core: Vec<f64>,
 
-    /// Peak resident set of a gateway process with one active duplex radio, MiB.
+    /// Peak resident set of a gateway process with one active duplex radio, MiB, its
+    /// status API on as the daemon runs it (nobody connected).
     pub peak_rss_mb_1_radio: Option<f64>,
     /// The same with ten.
     pub peak_rss_mb_10_radios: Option<f64>,
+    /// Peak resident set with one radio and no status API, MiB.
+    pub peak_rss_mb_1_radio_no_api: Option<f64>,
+    /// The same with ten.
+    pub peak_rss_mb_10_radios_no_api: Option<f64>,
 
     /// The gateway itself through real sound devices (`--device`); `null` without it.
     pub device: Option<DeviceReport>,
@@ -278,6 +318,27 @@ impl BenchReport {
         );
         row(
             &mut t,
+            "pipeline with status API and dashboards",
+            format!("{:.5}", self.api_pipeline_cpu_s_per_audio_s),
+            format!(
+                "CPU s per audio s: the API adds {:.5} ({:+.1} % of the pipeline)",
+                self.api_added_cpu_s_per_audio_s, self.api_added_cpu_percent_of_pipeline
+            ),
+        );
+        row(
+            &mut t,
+            "  what the dashboards received (fewest)",
+            format!("{} events", self.api_dashboard_events),
+            format!(
+                "{} MESSAGE_START, {} LEVEL, {} RESYNC; their own threads {:.5} CPU s per audio s",
+                self.api_dashboard_message_starts,
+                self.api_dashboard_levels,
+                self.api_dashboard_resyncs,
+                self.api_dashboard_cpu_s_per_audio_s
+            ),
+        );
+        row(
+            &mut t,
             &format!("latency radio -> Zello (worst of {})", self.latency_clicks),
             opt(self.latency_radio_to_zello_ms, "ms"),
             format!(
@@ -321,15 +382,33 @@ impl BenchReport {
         );
         row(
             &mut t,
+            "idle gateway with status API, nobody on it",
+            self.idle_api_cpu_percent_of_core
+                .map_or_else(|| "-".into(), |v| format!("{v:.2} %")),
+            "of one core, in turns with the one above".into(),
+        );
+        let growth = |with: Option<f64>, without: Option<f64>| match (with, without) {
+            (Some(w), Some(wo)) => format!(
+                "{} without the API ({:+.1} MiB)",
+                opt(without, "MiB"),
+                w - wo
+            ),
+            _ => "status API on, as the daemon runs".into(),
+        };
+        row(
+            &mut t,
             "peak RSS, 1 radio",
             opt(self.peak_rss_mb_1_radio, "MiB"),
-            String::new(),
+            growth(self.peak_rss_mb_1_radio, self.peak_rss_mb_1_radio_no_api),
         );
         row(
             &mut t,
             "peak RSS, 10 radios",
             opt(self.peak_rss_mb_10_radios, "MiB"),
-            String::new(),
+            growth(
+                self.peak_rss_mb_10_radios,
+                self.peak_rss_mb_10_radios_no_api,
+            ),
         );
         if let Some(d) = &self.device {
             d.write_table(&mut t);
@@ -343,10 +422,16 @@ pub(super) struct Measured {
     pub(super) floors: Vec<Floor>,
     pub(super) paced_floors: Vec<Floor>,
     pub(super) pipelines: Vec<pipeline::PipelineRun>,
+    /// With the status API and a dashboard on each gateway.
+    pub(super) api_pipelines: Vec<pipeline::PipelineRun>,
     pub(super) latencies: latency::Latencies,
-    pub(super) idle: Option<idle::IdleRun>,
-    /// With 1 and with 10 radios, MiB.
+    pub(super) idle: Vec<idle::IdleRun>,
+    /// With the status API, nobody connected.
+    pub(super) idle_api: Vec<idle::IdleRun>,
+    /// With 1 and with 10 radios, the status API on, MiB.
     pub(super) peak_rss_mb: (Option<f64>, Option<f64>),
+    /// The same without the status API.
+    pub(super) peak_rss_mb_no_api: (Option<f64>, Option<f64>),
     pub(super) device: Option<DeviceReport>,
 }
 
@@ -367,6 +452,33 @@ pub(super) fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         cpu.as_secs_f64() / p.audio.as_secs_f64().max(f64::MIN_POSITIVE)
     };
     let pipeline_runs: Vec<f64> = pipelines.iter().map(|p| per_audio_s(p, p.cpu)).collect();
+    let api_pipeline_runs: Vec<f64> = m
+        .api_pipelines
+        .iter()
+        .map(|p| per_audio_s(p, p.cpu))
+        .collect();
+    let dashboard_runs: Vec<f64> = m
+        .api_pipelines
+        .iter()
+        .map(|p| per_audio_s(p, p.dashboard_cpu))
+        .collect();
+    let received: Vec<_> = m
+        .api_pipelines
+        .iter()
+        .map(|p| p.dashboard.unwrap_or_default())
+        .collect();
+    let fewest =
+        |f: fn(&super::dashboard::Received) -> u64| received.iter().map(f).min().unwrap_or(0);
+    let idle_runs: Vec<f64> = m
+        .idle
+        .iter()
+        .map(|i| round(i.percent_of_core(), 3))
+        .collect();
+    let idle_api_runs: Vec<f64> = m
+        .idle_api
+        .iter()
+        .map(|i| round(i.percent_of_core(), 3))
+        .collect();
     let engines_runs: Vec<f64> = pipelines
         .iter()
         .map(|p| per_audio_s(p, p.engines_cpu))
@@ -394,6 +506,12 @@ pub(super) fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
     let floor_per_s = median(&floor_runs).unwrap_or(0.0);
     let paced_floor_per_s = median(&paced_floor_runs).unwrap_or(0.0);
     let pipeline_per_s = median(&pipeline_runs).unwrap_or(0.0);
+    let api_pipeline_per_s = median(&api_pipeline_runs).unwrap_or(0.0);
+    let api_added = if m.api_pipelines.is_empty() {
+        0.0
+    } else {
+        api_pipeline_per_s - pipeline_per_s
+    };
     let packets = pipelines.first().map_or(0, |p| p.packets);
     let bytes = m.floors.first().map_or(0, |f| f.bytes);
     let lat = &m.latencies;
@@ -436,6 +554,15 @@ pub(super) fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         wakeups_engines_per_packet: wakeups(&|w| w.engines.total()),
         wakeups_emulator_per_packet: wakeups(&|w| w.emulator.total()),
         wakeups_threads: thread_wakeups(pipelines),
+        api_pipeline_cpu_s_per_audio_s: round(api_pipeline_per_s, 6),
+        api_pipeline_runs_cpu_s_per_audio_s: runs(&api_pipeline_runs),
+        api_added_cpu_s_per_audio_s: round(api_added, 6),
+        api_added_cpu_percent_of_pipeline: round(100.0 * api_added / pipeline_per_s.max(1e-9), 2),
+        api_dashboard_cpu_s_per_audio_s: round(median(&dashboard_runs).unwrap_or(0.0), 6),
+        api_dashboard_events: fewest(|r| r.events),
+        api_dashboard_message_starts: fewest(|r| r.message_starts),
+        api_dashboard_levels: fewest(|r| r.levels),
+        api_dashboard_resyncs: received.iter().map(|r| r.resyncs).sum(),
         latency_clicks: lat.radio_to_zello.len(),
         latency_radio_to_zello_ms: ms(worst(&lat.radio_to_zello)),
         latency_radio_to_zello_median_ms: ms(median(&lat.radio_to_zello)),
@@ -449,13 +576,18 @@ pub(super) fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         latency_concealed: lat.concealed,
         latency_radio_to_zello_clicks_ms: lat.radio_to_zello.iter().map(|&x| round(x, 2)).collect(),
         latency_zello_to_radio_clicks_ms: lat.zello_to_radio.iter().map(|&x| round(x, 2)).collect(),
-        idle_cpu_percent_of_core: m.idle.as_ref().map(|i| round(i.percent_of_core(), 3)),
+        idle_cpu_percent_of_core: median(&idle_runs),
         idle_seconds: m
             .idle
-            .as_ref()
+            .first()
             .map_or(0.0, |i| round(i.wall.as_secs_f64(), 1)),
+        idle_api_cpu_percent_of_core: median(&idle_api_runs),
+        idle_runs_cpu_percent_of_core: idle_runs,
+        idle_api_runs_cpu_percent_of_core: idle_api_runs,
         peak_rss_mb_1_radio: m.peak_rss_mb.0,
         peak_rss_mb_10_radios: m.peak_rss_mb.1,
+        peak_rss_mb_1_radio_no_api: m.peak_rss_mb_no_api.0,
+        peak_rss_mb_10_radios_no_api: m.peak_rss_mb_no_api.1,
         device: m.device.clone(),
     }
 }

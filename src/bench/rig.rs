@@ -2,16 +2,23 @@
 //! engines the benchmark ticks itself, and radios whose audio goes through the sound card's
 //! rings ([`RingCapture`], [`RingPlayback`]) with the benchmark playing the sound card.
 
+use super::dashboard::Dashboard;
 use super::{BenchError, cpu_time};
+use crate::api::levels::LevelTap;
+use crate::api::metrics::Metrics;
+use crate::api::protocol::{Catalogue, Codec};
+use crate::api::ws::Timings;
 use crate::audio::opus::EncoderSettings;
 use crate::audio::sound::rings::{RingCapture, RingPlayback};
 use crate::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
+use crate::config::{ApiConfig, ApiTokens};
 use crate::gateway::engine::Engine;
 use crate::gateway::machine::Timers;
 use crate::gateway::{self, DrivenParts, EngineDrive, GatewayError, RadioParts};
 use crate::radio::sim::{FlagCarrier, SimPtt};
 use crate::secret::Secret;
-use crate::state::{GatewayEvent, StateHub};
+use crate::state::unix_ms;
+use crate::state::{GatewayEvent, GatewayState, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{SessionConfig, SessionHandle};
 use crate::zello::sim::{SimConfig, SimHandle, SimServer};
@@ -56,7 +63,7 @@ pub(crate) fn bench_timers() -> Timers {
 /// and waits up to [`SETUP_TIMEOUT`] for `run` to send what it started, or why it could not,
 /// on its channel: the thread and what it started. A runtime that cannot be built is
 /// reported the same way; `what` names what is started in the error.
-fn start_runtime_thread<T: Send + 'static>(
+pub(crate) fn start_runtime_thread<T: Send + 'static>(
     name: String,
     what: String,
     build: impl FnOnce() -> std::io::Result<tokio::runtime::Runtime> + Send + 'static,
@@ -462,6 +469,18 @@ impl Drop for Net {
     }
 }
 
+/// Whether a gateway serves its status API, and whether anyone watches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ApiMode {
+    /// No API (the daemon with `[api] enabled = false`).
+    #[default]
+    Off,
+    /// The API as the daemon runs it, nobody connected.
+    On,
+    /// The API and one [`Dashboard`] subscribed to every room.
+    Dashboard,
+}
+
 /// One gateway to set up.
 pub(crate) struct SideSpec {
     /// The start of its threads' names (see [`Net`]), at most 8 bytes.
@@ -471,6 +490,33 @@ pub(crate) struct SideSpec {
     /// (radio name, channel) of each radio.
     pub(crate) radios: Vec<(String, String)>,
     pub(crate) settings: EncoderSettings,
+    /// The status API beside the gateway, on the gateway's runtime as in the daemon.
+    pub(crate) api: ApiMode,
+}
+
+/// What the API serves beside the state, as `api::service::setup` builds it from the
+/// configuration: metrics, the catalogue with each radio's codec, the radios' meters.
+fn api_setup(spec: &SideSpec, meters: &gateway::Meters) -> crate::api::Setup {
+    let radios = || spec.radios.iter().cloned();
+    let codec = Codec {
+        sample_rate_hz: spec.settings.sample_rate,
+        frame_ms: spec.settings.frame_ms,
+        frames_per_packet: spec.settings.frames_per_packet,
+    };
+    let mut catalogue = Catalogue::new(&GatewayState::new(radios()));
+    for (name, _) in &spec.radios {
+        catalogue = catalogue.with_codec(name, codec);
+    }
+    crate::api::Setup {
+        metrics: Arc::new(Metrics::new(
+            radios(),
+            unix_ms(std::time::SystemTime::now()),
+        )),
+        catalogue,
+        levels: LevelTap::from_meters(meters, spec.radios.iter().map(|(name, _)| name)),
+        control: None,
+        timings: Timings::default(),
+    }
 }
 
 /// A gateway whose engines the benchmark ticks, with its radios.
@@ -486,6 +532,9 @@ pub(crate) struct Side {
     task: Option<tokio::task::JoinHandle<Result<(), GatewayError>>>,
     /// The start of the names of the gateway's network threads.
     pub(crate) threads: String,
+    /// The dashboard watching the API, when there is one (on a thread of its own, named
+    /// `dash-` and the gateway's threads).
+    pub(crate) dashboard: Option<Dashboard>,
     /// Dropped last: the gateway's tasks stop before their runtime does.
     net: Net,
 }
@@ -555,15 +604,46 @@ impl Side {
         let net = Net::start(&spec.threads)?;
         let rt = net.handle();
         let shutdown = CancellationToken::new();
-        let (observer_tx, observer) = StateHub::channel(4096);
+        // As the daemon starts it: the state knows the radios from the start.
+        let hub = StateHub::with_capacity(GatewayState::new(spec.radios.iter().cloned()), 4096);
+        let observer = hub.subscribe();
+        let meters = gateway::Meters::new();
+        let api = match spec.api {
+            ApiMode::Off => None,
+            ApiMode::On | ApiMode::Dashboard => {
+                let config = ApiConfig {
+                    listen: "127.0.0.1:0".into(),
+                    ..ApiConfig::default()
+                };
+                let setup_api = api_setup(&spec, &meters);
+                let running = rt
+                    .block_on(crate::api::start(
+                        &config,
+                        &ApiTokens::default(),
+                        hub.clone(),
+                        setup_api,
+                        shutdown.clone(),
+                    ))
+                    .map_err(|e| setup(format!("the status API: {e}")))?;
+                Some(running.addr)
+            }
+        };
+        // Connected before the gateway starts, so it gets every event.
+        let dashboard = match (spec.api, api) {
+            (ApiMode::Dashboard, Some(addr)) => {
+                Some(Dashboard::start(addr, &format!("dash-{}", spec.threads))?)
+            }
+            _ => None,
+        };
         let (to, from) = oneshot::channel::<DrivenParts>();
         let task = rt.spawn(gateway::run_with(
             config,
             parts,
             shutdown.clone(),
-            observer_tx,
+            hub,
             gateway::RunOptions {
                 drive: EngineDrive::Caller(to),
+                meters,
                 ..Default::default()
             },
         ));
@@ -594,6 +674,7 @@ impl Side {
             shutdown,
             task: Some(task),
             threads: spec.threads,
+            dashboard,
             net,
         })
     }

@@ -9,7 +9,7 @@
 //! radio has sent and played a message the child stops its gateway and reports its peak
 //! resident set (VmHWM).
 
-use super::rig::{CARD_RATE, Emulator, Side, SideSpec, Source};
+use super::rig::{ApiMode, CARD_RATE, Emulator, Side, SideSpec, Source};
 use super::{BenchError, Clock, SEED, peak_rss_kb};
 use crate::audio::opus::EncoderSettings;
 use crate::audio::speech::speech_like;
@@ -31,6 +31,8 @@ pub struct RssChildOptions {
     pub seconds: f32,
     /// The encoder settings of every radio.
     pub settings: EncoderSettings,
+    /// Serve the status API as the daemon does (127.0.0.1, a free port, nobody connected).
+    pub api: bool,
 }
 
 /// What the child reports on its standard output, as one line of JSON.
@@ -44,6 +46,9 @@ pub struct RssChildReport {
     pub sent: usize,
     /// Messages the radios played.
     pub played: usize,
+    /// Whether the status API ran.
+    #[serde(default)]
+    pub api: bool,
 }
 
 fn channel(i: usize) -> String {
@@ -69,11 +74,16 @@ pub fn rss_child(opts: &RssChildOptions) -> Result<RssChildReport, BenchError> {
     let mut side = Side::start(SideSpec {
         threads: "gw".into(),
         server: opts.server.clone(),
-        user: format!("bench-gateway-{}", opts.radios),
+        user: format!(
+            "bench-gateway-{}{}",
+            opts.radios,
+            if opts.api { "-api" } else { "" }
+        ),
         radios: (0..opts.radios)
             .map(|i| (format!("radio-{i}"), channel(i)))
             .collect(),
         settings: opts.settings.clone(),
+        api: if opts.api { ApiMode::On } else { ApiMode::Off },
     })?;
     side.wait_online()?;
     let clip = speech_loop();
@@ -120,27 +130,30 @@ pub fn rss_child(opts: &RssChildOptions) -> Result<RssChildReport, BenchError> {
         peak_rss_kb: peak_rss_kb().ok_or_else(|| failed("cannot read VmHWM".into()))?,
         sent,
         played,
+        api: opts.api,
     })
 }
 
-/// Runs a child with `radios` radios against `emulator`, answers its messages, and returns
-/// its report.
+/// Runs a child with `radios` radios (and its status API, with `api`) against `emulator`,
+/// answers its messages, and returns its report.
 pub(crate) fn measure(
     emulator: &Emulator,
     exe: &Path,
     radios: usize,
     seconds: f32,
     settings: &EncoderSettings,
+    api: bool,
 ) -> Result<RssChildReport, BenchError> {
     let failed = |message: String| BenchError::Child { radios, message };
     let mut peer = Side::start(SideSpec {
         threads: "gw-peer".into(),
         server: emulator.url.clone(),
-        user: format!("bench-peer-{radios}"),
+        user: format!("bench-peer-{radios}{}", if api { "-api" } else { "" }),
         radios: (0..radios)
             .map(|i| (format!("peer-{i}"), channel(i)))
             .collect(),
         settings: settings.clone(),
+        api: ApiMode::Off,
     })?;
     peer.wait_online()?;
     let mut command = Command::new(exe);
@@ -156,6 +169,9 @@ pub(crate) fn measure(
     }
     if settings.fec {
         command.arg("--fec");
+    }
+    if api {
+        command.arg("--rss-api");
     }
     let mut child = command
         .stdin(Stdio::null())
@@ -214,6 +230,12 @@ pub(crate) fn measure(
         .unwrap_or("");
     let report: RssChildReport = serde_json::from_str(line)
         .map_err(|e| failed(format!("unreadable report {line:?}: {e}")))?;
+    if report.api != api {
+        return Err(failed(format!(
+            "the child ran {} the status API",
+            if report.api { "with" } else { "without" }
+        )));
+    }
     if report.sent != radios || report.played != radios {
         return Err(failed(format!(
             "{} of {radios} messages sent, {} played",
