@@ -366,14 +366,27 @@ where
         Ok(())
     }
 
+    /// The latest `LEVEL`s of the rooms the socket takes, sent together with one flush (the
+    /// sequence number read without copying the state: this runs five times a second).
     async fn send_levels(&mut self) -> Result<(), End> {
-        let seq = self.ctx.feed.hub().snapshot().seq;
+        let seq = self.ctx.feed.hub().seq();
         let subs = &self.subs;
         let levels = self.ctx.levels.read(|room| subs.wants(room), seq);
-        for json in levels {
-            self.send_json(json).await?;
+        let messages = levels
+            .into_iter()
+            .filter_map(|json| Utf8Bytes::try_from(json).ok().map(Message::Text));
+        let ws = &mut self.ws;
+        let all = async {
+            for m in messages {
+                ws.feed(m).await?;
+            }
+            ws.flush().await
+        };
+        match timeout(self.ctx.timings.stall, all).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(self.stalled().await),
         }
-        Ok(())
     }
 
     async fn ping(&mut self) -> Result<(), End> {
@@ -408,14 +421,16 @@ where
         match timeout(self.ctx.timings.stall, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
-            Err(_) => {
-                self.ctx.feed.metrics().ws_slow_consumer_disconnected();
-                info!(socket = %self.seat.id(), stall_s = self.ctx.timings.stall.as_secs_f32(), "status API socket closed: it stopped reading (1013)");
-                Err(self
-                    .close(CloseCode::Again, "too slow: the socket stopped reading")
-                    .await)
-            }
+            Err(_) => Err(self.stalled().await),
         }
+    }
+
+    /// The client took nothing for the stall limit: closed with 1013.
+    async fn stalled(&mut self) -> End {
+        self.ctx.feed.metrics().ws_slow_consumer_disconnected();
+        info!(socket = %self.seat.id(), stall_s = self.ctx.timings.stall.as_secs_f32(), "status API socket closed: it stopped reading (1013)");
+        self.close(CloseCode::Again, "too slow: the socket stopped reading")
+            .await
     }
 
     async fn on_read_error(&mut self, e: tokio_tungstenite::tungstenite::Error) -> End {

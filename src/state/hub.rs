@@ -94,6 +94,11 @@ impl StateHub {
         self.inner.state.subscribe()
     }
 
+    /// The sequence number of the last event applied, without copying the state.
+    pub fn seq(&self) -> u64 {
+        self.inner.state.borrow().seq
+    }
+
     /// A copy of the state now.
     pub fn snapshot(&self) -> GatewayState {
         self.inner.state.borrow().clone()
