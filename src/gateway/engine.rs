@@ -225,7 +225,14 @@ pub struct Engine {
     /// is recorded once when it ends, so a reading never stays open by itself.
     rx_metered_open: bool,
     tx_metered_open: bool,
+    /// Frames to skip before the next one measured with the squelch closed: a watcher reads
+    /// at most every [`CLOSED_METER_EVERY`], so most closed frames stay unconverted.
+    closed_meter_wait: u32,
 }
+
+/// How often a closed squelch's level is measured while someone watches: as often as the
+/// API sends a `LEVEL`. Converting every closed frame would cost what an idle radio saves.
+pub const CLOSED_METER_EVERY: Duration = Duration::from_millis(200);
 
 impl Engine {
     /// Builds an engine. The input must deliver audio at the encoder's rate, and the output
@@ -290,6 +297,7 @@ impl Engine {
             meter: Arc::new(LiveMeter::new()),
             rx_metered_open: false,
             tx_metered_open: false,
+            closed_meter_wait: 0,
         })
     }
 
@@ -444,7 +452,7 @@ impl Engine {
         } else {
             Some(self.detect(SILENCE_DBFS))
         };
-        let metered = self.meter.is_wanted();
+        let metered = self.meter.is_wanted() && self.closed_meter_due(early == Some(false));
         let taken = if early == Some(false) && !metered {
             self.input.skip_frame(&mut self.frame)
         } else {
@@ -519,6 +527,22 @@ impl Engine {
         if self.packet_fill == self.packet_pcm.len() {
             self.encode_packet();
         }
+    }
+
+    /// Whether a watched radio's frame is to be measured: every frame while the squelch is
+    /// open (`closed` false), else one every [`CLOSED_METER_EVERY`].
+    fn closed_meter_due(&mut self, closed: bool) -> bool {
+        if !closed {
+            self.closed_meter_wait = 0;
+            return true;
+        }
+        if self.closed_meter_wait > 0 {
+            self.closed_meter_wait -= 1;
+            return false;
+        }
+        let every = (CLOSED_METER_EVERY.as_millis() as u32 / self.frame_ms.max(1)).max(1);
+        self.closed_meter_wait = every - 1;
+        true
     }
 
     /// Records the received frame's levels, as the card gave them (before the receive
@@ -1530,14 +1554,15 @@ mod tests {
         }
         assert_eq!(counts(), (0, 3), "nobody watches: skipped, not converted");
         assert_eq!(rx().frames, 0, "and not measured");
-        // An installer watches: every frame read and measured, squelch closed.
+        // An installer watches: one frame in CLOSED_METER_EVERY (three of 60 ms here) read
+        // and measured with the squelch closed, the others still skipped.
         let guard = meter.want();
-        for _ in 0..4 {
+        for _ in 0..6 {
             r.engine.tick();
         }
-        assert_eq!(counts(), (4, 3));
+        assert_eq!(counts(), (2, 7));
         let reading = rx();
-        assert_eq!(reading.frames, 4);
+        assert_eq!(reading.frames, 2);
         assert!(!reading.open);
         assert!((reading.peak_dbfs + 20.0).abs() < 0.1, "{reading:?}");
         assert!((reading.rms_dbfs + 23.0).abs() < 0.1, "{reading:?}");
@@ -1548,11 +1573,11 @@ mod tests {
         flag.set(true);
         r.engine.tick();
         assert!(rx().open);
-        assert_eq!(rx().frames, 5);
+        assert_eq!(rx().frames, 3);
         // The installer leaves: back to skipping, but an open squelch is still measured.
         drop(guard);
         r.engine.tick();
-        assert_eq!(rx().frames, 6);
+        assert_eq!(rx().frames, 4);
         assert!(rx().open);
         flag.set(false);
         r.cmd.try_send(EngineCommand::KeepEncoding(false)).unwrap();
@@ -1563,7 +1588,7 @@ mod tests {
         assert_eq!(counts(), (before.0, before.1 + 3), "skipped again");
         let closed = rx();
         assert_eq!(
-            closed.frames, 7,
+            closed.frames, 5,
             "one closed reading when the squelch closed"
         );
         assert!(!closed.open);
