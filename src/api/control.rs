@@ -15,7 +15,7 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// The longest reason kept, in characters.
 pub const MAX_REASON_CHARS: usize = 200;
@@ -104,11 +104,8 @@ async fn tx_inhibit(
         tokio::task::spawn_blocking(move || controls.tx_inhibit(&radio, inhibit, kept)).await;
     match done {
         Ok(Ok(())) => {
-            if inhibit {
-                warn!(radio = %name, reason = reason.as_deref().unwrap_or(""), "TX inhibited through the status API");
-            } else {
-                info!(radio = %name, "TX allowed through the status API");
-            }
+            // Who asked; the radio's own line (a warning) says what it does.
+            info!(radio = %name, inhibit, "TX inhibit changed through the status API");
             success(json!({"radio": name, "inhibited": inhibit, "reason": reason}))
         }
         Ok(Err(e)) => answer(&name, e),
