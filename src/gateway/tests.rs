@@ -1363,8 +1363,10 @@ async fn each_radio_writes_its_levels_to_the_callers_meters() {
         .expect("engines handed over");
     let engine = &mut driven.engines[0];
     assert!(Arc::ptr_eq(&engine.meter(), watching.meter()));
-    engine.tick();
-    engine.tick();
+    // Squelch closed: one frame in every 200 ms (three of 60 ms) is measured.
+    for _ in 0..4 {
+        engine.tick();
+    }
     let reading = meters.get("vhf1").unwrap().read(MeterDirection::Receive);
     assert_eq!(reading.frames, 2);
     assert!(!reading.open);
