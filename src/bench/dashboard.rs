@@ -4,15 +4,13 @@
 //! from the gateway's (a dashboard runs in a browser, not in the gateway), and it counts
 //! what it got, so a run that measured nothing shows.
 
-use super::rig::start_runtime_thread;
-use super::{BenchError, cpu_time};
+use super::BenchError;
+use super::rig::{TimedThread, answer_cpu, start_runtime_thread};
 use futures_util::{SinkExt as _, StreamExt as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What the dashboard subscribes to: every room there is.
@@ -111,8 +109,7 @@ pub(crate) struct Dashboard {
     counts: Arc<Counts>,
     /// Hears when the API closed the socket.
     closed: std::sync::mpsc::Receiver<()>,
-    commands: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<Duration>>>,
-    thread: Option<JoinHandle<()>>,
+    thread: TimedThread,
 }
 
 impl Dashboard {
@@ -122,8 +119,7 @@ impl Dashboard {
         let counts = Arc::new(Counts::default());
         let noted = counts.clone();
         let (closed_tx, closed) = std::sync::mpsc::channel();
-        let (commands, mut command_rx) =
-            mpsc::unbounded_channel::<std::sync::mpsc::Sender<Duration>>();
+        let (commands, mut command_rx) = TimedThread::channel();
         let (thread, ()) = start_runtime_thread(
             thread.into(),
             format!("a dashboard of the API at {addr}"),
@@ -162,12 +158,7 @@ impl Dashboard {
                                 Some(Err(_)) | None => break,
                             },
                             command = command_rx.recv() => match command {
-                                // Every task of this runtime runs on this thread, so this
-                                // thread's CPU time is the dashboard's.
-                                Some(reply) => {
-                                    let _ = reply
-                                        .send(cpu_time(libc::RUSAGE_THREAD).unwrap_or_default());
-                                }
+                                Some(reply) => answer_cpu(reply),
                                 None => return,
                             },
                         }
@@ -178,7 +169,7 @@ impl Dashboard {
                     let _ = closed_tx.send(());
                     // The API has closed: answer what is asked until dropped.
                     while let Some(reply) = command_rx.recv().await {
-                        let _ = reply.send(cpu_time(libc::RUSAGE_THREAD).unwrap_or_default());
+                        answer_cpu(reply);
                     }
                 });
             },
@@ -186,8 +177,7 @@ impl Dashboard {
         Ok(Dashboard {
             counts,
             closed,
-            commands: Some(commands),
-            thread: Some(thread),
+            thread: TimedThread::new("dashboard", commands, thread),
         })
     }
 
@@ -205,28 +195,7 @@ impl Dashboard {
 
     /// The CPU time the dashboard's thread has used so far.
     pub(crate) fn cpu(&self) -> Result<Duration, BenchError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let failed = || BenchError::Failed {
-            phase: "dashboard",
-            message: "the dashboard's thread stopped".into(),
-        };
-        self.commands
-            .as_ref()
-            .ok_or_else(failed)?
-            .send(tx)
-            .map_err(|_| failed())?;
-        rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| failed())
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        // Closing the command channel stops the dashboard.
-        self.commands.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread.cpu()
     }
 }
 

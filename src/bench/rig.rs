@@ -92,6 +92,73 @@ pub(crate) fn start_runtime_thread<T: Send + 'static>(
     Ok((thread, started))
 }
 
+/// What a [`TimedThread`]'s runtime hears: requests for its thread's CPU time.
+pub(crate) type CpuRequests = mpsc::UnboundedReceiver<std::sync::mpsc::Sender<Duration>>;
+
+/// Answers a CPU-time request with this thread's own time (every task of a
+/// current-thread runtime runs on its thread).
+pub(crate) fn answer_cpu(reply: std::sync::mpsc::Sender<Duration>) {
+    let _ = reply.send(cpu_time(libc::RUSAGE_THREAD).unwrap_or_default());
+}
+
+/// A thread running something beside the gateways (the emulator, a dashboard), whose CPU
+/// time can be asked for so it is left out of the gateways'. Dropping it closes the request
+/// channel, which stops the thread, and waits for it.
+pub(crate) struct TimedThread {
+    /// What runs there, for errors.
+    phase: &'static str,
+    requests: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<Duration>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TimedThread {
+    /// The request channel: the sender for [`TimedThread::new`], the receiver for the
+    /// thread's runtime (it answers with [`answer_cpu`] and stops once it closes).
+    pub(crate) fn channel() -> (
+        mpsc::UnboundedSender<std::sync::mpsc::Sender<Duration>>,
+        CpuRequests,
+    ) {
+        mpsc::unbounded_channel()
+    }
+
+    pub(crate) fn new(
+        phase: &'static str,
+        requests: mpsc::UnboundedSender<std::sync::mpsc::Sender<Duration>>,
+        thread: JoinHandle<()>,
+    ) -> Self {
+        TimedThread {
+            phase,
+            requests: Some(requests),
+            thread: Some(thread),
+        }
+    }
+
+    /// The CPU time the thread has used so far.
+    pub(crate) fn cpu(&self) -> Result<Duration, BenchError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let failed = || BenchError::Failed {
+            phase: self.phase,
+            message: format!("the {}'s thread stopped", self.phase),
+        };
+        self.requests
+            .as_ref()
+            .ok_or_else(failed)?
+            .send(tx)
+            .map_err(|_| failed())?;
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| failed())
+    }
+}
+
+impl Drop for TimedThread {
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The name of the emulator's thread.
 pub(crate) const EMULATOR_THREAD: &str = "bench-emulator";
 
@@ -102,15 +169,13 @@ pub(crate) struct Emulator {
     pub(crate) url: String,
     /// The emulator itself: its log and who is online.
     pub(crate) sim: SimHandle,
-    commands: Option<mpsc::UnboundedSender<std::sync::mpsc::Sender<Duration>>>,
-    thread: Option<JoinHandle<()>>,
+    thread: TimedThread,
 }
 
 impl Emulator {
     /// Starts the emulator on 127.0.0.1 with a free port.
     pub(crate) fn start() -> Result<Emulator, BenchError> {
-        let (commands, mut command_rx) =
-            mpsc::unbounded_channel::<std::sync::mpsc::Sender<Duration>>();
+        let (commands, mut command_rx) = TimedThread::channel();
         let (thread, sim) = start_runtime_thread(
             EMULATOR_THREAD.into(),
             "the Zello emulator".into(),
@@ -130,10 +195,8 @@ impl Emulator {
                         }
                     };
                     let _ = ready_tx.send(Ok(handle.clone()));
-                    // Every task of this runtime runs on this thread, so this thread's CPU
-                    // time is the emulator's.
                     while let Some(reply) = command_rx.recv().await {
-                        let _ = reply.send(cpu_time(libc::RUSAGE_THREAD).unwrap_or_default());
+                        answer_cpu(reply);
                     }
                     handle.shutdown();
                     handle.closed(Duration::from_secs(2)).await;
@@ -144,35 +207,13 @@ impl Emulator {
             addr: sim.local_addr(),
             url: sim.url(),
             sim,
-            commands: Some(commands),
-            thread: Some(thread),
+            thread: TimedThread::new("emulator", commands, thread),
         })
     }
 
     /// The CPU time the emulator's thread has used so far.
     pub(crate) fn cpu(&self) -> Result<Duration, BenchError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let failed = || BenchError::Failed {
-            phase: "emulator",
-            message: "the emulator's thread stopped".into(),
-        };
-        self.commands
-            .as_ref()
-            .ok_or_else(failed)?
-            .send(tx)
-            .map_err(|_| failed())?;
-        rx.recv_timeout(Duration::from_secs(5))
-            .map_err(|_| failed())
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        // Closing the command channel stops the emulator.
-        self.commands.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread.cpu()
     }
 }
 
