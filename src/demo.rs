@@ -399,25 +399,18 @@ async fn dashboard(
     meters: &gateway::Meters,
     shutdown: &CancellationToken,
 ) -> Option<std::net::SocketAddr> {
-    use crate::api::protocol::{Catalogue, Codec};
+    use crate::api::protocol::Codec;
     for listen in [DASHBOARD_LISTEN, "127.0.0.1:0"] {
         let config = crate::config::ApiConfig {
             listen: listen.into(),
             ..Default::default()
         };
-        let setup = crate::api::Setup {
-            metrics: std::sync::Arc::new(crate::api::metrics::Metrics::new(
-                [("radio1", CHANNEL)],
-                crate::state::unix_ms(std::time::SystemTime::now()),
-            )),
-            catalogue: Catalogue::new(&hub.snapshot()).with_codec(
-                "radio1",
-                Codec::from(&crate::config::CodecConfig::default()),
-            ),
-            levels: crate::api::levels::LevelTap::from_meters(meters, ["radio1"]),
-            control: None,
-            timings: Default::default(),
+        let radio = crate::api::server::ApiRadio {
+            name: "radio1".into(),
+            channel: CHANNEL.into(),
+            codec: Codec::from(&crate::config::CodecConfig::default()),
         };
+        let setup = crate::api::Setup::for_radios(&[radio], meters, None);
         let tokens = crate::config::ApiTokens::default();
         if let Ok(running) =
             crate::api::start(&config, &tokens, hub.clone(), setup, shutdown.clone()).await

@@ -79,6 +79,41 @@ pub struct Setup {
     pub timings: Timings,
 }
 
+/// One radio as the API knows it: its name, its channel and the codec of its messages.
+#[derive(Debug, Clone)]
+pub struct ApiRadio {
+    pub name: String,
+    pub channel: String,
+    pub codec: super::protocol::Codec,
+}
+
+impl Setup {
+    /// What the API of these radios serves: metrics with every label combination at 0,
+    /// the catalogue with each radio's codec, the radios' meters from `meters`, `control`,
+    /// the default timings.
+    pub fn for_radios(
+        radios: &[ApiRadio],
+        meters: &crate::gateway::Meters,
+        control: Option<crate::gateway::Controls>,
+    ) -> Setup {
+        let pairs = || radios.iter().map(|r| (r.name.clone(), r.channel.clone()));
+        let mut catalogue = Catalogue::new(&crate::state::GatewayState::new(pairs()));
+        for r in radios {
+            catalogue = catalogue.with_codec(&r.name, r.codec);
+        }
+        Setup {
+            metrics: Arc::new(Metrics::new(
+                pairs(),
+                crate::state::unix_ms(std::time::SystemTime::now()),
+            )),
+            catalogue,
+            levels: LevelTap::from_meters(meters, radios.iter().map(|r| &r.name)),
+            control,
+            timings: Timings::default(),
+        }
+    }
+}
+
 /// A running API.
 pub struct Running {
     /// The address it listens on (the port the system chose when `listen` had port 0).

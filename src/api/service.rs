@@ -2,17 +2,13 @@
 //! so that it sees every event, and kept trying when its port is taken (the gateway bridges
 //! meanwhile: the API is a window on it, not a part it needs).
 
-use super::levels::LevelTap;
-use super::metrics::Metrics;
-use super::protocol::{Catalogue, Codec};
-use super::server::{ApiError, Setup, start};
-use super::ws::Timings;
+use super::protocol::Codec;
+use super::server::{ApiError, ApiRadio, Setup, start};
 use crate::config::{ApiTokens, Config};
-use crate::gateway::Controls;
+use crate::gateway::{Controls, Meters};
 use crate::net::Backoff;
-use crate::state::{StateHub, unix_ms};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use crate::state::StateHub;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -22,30 +18,17 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What the API serves beyond the state, built once from the configuration.
-pub fn setup(config: &Config, levels: LevelTap, control: Option<Controls>) -> Setup {
-    let metrics = Metrics::new(
-        config
-            .radios
-            .iter()
-            .map(|r| (r.name.clone(), r.channel.clone())),
-        unix_ms(SystemTime::now()),
-    );
-    let mut catalogue = Catalogue::new(&crate::state::GatewayState::new(
-        config
-            .radios
-            .iter()
-            .map(|r| (r.name.clone(), r.channel.clone())),
-    ));
-    for r in &config.radios {
-        catalogue = catalogue.with_codec(&r.name, Codec::from(&r.codec));
-    }
-    Setup {
-        metrics: Arc::new(metrics),
-        catalogue,
-        levels,
-        control,
-        timings: Timings::default(),
-    }
+pub fn setup(config: &Config, meters: &Meters, control: Option<Controls>) -> Setup {
+    let radios: Vec<ApiRadio> = config
+        .radios
+        .iter()
+        .map(|r| ApiRadio {
+            name: r.name.clone(),
+            channel: r.channel.clone(),
+            codec: Codec::from(&r.codec),
+        })
+        .collect();
+    Setup::for_radios(&radios, meters, control)
 }
 
 /// Starts the API of `config` (unless `[api] enabled = false`) on `hub` until `shutdown`.
@@ -56,7 +39,7 @@ pub async fn spawn(
     config: &Config,
     tokens: ApiTokens,
     hub: StateHub,
-    levels: LevelTap,
+    meters: Meters,
     control: Option<Controls>,
     shutdown: CancellationToken,
 ) -> Option<std::net::SocketAddr> {
@@ -69,7 +52,7 @@ pub async fn spawn(
         &api,
         &tokens,
         hub.clone(),
-        setup(config, levels.clone(), control.clone()),
+        setup(config, &meters, control.clone()),
         shutdown.clone(),
     )
     .await;
@@ -88,7 +71,7 @@ pub async fn spawn(
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            let setup = setup(&config, levels.clone(), control.clone());
+            let setup = setup(&config, &meters, control.clone());
             match start(&api, &tokens, hub.clone(), setup, shutdown.clone()).await {
                 Ok(running) => {
                     info!(address = %running.addr, "status API started after all");

@@ -4,10 +4,8 @@
 
 use super::dashboard::Dashboard;
 use super::{BenchError, cpu_time};
-use crate::api::levels::LevelTap;
-use crate::api::metrics::Metrics;
-use crate::api::protocol::{Catalogue, Codec};
-use crate::api::ws::Timings;
+use crate::api::protocol::Codec;
+use crate::api::server::ApiRadio;
 use crate::audio::opus::EncoderSettings;
 use crate::audio::sound::rings::{RingCapture, RingPlayback};
 use crate::audio::{AudioError, AudioInput, AudioOutput, CODEC_RATE};
@@ -17,7 +15,6 @@ use crate::gateway::machine::Timers;
 use crate::gateway::{self, DrivenParts, EngineDrive, GatewayError, RadioParts};
 use crate::radio::sim::{FlagCarrier, SimPtt};
 use crate::secret::Secret;
-use crate::state::unix_ms;
 use crate::state::{GatewayEvent, GatewayState, StateHub};
 use crate::zello::protocol::CodecHeader;
 use crate::zello::session::{SessionConfig, SessionHandle};
@@ -538,26 +535,21 @@ pub(crate) struct SideSpec {
 /// What the API serves beside the state, as `api::service::setup` builds it from the
 /// configuration: metrics, the catalogue with each radio's codec, the radios' meters.
 fn api_setup(spec: &SideSpec, meters: &gateway::Meters) -> crate::api::Setup {
-    let radios = || spec.radios.iter().cloned();
     let codec = Codec {
         sample_rate_hz: spec.settings.sample_rate,
         frame_ms: spec.settings.frame_ms,
         frames_per_packet: spec.settings.frames_per_packet,
     };
-    let mut catalogue = Catalogue::new(&GatewayState::new(radios()));
-    for (name, _) in &spec.radios {
-        catalogue = catalogue.with_codec(name, codec);
-    }
-    crate::api::Setup {
-        metrics: Arc::new(Metrics::new(
-            radios(),
-            unix_ms(std::time::SystemTime::now()),
-        )),
-        catalogue,
-        levels: LevelTap::from_meters(meters, spec.radios.iter().map(|(name, _)| name)),
-        control: None,
-        timings: Timings::default(),
-    }
+    let radios: Vec<ApiRadio> = spec
+        .radios
+        .iter()
+        .map(|(name, channel)| ApiRadio {
+            name: name.clone(),
+            channel: channel.clone(),
+            codec,
+        })
+        .collect();
+    crate::api::Setup::for_radios(&radios, meters, None)
 }
 
 /// A gateway whose engines the benchmark ticks, with its radios.

@@ -127,7 +127,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         &config,
         config.api_tokens()?,
         hub.clone(),
-        crate::api::levels::LevelTap::from_meters(&meters, config.radios.iter().map(|r| &r.name)),
+        meters.clone(),
         Some(controls.clone()),
         shutdown.clone(),
     )
