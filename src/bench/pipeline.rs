@@ -110,7 +110,11 @@ pub(crate) fn run(
         },
     };
     // Threads of their own name with the API, so runs side by side (tests) count apart.
-    let (ta, tb) = if api { ("api-a", "api-b") } else { ("gw-a", "gw-b") };
+    let (ta, tb) = if api {
+        ("api-a", "api-b")
+    } else {
+        ("gw-a", "gw-b")
+    };
     let mut a = Side::start(spec(ta, "bench-a", "radio-a"))?;
     let mut b = Side::start(spec(tb, "bench-b", "radio-b"))?;
     a.wait_online()?;
