@@ -10,6 +10,7 @@ use super::protocol::{
     parse_client, snapshot,
 };
 use super::sockets::Seat;
+use crate::service::slack::SlackTimer;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use std::collections::HashMap;
@@ -47,6 +48,10 @@ pub struct Timings {
     pub stall: Duration,
     /// The least time between two `LEVEL`s of a radio.
     pub level_every: Duration,
+    /// How much later than `level_every` the next `LEVEL`s may go: they wait for a moment
+    /// the gateway's thread is awake anyway (a packet), and take a wake-up of their own only
+    /// when none comes within this time ([`crate::service::slack`]).
+    pub level_slack: Duration,
 }
 
 impl Default for Timings {
@@ -58,6 +63,7 @@ impl Default for Timings {
             dead_after: Duration::from_secs(60),
             stall: Duration::from_secs(10),
             level_every: Duration::from_millis(200),
+            level_slack: Duration::from_millis(100),
         }
     }
 }
@@ -150,8 +156,8 @@ where
         let timings = self.ctx.timings;
         let mut pings = interval_at(Instant::now() + timings.ping_every, timings.ping_every);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut levels = interval_at(Instant::now(), timings.level_every);
-        levels.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // The first LEVELs go at once, the next ones `level_every` after the last.
+        let mut levels = SlackTimer::new(Instant::now(), Instant::now());
         let mut level_guard = None;
         loop {
             let result = tokio::select! {
@@ -172,7 +178,11 @@ where
                     }
                 },
                 _ = pings.tick() => self.ping().await,
-                _ = levels.tick(), if level_guard.is_some() => self.send_levels().await,
+                _ = &mut levels, if level_guard.is_some() => {
+                    let next = Instant::now() + timings.level_every;
+                    levels.reset(next, next + timings.level_slack);
+                    self.send_levels().await
+                }
             };
             if let Err(end) = result {
                 return end;

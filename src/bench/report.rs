@@ -88,6 +88,11 @@ pub struct BenchReport {
     pub api_pipeline_cpu_s_per_audio_s: f64,
     /// That pipeline, run by run.
     pub api_pipeline_runs_cpu_s_per_audio_s: Vec<f64>,
+    /// Of that pipeline: the engines and sound cards, as `pipeline_engines_cpu_s_per_audio_s`
+    /// (median), so the API's cost can be told by side.
+    pub api_pipeline_engines_cpu_s_per_audio_s: f64,
+    /// Of that pipeline: the network side, where the API's server and sessions run (median).
+    pub api_pipeline_network_cpu_s_per_audio_s: f64,
     /// What the API and its dashboards' sessions add to the pipeline:
     /// `api_pipeline_cpu_s_per_audio_s - pipeline_cpu_s_per_audio_s` (can be below zero
     /// when the machine's noise is larger).
@@ -327,6 +332,16 @@ impl BenchReport {
         );
         row(
             &mut t,
+            "  of which engines / network side",
+            format!(
+                "{:.5} / {:.5}",
+                self.api_pipeline_engines_cpu_s_per_audio_s,
+                self.api_pipeline_network_cpu_s_per_audio_s
+            ),
+            "the API's server and sessions run on the network side".into(),
+        );
+        row(
+            &mut t,
             "  what the dashboards received (fewest)",
             format!("{} events", self.api_dashboard_events),
             format!(
@@ -487,6 +502,16 @@ pub(super) fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         .iter()
         .map(|p| per_audio_s(p, p.cpu.saturating_sub(p.engines_cpu)))
         .collect();
+    let api_engines_runs: Vec<f64> = m
+        .api_pipelines
+        .iter()
+        .map(|p| per_audio_s(p, p.engines_cpu))
+        .collect();
+    let api_network_runs: Vec<f64> = m
+        .api_pipelines
+        .iter()
+        .map(|p| per_audio_s(p, p.cpu.saturating_sub(p.engines_cpu)))
+        .collect();
     let emulator_runs: Vec<f64> = pipelines
         .iter()
         .map(|p| per_audio_s(p, p.emulator_cpu))
@@ -556,6 +581,8 @@ pub(super) fn report(opts: &BenchOptions, m: &Measured) -> BenchReport {
         wakeups_threads: thread_wakeups(pipelines),
         api_pipeline_cpu_s_per_audio_s: round(api_pipeline_per_s, 6),
         api_pipeline_runs_cpu_s_per_audio_s: runs(&api_pipeline_runs),
+        api_pipeline_engines_cpu_s_per_audio_s: round(median(&api_engines_runs).unwrap_or(0.0), 6),
+        api_pipeline_network_cpu_s_per_audio_s: round(median(&api_network_runs).unwrap_or(0.0), 6),
         api_added_cpu_s_per_audio_s: round(api_added, 6),
         api_added_cpu_percent_of_pipeline: round(100.0 * api_added / pipeline_per_s.max(1e-9), 2),
         api_dashboard_cpu_s_per_audio_s: round(median(&dashboard_runs).unwrap_or(0.0), 6),

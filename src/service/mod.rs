@@ -33,6 +33,7 @@
 
 pub mod logging;
 pub mod notify;
+pub mod slack;
 pub mod watchdog;
 
 pub use notify::{Notifier, NotifyError};
@@ -64,7 +65,8 @@ pub fn runtime_builder_with(workers: usize) -> tokio::runtime::Builder {
         b.worker_threads(workers);
         b
     };
-    builder.enable_all();
+    // Slack timers (the status API's LEVELs) ride on the wake-ups the thread makes anyway.
+    builder.enable_all().on_thread_park(slack::on_park);
     builder
 }
 

@@ -40,6 +40,7 @@ pub fn quick() -> Timings {
         dead_after: Duration::from_millis(1500),
         stall: Duration::from_secs(1),
         level_every: Duration::from_millis(200),
+        level_slack: Duration::from_millis(100),
     }
 }
 
