@@ -10,7 +10,7 @@
 use super::feed::Feed;
 use super::guard::Guard;
 use super::http::{failure, refused, router};
-use super::levels::LevelTap;
+use super::levels::{LevelFeed, LevelTap};
 use super::metrics::Metrics;
 use super::protocol::Catalogue;
 use super::sockets::Sockets;
@@ -139,13 +139,20 @@ pub async fn start(
         .map_err(|source| ApiError::Bind { addr, source })?;
     let guard = Arc::new(Guard::new(bound, config, tokens)?);
     let events = hub.subscribe_stamped();
+    let levels = LevelFeed::new(
+        setup.levels,
+        hub.clone(),
+        setup.timings.level_every,
+        setup.timings.level_slack,
+    );
+    tokio::spawn(levels.clone().run(shutdown.clone()));
     let feed = Feed::new(hub, setup.metrics);
     tokio::spawn(feed.clone().run(events, setup.catalogue, shutdown.clone()));
     let api = Arc::new(Api {
         ws: Arc::new(ws::Context {
             feed: feed.clone(),
             guard: guard.clone(),
-            levels: setup.levels,
+            levels,
             timings: setup.timings,
         }),
         feed,

@@ -4,13 +4,12 @@
 
 use super::feed::{Feed, Item, Replay, is_new};
 use super::guard::{Guard, WsAuth};
-use super::levels::LevelTap;
+use super::levels::{LevelFeed, LevelFrame};
 use super::protocol::{
     ClientOp, Encoded, ProtocolError, Room, RoomKind, ServerMessage, Subscription, Subscriptions,
     parse_client, snapshot,
 };
 use super::sockets::Seat;
-use crate::service::slack::SlackTimer;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use std::collections::HashMap;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -79,7 +78,7 @@ pub fn config() -> WebSocketConfig {
 pub struct Context {
     pub feed: Arc<Feed>,
     pub guard: Arc<Guard>,
-    pub levels: LevelTap,
+    pub levels: Arc<LevelFeed>,
     pub timings: Timings,
 }
 
@@ -156,9 +155,8 @@ where
         let timings = self.ctx.timings;
         let mut pings = interval_at(Instant::now() + timings.ping_every, timings.ping_every);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // The first LEVELs go at once, the next ones `level_every` after the last.
-        let mut levels = SlackTimer::new(Instant::now(), Instant::now());
-        let mut level_guard = None;
+        // The level frames, while the socket takes a levels room.
+        let mut levels = None;
         loop {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -178,19 +176,18 @@ where
                     }
                 },
                 _ = pings.tick() => self.ping().await,
-                _ = &mut levels, if level_guard.is_some() => {
-                    let next = Instant::now() + timings.level_every;
-                    levels.reset(next, next + timings.level_slack);
-                    self.send_levels().await
-                }
+                frame = next_frame(&mut levels) => match frame {
+                    Some(frame) => self.send_levels(&frame).await,
+                    None => Ok(()),
+                },
             };
             if let Err(end) = result {
                 return end;
             }
             // Levels are measured only while a session wants them.
-            match (wants_levels(&self.subs), level_guard.is_some()) {
-                (true, false) => level_guard = Some(self.ctx.levels.want()),
-                (false, true) => level_guard = None,
+            match (wants_levels(&self.subs), levels.is_some()) {
+                (true, false) => levels = Some(self.ctx.levels.watch()),
+                (false, true) => levels = None,
                 _ => {}
             }
         }
@@ -376,15 +373,17 @@ where
         Ok(())
     }
 
-    /// The latest `LEVEL`s of the rooms the socket takes, sent together with one flush (the
-    /// sequence number read without copying the state: this runs five times a second).
-    async fn send_levels(&mut self) -> Result<(), End> {
-        let seq = self.ctx.feed.hub().seq();
+    /// The `LEVEL`s of `frame` for the rooms the socket takes, sent together with one flush
+    /// (each radio's serialized once for every socket).
+    async fn send_levels(&mut self, frame: &LevelFrame) -> Result<(), End> {
         let subs = &self.subs;
-        let levels = self.ctx.levels.read(|room| subs.wants(room), seq);
-        let messages = levels
-            .into_iter()
-            .filter_map(|json| Utf8Bytes::try_from(json).ok().map(Message::Text));
+        let messages: Vec<Message> = frame
+            .messages(|room| subs.wants(room))
+            .filter_map(|json| Utf8Bytes::try_from(json.clone()).ok().map(Message::Text))
+            .collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
         let ws = &mut self.ws;
         let all = async {
             for m in messages {
@@ -462,6 +461,19 @@ where
         };
         let _ = timeout(Duration::from_secs(1), self.ws.close(Some(frame))).await;
         End::Closed
+    }
+}
+
+/// The next level frame while `levels` watches (never, else). `None`: the feed is gone.
+async fn next_frame(
+    levels: &mut Option<watch::Receiver<Arc<LevelFrame>>>,
+) -> Option<Arc<LevelFrame>> {
+    match levels {
+        Some(rx) => {
+            rx.changed().await.ok()?;
+            Some(rx.borrow_and_update().clone())
+        }
+        None => std::future::pending().await,
     }
 }
 
