@@ -59,14 +59,18 @@ pub fn runtime_builder() -> tokio::runtime::Builder {
 /// runtime [`runtime_builder`] gives), for `bench --runtime-workers` to compare the two.
 pub fn runtime_builder_with(workers: usize) -> tokio::runtime::Builder {
     let mut builder = if workers == 0 {
-        tokio::runtime::Builder::new_current_thread()
+        let mut b = tokio::runtime::Builder::new_current_thread();
+        // Slack timers (the status API's LEVELs) ride on the wake-ups the thread makes
+        // anyway. Not with worker threads: a task woken there just before a worker parks
+        // goes to the shared queue and wakes another worker, the cost it would save.
+        b.on_thread_park(slack::on_park);
+        b
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
         b.worker_threads(workers);
         b
     };
-    // Slack timers (the status API's LEVELs) ride on the wake-ups the thread makes anyway.
-    builder.enable_all().on_thread_park(slack::on_park);
+    builder.enable_all();
     builder
 }
 

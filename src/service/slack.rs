@@ -12,7 +12,8 @@
 //!
 //! Waits are kept per thread (the runtime's thread runs the task that waits), so one
 //! runtime's wake-ups never wake another's tasks. On a runtime without the hook (tests'
-//! runtimes) a wait simply ends at `late`.
+//! runtimes, and multi-thread runtimes, where a task woken as a worker parks wakes another
+//! worker) a wait simply ends at `late`.
 
 use std::cell::RefCell;
 use std::future::Future;
